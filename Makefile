@@ -1,0 +1,42 @@
+# expense-mesh: `make up` runs the whole mesh, `make test` runs the suite.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find proto -name '*.proto' | sort)
+
+.PHONY: up test gen lint buf bench clean-data
+
+$(STAMP): pyproject.toml package.json
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	npm install --no-audit --no-fund --silent
+	@touch $(STAMP)
+
+up: $(STAMP)
+	$(VPY) -m services.launcher up
+
+test: $(STAMP)
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+gen: $(STAMP)
+	rm -rf gen && mkdir -p gen
+	$(VPY) -m grpc_tools.protoc -Iproto -Ithird_party \
+	  --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	@# The gateways need the error detail types too, or Envoy drops error bodies.
+	$(VPY) -m grpc_tools.protoc -Iproto -Ithird_party \
+	  --include_imports --include_source_info --descriptor_set_out=gen/expense_mesh.binpb \
+	  $(PROTOS) google/rpc/error_details.proto google/rpc/status.proto
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff format --check services tests bench
+	npx --no-install buf lint
+
+bench: $(STAMP)
+	$(VPY) -m bench
+
+clean-data:
+	rm -rf .expense-mesh

@@ -1,0 +1,104 @@
+import datetime
+
+from google.protobuf import any_pb2 as _any_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EventEnvelope(_message.Message):
+    __slots__ = ("event_id", "type", "occurred_time", "user_id", "payload", "producer")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_TIME_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    type: str
+    occurred_time: _timestamp_pb2.Timestamp
+    user_id: str
+    payload: _any_pb2.Any
+    producer: str
+    def __init__(self, event_id: _Optional[str] = ..., type: _Optional[str] = ..., occurred_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., payload: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., producer: _Optional[str] = ...) -> None: ...
+
+class UserRegistered(_message.Message):
+    __slots__ = ("user_id", "email", "display_name")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    email: str
+    display_name: str
+    def __init__(self, user_id: _Optional[str] = ..., email: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class ExpenseSnapshot(_message.Message):
+    __slots__ = ("expense_id", "amount_minor", "currency", "spent_on", "category_id", "merchant", "source", "version")
+    EXPENSE_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    SPENT_ON_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    expense_id: str
+    amount_minor: int
+    currency: str
+    spent_on: str
+    category_id: str
+    merchant: str
+    source: str
+    version: int
+    def __init__(self, expense_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., spent_on: _Optional[str] = ..., category_id: _Optional[str] = ..., merchant: _Optional[str] = ..., source: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ExpenseCreated(_message.Message):
+    __slots__ = ("expense",)
+    EXPENSE_FIELD_NUMBER: _ClassVar[int]
+    expense: ExpenseSnapshot
+    def __init__(self, expense: _Optional[_Union[ExpenseSnapshot, _Mapping]] = ...) -> None: ...
+
+class ExpenseUpdated(_message.Message):
+    __slots__ = ("before", "after")
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    before: ExpenseSnapshot
+    after: ExpenseSnapshot
+    def __init__(self, before: _Optional[_Union[ExpenseSnapshot, _Mapping]] = ..., after: _Optional[_Union[ExpenseSnapshot, _Mapping]] = ...) -> None: ...
+
+class ExpenseDeleted(_message.Message):
+    __slots__ = ("before",)
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    before: ExpenseSnapshot
+    def __init__(self, before: _Optional[_Union[ExpenseSnapshot, _Mapping]] = ...) -> None: ...
+
+class CategoryChanged(_message.Message):
+    __slots__ = ("category_id", "name", "parent_id", "deleted", "reassigned_to")
+    CATEGORY_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    REASSIGNED_TO_FIELD_NUMBER: _ClassVar[int]
+    category_id: str
+    name: str
+    parent_id: str
+    deleted: bool
+    reassigned_to: str
+    def __init__(self, category_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_id: _Optional[str] = ..., deleted: _Optional[bool] = ..., reassigned_to: _Optional[str] = ...) -> None: ...
+
+class ProfileUpdated(_message.Message):
+    __slots__ = ("user_id", "default_currency", "time_zone", "first_day_of_week", "locale")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_DAY_OF_WEEK_FIELD_NUMBER: _ClassVar[int]
+    LOCALE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    default_currency: str
+    time_zone: str
+    first_day_of_week: str
+    locale: str
+    def __init__(self, user_id: _Optional[str] = ..., default_currency: _Optional[str] = ..., time_zone: _Optional[str] = ..., first_day_of_week: _Optional[str] = ..., locale: _Optional[str] = ...) -> None: ...

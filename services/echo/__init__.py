@@ -1,0 +1,1 @@
+"""Echo: the benchmark baseline, a servicer with no storage built on the kit."""

@@ -1,0 +1,1 @@
+"""The service kit: what every expense-mesh service needs, written once."""

@@ -1,0 +1,127 @@
+"""NATS JetStream connection shared by outbox relays and consumers.
+
+The first connection is retried in the background (nats-py gives up on the
+first failure), later drops are handled by nats-py's own reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import nats
+from google.protobuf.any_pb2 import Any as AnyMessage
+from google.protobuf.message import Message
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from expense.events.v1 import events_pb2
+from services.kit.ids import new_id
+from services.kit.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+STREAM_MAX_AGE = timedelta(days=7)
+DUPLICATE_WINDOW = timedelta(minutes=2)
+
+
+def stream_name(prefix: str) -> str:
+    return f"{prefix.upper()}_EVENTS"
+
+
+def subject_for(prefix: str, event_type: str) -> str:
+    return f"{prefix}.events.{event_type}"
+
+
+def make_envelope(event_type: str, user_id: str, payload: Message, producer: str) -> events_pb2.EventEnvelope:
+    envelope = events_pb2.EventEnvelope(
+        event_id=new_id(), type=event_type, user_id=user_id, producer=producer
+    )
+    envelope.occurred_time.FromDatetime(utcnow())
+    packed = AnyMessage()
+    packed.Pack(payload)
+    envelope.payload.CopyFrom(packed)
+    return envelope
+
+
+class EventBus:
+    def __init__(self, url: str, prefix: str, client_name: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.client_name = client_name
+        self._nc: NatsClient | None = None
+        self._ready = asyncio.Event()
+        self._connector: asyncio.Task[None] | None = None
+
+    @property
+    def stream(self) -> str:
+        return stream_name(self.prefix)
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._nc is None:
+            raise ConnectionError("NATS not connected yet")
+        return self._nc.jetstream(timeout=5)
+
+    def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_forever(), name="nats-connect")
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def _connect_forever(self) -> None:
+        delay = 0.2
+        while self._nc is None:
+            try:
+                nc = await nats.connect(
+                    self.url,
+                    name=self.client_name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                    error_cb=self._on_error,
+                )
+                self._nc = nc
+                await self.ensure_stream()
+            except Exception as error:
+                log.warning("NATS not reachable yet", extra={"url": self.url, "error": str(error)})
+                if self._nc is not None:
+                    await self._nc.close()
+                    self._nc = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._ready.set()
+
+    async def _on_error(self, error: Exception) -> None:
+        log.warning("NATS error", extra={"error": repr(error)})
+
+    async def ensure_stream(self) -> None:
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.prefix}.events.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=STREAM_MAX_AGE.total_seconds(),
+            duplicate_window=DUPLICATE_WINDOW.total_seconds(),
+            discard=DiscardPolicy.OLD,
+            num_replicas=1,
+        )
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError:
+            await self.js.update_stream(config)
+
+    async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
+        await self.js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+
+    async def close(self) -> None:
+        if self._connector:
+            self._connector.cancel()
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()

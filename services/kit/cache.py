@@ -1,0 +1,104 @@
+"""Redis when REDIS_URL is set and reachable; otherwise no cache. Every
+operation degrades to a miss (or to an in-process counter) on any Redis error,
+so Redis is an accelerator, never a dependency."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+class Cache:
+    def __init__(self, url: str | None, prefix: str) -> None:
+        self.prefix = prefix
+        self._redis: Redis | None = (
+            Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25) if url else None
+        )
+        # Fallback fixed-window counters: {key: (window_end, count)}.
+        self._local_counts: dict[str, tuple[float, int]] = defaultdict(lambda: (0.0, 0))
+
+    @property
+    def enabled(self) -> bool:
+        return self._redis is not None
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    async def get(self, key: str) -> bytes | None:
+        if self._redis is None:
+            return None
+        try:
+            return await self._redis.get(self._key(key))
+        except RedisError as error:
+            log.warning("cache get failed", extra={"error": repr(error)})
+            return None
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        if self._redis is None:
+            return
+        try:
+            await self._redis.set(self._key(key), value, px=max(1, int(ttl_seconds * 1000)))
+        except RedisError as error:
+            log.warning("cache set failed", extra={"error": repr(error)})
+
+    async def delete(self, *keys: str) -> None:
+        if self._redis is None or not keys:
+            return
+        try:
+            await self._redis.delete(*(self._key(k) for k in keys))
+        except RedisError as error:
+            log.warning("cache delete failed", extra={"error": repr(error)})
+
+    async def count(self, key: str, window_seconds: int) -> int:
+        """Increments a fixed-window counter and returns the new count."""
+        if self._redis is not None:
+            try:
+                full = self._key(key)
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.incr(full)
+                    pipe.expire(full, window_seconds, nx=True)
+                    count, _ = await pipe.execute()
+                return int(count)
+            except RedisError as error:
+                log.warning("cache counter failed; counting locally", extra={"error": repr(error)})
+        return self._count_locally(key, window_seconds)
+
+    async def peek_count(self, key: str) -> int:
+        if self._redis is not None:
+            try:
+                value = await self._redis.get(self._key(key))
+                return int(value or 0)
+            except RedisError:
+                pass
+        window_end, count = self._local_counts.get(key, (0.0, 0))
+        return count if window_end > time.monotonic() else 0
+
+    async def reset_count(self, key: str) -> None:
+        self._local_counts.pop(key, None)
+        await self.delete(key)
+
+    def _count_locally(self, key: str, window_seconds: int) -> int:
+        now = time.monotonic()
+        window_end, count = self._local_counts[key]
+        if window_end <= now:
+            window_end, count = now + window_seconds, 0
+        self._local_counts[key] = (window_end, count + 1)
+        return count + 1
+
+    async def ping(self) -> bool:
+        if self._redis is None:
+            return True
+        try:
+            return bool(await self._redis.ping())
+        except RedisError:
+            return False
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()

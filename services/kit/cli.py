@@ -1,0 +1,42 @@
+"""`python -m services.<name> [serve|migrate]` for every service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import click
+
+from services.kit import migrations
+from services.kit.config import MeshSettings, load_settings
+from services.kit.logs import configure_logging
+from services.kit.server import ServiceApp
+
+
+def service_main(name: str, build_app: Callable[[MeshSettings], ServiceApp]) -> None:
+    @click.group(invoke_without_command=True)
+    @click.pass_context
+    def cli(ctx: click.Context) -> None:
+        if ctx.invoked_subcommand is None:
+            ctx.invoke(serve)
+
+    @cli.command()
+    def serve() -> None:
+        """Serve gRPC until SIGTERM/SIGINT."""
+        settings = load_settings()
+        configure_logging(name, settings.log_level)
+
+        async def main() -> None:
+            await build_app(settings).run()
+
+        asyncio.run(main())
+
+    @cli.command()
+    def migrate() -> None:
+        """Bring this service's schema up to date."""
+        settings = load_settings()
+        configure_logging(name, settings.log_level)
+        migrations.upgrade(name, settings)
+        click.echo(f"{name}: schema up to date")
+
+    cli(prog_name=f"python -m services.{name}")

@@ -1,0 +1,47 @@
+"""gRPC client channels for calls between services: retries on UNAVAILABLE
+through the service config, keepalive, and a deadline on every call."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+
+DEFAULT_TIMEOUT_SECONDS = 2.0
+
+
+def _service_config(services: list[str], timeout: float) -> str:
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": name} for name in services],
+                    "timeout": f"{timeout}s",
+                    "waitForReady": False,
+                    "retryPolicy": {
+                        "maxAttempts": 4,
+                        "initialBackoff": "0.05s",
+                        "maxBackoff": "1s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ],
+            "retryThrottling": {"maxTokens": 20, "tokenRatio": 0.1},
+        }
+    )
+
+
+def make_channel(
+    target: str, services: list[str], timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> grpc.aio.Channel:
+    """Must be called inside the running event loop that will use the channel."""
+    return grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.service_config", _service_config(services, timeout)),
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+        ],
+    )

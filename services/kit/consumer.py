@@ -1,0 +1,123 @@
+"""Durable JetStream pull consumer with an inbox table: the effect of an
+event and its inbox row commit together, so a redelivered event changes
+nothing (at-least-once delivery, effectively-once application)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from expense.events.v1 import events_pb2
+from services.kit.bus import EventBus, subject_for
+from services.kit.db import Database, UtcDateTime
+from services.kit.sqlutil import insert_ignore
+from services.kit.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, events_pb2.EventEnvelope], Awaitable[None]]
+REDELIVERY_BACKOFF = [1.0, 2.0, 5.0, 15.0, 30.0]
+MAX_DELIVER = 10
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(100), nullable=False),
+        Column("event_id", String(36), nullable=False),
+        Column("processed_at", UtcDateTime, nullable=False),
+        PrimaryKeyConstraint("consumer", "event_id"),
+    )
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        bus: EventBus,
+        db: Database,
+        inbox: Table,
+        name: str,
+        event_pattern: str,
+        handler: Handler,
+        batch: int = 100,
+    ) -> None:
+        self.bus = bus
+        self.db = db
+        self.inbox = inbox
+        self.durable = f"{bus.prefix}_{name}".replace(".", "_")
+        self.name = name
+        self.filter_subject = subject_for(bus.prefix, event_pattern)
+        self.handler = handler
+        self.batch = batch
+        self.applied = 0
+
+    def _config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=self.filter_subject,
+            ack_wait=30,
+            max_deliver=MAX_DELIVER,
+            max_ack_pending=1000,
+        )
+
+    async def run(self) -> None:
+        await self.bus.wait_ready()
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("consumer restarting", extra={"consumer": self.name, "error": repr(error)})
+                await asyncio.sleep(1)
+
+    async def _consume(self) -> None:
+        js = self.bus.js
+        await js.add_consumer(self.bus.stream, self._config())
+        subscription = await js.pull_subscribe_bind(durable=self.durable, stream=self.bus.stream)
+        while True:
+            try:
+                messages = await subscription.fetch(self.batch, timeout=1)
+            except NatsTimeoutError:
+                continue
+            except NotFoundError:
+                return  # consumer vanished (stream recreated); run() re-creates it
+            for message in messages:
+                await self._handle(message)
+
+    async def _handle(self, message: Msg) -> None:
+        try:
+            envelope = events_pb2.EventEnvelope.FromString(message.data)
+        except DecodeError:
+            log.error("undecodable event terminated", extra={"subject": message.subject})
+            await message.term()
+            return
+        try:
+            async with self.db.transaction() as session:
+                fresh = await insert_ignore(
+                    session,
+                    self.inbox,
+                    {"consumer": self.name, "event_id": envelope.event_id, "processed_at": utcnow()},
+                )
+                if fresh:
+                    await self.handler(session, envelope)
+        except Exception as error:
+            attempt = message.metadata.num_delivered
+            delay = REDELIVERY_BACKOFF[min(attempt, len(REDELIVERY_BACKOFF)) - 1]
+            log.exception("event handler failed", extra={"event_id": envelope.event_id, "error": repr(error)})
+            await message.nak(delay=delay)
+            return
+        await message.ack()
+        self.applied += 1

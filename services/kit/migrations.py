@@ -1,0 +1,62 @@
+"""Alembic migrations, one script directory per service
+(services/<name>/migrations), run by `python -m services.<name> migrate`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+
+from services.kit.config import MeshSettings
+from services.kit.db import Database
+
+SERVICES_DIR = Path(__file__).resolve().parents[1]
+
+
+def alembic_config(service: str, settings: MeshSettings) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    cfg.attributes["settings"] = settings
+    cfg.attributes["service"] = service
+    return cfg
+
+
+def upgrade(service: str, settings: MeshSettings, revision: str = "head") -> bool:
+    """False for a service without storage (no migrations directory)."""
+    if not (SERVICES_DIR / service / "migrations").is_dir():
+        return False
+    command.upgrade(alembic_config(service, settings), revision)
+    return True
+
+
+def run_env(metadata: MetaData) -> None:
+    """Body of every service's migrations/env.py."""
+    cfg = context.config
+    settings: MeshSettings = cfg.attributes["settings"]
+    service: str = cfg.attributes["service"]
+    asyncio.run(_run_online(Database.for_service(settings, service, pool_size=1), metadata))
+
+
+async def _run_online(database: Database, metadata: MetaData) -> None:
+    async with database.engine.connect() as connection:
+        if database.schema:
+            await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"'))
+            await connection.commit()
+        await connection.run_sync(_migrate, metadata, database.schema)
+        await connection.commit()
+    await database.dispose()
+
+
+def _migrate(connection: Connection, metadata: MetaData, schema: str | None) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table_schema=schema,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,126 @@
+"""The dependencies every service builds from settings, in one place:
+database, event bus, cache, token verifier, outbox relay and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import grpc
+from sqlalchemy import MetaData, Table
+
+from expense.auth.v1 import auth_pb2, auth_pb2_grpc
+from services.kit.auth import TokenVerifier
+from services.kit.bus import EventBus
+from services.kit.cache import Cache
+from services.kit.clients import make_channel
+from services.kit.config import MeshSettings
+from services.kit.consumer import EventConsumer, Handler, inbox_table
+from services.kit.db import Database
+from services.kit.outbox import Outbox, OutboxRelay, outbox_table
+from services.kit.server import ServiceApp
+
+AUTH_SERVICES = ["expense.auth.v1.AuthService", "expense.auth.v1.IdentityService"]
+
+
+def add_kit_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """The outbox and inbox tables, part of each service's own schema."""
+    return outbox_table(metadata), inbox_table(metadata)
+
+
+class AuthServiceClient:
+    """JWKS and session checks from the auth service, for every other service."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._channel: grpc.aio.Channel | None = None
+
+    def _stubs(self) -> tuple[auth_pb2_grpc.AuthServiceStub, auth_pb2_grpc.IdentityServiceStub]:
+        if self._channel is None:
+            self._channel = make_channel(self.target, AUTH_SERVICES)
+        return auth_pb2_grpc.AuthServiceStub(self._channel), auth_pb2_grpc.IdentityServiceStub(self._channel)
+
+    async def jwks(self) -> dict[str, Any]:
+        response = await self._stubs()[0].GetJwks(auth_pb2.GetJwksRequest())
+        return {"keys": [{f.name: v for f, v in key.ListFields()} for key in response.keys]}
+
+    async def session_active(self, session_id: str, user_id: str) -> bool:
+        request = auth_pb2.CheckSessionRequest(session_id=session_id, user_id=user_id)
+        return (await self._stubs()[1].CheckSession(request)).active
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+
+class Runtime:
+    def __init__(self, name: str, settings: MeshSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.db = Database.for_service(settings, name)
+        self.bus = EventBus(settings.resolved_nats_url, settings.event_prefix, f"{name}-service")
+        self.cache = Cache(settings.redis_url, f"{settings.event_prefix}:{name}")
+        self.background: list[Callable[[], Awaitable[None]]] = []
+        self.readiness: dict[str, Callable[[], Awaitable[bool]]] = {
+            "database": self.db.ping,
+            "nats": self._nats_ready,
+        }
+
+    async def _nats_ready(self) -> bool:
+        return self.bus.connected
+
+    def outbox(self, table: Table) -> Outbox:
+        outbox = Outbox(table, self.settings.event_prefix, self.name)
+        cfg = self.settings.outbox
+        relay = OutboxRelay(
+            self.db,
+            outbox,
+            self.bus,
+            cfg.batch_size,
+            cfg.poll_interval_seconds,
+            timedelta(hours=cfg.replay_window_hours),
+        )
+        self.background.append(relay.run)
+        self.relay = relay
+        return outbox
+
+    def consume(self, inbox: Table, name: str, event_pattern: str, handler: Handler) -> EventConsumer:
+        consumer = EventConsumer(self.bus, self.db, inbox, name, event_pattern, handler)
+        self.background.append(consumer.run)
+        return consumer
+
+    def remote_verifier(self) -> TokenVerifier:
+        client = AuthServiceClient(self.settings.service_address("auth"))
+        verifier = TokenVerifier(self.settings.jwt, client.jwks, client.session_active)
+
+        async def keys_loaded() -> bool:
+            if not verifier.ready:
+                await verifier.refresh_keys(force=True)
+            return verifier.ready
+
+        self.readiness["auth_keys"] = keys_loaded
+        self._auth_client = client
+        return verifier
+
+    def app(self, verifier: TokenVerifier, servicers: list[tuple[Any, object, str]]) -> ServiceApp:
+        async def start() -> None:
+            self.bus.start()
+
+        async def stop() -> None:
+            await asyncio.gather(self.bus.close(), self.cache.close(), return_exceptions=True)
+            if hasattr(self, "_auth_client"):
+                await self._auth_client.close()
+            await self.db.dispose()
+
+        return ServiceApp(
+            name=self.name,
+            settings=self.settings,
+            verifier=verifier,
+            servicers=servicers,
+            readiness=self.readiness,
+            background=list(self.background),
+            on_start=[start],
+            on_stop=[stop],
+        )

@@ -1,0 +1,127 @@
+"""grpc.aio server bootstrap shared by every service: interceptors, health
+(NOT_SERVING until the service's dependencies answer), reflection, background
+tasks (outbox relay, consumers) and a clean shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.kit.auth import TokenVerifier
+from services.kit.config import MeshSettings
+from services.kit.interceptors import (
+    AccessLogInterceptor,
+    AuthInterceptor,
+    DeadlineInterceptor,
+    ErrorInterceptor,
+)
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+HEALTH_INTERVAL_HEALTHY = 2.0
+HEALTH_INTERVAL_STARTING = 0.2
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class ServiceApp:
+    """What a service's wiring assembles; `run()` serves until a stop signal."""
+
+    name: str
+    settings: MeshSettings
+    verifier: TokenVerifier
+    # (add_XServicer_to_server, servicer, full service name) per gRPC service.
+    servicers: list[tuple[Callable[[Any, grpc.aio.Server], None], object, str]]
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    port: int | None = None
+
+    def build_server(self) -> tuple[grpc.aio.Server, health.HealthServicer]:
+        limits = self.settings.limits
+        server = grpc.aio.server(
+            interceptors=[
+                AccessLogInterceptor(),
+                DeadlineInterceptor(limits.default_deadline_seconds),
+                AuthInterceptor(self.verifier, set(self.settings.mesh.public_methods)),
+                ErrorInterceptor(),
+            ],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", limits.max_message_bytes),
+                ("grpc.max_send_message_length", 4 * limits.max_message_bytes),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ],
+        )
+        for add_to_server, servicer, _ in self.servicers:
+            add_to_server(servicer, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = [full_name for _, _, full_name in self.servicers]
+        reflection.enable_server_reflection((*names, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
+        return server, health_servicer
+
+    async def _watch_health(self, health_servicer: health.HealthServicer) -> None:
+        names = ["", *(full_name for _, _, full_name in self.servicers)]
+        serving: bool | None = None
+        while True:
+            results = {name: await _safe(check) for name, check in self.readiness.items()}
+            now_serving = all(results.values())
+            if now_serving != serving:
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if now_serving
+                    else (health_pb2.HealthCheckResponse.NOT_SERVING)
+                )
+                for name in names:
+                    await health_servicer.set(name, status)
+                log.info("health changed", extra={"serving": now_serving, "checks": results})
+                serving = now_serving
+            await asyncio.sleep(HEALTH_INTERVAL_HEALTHY if serving else HEALTH_INTERVAL_STARTING)
+
+    async def run(self) -> None:
+        server, health_servicer = self.build_server()
+        port = self.port if self.port is not None else self.settings.service_port(self.name)
+        bound = server.add_insecure_port(f"{self.settings.host}:{port}")
+        self.port = bound
+        for hook in self.on_start:
+            await hook()
+        await server.start()
+        tasks = [asyncio.create_task(job(), name=job.__qualname__) for job in self.background]
+        tasks.append(asyncio.create_task(self._watch_health(health_servicer), name="health"))
+        log.info("serving", extra={"service": self.name, "port": bound})
+        await _wait_for_stop_signal()
+        log.info("stopping", extra={"service": self.name})
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(SHUTDOWN_GRACE_SECONDS)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for hook in self.on_stop:
+            await hook()
+
+
+async def _safe(check: ReadinessCheck) -> bool:
+    try:
+        return bool(await check())
+    except Exception:
+        return False
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()

@@ -1,0 +1,53 @@
+"""Domain errors -> gRPC statuses with google.rpc error details."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.kit.errors import DomainError, InvalidArgument, NotFound, ResourceExhausted
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def _details(error: DomainError) -> list[any_pb2.Any]:
+    if isinstance(error, InvalidArgument):
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ]
+        return [_pack(error_details_pb2.BadRequest(field_violations=violations))]
+    if isinstance(error, NotFound):
+        info = error_details_pb2.ResourceInfo(
+            resource_type=error.resource_type, resource_name=error.resource_name, description="not found"
+        )
+        return [_pack(info)]
+    if isinstance(error, ResourceExhausted) and error.retry_after_seconds > 0:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
+        return [_pack(error_details_pb2.RetryInfo(retry_delay=delay))]
+    return []
+
+
+def to_grpc_status(error: DomainError) -> grpc.Status:
+    code = code_pb2.Code.Value(error.code_name)
+    status = status_pb2.Status(code=code, message=error.message, details=_details(error))
+    return rpc_status.to_status(status)
+
+
+def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str, str]:
+    """For clients and tests: the BadRequest field violations of a failed call."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    result: dict[str, str] = {}
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            result.update({v.field: v.description for v in bad_request.field_violations})
+    return result
