@@ -4,7 +4,6 @@ PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PROTOS := $(shell find proto -name '*.proto' | sort)
 
 .PHONY: up test gen lint buf bench clean-data
 
@@ -22,13 +21,7 @@ test: $(STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 gen: $(STAMP)
-	rm -rf gen && mkdir -p gen
-	$(VPY) -m grpc_tools.protoc -Iproto -Ithird_party \
-	  --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
-	@# The gateways need the error detail types too, or Envoy drops error bodies.
-	$(VPY) -m grpc_tools.protoc -Iproto -Ithird_party \
-	  --include_imports --include_source_info --descriptor_set_out=gen/expense_mesh.binpb \
-	  $(PROTOS) google/rpc/error_details.proto google/rpc/status.proto
+	PY=$(VPY) tools/gen.sh gen
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests bench

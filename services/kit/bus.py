@@ -124,4 +124,4 @@ class EventBus:
         if self._connector:
             self._connector.cancel()
         if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+            await self._nc.close()

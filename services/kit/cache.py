@@ -13,6 +13,8 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
+LOCAL_COUNTERS_MAX = 100_000
+
 
 class Cache:
     def __init__(self, url: str | None, prefix: str) -> None:
@@ -39,11 +41,14 @@ class Cache:
             log.warning("cache get failed", extra={"error": repr(error)})
             return None
 
-    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+    async def set(self, key: str, value: bytes, ttl_seconds: float, only_if_absent: bool = False) -> None:
+        """only_if_absent (SET NX) keeps a value a concurrent writer has just put there."""
         if self._redis is None:
             return
         try:
-            await self._redis.set(self._key(key), value, px=max(1, int(ttl_seconds * 1000)))
+            await self._redis.set(
+                self._key(key), value, px=max(1, int(ttl_seconds * 1000)), nx=only_if_absent
+            )
         except RedisError as error:
             log.warning("cache set failed", extra={"error": repr(error)})
 
@@ -79,12 +84,28 @@ class Cache:
         window_end, count = self._local_counts.get(key, (0.0, 0))
         return count if window_end > time.monotonic() else 0
 
+    async def seconds_left(self, key: str) -> float:
+        """Time until a counter's window ends (0 when there is no window)."""
+        if self._redis is not None:
+            try:
+                millis = await self._redis.pttl(self._key(key))
+                return max(0.0, millis / 1000)
+            except RedisError:
+                pass
+        window_end, _ = self._local_counts.get(key, (0.0, 0))
+        return max(0.0, window_end - time.monotonic())
+
     async def reset_count(self, key: str) -> None:
         self._local_counts.pop(key, None)
         await self.delete(key)
 
     def _count_locally(self, key: str, window_seconds: int) -> int:
         now = time.monotonic()
+        if len(self._local_counts) > LOCAL_COUNTERS_MAX:
+            # Many distinct keys (e.g. one per guessed email): drop the finished windows.
+            self._local_counts = defaultdict(
+                lambda: (0.0, 0), {k: v for k, v in self._local_counts.items() if v[0] > now}
+            )
         window_end, count = self._local_counts[key]
         if window_end <= now:
             window_end, count = now + window_seconds, 0

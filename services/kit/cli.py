@@ -1,9 +1,10 @@
-"""`python -m services.<name> [serve|migrate]` for every service."""
+"""`python -m services.<name> [serve|migrate]` for every service, plus any
+commands of the service's own (e.g. reporting's `rebuild` and `export`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import click
 
@@ -13,7 +14,11 @@ from services.kit.logs import configure_logging
 from services.kit.server import ServiceApp
 
 
-def service_main(name: str, build_app: Callable[[MeshSettings], ServiceApp]) -> None:
+def service_main(
+    name: str,
+    build_app: Callable[[MeshSettings], ServiceApp],
+    extra_commands: Sequence[click.Command] = (),
+) -> None:
     @click.group(invoke_without_command=True)
     @click.pass_context
     def cli(ctx: click.Context) -> None:
@@ -38,5 +43,8 @@ def service_main(name: str, build_app: Callable[[MeshSettings], ServiceApp]) -> 
         configure_logging(name, settings.log_level)
         migrations.upgrade(name, settings)
         click.echo(f"{name}: schema up to date")
+
+    for command in extra_commands:
+        cli.add_command(command)
 
     cli(prog_name=f"python -m services.{name}")

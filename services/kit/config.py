@@ -4,6 +4,7 @@ config file (EM_CONFIG_FILE) and by environment variables."""
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ from pydantic_settings import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "mesh.toml"
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 class Ports(BaseModel):
@@ -43,10 +45,90 @@ class Limits(BaseModel):
     gateway_rate_limit_per_second: int = 2000
 
 
+class AuthSettings(BaseModel):
+    """Auth service policy: password hashing cost and strength, login throttling."""
+
+    # argon2id; the OWASP minimum (t=2, 19 MiB, p=1) is the floor.
+    argon2_time_cost: int = Field(2, ge=2)
+    argon2_memory_kib: int = Field(19456, ge=19456)
+    argon2_parallelism: int = Field(1, ge=1)
+    # Hashes computed at once; each holds argon2_memory_kib of RAM, so this caps memory.
+    password_hash_concurrency: int = Field(4, ge=1, le=64)
+    # zxcvbn score (0-4) a new password must reach.
+    password_min_score: int = Field(2, ge=0, le=4)
+    # Failed logins per (email, client IP) within the window, then RESOURCE_EXHAUSTED.
+    login_failures_per_account_ip: int = Field(10, ge=1)
+    login_failure_window_seconds: int = Field(900, ge=1)
+    # Password attempts (logins and signups) per client IP within the window.
+    login_attempts_per_ip: int = Field(30, ge=1)
+    login_ip_window_seconds: int = Field(60, ge=1)
+    # Redis TTL of a CheckSession answer; revoking a session overwrites it at once.
+    session_cache_seconds: float = Field(5.0, gt=0, le=60)
+
+
 class OutboxSettings(BaseModel):
     poll_interval_seconds: float = 1.0
     replay_window_hours: int = 72
     batch_size: int = 200
+
+
+class ProfileDefaults(BaseModel):
+    """Preferences a new user starts with (validated by the user service at start)."""
+
+    default_currency: str = "INR"
+    time_zone: str = "UTC"
+    locale: str = "en"
+    first_day_of_week: str = "monday"
+    notification_channels: list[str] = ["email"]
+    sms_auto_import: bool = False
+
+
+class UserSettings(BaseModel):
+    # The notification channels a profile may choose from.
+    notification_channels: list[str] = ["email", "sms", "whatsapp", "push"]
+    defaults: ProfileDefaults = ProfileDefaults()
+
+
+class LedgerSettings(BaseModel):
+    """Ledger limits: every list, text and batch a client sends is bounded."""
+
+    # Largest amount of one expense, in major units of its currency.
+    max_amount: Decimal = Field(Decimal("10000000000"), gt=0, le=Decimal("100000000000000"))
+    # How far after today (UTC) spent_on may lie.
+    max_future_days: int = Field(366, ge=0)
+    max_tags: int = Field(10, ge=0, le=100)
+    max_tag_length: int = Field(32, ge=1, le=200)
+    max_merchant_length: int = Field(200, ge=1, le=2000)
+    max_note_length: int = Field(1000, ge=1, le=20000)
+    max_query_length: int = Field(100, ge=1, le=1000)
+    default_page_size: int = Field(50, ge=1)
+    max_page_size: int = Field(500, ge=1, le=5000)
+    # total_size counts at most this many matching rows (the count's cost is bounded too).
+    max_counted_rows: int = Field(10000, ge=1)
+    max_import_rows: int = Field(1000, ge=1, le=10000)
+    max_categories: int = Field(200, ge=1, le=10000)
+    max_category_depth: int = Field(3, ge=1, le=10)
+    max_category_name_length: int = Field(60, ge=1, le=200)
+    # Rows per message of the internal streams used by rebuilds.
+    stream_batch_size: int = Field(500, ge=1, le=5000)
+    # The categories every user starts with (a data file, relative to the repo root).
+    default_categories_file: Path = Path("config/default_categories.toml")
+
+
+class ReportingSettings(BaseModel):
+    """Reporting: report sizes, cache lifetime and export bounds."""
+
+    # Merchants listed per currency in a summary or category report.
+    top_merchants: int = Field(5, ge=1, le=50)
+    # Periods of a trend when the request does not say, and the most it may ask for.
+    trend_default_count: int = Field(6, ge=1)
+    trend_max_count: int = Field(36, ge=1, le=120)
+    # Redis lifetime of a cached report; events for the user invalidate it sooner.
+    cache_ttl_seconds: float = Field(300.0, gt=0, le=86400)
+    # Rows an ExportExpenses call may return (the CLI export has no limit).
+    export_max_rows: int = Field(20000, ge=1)
+    # Deadline of one LedgerInternalService stream during a rebuild.
+    rebuild_stream_timeout_seconds: float = Field(600.0, gt=0)
 
 
 class MeshLayout(BaseModel):
@@ -74,9 +156,16 @@ class MeshSettings(BaseSettings):
     log_level: str = "INFO"
     ports: Ports = Ports()
     jwt: JwtSettings = JwtSettings()
+    auth: AuthSettings = AuthSettings()
     limits: Limits = Limits()
     outbox: OutboxSettings = OutboxSettings()
     mesh: MeshLayout = MeshLayout()
+    user: UserSettings = UserSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    reporting: ReportingSettings = ReportingSettings()
+    # Where the other services reach a service when not at `host`: compose and k8s set
+    # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
+    service_hosts: dict[str, str] = {}
 
     @classmethod
     def settings_customise_sources(
@@ -110,7 +199,12 @@ class MeshSettings(BaseSettings):
         return int(getattr(self.ports, service))
 
     def service_address(self, service: str) -> str:
-        return f"{self.host}:{self.service_port(service)}"
+        """Where to connect to a service (not where it binds: that is `host`)."""
+        host = self.service_hosts.get(service, self.host)
+        # A wildcard bind address (EM_HOST=0.0.0.0) is nowhere to connect to.
+        if host in WILDCARD_HOSTS:
+            host = "127.0.0.1"
+        return f"{host}:{self.service_port(service)}"
 
     def database_url_for(self, service: str) -> str:
         """Each service owns its data: a SQLite file of its own by default, or a

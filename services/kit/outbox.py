@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from google.protobuf.message import Message
@@ -48,17 +49,29 @@ class Outbox:
         self.committed = asyncio.Event()
 
     async def add(self, session: AsyncSession, event_type: str, user_id: str, payload: Message) -> str:
-        envelope = make_envelope(event_type, user_id, payload, self.producer)
+        return (await self.add_many(session, [(event_type, user_id, payload)]))[0]
+
+    async def add_many(self, session: AsyncSession, events: Sequence[tuple[str, str, Message]]) -> list[str]:
+        """Several (event_type, user_id, payload) in one multi-row INSERT, for bulk writes."""
+        if not events:
+            return []
+        now = utcnow()
+        envelopes = [make_envelope(kind, user, payload, self.producer) for kind, user, payload in events]
         await session.execute(
-            self.table.insert().values(
-                event_id=envelope.event_id,
-                subject=subject_for(self.prefix, event_type),
-                body=envelope.SerializeToString(),
-                created_at=utcnow(),
-            )
+            self.table.insert(),
+            [
+                {
+                    "event_id": envelope.event_id,
+                    "subject": subject_for(self.prefix, envelope.type),
+                    "body": envelope.SerializeToString(),
+                    "created_at": now,
+                }
+                for envelope in envelopes
+            ],
         )
-        event.listen(session.sync_session, "after_commit", self._on_commit, once=True)
-        return envelope.event_id
+        if not event.contains(session.sync_session, "after_commit", self._on_commit):
+            event.listen(session.sync_session, "after_commit", self._on_commit, once=True)
+        return [envelope.event_id for envelope in envelopes]
 
     def _on_commit(self, _session: object) -> None:
         self.committed.set()

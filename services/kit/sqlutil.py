@@ -13,8 +13,10 @@ BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted."""
+    """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted.
+    RETURNING tells, since psycopg's async rowcount is -1 for this statement."""
     dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    first_column = next(iter(table.primary_key.columns))
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(first_column)
     result = await session.execute(statement)
-    return bool(result.rowcount)
+    return result.first() is not None

@@ -1,0 +1,158 @@
+"""Outbox -> JetStream -> inbox, against real NATS and real databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from nats.js.api import ConsumerConfig
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
+
+from expense.events.v1 import events_pb2
+from services.kit.bus import EventBus
+from services.kit.consumer import EventConsumer
+from services.kit.db import Database
+from services.kit.outbox import Outbox, OutboxRelay
+from services.kit.runtime import add_kit_tables
+from tests.infra import NatsServer, unique_prefix
+
+metadata = MetaData()
+outbox_table, inbox_table = add_kit_tables(metadata)
+registrations = Table(
+    "registrations", metadata, Column("user_id", String(36), primary_key=True), Column("seen", Integer)
+)
+
+
+class World:
+    def __init__(self, database_url: str, nats_url: str) -> None:
+        self.db = Database(database_url, schema="kit")
+        self.bus = EventBus(nats_url, unique_prefix(), "kit-test")
+        self.outbox = Outbox(outbox_table, self.bus.prefix, "kit-test")
+        self.relay = OutboxRelay(self.db, self.outbox, self.bus, 50, 0.2, timedelta(hours=1))
+        self.consumer = EventConsumer(self.bus, self.db, inbox_table, "kit", "user.>", self.apply)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def apply(self, session, envelope: events_pb2.EventEnvelope) -> None:  # type: ignore[no-untyped-def]
+        payload = events_pb2.UserRegistered()
+        envelope.payload.Unpack(payload)
+        row = (
+            await session.execute(select(registrations).where(registrations.c.user_id == payload.user_id))
+        ).first()
+        if row is None:
+            await session.execute(registrations.insert().values(user_id=payload.user_id, seen=1))
+        else:
+            await session.execute(
+                registrations.update()
+                .where(registrations.c.user_id == payload.user_id)
+                .values(seen=row.seen + 1)
+            )
+
+    async def setup(self) -> None:
+        async with self.db.engine.begin() as connection:
+            if self.db.schema:
+                await connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.db.schema}"')
+            await connection.run_sync(metadata.create_all)
+        self.bus.start()
+        self.tasks = [asyncio.create_task(self.relay.run()), asyncio.create_task(self.consumer.run())]
+
+    async def register(self, user_id: str, fail: bool = False) -> None:
+        async with self.db.transaction() as session:
+            await self.outbox.add(
+                session, "user.registered", user_id, events_pb2.UserRegistered(user_id=user_id)
+            )
+            if fail:
+                raise RuntimeError("the change rolls back")
+
+    async def seen(self) -> dict[str, int]:
+        async with self.db.transaction() as session:
+            rows = (await session.execute(select(registrations))).all()
+        return {row.user_id: row.seen for row in rows}
+
+    async def wait_for(self, expected: dict[str, int], timeout: float = 15) -> dict[str, int]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (seen := await self.seen()) != expected and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return seen
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.bus.connected:
+            await self.bus.js.delete_stream(self.bus.stream)
+        await self.bus.close()
+        await self.db.dispose()
+
+
+@pytest.fixture
+async def world(database_url: str, nats_url: str) -> AsyncIterator[World]:
+    world = World(database_url, nats_url)
+    await world.setup()
+    yield world
+    await world.close()
+
+
+async def test_committed_events_are_applied_once(world: World) -> None:
+    for index in range(20):
+        await world.register(f"user-{index}")
+    assert await world.wait_for({f"user-{i}": 1 for i in range(20)}) == {f"user-{i}": 1 for i in range(20)}
+    assert await world.relay.pending() == 0
+
+
+async def test_rolled_back_change_publishes_nothing(world: World) -> None:
+    with pytest.raises(RuntimeError):
+        await world.register("ghost", fail=True)
+    await world.register("real")
+    assert await world.wait_for({"real": 1}) == {"real": 1}
+    await asyncio.sleep(0.5)
+    assert "ghost" not in await world.seen()
+
+
+async def test_replayed_events_are_not_applied_twice(world: World) -> None:
+    await world.register("once")
+    assert await world.wait_for({"once": 1}) == {"once": 1}
+    # A replay republishes with the same Nats-Msg-Id; push a copy past JetStream's
+    # dedupe too (as after the duplicate window), so only the inbox can stop it.
+    async with world.db.transaction() as session:
+        body = (await session.execute(select(outbox_table.c.body))).scalar_one()
+    await world.bus.publish(f"{world.bus.prefix}.events.user.registered", body, "another-msg-id")
+    assert await world.relay.replay_from(0) == 1
+    await asyncio.sleep(1.0)
+    info = await world.bus.js.consumer_info(world.bus.stream, world.consumer.durable)
+    assert info.num_pending == 0 and info.num_ack_pending == 0
+    assert await world.seen() == {"once": 1}
+
+
+async def test_consumer_config_is_durable_and_explicit(world: World) -> None:
+    await world.register("probe")
+    await world.wait_for({"probe": 1})
+    info = await world.bus.js.consumer_info(world.bus.stream, world.consumer.durable)
+    config: ConsumerConfig = info.config
+    assert config.durable_name == world.consumer.durable
+    assert config.ack_policy == "explicit"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_writes_while_nats_is_down_are_delivered_after_restart(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    world = World(database_url, server.url)
+    await world.setup()
+    try:
+        await world.register("before")
+        assert await world.wait_for({"before": 1}) == {"before": 1}
+        server.stop()
+        for index in range(10):
+            await world.register(f"during-{index}")
+        assert await world.relay.pending() >= 1
+        server.start()
+        expected = {"before": 1} | {f"during-{i}": 1 for i in range(10)}
+        assert await world.wait_for(expected, timeout=30) == expected
+    finally:
+        await world.close()
+        server.stop()

@@ -1,0 +1,164 @@
+"""The kit's server bootstrap over a real port: interceptors, health, reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+from jwt.algorithms import RSAAlgorithm
+
+from expense.echo.v1 import echo_pb2, echo_pb2_grpc
+from services.kit.auth import TokenVerifier, current_identity
+from services.kit.config import MeshSettings
+from services.kit.errors import FieldViolation, InvalidArgument, NotFound
+from services.kit.server import ServiceApp
+from services.kit.status import field_violations
+from tests.infra import free_port
+
+KEY = rsa.generate_private_key(65537, 2048)
+KID = "test-key"
+ECHO = "/expense.echo.v1.EchoService/Echo"
+
+
+class ScriptedEcho(echo_pb2_grpc.EchoServiceServicer):
+    """Answers according to the message, so one servicer covers every outcome."""
+
+    async def Echo(self, request: echo_pb2.EchoRequest, context: Any) -> echo_pb2.EchoResponse:
+        if request.message == "invalid":
+            raise InvalidArgument([FieldViolation("message", "must not be 'invalid'")])
+        if request.message == "missing":
+            raise NotFound("echo", "missing")
+        if request.message == "crash":
+            raise RuntimeError("secret internals")
+        if request.message == "slow":
+            await asyncio.sleep(5)
+        return echo_pb2.EchoResponse(message=request.message, user_id=current_identity().user_id)
+
+
+def token(**overrides: Any) -> str:
+    now = int(time.time())
+    claims = {"iss": "iss", "aud": "aud", "sub": "u1", "sid": "s1", "jti": "j", "iat": now, "exp": now + 60}
+    claims.update(overrides)
+    return jwt.encode(claims, KEY, algorithm="RS256", headers={"kid": KID, "typ": "at+jwt"})
+
+
+@pytest.fixture
+async def echo_stub() -> AsyncIterator[echo_pb2_grpc.EchoServiceStub]:
+    settings = MeshSettings(
+        jwt={"issuer": "iss", "audience": "aud"}, limits={"default_deadline_seconds": 0.5}
+    )
+    jwk = json.loads(RSAAlgorithm.to_jwk(KEY.public_key())) | {"kid": KID, "alg": "RS256"}
+
+    async def jwks() -> dict[str, Any]:
+        return {"keys": [jwk]}
+
+    async def session_active(session_id: str, user_id: str) -> bool:
+        return session_id != "revoked"
+
+    verifier = TokenVerifier(settings.jwt, jwks, session_active)
+    ready = asyncio.Event()
+
+    async def readiness() -> bool:
+        return ready.is_set()
+
+    app = ServiceApp(
+        name="echo",
+        settings=settings,
+        verifier=verifier,
+        servicers=[
+            (echo_pb2_grpc.add_EchoServiceServicer_to_server, ScriptedEcho(), "expense.echo.v1.EchoService")
+        ],
+        readiness={"dependency": readiness},
+        port=free_port(),
+    )
+    server, health = app.build_server()
+    server.add_insecure_port(f"127.0.0.1:{app.port}")
+    await server.start()
+    watcher = asyncio.create_task(app._watch_health(health))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = echo_pb2_grpc.EchoServiceStub(channel)
+        stub.ready = ready  # type: ignore[attr-defined]
+        stub.health = health_pb2_grpc.HealthStub(channel)  # type: ignore[attr-defined]
+        yield stub
+    watcher.cancel()
+    await server.stop(0)
+
+
+async def call(stub: echo_pb2_grpc.EchoServiceStub, message: str, bearer: str | None) -> grpc.aio.AioRpcError:
+    metadata = (("authorization", f"Bearer {bearer}"),) if bearer else ()
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stub.Echo(echo_pb2.EchoRequest(message=message), metadata=metadata)
+    return failure.value
+
+
+async def test_verified_identity_reaches_the_handler(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
+    reply = await echo_stub.Echo(
+        echo_pb2.EchoRequest(message="hi"), metadata=(("authorization", f"Bearer {token()}"),)
+    )
+    assert (reply.message, reply.user_id) == ("hi", "u1")
+
+
+@pytest.mark.parametrize(
+    "bad_token",
+    [
+        None,
+        "not-a-jwt",
+        token(aud="other"),
+        token(iss="other"),
+        token(exp=int(time.time()) - 120),
+        token(sid="revoked"),
+        jwt.encode({"sub": "u1"}, "", algorithm="none"),
+        token()[:-4] + "AAAA",
+    ],
+    ids=["missing", "garbage", "audience", "issuer", "expired", "revoked", "alg-none", "forged"],
+)
+async def test_bad_tokens_are_unauthenticated(
+    echo_stub: echo_pb2_grpc.EchoServiceStub, bad_token: str | None
+) -> None:
+    error = await call(echo_stub, "hi", bad_token)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_domain_errors_carry_google_rpc_details(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
+    error = await call(echo_stub, "invalid", token())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error) == {"message": "must not be 'invalid'"}
+    missing = await call(echo_stub, "missing", token())
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    assert rpc_status.from_call(missing).details[0].type_url.endswith("google.rpc.ResourceInfo")
+
+
+async def test_unexpected_errors_are_masked(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
+    error = await call(echo_stub, "crash", token())
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert error.details() == "internal error"
+
+
+async def test_calls_without_deadline_get_the_default(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
+    error = await call(echo_stub, "slow", token())
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_health_follows_dependencies(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
+    health = echo_stub.health  # type: ignore[attr-defined]
+
+    async def status() -> int:
+        return (await health.Check(health_pb2.HealthCheckRequest(service=""))).status
+
+    await asyncio.sleep(0.3)
+    assert await status() == health_pb2.HealthCheckResponse.NOT_SERVING
+    echo_stub.ready.set()  # type: ignore[attr-defined]
+    for _ in range(50):
+        if await status() == health_pb2.HealthCheckResponse.SERVING:
+            break
+        await asyncio.sleep(0.05)
+    assert await status() == health_pb2.HealthCheckResponse.SERVING

@@ -1,0 +1,81 @@
+"""The contract set: buf lint/breaking clean, gen/ up to date, every public
+RPC reachable over REST."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+ROOT = Path(__file__).resolve().parents[1]
+BUF = ROOT / "node_modules" / ".bin" / "buf"
+
+
+def _buf(*args: str) -> subprocess.CompletedProcess[str]:
+    if not BUF.exists():
+        pytest.fail("buf is missing: run `npm install` (make does it)")
+    return subprocess.run([str(BUF), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_buf_lint_is_clean() -> None:
+    result = _buf("lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_breaking_change_against_main() -> None:
+    has_main = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "refs/heads/main"], cwd=ROOT, capture_output=True
+    )
+    if has_main.returncode != 0:
+        pytest.skip("no local main branch to compare with")
+    result = _buf("breaking", "--against", ".git#branch=main")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
+    """Regenerates with the same script as `make gen` into a scratch dir and compares."""
+    fresh = tmp_path / "gen"
+    subprocess.run(
+        [str(ROOT / "tools" / "gen.sh"), str(fresh)],
+        cwd=ROOT,
+        env={**os.environ, "PY": sys.executable},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    comparison = filecmp.dircmp(ROOT / "gen", fresh, ignore=["__pycache__"])
+    assert _differences(comparison) == [], "gen/ is stale: run `make gen` and commit"
+
+
+def _differences(comparison: filecmp.dircmp[str]) -> list[str]:
+    found = [*comparison.left_only, *comparison.right_only, *comparison.diff_files, *comparison.funny_files]
+    for sub in comparison.subdirs.values():
+        found.extend(_differences(sub))
+    return found
+
+
+def _public_methods_without_http_rule() -> list[str]:
+    files = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / "expense_mesh.binpb").read_bytes())
+    missing = []
+    for file in files.file:
+        if not file.package.startswith("expense."):
+            continue
+        for service in file.service:
+            if "Internal" in service.name or service.name == "IdentityService":
+                continue
+            missing.extend(
+                f"{file.package}.{service.name}/{method.name}"
+                for method in service.method
+                if not method.options.HasExtension(annotations_pb2.http)
+            )
+    return missing
+
+
+def test_every_public_rpc_has_an_http_rule() -> None:
+    assert _public_methods_without_http_rule() == []
