@@ -98,10 +98,14 @@ class ServiceApp:
         for hook in self.on_start:
             await hook()
         await server.start()
+        stop = _stop_on_signals()
         tasks = [asyncio.create_task(job(), name=job.__qualname__) for job in self.background]
         tasks.append(asyncio.create_task(self._watch_health(health_servicer), name="health"))
+        failed: list[str] = []
+        for task in tasks:
+            task.add_done_callback(lambda done: _on_background_exit(done, stop, failed))
         log.info("serving", extra={"service": self.name, "port": bound})
-        await _wait_for_stop_signal()
+        await stop.wait()
         log.info("stopping", extra={"service": self.name})
         await health_servicer.enter_graceful_shutdown()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
@@ -110,6 +114,18 @@ class ServiceApp:
         await asyncio.gather(*tasks, return_exceptions=True)
         for hook in self.on_stop:
             await hook()
+        if failed:
+            raise SystemExit(f"{self.name}: background task {failed[0]} failed")
+
+
+def _on_background_exit(task: asyncio.Task[None], stop: asyncio.Event, failed: list[str]) -> None:
+    """Background jobs run forever; one that ends on its own is a bug, so the
+    service stops (and its supervisor notices) instead of limping on."""
+    if task.cancelled() or stop.is_set():
+        return
+    log.critical("background task ended", extra={"task": task.get_name(), "error": repr(task.exception())})
+    failed.append(task.get_name())
+    stop.set()
 
 
 async def _safe(check: ReadinessCheck) -> bool:
@@ -119,9 +135,9 @@ async def _safe(check: ReadinessCheck) -> bool:
         return False
 
 
-async def _wait_for_stop_signal() -> None:
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    return stop
