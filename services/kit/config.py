@@ -59,7 +59,7 @@ class AuthSettings(BaseModel):
     # Failed logins per (email, client IP) within the window, then RESOURCE_EXHAUSTED.
     login_failures_per_account_ip: int = Field(10, ge=1)
     login_failure_window_seconds: int = Field(900, ge=1)
-    # Password attempts (logins and signups) per client IP within the window.
+    # Password attempts (logins, password changes) per client IP within the window.
     login_attempts_per_ip: int = Field(30, ge=1)
     login_ip_window_seconds: int = Field(60, ge=1)
     # Redis TTL of a CheckSession answer; revoking a session overwrites it at once.

@@ -1,0 +1,265 @@
+"""k8s/ kustomize base: per mesh service a Deployment (gRPC probes, hardened),
+a Service and a PodDisruptionBudget; the Envoy gateway; a migration Job; one
+ConfigMap of settings; PostgreSQL, Redis and NATS as ExternalName Services in
+front of the engines the cluster already runs (k8s/README.md says what the
+operator provides: the database Secret, the signing keys, the JWKS ConfigMap)."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+from services.kit.config import MeshSettings
+from services.launcher.compose import app_environment
+
+IMAGE = "expense-mesh"
+GATEWAY_IMAGE = "expense-mesh-gateway"
+PART_OF = {"app.kubernetes.io/part-of": "expense-mesh"}
+CONFIG_MAP = "mesh-config"
+DB_SECRET = "expense-mesh-db"
+SIGNING_KEYS_SECRET = "expense-mesh-signing-keys"
+JWKS_CONFIG_MAP = "expense-mesh-jwks"
+APP_UID = 10001
+ENVOY_UID = 101
+# Placeholders for the engines' real DNS names; an overlay patches them.
+EXTERNAL_ENGINES = {
+    "postgres": ("postgres.example.internal", 5432),
+    "redis": ("redis.example.internal", 6379),
+    "nats": ("nats.example.internal", 4222),
+}
+
+
+def _labels(name: str, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component, **PART_OF}
+
+
+def _meta(name: str, component: str) -> dict[str, Any]:
+    return {"name": name, "labels": _labels(name, component)}
+
+
+def _selector(name: str) -> dict[str, Any]:
+    return {"matchLabels": {"app.kubernetes.io/name": name}}
+
+
+def kustomization(settings: MeshSettings) -> dict[str, Any]:
+    tag = version("expense-mesh")
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [f"{name}.yaml" for name in resource_files(settings)],
+        "images": [{"name": IMAGE, "newTag": tag}, {"name": GATEWAY_IMAGE, "newTag": tag}],
+    }
+
+
+def resource_files(settings: MeshSettings) -> dict[str, list[dict[str, Any]]]:
+    """File stem -> the manifests in it."""
+    return {
+        "mesh-config": [_config_map(settings)],
+        "engines": [_external_engine(name, *target) for name, target in EXTERNAL_ENGINES.items()],
+        "network-policy": [_network_policy(settings)],
+        "migrate": [_migrate_job()],
+        **{name: _mesh_service(settings, name) for name in settings.mesh.services},
+        "gateway": _gateway(settings),
+    }
+
+
+def _config_map(settings: MeshSettings) -> dict[str, Any]:
+    data = {key: value for key, value in app_environment(settings).items() if key != "DATABASE_URL"}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIG_MAP, "config"), "data": data}
+
+
+def _external_engine(name: str, host: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, "engine"),
+        "spec": {"type": "ExternalName", "externalName": host, "ports": [{"name": name, "port": port}]},
+    }
+
+
+def _network_policy(settings: MeshSettings) -> dict[str, Any]:
+    # The service ports are for the mesh only (mesh-internal RPCs have no token check
+    # at the gateway): pods of expense-mesh, the gateway among them, may call them.
+    ports = [{"protocol": "TCP", "port": settings.service_port(name)} for name in settings.mesh.services]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta("mesh-services", "policy"),
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "service", **PART_OF}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": PART_OF}}], "ports": ports}],
+        },
+    }
+
+
+def _pod_security(uid: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
+
+
+def _app_container(name: str, command: list[str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": IMAGE,
+        "command": command,
+        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
+        "env": [{"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": DB_SECRET, "key": "url"}}}],
+        "resources": _resources("100m", "128Mi", "1", "256Mi"),
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def _pod_spec(containers: list[dict[str, Any]], uid: int, volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "automountServiceAccountToken": False,
+        # No FOO_SERVICE_HOST variables: settings come from mesh-config only.
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(uid),
+        "terminationGracePeriodSeconds": 15,
+        "containers": containers,
+        "volumes": volumes,
+    }
+
+
+def _scratch_volumes() -> list[dict[str, Any]]:
+    return [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+
+
+def _migrate_job() -> dict[str, Any]:
+    container = _app_container("migrate", ["python", "-m", "services.launcher", "migrate"])
+    pod = {**_pod_spec([container], APP_UID, _scratch_volumes()), "restartPolicy": "OnFailure"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta("migrate", "migration"),
+        # Deleted after a while, so the next `kubectl apply -k` runs the migrations again
+        # (a Job's pod template is immutable).
+        "spec": {"backoffLimit": 6, "ttlSecondsAfterFinished": 600, "template": {"spec": pod}},
+    }
+
+
+def _grpc_probes(port: int) -> dict[str, Any]:
+    return {
+        "readinessProbe": {"grpc": {"port": port}, "periodSeconds": 5, "failureThreshold": 3},
+        # Generous: the health status is NOT_SERVING while a dependency is down,
+        # which should take the pod out of rotation, not restart it at once.
+        "livenessProbe": {
+            "grpc": {"port": port},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+    }
+
+
+def _mesh_service(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
+    port = settings.service_port(name)
+    container = {
+        **_app_container(name, ["python", "-m", f"services.{name}", "serve"]),
+        "ports": [{"name": "grpc", "containerPort": port}],
+        **_grpc_probes(port),
+    }
+    pod = _pod_spec([container], APP_UID, _scratch_volumes())
+    if name == "auth":
+        _add_signing_keys(pod)
+    labels = _labels(name, "service")
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, "service"),
+        "spec": {
+            "replicas": 2,
+            "selector": _selector(name),
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+    service_port = {"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"}
+    return [deployment, _service(name, "service", service_port), _disruption_budget(name, "service")]
+
+
+def _add_signing_keys(pod: dict[str, Any]) -> None:
+    """The auth service keeps its keys in <data_dir>/keys and writes jwks.json next to
+    them, so the Secret is copied into the writable data volume before it starts."""
+    copy = "mkdir -p /data/keys && cp /signing-keys/*.pem /data/keys/ && chmod 600 /data/keys/*.pem"
+    init = {
+        **_app_container("signing-keys", ["sh", "-c", copy]),
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/data"},
+            {"name": "signing-keys", "mountPath": "/signing-keys", "readOnly": True},
+        ],
+    }
+    pod["initContainers"] = [init]
+    pod["volumes"].append({"name": "signing-keys", "secret": {"secretName": SIGNING_KEYS_SECRET}})
+
+
+def _service(name: str, component: str, port: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, component),
+        "spec": {"selector": {"app.kubernetes.io/name": name}, "ports": [port]},
+    }
+
+
+def _disruption_budget(name: str, component: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, component),
+        "spec": {"minAvailable": 1, "selector": _selector(name)},
+    }
+
+
+def _gateway(settings: MeshSettings) -> list[dict[str, Any]]:
+    port = settings.gateway_port
+    container = {
+        "name": "envoy",
+        # Dockerfile target `gateway`: envoy/envoy.yaml and the descriptor set baked in.
+        "image": GATEWAY_IMAGE,
+        "command": ["envoy", "-c", "/etc/envoy/envoy.yaml"],
+        "ports": [{"name": "http", "containerPort": port}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": port}, "initialDelaySeconds": 5, "periodSeconds": 10},
+        "resources": _resources("100m", "64Mi", "1", "256Mi"),
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "jwks", "mountPath": "/etc/envoy/published", "readOnly": True}],
+    }
+    volumes = [{"name": "jwks", "configMap": {"name": JWKS_CONFIG_MAP}}]
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta("gateway", "gateway"),
+        "spec": {
+            "replicas": 2,
+            "selector": _selector("gateway"),
+            "template": {
+                "metadata": {"labels": _labels("gateway", "gateway")},
+                "spec": _pod_spec([container], ENVOY_UID, volumes),
+            },
+        },
+    }
+    service_port = {"name": "http", "port": 80, "targetPort": "http"}
+    return [
+        deployment,
+        _service("gateway", "gateway", service_port),
+        _disruption_budget("gateway", "gateway"),
+    ]

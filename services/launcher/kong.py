@@ -1,0 +1,117 @@
+"""Kong DB-less config (`kong/kong.yml`): one gRPC Kong service per mesh service and
+one REST route per `google.api.http` binding, transcoded by the grpc-gateway plugin.
+
+The jwt plugin needs the auth service's public keys as PEM in a consumer's
+jwt_secrets. Those keys are made at first run, per deployment, so they are never
+in git: the committed file has the consumer without credentials, and
+`kong-config --jwks <data_dir>/keys/jwks.json` adds one RS256 credential per key
+of the JWKS at deploy time (compose does it in the one-shot `migrate` service).
+`rsa_public_key` is not a referenceable field, so a `{vault://...}` reference
+would not be resolved and Kong would refuse the file."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from services.kit.config import MeshSettings
+from services.launcher.routes import HttpRoute, RestSurface
+
+# Where docker-compose.yml mounts proto/ (and the vendored google/api protos).
+KONG_INCLUDE = "/usr/local/kong/include"
+CONSUMER = "expense-mesh-auth"
+# The token's `kid` header names the key (Kong looks in the claims, then the header),
+# so both keys of the ring verify across a rotation; `iss` would allow one key only.
+KEY_CLAIM = "kid"
+# Per client IP, on top of the auth service's own per-account throttling.
+LOGIN_LIMITS = {"second": 5, "minute": 60}
+LOGIN_METHOD = "/expense.auth.v1.AuthService/LogIn"
+
+
+def kong_config(
+    settings: MeshSettings, surface: RestSurface, jwks: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    public = set(settings.mesh.public_methods)
+    services = [
+        _service(settings, name, surface.for_service(name), public) for name in settings.mesh.services
+    ]
+    consumer: dict[str, Any] = {"username": CONSUMER}
+    if jwks is not None:
+        consumer["jwt_secrets"] = jwt_secrets(jwks)
+    return {"_format_version": "3.0", "services": services, "consumers": [consumer]}
+
+
+def _service(
+    settings: MeshSettings, name: str, routes: tuple[HttpRoute, ...], public: set[str]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "protocol": "grpc",
+        "host": name,
+        "port": settings.service_port(name),
+        "routes": [_route(route, route.full_method in public) for route in routes],
+    }
+
+
+def _route(route: HttpRoute, is_public: bool) -> dict[str, Any]:
+    plugins: list[dict[str, Any]] = [
+        {"name": "grpc-gateway", "config": {"proto": f"{KONG_INCLUDE}/{route.proto_file}"}}
+    ]
+    if not is_public:
+        plugins.append(
+            {
+                "name": "jwt",
+                "config": {
+                    "claims_to_verify": ["exp"],
+                    "key_claim_name": KEY_CLAIM,
+                    "header_names": ["authorization"],
+                    # Tokens only in the Authorization header, never in URLs (logs).
+                    "uri_param_names": [],
+                },
+            }
+        )
+    if route.full_method == LOGIN_METHOD:
+        plugins.append(
+            {
+                "name": "rate-limiting",
+                "config": {**LOGIN_LIMITS, "limit_by": "ip", "policy": "local"},
+            }
+        )
+    return {
+        "name": route.name,
+        "protocols": ["http", "https"],
+        "methods": [route.verb],
+        # Kong 3 regex paths start with "~" and are anchored at the start only.
+        "paths": [f"~{route.regex}$"],
+        "strip_path": False,
+        "plugins": plugins,
+    }
+
+
+def jwt_secrets(jwks: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"key": key["kid"], "algorithm": "RS256", "rsa_public_key": _pem(key)}
+        for key in jwks["keys"]
+        if key.get("kty") == "RSA"
+    ]
+
+
+def _pem(jwk: dict[str, str]) -> str:
+    numbers = rsa.RSAPublicNumbers(_b64_uint(jwk["e"]), _b64_uint(jwk["n"]))
+    public_key = numbers.public_key()
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def _b64_uint(value: str) -> int:
+    return int.from_bytes(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), "big")
+
+
+def read_jwks(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())

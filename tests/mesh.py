@@ -1,0 +1,205 @@
+"""A whole mesh booted by the test suite: `python -m services.launcher up` in a
+subprocess, with its own data dir, free ports and event prefix, so that several
+meshes (and a developer's `make up`) can run side by side.
+
+Fixtures (exported through tests/conftest.py):
+- `mesh_sqlite`: session-scoped, embedded defaults (SQLite files, embedded NATS, no Redis);
+- `mesh_postgres`: session-scoped, a fresh PostgreSQL database and this machine's
+  Redis and NATS (skipped when one is missing, a failure under EM_REQUIRE_SERVICES=1);
+- `mesh`: parametrized over both, for tests that must pass on each backend."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import nats
+import pytest
+import redis
+from nats.js.errors import NotFoundError
+
+from services.kit.config import REPO_ROOT, load_settings
+from services.launcher.up import READY_LINE
+from tests.infra import NATS_URL, REDIS_URL, fresh_postgres_database, require, unique_prefix
+
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
+# Settings of the outer environment that must not leak into a test mesh.
+OUTER_SETTINGS = ("DATABASE_URL", "REDIS_URL", "NATS_URL", "EM_CONFIG_FILE")
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all sockets stay bound until every port is chosen."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+class Mesh:
+    """One `up` process. `start()` returns once it printed `expense-mesh ready`."""
+
+    def __init__(
+        self, data_dir: Path, services: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.services = list(load_settings().mesh.services if services is None else services)
+        self.gateway_port, self.admin_port, self.nats_port, *service_ports = free_ports(
+            3 + len(self.services)
+        )
+        self.ports = dict(zip(self.services, service_ports, strict=True))
+        self.event_prefix = unique_prefix("t")
+        self.env = self._environment(env or {})
+        self.output: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+        self.ready = False
+        # Set on the ready line, or when `up` exits before it.
+        self._ready_or_gone = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def _environment(self, extra: Mapping[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EM_") and k not in OUTER_SETTINGS}
+        env.update(
+            EM_DATA_DIR=str(self.data_dir),
+            EM_GATEWAY_PORT=str(self.gateway_port),
+            EM_ENVOY_ADMIN_PORT=str(self.admin_port),
+            EM_EMBEDDED_NATS_PORT=str(self.nats_port),
+            EM_EVENT_PREFIX=self.event_prefix,
+            EM_MESH__SERVICES=json.dumps(self.services),
+            PYTHONUNBUFFERED="1",
+            **{f"EM_PORTS__{name.upper()}": str(port) for name, port in self.ports.items()},
+            **extra,
+        )
+        return env
+
+    @property
+    def base_url(self) -> str:
+        """The Envoy gateway (REST/JSON)."""
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def address(self, service: str) -> str:
+        """host:port of a service's gRPC server."""
+        return f"127.0.0.1:{self.ports[service]}"
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.output)
+
+    def launch(self) -> None:
+        """Starts `up` without waiting for it."""
+        self.ready = False
+        self._ready_or_gone.clear()
+        self.output.clear()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.launcher", "up"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Starts `up` and waits for its ready line; fails the test with its output if not."""
+        self.launch()
+        assert self.process is not None
+        self._ready_or_gone.wait(timeout)
+        if not self.ready:
+            code = self.stop()
+            pytest.fail(f"the mesh was not ready in {timeout:g} s (exit {code}); its output:\n{self.log}")
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line.rstrip("\n"))
+            if line.strip() == READY_LINE:
+                self.ready = True
+                self._ready_or_gone.set()
+        self._ready_or_gone.set()
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Waits for `up` to exit on its own; returns its exit code."""
+        assert self.process is not None
+        code = self.process.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(timeout)
+        return code
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM (what Ctrl-C does), then the exit code; None if it never ran."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.wait(timeout)
+
+
+@contextlib.contextmanager
+def running_mesh(
+    data_dir: Path, services: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[Mesh]:
+    mesh = Mesh(data_dir, services, env)
+    mesh.start()
+    try:
+        yield mesh
+    finally:
+        mesh.stop()
+
+
+def forget_run(mesh: Mesh) -> None:
+    """What a run left in this machine's shared NATS and Redis (embedded NATS and the
+    data dir vanish with the temp dir): the event stream and the cache keys."""
+
+    async def delete_stream() -> None:
+        client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
+        with contextlib.suppress(NotFoundError):
+            await client.jetstream().delete_stream(f"{mesh.event_prefix.upper()}_EVENTS")
+        await client.close()
+
+    asyncio.run(delete_stream())
+    with redis.Redis.from_url(REDIS_URL) as cache:
+        keys = list(cache.scan_iter(f"{mesh.event_prefix}:*"))
+        if keys:
+            cache.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def mesh_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    with running_mesh(tmp_path_factory.mktemp("mesh-sqlite")) as mesh:
+        yield mesh
+
+
+@pytest.fixture(scope="session")
+def mesh_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    require("Redis", "127.0.0.1", 6379)
+    require("NATS", "127.0.0.1", 4222)
+    with fresh_postgres_database() as database_url:
+        env = {"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "NATS_URL": NATS_URL}
+        mesh = Mesh(tmp_path_factory.mktemp("mesh-postgres"), env=env)
+        try:
+            mesh.start()
+            yield mesh
+        finally:
+            mesh.stop()
+            forget_run(mesh)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def mesh(request: pytest.FixtureRequest) -> Mesh:
+    return request.getfixturevalue(f"mesh_{request.param}")

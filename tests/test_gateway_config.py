@@ -1,0 +1,277 @@
+"""The gateways against the protos: every `google.api.http` rule of the mesh services
+has exactly one Envoy route and one Kong route (and nothing else is routed), the
+token requirement follows settings.mesh.public_methods, the generated Envoy configs
+pass `envoy --mode validate`, and the committed files are up to date."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+
+from services.auth.keys import ensure_signing_keys
+from services.kit.config import REPO_ROOT, MeshSettings
+from services.launcher import envoy, generated, kong
+from services.launcher.routes import (
+    DESCRIPTOR_SET,
+    HttpRoute,
+    load_descriptor_set,
+    rest_surface,
+    template_regex,
+)
+
+ENVOY = Path(sys.executable).parent / "envoy"
+EXTRA_ENVOY_ROUTES = {"cors-preflight", "not-found"}
+FILTER_ORDER = [
+    "envoy.filters.http.health_check",
+    "envoy.filters.http.cors",
+    "envoy.filters.http.jwt_authn",
+    "envoy.filters.http.local_ratelimit",
+    "envoy.filters.http.buffer",
+    "envoy.filters.http.grpc_json_transcoder",
+    "envoy.filters.http.router",
+]
+
+SETTINGS = generated.committed_settings()
+SURFACE = rest_surface(SETTINGS)
+PUBLIC = set(SETTINGS.mesh.public_methods)
+
+
+def sample_path(route: HttpRoute) -> str:
+    """A concrete request path for a template: every variable becomes `x1`."""
+    return re.sub(r"\{[^}]*\}", "x1", route.template)
+
+
+def _listener_config(config: dict[str, Any]) -> dict[str, Any]:
+    listener = config["static_resources"]["listeners"][0]
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def _http_filter(config: dict[str, Any], name: str) -> dict[str, Any]:
+    filters = _listener_config(config)["http_filters"]
+    return next(f["typed_config"] for f in filters if f["name"] == name)
+
+
+def _envoy_routes(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return _listener_config(config)["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def envoy_match(match: dict[str, Any], method: str, path: str) -> bool:
+    """Envoy's RouteMatch semantics for the fields the generator uses."""
+    if "path" in match and match["path"] != path:
+        return False
+    if "prefix" in match and not path.startswith(match["prefix"]):
+        return False
+    if "safe_regex" in match and not re.fullmatch(match["safe_regex"]["regex"], path):
+        return False
+    headers = {":method": method}
+    for header in match.get("headers", []):
+        value = headers.get(header["name"])
+        if header.get("present_match") and value is None:
+            return False
+        if "string_match" in header and value != header["string_match"]["exact"]:
+            return False
+    return True
+
+
+def kong_match(route: dict[str, Any], method: str, path: str) -> bool:
+    # Kong 3: "~" marks a regex path, anchored at the start.
+    return method in route["methods"] and any(re.match(p.removeprefix("~"), path) for p in route["paths"])
+
+
+@pytest.fixture(scope="module")
+def envoy_compose() -> dict[str, Any]:
+    return envoy.envoy_config(SETTINGS, SURFACE, "compose")
+
+
+@pytest.fixture(scope="module")
+def kong_routes() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    config = kong.kong_config(SETTINGS, SURFACE)
+    return [(service, route) for service in config["services"] for route in service["routes"]]
+
+
+def test_the_rest_surface_comes_from_the_mesh_services() -> None:
+    assert SURFACE.routes, "no google.api.http rule found in the descriptor set"
+    packages = {file.package for file in load_descriptor_set().file}
+    assert {f"expense.{name}.v1" for name in SETTINGS.mesh.services} <= packages
+    assert {route.service for route in SURFACE.routes} <= set(SETTINGS.mesh.services)
+    names = [route.name for route in SURFACE.routes]
+    assert len(names) == len(set(names))
+    assert {route.full_method for route in SURFACE.public(SETTINGS)} <= PUBLIC
+
+
+@pytest.mark.parametrize(
+    ("template", "path", "matches"),
+    [
+        ("/v1/expenses/{expense_id}", "/v1/expenses/e1", True),
+        ("/v1/expenses/{expense_id}", "/v1/expenses/e1/history", False),
+        ("/v1/expenses:import", "/v1/expenses:import", True),
+        ("/v1/expenses:import", "/v1/expensesXimport", False),
+        ("/v1/{name=users/*}/items", "/v1/users/u1/items", True),
+        ("/v1/files/{path=**}", "/v1/files/a/b/c", True),
+    ],
+)
+def test_template_regex(template: str, path: str, matches: bool) -> None:
+    assert bool(re.fullmatch(template_regex(template), path)) is matches
+
+
+@pytest.mark.parametrize("rule", SURFACE.routes, ids=lambda route: route.name)
+def test_each_rule_has_exactly_one_envoy_route(rule: HttpRoute, envoy_compose: dict[str, Any]) -> None:
+    routes = [r for r in _envoy_routes(envoy_compose) if r["name"] not in EXTRA_ENVOY_ROUTES]
+    matching = [r for r in routes if envoy_match(r["match"], rule.verb, sample_path(rule))]
+    assert [r["name"] for r in matching] == [rule.name]
+    first = next(
+        r for r in _envoy_routes(envoy_compose) if envoy_match(r["match"], rule.verb, sample_path(rule))
+    )
+    assert first["route"]["cluster"] == rule.service
+
+
+def test_envoy_routes_nothing_else(envoy_compose: dict[str, Any]) -> None:
+    names = [r["name"] for r in _envoy_routes(envoy_compose)]
+    assert set(names) == {rule.name for rule in SURFACE.routes} | EXTRA_ENVOY_ROUTES
+    assert len(names) == len(set(names))
+    assert names[-1] == "not-found"
+    not_found = _envoy_routes(envoy_compose)[-1]
+    assert envoy_match(not_found["match"], "GET", "/v1/anything")
+    assert not_found["direct_response"]["status"] == 404
+
+
+@pytest.mark.parametrize("rule", SURFACE.routes, ids=lambda route: route.name)
+def test_envoy_requires_a_token_exactly_on_non_public_rules(
+    rule: HttpRoute, envoy_compose: dict[str, Any]
+) -> None:
+    rules = _http_filter(envoy_compose, "envoy.filters.http.jwt_authn")["rules"]
+    first = next(r for r in rules if envoy_match(r["match"], rule.verb, sample_path(rule)))
+    assert ("requires" in first) is (rule.full_method not in PUBLIC)
+
+
+def test_envoy_denies_unknown_paths_without_a_token(envoy_compose: dict[str, Any]) -> None:
+    jwt = _http_filter(envoy_compose, "envoy.filters.http.jwt_authn")
+    first = next(r for r in jwt["rules"] if envoy_match(r["match"], "GET", "/v1/not/a/route"))
+    assert first["requires"] == {"provider_name": envoy.JWT_PROVIDER}
+    provider = jwt["providers"][envoy.JWT_PROVIDER]
+    assert provider["issuer"] == SETTINGS.jwt.issuer
+    assert provider["audiences"] == [SETTINGS.jwt.audience]
+    assert provider["forward"] is True
+    assert jwt["bypass_cors_preflight"] is True
+
+
+def test_envoy_filter_chain_and_transcoder(envoy_compose: dict[str, Any]) -> None:
+    names = [f["name"] for f in _listener_config(envoy_compose)["http_filters"]]
+    assert names == FILTER_ORDER
+    transcoder = _http_filter(envoy_compose, "envoy.filters.http.grpc_json_transcoder")
+    assert transcoder["services"] == list(SURFACE.grpc_services)
+    assert transcoder["match_incoming_request_route"] is True
+    assert transcoder["convert_grpc_status"] is True
+    assert all(transcoder["request_validation_options"].values())
+    assert transcoder["print_options"] == {
+        "add_whitespace": False,
+        "always_print_primitive_fields": True,
+        "preserve_proto_field_names": True,
+    }
+    limit = _http_filter(envoy_compose, "envoy.filters.http.buffer")["max_request_bytes"]
+    assert limit == transcoder["max_request_body_size"] == SETTINGS.limits.gateway_max_body_bytes
+
+
+def test_envoy_clusters_match_the_launcher(envoy_compose: dict[str, Any]) -> None:
+    clusters = {c["name"]: c for c in envoy_compose["static_resources"]["clusters"]}
+    assert list(clusters) == SETTINGS.mesh.services
+    for name, cluster in clusters.items():
+        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        assert address["socket_address"] == {"address": name, "port_value": SETTINGS.service_port(name)}
+        assert cluster["health_checks"][0]["grpc_health_check"] == {"service_name": ""}
+
+
+@pytest.mark.parametrize("rule", SURFACE.routes, ids=lambda route: route.name)
+def test_each_rule_has_exactly_one_kong_route(
+    rule: HttpRoute, kong_routes: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    matching = [(s, r) for s, r in kong_routes if kong_match(r, rule.verb, sample_path(rule))]
+    assert [r["name"] for _, r in matching] == [rule.name]
+    service, route = matching[0]
+    assert (service["name"], service["host"], service["protocol"]) == (rule.service, rule.service, "grpc")
+    assert service["port"] == SETTINGS.service_port(rule.service)
+    plugins = {plugin["name"]: plugin["config"] for plugin in route["plugins"]}
+    assert plugins["grpc-gateway"]["proto"] == f"/usr/local/kong/include/{rule.proto_file}"
+    assert (REPO_ROOT / "proto" / rule.proto_file).is_file()
+    assert ("jwt" in plugins) is (rule.full_method not in PUBLIC)
+    if "jwt" in plugins:
+        assert plugins["jwt"]["claims_to_verify"] == ["exp"]
+
+
+def test_kong_routes_nothing_else(kong_routes: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    names = [route["name"] for _, route in kong_routes]
+    assert sorted(names) == sorted(rule.name for rule in SURFACE.routes)
+    login = next(route for _, route in kong_routes if route["name"] == "auth-log-in")
+    assert "rate-limiting" in {plugin["name"] for plugin in login["plugins"]}
+
+
+def test_committed_kong_config_holds_no_key() -> None:
+    text = (REPO_ROOT / "kong" / "kong.yml").read_text()
+    config = yaml.safe_load(text)
+    assert config["_format_version"] == "3.0"
+    assert [consumer.get("jwt_secrets") for consumer in config["consumers"]] == [None]
+    assert "BEGIN" not in text
+
+
+def test_kong_config_injects_the_public_keys_at_deploy_time(tmp_path: Path) -> None:
+    settings = SETTINGS.model_copy(update={"data_dir": tmp_path})
+    ring = ensure_signing_keys(settings)
+    output = tmp_path / "kong.yml"
+    jwks = settings.keys_dir / "jwks.json"
+    subprocess.run(
+        [sys.executable, "-m", "services.launcher", "kong-config", "--jwks", str(jwks), "-o", str(output)],
+        cwd=REPO_ROOT,
+        check=True,
+    )
+    (secret,) = yaml.safe_load(output.read_text())["consumers"][0]["jwt_secrets"]
+    assert (secret["key"], secret["algorithm"]) == (ring.current.kid, "RS256")
+    public_key = serialization.load_pem_public_key(secret["rsa_public_key"].encode())
+    assert public_key.public_numbers() == ring.current.private_key.public_key().public_numbers()
+    assert "PRIVATE" not in output.read_text()
+
+
+def _validate(config_file: Path) -> None:
+    result = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(config_file), "-l", "warn"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _settings_in(data_dir: Path) -> MeshSettings:
+    settings = SETTINGS.model_copy(update={"data_dir": data_dir})
+    ensure_signing_keys(settings)
+    return settings
+
+
+def test_local_envoy_config_validates(tmp_path: Path) -> None:
+    settings = _settings_in(tmp_path)
+    config_file = tmp_path / "envoy.yaml"
+    config_file.write_text(yaml.safe_dump(envoy.envoy_config(settings, SURFACE, "local")))
+    _validate(config_file)
+
+
+def test_committed_envoy_config_validates(tmp_path: Path) -> None:
+    """envoy/envoy.yaml, with the container paths pointed at real files."""
+    settings = _settings_in(tmp_path)
+    text = (REPO_ROOT / "envoy" / "envoy.yaml").read_text()
+    text = text.replace(envoy.CONTAINER_DESCRIPTOR, str(DESCRIPTOR_SET))
+    text = text.replace(envoy.CONTAINER_JWKS, str(settings.keys_dir / "jwks.json"))
+    config_file = tmp_path / "envoy.yaml"
+    config_file.write_text(text)
+    _validate(config_file)
+
+
+def test_committed_generated_files_are_up_to_date() -> None:
+    stale = [str(path.relative_to(REPO_ROOT)) for path in generated.stale_files()]
+    assert not stale, f"run `python -m services.launcher deploy-files`; out of date: {stale}"
