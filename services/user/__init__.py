@@ -1,0 +1,1 @@
+"""User service: profiles and preferences of the signed-in user."""

@@ -1,0 +1,103 @@
+"""UserService: the caller's profile over gRPC (REST through the gateways).
+The user id comes only from the verified token, never from the request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.message import Message
+from typing_extensions import override
+
+from expense.events.v1 import events_pb2
+from expense.user.v1 import user_pb2, user_pb2_grpc
+from services.kit.auth import current_identity
+from services.kit.db import Database
+from services.kit.errors import NotFound
+from services.kit.outbox import Outbox
+from services.kit.timeutil import rfc3339, utcnow
+from services.user import storage
+from services.user.domain import UPDATABLE_PATHS, Profile, ProfileRules, update_paths
+from services.user.provisioning import ProfileProvisioner
+
+SERVICE_NAME = "expense.user.v1.UserService"
+PROFILE_UPDATED = "user.profile_updated"
+
+
+class UserServicer(user_pb2_grpc.UserServiceServicer):
+    def __init__(
+        self, db: Database, rules: ProfileRules, provisioner: ProfileProvisioner, outbox: Outbox
+    ) -> None:
+        self.db = db
+        self.rules = rules
+        self.provisioner = provisioner
+        self.outbox = outbox
+
+    @override
+    async def GetProfile(self, request: user_pb2.GetProfileRequest, context: object) -> user_pb2.Profile:
+        return to_proto(await self.provisioner.ensure(current_identity().user_id))
+
+    @override
+    async def UpdateProfile(
+        self, request: user_pb2.UpdateProfileRequest, context: object
+    ) -> user_pb2.Profile:
+        user_id = current_identity().user_id
+        changes = requested_changes(request)
+        await self.provisioner.ensure(user_id)
+        async with self.db.transaction() as session:
+            current = await storage.find_profile(session, user_id, for_update=True)
+            if current is None:
+                raise NotFound("profile")
+            updated = self.rules.apply(current, changes, utcnow())
+            await storage.save_profile(session, updated)
+            # Other services cache preferences; this tells them to forget theirs.
+            await self.outbox.add(session, PROFILE_UPDATED, user_id, profile_updated(updated))
+        return to_proto(updated)
+
+
+def requested_changes(request: user_pb2.UpdateProfileRequest) -> dict[str, Any]:
+    """{leaf path: requested value} for the paths the update names (not yet validated)."""
+    paths = update_paths(request.update_mask, populated_paths(request.profile))
+    return {path: _value_at(request.profile, path) for path in paths}
+
+
+def populated_paths(profile: user_pb2.Profile) -> list[str]:
+    """Updatable leaf paths holding a non-default value (proto3 has no presence for scalars)."""
+    return [path for path in UPDATABLE_PATHS if _value_at(profile, path)]
+
+
+def _value_at(message: Message, path: str) -> Any:
+    value: Any = message
+    for name in path.split("."):
+        value = getattr(value, name)
+    return list(value) if path == "notifications.channels" else value
+
+
+def to_proto(profile: Profile) -> user_pb2.Profile:
+    notifications = profile.notifications
+    return user_pb2.Profile(
+        user_id=profile.user_id,
+        email=profile.email,
+        display_name=profile.display_name,
+        default_currency=profile.default_currency,
+        time_zone=profile.time_zone,
+        locale=profile.locale,
+        first_day_of_week=profile.first_day_of_week,
+        notifications=user_pb2.NotificationSettings(
+            channels=notifications.channels,
+            quiet_hours_start=notifications.quiet_hours_start,
+            quiet_hours_end=notifications.quiet_hours_end,
+        ),
+        sms_auto_import=profile.sms_auto_import,
+        create_time=rfc3339(profile.create_time),
+        update_time=rfc3339(profile.update_time),
+    )
+
+
+def profile_updated(profile: Profile) -> events_pb2.ProfileUpdated:
+    return events_pb2.ProfileUpdated(
+        user_id=profile.user_id,
+        default_currency=profile.default_currency,
+        time_zone=profile.time_zone,
+        first_day_of_week=profile.first_day_of_week,
+        locale=profile.locale,
+    )

@@ -1,0 +1,26 @@
+"""Wiring of the user service: servicer, signup-event consumer, outbox relay."""
+
+from __future__ import annotations
+
+from expense.user.v1 import user_pb2_grpc
+from services.kit.config import MeshSettings
+from services.kit.runtime import Runtime
+from services.kit.server import ServiceApp
+from services.user import storage
+from services.user.api import SERVICE_NAME, UserServicer
+from services.user.domain import ProfileRules
+from services.user.provisioning import AccountDirectory, ProfileProvisioner
+
+
+def build_app(settings: MeshSettings) -> ServiceApp:
+    runtime = Runtime("user", settings)
+    verifier = runtime.remote_verifier()
+    rules = ProfileRules(tuple(settings.user.notification_channels), settings.user.defaults)
+    outbox = runtime.outbox(storage.outbox)
+    accounts = AccountDirectory(settings.service_address("auth"))
+    provisioner = ProfileProvisioner(runtime.db, rules, accounts)
+    runtime.consume(storage.inbox, "user_profiles", "user.registered", provisioner.on_user_registered)
+    servicer = UserServicer(runtime.db, rules, provisioner, outbox)
+    app = runtime.app(verifier, [(user_pb2_grpc.add_UserServiceServicer_to_server, servicer, SERVICE_NAME)])
+    app.on_stop.append(accounts.close)
+    return app
