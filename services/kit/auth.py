@@ -67,6 +67,8 @@ class TokenVerifier:
         self._last_refresh = 0.0
         self._refresh_lock = asyncio.Lock()
         self._session_cache: dict[str, tuple[float, bool]] = {}
+        # One CheckSession per session at a time: a burst of calls with one token shares it.
+        self._session_checks: dict[str, asyncio.Future[bool]] = {}
 
     @property
     def ready(self) -> bool:
@@ -127,12 +129,21 @@ class TokenVerifier:
         return identity
 
     async def _session_active(self, identity: Identity) -> bool:
-        now = time.monotonic()
         cached = self._session_cache.get(identity.session_id)
-        if cached and cached[0] > now:
+        if cached and cached[0] > time.monotonic():
             return cached[1]
+        check = self._session_checks.get(identity.session_id)
+        if check is None:
+            check = asyncio.ensure_future(self._check_session(identity))
+            self._session_checks[identity.session_id] = check
+            check.add_done_callback(lambda _: self._session_checks.pop(identity.session_id, None))
+        # Shielded: a caller that gives up does not cancel the check the others wait for.
+        return await asyncio.shield(check)
+
+    async def _check_session(self, identity: Identity) -> bool:
+        asked = time.monotonic()
         active = await self._session_check(identity.session_id, identity.user_id)
         if len(self._session_cache) > 100_000:
             self._session_cache.clear()
-        self._session_cache[identity.session_id] = (now + self.settings.session_check_cache_seconds, active)
+        self._session_cache[identity.session_id] = (asked + self.settings.session_check_cache_seconds, active)
         return active

@@ -54,6 +54,8 @@ class AuthSettings(BaseModel):
     argon2_parallelism: int = Field(1, ge=1)
     # Hashes computed at once; each holds argon2_memory_kib of RAM, so this caps memory.
     password_hash_concurrency: int = Field(4, ge=1, le=64)
+    # Hashes allowed to wait for a slot; more are refused with RESOURCE_EXHAUSTED.
+    password_hash_queue: int = Field(64, ge=0)
     # zxcvbn score (0-4) a new password must reach.
     password_min_score: int = Field(2, ge=0, le=4)
     # Failed logins per (email, client IP) within the window, then RESOURCE_EXHAUSTED.

@@ -1,0 +1,65 @@
+"""Wiring of the auth service."""
+
+from __future__ import annotations
+
+from expense.auth.v1 import auth_pb2_grpc
+from services.auth import storage
+from services.auth.accounts import Accounts
+from services.auth.api import AuthApi, IdentityApi
+from services.auth.passwords import Passwords
+from services.auth.throttle import LoginThrottle
+from services.auth.tokens import AccessTokens, SigningKeys
+from services.kit.auth import TokenVerifier
+from services.kit.config import MeshSettings
+from services.kit.runtime import Runtime
+from services.kit.server import ServiceApp
+
+
+def build_app(settings: MeshSettings) -> ServiceApp:
+    runtime = Runtime("auth", settings)
+    keys = SigningKeys(settings)
+    passwords = Passwords(settings.auth)
+    accounts = Accounts(
+        settings,
+        runtime.db,
+        runtime.cache,
+        runtime.outbox(storage.outbox),
+        passwords,
+        LoginThrottle(runtime.cache, settings.auth),
+        AccessTokens(settings.jwt, keys),
+    )
+    # The auth service verifies its own tokens without calling itself: keys from its
+    # own ring, session checks straight against its database (and cache).
+    verifier = TokenVerifier(settings.jwt, keys.jwks, accounts.check_session)
+
+    async def signing_keys_loaded() -> bool:
+        if not keys.ready:
+            await keys.load()
+        if not verifier.ready:
+            await verifier.refresh_keys(force=True)
+        return verifier.ready
+
+    runtime.readiness["signing_keys"] = signing_keys_loaded
+    runtime.background.append(accounts.purge_forever)
+    app = runtime.app(
+        verifier,
+        [
+            (
+                auth_pb2_grpc.add_AuthServiceServicer_to_server,
+                AuthApi(accounts, keys),
+                "expense.auth.v1.AuthService",
+            ),
+            (
+                auth_pb2_grpc.add_IdentityServiceServicer_to_server,
+                IdentityApi(accounts),
+                "expense.auth.v1.IdentityService",
+            ),
+        ],
+    )
+    app.on_start.append(passwords.warm_up)
+
+    async def close_passwords() -> None:
+        passwords.close()
+
+    app.on_stop.append(close_passwords)
+    return app
