@@ -52,6 +52,7 @@ class EventBus:
         self.prefix = prefix
         self.client_name = client_name
         self._nc: NatsClient | None = None
+        self._js: tuple[NatsClient, JetStreamContext] | None = None
         self._ready = asyncio.Event()
         self._connector: asyncio.Task[None] | None = None
 
@@ -67,7 +68,10 @@ class EventBus:
     def js(self) -> JetStreamContext:
         if self._nc is None:
             raise ConnectionError("NATS not connected yet")
-        return self._nc.jetstream(timeout=5)
+        # One context per connection: building one per publish cost as much as the publish.
+        if self._js is None or self._js[0] is not self._nc:
+            self._js = (self._nc, self._nc.jetstream(timeout=5))
+        return self._js[1]
 
     def start(self) -> None:
         self._connector = asyncio.create_task(self._connect_forever(), name="nats-connect")

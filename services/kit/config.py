@@ -106,7 +106,7 @@ class LedgerSettings(BaseModel):
     default_page_size: int = Field(50, ge=1)
     max_page_size: int = Field(500, ge=1, le=5000)
     # total_size counts at most this many matching rows (the count's cost is bounded too).
-    max_counted_rows: int = Field(10000, ge=1)
+    max_counted_rows: int = Field(1000, ge=1)
     max_import_rows: int = Field(1000, ge=1, le=10000)
     max_categories: int = Field(200, ge=1, le=10000)
     max_category_depth: int = Field(3, ge=1, le=10)
@@ -127,8 +127,10 @@ class ReportingSettings(BaseModel):
     trend_max_count: int = Field(36, ge=1, le=120)
     # Redis lifetime of a cached report; events for the user invalidate it sooner.
     cache_ttl_seconds: float = Field(300.0, gt=0, le=86400)
-    # Rows an ExportExpenses call may return (the CLI export has no limit).
+    # Rows an ExportExpenses call may return, and its size as JSON: Envoy's transcoder
+    # answers 500 above its 1 MiB response buffer (the CLI export has no limit).
     export_max_rows: int = Field(20000, ge=1)
+    export_max_bytes: int = Field(786_432, ge=1024)
     # Deadline of one LedgerInternalService stream during a rebuild.
     rebuild_stream_timeout_seconds: float = Field(600.0, gt=0)
 

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
@@ -90,29 +89,59 @@ class EventConsumer:
         while True:
             try:
                 messages = await subscription.fetch(self.batch, timeout=1)
-            except NatsTimeoutError:
+            except TimeoutError:
+                # Nothing to fetch. nats-py raises its own TimeoutError or, from a batch
+                # fetch, asyncio's (the builtin): both mean "idle", not "restart".
                 continue
             except NotFoundError:
                 return  # consumer vanished (stream recreated); run() re-creates it
-            for message in messages:
-                await self._handle(message)
+            await self._handle_batch(messages)
 
-    async def _handle(self, message: Msg) -> None:
+    async def _handle_batch(self, messages: list[Msg]) -> None:
+        """A fetched batch in one transaction: one commit instead of one per event,
+        which is what bounds a consumer's rate. If anything in it fails, each event
+        is applied in a transaction of its own, so only the failing one is redelivered."""
+        decoded = [(m, envelope) for m in messages if (envelope := await self._decode(m)) is not None]
+        if len(decoded) > 1:
+            try:
+                async with self.db.transaction() as session:
+                    for _, envelope in decoded:
+                        await self._apply(session, envelope)
+            except Exception as error:
+                log.warning(
+                    "batch failed; applying its events one by one",
+                    extra={"consumer": self.name, "error": repr(error)},
+                )
+            else:
+                for message, _ in decoded:
+                    await message.ack()
+                self.applied += len(decoded)
+                return
+        for message, envelope in decoded:
+            await self._handle(message, envelope)
+
+    @staticmethod
+    async def _decode(message: Msg) -> events_pb2.EventEnvelope | None:
         try:
-            envelope = events_pb2.EventEnvelope.FromString(message.data)
+            return events_pb2.EventEnvelope.FromString(message.data)
         except DecodeError:
             log.error("undecodable event terminated", extra={"subject": message.subject})
             await message.term()
-            return
+            return None
+
+    async def _apply(self, session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
+        fresh = await insert_ignore(
+            session,
+            self.inbox,
+            {"consumer": self.name, "event_id": envelope.event_id, "processed_at": utcnow()},
+        )
+        if fresh:
+            await self.handler(session, envelope)
+
+    async def _handle(self, message: Msg, envelope: events_pb2.EventEnvelope) -> None:
         try:
             async with self.db.transaction() as session:
-                fresh = await insert_ignore(
-                    session,
-                    self.inbox,
-                    {"consumer": self.name, "event_id": envelope.event_id, "processed_at": utcnow()},
-                )
-                if fresh:
-                    await self.handler(session, envelope)
+                await self._apply(session, envelope)
         except Exception as error:
             attempt = message.metadata.num_delivered
             delay = REDELIVERY_BACKOFF[min(attempt, len(REDELIVERY_BACKOFF)) - 1]

@@ -51,10 +51,15 @@ async def run_once(
     response_type: type[ResponseT],
     work: Callable[[AsyncSession], Awaitable[ResponseT]],
     field: str = "request_id",
+    lock: Callable[[AsyncSession], Awaitable[None]] | None = None,
 ) -> ResponseT:
+    """`lock`, when the work serialises on a lock of its own (e.g. a uniqueness check),
+    is taken first, so a concurrent retry waiting on it then finds the stored answer."""
     for attempt in range(MAX_ATTEMPTS):
         try:
             async with db.transaction() as session:
+                if lock is not None:
+                    await lock(session)
                 stored = await _stored(session, table, user_id, method, request_id)
                 if stored is not None:
                     if stored.fingerprint != request_fingerprint:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.bus import EventBus, make_envelope, subject_for
 from services.kit.db import Database, UtcDateTime
-from services.kit.sqlutil import BigIntId
+from services.kit.sqlutil import BigIntId, insert_many
 from services.kit.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ class Outbox:
             return []
         now = utcnow()
         envelopes = [make_envelope(kind, user, payload, self.producer) for kind, user, payload in events]
-        await session.execute(
-            self.table.insert(),
+        await insert_many(
+            session,
+            self.table,
             [
                 {
                     "event_id": envelope.event_id,

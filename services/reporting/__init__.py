@@ -1,0 +1,1 @@
+"""Reporting: weekly, monthly and yearly reports from rollups fed by ledger events."""

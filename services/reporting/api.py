@@ -1,0 +1,270 @@
+"""ReportingService: requests validated, the caller's calendar resolved, reports
+answered from the cache or the rollups, and shaped into protos (money as exact
+decimal strings of each currency, percentages with two decimals)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from typing_extensions import override
+
+from expense.reporting.v1 import reporting_pb2, reporting_pb2_grpc
+from services.kit.auth import current_identity
+from services.kit.config import ReportingSettings
+from services.kit.errors import FailedPrecondition, InvalidArgument
+from services.kit.money import format_amount
+from services.kit.timeutil import utcnow
+from services.kit.validation import validated
+from services.reporting.domain import (
+    CategoryShare,
+    ChildTotal,
+    CurrencyReport,
+    Period,
+    TrendPoint,
+    export_filename,
+    format_hundredths,
+    period_containing,
+    today_in,
+)
+from services.reporting.preferences import PreferenceSource
+from services.reporting.reportcache import ReportCache
+from services.reporting.reports import Reports, Viewer
+
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2999, 12, 31)
+CSV_CONTENT_TYPE = "text/csv"
+Clock = Callable[[], datetime]
+
+
+def _or_default(default: str) -> BeforeValidator:
+    return BeforeValidator(
+        lambda value: value.strip().lower() or default if isinstance(value, str) else value
+    )
+
+
+PeriodKind = Annotated[Literal["week", "month", "year"], _or_default("month")]
+
+
+class PeriodQuery(BaseModel):
+    period: PeriodKind = "month"
+    # Named `day` here so it does not shadow the type; the request field is `date`.
+    day: date | None = Field(None, alias="date")
+
+    @field_validator("day", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> date | None:
+        if value in ("", None):
+            return None
+        if not isinstance(value, str) or not ISO_DATE.match(value):
+            raise ValueError("must be an ISO 8601 date such as 2026-11-21")
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("is not a calendar date") from None
+        if not EARLIEST_DATE <= parsed <= LATEST_DATE:
+            raise ValueError(f"must lie between {EARLIEST_DATE} and {LATEST_DATE}")
+        return parsed
+
+
+class CategoryQuery(PeriodQuery):
+    category_id: str = Field(min_length=1, max_length=64)
+
+
+class TrendQuery(BaseModel):
+    period: PeriodKind = "month"
+    count: int
+
+
+def _money(minor: int, currency: str) -> str:
+    return format_amount(minor, currency)
+
+
+def _category_total(share: CategoryShare, currency: str) -> reporting_pb2.CategoryTotal:
+    return reporting_pb2.CategoryTotal(
+        category_id=share.category_id,
+        name=share.name,
+        total=_money(share.total.sum_minor, currency),
+        count=share.total.count,
+        share_percent=format_hundredths(share.share_hundredths),
+    )
+
+
+def currency_summary(report: CurrencyReport) -> reporting_pb2.CurrencySummary:
+    currency = report.currency
+    change = report.change_hundredths
+    return reporting_pb2.CurrencySummary(
+        currency=currency,
+        total=_money(report.total.sum_minor, currency),
+        count=report.total.count,
+        daily_average=_money(report.daily_average_minor, currency),
+        previous_total=_money(report.previous.sum_minor, currency),
+        change_percent=format_hundredths(change) if change is not None else "",
+        by_category=[_category_total(share, currency) for share in report.by_category],
+        series=[
+            reporting_pb2.SeriesPoint(
+                start=point.start.isoformat(),
+                end=point.end.isoformat(),
+                total=_money(point.total.sum_minor, currency),
+                count=point.total.count,
+            )
+            for point in report.series
+        ],
+        top_merchants=[
+            reporting_pb2.MerchantTotal(
+                merchant=merchant.merchant,
+                total=_money(merchant.total.sum_minor, currency),
+                count=merchant.total.count,
+            )
+            for merchant in report.top_merchants
+        ],
+    )
+
+
+def _child_total(child: ChildTotal) -> reporting_pb2.CategoryTotal:
+    message = reporting_pb2.CategoryTotal(category_id=child.category_id, name=child.name, count=child.count)
+    if child.currency is not None and child.total is not None and child.share_hundredths is not None:
+        message.total = _money(child.total.sum_minor, child.currency)
+        message.share_percent = format_hundredths(child.share_hundredths)
+    return message
+
+
+def _trend_point(point: TrendPoint) -> reporting_pb2.TrendPoint:
+    return reporting_pb2.TrendPoint(
+        period_start=point.period.start.isoformat(),
+        period_end=point.period.end.isoformat(),
+        currency=point.currency,
+        total=_money(point.total.sum_minor, point.currency),
+        count=point.total.count,
+        by_category=[_category_total(share, point.currency) for share in point.by_category],
+    )
+
+
+class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
+    def __init__(
+        self,
+        reports: Reports,
+        preferences: PreferenceSource,
+        cache: ReportCache,
+        settings: ReportingSettings,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.reports = reports
+        self.preferences = preferences
+        self.cache = cache
+        self.settings = settings
+        self.clock = clock
+
+    async def _viewer(self) -> Viewer:
+        identity = current_identity()
+        preferences = await self.preferences.get(identity)
+        return Viewer(
+            user_id=identity.user_id,
+            today=today_in(preferences.time_zone, self.clock()),
+            first_day_of_week=preferences.first_day_of_week,
+            default_currency=preferences.default_currency,
+        )
+
+    @staticmethod
+    def _period(viewer: Viewer, query: PeriodQuery) -> Period:
+        return period_containing(query.period, query.day or viewer.today, viewer.first_day_of_week)
+
+    def _cached(
+        self,
+        viewer: Viewer,
+        parts: tuple[str, ...],
+        message_type: type[Any],
+        compute: Callable[[], Awaitable[Any]],
+    ) -> Awaitable[Any]:
+        # "today" and the currency order are inputs of every report, so they are part of the key.
+        key = (*parts, viewer.today.isoformat(), viewer.default_currency)
+        return self.cache.get_or_compute(viewer.user_id, key, message_type, compute)
+
+    @override
+    async def GetSummary(
+        self, request: reporting_pb2.GetSummaryRequest, context: object
+    ) -> reporting_pb2.Summary:
+        query = validated(PeriodQuery, {"period": request.period, "date": request.date})
+        viewer = await self._viewer()
+        period = self._period(viewer, query)
+
+        async def compute() -> reporting_pb2.Summary:
+            reports = await self.reports.summary(viewer, period)
+            return reporting_pb2.Summary(
+                period=period.kind,
+                period_start=period.start.isoformat(),
+                period_end=period.end.isoformat(),
+                currencies=[currency_summary(report) for report in reports],
+            )
+
+        parts = ("summary", period.kind, period.start.isoformat())
+        return await self._cached(viewer, parts, reporting_pb2.Summary, compute)
+
+    @override
+    async def GetTrend(self, request: reporting_pb2.GetTrendRequest, context: object) -> reporting_pb2.Trend:
+        query = validated(TrendQuery, {"period": request.period, "count": request.count})
+        count = query.count or self.settings.trend_default_count
+        if not 1 <= count <= self.settings.trend_max_count:
+            raise InvalidArgument.of("count", f"must be between 1 and {self.settings.trend_max_count}")
+        viewer = await self._viewer()
+
+        async def compute() -> reporting_pb2.Trend:
+            points = await self.reports.trend(viewer, query.period, count)
+            return reporting_pb2.Trend(period=query.period, points=[_trend_point(point) for point in points])
+
+        parts = ("trend", query.period, str(count), viewer.first_day_of_week)
+        return await self._cached(viewer, parts, reporting_pb2.Trend, compute)
+
+    @override
+    async def GetCategoryReport(
+        self, request: reporting_pb2.GetCategoryReportRequest, context: object
+    ) -> reporting_pb2.CategoryReport:
+        query = validated(
+            CategoryQuery,
+            {"category_id": request.category_id, "period": request.period, "date": request.date},
+        )
+        viewer = await self._viewer()
+        period = self._period(viewer, query)
+
+        async def compute() -> reporting_pb2.CategoryReport:
+            detail = await self.reports.category(viewer, query.category_id, period)
+            return reporting_pb2.CategoryReport(
+                category_id=query.category_id,
+                name=detail.name,
+                period=period.kind,
+                period_start=period.start.isoformat(),
+                period_end=period.end.isoformat(),
+                currencies=[currency_summary(report) for report in detail.currencies],
+                children=[_child_total(child) for child in detail.children],
+            )
+
+        parts = ("category", query.category_id, period.kind, period.start.isoformat())
+        return await self._cached(viewer, parts, reporting_pb2.CategoryReport, compute)
+
+    @override
+    async def ExportExpenses(
+        self, request: reporting_pb2.ExportExpensesRequest, context: object
+    ) -> reporting_pb2.ExportExpensesResponse:
+        query = validated(PeriodQuery, {"period": request.period, "date": request.date})
+        viewer = await self._viewer()
+        period = self._period(viewer, query)
+        export = await self.reports.export(viewer.user_id, period, self.settings.export_max_rows)
+        # What the gateway must buffer is the JSON string (CSV quotes and line ends get escaped).
+        encoded_bytes = len(json.dumps(export.csv))
+        if encoded_bytes > self.settings.export_max_bytes:
+            raise FailedPrecondition(
+                f"this export is {encoded_bytes // 1024} KiB, more than the "
+                f"{self.settings.export_max_bytes // 1024} KiB one response may carry; export a shorter "
+                "period, or use `python -m services.reporting export`"
+            )
+        return reporting_pb2.ExportExpensesResponse(
+            filename=export_filename(period),
+            content_type=CSV_CONTENT_TYPE,
+            csv=export.csv,
+            row_count=export.row_count,
+        )

@@ -1,0 +1,74 @@
+"""The caller's calendar (time zone, first day of week) and default currency.
+
+Asked from the user service through the kit's PreferencesClient; when that does
+not answer, the profile reporting keeps from `user.profile_updated` events, else the
+configured defaults, so reports keep working while the user service is down."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import grpc
+
+from services.kit.auth import Identity
+from services.kit.config import ProfileDefaults
+from services.kit.db import Database
+from services.kit.profiles import Preferences, PreferencesClient
+from services.reporting import storage
+
+log = logging.getLogger(__name__)
+
+
+class PreferenceSource(Protocol):
+    async def get(self, identity: Identity) -> Preferences: ...
+
+
+class StoredPreferences:
+    """Preferences from reporting's own copy of profiles (and the defaults)."""
+
+    def __init__(self, db: Database, defaults: ProfileDefaults) -> None:
+        self.db = db
+        self.defaults = defaults
+
+    async def get(self, identity: Identity) -> Preferences:
+        return await self.for_user(identity.user_id)
+
+    async def for_user(self, user_id: str) -> Preferences:
+        async with self.db.transaction() as session:
+            profile = await storage.load_profile(session, user_id)
+        if profile is None:
+            return self.complete(Preferences("", "", "", ""))
+        return self.complete(
+            Preferences(profile.default_currency, profile.time_zone, profile.first_day_of_week, "")
+        )
+
+    def complete(self, preferences: Preferences) -> Preferences:
+        return Preferences(
+            default_currency=preferences.default_currency or self.defaults.default_currency,
+            time_zone=preferences.time_zone or self.defaults.time_zone,
+            first_day_of_week=preferences.first_day_of_week or self.defaults.first_day_of_week,
+            locale=preferences.locale or self.defaults.locale,
+        )
+
+
+class UserServicePreferences:
+    def __init__(self, client: PreferencesClient, fallback: StoredPreferences) -> None:
+        self.client = client
+        self.fallback = fallback
+
+    async def get(self, identity: Identity) -> Preferences:
+        try:
+            return self.fallback.complete(await self.client.get(identity))
+        except grpc.aio.AioRpcError as error:
+            log.warning(
+                "user service did not answer; using stored preferences",
+                extra={"code": error.code().name, "user_id": identity.user_id},
+            )
+        return await self.fallback.get(identity)
+
+    def forget(self, user_id: str) -> None:
+        self.client.forget(user_id)
+
+    async def close(self) -> None:
+        await self.client.close()

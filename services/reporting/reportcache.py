@@ -1,0 +1,63 @@
+"""Finished reports cached in Redis (when there is one), per user and request.
+
+Each user has a version token; keys include it, and applying an event for the
+user replaces it, so every cached report of theirs is bypassed at once without
+scanning keys. Old entries simply expire."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from services.kit.cache import Cache
+from services.kit.ids import new_id
+
+log = logging.getLogger(__name__)
+
+MessageT = TypeVar("MessageT", bound=Message)
+# A version token must outlive every report cached under it, or a lapsed token
+# would bring back entries made under the "no version yet" token.
+MIN_VERSION_TTL_SECONDS = 86_400.0
+
+
+class ReportCache:
+    def __init__(self, cache: Cache, ttl_seconds: float) -> None:
+        self.cache = cache
+        self.ttl_seconds = ttl_seconds
+        self.version_ttl_seconds = max(MIN_VERSION_TTL_SECONDS, 10 * ttl_seconds)
+
+    @staticmethod
+    def _version_key(user_id: str) -> str:
+        return f"report-version:{user_id}"
+
+    async def key_for(self, user_id: str, parts: tuple[str, ...]) -> str:
+        version = await self.cache.get(self._version_key(user_id))
+        token = version.decode() if version else "0"
+        return ":".join(("report", user_id, token, *parts))
+
+    async def get_or_compute(
+        self,
+        user_id: str,
+        parts: tuple[str, ...],
+        message_type: type[MessageT],
+        compute: Callable[[], Awaitable[MessageT]],
+    ) -> MessageT:
+        if not self.cache.enabled:
+            return await compute()
+        key = await self.key_for(user_id, parts)
+        cached = await self.cache.get(key)
+        if cached is not None:
+            try:
+                return message_type.FromString(cached)
+            except DecodeError:
+                log.warning("unreadable cached report ignored", extra={"key": key})
+        report = await compute()
+        await self.cache.set(key, report.SerializeToString(), self.ttl_seconds)
+        return report
+
+    async def invalidate(self, user_id: str) -> None:
+        if self.cache.enabled:
+            await self.cache.set(self._version_key(user_id), new_id().encode(), self.version_ttl_seconds)

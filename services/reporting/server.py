@@ -1,0 +1,43 @@
+"""Wiring of the reporting service: consumers of ledger and user events, the
+report servicer, the cache and the preferences lookup."""
+
+from __future__ import annotations
+
+from expense.reporting.v1 import reporting_pb2_grpc
+from services.kit.config import MeshSettings
+from services.kit.profiles import PreferencesClient
+from services.kit.runtime import Runtime
+from services.kit.server import ServiceApp
+from services.reporting import storage
+from services.reporting.api import ReportingServicer
+from services.reporting.events import EventHandlers
+from services.reporting.preferences import StoredPreferences, UserServicePreferences
+from services.reporting.reportcache import ReportCache
+from services.reporting.reports import Reports
+
+SERVICE_NAME = "expense.reporting.v1.ReportingService"
+
+
+def build_app(settings: MeshSettings) -> ServiceApp:
+    runtime = Runtime("reporting", settings)
+    verifier = runtime.remote_verifier()
+    cache = ReportCache(runtime.cache, settings.reporting.cache_ttl_seconds)
+    preferences = UserServicePreferences(
+        PreferencesClient(settings.service_address("user")),
+        StoredPreferences(runtime.db, settings.user.defaults),
+    )
+    handlers = EventHandlers(cache.invalidate, preferences.forget)
+    runtime.consume(storage.inbox_table, "reporting_expenses", "expense.>", handlers.on_expense_event)
+    runtime.consume(storage.inbox_table, "reporting_categories", "category.>", handlers.on_category_event)
+    # The user service's event type for changed preferences.
+    runtime.consume(
+        storage.inbox_table, "reporting_profiles", "user.profile_updated", handlers.on_profile_event
+    )
+    servicer = ReportingServicer(
+        Reports(runtime.db, settings.reporting), preferences, cache, settings.reporting
+    )
+    app = runtime.app(
+        verifier, [(reporting_pb2_grpc.add_ReportingServiceServicer_to_server, servicer, SERVICE_NAME)]
+    )
+    app.on_stop.append(preferences.close)
+    return app
