@@ -201,6 +201,8 @@ def _transcoder(settings: MeshSettings, surface: RestSurface, where: Placement) 
         },
         match_incoming_request_route=True,
         convert_grpc_status=True,
+        # Browsers and form encoders send spaces in query values as '+'.
+        query_param_unescape_plus=True,
         request_validation_options={
             "reject_unknown_method": True,
             "reject_unknown_query_parameters": True,

@@ -1,0 +1,1 @@
+"""Ledger service: expenses and categories, exact money, idempotent writes, audit trail, events."""

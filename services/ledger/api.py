@@ -1,0 +1,472 @@
+"""LedgerService (public, REST through the gateways) and LedgerInternalService
+(mesh-internal streams for rebuilds): proto <-> domain. The owner is always the
+verified caller (current_identity()), never a request field."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date, datetime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import grpc
+from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+from typing_extensions import override
+
+from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from services.kit.auth import Identity, current_identity
+from services.kit.config import LedgerSettings
+from services.kit.db import Database
+from services.kit.errors import InvalidArgument, Unavailable
+from services.kit.idempotency import fingerprint, run_once
+from services.kit.profiles import Preferences, PreferencesClient
+from services.kit.timeutil import rfc3339
+from services.kit.validation import parse_update_mask
+from services.ledger import storage
+from services.ledger.domain import (
+    CATEGORY_FIELDS,
+    EXPENSE_FIELDS,
+    Category,
+    Expense,
+    LedgerEntry,
+    from_snapshot,
+)
+from services.ledger.inputs import (
+    TAG_SEPARATOR,
+    CategoryInput,
+    ExpenseInput,
+    ListInput,
+    RequestIdInput,
+    validate,
+)
+from services.ledger.operations import ImportRow, Ledger, RowOutcome
+
+log = logging.getLogger(__name__)
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+SERVICE_NAME = "expense.ledger.v1.LedgerService"
+INTERNAL_SERVICE_NAME = "expense.ledger.v1.LedgerInternalService"
+IMPORT_COLUMNS = ("request_id", "amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")
+MAX_USER_ID_LENGTH = 36
+
+
+class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
+    def __init__(self, ledger: Ledger, preferences: PreferencesClient) -> None:
+        self.ledger = ledger
+        self.db: Database = ledger.db
+        self.settings: LedgerSettings = ledger.settings
+        self.preferences = preferences
+
+    # -------------------------------------------------------------- expenses
+
+    @override
+    async def CreateExpense(
+        self, request: ledger_pb2.CreateExpenseRequest, context: object
+    ) -> ledger_pb2.Expense:
+        identity = current_identity()
+        user_id = identity.user_id
+        if request.request_id:
+            validate(RequestIdInput, {"request_id": request.request_id}, self.settings)
+        data = await self._with_defaults(identity, expense_data(request))
+        fields = validate(ExpenseInput, data, self.settings)
+        await self.ledger.ensure_categories(user_id)
+
+        async def work(session: AsyncSession) -> ledger_pb2.Expense:
+            return expense_proto(
+                await self.ledger.create_expense(session, user_id, user_id, fields, "manual")
+            )
+
+        return await self._once(identity, "CreateExpense", request, ledger_pb2.Expense, work)
+
+    @override
+    async def GetExpense(self, request: ledger_pb2.GetExpenseRequest, context: object) -> ledger_pb2.Expense:
+        expense_id = required_id(request.expense_id, "expense_id")
+        return expense_proto(await self.ledger.get_expense(current_identity().user_id, expense_id))
+
+    @override
+    async def UpdateExpense(
+        self, request: ledger_pb2.UpdateExpenseRequest, context: object
+    ) -> ledger_pb2.Expense:
+        user_id = current_identity().user_id
+        expense_id = required_id(request.expense_id, "expense_id")
+        paths = mask_paths(request.update_mask, EXPENSE_FIELDS, request.expense)
+        requested = {path: field_value(request.expense, path) for path in paths}
+        etag = request.etag or request.expense.etag
+        updated = await self.ledger.update_expense(user_id, user_id, expense_id, etag, requested)
+        return expense_proto(updated)
+
+    @override
+    async def DeleteExpense(
+        self, request: ledger_pb2.DeleteExpenseRequest, context: object
+    ) -> ledger_pb2.DeleteExpenseResponse:
+        user_id = current_identity().user_id
+        expense_id = required_id(request.expense_id, "expense_id")
+        await self.ledger.delete_expense(user_id, user_id, expense_id, request.etag)
+        return ledger_pb2.DeleteExpenseResponse()
+
+    @override
+    async def ListExpenses(
+        self, request: ledger_pb2.ListExpensesRequest, context: object
+    ) -> ledger_pb2.ListExpensesResponse:
+        data = {
+            "page_size": request.page_size,
+            "page_token": request.page_token,
+            "from": getattr(request, "from"),  # a Python keyword
+            "to": request.to,
+            "category_id": request.category_id,
+            "q": request.q,
+            "min_amount": request.min_amount,
+            "max_amount": request.max_amount,
+            "tag": request.tag,
+            "order_by": request.order_by,
+        }
+        query = validate(ListInput, data, self.settings)
+        page = await self.ledger.list_expenses(current_identity().user_id, query)
+        return ledger_pb2.ListExpensesResponse(
+            expenses=[expense_proto(expense) for expense in page.expenses],
+            next_page_token=page.next_page_token,
+            total_size=page.total_size,
+        )
+
+    @override
+    async def GetExpenseHistory(
+        self, request: ledger_pb2.GetExpenseHistoryRequest, context: object
+    ) -> ledger_pb2.GetExpenseHistoryResponse:
+        user_id = current_identity().user_id
+        expense_id = required_id(request.expense_id, "expense_id")
+        entries = await self.ledger.history(user_id, expense_id)
+        return ledger_pb2.GetExpenseHistoryResponse(entries=[history_proto(entry) for entry in entries])
+
+    @override
+    async def ImportExpenses(
+        self, request: ledger_pb2.ImportExpensesRequest, context: object
+    ) -> ledger_pb2.ImportExpensesResponse:
+        identity = current_identity()
+        rows = import_rows(request, self.settings.max_import_rows)
+        preferences = None
+        if any(not row.currency or not row.spent_on for row in rows):
+            preferences = await self._preferences(identity)
+        candidates = [
+            ImportRow(
+                fingerprint(row),
+                with_defaults({"request_id": row.request_id, **expense_data(row)}, preferences),
+            )
+            for row in rows
+        ]
+        outcomes = await self.ledger.import_expenses(identity.user_id, identity.user_id, candidates)
+        return import_response(outcomes)
+
+    # ------------------------------------------------------------ categories
+
+    @override
+    async def ListCategories(
+        self, request: ledger_pb2.ListCategoriesRequest, context: object
+    ) -> ledger_pb2.ListCategoriesResponse:
+        categories = await self.ledger.list_categories(current_identity().user_id)
+        return ledger_pb2.ListCategoriesResponse(categories=[category_proto(c) for c in categories])
+
+    @override
+    async def CreateCategory(
+        self, request: ledger_pb2.CreateCategoryRequest, context: object
+    ) -> ledger_pb2.Category:
+        identity = current_identity()
+        user_id = identity.user_id
+        if request.request_id:
+            validate(RequestIdInput, {"request_id": request.request_id}, self.settings)
+        data = {name: getattr(request, name) for name in CATEGORY_FIELDS}
+        fields = validate(CategoryInput, data, self.settings)
+        await self.ledger.ensure_categories(user_id)
+
+        async def work(session: AsyncSession) -> ledger_pb2.Category:
+            return category_proto(await self.ledger.create_category(session, user_id, fields))
+
+        async def lock(session: AsyncSession) -> None:
+            await self.ledger.lock_categories(session, user_id)
+
+        return await self._once(identity, "CreateCategory", request, ledger_pb2.Category, work, lock)
+
+    @override
+    async def UpdateCategory(
+        self, request: ledger_pb2.UpdateCategoryRequest, context: object
+    ) -> ledger_pb2.Category:
+        user_id = current_identity().user_id
+        category_id = required_id(request.category_id, "category_id")
+        paths = mask_paths(request.update_mask, CATEGORY_FIELDS, request.category)
+        requested = {path: getattr(request.category, path) for path in paths}
+        fields = validate(CategoryInput, requested, self.settings, prefix="category.")
+        return category_proto(await self.ledger.update_category(user_id, category_id, fields))
+
+    @override
+    async def DeleteCategory(
+        self, request: ledger_pb2.DeleteCategoryRequest, context: object
+    ) -> ledger_pb2.DeleteCategoryResponse:
+        user_id = current_identity().user_id
+        category_id = required_id(request.category_id, "category_id")
+        moved = await self.ledger.delete_category(user_id, user_id, category_id, request.reassign_to.strip())
+        return ledger_pb2.DeleteCategoryResponse(reassigned_expenses=moved)
+
+    # ---------------------------------------------------------------- helpers
+
+    async def _once(
+        self,
+        identity: Identity,
+        method: str,
+        request: ledger_pb2.CreateExpenseRequest | ledger_pb2.CreateCategoryRequest,
+        response_type: type[ResponseT],
+        work: Callable[[AsyncSession], Awaitable[ResponseT]],
+        lock: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    ) -> ResponseT:
+        """AIP-155: with a request_id, a retry gets the first answer back; without one
+        the call simply runs. `lock` is the work's own lock, taken before the lookup."""
+        if not request.request_id:
+            async with self.db.transaction() as session:
+                return await work(session)
+        return await run_once(
+            self.db,
+            storage.idempotency_keys,
+            user_id=identity.user_id,
+            method=method,
+            request_id=request.request_id,
+            request_fingerprint=fingerprint(request),
+            response_type=response_type,
+            work=work,
+            lock=lock,
+        )
+
+    async def _preferences(self, identity: Identity) -> Preferences:
+        try:
+            return await self.preferences.get(identity)
+        except grpc.aio.AioRpcError as error:
+            log.warning("preferences unavailable", extra={"code": str(error.code())})
+            raise Unavailable(
+                "the user's preferences are unavailable: retry, or send currency and spent_on"
+            ) from None
+
+    async def _with_defaults(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        if data["currency"] and data["spent_on"]:
+            return data
+        return with_defaults(data, await self._preferences(identity))
+
+
+class LedgerInternalServicer(ledger_pb2_grpc.LedgerInternalServiceServicer):
+    """Bulk reads for other services' rebuilds; mesh-internal, never routed by a gateway."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    @override
+    async def StreamExpenses(
+        self, request: ledger_pb2.StreamExpensesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ledger_pb2.StreamExpensesResponse]:
+        await check_user_id(request.user_id, context)
+        try:
+            async for batch in self.ledger.stream_expenses(request.user_id):
+                yield ledger_pb2.StreamExpensesResponse(expenses=[internal_expense(e) for e in batch])
+        except Exception:
+            log.exception("expense stream failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    @override
+    async def StreamCategories(
+        self, request: ledger_pb2.StreamCategoriesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ledger_pb2.StreamCategoriesResponse]:
+        await check_user_id(request.user_id, context)
+        try:
+            async for batch in self.ledger.stream_categories(request.user_id):
+                yield ledger_pb2.StreamCategoriesResponse(categories=[internal_category(c) for c in batch])
+        except Exception:
+            log.exception("category stream failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+async def check_user_id(user_id: str, context: grpc.aio.ServicerContext) -> None:
+    # Streams are not wrapped by the kit's error interceptor (unary only): abort here.
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id: not a valid id")
+
+
+# ------------------------------------------------------------- conversions
+
+
+def required_id(value: str, field: str) -> str:
+    if not value.strip():
+        raise InvalidArgument.of(field, "required")
+    return value.strip()
+
+
+def mask_paths(mask: str, updatable: tuple[str, ...], message: Message) -> list[str]:
+    """AIP-134: the named paths ("*" for all); without a mask, the fields set in the body."""
+    if mask.strip() == "*":
+        return list(updatable)
+    if mask.strip():
+        return parse_update_mask(mask, set(updatable))
+    paths = [path for path in updatable if field_value(message, path)]
+    if not paths:
+        raise InvalidArgument.of("update_mask", "names no field to change")
+    return paths
+
+
+def field_value(message: Message, path: str) -> Any:
+    value = getattr(message, path)
+    return list(value) if path == "tags" else value
+
+
+def expense_data(request: ledger_pb2.CreateExpenseRequest | ledger_pb2.ImportRow) -> dict[str, Any]:
+    """The client-settable expense fields of a create request or import row."""
+    return {name: field_value(request, name) for name in EXPENSE_FIELDS}
+
+
+def today_in(time_zone: str) -> date:
+    try:
+        zone = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return datetime.now(zone).date()
+
+
+def with_defaults(data: dict[str, Any], preferences: Preferences | None) -> dict[str, Any]:
+    """currency: the user's preferred one; spent_on: today where the user lives."""
+    if preferences is None:
+        return data
+    return {
+        **data,
+        "currency": data["currency"] or preferences.default_currency,
+        "spent_on": data["spent_on"] or today_in(preferences.time_zone).isoformat(),
+    }
+
+
+def import_rows(request: ledger_pb2.ImportExpensesRequest, max_rows: int) -> list[ledger_pb2.ImportRow]:
+    if request.rows and request.csv:
+        raise InvalidArgument.of("csv", "send rows or csv, not both")
+    field = "csv" if request.csv else "rows"
+    rows = csv_rows(request.csv, max_rows) if request.csv else list(request.rows)
+    if not rows:
+        raise InvalidArgument.of(field, "no rows to import")
+    if len(rows) > max_rows:
+        raise InvalidArgument.of(field, f"at most {max_rows} rows per call")
+    return rows
+
+
+def csv_rows(text: str, max_rows: int) -> list[ledger_pb2.ImportRow]:
+    """CSV with a header naming IMPORT_COLUMNS (any order, amount and request_id
+    required); tags are "|"-separated. Reads at most max_rows + 1 rows."""
+    reader = csv.reader(io.StringIO(text))
+    header = [name.strip().lower() for name in next(reader, [])]
+    unknown = [name for name in header if name not in IMPORT_COLUMNS]
+    missing = [name for name in ("request_id", "amount") if name not in header]
+    if unknown or missing or len(set(header)) != len(header):
+        problem = (
+            f"unknown columns {unknown}"
+            if unknown
+            else f"missing columns {missing}"
+            if missing
+            else "repeated columns"
+        )
+        raise InvalidArgument.of("csv", f"header line: {problem}; columns are {', '.join(IMPORT_COLUMNS)}")
+    rows = []
+    try:
+        for values in reader:
+            if not any(value.strip() for value in values):
+                continue
+            if len(values) != len(header):
+                raise InvalidArgument.of(
+                    "csv", f"line {reader.line_num}: {len(values)} values for {len(header)} columns"
+                )
+            rows.append(csv_row(dict(zip(header, values, strict=True))))
+            if len(rows) > max_rows:
+                break
+    except csv.Error as error:
+        raise InvalidArgument.of("csv", f"line {reader.line_num}: {error}") from None
+    return rows
+
+
+def csv_row(values: dict[str, str]) -> ledger_pb2.ImportRow:
+    tags = [tag for tag in values.pop("tags", "").split(TAG_SEPARATOR) if tag.strip()]
+    return ledger_pb2.ImportRow(tags=tags, **values)
+
+
+def import_response(outcomes: list[RowOutcome]) -> ledger_pb2.ImportExpensesResponse:
+    results = [
+        ledger_pb2.ImportRowResult(
+            index=index,
+            status=outcome.status,
+            expense_id=outcome.expense_id,
+            errors=[ledger_pb2.FieldError(field=v.field, description=v.description) for v in outcome.errors],
+        )
+        for index, outcome in enumerate(outcomes)
+    ]
+    counts = {
+        status: sum(1 for o in outcomes if o.status == status)
+        for status in ("created", "duplicate", "invalid")
+    }
+    return ledger_pb2.ImportExpensesResponse(
+        results=results,
+        created_count=counts["created"],
+        duplicate_count=counts["duplicate"],
+        invalid_count=counts["invalid"],
+    )
+
+
+def expense_proto(expense: Expense) -> ledger_pb2.Expense:
+    return ledger_pb2.Expense(
+        expense_id=expense.expense_id,
+        amount=expense.amount,
+        currency=expense.currency,
+        spent_on=expense.spent_on.isoformat(),
+        category_id=expense.category_id or "",
+        merchant=expense.merchant,
+        note=expense.note,
+        tags=list(expense.tags),
+        source=expense.source,
+        etag=expense.etag,
+        create_time=rfc3339(expense.create_time),
+        update_time=rfc3339(expense.update_time),
+    )
+
+
+def history_proto(entry: LedgerEntry) -> ledger_pb2.HistoryEntry:
+    message = ledger_pb2.HistoryEntry(
+        version=entry.version, action=entry.action, actor=entry.actor, time=rfc3339(entry.time)
+    )
+    if entry.before is not None:
+        message.before.CopyFrom(expense_proto(from_snapshot(entry.before, entry.user_id)))
+    if entry.after is not None:
+        message.after.CopyFrom(expense_proto(from_snapshot(entry.after, entry.user_id)))
+    return message
+
+
+def category_proto(category: Category) -> ledger_pb2.Category:
+    return ledger_pb2.Category(
+        category_id=category.category_id,
+        name=category.name,
+        parent_id=category.parent_id or "",
+        color=category.color,
+        icon=category.icon,
+        create_time=rfc3339(category.create_time),
+        update_time=rfc3339(category.update_time),
+    )
+
+
+def internal_expense(expense: Expense) -> ledger_pb2.InternalExpense:
+    return ledger_pb2.InternalExpense(
+        user_id=expense.user_id,
+        expense_id=expense.expense_id,
+        amount_minor=expense.amount_minor,
+        currency=expense.currency,
+        spent_on=expense.spent_on.isoformat(),
+        category_id=expense.category_id or "",
+        merchant=expense.merchant,
+    )
+
+
+def internal_category(category: Category) -> ledger_pb2.InternalCategory:
+    return ledger_pb2.InternalCategory(
+        user_id=category.user_id,
+        category_id=category.category_id,
+        name=category.name,
+        parent_id=category.parent_id or "",
+    )

@@ -1,0 +1,374 @@
+"""Expenses, categories and their rules: update masks, list ordering and
+cursors, the category tree, audit snapshots. Plain Python: no gRPC, no SQL."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from services.kit.config import REPO_ROOT
+from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.kit.money import MoneyError, currencies, format_amount
+
+SOURCES = ("manual", "sms", "recurring", "import")
+EXPENSE_FIELDS = ("amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")
+CATEGORY_FIELDS = ("name", "parent_id", "color", "icon")
+# Amounts in every currency compare as exact decimals at this many places (the
+# largest ISO 4217 exponent), so one indexed column orders and filters them all.
+VALUE_EXPONENT = 4
+BIGINT_MAX = 2**63 - 1
+_DECIMAL = re.compile(r"^(?P<whole>\d{1,30})(?:\.(?P<fraction>\d{1,30}))?$", re.ASCII)
+PAGE_TOKEN_VERSION = 1
+ORDER_FIELDS = ("spent_on", "amount")
+DEFAULT_ORDER = "spent_on desc"
+
+
+@dataclass(frozen=True)
+class Expense:
+    expense_id: str
+    user_id: str
+    amount_minor: int
+    currency: str
+    spent_on: date
+    category_id: str | None
+    merchant: str
+    note: str
+    tags: tuple[str, ...]
+    source: str
+    version: int
+    create_time: datetime
+    update_time: datetime
+    delete_time: datetime | None = None
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.version)
+
+    @property
+    def amount(self) -> str:
+        return format_amount(self.amount_minor, self.currency)
+
+    @property
+    def amount_value(self) -> int:
+        return amount_value(self.amount_minor, self.currency)
+
+    @property
+    def search_text(self) -> str:
+        return search_text(self.merchant, self.note)
+
+
+@dataclass(frozen=True)
+class Category:
+    category_id: str
+    user_id: str
+    name: str
+    parent_id: str | None
+    color: str
+    icon: str
+    create_time: datetime
+    update_time: datetime
+
+    @property
+    def name_key(self) -> str:
+        return name_key(self.name)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One append-only audit record: the state before and after a change."""
+
+    expense_id: str
+    user_id: str
+    version: int
+    action: str  # "create", "update" or "delete"
+    actor: str
+    time: datetime
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def etag_of(version: int) -> str:
+    return f'"{version}"'
+
+
+def etag_matches(etag: str, version: int) -> bool:
+    """Weak or strong form of the same version (RFC 9110 weak comparison)."""
+    return etag.strip().removeprefix("W/") == etag_of(version)
+
+
+def amount_value(amount_minor: int, currency: str) -> int:
+    return amount_minor * 10 ** (VALUE_EXPONENT - currencies().exponent(currency))
+
+
+def decimal_value(text: str) -> int:
+    """A list filter bound ("12.5") in units of 10^-VALUE_EXPONENT; a bound beyond
+    any storable amount is lowered to the largest value a BIGINT holds."""
+    match = _DECIMAL.match(text.strip())
+    if match is None:
+        raise MoneyError("must be a decimal number such as 1250.50")
+    fraction = (match["fraction"] or "").rstrip("0")
+    if len(fraction) > VALUE_EXPONENT:
+        raise MoneyError(f"must have at most {VALUE_EXPONENT} decimal places")
+    value = int(match["whole"]) * 10**VALUE_EXPONENT + int(fraction.ljust(VALUE_EXPONENT, "0"))
+    return min(value, BIGINT_MAX)
+
+
+def search_text(merchant: str, note: str) -> str:
+    """What `q` searches: merchant and note, case-folded the same way as the query."""
+    return f"{merchant}\n{note}".lower()
+
+
+def name_key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def tag_key(tag: str) -> str:
+    return tag.casefold()
+
+
+# ----------------------------------------------------------------- expenses
+
+
+def with_money_pair(current: Expense, requested: Mapping[str, Any]) -> dict[str, Any]:
+    """An amount only means something in a currency: a change to either one is
+    validated with the other, so a new currency must fit the kept amount exactly."""
+    data = dict(requested)
+    if "currency" in data and "amount" not in data:
+        data["amount"] = current.amount
+    if "amount" in data and "currency" not in data:
+        data["currency"] = current.currency
+    return data
+
+
+def apply_expense_changes(current: Expense, changes: Mapping[str, Any], now: datetime) -> Expense:
+    return replace(current, **changes, version=current.version + 1, update_time=now)
+
+
+def snapshot(expense: Expense) -> dict[str, Any]:
+    """The audit form of an expense: JSON, amounts exact in minor units."""
+    return {
+        "expense_id": expense.expense_id,
+        "amount_minor": expense.amount_minor,
+        "currency": expense.currency,
+        "spent_on": expense.spent_on.isoformat(),
+        "category_id": expense.category_id or "",
+        "merchant": expense.merchant,
+        "note": expense.note,
+        "tags": list(expense.tags),
+        "source": expense.source,
+        "version": expense.version,
+        "create_time": expense.create_time.isoformat(),
+        "update_time": expense.update_time.isoformat(),
+    }
+
+
+def from_snapshot(data: Mapping[str, Any], user_id: str) -> Expense:
+    return Expense(
+        expense_id=data["expense_id"],
+        user_id=user_id,
+        amount_minor=int(data["amount_minor"]),
+        currency=data["currency"],
+        spent_on=date.fromisoformat(data["spent_on"]),
+        category_id=data["category_id"] or None,
+        merchant=data["merchant"],
+        note=data["note"],
+        tags=tuple(data["tags"]),
+        source=data["source"],
+        version=int(data["version"]),
+        create_time=datetime.fromisoformat(data["create_time"]),
+        update_time=datetime.fromisoformat(data["update_time"]),
+    )
+
+
+def entry(
+    action: str, actor: str, now: datetime, before: Expense | None, after: Expense | None
+) -> LedgerEntry:
+    """The audit record of one change; a delete's version is the one after the deleted state."""
+    subject = after or before
+    if subject is None:
+        raise ValueError("an entry needs a before or an after state")
+    return LedgerEntry(
+        expense_id=subject.expense_id,
+        user_id=subject.user_id,
+        version=after.version if after is not None else subject.version + 1,
+        action=action,
+        actor=actor,
+        time=now,
+        before=None if before is None else snapshot(before),
+        after=None if after is None else snapshot(after),
+    )
+
+
+# ------------------------------------------------------------ listing
+
+
+@dataclass(frozen=True)
+class Ordering:
+    field: str  # "spent_on" or "amount"
+    descending: bool
+
+    @property
+    def text(self) -> str:
+        return f"{self.field} {'desc' if self.descending else 'asc'}"
+
+    def key_of(self, expense: Expense) -> str:
+        return expense.spent_on.isoformat() if self.field == "spent_on" else str(expense.amount_value)
+
+
+def parse_ordering(text: str) -> Ordering:
+    """AIP-132 order_by: a field, ascending unless followed by "desc"."""
+    words = (text.strip() or DEFAULT_ORDER).split()
+    if len(words) in (1, 2) and words[0] in ORDER_FIELDS and words[1:] in ([], ["asc"], ["desc"]):
+        return Ordering(words[0], words[1:] == ["desc"])
+    raise InvalidArgument.of(
+        "order_by", 'must be "spent_on" or "amount", optionally followed by "asc" or "desc"'
+    )
+
+
+@dataclass(frozen=True)
+class ExpenseFilter:
+    from_date: date | None = None
+    to_date: date | None = None
+    # The category asked for and its descendants; None when not filtering by category.
+    category_ids: tuple[str, ...] | None = None
+    text: str = ""
+    min_value: int | None = None
+    max_value: int | None = None
+    tag_key: str = ""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position after the last expense of a page: its order key and id."""
+
+    key: str
+    expense_id: str
+
+    def key_value(self, ordering: Ordering) -> date | int:
+        return date.fromisoformat(self.key) if ordering.field == "spent_on" else int(self.key)
+
+
+def encode_page_token(cursor: Cursor, fingerprint: str) -> str:
+    payload = json.dumps([PAGE_TOKEN_VERSION, fingerprint, cursor.key, cursor.expense_id])
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, fingerprint: str, ordering: Ordering) -> Cursor:
+    """Rejects anything this service did not issue for the same query."""
+    invalid = InvalidArgument.of("page_token", "invalid page token, or issued for a different query")
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        version, issued_for, key, expense_id = json.loads(base64.urlsafe_b64decode(padded))
+        cursor = Cursor(str(key), str(expense_id))
+        cursor.key_value(ordering)
+    except (ValueError, TypeError, binascii.Error):
+        raise invalid from None
+    if version != PAGE_TOKEN_VERSION or issued_for != fingerprint or len(cursor.expense_id) > 36:
+        raise invalid
+    return cursor
+
+
+# ---------------------------------------------------------- categories
+
+
+@dataclass(frozen=True)
+class DefaultCategory:
+    name: str
+    color: str
+    icon: str
+
+
+def load_default_categories(path: Path) -> tuple[DefaultCategory, ...]:
+    """The starter set from its data file (relative paths are from the repo root)."""
+    full = path if path.is_absolute() else REPO_ROOT / path
+    data = tomllib.loads(full.read_text())
+    return tuple(
+        DefaultCategory(item["name"], item.get("color", ""), item.get("icon", ""))
+        for item in data["categories"]
+    )
+
+
+@dataclass
+class CategoryTree:
+    """One user's categories, for the rules that span several of them."""
+
+    categories: dict[str, Category]
+    children: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, categories: Iterable[Category]) -> CategoryTree:
+        by_id = {category.category_id: category for category in categories}
+        children: dict[str, list[str]] = {}
+        for category in by_id.values():
+            if category.parent_id:
+                children.setdefault(category.parent_id, []).append(category.category_id)
+        return cls(by_id, children)
+
+    def get(self, category_id: str) -> Category:
+        category = self.categories.get(category_id)
+        if category is None:
+            raise NotFound("category", category_id)
+        return category
+
+    def subtree(self, category_id: str) -> list[str]:
+        """The category and every descendant."""
+        found, pending = [], [category_id]
+        while pending:
+            current = pending.pop()
+            found.append(current)
+            pending.extend(self.children.get(current, ()))
+        return found
+
+    def depth(self, category_id: str) -> int:
+        """1 for a top-level category."""
+        depth, current = 1, self.categories[category_id]
+        while current.parent_id and current.parent_id in self.categories:
+            depth += 1
+            current = self.categories[current.parent_id]
+        return depth
+
+    def height(self, category_id: str) -> int:
+        """Levels in the subtree rooted here (1 for a leaf)."""
+        below = self.children.get(category_id, ())
+        return 1 + max((self.height(child) for child in below), default=0)
+
+    def check_name_free(self, name: str, except_id: str = "") -> None:
+        key = name_key(name)
+        for category in self.categories.values():
+            if category.name_key == key and category.category_id != except_id:
+                raise AlreadyExists(f"a category named {category.name!r} exists already")
+
+    def check_parent(self, category_id: str, parent_id: str | None, max_depth: int, field_name: str) -> None:
+        """Moving category_id (or a new one, "") under parent_id keeps the tree
+        acyclic and no deeper than max_depth."""
+        if parent_id is None:
+            if category_id and self.height(category_id) > max_depth:
+                raise InvalidArgument.of(field_name, f"categories nest at most {max_depth} levels deep")
+            return
+        self.get(parent_id)
+        if category_id and parent_id in self.subtree(category_id):
+            raise InvalidArgument.of(field_name, "a category cannot be its own ancestor")
+        height = self.height(category_id) if category_id else 1
+        if self.depth(parent_id) + height > max_depth:
+            raise InvalidArgument.of(field_name, f"categories nest at most {max_depth} levels deep")
+
+    def check_reassignment(self, category_id: str, reassign_to: str, max_depth: int) -> None:
+        """The deleted category's expenses and children may move to reassign_to."""
+        self.get(reassign_to)
+        if reassign_to in self.subtree(category_id):
+            raise InvalidArgument.of(
+                "reassign_to", "must not be the deleted category or one of its descendants"
+            )
+        for child in self.children.get(category_id, ()):
+            if self.depth(reassign_to) + self.height(child) > max_depth:
+                raise FailedPrecondition(
+                    f"moving the subcategories under the new parent would nest deeper than {max_depth} levels"
+                )

@@ -1,0 +1,49 @@
+"""Wiring of the ledger service: servicers, outbox relay, and the consumer that
+drops cached preferences when a profile changes."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from expense.events.v1 import events_pb2
+from expense.ledger.v1 import ledger_pb2_grpc
+from services.kit.config import MeshSettings
+from services.kit.profiles import PreferencesClient
+from services.kit.runtime import Runtime
+from services.kit.server import ServiceApp
+from services.ledger import storage
+from services.ledger.api import INTERNAL_SERVICE_NAME, SERVICE_NAME, LedgerInternalServicer, LedgerServicer
+from services.ledger.domain import load_default_categories
+from services.ledger.operations import Ledger
+
+PROFILE_UPDATED = "user.profile_updated"
+
+
+def build_app(settings: MeshSettings) -> ServiceApp:
+    runtime = Runtime("ledger", settings)
+    verifier = runtime.remote_verifier()
+    outbox = runtime.outbox(storage.outbox)
+    defaults = load_default_categories(settings.ledger.default_categories_file)
+    ledger = Ledger(runtime.db, outbox, settings.ledger, defaults)
+    preferences = PreferencesClient(settings.service_address("user"))
+
+    async def forget_preferences(session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
+        # A changed currency or time zone applies to the very next expense.
+        preferences.forget(envelope.user_id)
+
+    runtime.consume(storage.inbox, "ledger_preferences", PROFILE_UPDATED, forget_preferences)
+    servicers = [
+        (
+            ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
+            LedgerServicer(ledger, preferences),
+            SERVICE_NAME,
+        ),
+        (
+            ledger_pb2_grpc.add_LedgerInternalServiceServicer_to_server,
+            LedgerInternalServicer(ledger),
+            INTERNAL_SERVICE_NAME,
+        ),
+    ]
+    app = runtime.app(verifier, servicers)
+    app.on_stop.append(preferences.close)
+    return app

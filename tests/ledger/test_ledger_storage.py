@@ -1,0 +1,138 @@
+"""The ledger's schema and queries on real SQLite and PostgreSQL: the migration
+builds exactly the models (plus the trigram index and append-only triggers), and
+list queries stay bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from services.kit import migrations
+from services.kit.config import MeshSettings
+from services.kit.db import Database
+from services.kit.ids import new_id
+from services.kit.sqlutil import insert_many
+from services.ledger import storage
+from services.ledger.domain import Expense, ExpenseFilter, parse_ordering
+from tests.infra import fresh_postgres_database
+
+# Created by the migration only: the PostgreSQL trigram index needs the pg_trgm extension.
+MIGRATION_ONLY = {"ix_expenses_search", "alembic_version"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
+    settings = MeshSettings(database_url=database_url, data_dir=tmp_path)
+    await asyncio.to_thread(migrations.upgrade, "ledger", settings)
+    database = Database(database_url, schema="ledger", pool_size=2)
+    yield database
+    await database.dispose()
+
+
+def _drift(connection: Any) -> list[Any]:
+    def include(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
+        return name not in MIGRATION_ONLY
+
+    context = MigrationContext.configure(connection, opts={"include_object": include, "compare_type": True})
+    return compare_metadata(context, storage.metadata)
+
+
+async def test_the_migration_builds_the_models(db: Database) -> None:
+    async with db.engine.connect() as connection:
+        assert await connection.run_sync(_drift) == []
+
+
+async def test_text_search_is_indexed_on_postgresql(db: Database) -> None:
+    if not db.is_postgres:
+        pytest.skip("SQLite has no trigram index; q filters the user's own rows")
+    async with db.transaction() as session:
+        definition = (
+            await session.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_expenses_search'")
+            )
+        ).scalar_one()
+    assert "gin_trgm_ops" in definition and "delete_time IS NULL" in definition
+
+
+def _expense(user_id: str, day: int, amount: int) -> Expense:
+    now = datetime.now(UTC)
+    return Expense(
+        new_id(), user_id, amount, "INR", date(2026, 1, day), None, "Shop", "", ("t",), "manual", 1, now, now
+    )
+
+
+async def test_counts_stop_at_the_cap_and_pages_at_the_limit(db: Database) -> None:
+    user_id, other = new_id(), new_id()
+    async with db.transaction() as session:
+        await storage.insert_expenses(session, [_expense(user_id, 1 + i % 28, 100 + i) for i in range(25)])
+        await storage.insert_expenses(session, [_expense(other, 1, 5)])
+    ordering = parse_ordering("amount desc")
+    async with db.transaction() as session:
+        assert await storage.count_expenses(session, user_id, ExpenseFilter(), cap=10) == 10
+        assert await storage.count_expenses(session, user_id, ExpenseFilter(), cap=100) == 25
+        assert (
+            await storage.count_expenses(session, user_id, ExpenseFilter(tag_key="t", min_value=12400), 100)
+            == 1
+        )
+        page = await storage.list_expenses(session, user_id, ExpenseFilter(), ordering, None, 7)
+    assert [expense.amount_minor for expense in page] == list(range(124, 117, -1))
+    assert {expense.user_id for expense in page} == {user_id}
+
+
+@pytest.mark.parametrize("count", [3, 120])
+async def test_bulk_inserts_store_the_same_values_either_way(db: Database, count: int) -> None:
+    """insert_many uses COPY on PostgreSQL from COPY_MIN_ROWS on, executemany otherwise."""
+    user_id, now = new_id(), datetime.now(UTC)
+    entries = [
+        {
+            "expense_id": new_id(),
+            "user_id": user_id,
+            "version": 1,
+            "action": "create",
+            "actor": user_id,
+            "time": now,
+            "before": None,
+            "after": {"amount_minor": i, "note": "ü\n\t\\"},
+        }
+        for i in range(count)
+    ]
+    events = [
+        {"event_id": new_id(), "subject": "t.events.x", "body": bytes([0, i % 256, 255]), "created_at": now}
+        for i in range(count)
+    ]
+    async with db.transaction() as session:
+        await insert_many(session, storage.ledger_entries, entries)
+        await insert_many(session, storage.outbox, events)
+    async with db.transaction() as session:
+        stored = (
+            await session.execute(
+                select(storage.ledger_entries).where(storage.ledger_entries.c.user_id == user_id)
+            )
+        ).all()
+        bodies = {row.event_id: row.body for row in (await session.execute(select(storage.outbox))).all()}
+    assert sorted((row.after["amount_minor"], row.after["note"], row.before, row.time) for row in stored) == [
+        (i, "ü\n\t\\", None, now) for i in range(count)
+    ]
+    assert all(bodies[event["event_id"]] == event["body"] for event in events)
+
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as session:
+            await insert_many(session, storage.outbox, [*events[-2:], *events[:-2]])
