@@ -1,5 +1,7 @@
 """gRPC client channels for calls between services: retries on UNAVAILABLE
-through the service config, keepalive, and a deadline on every call."""
+through the service config, keepalive, and a deadline on every call. Calls wait
+for a connection (waitForReady) within their deadline, so a peer that is
+restarting or a reconnect after an idle period is not an immediate failure."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import json
 
 import grpc
 
-DEFAULT_TIMEOUT_SECONDS = 2.0
+DEFAULT_TIMEOUT_SECONDS = 3.0
 
 
 def _service_config(services: list[str], timeout: float) -> str:
@@ -17,7 +19,7 @@ def _service_config(services: list[str], timeout: float) -> str:
                 {
                     "name": [{"service": name} for name in services],
                     "timeout": f"{timeout}s",
-                    "waitForReady": False,
+                    "waitForReady": True,
                     "retryPolicy": {
                         "maxAttempts": 4,
                         "initialBackoff": "0.05s",
