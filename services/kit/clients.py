@@ -12,14 +12,14 @@ import grpc
 DEFAULT_TIMEOUT_SECONDS = 3.0
 
 
-def _service_config(services: list[str], timeout: float) -> str:
+def _service_config(services: list[str], timeout: float, wait_for_ready: bool) -> str:
     return json.dumps(
         {
             "methodConfig": [
                 {
                     "name": [{"service": name} for name in services],
                     "timeout": f"{timeout}s",
-                    "waitForReady": True,
+                    "waitForReady": wait_for_ready,
                     "retryPolicy": {
                         "maxAttempts": 4,
                         "initialBackoff": "0.05s",
@@ -35,13 +35,14 @@ def _service_config(services: list[str], timeout: float) -> str:
 
 
 def make_channel(
-    target: str, services: list[str], timeout: float = DEFAULT_TIMEOUT_SECONDS
+    target: str, services: list[str], timeout: float = DEFAULT_TIMEOUT_SECONDS, wait_for_ready: bool = True
 ) -> grpc.aio.Channel:
-    """Must be called inside the running event loop that will use the channel."""
+    """Must be called inside the running event loop that will use the channel.
+    One-shot commands pass wait_for_ready=False: an absent peer is their error to report."""
     return grpc.aio.insecure_channel(
         target,
         options=[
-            ("grpc.service_config", _service_config(services, timeout)),
+            ("grpc.service_config", _service_config(services, timeout, wait_for_ready)),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 5_000),

@@ -44,7 +44,10 @@ class LedgerClient:
 
     def _stub(self) -> ledger_pb2_grpc.LedgerInternalServiceStub:
         if self._channel is None:
-            self._channel = make_channel(self.target, [LEDGER_INTERNAL_SERVICE], self.timeout_seconds)
+            # A rebuild is a one-shot command: no ledger is an error to report, not to wait for.
+            self._channel = make_channel(
+                self.target, [LEDGER_INTERNAL_SERVICE], self.timeout_seconds, wait_for_ready=False
+            )
         return ledger_pb2_grpc.LedgerInternalServiceStub(self._channel)
 
     async def users(self) -> set[str]:
