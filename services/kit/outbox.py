@@ -100,6 +100,9 @@ class OutboxRelay:
         await self.bus.wait_ready()
         backoff = 0.1
         while True:
+            # Cleared before the batch is read, not after: a commit landing while a batch
+            # is published must wake the next round rather than wait for the poll interval.
+            self.outbox.committed.clear()
             try:
                 published = await self.publish_batch()
                 backoff = 0.1
@@ -115,7 +118,6 @@ class OutboxRelay:
                 await self._wait_for_work()
 
     async def _wait_for_work(self) -> None:
-        self.outbox.committed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.outbox.committed.wait(), self.poll_interval)
 

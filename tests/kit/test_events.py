@@ -156,3 +156,28 @@ async def test_writes_while_nats_is_down_are_delivered_after_restart(
     finally:
         await world.close()
         server.stop()
+
+
+async def test_a_commit_while_a_batch_is_published_wakes_the_relay(database_url: str, nats_url: str) -> None:
+    # A long poll interval: only the commit's wake-up can get the second event out in time.
+    world = World(database_url, nats_url)
+    world.relay.poll_interval = 60.0
+    publish_batch = world.relay.publish_batch
+    injected = False
+
+    async def publish_with_a_commit_meanwhile() -> int:
+        nonlocal injected
+        published = await publish_batch()
+        if published and not injected:
+            injected = True
+            await world.register("meanwhile")
+        return published
+
+    world.relay.publish_batch = publish_with_a_commit_meanwhile  # type: ignore[method-assign]
+    await world.setup()
+    try:
+        await world.register("first")
+        expected = {"first": 1, "meanwhile": 1}
+        assert await world.wait_for(expected, timeout=15) == expected
+    finally:
+        await world.close()

@@ -1,0 +1,214 @@
+"""One benchmark run: a fresh database, the services' migrations, the seed, the mesh
+(pinned), reporting's rebuild and its check, the scenarios, the report; then
+everything it created is removed (unless kept)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import report, wrk
+from bench.context import Bench
+from bench.cpu import CpuPlan, pin_self, plan
+from bench.mesh import OUTER_SETTINGS, BenchMesh, fresh_database
+from bench.report import RESULTS_DIR
+from bench.scenarios import SCENARIOS, verify_reports
+from bench.seed import Population, Seeder, SeedResult
+from bench.settings import BenchConfig, load_config
+from bench.stats import LatencySummary, ScenarioResult
+from services.kit.config import MeshSettings, load_settings
+
+ENGINES = {"PostgreSQL": 5432, "Redis": 6379, "NATS": 4222}
+
+
+class Prerequisite(RuntimeError):
+    """Something this machine must provide is missing."""
+
+
+@dataclass(frozen=True)
+class Options:
+    profile: str = "full"
+    keep: bool = False
+    pin: str = "auto"
+    only: Sequence[str] = ()
+    results_dir: Path = RESULTS_DIR
+    py_spy: Sequence[str] = ()
+
+
+def check_prerequisites() -> None:
+    if not wrk.available():
+        raise Prerequisite("wrk is not installed (Debian/Ubuntu: apt-get install -y wrk)")
+    for name, port in ENGINES.items():
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                raise Prerequisite(f"{name} is not running on 127.0.0.1:{port}")
+
+
+def adopt_environment(mesh: BenchMesh) -> MeshSettings:
+    """This process reads the same settings as the mesh it measures."""
+    for key in list(os.environ):
+        if key.startswith("EM_") or key in OUTER_SETTINGS:
+            del os.environ[key]
+    os.environ.update(mesh.env)
+    load_settings.cache_clear()
+    return load_settings()
+
+
+@contextlib.contextmanager
+def data_directory(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="em-bench-"))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def say(text: str) -> None:
+    print(f"bench | {text}", flush=True)
+
+
+def run(options: Options) -> Path:
+    check_prerequisites()
+    config = load_config()
+    profile_name = options.profile
+    if profile_name not in config.profiles:
+        raise Prerequisite(f"no profile {profile_name!r} in bench/config.toml ({', '.join(config.profiles)})")
+    cpu = plan(options.pin)
+    started = datetime.now(UTC)
+    run_info: dict[str, Any] = {
+        "date": started.isoformat(),
+        "profile": profile_name,
+        "pinning": cpu.describe(),
+    }
+    with data_directory(options.keep) as data_dir, fresh_database(options.keep) as (database, url):
+        mesh = BenchMesh(data_dir, url, config.mesh, sut_cpus=cpu.sut_list)
+        settings = adopt_environment(mesh)
+        run_info["machine"] = report.machine_info()
+        say(f"database {database}, data dir {data_dir}, event prefix {mesh.event_prefix}")
+        say(cpu.describe())
+        mesh.write_config()
+        seed = _prepare(mesh, settings, config, profile_name, run_info)
+        try:
+            started_mesh = time.perf_counter()
+            mesh.start()
+            run_info["mesh_start_seconds"] = round(time.perf_counter() - started_mesh, 1)
+            say(f"mesh ready in {run_info['mesh_start_seconds']} s: {mesh.base_url}, services {mesh.ports}")
+            _rebuild_reports(mesh, run_info)
+            results = asyncio.run(
+                _measure(mesh, settings, seed, config, profile_name, cpu, options, run_info)
+            )
+        finally:
+            mesh.stop()
+            run_info["mesh_warnings"] = mesh.warnings()
+            if not options.keep:
+                mesh.forget()
+        if options.keep:
+            say(
+                f"kept database {database}, data dir {data_dir}, "
+                f"NATS stream and Redis keys {mesh.event_prefix}*"
+            )
+    run_info["duration_seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
+    if run_info["mesh_warnings"]:
+        say(f"the mesh logged warnings (counted in the JSON): {run_info['mesh_warnings']}")
+    path = report.write(results, run_info, options.results_dir)
+    print()
+    print(report.table(results))
+    print()
+    say(f"results written to {path}")
+    return path
+
+
+def _prepare(
+    mesh: BenchMesh, settings: MeshSettings, config: BenchConfig, profile_name: str, run_info: dict[str, Any]
+) -> SeedResult:
+    profile = config.profiles[profile_name]
+    started = time.perf_counter()
+    mesh.migrate()
+    run_info["migrate_seconds"] = round(time.perf_counter() - started, 1)
+    say(f"migrations done in {run_info['migrate_seconds']} s; seeding")
+    population = Population(profile.users, profile.expenses_per_user, profile.heavy_expenses)
+    seed = Seeder(mesh.database_url, settings, config.data).seed(population)
+    run_info["seed"] = {"expenses": seed.expenses, "rows": seed.rows, "seconds": round(seed.seconds, 1)}
+    say(f"seeded {seed.expenses:,} expenses ({seed.rows}) in {seed.seconds:.1f} s")
+    return seed
+
+
+def _rebuild_reports(mesh: BenchMesh, run_info: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    output = mesh.run_command("-m", "services.reporting", "rebuild")
+    run_info["rebuild"] = {"seconds": round(time.perf_counter() - started, 1), "output": output.strip()}
+    say(f"{output.strip()} in {run_info['rebuild']['seconds']} s")
+
+
+async def _measure(
+    mesh: BenchMesh,
+    settings: MeshSettings,
+    seed: SeedResult,
+    config: BenchConfig,
+    profile_name: str,
+    cpu: CpuPlan,
+    options: Options,
+    run_info: dict[str, Any],
+) -> list[ScenarioResult]:
+    pin_self(cpu)
+    profile_dir = options.results_dir / f"profiles-{run_info['date'][:19].replace(':', '')}"
+    if options.py_spy:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    bench = Bench(
+        mesh=mesh,
+        settings=settings,
+        seed=seed,
+        profile=config.profiles[profile_name],
+        targets=config.targets,
+        cpu=cpu,
+        nonce=secrets.token_hex(4),
+        py_spy=list(options.py_spy),
+        profile_dir=profile_dir,
+        seed_years=config.data.heavy_years,
+    )
+    async with bench:
+        verification = await verify_reports(bench)
+        run_info["verification"] = verification
+        say(f"reports reflect the seed: {verification}")
+        if not verification["match"]:
+            raise RuntimeError(f"the yearly summary does not match the ledger: {verification}")
+        chosen = (
+            ["baseline", *(name for name in SCENARIOS if name in options.only)] if options.only else SCENARIOS
+        )
+        for name in dict.fromkeys(chosen):
+            say(f"scenario {name}")
+            try:
+                await SCENARIOS[name](bench)
+            except Exception as error:
+                # One broken scenario must not cost the figures of the others.
+                say(f"scenario {name} failed: {error!r}")
+                bench.results.append(failed_scenario(name, error))
+    return bench.results
+
+
+def failed_scenario(name: str, error: Exception) -> ScenarioResult:
+    return ScenarioResult(
+        scenario=name,
+        variant="failed",
+        load="",
+        requests=0,
+        errors=1,
+        seconds=0.0,
+        throughput=0.0,
+        latency=LatencySummary(0.0, 0.0, 0.0, 0.0),
+        passed=False,
+        notes=[f"the scenario raised {error!r}"],
+    )

@@ -1,0 +1,81 @@
+"""The benchmark's own settings: bench/config.toml (profiles, data shape, targets)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+CONFIG_FILE = Path(__file__).with_name("config.toml")
+
+
+class MeshOverrides(BaseModel):
+    extra_services: list[str]
+    extra_public_methods: list[str]
+    gateway_rate_limit_per_second: int
+
+
+class ExtraCategory(BaseModel):
+    name: str
+    parent: str = ""
+
+
+class DataShape(BaseModel):
+    heavy_years: int = Field(ge=1)
+    light_history_days: int = Field(ge=1)
+    usd_share: float = Field(ge=0, le=1)
+    tagged_share: float = Field(ge=0, le=1)
+    uncategorized_share: float = Field(ge=0, le=1)
+    merchants: list[str] = Field(min_length=1)
+    tags: list[str] = Field(min_length=1)
+    heavy_extra_categories: list[ExtraCategory]
+
+
+class Targets(BaseModel):
+    create_min_rps: float
+    create_min_ratio: float
+    create_max_p99_ms: float
+    list_max_p99_ms: float
+    summary_cached_max_p99_ms: float
+    summary_uncached_max_p99_ms: float
+    event_lag_max_p99_ms: float
+    import_max_seconds: float
+
+
+class Profile(BaseModel):
+    users: int = Field(ge=1)
+    expenses_per_user: int = Field(ge=1)
+    heavy_expenses: int = Field(ge=1)
+    warmup_seconds: float = Field(ge=0)
+    duration_seconds: float = Field(gt=0)
+    write_connections: int = Field(ge=1)
+    read_connections: int = Field(ge=1)
+    # Empty: no open-loop sweep for baseline, list and create (smoke).
+    open_loop_rates: list[float]
+    uncached_rates: list[float] = Field(min_length=1)
+    login_rates: list[float] = Field(min_length=1)
+    login_connections: int = Field(ge=1)
+    token_users: int = Field(ge=1)
+    # Create rates of the event-lag steps (issue 5's target is at 200/s).
+    lag_rates: list[float] = Field(min_length=1)
+    lag_seconds: float = Field(gt=0)
+    lag_poll_ms: float = Field(gt=0)
+    import_rows: int = Field(ge=1)
+    import_batch_rows: int = Field(ge=1)
+    import_concurrency: int = Field(ge=1)
+    settle_timeout_seconds: float = Field(gt=0)
+    rate_limit_extra_attempts: int = Field(ge=1)
+    # pg_stat_database deltas per step (costs a 1.5 s pause after each step).
+    database_counters: bool = True
+
+
+class BenchConfig(BaseModel):
+    mesh: MeshOverrides
+    data: DataShape
+    targets: Targets
+    profiles: dict[str, Profile]
+
+
+def load_config(path: Path = CONFIG_FILE) -> BenchConfig:
+    return BenchConfig.model_validate(tomllib.loads(path.read_text()))

@@ -1,0 +1,99 @@
+"""The benchmark harness, run end to end with tiny data (`python -m bench --smoke`)
+against this machine's PostgreSQL, Redis and NATS, Envoy and wrk, so that it cannot
+rot. Speed is not asserted: only that every scenario ran and nothing failed that
+should not have."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.kit.config import REPO_ROOT
+from tests.infra import require
+
+pytestmark = pytest.mark.e2e
+
+SMOKE_TIMEOUT_SECONDS = 240
+# The scenario (table) names each group of bench/scenarios.py writes.
+EXPECTED_SCENARIOS = {
+    "echo (baseline)",
+    "list month page",
+    "summary month cached",
+    "summary year cached",
+    "summary month uncached",
+    "summary year uncached",
+    "create expense",
+    "event lag (create)",
+    "event lag",
+    "login (argon2id)",
+    "login throttle",
+    "bulk import",
+}
+
+
+def require_wrk() -> None:
+    if shutil.which("wrk"):
+        return
+    message = "wrk is not installed (apt-get install -y wrk)"
+    if os.environ.get("EM_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    require("PostgreSQL", "127.0.0.1", 5432)
+    require("Redis", "127.0.0.1", 6379)
+    require("NATS", "127.0.0.1", 4222)
+    require_wrk()
+    results_dir = tmp_path_factory.mktemp("bench-results")
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--results-dir", str(results_dir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert completed.returncode == 0, f"bench --smoke failed:\n{completed.stdout}\n{completed.stderr}"
+    files = list(Path(results_dir).glob("*.json"))
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
+
+
+def test_every_scenario_ran_with_requests_and_no_unexpected_errors(smoke_results: dict) -> None:
+    rows = smoke_results["scenarios"]
+    assert {row["scenario"] for row in rows} == EXPECTED_SCENARIOS
+    for row in rows:
+        assert row["requests"] > 0, row
+        assert row["errors"] == 0, row
+
+
+def test_reports_reflected_the_seed_and_throttles_held(smoke_results: dict) -> None:
+    assert smoke_results["verification"]["match"] is True
+    assert smoke_results["verification"]["ledger"]["count"] > 0
+    throttles = [row for row in smoke_results["scenarios"] if row["scenario"] == "login throttle"]
+    assert len(throttles) == 3
+    assert all(row["passed"] is True for row in throttles)
+
+
+def test_uncached_summaries_missed_the_cache(smoke_results: dict) -> None:
+    for row in smoke_results["scenarios"]:
+        if row["scenario"].endswith("uncached"):
+            assert row["extra"]["cache_entries_written"] >= row["requests"], row
+
+
+def test_the_run_describes_machine_and_pinning(smoke_results: dict) -> None:
+    machine = smoke_results["machine"]
+    assert machine["cores"] >= 1
+    assert machine["postgresql"]["synchronous_commit"]
+    assert machine["grpcio"] and machine["envoy"] and machine["nats"] and machine["redis"]
+    assert smoke_results["pinning"]
+    baselines = [row for row in smoke_results["scenarios"] if row["baseline"]]
+    assert {row["path"] for row in baselines} == {"REST", "gRPC"}
