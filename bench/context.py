@@ -103,6 +103,10 @@ class Bench:
         if usage:
             result.cpu_percent = usage["cores"]
             result.extra["cpu_by_component"] = usage["components"]
+            # Busy time (% of one core) no process of this run accounts for: other work on
+            # the machine, and kernel time such as interrupts. High values flag a noisy step.
+            others = sum(usage["cores"].values()) - sum(usage["components"].values())
+            result.extra["cpu_unaccounted"] = round(max(0.0, others), 1)
             if "database" in usage:
                 result.extra["database"] = _database_summary(usage["database"])
             result.cpu_ms_per_request = _cpu_per_request(usage["components"], result)
