@@ -1,6 +1,7 @@
 """The auth use cases: sign up, log in, refresh, log out, change password,
 sessions and session checks. Orchestrates domain rules, storage, password
-hashing, throttling, tokens, the outbox and the session-check cache."""
+hashing, throttling, tokens, the outbox, the session-check cache and the
+broadcast of ended sessions."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from services.kit.db import Database
 from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from services.kit.ids import is_uuid, new_id
 from services.kit.outbox import Outbox
+from services.kit.revocation import SessionFeed
 from services.kit.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class Accounts:
         passwords: Passwords,
         throttle: LoginThrottle,
         access_tokens: AccessTokens,
+        session_feed: SessionFeed,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -71,6 +74,7 @@ class Accounts:
         self.passwords = passwords
         self.throttle = throttle
         self.access_tokens = access_tokens
+        self.session_feed = session_feed
 
     # --- accounts and sessions -------------------------------------------------
 
@@ -249,11 +253,13 @@ class Accounts:
         return record.user_id == user_id
 
     async def _forget_sessions(self, session_ids: list[str]) -> None:
+        """After the commit: checks answer "ended" and verifiers caching "active" hear it."""
         await asyncio.gather(
+            self.session_feed.announce(session_ids),
             *(
                 self.cache.set(_session_cache_key(sid), b"revoked", REVOKED_MARKER_SECONDS)
                 for sid in session_ids
-            )
+            ),
         )
 
     # --- helpers ----------------------------------------------------------------

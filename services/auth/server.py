@@ -11,6 +11,7 @@ from services.auth.throttle import LoginThrottle
 from services.auth.tokens import AccessTokens, SigningKeys
 from services.kit.auth import TokenVerifier
 from services.kit.config import MeshSettings
+from services.kit.revocation import SessionFeed
 from services.kit.runtime import Runtime
 from services.kit.server import ServiceApp
 
@@ -19,6 +20,7 @@ def build_app(settings: MeshSettings) -> ServiceApp:
     runtime = Runtime("auth", settings)
     keys = SigningKeys(settings)
     passwords = Passwords(settings.auth)
+    session_feed = SessionFeed(runtime.bus, settings.jwt.session_push_heartbeat_seconds)
     accounts = Accounts(
         settings,
         runtime.db,
@@ -27,10 +29,12 @@ def build_app(settings: MeshSettings) -> ServiceApp:
         passwords,
         LoginThrottle(runtime.cache, settings.auth),
         AccessTokens(settings.jwt, keys),
+        session_feed,
     )
     # The auth service verifies its own tokens without calling itself: keys from its
-    # own ring, session checks straight against its database (and cache).
-    verifier = TokenVerifier(settings.jwt, keys.jwks, accounts.check_session)
+    # own ring, session checks straight against its database (and cache). It hears
+    # ended sessions on the bus like every service, those of other replicas too.
+    verifier = TokenVerifier(settings.jwt, keys.jwks, accounts.check_session, session_feed)
 
     async def signing_keys_loaded() -> bool:
         if not keys.ready:
@@ -41,6 +45,7 @@ def build_app(settings: MeshSettings) -> ServiceApp:
 
     runtime.readiness["signing_keys"] = signing_keys_loaded
     runtime.background.append(accounts.purge_forever)
+    runtime.background.append(session_feed.heartbeat_forever)
     app = runtime.app(
         verifier,
         [

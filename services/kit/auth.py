@@ -2,17 +2,24 @@
 
 RS256 only (pinned, RFC 8725 §3.1), issuer, audience, expiry, explicit typ
 `at+jwt`, key looked up by kid in a fixed key set, and the session must still
-be active so logout and revocation take effect within a second everywhere."""
+be active so logout and revocation take effect within a second everywhere.
+
+Session checks are cached for session_check_cache_seconds; with a revocation
+feed (auth's broadcasts of ended sessions) for session_cache_seconds_with_push,
+but only while the feed is live: connected, and auth heard within three
+heartbeats. Whenever broadcasts may have been missed (drop, reconnect, silence)
+the cached answers go and the short lifetime applies until auth is heard again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import jwt
 from jwt.algorithms import RSAAlgorithm
@@ -25,9 +32,33 @@ TOKEN_TYPE = "at+jwt"
 LEEWAY_SECONDS = 30
 JWKS_REFRESH_MIN_INTERVAL = 5.0
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "sid"]
+# Verified tokens kept (until they expire); the whole cache goes when it is full.
+VERIFIED_CACHE_MAX = 50_000
+# Session answers kept; the whole cache goes when it is full.
+SESSION_CACHE_MAX = 100_000
+# Ended sessions remembered at most, oldest dropped first: a dropped one costs a
+# CheckSession, whose answer (ended) comes from auth itself.
+ENDED_SESSIONS_MAX = 100_000
+# Heartbeats a revocation feed may miss before it no longer counts as live.
+FEED_MISSED_HEARTBEATS = 3
 
 JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 SessionCheck = Callable[[str, str], Awaitable[bool]]
+
+
+class RevocationFeed(Protocol):
+    def attach(
+        self, on_sessions_ended: Callable[[list[str]], None], on_link_change: Callable[[bool], None]
+    ) -> None:
+        """on_sessions_ended gets each broadcast's session ids (none: a heartbeat);
+        on_link_change(up) each connect, drop and reconnect of the subscription."""
+
+
+class _Answer(NamedTuple):
+    asked_at: float
+    active: bool
+    # The feed epoch in which it may be trusted for the longer lifetime; None: never.
+    feed_epoch: int | None
 
 
 @dataclass(frozen=True)
@@ -59,16 +90,35 @@ def reset_identity(token: contextvars.Token[Identity | None]) -> None:
 
 
 class TokenVerifier:
-    def __init__(self, settings: JwtSettings, jwks_source: JwksSource, session_check: SessionCheck) -> None:
+    def __init__(
+        self,
+        settings: JwtSettings,
+        jwks_source: JwksSource,
+        session_check: SessionCheck,
+        feed: RevocationFeed | None = None,
+    ) -> None:
         self.settings = settings
         self._jwks_source = jwks_source
         self._session_check = session_check
         self._keys: dict[str, Any] = {}
         self._last_refresh = 0.0
         self._refresh_lock = asyncio.Lock()
-        self._session_cache: dict[str, tuple[float, bool]] = {}
+        self._session_cache: dict[str, _Answer] = {}
+        # token -> (expiry as a Unix time, its identity)
+        self._verified: dict[str, tuple[float, Identity]] = {}
         # One CheckSession per session at a time: a burst of calls with one token shares it.
         self._session_checks: dict[str, asyncio.Future[bool]] = {}
+        # Sessions a broadcast ended -> when no token of theirs can be valid any more
+        # (insertion order is expiry order). Consulted before and after every check.
+        self._ended: dict[str, float] = {}
+        self._ended_lifetime = settings.access_ttl_seconds + LEEWAY_SECONDS
+        self._feed_up = False
+        self._feed_heard_at = -math.inf
+        self._feed_silence = FEED_MISSED_HEARTBEATS * settings.session_push_heartbeat_seconds
+        # Bumped whenever broadcasts may have been missed: older answers lose the long lifetime.
+        self._feed_epoch = 0
+        if feed is not None:
+            feed.attach(self._sessions_ended, self._feed_link_changed)
 
     @property
     def ready(self) -> bool:
@@ -83,6 +133,9 @@ class TokenVerifier:
             for jwk in jwks.get("keys", []):
                 if jwk.get("kty") == "RSA" and jwk.get("alg", ALGORITHM) == ALGORITHM:
                     keys[jwk["kid"]] = RSAAlgorithm.from_jwk(json.dumps(jwk))
+            if keys.keys() != self._keys.keys():
+                # A key withdrawn from the set takes its tokens with it.
+                self._verified.clear()
             self._keys = keys
             self._last_refresh = time.monotonic()
 
@@ -95,6 +148,19 @@ class TokenVerifier:
         return key
 
     async def verify(self, token: str) -> Identity:
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] > time.time():
+            identity = cached[1]
+        else:
+            identity = await self._decode(token)
+        if not await self._session_active(identity):
+            raise Unauthenticated("session ended")
+        return identity
+
+    async def _decode(self, token: str) -> Identity:
+        """Signature and claims, checked once per token: a client sends the same
+        token for minutes, and RS256 plus PyJWT's parsing is the larger part of a
+        cheap RPC. The session is still checked on every call."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -124,14 +190,17 @@ class TokenVerifier:
             issued_at=int(claims["iat"]),
             token=token,
         )
-        if not await self._session_active(identity):
-            raise Unauthenticated("session ended")
+        if len(self._verified) >= VERIFIED_CACHE_MAX:
+            self._verified.clear()
+        self._verified[token] = (float(claims["exp"]) + LEEWAY_SECONDS, identity)
         return identity
 
     async def _session_active(self, identity: Identity) -> bool:
-        cached = self._session_cache.get(identity.session_id)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
+        if identity.session_id in self._ended:
+            return False
+        cached = self._cached_answer(identity.session_id)
+        if cached is not None:
+            return cached
         check = self._session_checks.get(identity.session_id)
         if check is None:
             check = asyncio.ensure_future(self._check_session(identity))
@@ -140,10 +209,65 @@ class TokenVerifier:
         # Shielded: a caller that gives up does not cancel the check the others wait for.
         return await asyncio.shield(check)
 
+    def _cached_answer(self, session_id: str) -> bool | None:
+        answer = self._session_cache.get(session_id)
+        if answer is None:
+            return None
+        now = time.monotonic()
+        age = now - answer.asked_at
+        if age < self.settings.session_check_cache_seconds:
+            return answer.active
+        if (
+            age < self.settings.session_cache_seconds_with_push
+            and answer.feed_epoch == self._feed_epoch
+            and self._feed_live(now)
+        ):
+            return answer.active
+        return None
+
     async def _check_session(self, identity: Identity) -> bool:
-        asked = time.monotonic()
+        asked_at = time.monotonic()
+        epoch = self._feed_epoch
         active = await self._session_check(identity.session_id, identity.user_id)
-        if len(self._session_cache) > 100_000:
+        if identity.session_id in self._ended:
+            # Ended while the check was in flight: its "active" may predate that.
+            return False
+        if len(self._session_cache) > SESSION_CACHE_MAX:
             self._session_cache.clear()
-        self._session_cache[identity.session_id] = (asked + self.settings.session_check_cache_seconds, active)
+        # Trusted for long only if no broadcast can have been missed since it was asked.
+        unbroken = epoch == self._feed_epoch and self._feed_live(time.monotonic())
+        self._session_cache[identity.session_id] = _Answer(asked_at, active, epoch if unbroken else None)
         return active
+
+    # --- the revocation feed ----------------------------------------------------------
+
+    def _feed_live(self, now: float) -> bool:
+        return self._feed_up and now - self._feed_heard_at < self._feed_silence
+
+    def _feed_link_changed(self, up: bool) -> None:
+        # Broadcasts sent while the link was down are lost: start over, and wait to hear auth.
+        self._feed_up = up
+        self._feed_heard_at = -math.inf
+        self._forget_answers()
+
+    def _sessions_ended(self, session_ids: list[str]) -> None:
+        now = time.monotonic()
+        if not self._feed_live(now):
+            # Auth was silent (or the link is new): a revocation may have been lost.
+            self._forget_answers()
+        self._feed_heard_at = now
+        for session_id in session_ids:
+            self._ended.setdefault(session_id, now + self._ended_lifetime)
+            self._session_cache.pop(session_id, None)
+        self._forget_old_ended(now)
+
+    def _forget_answers(self) -> None:
+        self._session_cache.clear()
+        self._feed_epoch += 1
+
+    def _forget_old_ended(self, now: float) -> None:
+        while self._ended:
+            oldest, forget_at = next(iter(self._ended.items()))
+            if forget_at > now and len(self._ended) <= ENDED_SESSIONS_MAX:
+                return
+            del self._ended[oldest]

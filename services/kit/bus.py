@@ -1,18 +1,24 @@
-"""NATS JetStream connection shared by outbox relays and consumers.
+"""NATS connection shared by outbox relays and consumers (JetStream) and by
+broadcasts (core NATS, at most once).
 
 The first connection is retried in the background (nats-py gives up on the
-first failure), later drops are handled by nats-py's own reconnect."""
+first failure), later drops are handled by nats-py's own reconnect. Broadcasts
+sent while a subscriber was away are lost for it, so subscribers are told about
+every connect, drop and reconnect (`on_link_change`) and decide what to forget."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import nats
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import SlowConsumerError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
@@ -25,6 +31,12 @@ log = logging.getLogger(__name__)
 
 STREAM_MAX_AGE = timedelta(days=7)
 DUPLICATE_WINDOW = timedelta(minutes=2)
+
+# Gets a broadcast's data; runs in the subscription's task, so it should not block.
+BroadcastHandler = Callable[[bytes], None]
+# Called with True once connected with every broadcast subscription in place (again),
+# with False when the connection drops: broadcasts may have been missed either way.
+LinkListener = Callable[[bool], None]
 
 
 def stream_name(prefix: str) -> str:
@@ -55,6 +67,8 @@ class EventBus:
         self._js: tuple[NatsClient, JetStreamContext] | None = None
         self._ready = asyncio.Event()
         self._connector: asyncio.Task[None] | None = None
+        self._broadcast_handlers: list[tuple[str, BroadcastHandler]] = []
+        self._link_listeners: list[LinkListener] = []
 
     @property
     def stream(self) -> str:
@@ -73,6 +87,20 @@ class EventBus:
             self._js = (self._nc, self._nc.jetstream(timeout=5))
         return self._js[1]
 
+    def on_broadcast(self, subject: str, handler: BroadcastHandler) -> None:
+        """Subscribes `handler` to a core NATS subject, on every connection of this bus."""
+        self._before_start()
+        self._broadcast_handlers.append((subject, handler))
+
+    def on_link_change(self, listener: LinkListener) -> None:
+        self._before_start()
+        self._link_listeners.append(listener)
+
+    def _before_start(self) -> None:
+        # Subscriptions are made once, when the first connection comes up.
+        if self._connector is not None:
+            raise RuntimeError("register broadcast handlers before start()")
+
     def start(self) -> None:
         self._connector = asyncio.create_task(self._connect_forever(), name="nats-connect")
 
@@ -90,9 +118,12 @@ class EventBus:
                     reconnect_time_wait=0.5,
                     connect_timeout=2,
                     error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
                 )
                 self._nc = nc
                 await self.ensure_stream()
+                await self._subscribe_broadcasts(nc)
             except Exception as error:
                 log.warning("NATS not reachable yet", extra={"url": self.url, "error": str(error)})
                 if self._nc is not None:
@@ -101,9 +132,30 @@ class EventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._ready.set()
+        self._link_changed(True)
+
+    async def _subscribe_broadcasts(self, nc: NatsClient) -> None:
+        for subject, handler in self._broadcast_handlers:
+            await nc.subscribe(subject, cb=_deliver_to(handler))
+        # The server has the subscriptions once it answered a ping sent after them.
+        await nc.flush()
+
+    async def _on_disconnected(self) -> None:
+        self._link_changed(False)
+
+    async def _on_reconnected(self) -> None:
+        # nats-py has replayed the subscriptions and flushed them by now.
+        self._link_changed(True)
+
+    def _link_changed(self, up: bool) -> None:
+        for listener in self._link_listeners:
+            listener(up)
 
     async def _on_error(self, error: Exception) -> None:
         log.warning("NATS error", extra={"error": repr(error)})
+        if isinstance(error, SlowConsumerError):
+            # nats-py dropped a message, maybe a broadcast: a gap, as after a reconnect.
+            self._link_changed(self.connected)
 
     async def ensure_stream(self) -> None:
         config = StreamConfig(
@@ -124,8 +176,21 @@ class EventBus:
     async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
         await self.js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
 
+    async def broadcast(self, subject: str, data: bytes) -> None:
+        """Core NATS, fire and forget: nats-py buffers it while reconnecting."""
+        if self._nc is None:
+            raise ConnectionError("NATS not connected yet")
+        await self._nc.publish(subject, data)
+
     async def close(self) -> None:
         if self._connector:
             self._connector.cancel()
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
+
+
+def _deliver_to(handler: BroadcastHandler) -> Callable[[Msg], Awaitable[None]]:
+    async def deliver(message: Msg) -> None:
+        handler(message.data)
+
+    return deliver

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -49,6 +50,18 @@ class Cache:
             await self._redis.set(
                 self._key(key), value, px=max(1, int(ttl_seconds * 1000)), nx=only_if_absent
             )
+        except RedisError as error:
+            log.warning("cache set failed", extra={"error": repr(error)})
+
+    async def set_many(self, values: Mapping[str, bytes], ttl_seconds: float) -> None:
+        """Several keys in one round trip (a pipeline, not a transaction)."""
+        if self._redis is None or not values:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, value in values.items():
+                    pipe.set(self._key(key), value, px=max(1, int(ttl_seconds * 1000)))
+                await pipe.execute()
         except RedisError as error:
             log.warning("cache set failed", extra={"error": repr(error)})
 

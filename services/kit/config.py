@@ -7,7 +7,7 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import (
@@ -36,6 +36,10 @@ class JwtSettings(BaseModel):
     access_ttl_seconds: int = Field(900, ge=60, le=3600)
     refresh_ttl_days: int = Field(30, ge=1, le=365)
     session_check_cache_seconds: float = Field(0.5, ge=0, le=1)
+    # How long a session check is trusted while auth's revocation broadcasts are heard.
+    session_cache_seconds_with_push: float = Field(30.0, ge=0, le=300)
+    # Auth's heartbeat on that broadcast; three missed: back to session_check_cache_seconds.
+    session_push_heartbeat_seconds: float = Field(0.5, gt=0, le=10)
 
 
 class Limits(BaseModel):
@@ -70,6 +74,9 @@ class AuthSettings(BaseModel):
 
 class OutboxSettings(BaseModel):
     poll_interval_seconds: float = 1.0
+    # Unpublished rows older than this are the poll's; younger ones are being published
+    # straight from memory by the process that committed them.
+    stale_after_seconds: float = 5.0
     replay_window_hours: int = 72
     batch_size: int = 200
 
@@ -83,6 +90,16 @@ class ProfileDefaults(BaseModel):
     first_day_of_week: str = "monday"
     notification_channels: list[str] = ["email"]
     sms_auto_import: bool = False
+
+
+class GroupCommitSettings(BaseModel):
+    """Writes of concurrent calls committed together (services/kit/batching.py)."""
+
+    # Calls written by one transaction at most.
+    max_batch_size: int = Field(100, ge=1, le=1000)
+    # Batches in flight: 2 builds the next batch during a commit's fsync (for slow disks);
+    # 1 makes batches larger, which costs less CPU per call when the CPU is the limit.
+    max_concurrent_batches: int = Field(1, ge=1, le=16)
 
 
 class UserSettings(BaseModel):
@@ -113,6 +130,8 @@ class LedgerSettings(BaseModel):
     max_category_name_length: int = Field(60, ge=1, le=200)
     # Rows per message of the internal streams used by rebuilds.
     stream_batch_size: int = Field(500, ge=1, le=5000)
+    # CreateExpense calls arriving together share one transaction.
+    create_batching: GroupCommitSettings = GroupCommitSettings()
     # The categories every user starts with (a data file, relative to the repo root).
     default_categories_file: Path = Path("config/default_categories.toml")
 
@@ -158,6 +177,10 @@ class MeshSettings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias=AliasChoices("EM_REDIS_URL", "REDIS_URL"))
     nats_url: str | None = Field(None, validation_alias=AliasChoices("EM_NATS_URL", "NATS_URL"))
     log_level: str = "INFO"
+    # Services log failed and slow calls ("errors"), every call ("all") or none ("off");
+    # the gateway's access log has every request either way.
+    access_log: Literal["all", "errors", "off"] = "errors"
+    slow_call_ms: float = 100.0
     ports: Ports = Ports()
     jwt: JwtSettings = JwtSettings()
     auth: AuthSettings = AuthSettings()

@@ -1,12 +1,16 @@
 """Durable JetStream pull consumer with an inbox table: the effect of an
 event and its inbox row commit together, so a redelivered event changes
-nothing (at-least-once delivery, effectively-once application)."""
+nothing (at-least-once delivery, effectively-once application).
+
+A consumer hands a batch handler all the fresh events of a fetched batch at
+once, so a service can apply them with a few statements instead of a few per
+event; `per_event` adapts a handler of one event at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -18,12 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from expense.events.v1 import events_pb2
 from services.kit.bus import EventBus, subject_for
 from services.kit.db import Database, UtcDateTime
-from services.kit.sqlutil import insert_ignore
+from services.kit.sqlutil import insert_ignore_many
 from services.kit.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, events_pb2.EventEnvelope], Awaitable[None]]
+# Called inside the inbox transaction with the events it had not seen, each once, in delivery order.
+BatchHandler = Callable[[AsyncSession, Sequence[events_pb2.EventEnvelope]], Awaitable[None]]
 REDELIVERY_BACKOFF = [1.0, 2.0, 5.0, 15.0, 30.0]
 MAX_DELIVER = 10
 
@@ -39,6 +45,16 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
+def per_event(handler: Handler) -> BatchHandler:
+    """A batch handler applying the events one after the other with `handler`."""
+
+    async def apply_each(session: AsyncSession, envelopes: Sequence[events_pb2.EventEnvelope]) -> None:
+        for envelope in envelopes:
+            await handler(session, envelope)
+
+    return apply_each
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -47,7 +63,7 @@ class EventConsumer:
         inbox: Table,
         name: str,
         event_pattern: str,
-        handler: Handler,
+        handler: BatchHandler,
         batch: int = 100,
     ) -> None:
         self.bus = bus
@@ -95,30 +111,33 @@ class EventConsumer:
                 continue
             except NotFoundError:
                 return  # consumer vanished (stream recreated); run() re-creates it
-            await self._handle_batch(messages)
+            await self.handle_batch(messages)
 
-    async def _handle_batch(self, messages: list[Msg]) -> None:
+    async def handle_batch(self, messages: Sequence[Msg]) -> None:
         """A fetched batch in one transaction: one commit instead of one per event,
         which is what bounds a consumer's rate. If anything in it fails, each event
         is applied in a transaction of its own, so only the failing one is redelivered."""
         decoded = [(m, envelope) for m in messages if (envelope := await self._decode(m)) is not None]
-        if len(decoded) > 1:
-            try:
-                async with self.db.transaction() as session:
-                    for _, envelope in decoded:
-                        await self._apply(session, envelope)
-            except Exception as error:
-                log.warning(
-                    "batch failed; applying its events one by one",
-                    extra={"consumer": self.name, "error": repr(error)},
-                )
-            else:
-                for message, _ in decoded:
-                    await message.ack()
-                self.applied += len(decoded)
-                return
+        if len(decoded) > 1 and await self._handle_together(decoded):
+            return
         for message, envelope in decoded:
             await self._handle(message, envelope)
+
+    async def _handle_together(self, decoded: list[tuple[Msg, events_pb2.EventEnvelope]]) -> bool:
+        """False when the batch's transaction failed (nothing of it applied, nothing acked)."""
+        try:
+            async with self.db.transaction() as session:
+                await self._apply(session, [envelope for _, envelope in decoded])
+        except Exception as error:
+            log.warning(
+                "batch failed; applying its events one by one",
+                extra={"consumer": self.name, "error": repr(error)},
+            )
+            return False
+        for message, _ in decoded:
+            await message.ack()
+        self.applied += len(decoded)
+        return True
 
     @staticmethod
     async def _decode(message: Msg) -> events_pb2.EventEnvelope | None:
@@ -129,19 +148,22 @@ class EventConsumer:
             await message.term()
             return None
 
-    async def _apply(self, session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
-        fresh = await insert_ignore(
-            session,
-            self.inbox,
-            {"consumer": self.name, "event_id": envelope.event_id, "processed_at": utcnow()},
-        )
+    async def _apply(self, session: AsyncSession, envelopes: Sequence[events_pb2.EventEnvelope]) -> None:
+        """Records the events in the inbox and hands the handler those it did not hold yet."""
+        # A redelivery can bring an event twice into one batch; both copies are the same event.
+        unique = {envelope.event_id: envelope for envelope in envelopes}
+        now = utcnow()
+        rows = [{"consumer": self.name, "event_id": event_id, "processed_at": now} for event_id in unique]
+        fresh = await insert_ignore_many(session, self.inbox, rows, "event_id")
         if fresh:
-            await self.handler(session, envelope)
+            await self.handler(
+                session, [envelope for event_id, envelope in unique.items() if event_id in fresh]
+            )
 
     async def _handle(self, message: Msg, envelope: events_pb2.EventEnvelope) -> None:
         try:
             async with self.db.transaction() as session:
-                await self._apply(session, envelope)
+                await self._apply(session, [envelope])
         except Exception as error:
             attempt = message.metadata.num_delivered
             delay = REDELIVERY_BACKOFF[min(attempt, len(REDELIVERY_BACKOFF)) - 1]

@@ -2,22 +2,37 @@
 
 PostgreSQL: one schema per service, selected with search_path, so models and
 migrations use unqualified names. SQLite: one file per service, WAL, and every
-transaction begins IMMEDIATE so concurrent writers wait instead of failing."""
+transaction begins IMMEDIATE so concurrent writers wait instead of failing.
+Read-only paths use read(): Core statements outside any transaction."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import DateTime, TypeDecorator, event, text
+from sqlalchemy import Connection, DateTime, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.engine.interfaces import IsolationLevel
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Session
 
 from services.kit.config import MeshSettings
 
 STATEMENT_TIMEOUT_MS = 10_000
+# session.info key of the callbacks to run once the session's transaction commits.
+_AFTER_COMMIT = "kit.after_commit"
+# Execution option of the connections Database.read() hands out (SQLite: no BEGIN).
+_READ = "kit_read"
+# What a query function can run on: a read connection or a transaction's session.
+Queryable: TypeAlias = AsyncConnection | AsyncSession
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -55,6 +70,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    # A writer takes the write lock up front, so it waits (busy_timeout) instead of
+    # failing on upgrade; a read takes no lock and each statement commits on its own.
+    if not connection.get_execution_options().get(_READ):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Database:
     def __init__(self, url: str, schema: str | None = None, pool_size: int = 10) -> None:
         self.url = _normalise_url(url)
@@ -62,6 +84,7 @@ class Database:
         self.schema = schema if self.is_postgres else None
         self.engine = self._create_engine(pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._reader = self._create_reader(pool_size)
 
     @classmethod
     def for_service(cls, settings: MeshSettings, service: str, pool_size: int = 10) -> Database:
@@ -69,29 +92,56 @@ class Database:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(settings.database_url_for(service), schema=service, pool_size=pool_size)
 
-    def _create_engine(self, pool_size: int) -> AsyncEngine:
+    def _create_engine(self, pool_size: int, isolation_level: IsolationLevel | None = None) -> AsyncEngine:
         if self.is_postgres:
-            options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+            # TimeZone=UTC: timestamps load as datetime.UTC-aware values whatever the
+            # server's zone (a fixed offset loads and formats faster than a ZoneInfo).
+            options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC"
             if self.schema:
                 options += f" -c search_path={self.schema}"
             return create_async_engine(
                 self.url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
+                # No pre-ping: it costs a round trip (SELECT 1) on every checkout, i.e. every
+                # transaction. A connection found dead by its first statement makes SQLAlchemy
+                # discard it and every pooled connection older than it, so a database restart
+                # fails only the transactions in flight (grouped creates retry item by item);
+                # pool_recycle retires connections before server-side idle timeouts.
                 pool_recycle=1800,
                 connect_args={"options": options},
+                isolation_level=isolation_level,
             )
         engine = create_async_engine(self.url, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+
+    def _create_reader(self, pool_size: int) -> AsyncEngine:
+        """What read() connects with. PostgreSQL: a pool of its own, as large as the
+        writers' and opened only as reads need it, whose connections stay in AUTOCOMMIT:
+        switching a shared pool's connection at checkout and back on return cost
+        ~0.08 ms CPU a read, 7% of a list page. SQLite: the writers' pool, each
+        connection only marked as a read's."""
+        if self.is_postgres:
+            return self._create_engine(pool_size, isolation_level="AUTOCOMMIT")
+        return self.engine.execution_options(**{_READ: True})
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for reads, outside any transaction: each statement
+        commits on its own, so there is no BEGIN/COMMIT round trip and no ORM session
+        (half the CPU of a one-query transaction()). Two statements may see different
+        snapshots: what must agree belongs in one statement. Never write through it:
+        nothing would roll back."""
+        async with self._reader.connect() as connection:
+            yield connection
 
     async def ping(self) -> bool:
         try:
@@ -102,4 +152,25 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self.is_postgres:  # the reads' own pool; SQLite reads share the writers'
+            await self._reader.dispose()
         await self.engine.dispose()
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Runs callback once the session's transaction has committed (not on rollback).
+    Registered callbacks are deduplicated, so adding the same one per row is free."""
+    session.info.setdefault(_AFTER_COMMIT, {})[callback] = None
+
+
+# Listeners on the Session class, registered once: event.listen on each session
+# builds per-instance dispatch (~20 µs a transaction), a session.info entry ~1 µs.
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

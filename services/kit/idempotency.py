@@ -5,16 +5,30 @@ back, a reuse with a different request is refused."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, NamedTuple, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import Column, LargeBinary, MetaData, PrimaryKeyConstraint, String, Table, select
+from sqlalchemy import (
+    Column,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Select,
+    String,
+    Table,
+    bindparam,
+    select,
+    tuple_,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import Database, UtcDateTime
 from services.kit.errors import InvalidArgument
+from services.kit.sqlutil import insert_many
 from services.kit.timeutil import utcnow
 
 ResponseT = TypeVar("ResponseT", bound=Message)
@@ -40,13 +54,79 @@ def fingerprint(request: Message) -> str:
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
+class RequestKey(NamedTuple):
+    """What a stored answer is found by (the table's primary key)."""
+
+    user_id: str
+    method: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    fingerprint: str
+    response: bytes
+
+    def replay(
+        self, request_fingerprint: str, response_type: type[ResponseT], field: str = "request_id"
+    ) -> ResponseT:
+        """The first answer, for a retry of the same request; a different request is refused."""
+        if self.fingerprint != request_fingerprint:
+            raise InvalidArgument.of(field, "already used for a different request")
+        return response_type.FromString(self.response)
+
+
+@dataclass(frozen=True)
+class NewAnswer:
+    key: RequestKey
+    fingerprint: str
+    response: Message
+
+
+async def stored_answers(
+    session: AsyncSession, table: Table, keys: Collection[RequestKey]
+) -> dict[RequestKey, StoredAnswer]:
+    """The answers stored for any of these keys, in one query."""
+    if not keys:
+        return {}
+    rows = (await session.execute(_lookup(table), {"keys": list(keys)})).all()
+    return {RequestKey(*row[:3]): StoredAnswer(row.fingerprint, row.response) for row in rows}
+
+
+async def store_answers(session: AsyncSession, table: Table, answers: Sequence[NewAnswer]) -> None:
+    """One bulk INSERT; a key stored meanwhile by a concurrent call is an IntegrityError."""
+    if not answers:
+        return
+    now = utcnow()
+    # Sorted, so that concurrent writers of overlapping keys lock them in one order (no deadlock).
+    rows = [
+        {
+            "user_id": answer.key.user_id,
+            "method": answer.key.method,
+            "request_id": answer.key.request_id,
+            "fingerprint": answer.fingerprint,
+            "response": answer.response.SerializeToString(),
+            "created_at": now,
+        }
+        for answer in sorted(answers, key=lambda answer: answer.key)
+    ]
+    await insert_many(session, table, rows)
+
+
+# Built once per table: constructing a statement costs more than executing a cached one.
+@cache
+def _lookup(table: Table) -> Select[Any]:
+    key = tuple_(table.c.user_id, table.c.method, table.c.request_id)
+    return select(
+        table.c.user_id, table.c.method, table.c.request_id, table.c.fingerprint, table.c.response
+    ).where(key.in_(bindparam("keys", expanding=True)))
+
+
 async def run_once(
     db: Database,
     table: Table,
     *,
-    user_id: str,
-    method: str,
-    request_id: str,
+    key: RequestKey,
     request_fingerprint: str,
     response_type: type[ResponseT],
     work: Callable[[AsyncSession], Awaitable[ResponseT]],
@@ -60,32 +140,14 @@ async def run_once(
             async with db.transaction() as session:
                 if lock is not None:
                     await lock(session)
-                stored = await _stored(session, table, user_id, method, request_id)
+                stored = (await stored_answers(session, table, [key])).get(key)
                 if stored is not None:
-                    if stored.fingerprint != request_fingerprint:
-                        raise InvalidArgument.of(field, "already used for a different request")
-                    return response_type.FromString(stored.response)
+                    return stored.replay(request_fingerprint, response_type, field)
                 response = await work(session)
-                await session.execute(
-                    table.insert().values(
-                        user_id=user_id,
-                        method=method,
-                        request_id=request_id,
-                        fingerprint=request_fingerprint,
-                        response=response.SerializeToString(),
-                        created_at=utcnow(),
-                    )
-                )
+                await store_answers(session, table, [NewAnswer(key, request_fingerprint, response)])
                 return response
         except IntegrityError:
             # A concurrent call with the same key committed first: answer with its result.
             if attempt == MAX_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-async def _stored(session: AsyncSession, table: Table, user_id: str, method: str, request_id: str):  # type: ignore[no-untyped-def]
-    query = select(table.c.fingerprint, table.c.response).where(
-        table.c.user_id == user_id, table.c.method == method, table.c.request_id == request_id
-    )
-    return (await session.execute(query)).first()

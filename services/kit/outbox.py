@@ -1,28 +1,40 @@
 """Transactional outbox: an event row is written in the same transaction as
 the change it describes; a relay publishes it to JetStream afterwards with
 Nats-Msg-Id = event id, retrying while NATS is down. Published rows are kept
-for a replay window (JetStream's own durability is not the source of truth)."""
+for a replay window (JetStream's own durability is not the source of truth).
+
+The relay publishes what this process committed straight from memory, handed
+over on commit, and marks those rows published in one UPDATE per round: a
+SELECT of the table per commit cost as much as the commit's own statements.
+Rows it never got to (the process died, NATS was down, a replay) are found by a
+poll of unpublished rows older than `stale_after`, so direct dispatch and the
+poll rarely both publish a row (and if they do, JetStream's dedupe window and
+the consumers' inboxes absorb the copy)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from google.protobuf.message import Message
-from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, delete, event, select, update
+from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.bus import EventBus, make_envelope, subject_for
-from services.kit.db import Database, UtcDateTime
+from services.kit.db import Database, UtcDateTime, after_commit
 from services.kit.sqlutil import BigIntId, insert_many
 from services.kit.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = timedelta(minutes=10)
+# session.info key of the rows a transaction added, handed to the relay on commit.
+_ADDED = "kit.outbox.added"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -39,14 +51,24 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-class Outbox:
-    """Writes events inside the caller's transaction and wakes the relay on commit."""
+@dataclass(frozen=True)
+class OutboxEvent:
+    event_id: str
+    subject: str
+    body: bytes
 
-    def __init__(self, table: Table, prefix: str, producer: str) -> None:
+
+class Outbox:
+    """Writes events inside the caller's transaction; on commit hands them to the
+    relay (at most `max_handed` waiting: beyond that the poll finds them)."""
+
+    def __init__(self, table: Table, prefix: str, producer: str, max_handed: int = 10_000) -> None:
         self.table = table
         self.prefix = prefix
         self.producer = producer
+        self.max_handed = max_handed
         self.committed = asyncio.Event()
+        self.handed: deque[OutboxEvent] = deque()
 
     async def add(self, session: AsyncSession, event_type: str, user_id: str, payload: Message) -> str:
         return (await self.add_many(session, [(event_type, user_id, payload)]))[0]
@@ -57,25 +79,36 @@ class Outbox:
             return []
         now = utcnow()
         envelopes = [make_envelope(kind, user, payload, self.producer) for kind, user, payload in events]
+        added = [
+            OutboxEvent(
+                envelope.event_id, subject_for(self.prefix, envelope.type), envelope.SerializeToString()
+            )
+            for envelope in envelopes
+        ]
         await insert_many(
             session,
             self.table,
             [
-                {
-                    "event_id": envelope.event_id,
-                    "subject": subject_for(self.prefix, envelope.type),
-                    "body": envelope.SerializeToString(),
-                    "created_at": now,
-                }
-                for envelope in envelopes
+                {"event_id": e.event_id, "subject": e.subject, "body": e.body, "created_at": now}
+                for e in added
             ],
         )
-        if not event.contains(session.sync_session, "after_commit", self._on_commit):
-            event.listen(session.sync_session, "after_commit", self._on_commit, once=True)
-        return [envelope.event_id for envelope in envelopes]
+        self._hand_over_on_commit(session, added)
+        return [event.event_id for event in added]
 
-    def _on_commit(self, _session: object) -> None:
-        self.committed.set()
+    def _hand_over_on_commit(self, session: AsyncSession, added: list[OutboxEvent]) -> None:
+        pending: list[OutboxEvent] | None = session.info.get(_ADDED)
+        if pending is None:
+            pending = session.info[_ADDED] = []
+
+            def hand_over() -> None:
+                session.info.pop(_ADDED, None)
+                room = self.max_handed - len(self.handed)
+                self.handed.extend(pending[: max(room, 0)])
+                self.committed.set()
+
+            after_commit(session, hand_over)
+        pending.extend(added)
 
 
 class OutboxRelay:
@@ -87,6 +120,7 @@ class OutboxRelay:
         batch_size: int,
         poll_interval: float,
         replay_window: timedelta,
+        stale_after: timedelta = timedelta(seconds=5),
     ) -> None:
         self.db = db
         self.outbox = outbox
@@ -94,17 +128,26 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.replay_window = replay_window
+        self.stale_after = stale_after
         self._last_purge = utcnow() - PURGE_EVERY
+        # The first poll takes every unpublished row, whatever its age: its process is gone.
+        self._poll_all = True
+        self._next_poll = 0.0
 
     async def run(self) -> None:
         await self.bus.wait_ready()
         backoff = 0.1
+        loop = asyncio.get_running_loop()
         while True:
-            # Cleared before the batch is read, not after: a commit landing while a batch
-            # is published must wake the next round rather than wait for the poll interval.
+            # Cleared before the round, not after: a commit landing while it publishes
+            # must wake the next round rather than wait for the poll interval.
             self.outbox.committed.clear()
             try:
-                published = await self.publish_batch()
+                await self.publish_handed()
+                if loop.time() >= self._next_poll:
+                    while await self.publish_batch() == self.batch_size:
+                        pass
+                    self._next_poll = loop.time() + self.poll_interval
                 backoff = 0.1
                 await self._maybe_purge()
             except asyncio.CancelledError:
@@ -114,32 +157,53 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if published < self.batch_size:
-                await self._wait_for_work()
+            if not self.outbox.handed:
+                await self._wait_for_work(max(self._next_poll - loop.time(), 0.0))
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self, at_most_seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.outbox.committed.wait(), self.poll_interval)
+            await asyncio.wait_for(self.outbox.committed.wait(), at_most_seconds)
 
-    async def publish_batch(self) -> int:
+    async def publish_handed(self) -> int:
+        """Publishes what this process committed, then marks it published in one UPDATE.
+        A failure leaves the rows unpublished for the poll."""
+        handed = self.outbox.handed
+        events = [handed.popleft() for _ in range(min(len(handed), self.batch_size))]
+        if not events:
+            return 0
+        await asyncio.gather(*(self.bus.publish(e.subject, e.body, e.event_id) for e in events))
         table = self.outbox.table
         async with self.db.transaction() as session:
-            query = (
-                select(table.c.id, table.c.event_id, table.c.subject, table.c.body)
-                .where(table.c.published_at.is_(None))
-                .order_by(table.c.id)
-                .limit(self.batch_size)
+            await session.execute(
+                update(table)
+                .where(table.c.event_id.in_([e.event_id for e in events]))
+                .values(published_at=utcnow())
             )
+        return len(events)
+
+    async def publish_batch(self) -> int:
+        """Publishes unpublished rows nobody handed over (older than stale_after)."""
+        table = self.outbox.table
+        query = (
+            select(table.c.id, table.c.event_id, table.c.subject, table.c.body)
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.id)
+            .limit(self.batch_size)
+        )
+        if not self._poll_all:
+            query = query.where(table.c.created_at < utcnow() - self.stale_after)
+        async with self.db.transaction() as session:
             if self.db.is_postgres:
                 # Several relay processes share the table without publishing the same rows.
                 query = query.with_for_update(skip_locked=True)
             rows = (await session.execute(query)).all()
-            if not rows:
-                return 0
-            await asyncio.gather(*(self.bus.publish(r.subject, r.body, r.event_id) for r in rows))
-            await session.execute(
-                update(table).where(table.c.id.in_([r.id for r in rows])).values(published_at=utcnow())
-            )
+            if rows:
+                await asyncio.gather(*(self.bus.publish(r.subject, r.body, r.event_id) for r in rows))
+                await session.execute(
+                    update(table).where(table.c.id.in_([r.id for r in rows])).values(published_at=utcnow())
+                )
+        if len(rows) < self.batch_size:
+            self._poll_all = False
         return len(rows)
 
     async def _maybe_purge(self) -> None:
@@ -158,6 +222,8 @@ class OutboxRelay:
             result = await session.execute(
                 update(table).where(table.c.id >= outbox_id).values(published_at=None)
             )
+        self._poll_all = True
+        self._next_poll = 0.0
         self.outbox.committed.set()
         return int(result.rowcount)
 

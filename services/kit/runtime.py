@@ -17,9 +17,10 @@ from services.kit.bus import EventBus
 from services.kit.cache import Cache
 from services.kit.clients import make_channel
 from services.kit.config import MeshSettings
-from services.kit.consumer import EventConsumer, Handler, inbox_table
+from services.kit.consumer import BatchHandler, EventConsumer, Handler, inbox_table, per_event
 from services.kit.db import Database
 from services.kit.outbox import Outbox, OutboxRelay, outbox_table
+from services.kit.revocation import SessionFeed
 from services.kit.server import ServiceApp
 
 AUTH_SERVICES = ["expense.auth.v1.AuthService", "expense.auth.v1.IdentityService"]
@@ -81,19 +82,29 @@ class Runtime:
             cfg.batch_size,
             cfg.poll_interval_seconds,
             timedelta(hours=cfg.replay_window_hours),
+            timedelta(seconds=cfg.stale_after_seconds),
         )
         self.background.append(relay.run)
         self.relay = relay
         return outbox
 
     def consume(self, inbox: Table, name: str, event_pattern: str, handler: Handler) -> EventConsumer:
+        """A consumer applying its events one at a time (still one transaction per batch)."""
+        return self.consume_batches(inbox, name, event_pattern, per_event(handler))
+
+    def consume_batches(
+        self, inbox: Table, name: str, event_pattern: str, handler: BatchHandler
+    ) -> EventConsumer:
+        """A consumer handing `handler` each fetched batch's fresh events at once."""
         consumer = EventConsumer(self.bus, self.db, inbox, name, event_pattern, handler)
         self.background.append(consumer.run)
         return consumer
 
     def remote_verifier(self) -> TokenVerifier:
         client = AuthServiceClient(self.settings.service_address("auth"))
-        verifier = TokenVerifier(self.settings.jwt, client.jwks, client.session_active)
+        # Auth's broadcasts of ended sessions let it cache session checks for longer.
+        feed = SessionFeed(self.bus, self.settings.jwt.session_push_heartbeat_seconds)
+        verifier = TokenVerifier(self.settings.jwt, client.jwks, client.session_active, feed)
 
         async def keys_loaded() -> bool:
             if not verifier.ready:

@@ -17,12 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.kit.auth import TokenVerifier
 from services.kit.config import MeshSettings
-from services.kit.interceptors import (
-    AccessLogInterceptor,
-    AuthInterceptor,
-    DeadlineInterceptor,
-    ErrorInterceptor,
-)
+from services.kit.interceptors import AccessLog, KitInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +46,12 @@ class ServiceApp:
         limits = self.settings.limits
         server = grpc.aio.server(
             interceptors=[
-                AccessLogInterceptor(),
-                DeadlineInterceptor(limits.default_deadline_seconds),
-                AuthInterceptor(self.verifier, set(self.settings.mesh.public_methods)),
-                ErrorInterceptor(),
+                KitInterceptor(
+                    self.verifier,
+                    set(self.settings.mesh.public_methods),
+                    limits.default_deadline_seconds,
+                    AccessLog(self.settings.access_log, self.settings.slow_call_ms),
+                )
             ],
             options=[
                 ("grpc.so_reuseport", 0),

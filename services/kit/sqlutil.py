@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import JSON, BigInteger, Column, Integer, Table
+from sqlalchemy import JSON, BigInteger, Column, Integer, String, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -15,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (only INTEGER PRIMARY KEY autoincrements there).
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
-# Fewer rows go through a plain (executemany) INSERT.
-COPY_MIN_ROWS = 50
+# Fewer rows go through a plain (executemany) INSERT. COPY skips SQLAlchemy's statement
+# machinery: from 3 rows on it costs ~25% less client CPU and time than executemany
+# (one row is cheaper as a plain INSERT): 10-20% less CPU per create in ledger batches of 10-40.
+COPY_MIN_ROWS = 3
 
 
 async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:
@@ -27,6 +30,54 @@ async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, A
     statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(first_column)
     result = await session.execute(statement)
     return result.first() is not None
+
+
+@cache
+def rows_insert(dialect_name: str, table: Table) -> Any:
+    """An INSERT of any number of rows in one statement, executed with
+    rows_parameters(); add ON CONFLICT as needed (with DO UPDATE, rows must not
+    repeat a key). PostgreSQL gets one array per column (INSERT ... SELECT
+    unnest(...)): a third of the client CPU of an executemany of the same rows,
+    and less server CPU. SQLite runs in-process, where an executemany is cheap."""
+    if dialect_name != "postgresql":
+        return sqlite.insert(table)
+    arrays = [
+        func.unnest(bindparam(column.name, type_=postgresql.ARRAY(_item_type(column))))
+        for column in table.columns
+    ]
+    return postgresql.insert(table).from_select(list(table.columns), select(*arrays))
+
+
+def _item_type(column: Column[Any]) -> Any:
+    # An explicit cast to VARCHAR(n) would silently truncate; the column's own
+    # length is still enforced on assignment.
+    return String() if isinstance(column.type, String) else column.type
+
+
+def rows_parameters(dialect_name: str, table: Table, rows: Sequence[dict[str, Any]]) -> Any:
+    """The parameters of rows_insert(dialect_name, table) for rows holding every column."""
+    if dialect_name != "postgresql":
+        return list(rows)
+    return {column.name: [row[column.name] for row in rows] for column in table.columns}
+
+
+async def insert_ignore_many(
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], returning: str
+) -> set[Any]:
+    """Multi-row INSERT ... ON CONFLICT DO NOTHING of rows holding every column;
+    the `returning` column's values of the rows inserted."""
+    if not rows:
+        return set()
+    dialect_name = session.bind.dialect.name
+    statement = _ignoring_insert(dialect_name, table, returning)
+    connection = await session.connection()
+    result = await connection.execute(statement, rows_parameters(dialect_name, table, rows))
+    return set(result.scalars())
+
+
+@cache
+def _ignoring_insert(dialect_name: str, table: Table, returning: str) -> Any:
+    return rows_insert(dialect_name, table).on_conflict_do_nothing().returning(table.c[returning])
 
 
 async def insert_many(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:

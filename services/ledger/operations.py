@@ -68,6 +68,16 @@ class ImportRow:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class NewExpense:
+    """One expense to create: by whom, for whom, with which validated fields."""
+
+    actor: str
+    user_id: str
+    fields: ExpenseInput
+    source: str
+
+
 @dataclass
 class RowOutcome:
     status: str  # "created", "duplicate" or "invalid"
@@ -140,8 +150,8 @@ class Ledger:
 
     async def list_categories(self, user_id: str) -> list[Category]:
         await self.ensure_categories(user_id)
-        async with self.db.transaction() as session:
-            return await storage.user_categories(session, user_id)
+        async with self.db.read() as connection:
+            return await storage.user_categories(connection, user_id)
 
     async def create_category(self, session: AsyncSession, user_id: str, fields: CategoryInput) -> Category:
         """Runs in the caller's transaction (idempotent creates share it)."""
@@ -244,14 +254,54 @@ class Ledger:
         self, session: AsyncSession, actor: str, user_id: str, fields: ExpenseInput, source: str
     ) -> Expense:
         """Runs in the caller's transaction (idempotent creates share it)."""
-        await self._require_categories(session, user_id, [fields.category_id])
+        [outcome] = await self.create_expenses(session, [NewExpense(actor, user_id, fields, source)])
+        if isinstance(outcome, NotFound):
+            raise outcome
+        return outcome
+
+    async def create_expenses(
+        self, session: AsyncSession, requests: Sequence[NewExpense]
+    ) -> list[Expense | NotFound]:
+        """Creates of any users in the caller's transaction (a group commit), one
+        outcome per request: a request naming a category that is not its user's gets
+        NotFound (as a missing one would) and is not created; the others are. The
+        categories are share-locked as in _require_categories."""
+        wanted = [(r.user_id, r.fields.category_id) for r in requests if r.fields.category_id]
+        owned = await storage.share_owned_categories(session, wanted)
         now = utcnow()
-        expense = self._new_expense(user_id, fields, source, now)
-        await storage.insert_expenses(session, [expense])
-        await storage.add_entries(session, [entry("create", actor, now, None, expense)])
-        created = events_pb2.ExpenseCreated(expense=expense_snapshot(expense))
-        await self.outbox.add(session, EXPENSE_CREATED, user_id, created)
-        return expense
+        outcomes: list[Expense | NotFound] = []
+        created: list[tuple[str, Expense]] = []
+        for request in requests:
+            category_id = request.fields.category_id
+            if category_id and (request.user_id, category_id) not in owned:
+                outcomes.append(NotFound("category", category_id))
+                continue
+            expense = self._new_expense(request.user_id, request.fields, request.source, now)
+            outcomes.append(expense)
+            created.append((request.actor, expense))
+        await self._add_created(session, created, now)
+        return outcomes
+
+    async def _add_created(
+        self, session: AsyncSession, created: Sequence[tuple[str, Expense]], now: datetime
+    ) -> None:
+        """New expenses (with their actors) and their audit entries and expense.created events."""
+        expenses = [expense for _, expense in created]
+        await storage.insert_expenses(session, expenses)
+        await storage.add_entries(
+            session, [entry("create", actor, now, None, expense) for actor, expense in created]
+        )
+        await self.outbox.add_many(
+            session,
+            [
+                (
+                    EXPENSE_CREATED,
+                    expense.user_id,
+                    events_pb2.ExpenseCreated(expense=expense_snapshot(expense)),
+                )
+                for expense in expenses
+            ],
+        )
 
     @staticmethod
     def _new_expense(user_id: str, fields: ExpenseInput, source: str, now: datetime) -> Expense:
@@ -273,8 +323,8 @@ class Ledger:
         )
 
     async def get_expense(self, user_id: str, expense_id: str) -> Expense:
-        async with self.db.transaction() as session:
-            expense = await storage.find_expense(session, user_id, expense_id)
+        async with self.db.read() as connection:
+            expense = await storage.find_expense(connection, user_id, expense_id)
         if expense is None:
             raise not_found(expense_id)
         return expense
@@ -325,8 +375,8 @@ class Ledger:
             await self.outbox.add(session, EXPENSE_DELETED, user_id, message)
 
     async def history(self, user_id: str, expense_id: str) -> list[LedgerEntry]:
-        async with self.db.transaction() as session:
-            entries = await storage.entries_of(session, user_id, expense_id)
+        async with self.db.read() as connection:
+            entries = await storage.entries_of(connection, user_id, expense_id)
         if not entries:
             raise not_found(expense_id)
         return entries
@@ -336,10 +386,12 @@ class Ledger:
         cursor = (
             decode_page_token(query.page_token, fingerprint, query.order_by) if query.page_token else None
         )
-        async with self.db.transaction() as session:
+        # Outside a transaction: the category tree may be read in another snapshot
+        # than the page, which is harmless; the page and its count share one statement.
+        async with self.db.read() as connection:
             category_ids = None
             if query.category_id:
-                tree = CategoryTree.of(await storage.user_categories(session, user_id))
+                tree = CategoryTree.of(await storage.user_categories(connection, user_id))
                 tree.get(query.category_id)
                 category_ids = tuple(tree.subtree(query.category_id))
             where = ExpenseFilter(
@@ -351,10 +403,15 @@ class Ledger:
                 max_value=query.max_amount,
                 tag_key=query.tag,
             )
-            rows = await storage.list_expenses(
-                session, user_id, where, query.order_by, cursor, query.page_size + 1
+            rows, total = await storage.list_expenses(
+                connection,
+                user_id,
+                where,
+                query.order_by,
+                cursor,
+                query.page_size + 1,
+                self.settings.max_counted_rows,
             )
-            total = await storage.count_expenses(session, user_id, where, self.settings.max_counted_rows)
         page = rows[: query.page_size]
         token = ""
         if len(rows) > query.page_size:
@@ -437,18 +494,7 @@ class Ledger:
                 expense = self._new_expense(user_id, fields, "import", now)
                 created.append((fields, expense))
                 outcomes[index] = RowOutcome("created", expense.expense_id)
-        expenses = [expense for _, expense in created]
-        await storage.insert_expenses(session, expenses)
-        await storage.add_entries(
-            session, [entry("create", actor, now, None, expense) for expense in expenses]
-        )
-        await self.outbox.add_many(
-            session,
-            [
-                (EXPENSE_CREATED, user_id, events_pb2.ExpenseCreated(expense=expense_snapshot(e)))
-                for e in expenses
-            ],
-        )
+        await self._add_created(session, [(actor, expense) for _, expense in created], now)
         await self._store_import_keys(
             session,
             user_id,
@@ -496,16 +542,16 @@ class Ledger:
 
     async def stream_expenses(self, user_id: str) -> AsyncIterator[list[Expense]]:
         """Every live expense of one user (or of everyone when user_id is empty), in
-        batches, each read in its own short transaction."""
+        batches, each read by its own statement (its own snapshot)."""
         size = self.settings.stream_batch_size
         user_after: tuple[date, str] | None = None
         all_after = ""
         while True:
-            async with self.db.transaction() as session:
+            async with self.db.read() as connection:
                 if user_id:
-                    batch = await storage.stream_expenses(session, user_id, user_after, size)
+                    batch = await storage.stream_expenses(connection, user_id, user_after, size)
                 else:
-                    batch = await storage.stream_all_expenses(session, all_after, size)
+                    batch = await storage.stream_all_expenses(connection, all_after, size)
             if batch:
                 yield batch
             if len(batch) < size:
@@ -517,8 +563,8 @@ class Ledger:
         size = self.settings.stream_batch_size
         after = ""
         while True:
-            async with self.db.transaction() as session:
-                batch = await storage.stream_categories(session, user_id or None, after, size)
+            async with self.db.read() as connection:
+                batch = await storage.stream_categories(connection, user_id or None, after, size)
             if batch:
                 yield batch
             if len(batch) < size:

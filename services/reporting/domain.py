@@ -1,5 +1,6 @@
-"""Reporting rules in plain Python: periods in the user's calendar, how one
-expense change moves rollup amounts, and how rollup rows become reports.
+"""Reporting rules in plain Python: periods in the user's calendar, how expense
+changes replace reporting's copies and move rollup amounts, and how rollup rows
+become reports.
 
 Money stays integer minor units and percentages integer hundredths, so every
 figure is exact; rounding is half-even, once, at the end."""
@@ -11,7 +12,7 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -148,15 +149,18 @@ ZERO = Total()
 
 
 class Rollup(StrEnum):
-    """The rollup tables: per (day or month, category, currency[, merchant])."""
+    """The rollup tables: per (day, month or year, category, currency[, merchant])."""
 
     DAILY_CATEGORY = "daily_category"
     MONTHLY_CATEGORY = "monthly_category"
+    YEARLY_CATEGORY = "yearly_category"
     DAILY_MERCHANT = "daily_merchant"
     MONTHLY_MERCHANT = "monthly_merchant"
+    YEARLY_MERCHANT = "yearly_merchant"
 
 
-# (day or first day of month, category_id, currency, merchant key or "" for category rollups)
+# (day, or first day of the month or year; category_id, currency, merchant key or "" for
+# category rollups)
 RollupKey = tuple[date, str, str, str]
 RollupDeltas = dict[Rollup, dict[RollupKey, Total]]
 
@@ -178,15 +182,22 @@ class ExpenseLine:
     def month(self) -> date:
         return self.spent_on.replace(day=1)
 
+    @property
+    def year(self) -> date:
+        return self.spent_on.replace(month=1, day=1)
+
     def rollup_keys(self) -> list[tuple[Rollup, RollupKey]]:
+        category, currency = self.category_id, self.currency
         keys = [
-            (Rollup.DAILY_CATEGORY, (self.spent_on, self.category_id, self.currency, "")),
-            (Rollup.MONTHLY_CATEGORY, (self.month, self.category_id, self.currency, "")),
+            (Rollup.DAILY_CATEGORY, (self.spent_on, category, currency, "")),
+            (Rollup.MONTHLY_CATEGORY, (self.month, category, currency, "")),
+            (Rollup.YEARLY_CATEGORY, (self.year, category, currency, "")),
         ]
         merchant = merchant_key(self.merchant)
         if merchant:
-            keys.append((Rollup.DAILY_MERCHANT, (self.spent_on, self.category_id, self.currency, merchant)))
-            keys.append((Rollup.MONTHLY_MERCHANT, (self.month, self.category_id, self.currency, merchant)))
+            keys.append((Rollup.DAILY_MERCHANT, (self.spent_on, category, currency, merchant)))
+            keys.append((Rollup.MONTHLY_MERCHANT, (self.month, category, currency, merchant)))
+            keys.append((Rollup.YEARLY_MERCHANT, (self.year, category, currency, merchant)))
         return keys
 
 
@@ -230,6 +241,98 @@ def supersedes(incoming_version: int, stored: StoredExpense | None) -> bool:
     if incoming_version == 0 or stored.line.version == 0:
         return True
     return incoming_version > stored.line.version
+
+
+# (user_id, expense_id): which copy an expense change replaces.
+ExpenseKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ExpenseChange:
+    """What one ledger event says about an expense."""
+
+    user_id: str
+    expense_id: str
+    # The new state; None for a deletion.
+    after: ExpenseLine | None
+    # The state the ledger changed (None for a creation).
+    before: ExpenseLine | None
+    version: int
+
+    @property
+    def key(self) -> ExpenseKey:
+        return (self.user_id, self.expense_id)
+
+
+def live_line(stored: StoredExpense | None) -> ExpenseLine | None:
+    """What a copy contributes to the rollups (nothing once deleted)."""
+    return stored.line if stored is not None and not stored.deleted else None
+
+
+def replaced_copy(stored: StoredExpense | None, change: ExpenseChange) -> StoredExpense | None:
+    """The copy once `change` applies; None when it changes nothing (reporting
+    already holds this or a newer state, or a deletion of nothing it knows)."""
+    if not supersedes(change.version, stored):
+        return None
+    if change.after is not None:
+        return StoredExpense(change.after)
+    # Kept as a tombstone, so a late copy of an older event cannot bring it back.
+    tombstone = change.before or live_line(stored)
+    if tombstone is None:
+        return None
+    known_version = stored.line.version if stored is not None else 0
+    return StoredExpense(replace(tombstone, version=max(change.version, known_version)), deleted=True)
+
+
+def out_of_step(stored: StoredExpense | None, change: ExpenseChange) -> bool:
+    """Whether the copy differs from the state the ledger says it changed."""
+    current = live_line(stored)
+    if current is None or change.before is None:
+        return False
+    before = change.before
+    # Not the category: the ledger moves a deleted category's expenses without an
+    # event per expense (reports follow category.changed's reassigned_to instead).
+    return (current.amount_minor, current.currency, current.spent_on, current.merchant) != (
+        before.amount_minor,
+        before.currency,
+        before.spent_on,
+        before.merchant,
+    )
+
+
+@dataclass(frozen=True)
+class CopyChanges:
+    """What a run of expense changes does to reporting's copies and rollups."""
+
+    # The last state of each copy the changes replaced.
+    copies: dict[ExpenseKey, StoredExpense]
+    # Per user, what the rollups change by (changes that cancel out leave nothing).
+    deltas: dict[str, RollupDeltas]
+    # Copies that were out of step with the ledger when replaced.
+    out_of_step: list[ExpenseKey]
+
+
+def apply_changes(
+    stored: Mapping[ExpenseKey, StoredExpense], changes: Iterable[ExpenseChange]
+) -> CopyChanges:
+    """The changes applied in order over the stored copies, each seeing what the
+    ones before it left (so a creation and an update in one batch end right).
+    Each replacement moves the rollups from what the copy contributed to what
+    the new state contributes."""
+    copies: dict[ExpenseKey, StoredExpense] = {}
+    moves: dict[str, list[tuple[ExpenseLine | None, ExpenseLine | None]]] = defaultdict(list)
+    stale: list[ExpenseKey] = []
+    for change in changes:
+        copy = copies.get(change.key, stored.get(change.key))
+        replacement = replaced_copy(copy, change)
+        if replacement is None:
+            continue
+        if out_of_step(copy, change):
+            stale.append(change.key)
+        moves[change.user_id].append((live_line(copy), live_line(replacement)))
+        copies[change.key] = replacement
+    deltas = {user_id: rollup_deltas(user_moves) for user_id, user_moves in moves.items()}
+    return CopyChanges(copies, deltas, stale)
 
 
 # ---------------------------------------------------------------- categories
@@ -369,8 +472,8 @@ class PeriodRows:
 
     # (currency, category_id) -> total, in the period.
     categories: Mapping[tuple[str, str], Total]
-    # (currency, series bucket index) -> total.
-    buckets: Mapping[tuple[str, int], Total]
+    # (currency, first day of a series bucket) -> total.
+    buckets: Mapping[tuple[str, date], Total]
     # currency -> total, in the previous period.
     previous: Mapping[str, Total]
     # currency -> the top merchants, largest first.
@@ -427,8 +530,7 @@ def currency_reports(
         total = sum(by_group.values(), ZERO)
         previous = rows.previous.get(currency, ZERO)
         series = [
-            SeriesPoint(start, end, rows.buckets.get((currency, index), ZERO))
-            for index, (start, end) in enumerate(buckets)
+            SeriesPoint(start, end, rows.buckets.get((currency, start), ZERO)) for start, end in buckets
         ]
         reports.append(
             CurrencyReport(
@@ -488,20 +590,22 @@ class TrendPoint:
 
 def trend_points(
     periods: list[Period],
-    rows: Mapping[tuple[int, str, str], Total],
+    rows: Mapping[tuple[date, str, str], Total],
     tree: CategoryTree,
     default_currency: str,
 ) -> list[TrendPoint]:
     """One point per period and currency spent in any of the periods (zeros included,
-    so charts have every period); just the default currency when nothing was spent."""
-    groups: dict[tuple[int, str], dict[str, Total]] = defaultdict(lambda: defaultdict(Total))
-    for (index, currency, category_id), total in rows.items():
-        groups[(index, currency)][tree.top_level(category_id)] += total
+    so charts have every period); just the default currency when nothing was spent.
+    `rows`: (period start, currency, category_id) -> total."""
+    top_level = {category_id: tree.top_level(category_id) for category_id in {key[2] for key in rows}}
+    groups: dict[tuple[date, str], dict[str, Total]] = defaultdict(lambda: defaultdict(Total))
+    for (start, currency, category_id), total in rows.items():
+        groups[(start, currency)][top_level[category_id]] += total
     currencies = currency_order({currency for _, currency in groups} or {default_currency}, default_currency)
     points = []
-    for index, period in enumerate(periods):
+    for period in periods:
         for currency in currencies:
-            by_group = groups.get((index, currency), {})
+            by_group = groups.get((period.start, currency), {})
             points.append(
                 TrendPoint(period, currency, sum(by_group.values(), ZERO), category_shares(by_group, tree))
             )

@@ -7,42 +7,37 @@ the copy contributed and gain what the new state contributes. When the copy is i
 step with the ledger that is exactly "subtract before, add after"; when it is not
 (an event lost to stream retention, a rebuild racing the stream), it still ends
 at the ledger's state instead of counting a change twice. The ledger's version
-numbers keep a late, older event from undoing a newer one."""
+numbers keep a late, older event from undoing a newer one.
+
+Expense events come in batches and cost a fixed number of statements per batch
+(see apply_expense_changes); categories and profiles are rare, one at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import date
+from functools import partial
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
+from services.kit.db import after_commit
 from services.reporting import storage
 from services.reporting.domain import (
     CategoryInfo,
+    ExpenseChange,
     ExpenseLine,
-    StoredExpense,
-    rollup_deltas,
-    supersedes,
+    apply_changes,
 )
 
 log = logging.getLogger(__name__)
 
-Invalidate = Callable[[str], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class ExpenseChange:
-    expense_id: str
-    # The new state; None for a deletion.
-    after: ExpenseLine | None
-    # The state the ledger changed (None for a creation).
-    before: ExpenseLine | None
-    version: int
+Invalidate = Callable[[Collection[str]], Awaitable[None]]
+# session.info key: the users whose cached reports to invalidate once the transaction
+# commits, and the callback that does it.
+PENDING_INVALIDATIONS = "reporting.invalidate"
 
 
 def _line(snapshot: events_pb2.ExpenseSnapshot) -> ExpenseLine:
@@ -61,59 +56,52 @@ def _line(snapshot: events_pb2.ExpenseSnapshot) -> ExpenseLine:
 def expense_change(envelope: events_pb2.EventEnvelope) -> ExpenseChange | None:
     """The change an expense.* event describes; None for anything else."""
     payload = envelope.payload
+    user_id = envelope.user_id
     if payload.Is(events_pb2.ExpenseCreated.DESCRIPTOR):
         created = events_pb2.ExpenseCreated()
         payload.Unpack(created)
         line = _line(created.expense)
-        return ExpenseChange(line.expense_id, line, None, line.version)
+        return ExpenseChange(user_id, line.expense_id, line, None, line.version)
     if payload.Is(events_pb2.ExpenseUpdated.DESCRIPTOR):
         updated = events_pb2.ExpenseUpdated()
         payload.Unpack(updated)
         after = _line(updated.after)
         before = _line(updated.before) if updated.HasField("before") else None
-        return ExpenseChange(after.expense_id, after, before, after.version)
+        return ExpenseChange(user_id, after.expense_id, after, before, after.version)
     if payload.Is(events_pb2.ExpenseDeleted.DESCRIPTOR):
         deleted = events_pb2.ExpenseDeleted()
         payload.Unpack(deleted)
         before = _line(deleted.before)
         # A deletion is the version after the state it deleted (0 stays "unknown").
-        return ExpenseChange(before.expense_id, None, before, before.version + 1 if before.version else 0)
+        version = before.version + 1 if before.version else 0
+        return ExpenseChange(user_id, before.expense_id, None, before, version)
     return None
 
 
-async def apply_expense_change(session: AsyncSession, user_id: str, change: ExpenseChange) -> bool:
-    """False when reporting already holds this or a newer state of the expense."""
-    stored = await storage.load_expense(session, user_id, change.expense_id)
-    if not supersedes(change.version, stored):
-        return False
-    current = stored.line if stored is not None and not stored.deleted else None
-    if current is not None and change.before is not None and _differs(current, change.before):
-        log.info("expense copy was out of step; replaced", extra={"expense_id": change.expense_id})
-    if change.after is not None:
-        new_state = StoredExpense(change.after)
-    else:
-        # Kept as a tombstone, so a late copy of an older event cannot bring it back.
-        tombstone = change.before or current
-        if tombstone is None:
-            return False
-        known_version = stored.line.version if stored is not None else 0
-        new_state = StoredExpense(
-            replace(tombstone, version=max(change.version, known_version)), deleted=True
-        )
-    await storage.apply_deltas(session, user_id, rollup_deltas([(current, change.after)]))
-    await storage.save_expense(session, user_id, new_state, existed=stored is not None)
-    return True
+def _usable_change(envelope: events_pb2.EventEnvelope) -> ExpenseChange | None:
+    """The event's change, or None (logged) for one that cannot be applied."""
+    try:
+        change = expense_change(envelope)
+    except ValueError:
+        log.error("expense event with a bad date skipped", extra={"event_id": envelope.event_id})
+        return None
+    if change is None or not change.user_id or not change.expense_id:
+        log.warning("unusable expense event skipped", extra={"event_id": envelope.event_id})
+        return None
+    return change
 
 
-def _differs(copy: ExpenseLine, before: ExpenseLine) -> bool:
-    # Not the category: the ledger moves a deleted category's expenses without an
-    # event per expense (reports follow category.changed's reassigned_to instead).
-    return (copy.amount_minor, copy.currency, copy.spent_on, copy.merchant) != (
-        before.amount_minor,
-        before.currency,
-        before.spent_on,
-        before.merchant,
-    )
+async def apply_expense_changes(session: AsyncSession, changes: Sequence[ExpenseChange]) -> set[str]:
+    """The changes in order, with the same few statements however many there are:
+    one read of the copies, the rollup upserts (and deletes of emptied rows), the
+    copies' writes. Returns the users whose copies changed."""
+    stored = await storage.load_expenses(session, {change.key for change in changes})
+    outcome = apply_changes(stored, changes)
+    for _, expense_id in outcome.out_of_step:
+        log.info("expense copy was out of step; replaced", extra={"expense_id": expense_id})
+    await storage.apply_deltas(session, outcome.deltas)
+    await storage.save_expenses(session, outcome.copies, existing=stored.keys())
+    return {user_id for user_id, _ in outcome.copies}
 
 
 async def apply_category_change(
@@ -128,26 +116,21 @@ async def apply_category_change(
 
 
 class EventHandlers:
-    """The consumers' handlers; each invalidates the user's cached reports once
-    its transaction has committed (not before, or a report read in between
-    would be cached under the new version with the old numbers)."""
+    """The consumers' handlers; they invalidate the cached reports of the users a
+    transaction changed once it has committed (not before, or a report read in
+    between would be cached under the new version with the old numbers)."""
 
     def __init__(self, invalidate: Invalidate, forget_preferences: Callable[[str], None]) -> None:
         self._invalidate = invalidate
         self._forget_preferences = forget_preferences
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def on_expense_event(self, session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
-        try:
-            change = expense_change(envelope)
-        except ValueError:
-            log.error("expense event with a bad date skipped", extra={"event_id": envelope.event_id})
-            return
-        if change is None or not envelope.user_id or not change.expense_id:
-            log.warning("unusable expense event skipped", extra={"event_id": envelope.event_id})
-            return
-        if await apply_expense_change(session, envelope.user_id, change):
-            self._invalidate_after_commit(session, envelope.user_id)
+    async def on_expense_events(
+        self, session: AsyncSession, envelopes: Sequence[events_pb2.EventEnvelope]
+    ) -> None:
+        changes = [change for envelope in envelopes if (change := _usable_change(envelope)) is not None]
+        if changes:
+            self._invalidate_after_commit(session, await apply_expense_changes(session, changes))
 
     async def on_category_event(self, session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
         change = events_pb2.CategoryChanged()
@@ -155,7 +138,7 @@ class EventHandlers:
             log.warning("unusable category event skipped", extra={"event_id": envelope.event_id})
             return
         await apply_category_change(session, envelope.user_id, change)
-        self._invalidate_after_commit(session, envelope.user_id)
+        self._invalidate_after_commit(session, [envelope.user_id])
 
     async def on_profile_event(self, session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
         profile = events_pb2.ProfileUpdated()
@@ -165,18 +148,26 @@ class EventHandlers:
         stored = storage.StoredProfile(profile.default_currency, profile.time_zone, profile.first_day_of_week)
         await storage.save_profile(session, envelope.user_id, stored)
         self._forget_preferences(envelope.user_id)
-        self._invalidate_after_commit(session, envelope.user_id)
+        self._invalidate_after_commit(session, [envelope.user_id])
 
     async def settled(self) -> None:
         """Waits for the cache invalidations already scheduled."""
         await asyncio.gather(*self._pending, return_exceptions=True)
 
-    def _invalidate_after_commit(self, session: AsyncSession, user_id: str) -> None:
-        loop = asyncio.get_running_loop()
+    def _invalidate_after_commit(self, session: AsyncSession, user_ids: Collection[str]) -> None:
+        """Each user once per committed transaction, however many of their events it applied."""
+        if not user_ids:
+            return
+        if PENDING_INVALIDATIONS not in session.info:
+            users: set[str] = set()
+            session.info[PENDING_INVALIDATIONS] = (users, partial(self._schedule, users))
+        pending, schedule = session.info[PENDING_INVALIDATIONS]
+        pending.update(user_ids)
+        after_commit(session, schedule)  # the same callback each time: it runs once
 
-        def schedule(_session: object) -> None:
-            task = loop.create_task(self._invalidate(user_id))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-
-        event.listen(session.sync_session, "after_commit", schedule, once=True)
+    def _schedule(self, users: set[str]) -> None:
+        """All of a transaction's users in one call (one Redis round trip)."""
+        task = asyncio.get_running_loop().create_task(self._invalidate(sorted(users)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        users.clear()

@@ -35,8 +35,8 @@ class StoredPreferences:
         return await self.for_user(identity.user_id)
 
     async def for_user(self, user_id: str) -> Preferences:
-        async with self.db.transaction() as session:
-            profile = await storage.load_profile(session, user_id)
+        async with self.db.read() as connection:
+            profile = await storage.load_profile(connection, user_id)
         if profile is None:
             return self.complete(Preferences("", "", "", ""))
         return self.complete(

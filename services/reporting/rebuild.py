@@ -119,6 +119,6 @@ async def rebuild(
     counts = {}
     for user in sorted(users):
         counts[user] = await rebuild_user(db, ledger, user)
-        await cache.invalidate(user)
+        await cache.invalidate([user])
         log.info("rebuilt", extra={"user_id": user, "expenses": counts[user]})
     return counts

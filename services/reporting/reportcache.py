@@ -7,7 +7,7 @@ scanning keys. Old entries simply expire."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -58,6 +58,8 @@ class ReportCache:
         await self.cache.set(key, report.SerializeToString(), self.ttl_seconds)
         return report
 
-    async def invalidate(self, user_id: str) -> None:
+    async def invalidate(self, user_ids: Collection[str]) -> None:
+        """New version tokens for these users: their cached reports are never read again."""
         if self.cache.enabled:
-            await self.cache.set(self._version_key(user_id), new_id().encode(), self.version_ttl_seconds)
+            tokens = {self._version_key(user_id): new_id().encode() for user_id in user_ids}
+            await self.cache.set_many(tokens, self.version_ttl_seconds)

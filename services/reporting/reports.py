@@ -1,14 +1,16 @@
-"""Reports from rollups: which rollup table answers which question, read in one
-consistent snapshot, then shaped by the domain rules. Never reads line items,
-except for the CSV export, whose whole point is line items."""
+"""Reports from rollups: which rollup table answers which question, read outside
+any transaction, then shaped by the domain rules. Never reads line items, except
+for the CSV export, whose whole point is line items.
+
+A report's rollup figures come from one statement, so they agree with each other.
+The category tree is read by the statement before: categories and expenses come
+through consumers of their own, so a tree a moment older than the rollups is a
+state reporting can be in anyway (and no BEGIN/COMMIT round trips per report)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.config import ReportingSettings
 from services.kit.db import Database
@@ -18,15 +20,12 @@ from services.reporting.domain import (
     ChildTotal,
     CurrencyReport,
     Period,
-    PeriodRows,
     Rollup,
-    Total,
     TrendPoint,
     child_totals,
     currency_reports,
     expenses_csv,
     last_periods,
-    series_buckets,
     trend_points,
 )
 
@@ -54,17 +53,24 @@ class Export:
     row_count: int
 
 
-def _totals_rollup(kind: str) -> Rollup:
-    # Months and years are whole months: the monthly table has them in ≤ 12 rows per key.
-    return Rollup.DAILY_CATEGORY if kind == "week" else Rollup.MONTHLY_CATEGORY
-
-
-def _merchant_rollup(kind: str) -> Rollup:
-    return Rollup.DAILY_MERCHANT if kind == "week" else Rollup.MONTHLY_MERCHANT
-
-
-def _series_rollup(kind: str) -> Rollup:
-    return Rollup.MONTHLY_CATEGORY if kind == "year" else Rollup.DAILY_CATEGORY
+# Per period kind, the rollups read. Totals and merchants: the period's own grain, one
+# row per key (a week reads its days). Series: the days of a week or month, the
+# months of a year.
+TOTALS_ROLLUP = {
+    "week": Rollup.DAILY_CATEGORY,
+    "month": Rollup.MONTHLY_CATEGORY,
+    "year": Rollup.YEARLY_CATEGORY,
+}
+MERCHANTS_ROLLUP = {
+    "week": Rollup.DAILY_MERCHANT,
+    "month": Rollup.MONTHLY_MERCHANT,
+    "year": Rollup.YEARLY_MERCHANT,
+}
+SERIES_ROLLUP = {
+    "week": Rollup.DAILY_CATEGORY,
+    "month": Rollup.DAILY_CATEGORY,
+    "year": Rollup.MONTHLY_CATEGORY,
+}
 
 
 class Reports:
@@ -73,18 +79,19 @@ class Reports:
         self.settings = settings
 
     async def summary(self, viewer: Viewer, period: Period) -> list[CurrencyReport]:
-        async with storage.read_snapshot(self.db) as session:
-            tree = await storage.category_tree(session, viewer.user_id)
-            rows = await self._period_rows(session, viewer.user_id, period, None)
+        async with self.db.read() as connection:
+            tree = await storage.category_tree(connection, viewer.user_id)
+            rows = await storage.period_rows(connection, viewer.user_id, self._reads(period))
         return currency_reports(period, viewer.today, rows, tree, tree.top_level, viewer.default_currency)
 
     async def category(self, viewer: Viewer, category_id: str, period: Period) -> CategoryDetail:
-        async with storage.read_snapshot(self.db) as session:
-            tree = await storage.category_tree(session, viewer.user_id)
+        async with self.db.read() as connection:
+            tree = await storage.category_tree(connection, viewer.user_id)
             # Another user's category is simply not in this user's tree: same answer as a random id.
             if category_id not in tree:
                 raise NotFound("category", category_id)
-            rows = await self._period_rows(session, viewer.user_id, period, tree.members(category_id))
+            members = tree.members(category_id)
+            rows = await storage.period_rows(connection, viewer.user_id, self._reads(period), members)
         reports = currency_reports(
             period,
             viewer.today,
@@ -97,51 +104,40 @@ class Reports:
 
     async def trend(self, viewer: Viewer, kind: str, count: int) -> list[TrendPoint]:
         periods = last_periods(kind, viewer.today, count, viewer.first_day_of_week)
-        async with storage.read_snapshot(self.db) as session:
-            tree = await storage.category_tree(session, viewer.user_id)
+        async with self.db.read() as connection:
+            tree = await storage.category_tree(connection, viewer.user_id)
             rows = await storage.bucket_totals(
-                session, _totals_rollup(kind), viewer.user_id, [(p.start, p.end) for p in periods]
+                connection,
+                TOTALS_ROLLUP[kind],
+                viewer.user_id,
+                periods[0].start,
+                periods[-1].end,
+                weeks=kind == "week",
             )
         return trend_points(periods, rows, tree, viewer.default_currency)
 
     async def export(self, user_id: str, period: Period, max_rows: int | None) -> Export:
-        async with storage.read_snapshot(self.db) as session:
+        async with self.db.read() as connection:
             limit = max_rows + 1 if max_rows is not None else None
-            lines = await storage.expense_lines(session, user_id, period.start, period.end, limit)
+            lines = await storage.expense_lines(connection, user_id, period.start, period.end, limit)
             if max_rows is not None and len(lines) > max_rows:
                 raise FailedPrecondition(
                     f"more than {max_rows} expenses in this period; export a shorter period "
                     "or use `python -m services.reporting export`"
                 )
-            tree = await storage.category_tree(session, user_id)
+            tree = await storage.category_tree(connection, user_id)
         text, rows = expenses_csv(lines, tree)
         return Export(text, rows)
 
-    async def _period_rows(
-        self, session: AsyncSession, user_id: str, period: Period, category_ids: set[str] | None
-    ) -> PeriodRows:
-        buckets = await storage.bucket_totals(
-            session, _series_rollup(period.kind), user_id, series_buckets(period), category_ids
-        )
-        by_category: dict[tuple[str, str], Total] = defaultdict(Total)
-        by_bucket: dict[tuple[str, int], Total] = defaultdict(Total)
-        for (index, currency, category_id), total in buckets.items():
-            by_category[(currency, category_id)] += total
-            by_bucket[(currency, index)] += total
+    def _reads(self, period: Period) -> storage.PeriodReads:
         previous = period.previous()
-        return PeriodRows(
-            categories=by_category,
-            buckets=by_bucket,
-            previous=await storage.currency_totals(
-                session, _totals_rollup(period.kind), user_id, previous.start, previous.end, category_ids
-            ),
-            merchants=await storage.top_merchants(
-                session,
-                _merchant_rollup(period.kind),
-                user_id,
-                period.start,
-                period.end,
-                self.settings.top_merchants,
-                category_ids,
-            ),
+        return storage.PeriodReads(
+            series=SERIES_ROLLUP[period.kind],
+            totals=TOTALS_ROLLUP[period.kind],
+            merchants=MERCHANTS_ROLLUP[period.kind],
+            start=period.start,
+            end=period.end,
+            previous_start=previous.start,
+            previous_end=previous.end,
+            top_merchants=self.settings.top_merchants,
         )

@@ -27,7 +27,9 @@ def build_app(settings: MeshSettings) -> ServiceApp:
         StoredPreferences(runtime.db, settings.user.defaults),
     )
     handlers = EventHandlers(cache.invalidate, preferences.forget)
-    runtime.consume(storage.inbox_table, "reporting_expenses", "expense.>", handlers.on_expense_event)
+    runtime.consume_batches(
+        storage.inbox_table, "reporting_expenses", "expense.>", handlers.on_expense_events
+    )
     runtime.consume(storage.inbox_table, "reporting_categories", "category.>", handlers.on_category_event)
     # The user service's event type for changed preferences.
     runtime.consume(

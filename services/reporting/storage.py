@@ -1,10 +1,11 @@
 """reporting's tables and the queries on them.
 
 - Rollups: `category_totals` and `merchant_totals`, per (user, grain, period_start,
-  category, currency[, merchant]): sum_minor, count, at two grains: "day" and
-  "month". Week reports read days; month and year reports read months (a month's
-  series of days reads days), so no report touches more than ~31 rows per
-  category or merchant and period. One table per kind keeps an event at two upserts.
+  category, currency[, merchant]): sum_minor, count, at three grains: "day",
+  "month" and "year". A report's totals read the period's own grain (days for a
+  week), its series the days of a week or month or the months of a year, so no
+  report touches more than ~31 rows per category or merchant and period. One table
+  per kind keeps an event at two upserts.
 - `expenses`: reporting's copy of each expense as the ledger events describe it
   (with the ledger's version; deleted ones stay as tombstones). It makes applying
   an event exact whatever the order or repetition, and it is what the CSV export
@@ -13,10 +14,8 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -33,24 +32,35 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
+    any_,
+    bindparam,
+    cast,
     delete,
     func,
+    literal,
+    literal_column,
+    null,
     select,
+    tuple_,
+    type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.db import Database, UtcDateTime
+from services.kit.db import Queryable, UtcDateTime
 from services.kit.runtime import add_kit_tables
+from services.kit.sqlutil import rows_insert, rows_parameters
 from services.kit.timeutil import utcnow
 from services.reporting.domain import (
     MERCHANT_KEY_LENGTH,
     CategoryInfo,
     CategoryTree,
+    ExpenseKey,
     ExpenseLine,
     MerchantTotal,
+    PeriodRows,
     Rollup,
     RollupDeltas,
     StoredExpense,
@@ -121,7 +131,7 @@ def _rollup_table(name: str, with_merchant: bool) -> Table:
         name,
         metadata,
         Column("user_id", Id, nullable=False),
-        # "day" or "month"; period_start is the day, or the first day of the month.
+        # "day", "month" or "year"; period_start is the day, or the first day of the month or year.
         Column("grain", String(5), nullable=False),
         Column("period_start", Date, nullable=False),
         Column("category_id", Id, nullable=False),
@@ -139,8 +149,10 @@ merchant_totals = _rollup_table("merchant_totals", with_merchant=True)
 ROLLUPS: dict[Rollup, tuple[Table, str]] = {
     Rollup.DAILY_CATEGORY: (category_totals, "day"),
     Rollup.MONTHLY_CATEGORY: (category_totals, "month"),
+    Rollup.YEARLY_CATEGORY: (category_totals, "year"),
     Rollup.DAILY_MERCHANT: (merchant_totals, "day"),
     Rollup.MONTHLY_MERCHANT: (merchant_totals, "month"),
+    Rollup.YEARLY_MERCHANT: (merchant_totals, "year"),
 }
 
 
@@ -153,44 +165,42 @@ def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]
         yield rows[start : start + CHUNK]
 
 
-async def _execute(session: AsyncSession, statement: Any, parameters: Any = None) -> Any:
-    """Core statements straight on the session's connection: the ORM execution
-    path costs ~60 % more CPU per statement, which bounds how fast events apply."""
-    connection = await session.connection()
+async def _execute(db: Queryable, statement: Any, parameters: Any = None) -> Any:
+    """Core statements straight on the connection (a session's, in a transaction):
+    the ORM execution path costs ~60 % more CPU per statement, which bounds how
+    fast events apply."""
+    connection = await db.connection() if isinstance(db, AsyncSession) else db
     return await connection.execute(statement, parameters)
-
-
-@asynccontextmanager
-async def read_snapshot(db: Database) -> AsyncIterator[AsyncSession]:
-    """A read transaction whose queries all see the same committed state."""
-    async with db.sessions() as session, session.begin():
-        if db.is_postgres:
-            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        yield session
 
 
 # ------------------------------------------------------------ rollups
 
 
-def _rollup_rows(user_id: str, deltas: RollupDeltas) -> dict[Table, list[dict[str, Any]]]:
-    """The rows to add, per table (both grains of a table go in one statement)."""
+def _rollup_rows(deltas: Mapping[str, RollupDeltas]) -> dict[Table, list[dict[str, Any]]]:
+    """The rows to add, per table (every user and grain of a table go in one
+    statement), in key order: concurrent transactions then lock rows in the same
+    order instead of deadlocking."""
     rows: dict[Table, list[dict[str, Any]]] = {category_totals: [], merchant_totals: []}
-    for rollup, changes in deltas.items():
-        table, grain = ROLLUPS[rollup]
-        for (period_start, category_id, currency, merchant), total in changes.items():
-            row = {"user_id": user_id, "grain": grain, "period_start": period_start}
-            row |= {"category_id": category_id, "currency": currency}
-            if table is merchant_totals:
-                row["merchant"] = merchant
-            rows[table].append(row | {"sum_minor": total.sum_minor, "count": total.count})
+    for user_id, user_deltas in deltas.items():
+        for rollup, changes in user_deltas.items():
+            table, grain = ROLLUPS[rollup]
+            for (period_start, category_id, currency, merchant), total in changes.items():
+                row = {"user_id": user_id, "grain": grain, "period_start": period_start}
+                row |= {"category_id": category_id, "currency": currency}
+                if table is merchant_totals:
+                    row["merchant"] = merchant
+                rows[table].append(row | {"sum_minor": total.sum_minor, "count": total.count})
+    for table, table_rows in rows.items():
+        keys = [column.name for column in table.primary_key.columns]
+        table_rows.sort(key=lambda row: [row[key] for key in keys])
     return rows
 
 
 @cache
 def _adding_upsert(dialect: str, table: Table) -> Any:
-    """INSERT ... ON CONFLICT DO UPDATE adding to sum_minor and count; built once,
-    executed with a list of rows."""
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    """INSERT ... ON CONFLICT DO UPDATE adding to sum_minor and count, of any
+    number of rows in one statement; built once."""
+    insert = rows_insert(dialect, table)
     return insert.on_conflict_do_update(
         index_elements=[column.name for column in table.primary_key.columns],
         set_={
@@ -200,25 +210,53 @@ def _adding_upsert(dialect: str, table: Table) -> Any:
     )
 
 
-async def apply_deltas(session: AsyncSession, user_id: str, deltas: RollupDeltas) -> None:
-    """Adds each delta to its rollup row (creating it), then drops rows left empty."""
-    for table, rows in _rollup_rows(user_id, deltas).items():
+async def _insert_rows(
+    session: AsyncSession, statement: Any, table: Table, rows: list[dict[str, Any]]
+) -> None:
+    """Executes a rows_insert-based statement of `table` with these rows."""
+    await _execute(session, statement, rows_parameters(session.bind.dialect.name, table, rows))
+
+
+async def apply_deltas(session: AsyncSession, deltas: Mapping[str, RollupDeltas]) -> None:
+    """Adds each user's deltas to their rollup rows (creating them), then drops rows
+    left empty: at most two statements per table, however many users and rows."""
+    dialect = session.bind.dialect.name
+    for table, rows in _rollup_rows(deltas).items():
         if not rows:
             continue
-        await _execute(session, _adding_upsert(session.bind.dialect.name, table), rows)
-        emptied = sorted({row["period_start"] for row in rows if row["count"] < 0})
-        if emptied:
-            await _execute(
-                session,
-                delete(table).where(
-                    table.c.user_id == user_id, table.c.count == 0, table.c.period_start.in_(emptied)
-                ),
-            )
+        await _insert_rows(session, _adding_upsert(dialect, table), table, rows)
+        shrunk = [row for row in rows if row["count"] < 0]
+        if shrunk:
+            # Users x days is wider than the rows that shrank, but only rows of this
+            # transaction can have a zero count: every committed one has expenses.
+            parameters = {
+                "users": sorted({row["user_id"] for row in shrunk}),
+                "days": sorted({row["period_start"] for row in shrunk}),
+            }
+            await _execute(session, _emptied_rows(dialect, table), parameters)
+
+
+@cache
+def _emptied_rows(dialect: str, table: Table) -> Any:
+    return delete(table).where(
+        _one_of(dialect, table.c.user_id, "users"),
+        _one_of(dialect, table.c.period_start, "days"),
+        table.c.count == 0,
+    )
+
+
+def _one_of(dialect: str, column: Column[Any], name: str) -> Any:
+    """`column IN (the list bound as name)`. PostgreSQL gets one array (= ANY), so the
+    statement's text is the same for any list: psycopg parses it and PostgreSQL
+    plans it once, instead of once per batch."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 async def insert_rollups(session: AsyncSession, user_id: str, deltas: RollupDeltas) -> None:
     """Writes freshly computed rollups (the user's old rows must be gone)."""
-    for table, rows in _rollup_rows(user_id, deltas).items():
+    for table, rows in _rollup_rows({user_id: deltas}).items():
         for chunk in _chunks(rows):
             await _execute(session, table.insert(), list(chunk))
 
@@ -267,37 +305,75 @@ def _expense_values(stored: StoredExpense) -> dict[str, Any]:
     }
 
 
-async def load_expense(session: AsyncSession, user_id: str, expense_id: str) -> StoredExpense | None:
-    """The stored copy, locked (PostgreSQL) until the transaction ends, so two
-    processes applying events of one expense take turns."""
-    query = (
-        select(expenses)
-        .where(expenses.c.user_id == user_id, expenses.c.expense_id == expense_id)
-        .with_for_update()
-    )
-    row = (await _execute(session, query)).first()
-    return StoredExpense(_line(row), bool(row.deleted)) if row else None
+async def load_expenses(
+    session: AsyncSession, keys: Collection[ExpenseKey]
+) -> dict[ExpenseKey, StoredExpense]:
+    """The stored copies, locked (PostgreSQL) until the transaction ends, so two
+    processes applying events of one expense take turns; in key order, so two
+    batches sharing expenses wait for each other instead of deadlocking."""
+    if not keys:
+        return {}
+    dialect = session.bind.dialect.name
+    found = await _execute(session, _copies_query(dialect), _copies_parameters(dialect, sorted(keys)))
+    return {(row.user_id, row.expense_id): StoredExpense(_line(row), bool(row.deleted)) for row in found}
 
 
-async def save_expense(session: AsyncSession, user_id: str, stored: StoredExpense, existed: bool) -> None:
-    """A plain INSERT for a new copy: a concurrent writer of the same expense
-    fails on the primary key and its event is redelivered, instead of both counting."""
-    values = _expense_values(stored)
-    if existed:
-        await _execute(
-            session,
-            update(expenses)
-            .where(expenses.c.user_id == user_id, expenses.c.expense_id == stored.line.expense_id)
-            .values(**values),
+@cache
+def _copies_query(dialect: str) -> Any:
+    key = tuple_(expenses.c.user_id, expenses.c.expense_id)
+    if dialect == "postgresql":
+        # Two arrays rather than two parameters per expense, as in _one_of.
+        wanted = select(
+            func.unnest(bindparam("user_ids", type_=postgresql.ARRAY(String()))),
+            func.unnest(bindparam("expense_ids", type_=postgresql.ARRAY(String()))),
         )
+        condition = key.in_(wanted)
     else:
-        await _execute(
-            session, expenses.insert().values(user_id=user_id, expense_id=stored.line.expense_id, **values)
-        )
+        condition = key.in_(bindparam("keys", expanding=True))
+    order = (expenses.c.user_id, expenses.c.expense_id)
+    return select(expenses).where(condition).order_by(*order).with_for_update()
+
+
+def _copies_parameters(dialect: str, keys: list[ExpenseKey]) -> dict[str, list[Any]]:
+    if dialect == "postgresql":
+        return {"user_ids": [user_id for user_id, _ in keys], "expense_ids": [expense for _, expense in keys]}
+    return {"keys": keys}
+
+
+@cache
+def _replacing_upsert(dialect: str) -> Any:
+    insert = rows_insert(dialect, expenses)
+    keys = [column.name for column in expenses.primary_key.columns]
+    return insert.on_conflict_do_update(
+        index_elements=keys,
+        set_={
+            column.name: insert.excluded[column.name]
+            for column in expenses.columns
+            if column.name not in keys
+        },
+    )
+
+
+async def save_expenses(
+    session: AsyncSession, copies: Mapping[ExpenseKey, StoredExpense], existing: Collection[ExpenseKey]
+) -> None:
+    """New copies go in with a plain INSERT: a concurrent writer of the same new
+    expense fails on the primary key and its events are applied again, instead of
+    both counting. The `existing` ones (locked by load_expenses) are replaced."""
+    new: list[dict[str, Any]] = []
+    replaced: list[dict[str, Any]] = []
+    for key in sorted(copies):
+        row = {"user_id": key[0], "expense_id": key[1], **_expense_values(copies[key])}
+        (replaced if key in existing else new).append(row)
+    dialect = session.bind.dialect.name
+    if new:
+        await _insert_rows(session, rows_insert(dialect, expenses), expenses, new)
+    if replaced:
+        await _insert_rows(session, _replacing_upsert(dialect), expenses, replaced)
 
 
 async def expense_lines(
-    session: AsyncSession, user_id: str, start: date, end: date, limit: int | None = None
+    db: Queryable, user_id: str, start: date, end: date, limit: int | None = None
 ) -> list[ExpenseLine]:
     """Live expenses spent in [start, end], by date then id; at most `limit`."""
     columns = [expenses.c[name] for name in EXPENSE_LINE_COLUMNS]
@@ -312,7 +388,7 @@ async def expense_lines(
     )
     if limit is not None:
         query = query.limit(limit)
-    return [ExpenseLine(*row) for row in (await _execute(session, query)).all()]
+    return [ExpenseLine(*row) for row in (await _execute(db, query)).all()]
 
 
 # ------------------------------------------------------------ rebuild
@@ -372,11 +448,20 @@ async def save_category(session: AsyncSession, user_id: str, category: CategoryI
     )
 
 
-async def category_tree(session: AsyncSession, user_id: str) -> CategoryTree:
-    rows = (await _execute(session, select(categories).where(categories.c.user_id == user_id))).all()
+_user_categories = select(
+    categories.c.category_id,
+    categories.c.name,
+    categories.c.parent_id,
+    categories.c.deleted,
+    categories.c.reassigned_to,
+).where(categories.c.user_id == bindparam("user_id"))
+
+
+async def category_tree(db: Queryable, user_id: str) -> CategoryTree:
+    rows = await _execute(db, _user_categories, {"user_id": user_id})
     return CategoryTree(
-        CategoryInfo(row.category_id, row.name, row.parent_id, bool(row.deleted), row.reassigned_to)
-        for row in rows
+        CategoryInfo(category_id, name, parent_id, bool(deleted), reassigned_to)
+        for category_id, name, parent_id, deleted, reassigned_to in rows
     )
 
 
@@ -398,112 +483,177 @@ async def save_profile(session: AsyncSession, user_id: str, profile: StoredProfi
     await _execute(session, insert.on_conflict_do_update(index_elements=["user_id"], set_=values))
 
 
-async def load_profile(session: AsyncSession, user_id: str) -> StoredProfile | None:
-    row = (await _execute(session, select(profiles).where(profiles.c.user_id == user_id))).first()
+async def load_profile(db: Queryable, user_id: str) -> StoredProfile | None:
+    row = (await _execute(db, select(profiles).where(profiles.c.user_id == user_id))).first()
     return StoredProfile(row.default_currency, row.time_zone, row.first_day_of_week) if row else None
 
 
 # ------------------------------------------------------------ report queries
 
+# What each row of a period report's statement is (its `part` column).
+_BUCKET, _CATEGORY, _PREVIOUS, _MERCHANT = "bucket", "category", "previous", "merchant"
 
-def _where(rollup: Rollup, user_id: str, start: date, end: date, category_ids: Iterable[str] | None) -> Any:
-    table, grain = ROLLUPS[rollup]
-    condition = and_(
-        table.c.user_id == user_id, table.c.grain == grain, table.c.period_start.between(start, end)
-    )
+
+@dataclass(frozen=True)
+class PeriodReads:
+    """Which rollups answer a period report: `series`, category rows whose
+    period_start is a series bucket (days of a week or month, months of a year);
+    `totals`, category rows that tile the period and the one before; `merchants`,
+    merchant rows that tile the period."""
+
+    series: Rollup
+    totals: Rollup
+    merchants: Rollup
+    start: date
+    end: date
+    previous_start: date
+    previous_end: date
+    top_merchants: int
+
+
+async def period_rows(
+    db: Queryable, user_id: str, reads: PeriodReads, category_ids: Collection[str] | None = None
+) -> PeriodRows:
+    """What a period report reads from the rollups (of these categories only, when
+    given): one statement, so its figures agree without a transaction, summed by
+    the database into a few rows per currency (one per category, bucket, merchant)."""
+    parameters = {
+        "user_id": user_id,
+        "series_grain": ROLLUPS[reads.series][1],
+        "totals_grain": ROLLUPS[reads.totals][1],
+        "merchants_grain": ROLLUPS[reads.merchants][1],
+        "start": reads.start,
+        "end": reads.end,
+        "previous_start": reads.previous_start,
+        "previous_end": reads.previous_end,
+        "top_merchants": reads.top_merchants,
+    }
     if category_ids is not None:
-        condition = and_(condition, table.c.category_id.in_(sorted(category_ids)))
-    return condition
+        parameters["category_ids"] = sorted(category_ids)
+    statement = _period_statement(_dialect(db), category_ids is not None)
+    rows = (await _execute(db, statement, parameters)).all()
+    return _period_rows(rows, reads.top_merchants)
 
 
-def _total(sum_minor: Any, count: Any) -> Total:
-    # PostgreSQL's SUM(bigint) is numeric (a Decimal here); both are exact integers.
-    return Total(int(sum_minor), int(count))
+def _period_rows(rows: Iterable[Any], top_merchants: int) -> PeriodRows:
+    buckets: dict[tuple[str, date], Total] = {}
+    categories: dict[tuple[str, str], Total] = {}
+    previous: dict[str, Total] = {}
+    merchants: dict[str, list[MerchantTotal]] = defaultdict(list)
+    for part, currency, key, day, sum_minor, count in rows:
+        total = Total(sum_minor, count)
+        if part == _BUCKET:
+            buckets[(currency, day)] = total
+        elif part == _CATEGORY:
+            categories[(currency, key)] = total
+        elif part == _PREVIOUS:
+            previous[currency] = total
+        else:
+            merchants[currency].append(MerchantTotal(key, total))
+    # The database ranks by amount only (tied rows share a place, so all of them come
+    # back); names break ties here, so the order is the same on every engine and collation.
+    top = {
+        currency: sorted(found, key=lambda m: (-m.total.sum_minor, m.merchant))[:top_merchants]
+        for currency, found in merchants.items()
+    }
+    return PeriodRows(categories=categories, buckets=buckets, previous=previous, merchants=top)
+
+
+@cache
+def _period_statement(dialect: str, filtered: bool) -> Any:
+    """The UNION ALL of period_rows' four groupings (SQLite has no GROUPING SETS),
+    built once per dialect and filter; grains and dates are parameters."""
+
+    def where(table: Table, grain: str, start: str, end: str) -> list[Any]:
+        condition = [
+            table.c.user_id == bindparam("user_id"),
+            table.c.grain == bindparam(grain),
+            table.c.period_start.between(bindparam(start), bindparam(end)),
+        ]
+        return [*condition, _one_of(dialect, table.c.category_id, "category_ids")] if filtered else condition
+
+    totals, merchants = category_totals, merchant_totals
+    # First: its columns type the result (PostgreSQL resolves the NULLs below by it,
+    # and SQLite's text dates are parsed as the Date column they come from).
+    buckets = (
+        select(_part(_BUCKET), totals.c.currency, null().label("key"), totals.c.period_start.label("day"))
+        .add_columns(*_sums(totals))
+        .where(*where(totals, "series_grain", "start", "end"))
+        .group_by(totals.c.currency, totals.c.period_start)
+    )
+    by_category = (
+        select(_part(_CATEGORY), totals.c.currency, totals.c.category_id, null(), *_sums(totals))
+        .where(*where(totals, "totals_grain", "start", "end"))
+        .group_by(totals.c.currency, totals.c.category_id)
+    )
+    previous = (
+        select(_part(_PREVIOUS), totals.c.currency, null(), null(), *_sums(totals))
+        .where(*where(totals, "totals_grain", "previous_start", "previous_end"))
+        .group_by(totals.c.currency)
+    )
+    grouped = (
+        select(merchants.c.currency, merchants.c.merchant, *_sums(merchants))
+        .where(*where(merchants, "merchants_grain", "start", "end"))
+        .group_by(merchants.c.currency, merchants.c.merchant)
+        .subquery("grouped")
+    )
+    place = func.rank().over(partition_by=grouped.c.currency, order_by=grouped.c.sum_minor.desc())
+    ranked = select(grouped, place.label("place")).subquery("ranked")
+    top = select(
+        _part(_MERCHANT), ranked.c.currency, ranked.c.merchant, null(), ranked.c.sum_minor, ranked.c.count
+    ).where(ranked.c.place <= bindparam("top_merchants"))
+    return union_all(buckets, by_category, previous, top)
+
+
+def _part(name: str) -> Any:
+    return literal_column(f"'{name}'").label("part")
+
+
+def _sums(table: Table) -> list[Any]:
+    # SUM(bigint) is numeric on PostgreSQL (a Decimal to convert here); the cast keeps
+    # plain integers. A report's sum overflows bigint only past ~9.2e18 minor units.
+    return [
+        cast(func.sum(table.c.sum_minor), BigInteger).label("sum_minor"),
+        cast(func.sum(table.c.count), BigInteger).label("count"),
+    ]
+
+
+def _dialect(db: Queryable) -> str:
+    return (db.bind if isinstance(db, AsyncSession) else db).dialect.name
 
 
 async def bucket_totals(
-    session: AsyncSession,
-    rollup: Rollup,
-    user_id: str,
-    buckets: Sequence[tuple[date, date]],
-    category_ids: Iterable[str] | None = None,
-) -> dict[tuple[int, str, str], Total]:
-    """(bucket index, currency, category_id) -> total, for contiguous date ranges
-    (the days of a month, the months of a year, the periods of a trend). The
-    database sums per row date; rows go to their bucket here (a CASE with one
-    branch per bucket costs more to build and bind than the whole query)."""
-    table, _ = ROLLUPS[rollup]
-    query = (
-        select(
-            table.c.period_start,
-            table.c.currency,
-            table.c.category_id,
-            func.sum(table.c.sum_minor),
-            func.sum(table.c.count),
+    db: Queryable, rollup: Rollup, user_id: str, start: date, end: date, *, weeks: bool
+) -> dict[tuple[date, str, str], Total]:
+    """(first day of the bucket, currency, category_id) -> total, from a category
+    rollup's rows in [start, end]: per 7 days from `start` when `weeks` (the rows
+    being days), else per row date (rows at the buckets' own grain)."""
+    parameters = {"user_id": user_id, "grain": ROLLUPS[rollup][1], "start": start, "end": end}
+    rows = await _execute(db, _bucket_statement(_dialect(db), weeks), parameters)
+    return {(bucket, currency, category_id): Total(s, n) for bucket, currency, category_id, s, n in rows}
+
+
+@cache
+def _bucket_statement(dialect: str, weeks: bool) -> Any:
+    table = category_totals
+    bucket = _week_of(dialect, table.c.period_start) if weeks else table.c.period_start
+    return (
+        select(bucket.label("bucket"), table.c.currency, table.c.category_id, *_sums(table))
+        .where(
+            table.c.user_id == bindparam("user_id"),
+            table.c.grain == bindparam("grain"),
+            table.c.period_start.between(bindparam("start"), bindparam("end")),
         )
-        .where(_where(rollup, user_id, buckets[0][0], buckets[-1][1], category_ids))
-        .group_by(table.c.period_start, table.c.currency, table.c.category_id)
+        .group_by(bucket, table.c.currency, table.c.category_id)
     )
-    starts = [start for start, _ in buckets]
-    totals: dict[tuple[int, str, str], Total] = defaultdict(Total)
-    for period_start, currency, category_id, sum_minor, count in (await _execute(session, query)).all():
-        index = bisect_right(starts, period_start) - 1
-        totals[(index, currency, category_id)] += _total(sum_minor, count)
-    return totals
 
 
-async def currency_totals(
-    session: AsyncSession,
-    rollup: Rollup,
-    user_id: str,
-    start: date,
-    end: date,
-    category_ids: Iterable[str] | None = None,
-) -> dict[str, Total]:
-    table, _ = ROLLUPS[rollup]
-    query = (
-        select(table.c.currency, func.sum(table.c.sum_minor), func.sum(table.c.count))
-        .where(_where(rollup, user_id, start, end, category_ids))
-        .group_by(table.c.currency)
-    )
-    return {currency: _total(s, n) for currency, s, n in (await _execute(session, query)).all()}
-
-
-async def top_merchants(
-    session: AsyncSession,
-    rollup: Rollup,
-    user_id: str,
-    start: date,
-    end: date,
-    limit: int,
-    category_ids: Iterable[str] | None = None,
-) -> dict[str, list[MerchantTotal]]:
-    """Per currency, the `limit` merchants with the largest totals. The database
-    ranks by amount only (ties share a rank, so all tied rows come back); names
-    break ties here, so the order is the same on every engine and collation."""
-    table, _ = ROLLUPS[rollup]
-    grouped = (
-        select(
-            table.c.currency,
-            table.c.merchant,
-            func.sum(table.c.sum_minor).label("total"),
-            func.sum(table.c.count).label("n"),
-        )
-        .where(_where(rollup, user_id, start, end, category_ids))
-        .group_by(table.c.currency, table.c.merchant)
-        .subquery()
-    )
-    ranked = select(
-        grouped,
-        func.rank().over(partition_by=grouped.c.currency, order_by=grouped.c.total.desc()).label("place"),
-    ).subquery()
-    query = select(ranked.c.currency, ranked.c.merchant, ranked.c.total, ranked.c.n).where(
-        ranked.c.place <= limit
-    )
-    found: dict[str, list[MerchantTotal]] = {}
-    for currency, merchant, total, count in (await _execute(session, query)).all():
-        found.setdefault(currency, []).append(MerchantTotal(merchant, _total(total, count)))
-    return {
-        currency: sorted(merchants, key=lambda m: (-m.total.sum_minor, m.merchant))[:limit]
-        for currency, merchants in found.items()
-    }
+def _week_of(dialect: str, day: Column[Any]) -> Any:
+    """The first day of the 7-day bucket holding `day`, counted from the `start`
+    parameter: the database sums a week's days, not Python."""
+    start = bindparam("start", type_=Date)
+    if dialect == "postgresql":
+        return day - (day - start) % 7
+    # SQLite keeps dates as 'YYYY-MM-DD' text; its % truncates the day difference to an integer.
+    offset = cast((func.julianday(day) - func.julianday(start)) % 7, String)
+    return type_coerce(func.date(day, literal("-") + offset + literal(" days")), Date)

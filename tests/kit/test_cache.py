@@ -23,6 +23,11 @@ async def test_values_round_trip_and_expire_in_redis(redis_cache: Cache) -> None
     assert await redis_cache.get("k") is None
 
 
+async def test_many_values_are_set_at_once(redis_cache: Cache) -> None:
+    await redis_cache.set_many({"a": b"1", "b": b"2"}, ttl_seconds=60)
+    assert [await redis_cache.get(key) for key in ("a", "b", "c")] == [b"1", b"2", None]
+
+
 async def test_counters_are_shared_through_redis(redis_cache: Cache) -> None:
     other_process = Cache(REDIS_URL, redis_cache.prefix)
     assert [await redis_cache.count("hits", 60) for _ in range(3)] == [1, 2, 3]
@@ -37,6 +42,7 @@ async def test_counters_are_shared_through_redis(redis_cache: Cache) -> None:
 async def test_without_redis_everything_still_answers(url: str | None) -> None:
     cache = Cache(f"redis://127.0.0.1:{free_port()}/0" if url else None, unique_prefix())
     await cache.set("k", b"v", 10)
+    await cache.set_many({"k": b"v"}, 10)
     assert await cache.get("k") is None
     assert [await cache.count("hits", 60) for _ in range(3)] == [1, 2, 3]
     assert await cache.peek_count("hits") == 3

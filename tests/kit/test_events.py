@@ -12,11 +12,12 @@ from nats.js.api import ConsumerConfig
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 
 from expense.events.v1 import events_pb2
-from services.kit.bus import EventBus
-from services.kit.consumer import EventConsumer
+from services.kit.bus import EventBus, make_envelope
+from services.kit.consumer import EventConsumer, per_event
 from services.kit.db import Database
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.runtime import add_kit_tables
+from services.kit.timeutil import utcnow
 from tests.infra import NatsServer, unique_prefix
 
 metadata = MetaData()
@@ -32,7 +33,7 @@ class World:
         self.bus = EventBus(nats_url, unique_prefix(), "kit-test")
         self.outbox = Outbox(outbox_table, self.bus.prefix, "kit-test")
         self.relay = OutboxRelay(self.db, self.outbox, self.bus, 50, 0.2, timedelta(hours=1))
-        self.consumer = EventConsumer(self.bus, self.db, inbox_table, "kit", "user.>", self.apply)
+        self.consumer = EventConsumer(self.bus, self.db, inbox_table, "kit", "user.>", per_event(self.apply))
         self.tasks: list[asyncio.Task[None]] = []
 
     async def apply(self, session, envelope: events_pb2.EventEnvelope) -> None:  # type: ignore[no-untyped-def]
@@ -159,21 +160,21 @@ async def test_writes_while_nats_is_down_are_delivered_after_restart(
 
 
 async def test_a_commit_while_a_batch_is_published_wakes_the_relay(database_url: str, nats_url: str) -> None:
-    # A long poll interval: only the commit's wake-up can get the second event out in time.
+    # A long poll interval: only the commit's hand-over can get the second event out in time.
     world = World(database_url, nats_url)
     world.relay.poll_interval = 60.0
-    publish_batch = world.relay.publish_batch
+    publish_handed = world.relay.publish_handed
     injected = False
 
     async def publish_with_a_commit_meanwhile() -> int:
         nonlocal injected
-        published = await publish_batch()
+        published = await publish_handed()
         if published and not injected:
             injected = True
             await world.register("meanwhile")
         return published
 
-    world.relay.publish_batch = publish_with_a_commit_meanwhile  # type: ignore[method-assign]
+    world.relay.publish_handed = publish_with_a_commit_meanwhile  # type: ignore[method-assign]
     await world.setup()
     try:
         await world.register("first")
@@ -181,3 +182,22 @@ async def test_a_commit_while_a_batch_is_published_wakes_the_relay(database_url:
         assert await world.wait_for(expected, timeout=15) == expected
     finally:
         await world.close()
+
+
+async def test_rows_nobody_handed_over_are_published_once_stale(world: World) -> None:
+    # As if written by a process that died before its relay published them.
+    world.relay.stale_after = timedelta(seconds=0.3)
+    envelope = make_envelope("user.registered", "orphan", events_pb2.UserRegistered(user_id="orphan"), "gone")
+    async with world.db.transaction() as session:
+        await session.execute(
+            outbox_table.insert().values(
+                event_id=envelope.event_id,
+                subject=f"{world.bus.prefix}.events.user.registered",
+                body=envelope.SerializeToString(),
+                created_at=utcnow(),
+            )
+        )
+    await world.register("handed")
+    expected = {"orphan": 1, "handed": 1}
+    assert await world.wait_for(expected) == expected
+    assert await world.relay.pending() == 0

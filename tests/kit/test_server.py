@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from jwt.algorithms import RSAAlgorithm
+from sqlalchemy.exc import OperationalError
 
 from expense.echo.v1 import echo_pb2, echo_pb2_grpc
 from services.kit.auth import TokenVerifier, current_identity
@@ -39,6 +40,8 @@ class ScriptedEcho(echo_pb2_grpc.EchoServiceServicer):
             raise NotFound("echo", "missing")
         if request.message == "crash":
             raise RuntimeError("secret internals")
+        if request.message == "db-down":
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
         if request.message == "slow":
             await asyncio.sleep(5)
         return echo_pb2.EchoResponse(message=request.message, user_id=current_identity().user_id)
@@ -51,10 +54,13 @@ def token(**overrides: Any) -> str:
     return jwt.encode(claims, KEY, algorithm="RS256", headers={"kid": KID, "typ": "at+jwt"})
 
 
-@pytest.fixture
-async def echo_stub() -> AsyncIterator[echo_pb2_grpc.EchoServiceStub]:
+@pytest.fixture(params=["errors"])
+async def echo_stub(request: pytest.FixtureRequest) -> AsyncIterator[echo_pb2_grpc.EchoServiceStub]:
     settings = MeshSettings(
-        jwt={"issuer": "iss", "audience": "aud"}, limits={"default_deadline_seconds": 0.5}
+        jwt={"issuer": "iss", "audience": "aud"},
+        limits={"default_deadline_seconds": 0.5},
+        access_log=request.param,
+        slow_call_ms=200,
     )
     jwk = json.loads(RSAAlgorithm.to_jwk(KEY.public_key())) | {"kid": KID, "alg": "RS256"}
 
@@ -143,6 +149,12 @@ async def test_unexpected_errors_are_masked(echo_stub: echo_pb2_grpc.EchoService
     assert error.details() == "internal error"
 
 
+async def test_a_lost_database_is_unavailable_not_internal(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
+    error = await call(echo_stub, "db-down", token())
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "refused" not in (error.details() or "")
+
+
 async def test_calls_without_deadline_get_the_default(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
     error = await call(echo_stub, "slow", token())
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -162,3 +174,41 @@ async def test_health_follows_dependencies(echo_stub: echo_pb2_grpc.EchoServiceS
             break
         await asyncio.sleep(0.05)
     assert await status() == health_pb2.HealthCheckResponse.SERVING
+
+
+def access_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.method, r.code) for r in caplog.records if r.name == "access"]  # type: ignore[attr-defined]
+
+
+async def test_errors_mode_logs_failed_and_slow_calls_only(
+    echo_stub: echo_pb2_grpc.EchoServiceStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="access")
+    await echo_stub.Echo(
+        echo_pb2.EchoRequest(message="hi"), metadata=(("authorization", f"Bearer {token()}"),)
+    )
+    await call(echo_stub, "missing", token())
+    await call(echo_stub, "slow", token())
+    assert access_records(caplog) == [(ECHO, "NOT_FOUND"), (ECHO, "DEADLINE_EXCEEDED")]
+
+
+@pytest.mark.parametrize("echo_stub", ["all"], indirect=True)
+async def test_all_mode_logs_every_call(
+    echo_stub: echo_pb2_grpc.EchoServiceStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="access")
+    for _ in range(3):
+        await echo_stub.Echo(
+            echo_pb2.EchoRequest(message="hi"), metadata=(("authorization", f"Bearer {token()}"),)
+        )
+    await call(echo_stub, "hi", None)
+    assert access_records(caplog) == [(ECHO, "OK")] * 3 + [(ECHO, "UNAUTHENTICATED")]
+
+
+@pytest.mark.parametrize("echo_stub", ["off"], indirect=True)
+async def test_off_mode_logs_nothing(
+    echo_stub: echo_pb2_grpc.EchoServiceStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="access")
+    await call(echo_stub, "crash", token())
+    assert access_records(caplog) == []

@@ -186,6 +186,8 @@ async def test_update_changes_only_the_masked_fields(client: LedgerClient) -> No
         "100.50",
     )
     assert updated.etag != expense.etag and updated.create_time == expense.create_time
+    assert expense.update_time == expense.create_time < updated.update_time
+    assert (await client.get(user, expense.expense_id)).update_time == updated.update_time
 
     # Without a mask: the fields set in the body (AIP-134); no etag: last writer wins.
     updated = await client.update(user, expense.expense_id, "", note="changed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from services.kit import migrations
 from services.kit.config import MeshSettings
 from services.kit.db import Database
 from services.kit.ids import new_id
-from services.kit.sqlutil import insert_many
+from services.kit.sqlutil import COPY_MIN_ROWS, insert_many
 from services.ledger import storage
-from services.ledger.domain import Expense, ExpenseFilter, parse_ordering
+from services.ledger.domain import Cursor, Expense, ExpenseFilter, parse_ordering
 from tests.infra import fresh_postgres_database
 
 # Created by the migration only: the PostgreSQL trigram index needs the pg_trgm extension.
@@ -85,19 +86,64 @@ async def test_counts_stop_at_the_cap_and_pages_at_the_limit(db: Database) -> No
         await storage.insert_expenses(session, [_expense(user_id, 1 + i % 28, 100 + i) for i in range(25)])
         await storage.insert_expenses(session, [_expense(other, 1, 5)])
     ordering = parse_ordering("amount desc")
-    async with db.transaction() as session:
-        assert await storage.count_expenses(session, user_id, ExpenseFilter(), cap=10) == 10
-        assert await storage.count_expenses(session, user_id, ExpenseFilter(), cap=100) == 25
+    everything = ExpenseFilter()
+    async with db.read() as connection:
+        assert await storage.count_expenses(connection, user_id, everything, cap=10) == 10
+        assert await storage.count_expenses(connection, user_id, everything, cap=100) == 25
         assert (
-            await storage.count_expenses(session, user_id, ExpenseFilter(tag_key="t", min_value=12400), 100)
+            await storage.count_expenses(
+                connection, user_id, ExpenseFilter(tag_key="t", min_value=12400), 100
+            )
             == 1
         )
-        page = await storage.list_expenses(session, user_id, ExpenseFilter(), ordering, None, 7)
+        page, total = await storage.list_expenses(connection, user_id, everything, ordering, None, 7, cap=10)
+        assert total == 10
+        assert (await storage.list_expenses(connection, user_id, everything, ordering, None, 7, 100))[1] == 25
     assert [expense.amount_minor for expense in page] == list(range(124, 117, -1))
     assert {expense.user_id for expense in page} == {user_id}
 
 
-@pytest.mark.parametrize("count", [3, 120])
+async def test_an_empty_page_still_counts_the_matching_rows(db: Database) -> None:
+    """The count rides on the page's rows: a page past the last row counts separately."""
+    user_id = new_id()
+    async with db.transaction() as session:
+        await storage.insert_expenses(session, [_expense(user_id, 1 + i, 100 + i) for i in range(3)])
+    ordering = parse_ordering("amount desc")
+    async with db.read() as connection:
+        page, total = await storage.list_expenses(
+            connection, user_id, ExpenseFilter(), ordering, None, 10, 100
+        )
+        assert (len(page), total) == (3, 3)
+        past_the_end = Cursor(ordering.key_of(page[-1]), page[-1].expense_id)
+        assert await storage.list_expenses(
+            connection, user_id, ExpenseFilter(), ordering, past_the_end, 10, 100
+        ) == ([], 3)
+        assert await storage.list_expenses(
+            connection, user_id, ExpenseFilter(text="nothing"), ordering, None, 10, 100
+        ) == ([], 0)
+
+
+async def test_text_search_takes_like_wildcards_and_the_escape_character_literally(db: Database) -> None:
+    user_id = new_id()
+    shop = replace(_expense(user_id, 1, 100), note="Tea/2_for%1")
+    async with db.transaction() as session:
+        await storage.insert_expenses(session, [shop, _expense(user_id, 2, 200)])
+    ordering = parse_ordering("amount desc")
+
+    async def found(text: str) -> list[str]:
+        async with db.read() as connection:
+            page, _ = await storage.list_expenses(
+                connection, user_id, ExpenseFilter(text=text), ordering, None, 10, 100
+            )
+        return [expense.expense_id for expense in page]
+
+    for literal in ("tea/2_for%1", "/2", "2_f", "r%1"):
+        assert await found(literal) == [shop.expense_id]
+    for pattern in ("tea_2", "tea%for", "2/_", "//"):
+        assert await found(pattern) == []
+
+
+@pytest.mark.parametrize("count", [COPY_MIN_ROWS - 1, 120])
 async def test_bulk_inserts_store_the_same_values_either_way(db: Database, count: int) -> None:
     """insert_many uses COPY on PostgreSQL from COPY_MIN_ROWS on, executemany otherwise."""
     user_id, now = new_id(), datetime.now(UTC)

@@ -23,13 +23,15 @@ from expense.events.v1 import events_pb2
 from expense.reporting.v1 import reporting_pb2_grpc
 from services.kit import migrations
 from services.kit.auth import Identity, TokenVerifier, reset_identity, set_identity
-from services.kit.bus import make_envelope
+from services.kit.bus import EventBus, make_envelope
 from services.kit.cache import Cache
 from services.kit.config import MeshSettings
+from services.kit.consumer import BatchHandler, EventConsumer, per_event
 from services.kit.db import Database
 from services.kit.ids import new_id
 from services.kit.profiles import Preferences
 from services.kit.server import ServiceApp
+from services.reporting import storage
 from services.reporting.api import ReportingServicer
 from services.reporting.events import EventHandlers
 from services.reporting.preferences import StoredPreferences
@@ -129,14 +131,27 @@ class Reporting:
     async def apply(self, *envelopes: events_pb2.EventEnvelope) -> None:
         """Each event through the handler its consumer would call, in its own transaction."""
         handler_for = {
-            "expense": self.handlers.on_expense_event,
-            "category": self.handlers.on_category_event,
-            "user": self.handlers.on_profile_event,
+            "expense": self.handlers.on_expense_events,
+            "category": per_event(self.handlers.on_category_event),
+            "user": per_event(self.handlers.on_profile_event),
         }
         for envelope in envelopes:
             async with self.db.transaction() as session:
-                await handler_for[envelope.type.split(".")[0]](session, envelope)
+                await handler_for[envelope.type.split(".")[0]](session, [envelope])
         await self.handlers.settled()
+
+    async def apply_batch(self, *envelopes: events_pb2.EventEnvelope) -> None:
+        """Expense events as the consumer hands over one fetched batch (without the inbox)."""
+        async with self.db.transaction() as session:
+            await self.handlers.on_expense_events(session, envelopes)
+        await self.handlers.settled()
+
+    def expense_consumer(self, handler: BatchHandler | None = None) -> EventConsumer:
+        """The expense events' consumer, inbox included, to be fed with handle_batch
+        (its bus is never started). `handler` stands in for the real one."""
+        bus = EventBus(self.settings.resolved_nats_url, self.settings.event_prefix, "reporting-test")
+        handler = handler or self.handlers.on_expense_events
+        return EventConsumer(bus, self.db, storage.inbox_table, "reporting_expenses", "expense.>", handler)
 
     async def call(self, user_id: str, method: Callable[..., Any], request: Any) -> Any:
         """A servicer method called directly as `user_id` (no gRPC hop)."""

@@ -138,6 +138,11 @@ def percent(part: int, whole: int) -> str:
     return f"{rounded(part * 100, whole, 2):.2f}"
 
 
+def rollup_starts(day: date) -> list[tuple[str, date]]:
+    """Each rollup grain with the first day of its period holding `day`."""
+    return [("day", day), ("month", day.replace(day=1)), ("year", day.replace(month=1, day=1))]
+
+
 def period_of(kind: str, day: date, first_day_of_week: str) -> tuple[date, date]:
     if kind == "week":
         start = day - timedelta(days=(day.weekday() - WEEKDAYS.index(first_day_of_week)) % 7)

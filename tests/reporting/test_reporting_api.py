@@ -15,7 +15,7 @@ from services.kit.ids import new_id
 from services.kit.profiles import Preferences
 from services.kit.status import field_violations
 from services.reporting import storage
-from services.reporting.domain import Rollup, Total
+from services.reporting.domain import ExpenseLine, rollup_deltas
 from tests.reporting.harness import Reporting, profile_event
 from tests.reporting.reference import Category, Expense, LedgerModel
 
@@ -135,9 +135,10 @@ async def test_reports_are_cached_until_an_event_for_the_user_arrives(reporting:
     metadata = reporting.tokens.metadata(model.user_id)
     assert (await reporting.stub.GetSummary(request, metadata=metadata)).currencies[0].total == "130.00"
 
-    behind_the_cache = {Rollup.DAILY_CATEGORY: {(date(2024, 3, 8), food, "INR", ""): Total(100, 1)}}
+    # Every rollup of a 1.00 expense, written without an event.
+    behind_the_cache = rollup_deltas([(None, ExpenseLine(new_id(), 100, "INR", date(2024, 3, 8), food, ""))])
     async with reporting.db.transaction() as session:
-        await storage.apply_deltas(session, model.user_id, behind_the_cache)
+        await storage.apply_deltas(session, {model.user_id: behind_the_cache})
     seen = (await reporting.stub.GetSummary(request, metadata=metadata)).currencies[0]
     expected = ("130.00", 2) if reporting.cache.cache.enabled else ("131.00", 3)
     assert (seen.total, seen.count) == expected

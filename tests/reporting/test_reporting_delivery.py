@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from expense.events.v1 import events_pb2
 from services.kit.bus import EventBus, subject_for
 from services.kit.config import REPO_ROOT, ReportingSettings
-from services.kit.consumer import EventConsumer
+from services.kit.consumer import EventConsumer, per_event
 from services.kit.db import Database
 from services.kit.ids import new_id
 from services.reporting import storage
@@ -112,7 +112,7 @@ async def test_duplicates_past_jetstream_dedupe_change_nothing(reporting: Report
         storage.inbox_table,
         "reporting_expenses",
         "expense.>",
-        reporting.handlers.on_expense_event,
+        reporting.handlers.on_expense_events,
     )
     categories = EventConsumer(
         bus,
@@ -120,7 +120,7 @@ async def test_duplicates_past_jetstream_dedupe_change_nothing(reporting: Report
         storage.inbox_table,
         "reporting_categories",
         "category.>",
-        reporting.handlers.on_category_event,
+        per_event(reporting.handlers.on_category_event),
     )
     tasks = [asyncio.create_task(consumer.run()), asyncio.create_task(categories.run())]
     try:
@@ -283,11 +283,11 @@ async def test_a_failing_event_neither_blocks_nor_doubles_its_batch(
     poison = next(e for e in events if e.type == "expense.created").event_id
     failures = []
 
-    async def fails_once(session, envelope: events_pb2.EventEnvelope) -> None:  # type: ignore[no-untyped-def]
-        if envelope.event_id == poison and len(failures) < 2:
-            failures.append(envelope.event_id)
+    async def fails_once(session, envelopes: Sequence[events_pb2.EventEnvelope]) -> None:  # type: ignore[no-untyped-def]
+        if any(envelope.event_id == poison for envelope in envelopes) and len(failures) < 2:
+            failures.append(poison)
             raise RuntimeError("a transient failure")
-        await reporting.handlers.on_expense_event(session, envelope)
+        await reporting.handlers.on_expense_events(session, envelopes)
 
     consumers = [
         EventConsumer(bus, reporting.db, storage.inbox_table, "reporting_expenses", "expense.>", fails_once),
@@ -297,7 +297,7 @@ async def test_a_failing_event_neither_blocks_nor_doubles_its_batch(
             storage.inbox_table,
             "reporting_categories",
             "category.>",
-            reporting.handlers.on_category_event,
+            per_event(reporting.handlers.on_category_event),
         ),
     ]
     for envelope in events:  # all in the stream before the consumers start: one big batch

@@ -181,6 +181,23 @@ def test_an_update_moves_amounts_between_days_categories_and_currencies() -> Non
     assert amount_only[Rollup.MONTHLY_CATEGORY] == {(date(2024, 1, 1), "food", "INR", ""): Total(-250, 0)}
 
 
+def test_year_rollups_follow_an_expense_across_new_year_only() -> None:
+    before = _line(spent_on=date(2023, 12, 31))
+    after = _line(amount_minor=1000, spent_on=date(2024, 1, 1))
+    deltas = rollup_deltas([(before, after)])
+    assert deltas[Rollup.YEARLY_CATEGORY] == {
+        (date(2023, 1, 1), "food", "INR", ""): Total(-1250, -1),
+        (date(2024, 1, 1), "food", "INR", ""): Total(1000, 1),
+    }
+    assert deltas[Rollup.YEARLY_MERCHANT] == {
+        (date(2023, 1, 1), "food", "INR", "Acme"): Total(-1250, -1),
+        (date(2024, 1, 1), "food", "INR", "Acme"): Total(1000, 1),
+    }
+    within_the_year = rollup_deltas([(after, _line(amount_minor=1000, spent_on=date(2024, 12, 31)))])
+    assert within_the_year[Rollup.YEARLY_CATEGORY] == {}
+    assert within_the_year[Rollup.MONTHLY_CATEGORY] != {}
+
+
 def test_csv_neutralises_formulas_and_quotes_properly() -> None:
     tree = CategoryTree([CategoryInfo("food", "Food, Drinks")])
     lines = [

@@ -19,7 +19,7 @@ from services.reporting.domain import CategoryInfo, ExpenseLine
 from services.reporting.rebuild import rebuild_user
 from tests.reporting.harness import Reporting
 from tests.reporting.histories import TREE, history
-from tests.reporting.reference import LedgerModel
+from tests.reporting.reference import LedgerModel, rollup_starts
 
 RollupKey = tuple[str, object, str, str, str]
 
@@ -66,7 +66,7 @@ def expected_rollups(model: LedgerModel) -> dict[RollupKey, tuple[int, int]]:
     found: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0])
     for e in model.expenses.values():
         merchant = e.merchant.strip()[:200]
-        for grain, start in (("day", e.spent_on), ("month", e.spent_on.replace(day=1))):
+        for grain, start in rollup_starts(e.spent_on):
             keys = [(grain, start, e.category_id, e.currency, "")]
             if merchant:
                 keys.append((grain, start, e.category_id, e.currency, merchant))

@@ -2,9 +2,10 @@ import datetime
 
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -102,3 +103,9 @@ class ProfileUpdated(_message.Message):
     first_day_of_week: str
     locale: str
     def __init__(self, user_id: _Optional[str] = ..., default_currency: _Optional[str] = ..., time_zone: _Optional[str] = ..., first_day_of_week: _Optional[str] = ..., locale: _Optional[str] = ...) -> None: ...
+
+class SessionsEnded(_message.Message):
+    __slots__ = ("session_ids",)
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -1,0 +1,146 @@
+"""EventConsumer with a batch handler, on both databases, fed exact batches:
+each fresh event reaches the handler once, in order, in one call per batch;
+redeliveries inside and across batches are dropped by the inbox; a failing
+event falls back to one transaction per event so only it is redelivered."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from expense.events.v1 import events_pb2
+from services.kit.bus import EventBus, make_envelope
+from services.kit.consumer import EventConsumer, inbox_table, per_event
+from services.kit.db import Database
+from tests.infra import NATS_URL, unique_prefix
+from tests.kit.fake_messages import FakeMessage, as_messages, batch_of
+
+metadata = MetaData()
+inbox = inbox_table(metadata)
+applied = Table("applied", metadata, Column("event_id", String(36), primary_key=True))
+
+
+class Recorder:
+    """A batch handler writing one row per event; raises while given a poisoned event."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.poisoned: set[str] = set()
+
+    async def __call__(self, session: AsyncSession, envelopes: Sequence[events_pb2.EventEnvelope]) -> None:
+        ids = [envelope.event_id for envelope in envelopes]
+        self.calls.append(ids)
+        await session.execute(applied.insert(), [{"event_id": event_id} for event_id in ids])
+        if self.poisoned & set(ids):
+            raise RuntimeError("poisoned")
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url, schema="kit")
+    async with database.engine.begin() as connection:
+        if database.schema:
+            await connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"')
+        await connection.run_sync(metadata.create_all)
+    yield database
+    await database.dispose()
+
+
+def consumer_for(db: Database, recorder: Recorder) -> EventConsumer:
+    # Never started: handle_batch needs no server.
+    bus = EventBus(NATS_URL, unique_prefix(), "kit-test")
+    return EventConsumer(bus, db, inbox, "kit", "user.>", recorder)
+
+
+def event(name: str) -> events_pb2.EventEnvelope:
+    return make_envelope("user.registered", name, events_pb2.UserRegistered(user_id=name), "test")
+
+
+async def applied_ids(db: Database) -> set[str]:
+    async with db.transaction() as session:
+        return set((await session.execute(select(applied.c.event_id))).scalars())
+
+
+async def inbox_ids(db: Database) -> set[str]:
+    async with db.transaction() as session:
+        return set((await session.execute(select(inbox.c.event_id))).scalars())
+
+
+async def test_a_batch_reaches_the_handler_once_with_its_fresh_events(db: Database) -> None:
+    recorder = Recorder()
+    consumer = consumer_for(db, recorder)
+    a, b, c, d = (event(name) for name in "abcd")
+    first = batch_of(a, b, a, c)  # a redelivered inside the batch
+    await consumer.handle_batch(as_messages(first))
+    assert recorder.calls == [[a.event_id, b.event_id, c.event_id]]
+    assert [m.outcome for m in first] == ["ack"] * 4
+
+    second = batch_of(b, d, d, c)  # b and c redelivered across batches
+    await consumer.handle_batch(as_messages(second))
+    assert recorder.calls[1:] == [[d.event_id]]
+    assert [m.outcome for m in second] == ["ack"] * 4
+    assert await applied_ids(db) == await inbox_ids(db) == {e.event_id for e in (a, b, c, d)}
+    assert consumer.applied == 8
+
+
+async def test_a_batch_of_nothing_new_does_not_call_the_handler(db: Database) -> None:
+    recorder = Recorder()
+    consumer = consumer_for(db, recorder)
+    a, b = event("a"), event("b")
+    await consumer.handle_batch(as_messages(batch_of(a, b)))
+    again = batch_of(b, a)
+    await consumer.handle_batch(as_messages(again))
+    assert recorder.calls == [[a.event_id, b.event_id]]
+    assert [m.outcome for m in again] == ["ack", "ack"]
+
+
+async def test_a_failing_event_is_retried_alone_and_the_rest_apply(db: Database) -> None:
+    recorder = Recorder()
+    consumer = consumer_for(db, recorder)
+    a, poison, c = event("a"), event("poison"), event("c")
+    recorder.poisoned = {poison.event_id}
+    messages = batch_of(a, poison, c)
+    await consumer.handle_batch(as_messages(messages))
+    ids = [a.event_id, poison.event_id, c.event_id]
+    # The batch once, then each event in a transaction of its own.
+    assert recorder.calls == [ids, [a.event_id], [poison.event_id], [c.event_id]]
+    assert [m.outcome for m in messages] == ["ack", "nak", "ack"]
+    assert messages[1].nak_delay == 1.0
+    # Neither its effect nor its inbox row committed: the redelivery applies it.
+    assert await applied_ids(db) == await inbox_ids(db) == {a.event_id, c.event_id}
+
+    recorder.poisoned = set()
+    redelivered = FakeMessage.of(poison, num_delivered=2)
+    await consumer.handle_batch(as_messages([redelivered]))
+    assert redelivered.outcome == "ack"
+    assert await applied_ids(db) == set(ids)
+
+
+async def test_undecodable_events_are_terminated_and_the_others_batched(db: Database) -> None:
+    recorder = Recorder()
+    consumer = consumer_for(db, recorder)
+    a, b = event("a"), event("b")
+    garbage = FakeMessage(b"\xff\xff not an envelope")
+    messages = [FakeMessage.of(a), garbage, FakeMessage.of(b)]
+    await consumer.handle_batch(as_messages(messages))
+    assert [m.outcome for m in messages] == ["ack", "term", "ack"]
+    assert recorder.calls == [[a.event_id, b.event_id]]
+
+
+async def test_per_event_hands_a_handler_the_events_in_order(db: Database) -> None:
+    seen: list[str] = []
+
+    async def one(session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
+        seen.append(envelope.event_id)
+
+    a, b, c = event("a"), event("b"), event("c")
+    bus = EventBus(NATS_URL, unique_prefix(), "kit-test")
+    consumer = EventConsumer(bus, db, inbox, "kit-one", "user.>", per_event(one))
+    await consumer.handle_batch(as_messages(batch_of(a, b, c, b)))
+    assert seen == [a.event_id, b.event_id, c.event_id]
+    async with db.transaction() as session:
+        rows = await session.execute(select(func.count()).where(inbox.c.consumer == "kit-one"))
+        assert rows.scalar_one() == 3

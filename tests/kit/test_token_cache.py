@@ -1,0 +1,106 @@
+"""TokenVerifier checks a token's signature and claims once, then trusts its cache
+until the token expires; the session is still checked on every call and a key
+withdrawn from the key set takes its cached tokens with it."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from services.kit.auth import TokenVerifier
+from services.kit.config import JwtSettings
+from services.kit.errors import Unauthenticated
+
+KEY = rsa.generate_private_key(65537, 2048)
+KID = "k1"
+
+
+def token(**overrides: Any) -> str:
+    now = int(time.time())
+    claims = {"iss": "iss", "aud": "aud", "sub": "u1", "sid": "s1", "jti": "j", "iat": now, "exp": now + 60}
+    claims.update(overrides)
+    return jwt.encode(claims, KEY, algorithm="RS256", headers={"kid": KID, "typ": "at+jwt"})
+
+
+class Auth:
+    """The auth service as the verifier sees it: a key set and session states."""
+
+    def __init__(self) -> None:
+        self.keys = [json.loads(RSAAlgorithm.to_jwk(KEY.public_key())) | {"kid": KID, "alg": "RS256"}]
+        self.revoked: set[str] = set()
+        self.session_checks = 0
+
+    async def jwks(self) -> dict[str, Any]:
+        return {"keys": self.keys}
+
+    async def session_active(self, session_id: str, user_id: str) -> bool:
+        self.session_checks += 1
+        return session_id not in self.revoked
+
+
+@pytest.fixture
+def auth() -> Auth:
+    return Auth()
+
+
+@pytest.fixture
+def verifier(auth: Auth) -> TokenVerifier:
+    settings = JwtSettings(issuer="iss", audience="aud", session_check_cache_seconds=0)
+    return TokenVerifier(settings, auth.jwks, auth.session_active)
+
+
+async def test_a_cached_token_still_needs_a_live_session(auth: Auth, verifier: TokenVerifier) -> None:
+    bearer = token()
+    assert (await verifier.verify(bearer)).user_id == "u1"
+    assert (await verifier.verify(bearer)).session_id == "s1"
+    auth.revoked.add("s1")
+    with pytest.raises(Unauthenticated, match="session ended"):
+        await verifier.verify(bearer)
+    assert auth.session_checks == 3
+
+
+async def test_a_withdrawn_key_takes_its_cached_tokens(auth: Auth, verifier: TokenVerifier) -> None:
+    bearer = token()
+    await verifier.verify(bearer)
+    auth.keys = []
+    await verifier.refresh_keys(force=True)
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        await verifier.verify(bearer)
+
+
+async def test_a_token_is_decoded_again_once_it_expires(
+    verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(encoded: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(encoded)
+        return real_decode(encoded, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    bearer = token(exp=int(time.time()) + 5)
+    await verifier.verify(bearer)
+    await verifier.verify(bearer)
+    assert len(decoded) == 1
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    await verifier.verify(bearer)  # PyJWT's own clock still says valid; the cache said expired
+    assert len(decoded) == 2
+
+
+async def test_a_tampered_copy_of_a_cached_token_is_rejected(verifier: TokenVerifier) -> None:
+    bearer = token()
+    await verifier.verify(bearer)
+    header, claims, signature = bearer.split(".")
+    forged_claims = jwt.utils.base64url_encode(
+        json.dumps(json.loads(jwt.utils.base64url_decode(claims)) | {"sub": "u2"}).encode()
+    ).decode()
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        await verifier.verify(f"{header}.{forged_claims}.{signature}")
