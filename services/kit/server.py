@@ -54,6 +54,10 @@ class ServiceApp:
                 )
             ],
             options=[
+                # One process per service, deliberately: on the 2-core target Envoy, PostgreSQL
+                # and the other services already use every core (bench/README.md), so a second
+                # process adds contention, not capacity; replicas (k8s) scale out. Off, a port
+                # already taken fails the start instead of two meshes silently sharing it.
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", limits.max_message_bytes),
                 ("grpc.max_send_message_length", 4 * limits.max_message_bytes),
