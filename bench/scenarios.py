@@ -412,7 +412,8 @@ async def _lag_at(bench: Bench, user: SeededUser, rate: float) -> None:
     ids = count()
 
     async def create() -> str:
-        body = _create_body(category, bench.today, f"{bench.nonce}-lag-{next(ids)}")
+        # The rate in the id: each step's request ids are new (a repeated id is a replay).
+        body = _create_body(category, bench.today, f"{bench.nonce}-lag{rate:g}-{next(ids)}")
         response = await client.post("/v1/expenses", content=body, headers=bearer(token))
         if response.is_success:
             responses.append((time.perf_counter(), response.json()["expense_id"]))
