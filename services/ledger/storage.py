@@ -221,6 +221,7 @@ _EXPENSE_ROW = (
     expenses.c.delete_time,
 )
 _EXPENSE_WIDTH = len(_EXPENSE_ROW)
+_TAGS_AT = [column.name for column in _EXPENSE_ROW].index("tags")
 
 
 def _tags(stored: str) -> tuple[str, ...]:
@@ -228,40 +229,10 @@ def _tags(stored: str) -> tuple[str, ...]:
 
 
 def _expense(row: Row[Any]) -> Expense:
-    """An expense from a row that starts with the _EXPENSE_ROW columns (by position:
-    a list page converts tens of rows per call)."""
-    (
-        expense_id,
-        user_id,
-        amount_minor,
-        currency,
-        spent_on,
-        category_id,
-        merchant,
-        note,
-        tags,
-        source,
-        version,
-        create_time,
-        update_time,
-        delete_time,
-    ) = row[:_EXPENSE_WIDTH]
-    return Expense(
-        expense_id,
-        user_id,
-        amount_minor,
-        currency,
-        spent_on,
-        category_id,
-        merchant,
-        note,
-        _tags(tags),
-        source,
-        version,
-        create_time,
-        update_time,
-        delete_time,
-    )
+    """An expense from a row that starts with the _EXPENSE_ROW columns, which are
+    Expense's fields in order (by position: a list page converts tens of rows per call)."""
+    values = row[:_EXPENSE_WIDTH]
+    return Expense(*values[:_TAGS_AT], _tags(values[_TAGS_AT]), *values[_TAGS_AT + 1 :])
 
 
 async def insert_expenses(session: AsyncSession, rows: Sequence[Expense]) -> None:

@@ -33,18 +33,8 @@ from services.ledger import api, storage
 from services.ledger.api import LedgerServicer, PendingCreate
 from services.ledger.domain import load_default_categories
 from services.ledger.operations import Ledger
-from tests.infra import fresh_postgres_database
 
 Outcome = ledger_pb2.Expense | BaseException
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
-        return
-    with fresh_postgres_database() as url:
-        yield url
 
 
 class RecordingServicer(LedgerServicer):

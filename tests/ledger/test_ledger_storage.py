@@ -5,7 +5,7 @@ list queries stay bounded."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,19 +24,9 @@ from services.kit.ids import new_id
 from services.kit.sqlutil import COPY_MIN_ROWS, insert_many
 from services.ledger import storage
 from services.ledger.domain import Cursor, Expense, ExpenseFilter, parse_ordering
-from tests.infra import fresh_postgres_database
 
 # Created by the migration only: the PostgreSQL trigram index needs the pg_trgm extension.
 MIGRATION_ONLY = {"ix_expenses_search", "alembic_version"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
-        return
-    with fresh_postgres_database() as url:
-        yield url
 
 
 @pytest.fixture
