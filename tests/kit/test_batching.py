@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.kit.batching import GroupCommitter
 from services.kit.db import Database
+from tests.kit.conftest import database_with
 
 MAX_YIELDS = 1000
 
@@ -250,13 +251,8 @@ grouped = Table(
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, schema="kit_batching")
-    async with database.engine.begin() as connection:
-        if database.schema:
-            await connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"')
-        await connection.run_sync(metadata.create_all)
-    yield database
-    await database.dispose()
+    async with database_with(database_url, metadata, "kit_batching") as database:
+        yield database
 
 
 async def test_a_duplicate_key_fails_alone_and_the_rest_commits(db: Database) -> None:

@@ -16,6 +16,7 @@ from services.kit.bus import EventBus, make_envelope
 from services.kit.consumer import EventConsumer, inbox_table, per_event
 from services.kit.db import Database
 from tests.infra import NATS_URL, unique_prefix
+from tests.kit.conftest import database_with
 from tests.kit.fake_messages import FakeMessage, as_messages, batch_of
 
 metadata = MetaData()
@@ -40,13 +41,8 @@ class Recorder:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, schema="kit")
-    async with database.engine.begin() as connection:
-        if database.schema:
-            await connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"')
-        await connection.run_sync(metadata.create_all)
-    yield database
-    await database.dispose()
+    async with database_with(database_url, metadata, "kit") as database:
+        yield database
 
 
 def consumer_for(db: Database, recorder: Recorder) -> EventConsumer:
