@@ -8,7 +8,11 @@ most `max_batch_size`). A batch function may say when only its commit remains
 (`next_may_start`): the next batch is then built while that commit's fsync is in
 flight, up to `max_concurrent_batches` batches at once. Starting the next batch
 only then, rather than as soon as an item arrives, keeps batches large under
-load, and so the cost per item low.
+load, and so the cost per item low. Under load (a batch starting as the previous
+one ends) it may also `linger` before taking its items: a fast batch otherwise
+takes only the few calls that arrived while its predecessor ran, and a batch's
+fixed cost (a transaction, its round trips) then weighs on every item. An item
+arriving while nothing runs never lingers.
 
 A batch that fails as a whole (a concurrent duplicate key, a lost connection,
 a serialization failure: its transaction rolled back) is written again item by
@@ -57,6 +61,7 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         max_batch_size: int,
         max_concurrent_batches: int,
         conflict_key: Callable[[ItemT], Hashable | None] = no_conflicts,
+        linger: float = 0.0,
     ) -> None:
         if max_batch_size < 1 or max_concurrent_batches < 1:
             raise ValueError("batch size and concurrency must be at least 1")
@@ -65,6 +70,7 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         self._max_batch_size = max_batch_size
         self._max_concurrent = max_concurrent_batches
         self._conflict_key = conflict_key
+        self._linger = linger
         self._queue: deque[_Waiting[ItemT, ResultT]] = deque()
         self._busy_keys: set[Hashable] = set()
         self._running = 0
@@ -80,18 +86,20 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         self._start_batch()
         return await future
 
-    def _start_batch(self) -> None:
+    def _start_batch(self, linger: float = 0.0) -> None:
         if self._queue and not self._building and self._running < self._max_concurrent:
             self._building = True
             self._running += 1
             # A context of its own: the batch serves many callers, so it must not run
             # with the one that happened to start it (e.g. its identity).
-            task = asyncio.get_running_loop().create_task(self._run_batch(), context=contextvars.Context())
+            task = asyncio.get_running_loop().create_task(
+                self._run_batch(linger), context=contextvars.Context()
+            )
             self._tasks.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._tasks.discard)
 
-    async def _run_batch(self) -> None:
-        batch = self._take()
+    async def _run_batch(self, linger: float) -> None:
+        batch: list[_Waiting[ItemT, ResultT]] = []
         built = False
 
         def next_may_start() -> None:
@@ -99,9 +107,12 @@ class GroupCommitter(Generic[ItemT, ResultT]):
             if not built:
                 built = True
                 self._building = False
-                self._start_batch()
+                self._start_batch(self._linger)
 
         try:
+            if linger:
+                await asyncio.sleep(linger)
+            batch = self._take()
             if batch:
                 await self._write(batch, next_may_start)
         finally:
@@ -115,7 +126,7 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         # A batch that took nothing (every item's key busy) does not restart: the
         # batch holding those keys does when it ends.
         if batch:
-            self._start_batch()
+            self._start_batch(self._linger)
 
     def _take(self) -> list[_Waiting[ItemT, ResultT]]:
         """The oldest waiting items, skipping those whose key is taken; those stay first in line."""

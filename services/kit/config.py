@@ -81,6 +81,16 @@ class OutboxSettings(BaseModel):
     batch_size: int = 200
 
 
+class ConsumerSettings(BaseModel):
+    """JetStream consumers (services/kit/consumer.py)."""
+
+    # Events fetched and applied in one transaction at most.
+    batch_size: int = Field(100, ge=1, le=1000)
+    # After a fetch short of batch_size, wait this long for more before applying:
+    # fewer, fuller batches (less CPU per event) for at most this much more lag.
+    linger_ms: float = Field(25.0, ge=0, le=1000)
+
+
 class ProfileDefaults(BaseModel):
     """Preferences a new user starts with (validated by the user service at start)."""
 
@@ -100,6 +110,9 @@ class GroupCommitSettings(BaseModel):
     # Batches in flight: 2 builds the next batch during a commit's fsync (for slow disks);
     # 1 makes batches larger, which costs less CPU per call when the CPU is the limit.
     max_concurrent_batches: int = Field(1, ge=1, le=16)
+    # Under load (a batch starting as the previous one ends), wait this long before
+    # taking the waiting calls: fuller batches, less CPU per call. Never when idle.
+    linger_ms: float = Field(0.0, ge=0, le=100)
 
 
 class UserSettings(BaseModel):
@@ -186,6 +199,7 @@ class MeshSettings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: Limits = Limits()
     outbox: OutboxSettings = OutboxSettings()
+    consumers: ConsumerSettings = ConsumerSettings()
     mesh: MeshLayout = MeshLayout()
     user: UserSettings = UserSettings()
     ledger: LedgerSettings = LedgerSettings()

@@ -96,7 +96,10 @@ class Runtime:
         self, inbox: Table, name: str, event_pattern: str, handler: BatchHandler
     ) -> EventConsumer:
         """A consumer handing `handler` each fetched batch's fresh events at once."""
-        consumer = EventConsumer(self.bus, self.db, inbox, name, event_pattern, handler)
+        cfg = self.settings.consumers
+        consumer = EventConsumer(
+            self.bus, self.db, inbox, name, event_pattern, handler, cfg.batch_size, cfg.linger_ms / 1000
+        )
         self.background.append(consumer.run)
         return consumer
 

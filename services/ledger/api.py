@@ -35,6 +35,7 @@ from services.kit.idempotency import (
     stored_answers,
 )
 from services.kit.profiles import Preferences, PreferencesClient
+from services.kit.sqlutil import one_round_trip
 from services.kit.timeutil import rfc3339
 from services.kit.validation import parse_update_mask
 from services.ledger import storage
@@ -95,6 +96,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             max_batch_size=batching.max_batch_size,
             max_concurrent_batches=batching.max_concurrent_batches,
             conflict_key=create_conflict,
+            linger=batching.linger_ms / 1000,
         )
 
     # -------------------------------------------------------------- expenses
@@ -151,16 +153,17 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         self, session: AsyncSession, creates: list[PendingCreate]
     ) -> list[ledger_pb2.Expense | Exception]:
         requests = [NewExpense(c.user_id, c.user_id, c.fields, CREATE_SOURCE) for c in creates]
-        outcomes = [
-            outcome if isinstance(outcome, Exception) else expense_proto(outcome)
-            for outcome in await self.ledger.create_expenses(session, requests)
-        ]
-        answers = [
-            NewAnswer(create.key, create.fingerprint, outcome)
-            for create, outcome in zip(creates, outcomes, strict=True)
-            if create.key is not None and isinstance(outcome, ledger_pb2.Expense)
-        ]
-        await store_answers(session, storage.idempotency_keys, answers)
+        async with one_round_trip(session):
+            outcomes = [
+                outcome if isinstance(outcome, Exception) else expense_proto(outcome)
+                for outcome in await self.ledger.create_expenses(session, requests)
+            ]
+            answers = [
+                NewAnswer(create.key, create.fingerprint, outcome)
+                for create, outcome in zip(creates, outcomes, strict=True)
+                if create.key is not None and isinstance(outcome, ledger_pb2.Expense)
+            ]
+            await store_answers(session, storage.idempotency_keys, answers)
         return outcomes
 
     async def _create_alone(self, create: PendingCreate) -> ledger_pb2.Expense:

@@ -21,7 +21,7 @@ from services.kit.db import Database
 from services.kit.errors import Aborted, FailedPrecondition, FieldViolation, NotFound, ResourceExhausted
 from services.kit.ids import new_id
 from services.kit.outbox import Outbox
-from services.kit.sqlutil import insert_many
+from services.kit.sqlutil import insert_many, one_round_trip
 from services.kit.timeutil import utcnow
 from services.kit.validation import violations_of
 from services.ledger import storage
@@ -494,13 +494,14 @@ class Ledger:
                 expense = self._new_expense(user_id, fields, "import", now)
                 created.append((fields, expense))
                 outcomes[index] = RowOutcome("created", expense.expense_id)
-        await self._add_created(session, [(actor, expense) for _, expense in created], now)
-        await self._store_import_keys(
-            session,
-            user_id,
-            [(f.request_id, rows[keys[f.request_id]].fingerprint, e) for f, e in created],
-            now,
-        )
+        async with one_round_trip(session):
+            await self._add_created(session, [(actor, expense) for _, expense in created], now)
+            await self._store_import_keys(
+                session,
+                user_id,
+                [(f.request_id, rows[keys[f.request_id]].fingerprint, e) for f, e in created],
+                now,
+            )
         return outcomes
 
     async def _stored_import_keys(

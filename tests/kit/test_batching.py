@@ -78,6 +78,7 @@ def committer(
     max_batch_size: int = 100,
     max_concurrent_batches: int = 1,
     conflict_key: Callable[[int], Hashable | None] = lambda item: None,
+    linger: float = 0.0,
 ) -> GroupCommitter[int, int]:
     return GroupCommitter(
         writer.write_batch,
@@ -85,6 +86,7 @@ def committer(
         max_batch_size=max_batch_size,
         max_concurrent_batches=max_concurrent_batches,
         conflict_key=conflict_key,
+        linger=linger,
     )
 
 
@@ -107,6 +109,22 @@ async def test_items_arriving_during_a_batch_form_the_next_one() -> None:
     assert await asyncio.gather(*rest) == [item * 10 for item in range(2, 8)]
     assert writer.batches == [[1], list(range(2, 8))]
     assert writer.alone == []
+
+
+async def test_under_load_a_batch_lingers_for_more_items_but_never_when_idle() -> None:
+    writer = Writer()
+    batcher = committer(writer, linger=0.2)
+    writer.gate.clear()
+    first = asyncio.create_task(batcher.submit(1))
+    await until(lambda: len(writer.batches) == 1)  # at once: nothing ran before it
+    second = asyncio.create_task(batcher.submit(2))
+    await until(lambda: not second.done())
+    writer.gate.set()
+    await first
+    # The batch of 2 is lingering: 3 arrives in time to join it.
+    third = asyncio.create_task(batcher.submit(3))
+    assert await asyncio.gather(second, third) == [20, 30]
+    assert writer.batches == [[1], [2, 3]]
 
 
 async def test_batches_respect_the_size_and_concurrency_caps() -> None:

@@ -201,3 +201,22 @@ async def test_rows_nobody_handed_over_are_published_once_stale(world: World) ->
     expected = {"orphan": 1, "handed": 1}
     assert await world.wait_for(expected) == expected
     assert await world.relay.pending() == 0
+
+
+async def test_a_lingering_consumer_applies_events_arriving_soon_after_in_one_batch(world: World) -> None:
+    world.consumer.linger = 0.5
+    sizes: list[int] = []
+    handle_batch = world.consumer.handle_batch
+
+    async def recording(messages):  # type: ignore[no-untyped-def]
+        sizes.append(len(messages))
+        await handle_batch(messages)
+
+    world.consumer.handle_batch = recording  # type: ignore[method-assign]
+    await world.register("first")
+    await asyncio.sleep(0.05)
+    for user_id in ("second", "third", "fourth"):
+        await world.register(user_id)
+    expected = {"first": 1, "second": 1, "third": 1, "fourth": 1}
+    assert await world.wait_for(expected) == expected
+    assert [size for size in sizes if size] == [4]

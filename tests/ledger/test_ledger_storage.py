@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,12 +17,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit import migrations
 from services.kit.config import MeshSettings
 from services.kit.db import Database
 from services.kit.ids import new_id
-from services.kit.sqlutil import COPY_MIN_ROWS, insert_many
+from services.kit.sqlutil import COPY_MIN_ROWS, insert_many, one_round_trip
 from services.ledger import storage
 from services.ledger.domain import Cursor, Expense, ExpenseFilter, parse_ordering
 
@@ -133,9 +135,17 @@ async def test_text_search_takes_like_wildcards_and_the_escape_character_literal
         assert await found(pattern) == []
 
 
+def bulk(session: AsyncSession, together: bool) -> AbstractAsyncContextManager[None]:
+    return one_round_trip(session) if together else nullcontext()
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "one-round-trip"])
 @pytest.mark.parametrize("count", [COPY_MIN_ROWS - 1, 120])
-async def test_bulk_inserts_store_the_same_values_either_way(db: Database, count: int) -> None:
-    """insert_many uses COPY on PostgreSQL from COPY_MIN_ROWS on, executemany otherwise."""
+async def test_bulk_inserts_store_the_same_values_either_way(
+    db: Database, count: int, together: bool
+) -> None:
+    """insert_many uses COPY on PostgreSQL from COPY_MIN_ROWS on, executemany otherwise;
+    inside one_round_trip, one statement inserting into every table."""
     user_id, now = new_id(), datetime.now(UTC)
     entries = [
         {
@@ -154,7 +164,7 @@ async def test_bulk_inserts_store_the_same_values_either_way(db: Database, count
         {"event_id": new_id(), "subject": "t.events.x", "body": bytes([0, i % 256, 255]), "created_at": now}
         for i in range(count)
     ]
-    async with db.transaction() as session:
+    async with db.transaction() as session, bulk(session, together):
         await insert_many(session, storage.ledger_entries, entries)
         await insert_many(session, storage.outbox, events)
     async with db.transaction() as session:
@@ -170,5 +180,5 @@ async def test_bulk_inserts_store_the_same_values_either_way(db: Database, count
     assert all(bodies[event["event_id"]] == event["body"] for event in events)
 
     with pytest.raises(IntegrityError):
-        async with db.transaction() as session:
+        async with db.transaction() as session, bulk(session, together):
             await insert_many(session, storage.outbox, [*events[-2:], *events[:-2]])
