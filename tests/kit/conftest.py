@@ -1,23 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData
 
 from services.kit.db import Database
-from tests.infra import NATS_URL, fresh_postgres_database, require
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'kit.sqlite3'}"
-        return
-    with fresh_postgres_database() as url:
-        yield url
+from tests.infra import NATS_URL, require
 
 
 @pytest.fixture

@@ -90,6 +90,14 @@ def committer(
     )
 
 
+async def held_first_batch(batcher: GroupCommitter[int, int], writer: Writer) -> asyncio.Task[int]:
+    """Item 1 submitted and its batch started, held at the writer's gate (closed here)."""
+    writer.gate.clear()
+    first = asyncio.create_task(batcher.submit(1))
+    await until(lambda: len(writer.batches) == 1)
+    return first
+
+
 async def test_an_item_alone_is_written_at_once() -> None:
     writer = Writer()
     assert await committer(writer).submit(7) == 70
@@ -99,9 +107,7 @@ async def test_an_item_alone_is_written_at_once() -> None:
 async def test_items_arriving_during_a_batch_form_the_next_one() -> None:
     writer = Writer()
     batcher = committer(writer)
-    writer.gate.clear()
-    first = asyncio.create_task(batcher.submit(1))
-    await until(lambda: len(writer.batches) == 1)
+    first = await held_first_batch(batcher, writer)
     rest = [asyncio.create_task(batcher.submit(item)) for item in range(2, 8)]
     await until(lambda: all(not task.done() for task in rest))
     writer.gate.set()
@@ -114,9 +120,7 @@ async def test_items_arriving_during_a_batch_form_the_next_one() -> None:
 async def test_under_load_a_batch_lingers_for_more_items_but_never_when_idle() -> None:
     writer = Writer()
     batcher = committer(writer, linger=0.2)
-    writer.gate.clear()
-    first = asyncio.create_task(batcher.submit(1))
-    await until(lambda: len(writer.batches) == 1)  # at once: nothing ran before it
+    first = await held_first_batch(batcher, writer)  # at once: nothing ran before it
     second = asyncio.create_task(batcher.submit(2))
     await until(lambda: not second.done())
     writer.gate.set()
@@ -143,9 +147,7 @@ async def test_batches_respect_the_size_and_concurrency_caps() -> None:
 async def test_the_next_batch_starts_only_once_the_previous_one_is_built() -> None:
     writer = Writer(overlap=False)
     batcher = committer(writer, max_concurrent_batches=2)
-    writer.gate.clear()
-    first = asyncio.create_task(batcher.submit(1))
-    await until(lambda: len(writer.batches) == 1)
+    first = await held_first_batch(batcher, writer)
     rest = [asyncio.create_task(batcher.submit(item)) for item in (2, 3)]
     for _ in range(20):
         await asyncio.sleep(0)
@@ -180,9 +182,7 @@ async def test_a_failed_batch_is_written_item_by_item() -> None:
 async def test_a_caller_cancelled_while_waiting_is_left_out() -> None:
     writer = Writer()
     batcher = committer(writer)
-    writer.gate.clear()
-    first = asyncio.create_task(batcher.submit(1))
-    await until(lambda: len(writer.batches) == 1)
+    first = await held_first_batch(batcher, writer)
     waiting = {item: asyncio.create_task(batcher.submit(item)) for item in (2, 3, 4)}
     await until(lambda: all(not task.done() for task in waiting.values()))
     waiting[3].cancel()

@@ -6,7 +6,6 @@ keep other services' consumers (reporting) busy during their own tests."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -31,16 +30,6 @@ def ledger_database(mesh: Mesh) -> Database:
     """The test's own view of the mesh's ledger database."""
     url = mesh.env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{mesh.data_dir.resolve() / 'ledger.sqlite3'}"
     return Database(url, schema="ledger", pool_size=2)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database of each backend, for tests of storage without a mesh."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
-        return
-    with fresh_postgres_database() as url:
-        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,28 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from expense.events.v1 import events_pb2
 from services.kit.ids import new_id
 from tests.reporting.reference import Category, Expense, LedgerModel
+
+
+def history_settings(max_examples: int) -> settings:
+    """Hypothesis settings of the tests that replay drawn histories against a real
+    database: no deadline (each example does I/O), few examples, and a fixture
+    shared by the examples (each uses a fresh user, so they do not interfere)."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+        ],
+    )
+
 
 # Around New Year (weeks straddle two years), around a leap day, and a later year.
 DAYS = sorted(

@@ -16,7 +16,7 @@ from datetime import date
 
 import pytest
 from google.protobuf.json_format import MessageToDict
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,7 +40,7 @@ from services.reporting.reports import Reports, Viewer
 from tests.kit.fake_messages import FakeMessage, as_messages, batch_of
 from tests.reporting import reference
 from tests.reporting.harness import Reporting
-from tests.reporting.histories import TREE, history
+from tests.reporting.histories import TREE, history, history_settings
 from tests.reporting.reference import Category, Expense, LedgerModel, Viewpoint, rollup_starts
 
 # (table, grain, period_start, category_id, currency, merchant) -> (sum_minor, count)
@@ -296,15 +296,7 @@ async def test_cached_reports_are_invalidated_once_per_user_after_the_commit(rep
     assert len(invalidated) == 2
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+@history_settings(25)
 @given(data=st.data())
 async def test_rollups_equal_a_recomputation_after_random_batches(
     reporting: Reporting, data: st.DataObject

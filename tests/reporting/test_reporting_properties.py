@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from google.protobuf.json_format import MessageToDict
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from expense.reporting.v1 import reporting_pb2
@@ -22,7 +22,7 @@ from services.kit.ids import new_id
 from services.kit.profiles import Preferences
 from tests.reporting import reference
 from tests.reporting.harness import Reporting, profile_event
-from tests.reporting.histories import CURRENCIES, DAYS, TREE, history
+from tests.reporting.histories import CURRENCIES, DAYS, TREE, history, history_settings
 from tests.reporting.reference import LedgerModel, Viewpoint
 
 
@@ -74,15 +74,7 @@ TIME_ZONES = ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Asia/Kolkata", 
 WEEK_STARTS = ["monday", "sunday", "saturday"]
 
 
-@settings(
-    max_examples=35,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+@history_settings(35)
 @given(data=st.data())
 async def test_every_report_equals_the_direct_computation(reporting: Reporting, data: st.DataObject) -> None:
     model = LedgerModel(new_id())

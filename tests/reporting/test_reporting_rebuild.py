@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -18,7 +18,7 @@ from services.reporting import storage
 from services.reporting.domain import CategoryInfo, ExpenseLine
 from services.reporting.rebuild import rebuild_user
 from tests.reporting.harness import Reporting
-from tests.reporting.histories import TREE, history
+from tests.reporting.histories import TREE, history, history_settings
 from tests.reporting.reference import LedgerModel, rollup_starts
 
 RollupKey = tuple[str, object, str, str, str]
@@ -76,15 +76,7 @@ def expected_rollups(model: LedgerModel) -> dict[RollupKey, tuple[int, int]]:
     return {key: (total, count) for key, (total, count) in found.items()}
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+@history_settings(25)
 @given(data=st.data())
 async def test_rebuild_equals_incremental(reporting: Reporting, data: st.DataObject) -> None:
     model = LedgerModel(new_id())
