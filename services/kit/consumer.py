@@ -117,7 +117,7 @@ class EventConsumer:
                 continue
             except NotFoundError:
                 return  # consumer vanished (stream recreated); run() re-creates it
-            if self.linger and len(messages) < self.batch:
+            if self.linger and 0 < len(messages) < self.batch:
                 await asyncio.sleep(self.linger)
                 messages += await self._available(subscription, self.batch - len(messages))
             await self.handle_batch(messages)

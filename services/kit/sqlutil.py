@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 # Fewer rows go through a plain (executemany) INSERT. COPY skips SQLAlchemy's statement
 # machinery: from 3 rows on it costs ~25% less client CPU and time than executemany
-# (one row is cheaper as a plain INSERT): 10-20% less CPU per create in ledger batches of 10-40.
+# (one row is cheaper as a plain INSERT). Writers of several tables at once do better
+# still with one_round_trip().
 COPY_MIN_ROWS = 3
 # session.info key of the inserts insert_many queues inside one_round_trip().
 _QUEUED = "kit.sqlutil.queued"
@@ -154,9 +155,9 @@ async def _insert_together(
     shape = tuple((table, tuple(rows[0])) for table, rows in queued)
     statement, parameters = _inserts_statement(connection.dialect, shape)
     values = {
-        name: [process(row[column]) for row in rows]
+        name: [process(row[key]) for row in rows]
         for (_, rows), columns in zip(queued, parameters, strict=True)
-        for name, column, process in columns
+        for name, key, process in columns
     }
     driver = (await connection.get_raw_connection()).driver_connection
     try:
