@@ -77,6 +77,8 @@ class OutboxSettings(BaseModel):
     # Unpublished rows older than this are the poll's; younger ones are being published
     # straight from memory by the process that committed them.
     stale_after_seconds: float = 5.0
+    # Published rows are marked so in one UPDATE at most this often (below stale_after_seconds).
+    mark_interval_seconds: float = Field(0.5, gt=0)
     replay_window_hours: int = 72
     batch_size: int = 200
 

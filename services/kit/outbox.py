@@ -4,8 +4,12 @@ Nats-Msg-Id = event id, retrying while NATS is down. Published rows are kept
 for a replay window (JetStream's own durability is not the source of truth).
 
 The relay publishes what this process committed straight from memory, handed
-over on commit, and marks those rows published in one UPDATE per round: a
-SELECT of the table per commit cost as much as the commit's own statements.
+over on commit: a SELECT of the table per commit cost as much as the commit's
+own statements. It marks those rows published in one UPDATE at most every
+`mark_interval` (a transaction per commit round was a fifth of a grouped
+create's fixed cost); a row published but not yet marked when the process dies
+is published again by the next poll, and JetStream's dedupe window and the
+consumers' inboxes absorb the copy.
 Rows it never got to (the process died, NATS was down, a replay) are found by a
 poll of unpublished rows older than `stale_after`, so direct dispatch and the
 poll rarely both publish a row (and if they do, JetStream's dedupe window and
@@ -121,7 +125,10 @@ class OutboxRelay:
         poll_interval: float,
         replay_window: timedelta,
         stale_after: timedelta = timedelta(seconds=5),
+        mark_interval: timedelta = timedelta(seconds=0.5),
     ) -> None:
+        if mark_interval >= stale_after:
+            raise ValueError("published rows must be marked before the poll deems them stale")
         self.db = db
         self.outbox = outbox
         self.bus = bus
@@ -129,6 +136,10 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.replay_window = replay_window
         self.stale_after = stale_after
+        self.mark_interval = mark_interval.total_seconds()
+        # Event ids published from memory, not yet marked published in the table.
+        self._unmarked: list[str] = []
+        self._next_mark = 0.0
         self._last_purge = utcnow() - PURGE_EVERY
         # The first poll takes every unpublished row, whatever its age: its process is gone.
         self._poll_all = True
@@ -148,6 +159,8 @@ class OutboxRelay:
                     while await self.publish_batch() == self.batch_size:
                         pass
                     self._next_poll = loop.time() + self.poll_interval
+                if loop.time() >= self._next_mark:
+                    await self.mark_published()
                 backoff = 0.1
                 await self._maybe_purge()
             except asyncio.CancelledError:
@@ -158,28 +171,39 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if not self.outbox.handed:
-                await self._wait_for_work(max(self._next_poll - loop.time(), 0.0))
+                wake_at = min(self._next_poll, self._next_mark) if self._unmarked else self._next_poll
+                await self._wait_for_work(max(wake_at - loop.time(), 0.0))
 
     async def _wait_for_work(self, at_most_seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.outbox.committed.wait(), at_most_seconds)
 
     async def publish_handed(self) -> int:
-        """Publishes what this process committed, then marks it published in one UPDATE.
+        """Publishes what this process committed; mark_published() records it.
         A failure leaves the rows unpublished for the poll."""
         handed = self.outbox.handed
         events = [handed.popleft() for _ in range(min(len(handed), self.batch_size))]
         if not events:
             return 0
         await asyncio.gather(*(self.bus.publish(e.subject, e.body, e.event_id) for e in events))
-        table = self.outbox.table
-        async with self.db.transaction() as session:
-            await session.execute(
-                update(table)
-                .where(table.c.event_id.in_([e.event_id for e in events]))
-                .values(published_at=utcnow())
-            )
+        self._unmarked.extend(e.event_id for e in events)
         return len(events)
+
+    async def mark_published(self) -> None:
+        """Marks what publish_handed() published, in one UPDATE."""
+        self._next_mark = asyncio.get_running_loop().time() + self.mark_interval
+        marked, self._unmarked = self._unmarked, []
+        if not marked:
+            return
+        table = self.outbox.table
+        try:
+            async with self.db.transaction() as session:
+                await session.execute(
+                    update(table).where(table.c.event_id.in_(marked)).values(published_at=utcnow())
+                )
+        except BaseException:
+            self._unmarked[:0] = marked
+            raise
 
     async def publish_batch(self) -> int:
         """Publishes unpublished rows nobody handed over (older than stale_after)."""
@@ -228,6 +252,8 @@ class OutboxRelay:
         return int(result.rowcount)
 
     async def pending(self) -> int:
+        """Rows not published yet."""
+        await self.mark_published()
         table = self.outbox.table
         async with self.db.transaction() as session:
             rows = await session.execute(select(table.c.id).where(table.c.published_at.is_(None)))

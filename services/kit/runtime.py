@@ -83,6 +83,7 @@ class Runtime:
             cfg.poll_interval_seconds,
             timedelta(hours=cfg.replay_window_hours),
             timedelta(seconds=cfg.stale_after_seconds),
+            timedelta(seconds=cfg.mark_interval_seconds),
         )
         self.background.append(relay.run)
         self.relay = relay

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from nats.js.api import ConsumerConfig
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
 from expense.events.v1 import events_pb2
 from services.kit.bus import EventBus, make_envelope
@@ -220,3 +220,35 @@ async def test_a_lingering_consumer_applies_events_arriving_soon_after_in_one_ba
     expected = {"first": 1, "second": 1, "third": 1, "fourth": 1}
     assert await world.wait_for(expected) == expected
     assert [size for size in sizes if size] == [4]
+
+
+async def test_published_rows_are_marked_in_one_update_per_interval(world: World) -> None:
+    world.relay.mark_interval = 30.0
+    await asyncio.sleep(0.7)  # the relay's next mark is now 30 s away
+    users = {f"marked-{index}": 1 for index in range(5)}
+    for user_id in users:
+        await world.register(user_id)
+    assert await world.wait_for(users) == users  # published and consumed
+
+    async def unmarked() -> int:
+        async with world.db.transaction() as session:
+            query = select(func.count()).where(outbox_table.c.published_at.is_(None))
+            return int((await session.execute(query)).scalar_one())
+
+    assert await unmarked() == 5
+    assert await world.relay.pending() == 0  # counts what is not published: marks first
+    assert await unmarked() == 0
+
+
+async def test_rows_must_be_marked_before_the_poll_deems_them_stale(world: World) -> None:
+    with pytest.raises(ValueError, match="stale"):
+        OutboxRelay(
+            world.db,
+            world.outbox,
+            world.bus,
+            50,
+            0.2,
+            timedelta(hours=1),
+            stale_after=timedelta(seconds=1),
+            mark_interval=timedelta(seconds=1),
+        )
