@@ -90,7 +90,7 @@ class ConsumerSettings(BaseModel):
     batch_size: int = Field(100, ge=1, le=1000)
     # After a fetch short of batch_size, wait this long for more before applying:
     # fewer, fuller batches (less CPU per event) for at most this much more lag.
-    linger_ms: float = Field(25.0, ge=0, le=1000)
+    linger_ms: float = Field(60.0, ge=0, le=1000)
 
 
 class ProfileDefaults(BaseModel):
