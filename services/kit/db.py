@@ -3,7 +3,8 @@
 PostgreSQL: one schema per service, selected with search_path, so models and
 migrations use unqualified names. SQLite: one file per service, WAL, and every
 transaction begins IMMEDIATE so concurrent writers wait instead of failing.
-Read-only paths use read(): Core statements outside any transaction."""
+Read-only paths use read(): Core statements outside any transaction (on PostgreSQL
+run straight through psycopg, see kit.reads)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
+import psycopg
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection, DateTime, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.engine.interfaces import IsolationLevel
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -25,14 +28,16 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 from services.kit.config import MeshSettings
+from services.kit.reads import ReadConnection
 
 STATEMENT_TIMEOUT_MS = 10_000
+READ_CHECKOUT_TIMEOUT_SECONDS = 5
 # session.info key of the callbacks to run once the session's transaction commits.
 _AFTER_COMMIT = "kit.after_commit"
 # Execution option of the connections Database.read() hands out (SQLite: no BEGIN).
 _READ = "kit_read"
 # What a query function can run on: a read connection or a transaction's session.
-Queryable: TypeAlias = AsyncConnection | AsyncSession
+Queryable: TypeAlias = ReadConnection | AsyncConnection | AsyncSession
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -45,6 +50,13 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime")
         return value.astimezone(UTC) if value is not None else None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        # PostgreSQL sessions run with TimeZone=UTC: values load aware already, and a
+        # processor call per value would be 10 % of a list page's read.
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
@@ -84,7 +96,11 @@ class Database:
         self.schema = schema if self.is_postgres else None
         self.engine = self._create_engine(pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._reader = self._create_reader(pool_size)
+        self._read_pool = self._create_read_pool(pool_size)
+        self._sqlite_reader = None if self.is_postgres else self.engine.execution_options(**{_READ: True})
+        self._read_pool_open = False
+        # Compiled read statements by SQLAlchemy cache key (kit.reads).
+        self._read_plans: dict[Any, Any] = {}
 
     @classmethod
     def for_service(cls, settings: MeshSettings, service: str, pool_size: int = 10) -> Database:
@@ -92,13 +108,14 @@ class Database:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(settings.database_url_for(service), schema=service, pool_size=pool_size)
 
-    def _create_engine(self, pool_size: int, isolation_level: IsolationLevel | None = None) -> AsyncEngine:
+    def _connect_options(self) -> str:
+        # TimeZone=UTC: timestamps load as datetime.UTC-aware values whatever the
+        # server's zone (a fixed offset loads and formats faster than a ZoneInfo).
+        options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC"
+        return options + (f" -c search_path={self.schema}" if self.schema else "")
+
+    def _create_engine(self, pool_size: int) -> AsyncEngine:
         if self.is_postgres:
-            # TimeZone=UTC: timestamps load as datetime.UTC-aware values whatever the
-            # server's zone (a fixed offset loads and formats faster than a ZoneInfo).
-            options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC"
-            if self.schema:
-                options += f" -c search_path={self.schema}"
             return create_async_engine(
                 self.url,
                 pool_size=pool_size,
@@ -109,23 +126,31 @@ class Database:
                 # fails only the transactions in flight (grouped creates retry item by item);
                 # pool_recycle retires connections before server-side idle timeouts.
                 pool_recycle=1800,
-                connect_args={"options": options},
-                isolation_level=isolation_level,
+                connect_args={"options": self._connect_options()},
             )
         engine = create_async_engine(self.url, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
 
-    def _create_reader(self, pool_size: int) -> AsyncEngine:
-        """What read() connects with. PostgreSQL: a pool of its own, as large as the
-        writers' and opened only as reads need it, whose connections stay in AUTOCOMMIT:
-        switching a shared pool's connection at checkout and back on return cost
-        ~0.08 ms CPU a read, 7% of a list page. SQLite: the writers' pool, each
-        connection only marked as a read's."""
-        if self.is_postgres:
-            return self._create_engine(pool_size, isolation_level="AUTOCOMMIT")
-        return self.engine.execution_options(**{_READ: True})
+    def _create_read_pool(self, pool_size: int) -> AsyncConnectionPool | None:
+        """PostgreSQL reads' own pool of autocommit psycopg connections, opened by the
+        first read (its checkout costs a tenth of SQLAlchemy's). SQLite: None, reads
+        use the writers' engine, each connection marked as a read's."""
+        if not self.is_postgres:
+            return None
+        conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        return AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=2 * pool_size,
+            max_lifetime=1800,
+            # A checkout waits this long for a connection (the database may be down):
+            # then UNAVAILABLE, like a failed connect on the writers' engine.
+            timeout=READ_CHECKOUT_TIMEOUT_SECONDS,
+            open=False,
+            kwargs={"autocommit": True, "options": self._connect_options()},
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -134,14 +159,28 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[ReadConnection | AsyncConnection]:
         """A Core connection for reads, outside any transaction: each statement
         commits on its own, so there is no BEGIN/COMMIT round trip and no ORM session
         (half the CPU of a one-query transaction()). Two statements may see different
         snapshots: what must agree belongs in one statement. Never write through it:
         nothing would roll back."""
-        async with self._reader.connect() as connection:
-            yield connection
+        if self._sqlite_reader is not None:
+            async with self._sqlite_reader.connect() as connection:
+                yield connection
+            return
+        assert self._read_pool is not None
+        if not self._read_pool_open:
+            await self._read_pool.open()
+            self._read_pool_open = True
+        try:
+            connection = await self._read_pool.getconn()
+        except psycopg.Error as error:  # PoolTimeout: the database is unreachable or saturated
+            raise DBAPIError.instance("connect", None, error, psycopg.Error) from error
+        try:
+            yield ReadConnection(connection, self.engine.dialect, self._read_plans)
+        finally:
+            await self._read_pool.putconn(connection)
 
     async def ping(self) -> bool:
         try:
@@ -152,8 +191,8 @@ class Database:
         return True
 
     async def dispose(self) -> None:
-        if self.is_postgres:  # the reads' own pool; SQLite reads share the writers'
-            await self._reader.dispose()
+        if self._read_pool is not None and self._read_pool_open:
+            await self._read_pool.close()
         await self.engine.dispose()
 
 

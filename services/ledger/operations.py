@@ -367,7 +367,7 @@ class Ledger:
             if etag and not etag_matches(etag, current.version):
                 raise Aborted("the expense changed since it was read: get it again and retry")
             now = utcnow()
-            deleted = replace(current, version=current.version + 1, update_time=now, delete_time=now)
+            deleted = current._replace(version=current.version + 1, update_time=now, delete_time=now)
             if not await storage.save_expense(session, deleted, current.version):
                 raise Aborted("the expense changed since it was read: get it again and retry")
             await storage.add_entries(session, [entry("delete", actor, now, current, None)])

@@ -1,14 +1,18 @@
-"""Database.read(): Core reads outside any transaction, on real SQLite and PostgreSQL."""
+"""Database.read(): Core reads outside any transaction, on real SQLite and PostgreSQL
+(there, straight through psycopg: kit.reads)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound, OperationalError
 
-from services.kit.db import Database
+from services.kit.db import Database, UtcDateTime
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True))
@@ -65,3 +69,75 @@ async def test_transactions_after_reads_still_roll_back(db: Database) -> None:
             raise RuntimeError("rolls back")
     async with db.read() as connection:
         assert (await connection.execute(count_items)).scalar_one() == 0
+
+
+# The same table with more columns, for what reads must process as SQLAlchemy would.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+)
+AT = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+
+
+async def _add_events(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            events.insert(),
+            [{"id": n, "kind": kind, "at": AT + timedelta(hours=n)} for n, kind in enumerate("aabbc", 1)],
+        )
+
+
+async def test_reads_take_each_statements_own_literals_and_expanding_lists(db: Database) -> None:
+    """Statements of one shape share a compiled form (one cache key) but not their values."""
+    await _add_events(db)
+    by_ids = (
+        select(events.c.id).where(events.c.id.in_(bindparam("ids", expanding=True))).order_by(events.c.id)
+    )
+    async with db.read() as connection:
+        for kind, expected in (("a", [1, 2]), ("b", [3, 4]), ("z", [])):
+            found = await connection.execute(
+                select(events.c.id).where(events.c.kind == kind).order_by(events.c.id)
+            )
+            assert list(found.scalars()) == expected
+        assert list((await connection.execute(by_ids, {"ids": [5, 2, 9]})).scalars()) == [2, 5]
+        assert list((await connection.execute(by_ids, {"ids": [3]})).scalars()) == [3]
+        assert list((await connection.execute(by_ids.limit(1), {"ids": [4, 5]})).scalars()) == [4]
+
+
+async def test_reads_process_values_and_name_columns_as_sqlalchemy_does(db: Database) -> None:
+    await _add_events(db)
+    after = select(events.c.id, events.c.at, func.count().over().label("total")).where(
+        events.c.at > bindparam("after", type_=UtcDateTime())
+    )
+    # A zone other than UTC goes through UtcDateTime's bind processing.
+    in_kolkata = (AT + timedelta(hours=3)).astimezone(timezone(timedelta(hours=5, minutes=30)))
+    async with db.read() as connection:
+        rows = (await connection.execute(after.order_by(events.c.id), {"after": in_kolkata})).all()
+        assert [(row.id, row.total) for row in rows] == [(4, 2), (5, 2)]
+        assert rows[0].at == AT + timedelta(hours=4) and rows[0].at.utcoffset() == timedelta(0)
+        assert (await connection.execute(after.where(events.c.id > 5), {"after": AT})).first() is None
+        with pytest.raises(MultipleResultsFound):
+            (await connection.execute(select(events.c.id))).scalar_one()
+        with pytest.raises(NoResultFound):
+            (await connection.execute(select(events.c.id).where(events.c.id > 9))).scalar_one()
+
+
+async def test_read_errors_are_sqlalchemys(db: Database, database_url: str) -> None:
+    """The interceptor maps SQLAlchemy's OperationalError to UNAVAILABLE, whatever the read path."""
+    async with db.read() as connection:
+        with pytest.raises(DBAPIError):  # ProgrammingError on PostgreSQL
+            await connection.execute(text("SELECT * FROM no_such_table"))
+        # The connection is still usable after a failed statement.
+        assert (await connection.execute(count_items)).scalar_one() == 0
+    if not db.is_postgres:
+        return
+    unreachable = Database(str(make_url(database_url).set(port=1)), pool_size=1)
+    try:
+        with pytest.raises(OperationalError):
+            async with unreachable.read() as connection:
+                await connection.execute(count_items)
+    finally:
+        await unreachable.dispose()

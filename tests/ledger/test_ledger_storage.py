@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -117,7 +116,7 @@ async def test_an_empty_page_still_counts_the_matching_rows(db: Database) -> Non
 
 async def test_text_search_takes_like_wildcards_and_the_escape_character_literally(db: Database) -> None:
     user_id = new_id()
-    shop = replace(_expense(user_id, 1, 100), note="Tea/2_for%1")
+    shop = _expense(user_id, 1, 100)._replace(note="Tea/2_for%1")
     async with db.transaction() as session:
         await storage.insert_expenses(session, [shop, _expense(user_id, 2, 200)])
     ordering = parse_ordering("amount desc")
