@@ -1,5 +1,5 @@
 """One benchmark run: a fresh database, the services' migrations, the seed, the mesh
-(pinned), reporting's rebuild and its check, the scenarios, the report; then
+(pinned), reporting's rebuild (then VACUUM and CHECKPOINT) and its check, the scenarios, the report; then
 everything it created is removed (unless kept)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bench.cpu import CpuPlan, pin_self, plan
 from bench.mesh import OUTER_SETTINGS, BenchMesh, fresh_database
 from bench.report import RESULTS_DIR
 from bench.scenarios import SCENARIOS, verify_reports
-from bench.seed import Population, Seeder, SeedResult
+from bench.seed import Population, Seeder, SeedResult, settle
 from bench.settings import BenchConfig, load_config
 from bench.stats import LatencySummary, ScenarioResult
 from services.kit.config import MeshSettings, load_settings
@@ -151,6 +151,10 @@ def _rebuild_reports(mesh: BenchMesh, run_info: dict[str, Any]) -> None:
     output = mesh.run_command("-m", "services.reporting", "rebuild")
     run_info["rebuild"] = {"seconds": round(time.perf_counter() - started, 1), "output": output.strip()}
     say(f"{output.strip()} in {run_info['rebuild']['seconds']} s")
+    started = time.perf_counter()
+    settle(mesh.database_url, "reporting")
+    run_info["settle_seconds"] = round(time.perf_counter() - started, 1)
+    say(f"reporting's tables vacuumed and analyzed, checkpoint done, in {run_info['settle_seconds']} s")
 
 
 async def _measure(

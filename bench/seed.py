@@ -308,8 +308,24 @@ class Seeder:
         counts = {}
         with psycopg.connect(self.dsn, autocommit=True) as connection:
             for schema, table in tables:
-                name = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-                connection.execute(sql.SQL("VACUUM ANALYZE {}").format(name))
+                name = _vacuum_analyze(connection, schema, table)
                 row = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(name)).fetchone()
                 counts[f"{schema}.{table}"] = int(row[0]) if row else 0
         return counts
+
+
+def _vacuum_analyze(connection: psycopg.Connection[Any], schema: str, table: str) -> sql.Composed:
+    name = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    connection.execute(sql.SQL("VACUUM ANALYZE {}").format(name))
+    return name
+
+
+def settle(database_url: str, schema: str) -> None:
+    """After a bulk load into this schema (reporting's rebuild): VACUUM ANALYZE its tables
+    and CHECKPOINT, so that the first steps measure the mesh rather than autovacuum and
+    the checkpoint that the load left for later (low-rate create p99 tripled in them)."""
+    with psycopg.connect(libpq_dsn(database_url), autocommit=True) as connection:
+        rows = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
+        for (table,) in rows.fetchall():
+            _vacuum_analyze(connection, schema, table)
+        connection.execute("CHECKPOINT")

@@ -15,6 +15,13 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 LOCAL_COUNTERS_MAX = 100_000
+NO_VERSION = "0"
+# KEYS[1]: a version key; ARGV: the value key's head and tail around the version, the
+# version when there is none. Returns the version and the value (nil when absent).
+_GET_VERSIONED = """
+local version = redis.call('GET', KEYS[1]) or ARGV[3]
+return {version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
+"""
 
 
 class Cache:
@@ -23,6 +30,8 @@ class Cache:
         self._redis: Redis | None = (
             Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25) if url else None
         )
+        if self._redis is not None:
+            self._get_versioned = self._redis.register_script(_GET_VERSIONED)
         # Fallback fixed-window counters: {key: (window_end, count)}.
         self._local_counts: dict[str, tuple[float, int]] = defaultdict(lambda: (0.0, 0))
 
@@ -41,6 +50,20 @@ class Cache:
         except RedisError as error:
             log.warning("cache get failed", extra={"error": repr(error)})
             return None
+
+    async def get_versioned(self, version_key: str, head: str, tail: str) -> tuple[str, bytes | None]:
+        """The version token stored at version_key ("0" when none) and the value at
+        head + token + tail, in one round trip (a script) instead of two GETs."""
+        if self._redis is None:
+            return NO_VERSION, None
+        try:
+            token, value = await self._get_versioned(
+                keys=[self._key(version_key)], args=[self._key(head), tail, NO_VERSION]
+            )
+        except RedisError as error:
+            log.warning("cache get failed", extra={"error": repr(error)})
+            return NO_VERSION, None
+        return token.decode(), value
 
     async def set(self, key: str, value: bytes, ttl_seconds: float, only_if_absent: bool = False) -> None:
         """only_if_absent (SET NX) keeps a value a concurrent writer has just put there."""

@@ -33,11 +33,6 @@ class ReportCache:
     def _version_key(user_id: str) -> str:
         return f"report-version:{user_id}"
 
-    async def key_for(self, user_id: str, parts: tuple[str, ...]) -> str:
-        version = await self.cache.get(self._version_key(user_id))
-        token = version.decode() if version else "0"
-        return ":".join(("report", user_id, token, *parts))
-
     async def get_or_compute(
         self,
         user_id: str,
@@ -47,8 +42,9 @@ class ReportCache:
     ) -> MessageT:
         if not self.cache.enabled:
             return await compute()
-        key = await self.key_for(user_id, parts)
-        cached = await self.cache.get(key)
+        head, tail = f"report:{user_id}:", ":" + ":".join(parts)
+        token, cached = await self.cache.get_versioned(self._version_key(user_id), head, tail)
+        key = head + token + tail
         if cached is not None:
             try:
                 return message_type.FromString(cached)

@@ -44,7 +44,19 @@ async def test_without_redis_everything_still_answers(url: str | None) -> None:
     await cache.set("k", b"v", 10)
     await cache.set_many({"k": b"v"}, 10)
     assert await cache.get("k") is None
+    assert await cache.get_versioned("version", "k:", "") == ("0", None)
     assert [await cache.count("hits", 60) for _ in range(3)] == [1, 2, 3]
     assert await cache.peek_count("hits") == 3
     assert await cache.ping() is (url is None)
     await cache.close()
+
+
+async def test_a_versioned_value_is_read_under_the_current_version(redis_cache: Cache) -> None:
+    """One round trip reads a version key and the value stored under that version."""
+    assert await redis_cache.get_versioned("version:u1", "report:u1:", ":month") == ("0", None)
+    await redis_cache.set("report:u1:0:month", b"unversioned", ttl_seconds=60)
+    assert await redis_cache.get_versioned("version:u1", "report:u1:", ":month") == ("0", b"unversioned")
+    await redis_cache.set("version:u1", b"v7", ttl_seconds=60)
+    assert await redis_cache.get_versioned("version:u1", "report:u1:", ":month") == ("v7", None)
+    await redis_cache.set("report:u1:v7:month", b"current", ttl_seconds=60)
+    assert await redis_cache.get_versioned("version:u1", "report:u1:", ":month") == ("v7", b"current")
