@@ -22,7 +22,7 @@ from nats.js.errors import NotFoundError
 
 from bench import wrk
 from bench.api import Addresses, RestClients, TokenPool
-from bench.cpu import LOAD_GENERATOR, CpuMeter, CpuPlan, ProcessMeter
+from bench.cpu import LOAD_GENERATOR, STEAL, CpuMeter, CpuPlan, ProcessMeter
 from bench.load import LATE_SEND_WARNING_MS, Call, closed_loop, open_loop
 from bench.mesh import NATS_URL, REDIS_URL, BenchMesh
 from bench.seed import SeedResult, libpq_dsn
@@ -101,6 +101,7 @@ class Bench:
         self, result: ScenarioResult, target: Target | None, usage: dict[str, dict[str, float]] | None = None
     ) -> ScenarioResult:
         if usage:
+            result.extra["cpu_steal_percent"] = usage["cores"].pop(STEAL)
             result.cpu_percent = usage["cores"]
             result.extra["cpu_by_component"] = usage["components"]
             # Busy time (% of one core) no process of this run accounts for: other work on

@@ -60,24 +60,29 @@ def pin_self(plan_: CpuPlan) -> None:
         os.sched_setaffinity(0, plan_.loadgen)
 
 
-def _read_times() -> dict[str, tuple[int, int]]:
-    """{cpuN: (busy, total)} jiffies."""
+STEAL = "steal"
+
+
+def _read_times() -> dict[str, tuple[int, int, int]]:
+    """{cpuN: (busy, total, steal)} jiffies; "cpu" sums every core."""
     times = {}
     for line in PROC_STAT.read_text().splitlines():
         name, *fields = line.split()
-        if not name.startswith("cpu") or name == "cpu":
+        if not name.startswith("cpu"):
             continue
         values = [int(value) for value in fields[:8]]
         idle = values[3] + values[4]  # idle + iowait
-        times[name] = (sum(values) - idle, sum(values))
+        times[name] = (sum(values) - idle, sum(values), values[7])
     return times
 
 
 class CpuMeter:
-    """Busy percentage per core between start() and stop()."""
+    """Busy percentage per core between start() and stop(), and "steal": the share of
+    all cores' time the hypervisor gave to other machines (counted as busy above). On a
+    shared host it comes in bursts, and with it latency tails and slower steps."""
 
     def __init__(self) -> None:
-        self._start: dict[str, tuple[int, int]] = {}
+        self._start: dict[str, tuple[int, int, int]] = {}
 
     def start(self) -> None:
         self._start = _read_times()
@@ -85,10 +90,13 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         end = _read_times()
         usage = {}
-        for name, (busy, total) in end.items():
-            busy0, total0 = self._start.get(name, (busy, total))
+        for name, (busy, total, steal) in end.items():
+            busy0, total0, steal0 = self._start.get(name, (busy, total, steal))
             elapsed = total - total0
-            usage[name] = round(100.0 * (busy - busy0) / elapsed, 1) if elapsed else 0.0
+            if name == "cpu":
+                usage[STEAL] = round(100.0 * (steal - steal0) / elapsed, 1) if elapsed else 0.0
+            else:
+                usage[name] = round(100.0 * (busy - busy0) / elapsed, 1) if elapsed else 0.0
         return usage
 
 

@@ -87,6 +87,11 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _steal(result: ScenarioResult) -> str:
+    steal = result.extra.get("cpu_steal_percent")
+    return f"{steal:.1f}" if steal is not None else ""
+
+
 def _row(result: ScenarioResult) -> list[Any]:
     latency = result.latency
     verdict = {True: "pass", False: "FAIL", None: ""}[result.passed]
@@ -103,6 +108,7 @@ def _row(result: ScenarioResult) -> list[Any]:
         f"{latency.max:.1f}",
         f"{result.ratio:.2f}" if result.ratio is not None else "",
         f"{result.cpu_ms_per_request:.2f}" if result.cpu_ms_per_request is not None else "",
+        _steal(result),
         result.target,
         verdict,
     ]
@@ -121,6 +127,7 @@ HEADERS = [
     "max ms",
     "× baseline",
     "CPU ms/req",
+    "steal %",
     "target",
     "",
 ]
