@@ -40,7 +40,7 @@ async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, A
 @cache
 def rows_insert(dialect_name: str, table: Table) -> Any:
     """An INSERT of any number of rows in one statement, executed with
-    rows_parameters(); add ON CONFLICT as needed (with DO UPDATE, rows must not
+    execute_rows(); add ON CONFLICT as needed (with DO UPDATE, rows must not
     repeat a key). PostgreSQL gets one array per column (INSERT ... SELECT
     unnest(...)): a third of the client CPU of an executemany of the same rows,
     and less server CPU. SQLite runs in-process, where an executemany is cheap."""
@@ -64,11 +64,37 @@ def _item_type(column: Column[Any]) -> Any:
     return String() if isinstance(column.type, String) else column.type
 
 
-def rows_parameters(dialect_name: str, table: Table, rows: Sequence[dict[str, Any]]) -> Any:
-    """The parameters of rows_insert(dialect_name, table) for rows holding every column."""
-    if dialect_name != "postgresql":
-        return list(rows)
-    return {column.name: [row[column.name] for row in rows] for column in table.columns}
+async def execute_rows(
+    session: AsyncSession, statement: Any, table: Table, rows: Sequence[dict[str, Any]]
+) -> list[Any]:
+    """Runs a rows_insert(dialect, table) statement, built once (ON CONFLICT and RETURNING
+    added as needed), with rows holding every column; the rows RETURNING gives. PostgreSQL
+    gets binary arrays straight through the driver: psycopg's text arrays escape every
+    element in Python, a fifth of the reporting consumer's CPU. SQLite: an executemany."""
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        result = await connection.execute(statement, list(rows))
+        return list(result.all()) if result.returns_rows else []
+    sql, columns = _binary_arrays_statement(connection.dialect, statement, table)
+    values = {name: [process(row[name]) for row in rows] for name, process in columns}
+    driver = (await connection.get_raw_connection()).driver_connection
+    try:
+        async with driver.cursor() as cursor:
+            await cursor.execute(sql, values)
+            return await cursor.fetchall() if cursor.description is not None else []
+    except psycopg.Error as error:
+        # The exceptions of SQLAlchemy's path, e.g. IntegrityError for a duplicate key.
+        raise DBAPIError.instance(sql, None, error, psycopg.Error) from error
+
+
+@cache
+def _binary_arrays_statement(
+    dialect: Dialect, statement: Any, table: Table
+) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
+    """The statement in psycopg's SQL with binary parameters, and per column its
+    parameter name and bind processing (which the raw driver does not do)."""
+    sql = _binary_parameters(str(statement.compile(dialect=dialect)))
+    return sql, [(column.name, _driver_processor(column, dialect)) for column in table.columns]
 
 
 async def insert_ignore_many(
@@ -78,11 +104,8 @@ async def insert_ignore_many(
     the `returning` column's values of the rows inserted."""
     if not rows:
         return set()
-    dialect_name = session.bind.dialect.name
-    statement = _ignoring_insert(dialect_name, table, returning)
-    connection = await session.connection()
-    result = await connection.execute(statement, rows_parameters(dialect_name, table, rows))
-    return set(result.scalars())
+    statement = _ignoring_insert(session.bind.dialect.name, table, returning)
+    return {row[0] for row in await execute_rows(session, statement, table, rows)}
 
 
 @cache
@@ -187,5 +210,10 @@ def _inserts_statement(
         insert = _unnest_insert(table, columns, prefix)
         inserts.append(f"i{index} AS ({insert.compile(dialect=dialect)})")
         parameters.append([(prefix + c.name, c.name, _driver_processor(c, dialect)) for c in columns])
-    statement = re.sub(r"%\((\w+)\)s", r"%(\1)b", f"WITH {', '.join(inserts)} SELECT 1")
+    statement = _binary_parameters(f"WITH {', '.join(inserts)} SELECT 1")
     return statement, parameters
+
+
+def _binary_parameters(sql: str) -> str:
+    """psycopg's %(name)s placeholders as %(name)b: parameters sent in binary."""
+    return re.sub(r"%\((\w+)\)s", r"%(\1)b", sql)

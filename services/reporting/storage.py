@@ -51,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import Queryable, UtcDateTime
 from services.kit.runtime import add_kit_tables
-from services.kit.sqlutil import rows_insert, rows_parameters
+from services.kit.sqlutil import execute_rows, rows_insert
 from services.kit.timeutil import utcnow
 from services.reporting.domain import (
     MERCHANT_KEY_LENGTH,
@@ -210,13 +210,6 @@ def _adding_upsert(dialect: str, table: Table) -> Any:
     )
 
 
-async def _insert_rows(
-    session: AsyncSession, statement: Any, table: Table, rows: list[dict[str, Any]]
-) -> None:
-    """Executes a rows_insert-based statement of `table` with these rows."""
-    await _execute(session, statement, rows_parameters(session.bind.dialect.name, table, rows))
-
-
 async def apply_deltas(session: AsyncSession, deltas: Mapping[str, RollupDeltas]) -> None:
     """Adds each user's deltas to their rollup rows (creating them), then drops rows
     left empty: at most two statements per table, however many users and rows."""
@@ -224,7 +217,7 @@ async def apply_deltas(session: AsyncSession, deltas: Mapping[str, RollupDeltas]
     for table, rows in _rollup_rows(deltas).items():
         if not rows:
             continue
-        await _insert_rows(session, _adding_upsert(dialect, table), table, rows)
+        await execute_rows(session, _adding_upsert(dialect, table), table, rows)
         shrunk = [row for row in rows if row["count"] < 0]
         if shrunk:
             # Users x days is wider than the rows that shrank, but only rows of this
@@ -367,9 +360,9 @@ async def save_expenses(
         (replaced if key in existing else new).append(row)
     dialect = session.bind.dialect.name
     if new:
-        await _insert_rows(session, rows_insert(dialect, expenses), expenses, new)
+        await execute_rows(session, rows_insert(dialect, expenses), expenses, new)
     if replaced:
-        await _insert_rows(session, _replacing_upsert(dialect), expenses, replaced)
+        await execute_rows(session, _replacing_upsert(dialect), expenses, replaced)
 
 
 async def expense_lines(
