@@ -323,7 +323,7 @@ def _vacuum_analyze(connection: psycopg.Connection[Any], schema: str, table: str
 def settle(database_url: str, schema: str) -> None:
     """After a bulk load into this schema (reporting's rebuild): VACUUM ANALYZE its tables
     and CHECKPOINT, so that the first steps measure the mesh rather than autovacuum and
-    the checkpoint that the load left for later (low-rate create p99 tripled in them)."""
+    the checkpoint that the load left for later."""
     with psycopg.connect(libpq_dsn(database_url), autocommit=True) as connection:
         rows = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
         for (table,) in rows.fetchall():
