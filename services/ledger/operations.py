@@ -10,7 +10,6 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -508,14 +507,11 @@ class Ledger:
         self, session: AsyncSession, user_id: str, request_ids: list[str]
     ) -> dict[str, tuple[str, str]]:
         """{request_id: (fingerprint, expense_id)} of rows imported before."""
-        table = storage.idempotency_keys
-        query = select(table.c.request_id, table.c.fingerprint, table.c.response).where(
-            table.c.user_id == user_id, table.c.method == IMPORT_METHOD, table.c.request_id.in_(request_ids)
-        )
         found = {}
-        for row in (await session.execute(query)).all():
-            result = ledger_pb2.ImportRowResult.FromString(row.response)
-            found[row.request_id] = (row.fingerprint, result.expense_id)
+        for request_id, fingerprint, response in await storage.stored_keys(
+            session, user_id, IMPORT_METHOD, request_ids
+        ):
+            found[request_id] = (fingerprint, ledger_pb2.ImportRowResult.FromString(response).expense_id)
         return found
 
     async def _store_import_keys(
