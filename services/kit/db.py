@@ -98,7 +98,6 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_pool = self._create_read_pool(pool_size)
         self._sqlite_reader = None if self.is_postgres else self.engine.execution_options(**{_READ: True})
-        self._read_pool_open = False
         # Compiled read statements by SQLAlchemy cache key (kit.reads).
         self._read_plans: dict[Any, Any] = {}
 
@@ -170,9 +169,8 @@ class Database:
                 yield connection
             return
         assert self._read_pool is not None
-        if not self._read_pool_open:
+        if self._read_pool.closed:  # opened by the first read
             await self._read_pool.open()
-            self._read_pool_open = True
         try:
             connection = await self._read_pool.getconn()
         except psycopg.Error as error:  # PoolTimeout: the database is unreachable or saturated
@@ -191,7 +189,7 @@ class Database:
         return True
 
     async def dispose(self) -> None:
-        if self._read_pool is not None and self._read_pool_open:
+        if self._read_pool is not None and not self._read_pool.closed:
             await self._read_pool.close()
         await self.engine.dispose()
 

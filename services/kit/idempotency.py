@@ -20,9 +20,11 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    func,
     select,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -111,6 +113,33 @@ async def store_answers(session: AsyncSession, table: Table, answers: Sequence[N
         for answer in sorted(answers, key=lambda answer: answer.key)
     ]
     await insert_many(session, table, rows)
+
+
+async def stored_answers_of(
+    session: AsyncSession, table: Table, user_id: str, method: str, request_ids: Sequence[str]
+) -> dict[str, StoredAnswer]:
+    """The answers stored for these request ids of one user and method (an import's
+    rows: a thousand at a time), in one query."""
+    query = _ids_lookup(table, session.bind.dialect.name)
+    parameters = {"user_id": user_id, "method": method, "request_ids": list(request_ids)}
+    rows = (await session.execute(query, parameters)).all()
+    return {row.request_id: StoredAnswer(row.fingerprint, row.response) for row in rows}
+
+
+@cache
+def _ids_lookup(table: Table, dialect_name: str) -> Select[Any]:
+    """PostgreSQL joins the ids as one unnested array: an IN list of a thousand
+    parameters, once psycopg prepares the statement (the same text every call), runs
+    with a generic plan that compares each stored key with every id in turn (5.2 s a
+    call at 100,000 keys; the join, 131 ms)."""
+    query = select(table.c.request_id, table.c.fingerprint, table.c.response).where(
+        table.c.user_id == bindparam("user_id"), table.c.method == bindparam("method")
+    )
+    if dialect_name != "postgresql":
+        return query.where(table.c.request_id.in_(bindparam("request_ids", expanding=True)))
+    ids = func.unnest(bindparam("request_ids", type_=ARRAY(String)))
+    wanted = ids.table_valued("request_id").render_derived(name="wanted")
+    return query.join(wanted, table.c.request_id == wanted.c.request_id)
 
 
 # Built once per table: constructing a statement costs more than executing a cached one.

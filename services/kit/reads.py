@@ -61,8 +61,8 @@ class Rows:
 class _Plan:
     compiled: SQLCompiler
     expanding: bool
-    # Result processors by column position (None: the driver's value as is).
-    result_processors: tuple[Processor | None, ...]
+    # (column position, processor) of the result columns that have one.
+    result_processors: tuple[tuple[int, Processor], ...]
     # The row type, made from the first result's column names.
     row: Callable[[Sequence[Any]], Any] | None = field(default=None)
 
@@ -72,7 +72,9 @@ def _plan(statement: ClauseElement, dialect: Dialect, key: CacheKey | None) -> _
     compiled = statement.compile(dialect=dialect, cache_key=key)
     assert isinstance(compiled, SQLCompiler)
     processors = tuple(
-        column.type._cached_result_processor(dialect, None) for column in compiled._result_columns
+        (index, processor)
+        for index, column in enumerate(compiled._result_columns)
+        if (processor := column.type._cached_result_processor(dialect, None)) is not None
     )
     return _Plan(
         compiled=compiled,
@@ -138,13 +140,12 @@ class ReadConnection:
     def _rows(plan: _Plan, rows: list[tuple[Any, ...]]) -> list[Any]:
         make = plan.row
         assert make is not None
-        processed = [(index, p) for index, p in enumerate(plan.result_processors) if p is not None]
-        if not processed:
+        if not plan.result_processors:
             return [make(row) for row in rows]
         result = []
         for row in rows:
             values = list(row)
-            for index, process in processed:
+            for index, process in plan.result_processors:
                 values[index] = process(values[index])
             result.append(make(values))
         return result

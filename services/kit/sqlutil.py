@@ -14,7 +14,7 @@ from sqlalchemy import JSON, BigInteger, Column, Integer, String, Table, bindpar
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (only INTEGER PRIMARY KEY autoincrements there).
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -77,13 +77,19 @@ async def execute_rows(
         return list(result.all()) if result.returns_rows else []
     sql, columns = _binary_arrays_statement(connection.dialect, statement, table)
     values = {name: [process(row[name]) for row in rows] for name, process in columns}
+    return await _on_driver(connection, sql, values)
+
+
+async def _on_driver(connection: AsyncConnection, sql: str, values: dict[str, Any]) -> list[Any]:
+    """psycopg SQL on the session's own driver connection (its transaction); the rows it
+    returns, if any. psycopg's errors become SQLAlchemy's, as from session.execute
+    (e.g. IntegrityError for a duplicate key)."""
     driver = (await connection.get_raw_connection()).driver_connection
     try:
         async with driver.cursor() as cursor:
             await cursor.execute(sql, values)
             return await cursor.fetchall() if cursor.description is not None else []
     except psycopg.Error as error:
-        # The exceptions of SQLAlchemy's path, e.g. IntegrityError for a duplicate key.
         raise DBAPIError.instance(sql, None, error, psycopg.Error) from error
 
 
@@ -182,13 +188,7 @@ async def _insert_together(
         for (_, rows), columns in zip(queued, parameters, strict=True)
         for name, key, process in columns
     }
-    driver = (await connection.get_raw_connection()).driver_connection
-    try:
-        async with driver.cursor() as cursor:
-            await cursor.execute(statement, values)
-    except psycopg.Error as error:
-        # The exceptions of the executemany path, e.g. IntegrityError for a duplicate key.
-        raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
+    await _on_driver(connection, statement, values)
 
 
 ColumnParameter = tuple[str, str, Callable[[Any], Any]]

@@ -18,6 +18,7 @@ from expense.ledger.v1 import ledger_pb2
 from services.kit.config import LedgerSettings
 from services.kit.db import Database
 from services.kit.errors import Aborted, FailedPrecondition, FieldViolation, NotFound, ResourceExhausted
+from services.kit.idempotency import stored_answers_of
 from services.kit.ids import new_id
 from services.kit.outbox import Outbox
 from services.kit.sqlutil import insert_many, one_round_trip
@@ -507,12 +508,12 @@ class Ledger:
         self, session: AsyncSession, user_id: str, request_ids: list[str]
     ) -> dict[str, tuple[str, str]]:
         """{request_id: (fingerprint, expense_id)} of rows imported before."""
-        found = {}
-        for request_id, fingerprint, response in await storage.stored_keys(
-            session, user_id, IMPORT_METHOD, request_ids
-        ):
-            found[request_id] = (fingerprint, ledger_pb2.ImportRowResult.FromString(response).expense_id)
-        return found
+        table = storage.idempotency_keys
+        stored = await stored_answers_of(session, table, user_id, IMPORT_METHOD, request_ids)
+        return {
+            request_id: (answer.fingerprint, _imported_expense_id(answer.response))
+            for request_id, answer in stored.items()
+        }
 
     async def _store_import_keys(
         self, session: AsyncSession, user_id: str, created: list[tuple[str, str, Expense]], now: datetime
@@ -571,3 +572,7 @@ class Ledger:
 
 def _reused_request_id() -> FieldViolation:
     return FieldViolation("request_id", "already used for a different row")
+
+
+def _imported_expense_id(response: bytes) -> str:
+    return ledger_pb2.ImportRowResult.FromString(response).expense_id

@@ -43,7 +43,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -551,32 +550,6 @@ async def find_categories(
     if share_lock:
         query = query.with_for_update(read=True)
     return {row.id for row in (await session.execute(query)).all()}
-
-
-@cache
-def _stored_keys_query(dialect_name: str) -> Select[Any]:
-    """An import's stored keys among its request ids. PostgreSQL joins the ids as one
-    unnested array: an IN list of 1,000 parameters, once psycopg prepares the statement
-    (the same text every call), becomes a generic plan that compares each of the user's
-    import keys with every id in turn, 5-10 s per call at 100,000 keys."""
-    table = idempotency_keys
-    query = select(table.c.request_id, table.c.fingerprint, table.c.response).where(
-        table.c.user_id == bindparam("user_id"), table.c.method == bindparam("method")
-    )
-    if dialect_name != "postgresql":
-        return query.where(table.c.request_id.in_(bindparam("request_ids", expanding=True)))
-    ids = func.unnest(bindparam("request_ids", type_=ARRAY(String)))
-    wanted = ids.table_valued("request_id").render_derived(name="wanted")
-    return query.join(wanted, table.c.request_id == wanted.c.request_id)
-
-
-async def stored_keys(
-    session: AsyncSession, user_id: str, method: str, request_ids: Sequence[str]
-) -> list[Row[Any]]:
-    """(request_id, fingerprint, response) stored for these request ids of one user and method."""
-    query = _stored_keys_query(session.bind.dialect.name)
-    parameters = {"user_id": user_id, "method": method, "request_ids": list(request_ids)}
-    return list((await session.execute(query, parameters)).all())
 
 
 # Built once, not per call: it runs in every batch of creates.
