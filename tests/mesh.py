@@ -19,8 +19,10 @@ import socket
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import nats
 import pytest
@@ -48,6 +50,9 @@ def free_ports(count: int) -> list[int]:
 
 class Mesh:
     """One `up` process. `start()` returns once it printed `expense-mesh ready`."""
+
+    # Meshes launched and not yet collected: a failed test reports what they printed.
+    launched: ClassVar[weakref.WeakSet[Mesh]] = weakref.WeakSet()
 
     def __init__(
         self, data_dir: Path, services: Sequence[str] | None = None, env: Mapping[str, str] | None = None
@@ -110,6 +115,7 @@ class Mesh:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        Mesh.launched.add(self)
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Starts `up` and waits for its ready line; fails the test with its output if not."""

@@ -9,8 +9,6 @@ import json
 
 import grpc
 
-DEFAULT_TIMEOUT_SECONDS = 3.0
-
 
 def _service_config(services: list[str], timeout: float, wait_for_ready: bool) -> str:
     return json.dumps(
@@ -35,7 +33,7 @@ def _service_config(services: list[str], timeout: float, wait_for_ready: bool) -
 
 
 def make_channel(
-    target: str, services: list[str], timeout: float = DEFAULT_TIMEOUT_SECONDS, wait_for_ready: bool = True
+    target: str, services: list[str], timeout: float, wait_for_ready: bool = True
 ) -> grpc.aio.Channel:
     """Must be called inside the running event loop that will use the channel.
     One-shot commands pass wait_for_ready=False: an absent peer is their error to report."""

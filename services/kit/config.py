@@ -196,6 +196,9 @@ class MeshSettings(BaseSettings):
     # the gateway's access log has every request either way.
     access_log: Literal["all", "errors", "off"] = "errors"
     slow_call_ms: float = 100.0
+    # Deadline of one call between services, retries of an unavailable peer included: long
+    # enough to ride out a busy moment of a small machine, short beside a client's deadline.
+    internal_call_timeout_seconds: float = Field(5.0, gt=0)
     ports: Ports = Ports()
     jwt: JwtSettings = JwtSettings()
     auth: AuthSettings = AuthSettings()

@@ -26,14 +26,15 @@ class Preferences:
 
 
 class PreferencesClient:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, timeout_seconds: float) -> None:
         self.target = target
+        self.timeout_seconds = timeout_seconds
         self._channel: grpc.aio.Channel | None = None
         self._cache: dict[str, tuple[float, Preferences]] = {}
 
     def _stub(self) -> user_pb2_grpc.UserServiceStub:
         if self._channel is None:
-            self._channel = make_channel(self.target, ["expense.user.v1.UserService"])
+            self._channel = make_channel(self.target, ["expense.user.v1.UserService"], self.timeout_seconds)
         return user_pb2_grpc.UserServiceStub(self._channel)
 
     async def get(self, identity: Identity) -> Preferences:

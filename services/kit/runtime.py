@@ -34,13 +34,14 @@ def add_kit_tables(metadata: MetaData) -> tuple[Table, Table]:
 class AuthServiceClient:
     """JWKS and session checks from the auth service, for every other service."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, timeout_seconds: float) -> None:
         self.target = target
+        self.timeout_seconds = timeout_seconds
         self._channel: grpc.aio.Channel | None = None
 
     def _stubs(self) -> tuple[auth_pb2_grpc.AuthServiceStub, auth_pb2_grpc.IdentityServiceStub]:
         if self._channel is None:
-            self._channel = make_channel(self.target, AUTH_SERVICES)
+            self._channel = make_channel(self.target, AUTH_SERVICES, self.timeout_seconds)
         return auth_pb2_grpc.AuthServiceStub(self._channel), auth_pb2_grpc.IdentityServiceStub(self._channel)
 
     async def jwks(self) -> dict[str, Any]:
@@ -105,7 +106,9 @@ class Runtime:
         return consumer
 
     def remote_verifier(self) -> TokenVerifier:
-        client = AuthServiceClient(self.settings.service_address("auth"))
+        client = AuthServiceClient(
+            self.settings.service_address("auth"), self.settings.internal_call_timeout_seconds
+        )
         # Auth's broadcasts of ended sessions let it cache session checks for longer.
         feed = SessionFeed(self.bus, self.settings.jwt.session_push_heartbeat_seconds)
         verifier = TokenVerifier(self.settings.jwt, client.jwks, client.session_active, feed)

@@ -25,7 +25,7 @@ def build_app(settings: MeshSettings) -> ServiceApp:
     outbox = runtime.outbox(storage.outbox)
     defaults = load_default_categories(settings.ledger.default_categories_file)
     ledger = Ledger(runtime.db, outbox, settings.ledger, defaults)
-    preferences = PreferencesClient(settings.service_address("user"))
+    preferences = PreferencesClient(settings.service_address("user"), settings.internal_call_timeout_seconds)
 
     async def forget_preferences(session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
         # A changed currency or time zone applies to the very next expense.

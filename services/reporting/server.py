@@ -23,7 +23,7 @@ def build_app(settings: MeshSettings) -> ServiceApp:
     verifier = runtime.remote_verifier()
     cache = ReportCache(runtime.cache, settings.reporting.cache_ttl_seconds)
     preferences = UserServicePreferences(
-        PreferencesClient(settings.service_address("user")),
+        PreferencesClient(settings.service_address("user"), settings.internal_call_timeout_seconds),
         StoredPreferences(runtime.db, settings.user.defaults),
     )
     handlers = EventHandlers(cache.invalidate, preferences.forget)

@@ -22,20 +22,20 @@ from services.user.domain import Profile, ProfileRules
 log = logging.getLogger(__name__)
 
 IDENTITY_SERVICE = "expense.auth.v1.IdentityService"
-ACCOUNT_LOOKUP_TIMEOUT_SECONDS = 2.0
 
 
 class AccountDirectory:
     """The auth service's accounts, through its mesh-internal IdentityService."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, timeout_seconds: float) -> None:
         self.target = target
+        self.timeout_seconds = timeout_seconds
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> auth_pb2_grpc.IdentityServiceStub:
         # Created on first use, inside the event loop that serves the calls.
         if self._channel is None:
-            self._channel = make_channel(self.target, [IDENTITY_SERVICE], ACCOUNT_LOOKUP_TIMEOUT_SECONDS)
+            self._channel = make_channel(self.target, [IDENTITY_SERVICE], self.timeout_seconds)
         return auth_pb2_grpc.IdentityServiceStub(self._channel)
 
     async def account(self, user_id: str) -> auth_pb2.AuthUser | None:

@@ -17,7 +17,7 @@ def build_app(settings: MeshSettings) -> ServiceApp:
     verifier = runtime.remote_verifier()
     rules = ProfileRules(tuple(settings.user.notification_channels), settings.user.defaults)
     outbox = runtime.outbox(storage.outbox)
-    accounts = AccountDirectory(settings.service_address("auth"))
+    accounts = AccountDirectory(settings.service_address("auth"), settings.internal_call_timeout_seconds)
     provisioner = ProfileProvisioner(runtime.db, rules, accounts)
     runtime.consume(storage.inbox, "user_profiles", "user.registered", provisioner.on_user_registered)
     servicer = UserServicer(runtime.db, rules, provisioner, outbox)

@@ -72,7 +72,7 @@ class AuthUnderTest:
         self.port = 0
         self.tasks: list[asyncio.Task[None]] = []
         self.channel: grpc.aio.Channel | None = None
-        self.remote = AuthServiceClient("")
+        self.remote = AuthServiceClient("", 5.0)
 
     async def start(self) -> None:
         await asyncio.to_thread(migrations.upgrade, "auth", self.settings)
@@ -85,7 +85,7 @@ class AuthUnderTest:
         self.tasks = [asyncio.create_task(job()) for job in self.app.background]
         await self._wait_ready()
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
-        self.remote = AuthServiceClient(f"127.0.0.1:{self.port}")
+        self.remote = AuthServiceClient(f"127.0.0.1:{self.port}", 5.0)
 
     async def _wait_ready(self) -> None:
         assert self.app is not None

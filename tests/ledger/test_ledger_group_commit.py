@@ -42,7 +42,7 @@ class RecordingServicer(LedgerServicer):
 
     def __init__(self, ledger: Ledger) -> None:
         # Preferences are never asked: every request carries currency and spent_on.
-        super().__init__(ledger, PreferencesClient("127.0.0.1:9"))
+        super().__init__(ledger, PreferencesClient("127.0.0.1:9", 1.0))
         self.batches: list[list[PendingCreate]] = []
         self.alone: list[PendingCreate] = []
 
