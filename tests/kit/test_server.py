@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from expense.echo.v1 import echo_pb2, echo_pb2_grpc
 from services.kit.auth import TokenVerifier, current_identity
 from services.kit.config import MeshSettings
 from services.kit.errors import FieldViolation, InvalidArgument, NotFound
-from services.kit.server import ServiceApp
+from services.kit.server import GC_PAUSE_LOG, GC_PAUSE_LOGGED_MS, ServiceApp, freeze_startup_objects
 from services.kit.status import field_violations
 from tests.infra import free_port
 
@@ -212,3 +213,25 @@ async def test_off_mode_logs_nothing(
     caplog.set_level("INFO", logger="access")
     await call(echo_stub, "crash", token())
     assert access_records(caplog) == []
+
+
+async def test_startup_objects_are_frozen_and_long_collections_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    try:
+        freeze_startup_objects()
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 10_000
+        assert gc.callbacks.count(GC_PAUSE_LOG) == 1
+    finally:
+        gc.unfreeze()
+        gc.callbacks.remove(GC_PAUSE_LOG)
+    caplog.set_level("WARNING", logger="services.kit.server")
+    GC_PAUSE_LOG("start", {"generation": 0})
+    GC_PAUSE_LOG("stop", {"generation": 0})
+    GC_PAUSE_LOG("start", {"generation": 2})
+    await asyncio.sleep((GC_PAUSE_LOGGED_MS + 5) / 1000)
+    GC_PAUSE_LOG("stop", {"generation": 2})
+    pauses = [r for r in caplog.records if r.getMessage() == "garbage collection paused the loop"]
+    assert [r.generation for r in pauses] == [2]  # type: ignore[attr-defined]
+    assert pauses[0].ms >= GC_PAUSE_LOGGED_MS  # type: ignore[attr-defined]
