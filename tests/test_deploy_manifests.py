@@ -146,6 +146,10 @@ def test_k8s_gateway_serves_on_the_gateway_port() -> None:
     (container,) = _find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
     assert container["ports"] == [{"name": "http", "containerPort": SETTINGS.gateway_port}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # As many Envoy workers as the pod has CPUs, not one per core of the node.
+    command = container["command"]
+    workers = command[command.index("--concurrency") + 1]
+    assert float(workers) == float(container["resources"]["limits"]["cpu"])
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")

@@ -38,11 +38,19 @@ def _pid_of(mesh: Mesh, child: str) -> int:
     return int(match.group(1))
 
 
+def _envoy_workers(mesh: Mesh) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{mesh.admin_port}/server_info", timeout=5) as response:
+        return int(json.load(response)["command_line_options"]["concurrency"])
+
+
 def test_up_boots_stops_cleanly_and_reuses_the_data_dir(tmp_path: Path) -> None:
     mesh = Mesh(tmp_path / "data", services=[])
     mesh.start()
     try:
         assert _get(f"{mesh.base_url}/healthz") == 200
+        # Envoy shares the machine with the services: half the cores by default.
+        assert _envoy_workers(mesh) == max(1, (os.cpu_count() or 1) // 2)
         assert "expense-mesh ready" in mesh.output
         jwks = (tmp_path / "data" / "keys" / "jwks.json").read_text()
         assert json.loads(jwks)["keys"][0]["alg"] == "RS256"
@@ -54,6 +62,15 @@ def test_up_boots_stops_cleanly_and_reuses_the_data_dir(tmp_path: Path) -> None:
     assert mesh.stop() == 0, mesh.log
     # Same keys: a second `up` reuses the data dir instead of starting over.
     assert (tmp_path / "data" / "keys" / "jwks.json").read_text() == jwks
+
+
+def test_gateway_workers_follow_the_setting(tmp_path: Path) -> None:
+    mesh = Mesh(tmp_path / "data", services=[], env={"EM_GATEWAY_WORKERS": "3"})
+    mesh.start()
+    try:
+        assert _envoy_workers(mesh) == 3
+    finally:
+        assert mesh.stop() == 0, mesh.log
 
 
 def test_a_child_failing_at_startup_stops_the_mesh(tmp_path: Path) -> None:

@@ -185,6 +185,9 @@ class MeshSettings(BaseSettings):
     data_dir: Path = Path(".expense-mesh")
     host: str = "127.0.0.1"
     gateway_port: int = 8080
+    # Envoy's worker threads under `up`, where it shares the machine with every service:
+    # by default half the cores. (Its own container or pod sizes it by its CPU limit.)
+    gateway_workers: int | None = Field(None, ge=1)
     envoy_admin_port: int = 9901
     embedded_nats_port: int = 4250
     event_prefix: str = Field("em", pattern=r"^[a-z][a-z0-9_]{0,30}$")

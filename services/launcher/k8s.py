@@ -21,6 +21,8 @@ SIGNING_KEYS_SECRET = "expense-mesh-signing-keys"
 JWKS_CONFIG_MAP = "expense-mesh-jwks"
 APP_UID = 10001
 ENVOY_UID = 101
+# CPUs of a gateway pod: its limit and its Envoy worker threads.
+GATEWAY_CPU_LIMIT = 1
 # Placeholders for the engines' real DNS names; an overlay patches them.
 EXTERNAL_ENGINES = {
     "postgres": ("postgres.example.internal", 5432),
@@ -235,11 +237,13 @@ def _gateway(settings: MeshSettings) -> list[dict[str, Any]]:
         "name": "envoy",
         # Dockerfile target `gateway`: envoy/envoy.yaml and the descriptor set baked in.
         "image": GATEWAY_IMAGE,
-        "command": ["envoy", "-c", "/etc/envoy/envoy.yaml"],
+        # One worker per CPU of the limit: by default Envoy starts one per core of the
+        # node, and a pod throttled to fewer cores than its workers gets latency spikes.
+        "command": ["envoy", "-c", "/etc/envoy/envoy.yaml", "--concurrency", str(GATEWAY_CPU_LIMIT)],
         "ports": [{"name": "http", "containerPort": port}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5},
         "livenessProbe": {"tcpSocket": {"port": port}, "initialDelaySeconds": 5, "periodSeconds": 10},
-        "resources": _resources("100m", "64Mi", "1", "256Mi"),
+        "resources": _resources("100m", "64Mi", str(GATEWAY_CPU_LIMIT), "256Mi"),
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "jwks", "mountPath": "/etc/envoy/published", "readOnly": True}],
     }

@@ -74,8 +74,9 @@ async def _start_envoy(settings: MeshSettings, supervisor: Supervisor) -> None:
     config = settings.data_dir / "envoy.yaml"
     write_text(config, render_yaml([envoy_config(settings, rest_surface(settings), "local")], "up"))
     # --base-id keeps the hot-restart shared memory of two meshes (one per gateway port) apart.
+    workers = settings.gateway_workers or max(1, (os.cpu_count() or 1) // 2)
     argv = [tool("envoy"), "-c", str(config), "--base-id", str(settings.gateway_port), "-l", "warn"]
-    await supervisor.start("envoy", argv)
+    await supervisor.start("envoy", [*argv, "--concurrency", str(workers)])
 
 
 async def _wait_ready(settings: MeshSettings, ready_seconds: float) -> None:
