@@ -5,7 +5,7 @@ list queries stay bounded."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.kit import migrations
 from services.kit.config import MeshSettings
 from services.kit.db import Database
+from services.kit.idempotency import _ids_lookup, stored_answers_of
 from services.kit.ids import new_id
 from services.kit.sqlutil import COPY_MIN_ROWS, insert_many, one_round_trip
 from services.ledger import storage
@@ -181,3 +182,44 @@ async def test_bulk_inserts_store_the_same_values_either_way(
     with pytest.raises(IntegrityError):
         async with db.transaction() as session, bulk(session, together):
             await insert_many(session, storage.outbox, [*events[-2:], *events[:-2]])
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+async def test_import_keys_are_probed_per_id_and_found(db: Database) -> None:
+    """The lookup of an import's keys reads one index entry per id, not every key of
+    the user: the cost of an import call must not grow with the user's history."""
+    user_id, method = new_id(), "ImportExpenses"
+    stored = [
+        {
+            "user_id": user_id,
+            "method": method,
+            "request_id": f"r{i}",
+            "fingerprint": f"f{i}",
+            "response": b"",
+            "created_at": datetime.now(UTC),
+        }
+        for i in range(5000)
+    ]
+    # An import call's worth of ids: enough for a join to hash all the user's keys.
+    wanted = ["r5", "r4999", "absent", "r5", *(f"new{i}" for i in range(1000))]
+    async with db.transaction() as session:
+        await insert_many(session, storage.idempotency_keys, stored)
+        found = await stored_answers_of(session, storage.idempotency_keys, user_id, method, wanted)
+        assert {k: v.fingerprint for k, v in found.items()} == {"r5": "f5", "r4999": "f4999"}
+        if not db.is_postgres:
+            return
+        await session.execute(text("ANALYZE ledger.idempotency_keys"))
+        query = _ids_lookup(storage.idempotency_keys, "postgresql")
+        sql = str(query.compile(dialect=session.bind.dialect))
+        parameters = {"user_id": user_id, "method": method, "request_ids": wanted, "param_1": 1}
+        connection = await session.connection()
+        result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", parameters)
+        nodes = list(_plan_nodes(result.scalar_one()[0]["Plan"]))
+    assert "Hash Join" not in {node["Node Type"] for node in nodes}
+    conditions = [node.get("Index Cond", "") for node in nodes]
+    assert any("(request_id)::text = (wanted.request_id)::text" in c for c in conditions), conditions
