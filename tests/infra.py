@@ -13,8 +13,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import psycopg
 import pytest
+from nats.js.errors import NotFoundError
 
 POSTGRES_ADMIN_DSN = os.environ.get("EM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("EM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -32,6 +34,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def delete_stream(nats_url: str, stream: str) -> None:
+    """Removes a test's stream from a NATS server; one never created is no error. Through
+    its own connection: the test's bus may have closed before it connected."""
+    client = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        with contextlib.suppress(NotFoundError):
+            await client.jetstream().delete_stream(stream)
+    finally:
+        await client.close()
 
 
 def require(name: str, host: str, port: int) -> None:

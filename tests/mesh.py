@@ -24,14 +24,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-import nats
 import pytest
 import redis
-from nats.js.errors import NotFoundError
 
 from services.kit.config import REPO_ROOT, load_settings
 from services.launcher.up import READY_LINE
-from tests.infra import NATS_URL, REDIS_URL, fresh_postgres_database, require, unique_prefix
+from tests.infra import NATS_URL, REDIS_URL, delete_stream, fresh_postgres_database, require, unique_prefix
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
@@ -172,13 +170,7 @@ def forget_run(mesh: Mesh) -> None:
     """What a run left in this machine's shared NATS and Redis (embedded NATS and the
     data dir vanish with the temp dir): the event stream and the cache keys."""
 
-    async def delete_stream() -> None:
-        client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
-        with contextlib.suppress(NotFoundError):
-            await client.jetstream().delete_stream(f"{mesh.event_prefix.upper()}_EVENTS")
-        await client.close()
-
-    asyncio.run(delete_stream())
+    asyncio.run(delete_stream(NATS_URL, f"{mesh.event_prefix.upper()}_EVENTS"))
     with redis.Redis.from_url(REDIS_URL) as cache:
         keys = list(cache.scan_iter(f"{mesh.event_prefix}:*"))
         if keys:

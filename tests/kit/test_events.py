@@ -18,7 +18,7 @@ from services.kit.db import Database
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.runtime import add_kit_tables
 from services.kit.timeutil import utcnow
-from tests.infra import NatsServer, unique_prefix
+from tests.infra import NatsServer, delete_stream, unique_prefix
 
 metadata = MetaData()
 outbox_table, inbox_table = add_kit_tables(metadata)
@@ -30,6 +30,7 @@ registrations = Table(
 class World:
     def __init__(self, database_url: str, nats_url: str) -> None:
         self.db = Database(database_url, schema="kit")
+        self.nats_url = nats_url
         self.bus = EventBus(nats_url, unique_prefix(), "kit-test")
         self.outbox = Outbox(outbox_table, self.bus.prefix, "kit-test")
         self.relay = OutboxRelay(self.db, self.outbox, self.bus, 50, 0.2, timedelta(hours=1))
@@ -82,9 +83,8 @@ class World:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.bus.connected:
-            await self.bus.js.delete_stream(self.bus.stream)
         await self.bus.close()
+        await delete_stream(self.nats_url, self.bus.stream)
         await self.db.dispose()
 
 

@@ -24,7 +24,7 @@ from services.kit.bus import EventBus
 from services.kit.config import JwtSettings
 from services.kit.errors import Unauthenticated
 from services.kit.revocation import SessionFeed
-from tests.infra import NatsServer, unique_prefix
+from tests.infra import NatsServer, delete_stream, unique_prefix
 
 KEY = rsa.generate_private_key(65537, 2048)
 JWKS = {"keys": [json.loads(RSAAlgorithm.to_jwk(KEY.public_key())) | {"kid": "k1", "alg": "RS256"}]}
@@ -87,6 +87,7 @@ class Feed:
         self.auth_bus = EventBus(nats_url, prefix, "auth-test")
         self.auth = SessionFeed(self.auth_bus, heartbeat_seconds)
         self.bus = EventBus(nats_url, prefix, "verifier-test")
+        self.nats_url = nats_url
         self.sessions = Sessions()
         self.verifier = TokenVerifier(
             settings, jwks, self.sessions.check, SessionFeed(self.bus, heartbeat_seconds)
@@ -107,9 +108,8 @@ class Feed:
 
     async def close(self) -> None:
         await self.stop_heartbeat()
-        if self.bus.connected:
-            await self.bus.js.delete_stream(self.bus.stream)
         await asyncio.gather(self.auth_bus.close(), self.bus.close())
+        await delete_stream(self.nats_url, self.bus.stream)
 
     async def cached_for_long(self, bearer: str) -> None:
         """Verifies until an answer comes from the cache, which only a live feed allows."""
