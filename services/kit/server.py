@@ -160,6 +160,8 @@ def freeze_startup_objects() -> None:
 
 
 class GcPauseLog:
+    """A gc callback timing each collection; the loop is stopped while one runs."""
+
     def __init__(self) -> None:
         self.started = 0.0
 
