@@ -46,3 +46,24 @@ def make_channel(
             ("grpc.keepalive_timeout_ms", 5_000),
         ],
     )
+
+
+class LazyChannel:
+    """A channel to one peer, made on first use: a grpc.aio channel belongs to the
+    event loop that creates it, and clients are built before the loop runs."""
+
+    def __init__(self, target: str, services: list[str], timeout: float, wait_for_ready: bool = True) -> None:
+        self.target = target
+        self.services = services
+        self.timeout = timeout
+        self.wait_for_ready = wait_for_ready
+        self._channel: grpc.aio.Channel | None = None
+
+    def get(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = make_channel(self.target, self.services, self.timeout, self.wait_for_ready)
+        return self._channel
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()

@@ -7,11 +7,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import grpc
-
 from expense.user.v1 import user_pb2, user_pb2_grpc
 from services.kit.auth import Identity
-from services.kit.clients import make_channel
+from services.kit.clients import LazyChannel
 
 CACHE_SECONDS = 5.0
 CACHE_MAX_ENTRIES = 50_000
@@ -27,15 +25,11 @@ class Preferences:
 
 class PreferencesClient:
     def __init__(self, target: str, timeout_seconds: float) -> None:
-        self.target = target
-        self.timeout_seconds = timeout_seconds
-        self._channel: grpc.aio.Channel | None = None
+        self.channel = LazyChannel(target, ["expense.user.v1.UserService"], timeout_seconds)
         self._cache: dict[str, tuple[float, Preferences]] = {}
 
     def _stub(self) -> user_pb2_grpc.UserServiceStub:
-        if self._channel is None:
-            self._channel = make_channel(self.target, ["expense.user.v1.UserService"], self.timeout_seconds)
-        return user_pb2_grpc.UserServiceStub(self._channel)
+        return user_pb2_grpc.UserServiceStub(self.channel.get())
 
     async def get(self, identity: Identity) -> Preferences:
         now = time.monotonic()
@@ -58,5 +52,4 @@ class PreferencesClient:
         self._cache.pop(user_id, None)
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        await self.channel.close()

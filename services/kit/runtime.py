@@ -8,14 +8,13 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-import grpc
 from sqlalchemy import MetaData, Table
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.kit.auth import TokenVerifier
 from services.kit.bus import EventBus
 from services.kit.cache import Cache
-from services.kit.clients import make_channel
+from services.kit.clients import LazyChannel
 from services.kit.config import MeshSettings
 from services.kit.consumer import BatchHandler, EventConsumer, Handler, inbox_table, per_event
 from services.kit.db import Database
@@ -35,14 +34,11 @@ class AuthServiceClient:
     """JWKS and session checks from the auth service, for every other service."""
 
     def __init__(self, target: str, timeout_seconds: float) -> None:
-        self.target = target
-        self.timeout_seconds = timeout_seconds
-        self._channel: grpc.aio.Channel | None = None
+        self.channel = LazyChannel(target, AUTH_SERVICES, timeout_seconds)
 
     def _stubs(self) -> tuple[auth_pb2_grpc.AuthServiceStub, auth_pb2_grpc.IdentityServiceStub]:
-        if self._channel is None:
-            self._channel = make_channel(self.target, AUTH_SERVICES, self.timeout_seconds)
-        return auth_pb2_grpc.AuthServiceStub(self._channel), auth_pb2_grpc.IdentityServiceStub(self._channel)
+        channel = self.channel.get()
+        return auth_pb2_grpc.AuthServiceStub(channel), auth_pb2_grpc.IdentityServiceStub(channel)
 
     async def jwks(self) -> dict[str, Any]:
         response = await self._stubs()[0].GetJwks(auth_pb2.GetJwksRequest())
@@ -53,8 +49,7 @@ class AuthServiceClient:
         return (await self._stubs()[1].CheckSession(request)).active
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        await self.channel.close()
 
 
 class Runtime:

@@ -10,11 +10,10 @@ import logging
 from datetime import date
 from typing import Protocol
 
-import grpc
 from sqlalchemy.exc import DBAPIError
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from services.kit.clients import make_channel
+from services.kit.clients import LazyChannel
 from services.kit.db import Database
 from services.reporting import storage
 from services.reporting.domain import CategoryInfo, ExpenseLine, rollup_deltas
@@ -38,17 +37,12 @@ class LedgerClient:
     """The ledger's mesh-internal streams."""
 
     def __init__(self, target: str, timeout_seconds: float) -> None:
-        self.target = target
         self.timeout_seconds = timeout_seconds
-        self._channel: grpc.aio.Channel | None = None
+        # A rebuild is a one-shot command: no ledger is an error to report, not to wait for.
+        self.channel = LazyChannel(target, [LEDGER_INTERNAL_SERVICE], timeout_seconds, wait_for_ready=False)
 
     def _stub(self) -> ledger_pb2_grpc.LedgerInternalServiceStub:
-        if self._channel is None:
-            # A rebuild is a one-shot command: no ledger is an error to report, not to wait for.
-            self._channel = make_channel(
-                self.target, [LEDGER_INTERNAL_SERVICE], self.timeout_seconds, wait_for_ready=False
-            )
-        return ledger_pb2_grpc.LedgerInternalServiceStub(self._channel)
+        return ledger_pb2_grpc.LedgerInternalServiceStub(self.channel.get())
 
     async def users(self) -> set[str]:
         """Everyone with categories (every ledger user has the default set)."""
@@ -82,8 +76,7 @@ class LedgerClient:
         ]
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        await self.channel.close()
 
 
 async def rebuild_user(db: Database, ledger: LedgerData, user_id: str) -> int:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from expense.events.v1 import events_pb2
-from services.kit.clients import make_channel
+from services.kit.clients import LazyChannel
 from services.kit.db import Database
 from services.kit.errors import NotFound, Unavailable
 from services.kit.timeutil import utcnow
@@ -28,15 +28,10 @@ class AccountDirectory:
     """The auth service's accounts, through its mesh-internal IdentityService."""
 
     def __init__(self, target: str, timeout_seconds: float) -> None:
-        self.target = target
-        self.timeout_seconds = timeout_seconds
-        self._channel: grpc.aio.Channel | None = None
+        self.channel = LazyChannel(target, [IDENTITY_SERVICE], timeout_seconds)
 
     def _stub(self) -> auth_pb2_grpc.IdentityServiceStub:
-        # Created on first use, inside the event loop that serves the calls.
-        if self._channel is None:
-            self._channel = make_channel(self.target, [IDENTITY_SERVICE], self.timeout_seconds)
-        return auth_pb2_grpc.IdentityServiceStub(self._channel)
+        return auth_pb2_grpc.IdentityServiceStub(self.channel.get())
 
     async def account(self, user_id: str) -> auth_pb2.AuthUser | None:
         """The account, or None when the auth service knows no such user."""
@@ -51,8 +46,7 @@ class AccountDirectory:
             raise Unavailable("profile temporarily unavailable; try again") from None
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        await self.channel.close()
 
 
 class ProfileProvisioner:
