@@ -177,8 +177,15 @@ async def test_health_follows_dependencies(echo_stub: echo_pb2_grpc.EchoServiceS
     assert await status() == health_pb2.HealthCheckResponse.SERVING
 
 
-def access_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
-    return [(r.method, r.code) for r in caplog.records if r.name == "access"]  # type: ignore[attr-defined]
+async def access_records(caplog: pytest.LogCaptureFixture, expected: int) -> list[tuple[str, str]]:
+    """The access log's records once `expected` are in (or after a second): the server
+    logs a call after its status is sent, so the client may see the status first."""
+    for _ in range(50):
+        records = [(r.method, r.code) for r in caplog.records if r.name == "access"]  # type: ignore[attr-defined]
+        if len(records) >= expected:
+            break
+        await asyncio.sleep(0.02)
+    return records
 
 
 async def test_errors_mode_logs_failed_and_slow_calls_only(
@@ -190,7 +197,7 @@ async def test_errors_mode_logs_failed_and_slow_calls_only(
     )
     await call(echo_stub, "missing", token())
     await call(echo_stub, "slow", token())
-    assert access_records(caplog) == [(ECHO, "NOT_FOUND"), (ECHO, "DEADLINE_EXCEEDED")]
+    assert await access_records(caplog, 2) == [(ECHO, "NOT_FOUND"), (ECHO, "DEADLINE_EXCEEDED")]
 
 
 @pytest.mark.parametrize("echo_stub", ["all"], indirect=True)
@@ -203,7 +210,7 @@ async def test_all_mode_logs_every_call(
             echo_pb2.EchoRequest(message="hi"), metadata=(("authorization", f"Bearer {token()}"),)
         )
     await call(echo_stub, "hi", None)
-    assert access_records(caplog) == [(ECHO, "OK")] * 3 + [(ECHO, "UNAUTHENTICATED")]
+    assert await access_records(caplog, 4) == [(ECHO, "OK")] * 3 + [(ECHO, "UNAUTHENTICATED")]
 
 
 @pytest.mark.parametrize("echo_stub", ["off"], indirect=True)
@@ -212,7 +219,7 @@ async def test_off_mode_logs_nothing(
 ) -> None:
     caplog.set_level("INFO", logger="access")
     await call(echo_stub, "crash", token())
-    assert access_records(caplog) == []
+    assert await access_records(caplog, 1) == []
 
 
 async def test_startup_objects_are_frozen_and_long_collections_logged(
