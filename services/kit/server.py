@@ -45,7 +45,9 @@ class ServiceApp:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     port: int | None = None
 
-    def build_server(self) -> tuple[grpc.aio.Server, health.HealthServicer]:
+    async def build_server(self) -> tuple[grpc.aio.Server, health.HealthServicer]:
+        """The server with every servicer, health NOT_SERVING until _watch_health says
+        otherwise (grpc's health servicer starts out SERVING)."""
         limits = self.settings.limits
         server = grpc.aio.server(
             interceptors=[
@@ -71,31 +73,32 @@ class ServiceApp:
         for add_to_server, servicer, _ in self.servicers:
             add_to_server(servicer, server)
         health_servicer = health.aio.HealthServicer()
+        await self._report_health(health_servicer, serving=False)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = [full_name for _, _, full_name in self.servicers]
         reflection.enable_server_reflection((*names, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
         return server, health_servicer
 
+    async def _report_health(self, health_servicer: health.HealthServicer, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *(full_name for _, _, full_name in self.servicers)]:
+            await health_servicer.set(name, status)
+
     async def _watch_health(self, health_servicer: health.HealthServicer) -> None:
-        names = ["", *(full_name for _, _, full_name in self.servicers)]
-        serving: bool | None = None
+        serving = False
         while True:
             results = {name: await _safe(check) for name, check in self.readiness.items()}
             now_serving = all(results.values())
             if now_serving != serving:
-                status = (
-                    health_pb2.HealthCheckResponse.SERVING
-                    if now_serving
-                    else (health_pb2.HealthCheckResponse.NOT_SERVING)
-                )
-                for name in names:
-                    await health_servicer.set(name, status)
+                await self._report_health(health_servicer, now_serving)
                 log.info("health changed", extra={"serving": now_serving, "checks": results})
                 serving = now_serving
             await asyncio.sleep(HEALTH_INTERVAL_HEALTHY if serving else HEALTH_INTERVAL_STARTING)
 
     async def run(self) -> None:
-        server, health_servicer = self.build_server()
+        server, health_servicer = await self.build_server()
         port = self.port if self.port is not None else self.settings.service_port(self.name)
         bound = server.add_insecure_port(f"{self.settings.host}:{port}")
         self.port = bound

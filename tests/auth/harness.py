@@ -77,7 +77,7 @@ class AuthUnderTest:
     async def start(self) -> None:
         await asyncio.to_thread(migrations.upgrade, "auth", self.settings)
         self.app = build_app(self.settings)
-        self.server, _ = self.app.build_server()
+        self.server, _ = await self.app.build_server()
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         for hook in self.app.on_start:
             await hook()

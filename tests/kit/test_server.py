@@ -87,7 +87,7 @@ async def echo_stub(request: pytest.FixtureRequest) -> AsyncIterator[echo_pb2_gr
         readiness={"dependency": readiness},
         port=free_port(),
     )
-    server, health = app.build_server()
+    server, health = await app.build_server()
     server.add_insecure_port(f"127.0.0.1:{app.port}")
     await server.start()
     watcher = asyncio.create_task(app._watch_health(health))
@@ -242,3 +242,36 @@ async def test_startup_objects_are_frozen_and_long_collections_logged(
     pauses = [r for r in caplog.records if r.getMessage() == "garbage collection paused the loop"]
     assert [r.generation for r in pauses] == [2]  # type: ignore[attr-defined]
     assert pauses[0].ms >= GC_PAUSE_LOGGED_MS  # type: ignore[attr-defined]
+
+
+async def test_a_started_server_is_not_serving_before_its_checks_pass() -> None:
+    """grpc's health servicer starts out SERVING; a probe (the launcher's, k8s') must not
+    see that before the service's readiness checks ran."""
+    app = ServiceApp(
+        name="echo",
+        settings=MeshSettings(),
+        verifier=TokenVerifier(MeshSettings().jwt, _no_keys, _no_sessions),
+        servicers=[
+            (echo_pb2_grpc.add_EchoServiceServicer_to_server, ScriptedEcho(), "expense.echo.v1.EchoService")
+        ],
+        port=free_port(),
+    )
+    server, _ = await app.build_server()
+    server.add_insecure_port(f"127.0.0.1:{app.port}")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "expense.echo.v1.EchoService"):
+                answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
+                assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        await server.stop(0)
+
+
+async def _no_keys() -> dict[str, Any]:
+    return {"keys": []}
+
+
+async def _no_sessions(session_id: str, user_id: str) -> bool:
+    return False

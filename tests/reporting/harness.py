@@ -170,7 +170,7 @@ class Reporting:
                 (reporting_pb2_grpc.add_ReportingServiceServicer_to_server, self.servicer, SERVICE_NAME)
             ],
         )
-        self.server, _ = app.build_server()
+        self.server, _ = await app.build_server()
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
