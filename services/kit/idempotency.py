@@ -5,7 +5,7 @@ back, a reuse with a different request is refused."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, NamedTuple, TypeVar
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import Database, UtcDateTime
 from services.kit.errors import InvalidArgument
-from services.kit.sqlutil import insert_many
+from services.kit.sqlutil import Query, insert_many
 from services.kit.timeutil import utcnow
 
 ResponseT = TypeVar("ResponseT", bound=Message)
@@ -86,14 +86,34 @@ class NewAnswer:
     response: Message
 
 
+def answers_query(session: AsyncSession, table: Table, keys: Collection[RequestKey]) -> Query:
+    """The read of stored_answers(), to send with other reads (fetch_together);
+    answers_in() reads its rows."""
+    dialect_name = session.bind.dialect.name
+    if dialect_name != "postgresql":
+        return _keys_lookup(table, dialect_name), {"keys": list(keys)}
+    columns: dict[str, list[str]] = {"user_ids": [], "methods": [], "request_ids": []}
+    for key in keys:
+        columns["user_ids"].append(key.user_id)
+        columns["methods"].append(key.method)
+        columns["request_ids"].append(key.request_id)
+    return _keys_lookup(table, dialect_name), columns
+
+
+def answers_in(rows: Iterable[Any]) -> dict[RequestKey, StoredAnswer]:
+    return {
+        RequestKey(row.user_id, row.method, row.request_id): StoredAnswer(row.fingerprint, row.response)
+        for row in rows
+    }
+
+
 async def stored_answers(
     session: AsyncSession, table: Table, keys: Collection[RequestKey]
 ) -> dict[RequestKey, StoredAnswer]:
     """The answers stored for any of these keys, in one query."""
     if not keys:
         return {}
-    rows = (await session.execute(_lookup(table), {"keys": list(keys)})).all()
-    return {RequestKey(*row[:3]): StoredAnswer(row.fingerprint, row.response) for row in rows}
+    return answers_in(await session.execute(*answers_query(session, table, keys)))
 
 
 async def store_answers(session: AsyncSession, table: Table, answers: Sequence[NewAnswer]) -> None:
@@ -121,46 +141,38 @@ async def stored_answers_of(
 ) -> dict[str, StoredAnswer]:
     """The answers stored for these request ids of one user and method (an import's
     rows: a thousand at a time), in one query."""
-    query = _ids_lookup(table, session.bind.dialect.name)
-    parameters = {"user_id": user_id, "method": method, "request_ids": list(request_ids)}
-    rows = (await session.execute(query, parameters)).all()
-    return {row.request_id: StoredAnswer(row.fingerprint, row.response) for row in rows}
-
-
-@cache
-def _ids_lookup(table: Table, dialect_name: str) -> Select[Any]:
-    """PostgreSQL probes the key index once per id, in a lateral subquery over the
-    unnested ids. Once psycopg prepares the statement (the same text every call), the
-    generic plan of an IN list or `= ANY` compares every stored key of the user with
-    every id (5.2 s a call at 100,000 keys), and a plain join hashes all of them
-    (40 ms at 200,000); a probe per id costs 2.6 ms whatever the user's history."""
-    wanted_by_user = (table.c.user_id == bindparam("user_id"), table.c.method == bindparam("method"))
-    if dialect_name != "postgresql":
-        return select(table.c.request_id, table.c.fingerprint, table.c.response).where(
-            *wanted_by_user, table.c.request_id.in_(bindparam("request_ids", expanding=True))
-        )
-    ids = func.unnest(bindparam("request_ids", type_=ARRAY(String)))
-    wanted = ids.table_valued("request_id").render_derived(name="wanted")
-    # LIMIT 1 (the key is unique anyway) keeps the planner from flattening the probe
-    # into a join, which it would hash.
-    stored = (
-        select(table.c.request_id, table.c.fingerprint, table.c.response)
-        .where(*wanted_by_user, table.c.request_id == wanted.c.request_id)
-        .limit(1)
-        .lateral("stored")
-    )
-    return select(stored.c.request_id, stored.c.fingerprint, stored.c.response).select_from(
-        wanted.join(stored, true())
-    )
+    keys = [RequestKey(user_id, method, request_id) for request_id in request_ids]
+    stored = await stored_answers(session, table, keys)
+    return {key.request_id: answer for key, answer in stored.items()}
 
 
 # Built once per table: constructing a statement costs more than executing a cached one.
 @cache
-def _lookup(table: Table) -> Select[Any]:
-    key = tuple_(table.c.user_id, table.c.method, table.c.request_id)
-    return select(
-        table.c.user_id, table.c.method, table.c.request_id, table.c.fingerprint, table.c.response
-    ).where(key.in_(bindparam("keys", expanding=True)))
+def _keys_lookup(table: Table, dialect_name: str) -> Select[Any]:
+    """PostgreSQL probes the key index once per wanted key, in a lateral subquery over
+    the unnested keys: one statement text whatever their number (psycopg prepares it).
+    The generic plan of an IN list or `= ANY` compares every stored key of the user
+    with every id (5.2 s a call at 100,000 keys), and a plain join hashes all of them
+    (40 ms at 200,000); a probe per key costs 2.6 ms for an import call's thousand,
+    whatever the user's history."""
+    key = (table.c.user_id, table.c.method, table.c.request_id)
+    if dialect_name != "postgresql":
+        return select(*key, table.c.fingerprint, table.c.response).where(
+            tuple_(*key).in_(bindparam("keys", expanding=True))
+        )
+    arrays = (bindparam(name, type_=ARRAY(String)) for name in ("user_ids", "methods", "request_ids"))
+    wanted = (
+        func.unnest(*arrays).table_valued("user_id", "method", "request_id").render_derived(name="wanted")
+    )
+    # LIMIT 1 (the key is unique anyway) keeps the planner from flattening the probe
+    # into a join, which it would hash.
+    stored = (
+        select(*key, table.c.fingerprint, table.c.response)
+        .where(*(column == wanted.c[column.name] for column in key))
+        .limit(1)
+        .lateral("stored")
+    )
+    return select(stored).select_from(wanted.join(stored, true()))
 
 
 async def run_once(

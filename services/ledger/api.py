@@ -29,13 +29,14 @@ from services.kit.idempotency import (
     NewAnswer,
     RequestKey,
     StoredAnswer,
+    answers_in,
+    answers_query,
     fingerprint,
     run_once,
     store_answers,
-    stored_answers,
 )
 from services.kit.profiles import Preferences, PreferencesClient
-from services.kit.sqlutil import one_round_trip
+from services.kit.sqlutil import fetch_together, one_round_trip
 from services.kit.timeutil import rfc3339
 from services.kit.validation import parse_update_mask
 from services.ledger import storage
@@ -137,26 +138,43 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         self, session: AsyncSession, creates: list[PendingCreate]
     ) -> list[ledger_pb2.Expense | Exception]:
         """AIP-155 as run_once does it: a retried request id gets its stored answer
-        (or INVALID_ARGUMENT for a different request); the other creates run."""
+        (or INVALID_ARGUMENT for a different request); the other creates run. The
+        stored answers and the categories are read in one round trip."""
         table = storage.idempotency_keys
-        stored = await stored_answers(session, table, [c.key for c in creates if c.key is not None])
+        requests = [NewExpense(c.user_id, c.user_id, c.fields, CREATE_SOURCE) for c in creates]
+        keys = [c.key for c in creates if c.key is not None]
+        answer_rows, category_rows = await fetch_together(
+            session,
+            [answers_query(session, table, keys), self.ledger.categories_read(session, requests)],
+        )
+        stored = answers_in(answer_rows)
         replays = {
             index: replayed(stored[create.key], create.fingerprint)
             for index, create in enumerate(creates)
             if create.key is not None and create.key in stored
         }
-        fresh = [create for index, create in enumerate(creates) if index not in replays]
-        created = iter(await self._create_fresh(session, fresh))
+        fresh = [index for index in range(len(creates)) if index not in replays]
+        created = iter(
+            await self._create_fresh(
+                session,
+                [creates[index] for index in fresh],
+                [requests[index] for index in fresh],
+                storage.owned_in(category_rows),
+            )
+        )
         return [replays[index] if index in replays else next(created) for index in range(len(creates))]
 
     async def _create_fresh(
-        self, session: AsyncSession, creates: list[PendingCreate]
+        self,
+        session: AsyncSession,
+        creates: list[PendingCreate],
+        requests: list[NewExpense],
+        owned: set[tuple[str, str]],
     ) -> list[ledger_pb2.Expense | Exception]:
-        requests = [NewExpense(c.user_id, c.user_id, c.fields, CREATE_SOURCE) for c in creates]
         async with one_round_trip(session):
             outcomes = [
                 outcome if isinstance(outcome, Exception) else expense_proto(outcome)
-                for outcome in await self.ledger.create_expenses(session, requests)
+                for outcome in await self.ledger.create_expenses(session, requests, owned)
             ]
             answers = [
                 NewAnswer(create.key, create.fingerprint, outcome)

@@ -21,7 +21,7 @@ from services.kit.errors import Aborted, FailedPrecondition, FieldViolation, Not
 from services.kit.idempotency import stored_answers_of
 from services.kit.ids import new_id
 from services.kit.outbox import Outbox
-from services.kit.sqlutil import insert_many, one_round_trip
+from services.kit.sqlutil import Query, insert_many, one_round_trip
 from services.kit.timeutil import utcnow
 from services.kit.validation import violations_of
 from services.ledger import storage
@@ -259,15 +259,27 @@ class Ledger:
             raise outcome
         return outcome
 
+    @staticmethod
+    def categories_read(session: AsyncSession, requests: Sequence[NewExpense]) -> Query:
+        """The read of create_expenses (share-locking the categories the requests name),
+        for a caller to send with reads of its own in one round trip; storage.owned_in()
+        reads its rows."""
+        wanted = [(r.user_id, r.fields.category_id) for r in requests if r.fields.category_id]
+        return storage.owned_categories_query(session.bind.dialect.name, wanted)
+
     async def create_expenses(
-        self, session: AsyncSession, requests: Sequence[NewExpense]
+        self,
+        session: AsyncSession,
+        requests: Sequence[NewExpense],
+        owned: set[tuple[str, str]] | None = None,
     ) -> list[Expense | NotFound]:
         """Creates of any users in the caller's transaction (a group commit), one
         outcome per request: a request naming a category that is not its user's gets
         NotFound (as a missing one would) and is not created; the others are. The
-        categories are share-locked as in _require_categories."""
-        wanted = [(r.user_id, r.fields.category_id) for r in requests if r.fields.category_id]
-        owned = await storage.share_owned_categories(session, wanted)
+        categories are share-locked as in _require_categories, by categories_read(),
+        unless the caller ran it and gives what it found (`owned`)."""
+        if owned is None:
+            owned = storage.owned_in(await session.execute(*self.categories_read(session, requests)))
         now = utcnow()
         outcomes: list[Expense | NotFound] = []
         created: list[tuple[str, Expense]] = []

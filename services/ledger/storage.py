@@ -43,13 +43,14 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import Queryable, UtcDateTime
 from services.kit.idempotency import idempotency_table
 from services.kit.runtime import add_kit_tables
-from services.kit.sqlutil import BigIntId, insert_ignore, insert_many
+from services.kit.sqlutil import BigIntId, Query, insert_ignore, insert_many
 from services.ledger.domain import (
     Category,
     Cursor,
@@ -552,24 +553,49 @@ async def find_categories(
     return {row.id for row in (await session.execute(query)).all()}
 
 
-# Built once, not per call: it runs in every batch of creates.
-_share_owned_categories = (
+def owned_categories_query(dialect_name: str, pairs: Iterable[tuple[str, str]]) -> Query:
+    """Which (user_id, category_id) pairs name a category of that user (creates of
+    several users at once), share-locked as find_categories(share_lock=True) does;
+    owned_in() reads its rows. A read to send with others (fetch_together)."""
+    wanted = sorted(set(pairs))
+    if dialect_name != "postgresql":
+        return _owned_categories_in, {"pairs": wanted}
+    return _owned_categories_unnested, {
+        "user_ids": [user_id for user_id, _ in wanted],
+        "category_ids": [category_id for _, category_id in wanted],
+    }
+
+
+def owned_in(rows: Iterable[Any]) -> set[tuple[str, str]]:
+    return {(row.user_id, row.id) for row in rows}
+
+
+# Built once, not per call: they run in every batch of creates.
+_owned_categories_in = (
     select(categories.c.user_id, categories.c.id)
     .where(tuple_(categories.c.user_id, categories.c.id).in_(bindparam("pairs", expanding=True)))
     .with_for_update(read=True)
 )
-
-
-async def share_owned_categories(
-    session: AsyncSession, pairs: Iterable[tuple[str, str]]
-) -> set[tuple[str, str]]:
-    """Which (user_id, category_id) pairs name a category of that user (creates of
-    several users at once), share-locked as find_categories(share_lock=True) does."""
-    wanted = sorted(set(pairs))
-    if not wanted:
-        return set()
-    rows = (await session.execute(_share_owned_categories, {"pairs": wanted})).all()
-    return {(row.user_id, row.id) for row in rows}
+# One statement text whatever the number of pairs (an IN list's varies with it).
+_wanted_categories = (
+    func.unnest(
+        bindparam("user_ids", type_=postgresql.ARRAY(String)),
+        bindparam("category_ids", type_=postgresql.ARRAY(String)),
+    )
+    .table_valued("user_id", "id")
+    .render_derived(name="wanted")
+)
+_owned_categories_unnested = (
+    select(categories.c.user_id, categories.c.id)
+    .join_from(
+        _wanted_categories,
+        categories,
+        and_(
+            categories.c.user_id == _wanted_categories.c.user_id, categories.c.id == _wanted_categories.c.id
+        ),
+    )
+    .with_for_update(read=True, of=categories)
+)
 
 
 async def lock_category(session: AsyncSession, user_id: str, category_id: str) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound, OperationalError
 
 from services.kit.db import Database, UtcDateTime
+from services.kit.sqlutil import fetch_together
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True))
@@ -141,3 +142,27 @@ async def test_read_errors_are_sqlalchemys(db: Database, database_url: str) -> N
                 await connection.execute(count_items)
     finally:
         await unreachable.dispose()
+
+
+async def test_fetch_together_reads_each_querys_rows_in_the_sessions_transaction(db: Database) -> None:
+    above = select(items.c.id.label("item_id")).where(items.c.id > bindparam("low"))
+    above = above.order_by(items.c.id).limit(2)
+    async with db.transaction() as session:
+        transaction_id = select(func.txid_current()) if db.is_postgres else select(1)
+        # First in the transaction: on PostgreSQL its BEGIN goes in the same round trip.
+        [[(first_id,)]] = await fetch_together(session, [(transaction_id, {})])
+        assert (await session.execute(transaction_id)).scalar_one() == first_id
+        await session.execute(items.insert(), [{"id": i} for i in (1, 2, 3, 4)])
+        first, counted = await fetch_together(session, [(above, {"low": 1}), (count_items, {})])
+    # The LIMIT the statement binds itself applies; the transaction's own rows are seen.
+    assert [row.item_id for row in first] == [2, 3]
+    assert counted[0][0] == 4
+
+
+async def test_fetch_together_errors_are_sqlalchemys_and_roll_back(db: Database) -> None:
+    with pytest.raises(DBAPIError):
+        async with db.transaction() as session:
+            await session.execute(items.insert().values(id=1))
+            await fetch_together(session, [(count_items, {}), (text("SELECT * FROM no_such_table"), {})])
+    async with db.read() as connection:
+        assert (await connection.execute(count_items)).scalar_one() == 0

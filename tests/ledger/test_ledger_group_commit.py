@@ -221,18 +221,16 @@ async def test_a_batch_losing_a_key_race_is_written_item_by_item(
 ) -> None:
     alice, category = await world.user()
     raced = await world.create(alice, request_id="raced", amount="7.00")
-    real_lookup = api.stored_answers
+    real_answers = api.answers_in
     lookups = 0
 
-    async def too_early(
-        session: AsyncSession, table: Any, keys: list[RequestKey]
-    ) -> dict[RequestKey, StoredAnswer]:
+    def too_early(rows: Any) -> dict[RequestKey, StoredAnswer]:
         # As if the batch had looked before the other writer of "raced" committed.
         nonlocal lookups
         lookups += 1
-        return {} if lookups == 1 else await real_lookup(session, table, keys)
+        return {} if lookups == 1 else real_answers(rows)
 
-    monkeypatch.setattr(api, "stored_answers", too_early)
+    monkeypatch.setattr(api, "answers_in", too_early)
     outcomes = await world.wave(
         [
             (alice, {"request_id": "one", "amount": "1.00", "category_id": category}),
