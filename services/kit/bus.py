@@ -24,12 +24,12 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError
 
 from expense.events.v1 import events_pb2
+from services.kit.config import EVENT_STREAM_MAX_AGE
 from services.kit.ids import new_id
 from services.kit.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-STREAM_MAX_AGE = timedelta(days=7)
 DUPLICATE_WINDOW = timedelta(minutes=2)
 
 # Gets a broadcast's data; runs in the subscription's task, so it should not block.
@@ -163,7 +163,7 @@ class EventBus:
             subjects=[f"{self.prefix}.events.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            max_age=STREAM_MAX_AGE.total_seconds(),
+            max_age=EVENT_STREAM_MAX_AGE.total_seconds(),
             duplicate_window=DUPLICATE_WINDOW.total_seconds(),
             discard=DiscardPolicy.OLD,
             num_replicas=1,

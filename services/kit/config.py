@@ -4,12 +4,13 @@ config file (EM_CONFIG_FILE) and by environment variables."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +21,8 @@ from pydantic_settings import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "mesh.toml"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+# How long the JetStream stream keeps events (services/kit/bus.py).
+EVENT_STREAM_MAX_AGE = timedelta(days=7)
 
 
 class Ports(BaseModel):
@@ -81,6 +84,19 @@ class OutboxSettings(BaseModel):
     mark_interval_seconds: float = Field(0.5, gt=0)
     replay_window_hours: int = 72
     batch_size: int = 200
+
+
+class RetentionSettings(BaseModel):
+    """Rows kept only for a while (services/kit/retention.py)."""
+
+    # What each consumer has applied: must outlast every way an event can come again
+    # (the stream keeps events EVENT_STREAM_MAX_AGE; the outbox replays replay_window_hours).
+    inbox_hours: int = Field(192, gt=0)
+    # A retried request id gets the first call's answer for this long (AIP-155).
+    idempotency_hours: int = Field(168, gt=0)
+    purge_interval_minutes: float = Field(10.0, gt=0)
+    # Rows deleted per transaction at most.
+    purge_chunk_rows: int = Field(5000, ge=1)
 
 
 class ConsumerSettings(BaseModel):
@@ -208,6 +224,7 @@ class MeshSettings(BaseSettings):
     limits: Limits = Limits()
     outbox: OutboxSettings = OutboxSettings()
     consumers: ConsumerSettings = ConsumerSettings()
+    retention: RetentionSettings = RetentionSettings()
     mesh: MeshLayout = MeshLayout()
     user: UserSettings = UserSettings()
     ledger: LedgerSettings = LedgerSettings()
@@ -215,6 +232,16 @@ class MeshSettings(BaseSettings):
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _inbox_outlasts_redeliveries(self) -> MeshSettings:
+        redelivered_for = max(EVENT_STREAM_MAX_AGE, timedelta(hours=self.outbox.replay_window_hours))
+        if timedelta(hours=self.retention.inbox_hours) <= redelivered_for:
+            raise ValueError(
+                f"retention.inbox_hours must exceed {redelivered_for.total_seconds() / 3600:.0f} "
+                "(how long an event can be delivered again): a consumer would apply it twice"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

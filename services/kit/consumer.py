@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import Column, Index, MetaData, PrimaryKeyConstraint, String, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
@@ -43,6 +43,7 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("event_id", String(36), nullable=False),
         Column("processed_at", UtcDateTime, nullable=False),
         PrimaryKeyConstraint("consumer", "event_id"),
+        Index("ix_inbox_processed_at", "processed_at"),  # for the retention purge
     )
 
 

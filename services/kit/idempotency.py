@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, TypeVar
 from google.protobuf.message import Message
 from sqlalchemy import (
     Column,
+    Index,
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
@@ -49,6 +50,7 @@ def idempotency_table(metadata: MetaData) -> Table:
         Column("response", LargeBinary, nullable=False),
         Column("created_at", UtcDateTime, nullable=False),
         PrimaryKeyConstraint("user_id", "method", "request_id"),
+        Index("ix_idempotency_keys_created_at", "created_at"),  # for the retention purge
     )
 
 

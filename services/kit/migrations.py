@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
@@ -60,3 +60,24 @@ def _migrate(connection: Connection, metadata: MetaData, schema: str | None) -> 
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+# Indexes the retention purge reads by (services/kit/retention.py), per kit table.
+RETENTION_INDEXES = {
+    "inbox": ("ix_inbox_processed_at", "processed_at"),
+    "idempotency_keys": ("ix_idempotency_keys_created_at", "created_at"),
+}
+
+
+def create_retention_indexes(*tables: str) -> None:
+    """For a service's migration: built CONCURRENTLY on PostgreSQL, so writers of a
+    large table (creates with request ids, consumers) are not blocked meanwhile."""
+    with op.get_context().autocommit_block():
+        for table in tables:
+            name, column = RETENTION_INDEXES[table]
+            op.create_index(name, table, [column], postgresql_concurrently=True, if_not_exists=True)
+
+
+def drop_retention_indexes(*tables: str) -> None:
+    for table in tables:
+        op.drop_index(RETENTION_INDEXES[table][0], table_name=table)

@@ -1,7 +1,8 @@
 """Transactional outbox: an event row is written in the same transaction as
 the change it describes; a relay publishes it to JetStream afterwards with
 Nats-Msg-Id = event id, retrying while NATS is down. Published rows are kept
-for a replay window (JetStream's own durability is not the source of truth).
+for a replay window (JetStream's own durability is not the source of truth), then the
+runtime's retention purger (kit.retention) deletes them.
 
 The relay publishes what this process committed straight from memory, handed
 over on commit: a SELECT of the table per commit cost as much as the commit's
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from google.protobuf.message import Message
-from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, delete, select, update
+from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.bus import EventBus, make_envelope, subject_for
@@ -36,7 +37,6 @@ from services.kit.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-PURGE_EVERY = timedelta(minutes=10)
 # session.info key of the rows a transaction added, handed to the relay on commit.
 _ADDED = "kit.outbox.added"
 
@@ -123,7 +123,6 @@ class OutboxRelay:
         bus: EventBus,
         batch_size: int,
         poll_interval: float,
-        replay_window: timedelta,
         stale_after: timedelta = timedelta(seconds=5),
         mark_interval: timedelta = timedelta(seconds=0.5),
     ) -> None:
@@ -134,13 +133,11 @@ class OutboxRelay:
         self.bus = bus
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.replay_window = replay_window
         self.stale_after = stale_after
         self.mark_interval = mark_interval.total_seconds()
         # Event ids published from memory, not yet marked published in the table.
         self._unmarked: list[str] = []
         self._next_mark = 0.0
-        self._last_purge = utcnow() - PURGE_EVERY
         # The first poll takes every unpublished row, whatever its age: its process is gone.
         self._poll_all = True
         self._next_poll = 0.0
@@ -162,7 +159,6 @@ class OutboxRelay:
                 if loop.time() >= self._next_mark:
                     await self.mark_published()
                 backoff = 0.1
-                await self._maybe_purge()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -229,15 +225,6 @@ class OutboxRelay:
         if len(rows) < self.batch_size:
             self._poll_all = False
         return len(rows)
-
-    async def _maybe_purge(self) -> None:
-        now = utcnow()
-        if now - self._last_purge < PURGE_EVERY:
-            return
-        self._last_purge = now
-        table = self.outbox.table
-        async with self.db.transaction() as session:
-            await session.execute(delete(table).where(table.c.published_at < now - self.replay_window))
 
     async def replay_from(self, outbox_id: int) -> int:
         """Queues every kept event from outbox_id on for publishing again."""

@@ -19,6 +19,7 @@ from services.kit.config import MeshSettings
 from services.kit.consumer import BatchHandler, EventConsumer, Handler, inbox_table, per_event
 from services.kit.db import Database
 from services.kit.outbox import Outbox, OutboxRelay, outbox_table
+from services.kit.retention import Purger
 from services.kit.revocation import SessionFeed
 from services.kit.server import ServiceApp
 
@@ -60,6 +61,10 @@ class Runtime:
         self.bus = EventBus(settings.resolved_nats_url, settings.event_prefix, f"{name}-service")
         self.cache = Cache(settings.redis_url, f"{settings.event_prefix}:{name}")
         self.background: list[Callable[[], Awaitable[None]]] = []
+        retention = settings.retention
+        self.purger = Purger(
+            self.db, timedelta(minutes=retention.purge_interval_minutes), retention.purge_chunk_rows
+        )
         self.readiness: dict[str, Callable[[], Awaitable[bool]]] = {
             "database": self.db.ping,
             "nats": self._nats_ready,
@@ -77,13 +82,19 @@ class Runtime:
             self.bus,
             cfg.batch_size,
             cfg.poll_interval_seconds,
-            timedelta(hours=cfg.replay_window_hours),
             timedelta(seconds=cfg.stale_after_seconds),
             timedelta(seconds=cfg.mark_interval_seconds),
         )
         self.background.append(relay.run)
         self.relay = relay
+        # Published rows stay for replays (OutboxRelay.replay_from); unpublished ones stay.
+        self.retain(table, "published_at", timedelta(hours=cfg.replay_window_hours))
         return outbox
+
+    def retain(self, table: Table, column: str, window: timedelta) -> None:
+        """Rows of table whose timestamp `column` is older than window get deleted."""
+        if all(kept.table is not table for kept in self.purger.kept):
+            self.purger.keep(table, column, window)
 
     def consume(self, inbox: Table, name: str, event_pattern: str, handler: Handler) -> EventConsumer:
         """A consumer applying its events one at a time (still one transaction per batch)."""
@@ -98,6 +109,7 @@ class Runtime:
             self.bus, self.db, inbox, name, event_pattern, handler, cfg.batch_size, cfg.linger_ms / 1000
         )
         self.background.append(consumer.run)
+        self.retain(inbox, "processed_at", timedelta(hours=self.settings.retention.inbox_hours))
         return consumer
 
     def remote_verifier(self) -> TokenVerifier:
@@ -133,7 +145,7 @@ class Runtime:
             verifier=verifier,
             servicers=servicers,
             readiness=self.readiness,
-            background=list(self.background),
+            background=[*self.background, *([self.purger.run] if self.purger.kept else [])],
             on_start=[start],
             on_stop=[stop],
         )

@@ -102,8 +102,10 @@ async def fetch_together(session: AsyncSession, queries: Sequence[Query]) -> lis
     PostgreSQL gets them all in one round trip (psycopg's pipeline mode), with the
     BEGIN of a transaction not started yet: under load each round trip waits its
     turn in a busy event loop, so a group commit's reads cost a round trip each
-    in wall time, not CPU. The statements must compile without their values (no
-    expanding IN: unnest an array instead). Elsewhere they run one after another."""
+    in wall time, not CPU. For short reads: in pipeline mode psycopg waits for read
+    or write readiness, so it spins while PostgreSQL works. The statements must
+    compile without their values (no expanding IN: unnest an array instead).
+    Elsewhere they run one after another."""
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         return [list((await connection.execute(statement, values)).all()) for statement, values in queries]

@@ -33,7 +33,7 @@ class World:
         self.nats_url = nats_url
         self.bus = EventBus(nats_url, unique_prefix(), "kit-test")
         self.outbox = Outbox(outbox_table, self.bus.prefix, "kit-test")
-        self.relay = OutboxRelay(self.db, self.outbox, self.bus, 50, 0.2, timedelta(hours=1))
+        self.relay = OutboxRelay(self.db, self.outbox, self.bus, 50, 0.2)
         self.consumer = EventConsumer(self.bus, self.db, inbox_table, "kit", "user.>", per_event(self.apply))
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -248,7 +248,6 @@ async def test_rows_must_be_marked_before_the_poll_deems_them_stale(world: World
             world.bus,
             50,
             0.2,
-            timedelta(hours=1),
             stale_after=timedelta(seconds=1),
             mark_interval=timedelta(seconds=1),
         )

@@ -1,0 +1,70 @@
+"""Retention: rows a service keeps only for a window (published outbox events,
+inbox records, idempotency keys) are deleted once older, so these tables stop
+growing with the service's lifetime. Each window is settings (config/mesh.toml
+[retention], [outbox]); each table has an index on its timestamp, so a purge
+reads only what it deletes. Rows go a bounded chunk per transaction: a purge
+never holds many locks nor makes a long transaction for vacuum to wait on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Table, delete, select, tuple_
+
+from services.kit.db import Database
+from services.kit.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Rows of `table` whose `column` (a timestamp; NULL keeps the row) is older than `window`."""
+
+    table: Table
+    column: str
+    window: timedelta
+
+
+class Purger:
+    def __init__(self, db: Database, every: timedelta, chunk_rows: int) -> None:
+        self.db = db
+        self.every = every.total_seconds()
+        self.chunk_rows = chunk_rows
+        self.kept: list[Kept] = []
+
+    def keep(self, table: Table, column: str, window: timedelta) -> None:
+        self.kept.append(Kept(table, column, window))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                purged = await self.purge()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the database is down: the next round tries again
+                log.warning("retention purge failed", extra={"error": repr(error)})
+            else:
+                if any(purged.values()):
+                    log.info("purged rows past their retention", extra={"rows": purged})
+            await asyncio.sleep(self.every)
+
+    async def purge(self) -> dict[str, int]:
+        """Rows deleted per table."""
+        return {kept.table.name: await self._purge(kept) for kept in self.kept}
+
+    async def _purge(self, kept: Kept) -> int:
+        table = kept.table
+        key = tuple_(*table.primary_key.columns)
+        expired = select(*table.primary_key.columns).where(table.c[kept.column] < utcnow() - kept.window)
+        statement = delete(table).where(key.in_(expired.limit(self.chunk_rows)))
+        total = 0
+        while True:
+            async with self.db.transaction() as session:
+                deleted = (await session.execute(statement)).rowcount
+            total += deleted
+            if deleted < self.chunk_rows:
+                return total

@@ -1,0 +1,26 @@
+"""Indexes on the timestamps the retention purge reads by (services/kit/retention.py):
+inbox.processed_at and idempotency_keys.created_at.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-05
+"""
+
+from collections.abc import Sequence
+
+from services.kit.migrations import create_retention_indexes, drop_retention_indexes
+
+revision: str = "0002"
+down_revision: str | Sequence[str] | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+TABLES = ("inbox", "idempotency_keys")
+
+
+def upgrade() -> None:
+    create_retention_indexes(*TABLES)
+
+
+def downgrade() -> None:
+    drop_retention_indexes(*TABLES)

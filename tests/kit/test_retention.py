@@ -1,0 +1,116 @@
+"""Retention on real SQLite and PostgreSQL: the purge deletes only rows past their
+window, chunk by chunk; every service's migrations index what it reads by; the
+settings refuse an inbox window shorter than events can come again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import MetaData, inspect, select
+
+from services.kit import migrations
+from services.kit.config import MeshSettings
+from services.kit.consumer import inbox_table
+from services.kit.db import Database
+from services.kit.idempotency import idempotency_table
+from services.kit.outbox import outbox_table
+from services.kit.retention import Purger
+from services.kit.timeutil import utcnow
+from services.ledger.server import build_app
+from tests.kit.conftest import database_with
+
+metadata = MetaData()
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+idempotency_keys = idempotency_table(metadata)
+WINDOW = timedelta(hours=1)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    async with database_with(database_url, metadata, "retention") as database:
+        yield database
+
+
+async def test_the_purge_deletes_rows_past_their_window_chunk_by_chunk(db: Database) -> None:
+    now = utcnow()
+    old, young = now - WINDOW - timedelta(minutes=1), now - WINDOW + timedelta(minutes=1)
+    async with db.transaction() as session:
+        await session.execute(
+            inbox.insert(),
+            [{"consumer": "c", "event_id": f"old{i}", "processed_at": old} for i in range(7)]
+            + [{"consumer": "c", "event_id": "young", "processed_at": young}],
+        )
+        await session.execute(
+            outbox.insert(),
+            [
+                {
+                    "event_id": event_id,
+                    "subject": "s",
+                    "body": b"",
+                    "created_at": old,
+                    "published_at": published,
+                }
+                for event_id, published in (("published", old), ("unpublished", None), ("recent", young))
+            ],
+        )
+    purger = Purger(db, every=timedelta(minutes=10), chunk_rows=3)
+    purger.keep(inbox, "processed_at", WINDOW)
+    purger.keep(outbox, "published_at", WINDOW)
+    purger.keep(idempotency_keys, "created_at", WINDOW)
+    assert await purger.purge() == {"inbox": 7, "outbox": 1, "idempotency_keys": 0}
+    async with db.read() as connection:
+        assert list((await connection.execute(select(inbox.c.event_id))).scalars()) == ["young"]
+        kept = set((await connection.execute(select(outbox.c.event_id))).scalars())
+    assert kept == {"unpublished", "recent"}  # never published: never purged
+    assert await purger.purge() == {"inbox": 0, "outbox": 0, "idempotency_keys": 0}
+
+
+@pytest.mark.parametrize("service", ["auth", "user", "ledger", "reporting"])
+async def test_every_services_migrations_index_what_the_purge_reads(
+    service: str, database_url: str, tmp_path: Path
+) -> None:
+    settings = MeshSettings(database_url=database_url, data_dir=tmp_path)
+    await asyncio.to_thread(migrations.upgrade, service, settings)
+    database = Database.for_service(settings, service, pool_size=1)
+    try:
+        async with database.engine.connect() as connection:
+            indexes = await connection.run_sync(
+                lambda sync: {
+                    table: {index["name"] for index in inspect(sync).get_indexes(table)}
+                    for table in inspect(sync).get_table_names()
+                }
+            )
+    finally:
+        await database.dispose()
+    assert "ix_inbox_processed_at" in indexes["inbox"]
+    if "idempotency_keys" in indexes:
+        assert "ix_idempotency_keys_created_at" in indexes["idempotency_keys"]
+
+
+def test_the_ledger_purges_its_outbox_inbox_and_idempotency_keys(tmp_path: Path) -> None:
+    app = build_app(MeshSettings(data_dir=tmp_path))
+    [purger] = [task.__self__ for task in app.background if getattr(task, "__func__", None) is Purger.run]
+    settings = MeshSettings(data_dir=tmp_path)
+    assert {(kept.table.name, kept.column, kept.window) for kept in purger.kept} == {
+        ("outbox", "published_at", timedelta(hours=settings.outbox.replay_window_hours)),
+        ("inbox", "processed_at", timedelta(hours=settings.retention.inbox_hours)),
+        ("idempotency_keys", "created_at", timedelta(hours=settings.retention.idempotency_hours)),
+    }
+
+
+def test_an_inbox_window_shorter_than_redeliveries_is_refused() -> None:
+    with pytest.raises(ValidationError, match="inbox_hours"):
+        MeshSettings.model_validate({"retention": {"inbox_hours": 7 * 24}})
+    with pytest.raises(ValidationError, match="inbox_hours"):
+        MeshSettings.model_validate(
+            {"retention": {"inbox_hours": 200}, "outbox": {"replay_window_hours": 200}}
+        )
+    assert (
+        MeshSettings.model_validate({"retention": {"inbox_hours": 7 * 24 + 1}}).retention.inbox_hours == 169
+    )
