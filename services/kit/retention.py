@@ -43,8 +43,6 @@ class Purger:
         while True:
             try:
                 purged = await self.purge()
-            except asyncio.CancelledError:
-                raise
             except Exception as error:  # the database is down: the next round tries again
                 log.warning("retention purge failed", extra={"error": repr(error)})
             else:
