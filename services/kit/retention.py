@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Table, delete, select, tuple_
+from sqlalchemy import ColumnElement, Table, delete, select, tuple_
 
 from services.kit.db import Database
 from services.kit.timeutil import utcnow
@@ -22,11 +22,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Kept:
-    """Rows of `table` whose `column` (a timestamp; NULL keeps the row) is older than `window`."""
+    """Rows of `table` whose `column` (a timestamp; NULL keeps the row) is older than
+    `window`, among those matching `only` if given."""
 
     table: Table
     column: str
     window: timedelta
+    only: ColumnElement[bool] | None = None
 
 
 class Purger:
@@ -36,8 +38,10 @@ class Purger:
         self.chunk_rows = chunk_rows
         self.kept: list[Kept] = []
 
-    def keep(self, table: Table, column: str, window: timedelta) -> None:
-        self.kept.append(Kept(table, column, window))
+    def keep(
+        self, table: Table, column: str, window: timedelta, only: ColumnElement[bool] | None = None
+    ) -> None:
+        self.kept.append(Kept(table, column, window, only))
 
     async def run(self) -> None:
         while True:
@@ -58,6 +62,8 @@ class Purger:
         table = kept.table
         key = tuple_(*table.primary_key.columns)
         expired = select(*table.primary_key.columns).where(table.c[kept.column] < utcnow() - kept.window)
+        if kept.only is not None:
+            expired = expired.where(kept.only)
         statement = delete(table).where(key.in_(expired.limit(self.chunk_rows)))
         total = 0
         while True:

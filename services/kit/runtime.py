@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import MetaData, Table
+from sqlalchemy import ColumnElement, MetaData, Table
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.kit.auth import TokenVerifier
@@ -91,10 +91,13 @@ class Runtime:
         self.retain(table, "published_at", timedelta(hours=cfg.replay_window_hours))
         return outbox
 
-    def retain(self, table: Table, column: str, window: timedelta) -> None:
-        """Rows of table whose timestamp `column` is older than window get deleted."""
+    def retain(
+        self, table: Table, column: str, window: timedelta, only: ColumnElement[bool] | None = None
+    ) -> None:
+        """Rows of table whose timestamp `column` is older than window (among those
+        matching `only`) get deleted."""
         if all(kept.table is not table for kept in self.purger.kept):
-            self.purger.keep(table, column, window)
+            self.purger.keep(table, column, window, only)
 
     def consume(self, inbox: Table, name: str, event_pattern: str, handler: Handler) -> EventConsumer:
         """A consumer applying its events one at a time (still one transaction per batch)."""

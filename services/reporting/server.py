@@ -3,6 +3,8 @@ report servicer, the cache and the preferences lookup."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from expense.reporting.v1 import reporting_pb2_grpc
 from services.kit.config import MeshSettings
 from services.kit.profiles import PreferencesClient
@@ -35,6 +37,11 @@ def build_app(settings: MeshSettings) -> ServiceApp:
     runtime.consume(
         storage.inbox_table, "reporting_profiles", "user.profile_updated", handlers.on_profile_event
     )
+    # A tombstone only has to outlast the events that could still arrive for its expense,
+    # as an inbox record does.
+    tombstones = storage.expenses.c.deleted.is_(True)
+    inbox_window = timedelta(hours=settings.retention.inbox_hours)
+    runtime.retain(storage.expenses, "updated_at", inbox_window, only=tombstones)
     servicer = ReportingServicer(
         Reports(runtime.db, settings.reporting), preferences, cache, settings.reporting
     )

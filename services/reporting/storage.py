@@ -41,6 +41,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    text,
     tuple_,
     type_coerce,
     union_all,
@@ -73,6 +74,7 @@ CHUNK = 500
 
 metadata = MetaData()
 outbox_table, inbox_table = add_kit_tables(metadata)
+TOMBSTONE = "deleted"  # an expense the ledger deleted: kept so older events of it stay ignored
 
 expenses = Table(
     "expenses",
@@ -92,6 +94,10 @@ expenses = Table(
     PrimaryKeyConstraint("user_id", "expense_id"),
     Index("ix_expenses_user_spent_on", "user_id", "spent_on"),
     Index("ix_expenses_user_category", "user_id", "category_id"),
+    # For the retention purge of tombstones.
+    Index(
+        "ix_expenses_tombstones", "updated_at", postgresql_where=text(TOMBSTONE), sqlite_where=text(TOMBSTONE)
+    ),
 )
 
 categories = Table(

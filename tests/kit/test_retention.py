@@ -20,8 +20,10 @@ from services.kit.db import Database
 from services.kit.idempotency import idempotency_table
 from services.kit.outbox import outbox_table
 from services.kit.retention import Purger
+from services.kit.server import ServiceApp
 from services.kit.timeutil import utcnow
-from services.ledger.server import build_app
+from services.ledger.server import build_app as ledger_app
+from services.reporting.server import build_app as reporting_app
 from tests.kit.conftest import database_with
 
 metadata = MetaData()
@@ -71,6 +73,20 @@ async def test_the_purge_deletes_rows_past_their_window_chunk_by_chunk(db: Datab
     assert await purger.purge() == {"inbox": 0, "outbox": 0, "idempotency_keys": 0}
 
 
+async def test_only_rows_matching_the_condition_are_purged(db: Database) -> None:
+    old = utcnow() - WINDOW - timedelta(minutes=1)
+    async with db.transaction() as session:
+        await session.execute(
+            inbox.insert(),
+            [{"consumer": consumer, "event_id": "e", "processed_at": old} for consumer in ("gone", "kept")],
+        )
+    purger = Purger(db, every=timedelta(minutes=10), chunk_rows=10)
+    purger.keep(inbox, "processed_at", WINDOW, only=inbox.c.consumer == "gone")
+    assert await purger.purge() == {"inbox": 1}
+    async with db.read() as connection:
+        assert list((await connection.execute(select(inbox.c.consumer))).scalars()) == ["kept"]
+
+
 @pytest.mark.parametrize("service", ["auth", "user", "ledger", "reporting"])
 async def test_every_services_migrations_index_what_the_purge_reads(
     service: str, database_url: str, tmp_path: Path
@@ -91,16 +107,33 @@ async def test_every_services_migrations_index_what_the_purge_reads(
     assert "ix_inbox_processed_at" in indexes["inbox"]
     if "idempotency_keys" in indexes:
         assert "ix_idempotency_keys_created_at" in indexes["idempotency_keys"]
+    if service == "reporting":
+        assert "ix_expenses_tombstones" in indexes["expenses"]
+
+
+def purged_by(app: ServiceApp) -> dict[tuple[str, str, timedelta], str | None]:
+    [purger] = [task.__self__ for task in app.background if getattr(task, "__func__", None) is Purger.run]
+    return {
+        (kept.table.name, kept.column, kept.window): None if kept.only is None else str(kept.only)
+        for kept in purger.kept
+    }
 
 
 def test_the_ledger_purges_its_outbox_inbox_and_idempotency_keys(tmp_path: Path) -> None:
-    app = build_app(MeshSettings(data_dir=tmp_path))
-    [purger] = [task.__self__ for task in app.background if getattr(task, "__func__", None) is Purger.run]
     settings = MeshSettings(data_dir=tmp_path)
-    assert {(kept.table.name, kept.column, kept.window) for kept in purger.kept} == {
-        ("outbox", "published_at", timedelta(hours=settings.outbox.replay_window_hours)),
-        ("inbox", "processed_at", timedelta(hours=settings.retention.inbox_hours)),
-        ("idempotency_keys", "created_at", timedelta(hours=settings.retention.idempotency_hours)),
+    assert purged_by(ledger_app(settings)) == {
+        ("outbox", "published_at", timedelta(hours=settings.outbox.replay_window_hours)): None,
+        ("inbox", "processed_at", timedelta(hours=settings.retention.inbox_hours)): None,
+        ("idempotency_keys", "created_at", timedelta(hours=settings.retention.idempotency_hours)): None,
+    }
+
+
+def test_reporting_purges_tombstones_as_long_kept_as_inbox_records(tmp_path: Path) -> None:
+    settings = MeshSettings(data_dir=tmp_path)
+    inbox_window = timedelta(hours=settings.retention.inbox_hours)
+    assert purged_by(reporting_app(settings)) == {  # reporting publishes no events
+        ("inbox", "processed_at", inbox_window): None,
+        ("expenses", "updated_at", inbox_window): "expenses.deleted IS true",
     }
 
 
