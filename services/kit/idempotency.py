@@ -21,18 +21,16 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
-    func,
     select,
     true,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import Database, UtcDateTime
 from services.kit.errors import InvalidArgument
-from services.kit.sqlutil import Query, insert_many
+from services.kit.sqlutil import Query, insert_many, wanted_keys, wanted_values
 from services.kit.timeutil import utcnow
 
 ResponseT = TypeVar("ResponseT", bound=Message)
@@ -94,12 +92,7 @@ def answers_query(session: AsyncSession, table: Table, keys: Collection[RequestK
     dialect_name = session.bind.dialect.name
     if dialect_name != "postgresql":
         return _keys_lookup(table, dialect_name), {"keys": list(keys)}
-    columns: dict[str, list[str]] = {"user_ids": [], "methods": [], "request_ids": []}
-    for key in keys:
-        columns["user_ids"].append(key.user_id)
-        columns["methods"].append(key.method)
-        columns["request_ids"].append(key.request_id)
-    return _keys_lookup(table, dialect_name), columns
+    return _keys_lookup(table, dialect_name), wanted_values(RequestKey._fields, list(keys))
 
 
 def answers_in(rows: Iterable[Any]) -> dict[RequestKey, StoredAnswer]:
@@ -162,10 +155,7 @@ def _keys_lookup(table: Table, dialect_name: str) -> Select[Any]:
         return select(*key, table.c.fingerprint, table.c.response).where(
             tuple_(*key).in_(bindparam("keys", expanding=True))
         )
-    arrays = (bindparam(name, type_=ARRAY(String)) for name in ("user_ids", "methods", "request_ids"))
-    wanted = (
-        func.unnest(*arrays).table_valued("user_id", "method", "request_id").render_derived(name="wanted")
-    )
+    wanted = wanted_keys(*RequestKey._fields)
     # LIMIT 1 (the key is unique anyway) keeps the planner from flattening the probe
     # into a join, which it would hash.
     stored = (

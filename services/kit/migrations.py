@@ -70,12 +70,18 @@ RETENTION_INDEXES = {
 
 
 def create_retention_indexes(*tables: str) -> None:
-    """For a service's migration: built CONCURRENTLY on PostgreSQL, so writers of a
-    large table (creates with request ids, consumers) are not blocked meanwhile."""
+    for table in tables:
+        name, column = RETENTION_INDEXES[table]
+        create_index_concurrently(name, table, [column])
+
+
+def create_index_concurrently(name: str, table: str, columns: list[str], where: str | None = None) -> None:
+    """For a service's migration: CONCURRENTLY on PostgreSQL (outside the migration's
+    transaction), so writers of a large table (creates, consumers) are not blocked meanwhile.
+    `where` makes it a partial index."""
+    predicate = {} if where is None else {"postgresql_where": text(where), "sqlite_where": text(where)}
     with op.get_context().autocommit_block():
-        for table in tables:
-            name, column = RETENTION_INDEXES[table]
-            op.create_index(name, table, [column], postgresql_concurrently=True, if_not_exists=True)
+        op.create_index(name, table, columns, postgresql_concurrently=True, if_not_exists=True, **predicate)
 
 
 def drop_retention_indexes(*tables: str) -> None:

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, Table, delete, select, tuple_
+from sqlalchemy import ColumnElement, Delete, Table, any_, delete, func, literal_column, select
 
 from services.kit.db import Database
 from services.kit.timeutil import utcnow
@@ -59,12 +59,7 @@ class Purger:
         return {kept.table.name: await self._purge(kept) for kept in self.kept}
 
     async def _purge(self, kept: Kept) -> int:
-        table = kept.table
-        key = tuple_(*table.primary_key.columns)
-        expired = select(*table.primary_key.columns).where(table.c[kept.column] < utcnow() - kept.window)
-        if kept.only is not None:
-            expired = expired.where(kept.only)
-        statement = delete(table).where(key.in_(expired.limit(self.chunk_rows)))
+        statement = self._chunk_delete(kept)
         total = 0
         while True:
             async with self.db.transaction() as session:
@@ -72,3 +67,17 @@ class Purger:
             total += deleted
             if deleted < self.chunk_rows:
                 return total
+
+    def _chunk_delete(self, kept: Kept) -> Delete:
+        """A DELETE of at most chunk_rows expired rows, found on the timestamp's index and
+        deleted by their physical row id (PostgreSQL's ctid: a TID scan; SQLite's rowid):
+        by primary key IN (subquery), PostgreSQL hash-joined the whole table every chunk."""
+        table = kept.table
+        row_id = literal_column("ctid" if self.db.is_postgres else "rowid")
+        expired = select(row_id).select_from(table).where(table.c[kept.column] < utcnow() - kept.window)
+        if kept.only is not None:
+            expired = expired.where(kept.only)
+        expired = expired.limit(self.chunk_rows)
+        if self.db.is_postgres:
+            return delete(table).where(row_id == any_(func.array(expired.scalar_subquery())))
+        return delete(table).where(row_id.in_(expired))

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (only INTEGER PRIMARY KEY autoincrements there).
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -62,6 +63,20 @@ def _unnest_insert(table: Table, columns: list[Column[Any]], prefix: str = "") -
     return postgresql.insert(table).from_select(columns, select(*arrays))
 
 
+def wanted_keys(*columns: str) -> TableValuedAlias:
+    """`unnest(:wanted_<column>, ...) AS wanted(<column>, ...)`: keys to look up, sent as one
+    text array per column (values from wanted_values()). One statement text whatever
+    their number, so psycopg prepares it; join it (LATERAL, see kit.idempotency) to the
+    table's key index, where an IN list's generic plan would compare every stored key."""
+    arrays = (bindparam(f"wanted_{column}", type_=postgresql.ARRAY(String)) for column in columns)
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name="wanted")
+
+
+def wanted_values(columns: Sequence[str], keys: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
+    """The parameters of wanted_keys(*columns) for these keys (tuples in column order)."""
+    return {f"wanted_{column}": [key[index] for key in keys] for index, column in enumerate(columns)}
+
+
 def _item_type(column: Column[Any]) -> Any:
     # An explicit cast to VARCHAR(n) would silently truncate; the column's own
     # length is still enforced on assignment.
@@ -104,11 +119,11 @@ async def fetch_together(session: AsyncSession, queries: Sequence[Query]) -> lis
     turn in a busy event loop, so a group commit's reads cost a round trip each
     in wall time, not CPU. For short reads: in pipeline mode psycopg waits for read
     or write readiness, so it spins while PostgreSQL works. The statements must
-    compile without their values (no expanding IN: unnest an array instead).
+    compile without their values (no expanding IN: join wanted_keys() instead).
     Elsewhere they run one after another."""
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
-        return [list((await connection.execute(statement, values)).all()) for statement, values in queries]
+        return [(await connection.execute(statement, values)).all() for statement, values in queries]
     driver = (await connection.get_raw_connection()).driver_connection
     compiled = [_driver_sql(connection.dialect, statement) for statement, _ in queries]
     try:

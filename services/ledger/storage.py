@@ -43,14 +43,13 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import Queryable, UtcDateTime
 from services.kit.idempotency import idempotency_table
 from services.kit.runtime import add_kit_tables
-from services.kit.sqlutil import BigIntId, Query, insert_ignore, insert_many
+from services.kit.sqlutil import BigIntId, Query, insert_ignore, insert_many, wanted_keys, wanted_values
 from services.ledger.domain import (
     Category,
     Cursor,
@@ -560,10 +559,7 @@ def owned_categories_query(dialect_name: str, pairs: Iterable[tuple[str, str]]) 
     wanted = sorted(set(pairs))
     if dialect_name != "postgresql":
         return _owned_categories_in, {"pairs": wanted}
-    return _owned_categories_unnested, {
-        "user_ids": [user_id for user_id, _ in wanted],
-        "category_ids": [category_id for _, category_id in wanted],
-    }
+    return _owned_categories_unnested, wanted_values(_CATEGORY_KEY, wanted)
 
 
 def owned_in(rows: Iterable[Any]) -> set[tuple[str, str]]:
@@ -571,28 +567,19 @@ def owned_in(rows: Iterable[Any]) -> set[tuple[str, str]]:
 
 
 # Built once, not per call: they run in every batch of creates.
+_CATEGORY_KEY = ("user_id", "id")
 _owned_categories_in = (
     select(categories.c.user_id, categories.c.id)
     .where(tuple_(categories.c.user_id, categories.c.id).in_(bindparam("pairs", expanding=True)))
     .with_for_update(read=True)
 )
-# One statement text whatever the number of pairs (an IN list's varies with it).
-_wanted_categories = (
-    func.unnest(
-        bindparam("user_ids", type_=postgresql.ARRAY(String)),
-        bindparam("category_ids", type_=postgresql.ARRAY(String)),
-    )
-    .table_valued("user_id", "id")
-    .render_derived(name="wanted")
-)
+_wanted_categories = wanted_keys(*_CATEGORY_KEY)
 _owned_categories_unnested = (
     select(categories.c.user_id, categories.c.id)
     .join_from(
         _wanted_categories,
         categories,
-        and_(
-            categories.c.user_id == _wanted_categories.c.user_id, categories.c.id == _wanted_categories.c.id
-        ),
+        and_(*(categories.c[name] == _wanted_categories.c[name] for name in _CATEGORY_KEY)),
     )
     .with_for_update(read=True, of=categories)
 )

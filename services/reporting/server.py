@@ -39,9 +39,8 @@ def build_app(settings: MeshSettings) -> ServiceApp:
     )
     # A tombstone only has to outlast the events that could still arrive for its expense,
     # as an inbox record does.
-    tombstones = storage.expenses.c.deleted.is_(True)
     inbox_window = timedelta(hours=settings.retention.inbox_hours)
-    runtime.retain(storage.expenses, "updated_at", inbox_window, only=tombstones)
+    runtime.retain(storage.expenses, "updated_at", inbox_window, only=storage.tombstones)
     servicer = ReportingServicer(
         Reports(runtime.db, settings.reporting), preferences, cache, settings.reporting
     )

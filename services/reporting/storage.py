@@ -41,7 +41,6 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
-    text,
     tuple_,
     type_coerce,
     union_all,
@@ -74,7 +73,6 @@ CHUNK = 500
 
 metadata = MetaData()
 outbox_table, inbox_table = add_kit_tables(metadata)
-TOMBSTONE = "deleted"  # an expense the ledger deleted: kept so older events of it stay ignored
 
 expenses = Table(
     "expenses",
@@ -94,11 +92,11 @@ expenses = Table(
     PrimaryKeyConstraint("user_id", "expense_id"),
     Index("ix_expenses_user_spent_on", "user_id", "spent_on"),
     Index("ix_expenses_user_category", "user_id", "category_id"),
-    # For the retention purge of tombstones.
-    Index(
-        "ix_expenses_tombstones", "updated_at", postgresql_where=text(TOMBSTONE), sqlite_where=text(TOMBSTONE)
-    ),
 )
+# Expenses the ledger deleted, kept so that older events of them stay ignored; the
+# retention purge deletes them by updated_at (reporting/server.py).
+tombstones = expenses.c.deleted
+Index("ix_expenses_tombstones", expenses.c.updated_at, postgresql_where=tombstones, sqlite_where=tombstones)
 
 categories = Table(
     "categories",

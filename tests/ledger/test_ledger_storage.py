@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.kit import migrations
 from services.kit.config import MeshSettings
 from services.kit.db import Database
-from services.kit.idempotency import _keys_lookup, stored_answers_of
+from services.kit.idempotency import RequestKey, _keys_lookup, stored_answers_of
 from services.kit.ids import new_id
-from services.kit.sqlutil import COPY_MIN_ROWS, insert_many, one_round_trip
+from services.kit.sqlutil import COPY_MIN_ROWS, insert_many, one_round_trip, wanted_values
 from services.ledger import storage
 from services.ledger.domain import Cursor, Expense, ExpenseFilter, parse_ordering
 
@@ -216,12 +216,8 @@ async def test_import_keys_are_probed_per_id_and_found(db: Database) -> None:
         await session.execute(text("ANALYZE ledger.idempotency_keys"))
         query = _keys_lookup(storage.idempotency_keys, "postgresql")
         sql = str(query.compile(dialect=session.bind.dialect))
-        parameters = {
-            "user_ids": [user_id] * len(wanted),
-            "methods": [method] * len(wanted),
-            "request_ids": wanted,
-            "param_1": 1,
-        }
+        keys = [RequestKey(user_id, method, request_id) for request_id in wanted]
+        parameters = {**wanted_values(RequestKey._fields, keys), "param_1": 1}
         connection = await session.connection()
         result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", parameters)
         nodes = list(_plan_nodes(result.scalar_one()[0]["Plan"]))
