@@ -97,6 +97,15 @@ class Bench:
 
     # ------------------------------------------------------------------ steps
 
+    def ran_since_baseline(self, baseline_scenario: str) -> bool:
+        """Whether a step of another scenario ran after the last baseline row."""
+        for result in reversed(self.results):
+            if result.baseline:
+                return False
+            if result.scenario != baseline_scenario:
+                return True
+        return True
+
     def _finish(
         self, result: ScenarioResult, target: Target | None, usage: dict[str, dict[str, float]] | None = None
     ) -> ScenarioResult:
@@ -117,7 +126,9 @@ class Bench:
         if result.baseline:
             self.baselines[kind] = result.throughput
         elif result.load.startswith("closed-loop") and baseline:
+            # The latest baseline row of the kind: measured just before (baseline_again).
             result.ratio = result.throughput / baseline
+            result.extra["baseline_throughput"] = round(baseline, 1)
         if target is not None:
             result.target = target.text
             result.passed = result.requests > 0 and result.errors == 0 and target.check(result)

@@ -97,3 +97,27 @@ def test_the_run_describes_machine_and_pinning(smoke_results: dict) -> None:
     assert smoke_results["pinning"]
     baselines = [row for row in smoke_results["scenarios"] if row["baseline"]]
     assert {row["path"] for row in baselines} == {"REST", "gRPC"}
+
+
+def test_ratios_use_the_baseline_measured_just_before(smoke_results: dict) -> None:
+    latest: dict[str, float] = {}
+    ratios = 0
+    for row in smoke_results["scenarios"]:
+        # Like with like: the same path and load generator (bench/context.py).
+        kind = f"{row['path']} {row['load'].split(',')[0]}"
+        if row["baseline"]:
+            latest[kind] = row["throughput"]
+        elif kind in latest:
+            ratios += 1
+            assert row["extra"]["baseline_throughput"] == round(latest[kind], 1), row
+            assert row["ratio"] == pytest.approx(row["throughput"] / latest[kind]), row
+    assert ratios >= 6
+    # Measured again before the later scenarios, not again right after the first baseline.
+    rows = smoke_results["scenarios"]
+    again = [row["variant"] for row in rows if row["baseline"] and "before" in row["variant"]]
+    assert again == [
+        "REST, before summaries cached",
+        "gRPC, before summaries cached",
+        "REST, before create expense",
+        "gRPC, before create expense",
+    ]
