@@ -31,6 +31,11 @@ class Kept:
     only: ColumnElement[bool] | None = None
 
 
+def _same_rule(one: Kept, other: Kept) -> bool:
+    # `is` for the conditions: == on SQL expressions builds a comparison.
+    return (one.column, one.window) == (other.column, other.window) and one.only is other.only
+
+
 class Purger:
     def __init__(self, db: Database, every: timedelta, chunk_rows: int) -> None:
         self.db = db
@@ -41,7 +46,14 @@ class Purger:
     def keep(
         self, table: Table, column: str, window: timedelta, only: ColumnElement[bool] | None = None
     ) -> None:
-        self.kept.append(Kept(table, column, window, only))
+        """A table kept again by the same rule is kept once (a service's consumers share
+        one inbox); by another rule it is refused, since one of the two would not hold."""
+        rule = Kept(table, column, window, only)
+        same_table = [kept for kept in self.kept if kept.table is table]
+        if not same_table:
+            self.kept.append(rule)
+        elif not any(_same_rule(kept, rule) for kept in same_table):
+            raise ValueError(f"{table.name} is already kept by another rule: {same_table[0]}")
 
     async def run(self) -> None:
         while True:

@@ -96,8 +96,7 @@ class Runtime:
     ) -> None:
         """Rows of table whose timestamp `column` is older than window (among those
         matching `only`) get deleted."""
-        if all(kept.table is not table for kept in self.purger.kept):
-            self.purger.keep(table, column, window, only)
+        self.purger.keep(table, column, window, only)
 
     def consume(self, inbox: Table, name: str, event_pattern: str, handler: Handler) -> EventConsumer:
         """A consumer applying its events one at a time (still one transaction per batch)."""

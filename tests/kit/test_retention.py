@@ -147,3 +147,15 @@ def test_an_inbox_window_shorter_than_redeliveries_is_refused() -> None:
     assert (
         MeshSettings.model_validate({"retention": {"inbox_hours": 7 * 24 + 1}}).retention.inbox_hours == 169
     )
+
+
+def test_a_table_kept_twice_by_one_rule_is_kept_once_and_by_two_rules_refused(db: Database) -> None:
+    purger = Purger(db, timedelta(minutes=10), 100)
+    purger.keep(inbox, "processed_at", WINDOW)
+    purger.keep(inbox, "processed_at", WINDOW)  # a second consumer sharing the inbox
+    assert len(purger.kept) == 1
+    with pytest.raises(ValueError, match="inbox is already kept"):
+        purger.keep(inbox, "processed_at", WINDOW * 2)
+    with pytest.raises(ValueError, match="inbox is already kept"):
+        purger.keep(inbox, "processed_at", WINDOW, inbox.c.consumer == "other")
+    assert len(purger.kept) == 1
