@@ -240,14 +240,20 @@ async def test_published_rows_are_marked_in_one_update_per_interval(world: World
     assert await unmarked() == 0
 
 
-async def test_rows_must_be_marked_before_the_poll_deems_them_stale(world: World) -> None:
-    with pytest.raises(ValueError, match="stale"):
-        OutboxRelay(
-            world.db,
-            world.outbox,
-            world.bus,
-            50,
-            0.2,
-            stale_after=timedelta(seconds=1),
-            mark_interval=timedelta(seconds=1),
-        )
+async def test_rows_must_be_marked_before_the_poll_deems_them_stale(database_url: str, nats_url: str) -> None:
+    # A world never started: a bus connecting in the background while this instant test
+    # ends could create its stream after the cleanup deleted it (an empty stream left behind).
+    world = World(database_url, nats_url)
+    try:
+        with pytest.raises(ValueError, match="stale"):
+            OutboxRelay(
+                world.db,
+                world.outbox,
+                world.bus,
+                50,
+                0.2,
+                stale_after=timedelta(seconds=1),
+                mark_interval=timedelta(seconds=1),
+            )
+    finally:
+        await world.db.dispose()
