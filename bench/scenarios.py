@@ -129,7 +129,6 @@ async def list_expenses(bench: Bench) -> None:
     paths = [f"/v1/expenses?from={m}&to={month_end(m)}&page_size=50" for m in months]
     target = p99_at_most(bench.targets.list_max_p99_ms)
     variants = [wrk.Variant("GET", path, token=token) for path in paths]
-    await baseline_again(bench, "list month page")
     await bench.wrk_step("list month page", "REST", variants, profile.read_connections, target)
 
     async with channel(bench.mesh.address("ledger")) as ledger_channel:

@@ -85,6 +85,10 @@ class OutboxSettings(BaseModel):
     replay_window_hours: int = 72
     batch_size: int = 200
 
+    @property
+    def replay_window(self) -> timedelta:
+        return timedelta(hours=self.replay_window_hours)
+
 
 class RetentionSettings(BaseModel):
     """Rows kept only for a while (services/kit/retention.py)."""
@@ -97,6 +101,14 @@ class RetentionSettings(BaseModel):
     purge_interval_minutes: float = Field(10.0, gt=0)
     # Rows deleted per transaction at most.
     purge_chunk_rows: int = Field(5000, ge=1)
+
+    @property
+    def inbox_window(self) -> timedelta:
+        return timedelta(hours=self.inbox_hours)
+
+    @property
+    def idempotency_window(self) -> timedelta:
+        return timedelta(hours=self.idempotency_hours)
 
 
 class ConsumerSettings(BaseModel):
@@ -235,8 +247,8 @@ class MeshSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _inbox_outlasts_redeliveries(self) -> MeshSettings:
-        redelivered_for = max(EVENT_STREAM_MAX_AGE, timedelta(hours=self.outbox.replay_window_hours))
-        if timedelta(hours=self.retention.inbox_hours) <= redelivered_for:
+        redelivered_for = max(EVENT_STREAM_MAX_AGE, self.outbox.replay_window)
+        if self.retention.inbox_window <= redelivered_for:
             raise ValueError(
                 f"retention.inbox_hours must exceed {redelivered_for.total_seconds() / 3600:.0f} "
                 "(how long an event can be delivered again): a consumer would apply it twice"

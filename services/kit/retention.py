@@ -46,8 +46,10 @@ class Purger:
     def keep(
         self, table: Table, column: str, window: timedelta, only: ColumnElement[bool] | None = None
     ) -> None:
-        """A table kept again by the same rule is kept once (a service's consumers share
-        one inbox); by another rule it is refused, since one of the two would not hold."""
+        """Rows of table whose timestamp `column` is older than window (among those
+        matching `only`) get deleted. A table kept again by the same rule is kept once
+        (a service's consumers share one inbox); by another rule it is refused, since
+        one of the two would not hold."""
         rule = Kept(table, column, window, only)
         same_table = [kept for kept in self.kept if kept.table is table]
         if not same_table:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, MetaData, Table
+from sqlalchemy import MetaData, Table
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.kit.auth import TokenVerifier
@@ -88,15 +88,8 @@ class Runtime:
         self.background.append(relay.run)
         self.relay = relay
         # Published rows stay for replays (OutboxRelay.replay_from); unpublished ones stay.
-        self.retain(table, "published_at", timedelta(hours=cfg.replay_window_hours))
+        self.purger.keep(table, "published_at", cfg.replay_window)
         return outbox
-
-    def retain(
-        self, table: Table, column: str, window: timedelta, only: ColumnElement[bool] | None = None
-    ) -> None:
-        """Rows of table whose timestamp `column` is older than window (among those
-        matching `only`) get deleted."""
-        self.purger.keep(table, column, window, only)
 
     def consume(self, inbox: Table, name: str, event_pattern: str, handler: Handler) -> EventConsumer:
         """A consumer applying its events one at a time (still one transaction per batch)."""
@@ -111,7 +104,7 @@ class Runtime:
             self.bus, self.db, inbox, name, event_pattern, handler, cfg.batch_size, cfg.linger_ms / 1000
         )
         self.background.append(consumer.run)
-        self.retain(inbox, "processed_at", timedelta(hours=self.settings.retention.inbox_hours))
+        self.purger.keep(inbox, "processed_at", self.settings.retention.inbox_window)
         return consumer
 
     def remote_verifier(self) -> TokenVerifier:

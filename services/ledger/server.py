@@ -3,8 +3,6 @@ drops cached preferences when a profile changes."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
@@ -34,8 +32,7 @@ def build_app(settings: MeshSettings) -> ServiceApp:
         preferences.forget(envelope.user_id)
 
     runtime.consume(storage.inbox, "ledger_preferences", PROFILE_UPDATED, forget_preferences)
-    idempotency_window = timedelta(hours=settings.retention.idempotency_hours)
-    runtime.retain(storage.idempotency_keys, "created_at", idempotency_window)
+    runtime.purger.keep(storage.idempotency_keys, "created_at", settings.retention.idempotency_window)
     servicers = [
         (
             ledger_pb2_grpc.add_LedgerServiceServicer_to_server,

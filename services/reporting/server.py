@@ -3,8 +3,6 @@ report servicer, the cache and the preferences lookup."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from expense.reporting.v1 import reporting_pb2_grpc
 from services.kit.config import MeshSettings
 from services.kit.profiles import PreferencesClient
@@ -39,8 +37,7 @@ def build_app(settings: MeshSettings) -> ServiceApp:
     )
     # A tombstone only has to outlast the events that could still arrive for its expense,
     # as an inbox record does.
-    inbox_window = timedelta(hours=settings.retention.inbox_hours)
-    runtime.retain(storage.expenses, "updated_at", inbox_window, only=storage.tombstones)
+    runtime.purger.keep(storage.expenses, "updated_at", settings.retention.inbox_window, storage.tombstones)
     servicer = ReportingServicer(
         Reports(runtime.db, settings.reporting), preferences, cache, settings.reporting
     )
