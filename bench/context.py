@@ -120,6 +120,8 @@ class Bench:
             if "database" in usage:
                 result.extra["database"] = _database_summary(usage["database"])
             result.cpu_ms_per_request = _cpu_per_request(usage["components"], result)
+            result.extra["cpu_wait_by_component"] = usage["waiting"]
+            result.cpu_wait_ms_per_request = _cpu_per_request(usage["waiting"], result)
         # Ratios compare like with like: closed-loop rows, same path, same load generator.
         kind = f"{result.path} {result.load.split(',')[0]}"
         baseline = self.baselines.get(kind)
@@ -260,6 +262,7 @@ class Bench:
             yield usage
             usage["cores"] = cores.stop()
             usage["components"] = components.stop()
+            usage["waiting"] = components.waiting
             if counting:
                 # A backend publishes its counters about a second after its transactions.
                 await asyncio.sleep(STATS_FLUSH_SECONDS)
@@ -361,8 +364,9 @@ def _database_summary(deltas: dict[str, float]) -> dict[str, float]:
 
 
 def _cpu_per_request(components: dict[str, float], result: ScenarioResult) -> float | None:
-    """CPU milliseconds the system under test (everything but the load generator) spent
-    per request: steadier than throughput when the machine is shared."""
+    """Milliseconds per request the system under test (everything but the load generator)
+    spent on the CPU (steadier than throughput when the machine is shared), or, given
+    the waits, waiting for a core."""
     if not result.requests or not result.seconds:
         return None
     busy = sum(share for name, share in components.items() if not name.startswith(LOAD_GENERATOR))

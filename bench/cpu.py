@@ -1,5 +1,6 @@
-"""Which cores the load generator and the system under test run on, and how busy
-each core was during a step (from /proc/stat)."""
+"""Which cores the load generator and the system under test run on, how busy each
+core was during a step (from /proc/stat), and how long each component's threads
+waited for a core (schedstat)."""
 
 from __future__ import annotations
 
@@ -142,21 +143,43 @@ def _engine_pids(database: str) -> dict[str, list[int]]:
     return found
 
 
+def _thread_waits(pid: int) -> dict[int, int]:
+    """Nanoseconds each thread of a process spent runnable but waiting for a core
+    (the second field of its schedstat); empty once the process is gone."""
+    waits = {}
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return waits
+    for task in tasks:
+        try:
+            waits[int(task.name)] = int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return waits
+
+
 class ProcessMeter:
-    """CPU time per component between start() and stop(), as % of one core."""
+    """Per component between start() and stop(), as % of one core: CPU time, and
+    time its threads waited for a core (a thread runnable but not running: with
+    every core busy, this queueing is where latency tails come from)."""
 
     def __init__(self, pids: dict[str, list[int]], database: str) -> None:
         self.pids = pids
         self.database = database
         self._start: dict[int, int] = {}
+        self._waits: dict[int, int] = {}
         self._began = 0.0
         self._own = (0.0, 0.0)
+        self.waiting: dict[str, float] = {}
 
     def _all(self) -> dict[str, list[int]]:
         return {**self.pids, **_engine_pids(self.database)}
 
     def start(self) -> None:
-        self._start = {pid: _process_ticks(pid) for pids in self._all().values() for pid in pids}
+        every = [pid for pids in self._all().values() for pid in pids]
+        self._start = {pid: _process_ticks(pid) for pid in every}
+        self._waits = {tid: waited for pid in every for tid, waited in _thread_waits(pid).items()}
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         self._own = (own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime)
         self._began = time.perf_counter()
@@ -167,6 +190,12 @@ class ProcessMeter:
         for label, pids in self._all().items():
             ticks = sum(_process_ticks(pid) - self._start.get(pid, 0) for pid in pids)
             usage[label] = round(100 * ticks / CLOCK_TICKS / elapsed, 1)
+            # A thread started during the step waited only during the step.
+            waited = sum(
+                ns - self._waits.get(tid, 0) for pid in pids for tid, ns in _thread_waits(pid).items()
+            )
+            self.waiting[label] = round(100 * waited / 1e9 / elapsed, 1)
+        self.waiting = dict(sorted(self.waiting.items(), key=lambda item: -item[1]))
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         spent = (own.ru_utime + own.ru_stime - self._own[0]) + (
             children.ru_utime + children.ru_stime - self._own[1]

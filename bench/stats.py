@@ -76,6 +76,8 @@ class ScenarioResult:
     ratio: float | None = None
     # CPU time of the system under test per request (ms), from /proc: see bench/cpu.py.
     cpu_ms_per_request: float | None = None
+    # Time its threads spent runnable, waiting for a busy core, per request (ms): schedstat.
+    cpu_wait_ms_per_request: float | None = None
     baseline: bool = False
     path: str = "REST"
     outcomes: dict[str, int] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cpu import LOAD_GENERATOR
 from services.kit.config import REPO_ROOT
 from tests.infra import require
 
@@ -97,6 +98,18 @@ def test_the_run_describes_machine_and_pinning(smoke_results: dict) -> None:
     assert smoke_results["pinning"]
     baselines = [row for row in smoke_results["scenarios"] if row["baseline"]]
     assert {row["path"] for row in baselines} == {"REST", "gRPC"}
+
+
+def test_steps_record_cpu_and_core_waits_per_component(smoke_results: dict) -> None:
+    measured = [row for row in smoke_results["scenarios"] if "cpu_by_component" in row["extra"]]
+    assert len(measured) >= 10
+    for row in measured:
+        waits = row["extra"]["cpu_wait_by_component"]
+        # Every component of the system under test; the load generator's own are not read.
+        assert set(waits) == set(row["extra"]["cpu_by_component"]) - {LOAD_GENERATOR}, row
+        assert {"ledger", "envoy", "postgres (this run)"} <= set(waits), row
+        assert all(share >= 0 for share in waits.values()), row
+        assert row["cpu_wait_ms_per_request"] >= 0, row
 
 
 def test_ratios_use_the_baseline_measured_just_before(smoke_results: dict) -> None:
