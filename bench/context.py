@@ -121,6 +121,9 @@ class Bench:
                 result.extra["database"] = _database_summary(usage["database"])
             result.cpu_ms_per_request = _cpu_per_request(usage["components"], result)
             result.extra["cpu_wait_by_component"] = usage["waiting"]
+            # What the mesh logged during the step (a collection pausing a loop, a slow call)
+            # explains a tail the figures alone do not.
+            result.extra["mesh_warnings"] = usage["warnings"]
             result.cpu_wait_ms_per_request = _cpu_per_request(usage["waiting"], result)
         # Ratios compare like with like: closed-loop rows, same path, same load generator.
         kind = f"{result.path} {result.load.split(',')[0]}"
@@ -248,7 +251,8 @@ class Bench:
     async def measuring(
         self, scenario: str, variant: str, seconds: float
     ) -> AsyncIterator[dict[str, dict[str, float]]]:
-        """CPU per core and per component (% of one core) while a step runs, and py-spy."""
+        """CPU per core, and CPU and waits for a core per component (% of one core), while
+        a step runs; what the mesh logged meanwhile; py-spy."""
         assert self.mesh.process is not None
         pids = {name: [pid] for name, pid in self.mesh.service_pids().items()}
         pids["launcher (log relay)"] = [self.mesh.process.pid]
@@ -257,12 +261,14 @@ class Bench:
         counting = self.profile.database_counters
         async with self._profiling(scenario, variant, seconds):
             before = await self._database_counters() if counting else {}
+            log_start = self.mesh.log_size()
             cores.start()
             components.start()
             yield usage
             usage["cores"] = cores.stop()
             usage["components"] = components.stop()
             usage["waiting"] = components.waiting
+            usage["warnings"] = dict(self.mesh.warnings(since=log_start))
             if counting:
                 # A backend publishes its counters about a second after its transactions.
                 await asyncio.sleep(STATS_FLUSH_SECONDS)
@@ -375,7 +381,9 @@ def _cpu_per_request(components: dict[str, float], result: ScenarioResult) -> fl
 
 def _progress(result: ScenarioResult) -> str:
     verdict = {True: "pass", False: "FAIL", None: ""}[result.passed]
+    logged = result.extra.get("mesh_warnings")
     return (
         f"  {result.scenario:<22} {result.variant:<26} {result.throughput:>9.1f} {result.unit:<10} "
         f"p99 {result.latency.p99:>8.2f} ms  errors {result.errors:<5} {verdict}"
+        + (f"  (mesh warnings: {logged})" if logged else "")
     )

@@ -193,12 +193,17 @@ class BenchMesh:
             return ""
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
-    def warnings(self, limit: int = 40) -> dict[str, int]:
-        """Warnings and errors the mesh logged, counted by (process, message)."""
+    def log_size(self) -> int:
+        """Where the mesh log ends now: warnings(since=...) counts what a step logged."""
+        return self.log_file.stat().st_size if self.log_file.exists() else 0
+
+    def warnings(self, limit: int = 40, since: int = 0) -> dict[str, int]:
+        """Warnings and errors the mesh logged from byte `since` on, counted by (process, message)."""
         counts: Counter[str] = Counter()
         if not self.log_file.exists():
             return {}
         with self.log_file.open(errors="replace") as log:
+            log.seek(since)
             for line in log:
                 name, _, text = line.partition(" | ")
                 key = _warning_key(name.strip(), text.strip())

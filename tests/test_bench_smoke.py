@@ -100,7 +100,7 @@ def test_the_run_describes_machine_and_pinning(smoke_results: dict) -> None:
     assert {row["path"] for row in baselines} == {"REST", "gRPC"}
 
 
-def test_steps_record_cpu_and_core_waits_per_component(smoke_results: dict) -> None:
+def test_steps_record_cpu_core_waits_and_warnings_per_component(smoke_results: dict) -> None:
     measured = [row for row in smoke_results["scenarios"] if "cpu_by_component" in row["extra"]]
     assert len(measured) >= 10
     for row in measured:
@@ -110,6 +110,8 @@ def test_steps_record_cpu_and_core_waits_per_component(smoke_results: dict) -> N
         assert {"ledger", "envoy", "postgres (this run)"} <= set(waits), row
         assert all(share >= 0 for share in waits.values()), row
         assert row["cpu_wait_ms_per_request"] >= 0, row
+        # What the mesh logged during the step, counted per step (bench/mesh.py).
+        assert all(count > 0 for count in row["extra"]["mesh_warnings"].values()), row
 
 
 def test_ratios_use_the_baseline_measured_just_before(smoke_results: dict) -> None:
