@@ -223,7 +223,7 @@ class Bench:
         seconds: float | None = None,
         warmup: bool = True,
     ) -> ScenarioResult:
-        seconds = seconds or self.profile.duration_seconds
+        seconds = seconds or self.profile.open_loop_seconds(rate, judged=target is not None)
         warmup_seconds = self.profile.warmup_seconds if warmup else 0.0
         async with self.measuring(scenario, variant, seconds + warmup_seconds) as usage:
             report = await open_loop(call, rate, seconds, warmup_seconds)

@@ -68,6 +68,14 @@ class Profile(BaseModel):
     rate_limit_extra_attempts: int = Field(ge=1)
     # pg_stat_database deltas per step (costs a 1.5 s pause after each step).
     database_counters: bool = True
+    # An open-loop step judged by a p99 target runs for at least this many requests: the
+    # p99 of 250 requests (10 s at 25/s) is their third-slowest, and one stall decides it.
+    judged_open_loop_min_requests: int = Field(0, ge=0)
+
+    def open_loop_seconds(self, rate: float, judged: bool) -> float:
+        if not judged:
+            return self.duration_seconds
+        return max(self.duration_seconds, self.judged_open_loop_min_requests / rate)
 
 
 class BenchConfig(BaseModel):
