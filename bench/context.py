@@ -119,12 +119,12 @@ class Bench:
             result.extra["cpu_unaccounted"] = round(max(0.0, others), 1)
             if "database" in usage:
                 result.extra["database"] = _database_summary(usage["database"])
-            result.cpu_ms_per_request = _cpu_per_request(usage["components"], result)
+            result.cpu_ms_per_request = _ms_per_request(usage["components"], result)
             result.extra["cpu_wait_by_component"] = usage["waiting"]
             # What the mesh logged during the step (a collection pausing a loop, a slow call)
             # explains a tail the figures alone do not.
             result.extra["mesh_warnings"] = usage["warnings"]
-            result.cpu_wait_ms_per_request = _cpu_per_request(usage["waiting"], result)
+            result.cpu_wait_ms_per_request = _ms_per_request(usage["waiting"], result)
         # Ratios compare like with like: closed-loop rows, same path, same load generator.
         kind = f"{result.path} {result.load.split(',')[0]}"
         baseline = self.baselines.get(kind)
@@ -268,7 +268,7 @@ class Bench:
             usage["cores"] = cores.stop()
             usage["components"] = components.stop()
             usage["waiting"] = components.waiting
-            usage["warnings"] = dict(self.mesh.warnings(since=log_start))
+            usage["warnings"] = self.mesh.warnings(since=log_start)
             if counting:
                 # A backend publishes its counters about a second after its transactions.
                 await asyncio.sleep(STATS_FLUSH_SECONDS)
@@ -369,13 +369,13 @@ def _database_summary(deltas: dict[str, float]) -> dict[str, float]:
     return counters | dict(tables[:TABLES_REPORTED])
 
 
-def _cpu_per_request(components: dict[str, float], result: ScenarioResult) -> float | None:
-    """Milliseconds per request the system under test (everything but the load generator)
-    spent on the CPU (steadier than throughput when the machine is shared), or, given
-    the waits, waiting for a core."""
+def _ms_per_request(shares: dict[str, float], result: ScenarioResult) -> float | None:
+    """Per-component shares of a core (CPU time, or waits for a core) as milliseconds per
+    request of the system under test (everything but the load generator). CPU per request
+    is steadier than throughput when the machine is shared."""
     if not result.requests or not result.seconds:
         return None
-    busy = sum(share for name, share in components.items() if not name.startswith(LOAD_GENERATOR))
+    busy = sum(share for name, share in shares.items() if not name.startswith(LOAD_GENERATOR))
     return busy / 100 * result.seconds * 1000 / result.requests
 
 

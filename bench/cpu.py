@@ -187,6 +187,7 @@ class ProcessMeter:
     def stop(self) -> dict[str, float]:
         elapsed = time.perf_counter() - self._began
         usage: dict[str, float] = {}
+        waiting: dict[str, float] = {}
         for label, pids in self._all().items():
             ticks = sum(_process_ticks(pid) - self._start.get(pid, 0) for pid in pids)
             usage[label] = round(100 * ticks / CLOCK_TICKS / elapsed, 1)
@@ -194,11 +195,15 @@ class ProcessMeter:
             waited = sum(
                 ns - self._waits.get(tid, 0) for pid in pids for tid, ns in _thread_waits(pid).items()
             )
-            self.waiting[label] = round(100 * waited / 1e9 / elapsed, 1)
-        self.waiting = dict(sorted(self.waiting.items(), key=lambda item: -item[1]))
+            waiting[label] = round(100 * waited / 1e9 / elapsed, 1)
+        self.waiting = _largest_first(waiting)
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         spent = (own.ru_utime + own.ru_stime - self._own[0]) + (
             children.ru_utime + children.ru_stime - self._own[1]
         )
         usage[LOAD_GENERATOR] = round(100 * spent / elapsed, 1)
-        return dict(sorted(usage.items(), key=lambda item: -item[1]))
+        return _largest_first(usage)
+
+
+def _largest_first(shares: dict[str, float]) -> dict[str, float]:
+    return dict(sorted(shares.items(), key=lambda item: -item[1]))
