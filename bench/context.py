@@ -28,7 +28,7 @@ from bench.mesh import NATS_URL, REDIS_URL, BenchMesh
 from bench.seed import SeedResult, libpq_dsn
 from bench.settings import Profile, Targets
 from bench.stats import OK, ScenarioResult
-from services.kit.config import MeshSettings
+from services.kit.config.settings import MeshSettings
 from services.launcher.up import tool
 
 Check = Callable[[ScenarioResult], bool]

@@ -25,7 +25,7 @@ import redis
 from nats.js.errors import NotFoundError
 
 from bench.settings import MeshOverrides
-from services.kit.config import REPO_ROOT, load_settings
+from services.kit.config.settings import REPO_ROOT, load_settings
 from services.launcher.up import READY_LINE
 
 POSTGRES_ADMIN_DSN = os.environ.get("EM_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from bench.mesh import NATS_URL, POSTGRES_ADMIN_DSN, REDIS_URL
 from bench.stats import LatencySummary, ScenarioResult
-from services.kit.config import REPO_ROOT
+from services.kit.config.settings import REPO_ROOT
 from services.launcher.up import tool
 
 RESULTS_DIR = Path(__file__).with_name("results")

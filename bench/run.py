@@ -28,7 +28,7 @@ from bench.scenarios import SCENARIOS, verify_reports
 from bench.seed import Population, Seeder, SeedResult, settle
 from bench.settings import BenchConfig, load_config
 from bench.stats import LatencySummary, ScenarioResult
-from services.kit.config import MeshSettings, load_settings
+from services.kit.config.settings import MeshSettings, load_settings
 
 ENGINES = {"PostgreSQL": 5432, "Redis": 6379, "NATS": 4222}
 

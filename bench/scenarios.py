@@ -35,8 +35,8 @@ from expense.echo.v1 import echo_pb2, echo_pb2_grpc
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from expense.reporting.v1 import reporting_pb2, reporting_pb2_grpc
-from services.kit.ids import new_id
-from services.kit.money import format_amount
+from services.kit.domain.ids import new_id
+from services.kit.domain.money import format_amount
 
 Scenario = Callable[[Bench], Awaitable[None]]
 RPC_TIMEOUT_SECONDS = 30.0

@@ -26,9 +26,9 @@ from sqlalchemy import Table
 
 from bench.settings import DataShape
 from services.auth import storage as auth_storage
-from services.kit.config import MeshSettings
-from services.kit.ids import new_id
-from services.kit.money import currencies
+from services.kit.config.settings import MeshSettings
+from services.kit.domain.ids import new_id
+from services.kit.domain.money import currencies
 from services.ledger import storage as ledger_storage
 from services.ledger.domain import Expense, entry, load_default_categories, name_key
 from services.user import storage as user_storage

@@ -27,7 +27,7 @@ from typing import ClassVar
 import pytest
 import redis
 
-from services.kit.config import REPO_ROOT, load_settings
+from services.kit.config.settings import REPO_ROOT, load_settings
 from services.launcher.up import READY_LINE
 from tests.infra import NATS_URL, REDIS_URL, delete_stream, fresh_postgres_database, require, unique_prefix
 

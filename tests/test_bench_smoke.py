@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.cpu import LOAD_GENERATOR
-from services.kit.config import REPO_ROOT
+from services.kit.config.settings import REPO_ROOT
 from tests.infra import require
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.kit.config import REPO_ROOT
+from services.kit.config.settings import REPO_ROOT
 from services.launcher import generated
 
 SETTINGS = generated.committed_settings()

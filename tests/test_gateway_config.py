@@ -16,7 +16,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from services.auth.keys import ensure_signing_keys
-from services.kit.config import REPO_ROOT, MeshSettings
+from services.kit.config.settings import REPO_ROOT, MeshSettings
 from services.launcher import envoy, generated, kong
 from services.launcher.routes import (
     DESCRIPTOR_SET,

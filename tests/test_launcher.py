@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.kit.config import REPO_ROOT
+from services.kit.config.settings import REPO_ROOT
 from services.launcher.supervisor import ChildFailed, Supervisor
 from tests.mesh import Mesh
 

@@ -29,15 +29,15 @@ from services.auth.domain import (
 from services.auth.passwords import Passwords
 from services.auth.throttle import LoginThrottle
 from services.auth.tokens import AccessTokens
-from services.kit.auth import Identity
 from services.kit.cache import Cache
-from services.kit.config import MeshSettings
-from services.kit.db import Database
-from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
-from services.kit.ids import is_uuid, new_id
-from services.kit.outbox import Outbox
-from services.kit.revocation import SessionFeed
-from services.kit.timeutil import utcnow
+from services.kit.config.settings import MeshSettings
+from services.kit.db.engine import Database
+from services.kit.domain.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from services.kit.domain.ids import is_uuid, new_id
+from services.kit.domain.timestamps import utcnow
+from services.kit.events.outbox import Outbox
+from services.kit.identity.revocation import SessionFeed
+from services.kit.identity.tokens import Identity
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from services.auth.domain import (
     password_length_problem,
 )
 from services.auth.tokens import SigningKeys
-from services.kit.auth import current_identity
-from services.kit.errors import InvalidArgument
-from services.kit.timeutil import rfc3339
-from services.kit.validation import validated
+from services.kit.domain.errors import InvalidArgument
+from services.kit.domain.timestamps import rfc3339
+from services.kit.domain.validation import validated
+from services.kit.identity.tokens import current_identity
 
 UNKNOWN_IP = "unknown"
 

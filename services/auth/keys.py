@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from services.kit.config import MeshSettings
+from services.kit.config.settings import MeshSettings
 
 ALGORITHM = "RS256"
 KEYS_KEPT = 2

@@ -9,11 +9,11 @@ from services.auth.api import AuthApi, IdentityApi
 from services.auth.passwords import Passwords
 from services.auth.throttle import LoginThrottle
 from services.auth.tokens import AccessTokens, SigningKeys
-from services.kit.auth import TokenVerifier
-from services.kit.config import MeshSettings
-from services.kit.revocation import SessionFeed
+from services.kit.config.settings import MeshSettings
+from services.kit.grpc.server import ServiceApp
+from services.kit.identity.revocation import SessionFeed
+from services.kit.identity.tokens import TokenVerifier
 from services.kit.runtime import Runtime
-from services.kit.server import ServiceApp
 
 
 def build_app(settings: MeshSettings) -> ServiceApp:

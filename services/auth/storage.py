@@ -21,11 +21,11 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth.domain import Account, RefreshTokenRecord, RevokeReason, SessionRecord
-from services.kit.db import UtcDateTime
-from services.kit.runtime import add_kit_tables
+from services.kit.db.engine import UtcDateTime
+from services.kit.events.tables import add_event_tables
 
 metadata = MetaData()
-outbox, inbox = add_kit_tables(metadata)
+outbox, inbox = add_event_tables(metadata)
 
 users = Table(
     "users",

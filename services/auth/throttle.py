@@ -13,8 +13,8 @@ import hashlib
 import math
 
 from services.kit.cache import Cache
-from services.kit.config import AuthSettings
-from services.kit.errors import ResourceExhausted
+from services.kit.config.settings import AuthSettings
+from services.kit.domain.errors import ResourceExhausted
 
 
 class LoginThrottle:

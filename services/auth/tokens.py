@@ -1,5 +1,5 @@
 """Access tokens: RS256 JWTs signed with the current key of the key ring
-(services/auth/keys.py), verified by every service with services.kit.auth."""
+(services/auth/keys.py), verified by every service with services.kit.identity.tokens."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import jwt
 
 from services.auth.keys import KeyRing, ensure_signing_keys
-from services.kit.auth import ALGORITHM, TOKEN_TYPE
-from services.kit.config import JwtSettings, MeshSettings
-from services.kit.errors import Unavailable
-from services.kit.ids import new_id
+from services.kit.config.settings import JwtSettings, MeshSettings
+from services.kit.domain.errors import Unavailable
+from services.kit.domain.ids import new_id
+from services.kit.identity.tokens import ALGORITHM, TOKEN_TYPE
 
 
 class SigningKeys:

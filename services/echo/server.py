@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from expense.echo.v1 import echo_pb2, echo_pb2_grpc
-from services.kit.auth import current_identity
-from services.kit.config import MeshSettings
-from services.kit.errors import Unauthenticated
+from services.kit.config.settings import MeshSettings
+from services.kit.domain.errors import Unauthenticated
+from services.kit.grpc.server import ServiceApp
+from services.kit.identity.tokens import current_identity
 from services.kit.runtime import Runtime
-from services.kit.server import ServiceApp
 
 
 class EchoServicer(echo_pb2_grpc.EchoServiceServicer):

@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 import click
 import uvloop
 
-from services.kit import migrations
-from services.kit.config import MeshSettings, load_settings
+from services.kit.config.settings import MeshSettings, load_settings
+from services.kit.db import migrations
+from services.kit.grpc.server import ServiceApp
 from services.kit.logs import configure_logging
-from services.kit.server import ServiceApp
 
 
 def service_main(

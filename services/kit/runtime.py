@@ -8,49 +8,19 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import MetaData, Table
+from sqlalchemy import Table
 
-from expense.auth.v1 import auth_pb2, auth_pb2_grpc
-from services.kit.auth import TokenVerifier
-from services.kit.bus import EventBus
 from services.kit.cache import Cache
-from services.kit.clients import LazyChannel
-from services.kit.config import MeshSettings
-from services.kit.consumer import BatchHandler, EventConsumer, Handler, inbox_table, per_event
-from services.kit.db import Database
-from services.kit.outbox import Outbox, OutboxRelay, outbox_table
-from services.kit.retention import Purger
-from services.kit.revocation import SessionFeed
-from services.kit.server import ServiceApp
-
-AUTH_SERVICES = ["expense.auth.v1.AuthService", "expense.auth.v1.IdentityService"]
-
-
-def add_kit_tables(metadata: MetaData) -> tuple[Table, Table]:
-    """The outbox and inbox tables, part of each service's own schema."""
-    return outbox_table(metadata), inbox_table(metadata)
-
-
-class AuthServiceClient:
-    """JWKS and session checks from the auth service, for every other service."""
-
-    def __init__(self, target: str, timeout_seconds: float) -> None:
-        self.channel = LazyChannel(target, AUTH_SERVICES, timeout_seconds)
-
-    def _stubs(self) -> tuple[auth_pb2_grpc.AuthServiceStub, auth_pb2_grpc.IdentityServiceStub]:
-        channel = self.channel.get()
-        return auth_pb2_grpc.AuthServiceStub(channel), auth_pb2_grpc.IdentityServiceStub(channel)
-
-    async def jwks(self) -> dict[str, Any]:
-        response = await self._stubs()[0].GetJwks(auth_pb2.GetJwksRequest())
-        return {"keys": [{f.name: v for f, v in key.ListFields()} for key in response.keys]}
-
-    async def session_active(self, session_id: str, user_id: str) -> bool:
-        request = auth_pb2.CheckSessionRequest(session_id=session_id, user_id=user_id)
-        return (await self._stubs()[1].CheckSession(request)).active
-
-    async def close(self) -> None:
-        await self.channel.close()
+from services.kit.config.settings import MeshSettings
+from services.kit.db.engine import Database
+from services.kit.db.retention import Purger
+from services.kit.events.bus import EventBus
+from services.kit.events.consumer import BatchHandler, EventConsumer, Handler, per_event
+from services.kit.events.outbox import Outbox, OutboxRelay
+from services.kit.grpc.server import ServiceApp
+from services.kit.identity.auth_client import AuthServiceClient
+from services.kit.identity.revocation import SessionFeed
+from services.kit.identity.tokens import TokenVerifier
 
 
 class Runtime:

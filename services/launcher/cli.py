@@ -10,7 +10,7 @@ from typing import cast
 
 import click
 
-from services.kit.config import REPO_ROOT, MeshSettings, load_settings
+from services.kit.config.settings import REPO_ROOT, MeshSettings, load_settings
 from services.launcher import generated, health
 from services.launcher.envoy import TARGETS, Target, envoy_config
 from services.launcher.files import render_yaml, write_text

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.kit.config import MeshSettings
+from services.kit.config.settings import MeshSettings
 from services.launcher.envoy import CONTAINER_DESCRIPTOR
 from services.launcher.kong import KONG_INCLUDE
 

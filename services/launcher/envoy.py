@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from services.kit.config import MeshSettings
+from services.kit.config.settings import MeshSettings
 from services.launcher.routes import DESCRIPTOR_SET, HttpRoute, RestSurface
 
 Target = Literal["local", "compose"]

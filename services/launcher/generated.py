@@ -7,7 +7,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from services.kit.config import DEFAULT_CONFIG_FILE, REPO_ROOT, MeshSettings
+from services.kit.config.settings import DEFAULT_CONFIG_FILE, REPO_ROOT, MeshSettings
 from services.launcher import compose, k8s
 from services.launcher.envoy import envoy_config
 from services.launcher.files import render_yaml

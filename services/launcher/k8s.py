@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.metadata import version
 from typing import Any
 
-from services.kit.config import MeshSettings
+from services.kit.config.settings import MeshSettings
 from services.launcher.compose import app_environment
 
 IMAGE = "expense-mesh"

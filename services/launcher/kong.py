@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from services.kit.config import MeshSettings
+from services.kit.config.settings import MeshSettings
 from services.launcher.routes import HttpRoute, RestSurface
 
 # Where docker-compose.yml mounts proto/ (and the vendored google/api protos).

@@ -15,7 +15,7 @@ from pathlib import Path
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
-from services.kit.config import REPO_ROOT, MeshSettings
+from services.kit.config.settings import REPO_ROOT, MeshSettings
 
 DESCRIPTOR_SET = REPO_ROOT / "gen" / "expense_mesh.binpb"
 HTTP_VERBS = ("get", "put", "post", "delete", "patch")

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from services.auth.keys import ensure_signing_keys
-from services.kit.config import WILDCARD_HOSTS, MeshSettings
+from services.kit.config.settings import WILDCARD_HOSTS, MeshSettings
 from services.launcher.envoy import HEALTHZ, envoy_config
 from services.launcher.files import render_yaml, write_text
 from services.launcher.health import NotReady, http_ok, port_open, wait_serving, wait_until

@@ -20,12 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import override
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from services.kit.auth import Identity, current_identity
-from services.kit.batching import GroupCommitter
-from services.kit.config import LedgerSettings
-from services.kit.db import Database
-from services.kit.errors import InvalidArgument, Unavailable
-from services.kit.idempotency import (
+from services.kit.config.settings import LedgerSettings
+from services.kit.db.engine import Database
+from services.kit.db.group_commit import GroupCommitter
+from services.kit.db.idempotency import (
     NewAnswer,
     RequestKey,
     StoredAnswer,
@@ -35,10 +33,11 @@ from services.kit.idempotency import (
     run_once,
     store_answers,
 )
-from services.kit.profiles import Preferences, PreferencesClient
-from services.kit.sqlutil import fetch_together, one_round_trip
-from services.kit.timeutil import rfc3339
-from services.kit.validation import parse_update_mask
+from services.kit.db.sql import fetch_together, one_round_trip
+from services.kit.domain.errors import InvalidArgument, Unavailable
+from services.kit.domain.timestamps import rfc3339
+from services.kit.domain.validation import parse_update_mask
+from services.kit.identity.tokens import Identity, current_identity
 from services.ledger import storage
 from services.ledger.domain import (
     CATEGORY_FIELDS,
@@ -57,6 +56,7 @@ from services.ledger.inputs import (
     validate,
 )
 from services.ledger.operations import ImportRow, Ledger, NewExpense, RowOutcome
+from services.user.client import Preferences, PreferencesClient
 
 log = logging.getLogger(__name__)
 ResponseT = TypeVar("ResponseT", bound=Message)

@@ -14,9 +14,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from services.kit.config import REPO_ROOT
-from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.kit.money import MoneyError, currencies, format_amount
+from services.kit.config.settings import REPO_ROOT
+from services.kit.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.kit.domain.money import MoneyError, currencies, format_amount
 
 SOURCES = ("manual", "sms", "recurring", "import")
 EXPENSE_FIELDS = ("amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")

@@ -15,15 +15,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2
-from services.kit.config import LedgerSettings
-from services.kit.db import Database
-from services.kit.errors import Aborted, FailedPrecondition, FieldViolation, NotFound, ResourceExhausted
-from services.kit.idempotency import stored_answers_of
-from services.kit.ids import new_id
-from services.kit.outbox import Outbox
-from services.kit.sqlutil import Query, insert_many, one_round_trip
-from services.kit.timeutil import utcnow
-from services.kit.validation import violations_of
+from services.kit.config.settings import LedgerSettings
+from services.kit.db.engine import Database
+from services.kit.db.idempotency import stored_answers_of
+from services.kit.db.sql import Query, insert_many, one_round_trip
+from services.kit.domain.errors import (
+    Aborted,
+    FailedPrecondition,
+    FieldViolation,
+    NotFound,
+    ResourceExhausted,
+)
+from services.kit.domain.ids import new_id
+from services.kit.domain.timestamps import utcnow
+from services.kit.domain.validation import violations_of
+from services.kit.events.outbox import Outbox
 from services.ledger import storage
 from services.ledger.domain import (
     Category,

@@ -46,10 +46,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.db import Queryable, UtcDateTime
-from services.kit.idempotency import idempotency_table
-from services.kit.runtime import add_kit_tables
-from services.kit.sqlutil import BigIntId, Query, insert_ignore, insert_many, wanted_keys, wanted_values
+from services.kit.db.engine import Queryable, UtcDateTime
+from services.kit.db.idempotency import idempotency_table
+from services.kit.db.sql import BigIntId, Query, insert_ignore, insert_many, wanted_keys, wanted_values
+from services.kit.events.tables import add_event_tables
 from services.ledger.domain import (
     Category,
     Cursor,
@@ -61,7 +61,7 @@ from services.ledger.domain import (
 )
 
 metadata = MetaData()
-outbox, inbox = add_kit_tables(metadata)
+outbox, inbox = add_event_tables(metadata)
 idempotency_keys = idempotency_table(metadata)
 
 LIVE = "delete_time IS NULL"

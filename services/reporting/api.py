@@ -14,12 +14,12 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from typing_extensions import override
 
 from expense.reporting.v1 import reporting_pb2, reporting_pb2_grpc
-from services.kit.auth import current_identity
-from services.kit.config import ReportingSettings
-from services.kit.errors import FailedPrecondition, InvalidArgument
-from services.kit.money import format_amount
-from services.kit.timeutil import utcnow
-from services.kit.validation import validated
+from services.kit.config.settings import ReportingSettings
+from services.kit.domain.errors import FailedPrecondition, InvalidArgument
+from services.kit.domain.money import format_amount
+from services.kit.domain.timestamps import utcnow
+from services.kit.domain.validation import validated
+from services.kit.identity.tokens import current_identity
 from services.reporting.domain import (
     CategoryShare,
     ChildTotal,

@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 import grpc
 
-from services.kit.config import MeshSettings, load_settings
+from services.kit.config.settings import MeshSettings, load_settings
+from services.kit.domain.timestamps import utcnow
 from services.kit.logs import configure_logging
 from services.kit.runtime import Runtime
-from services.kit.timeutil import utcnow
 from services.reporting.domain import PERIOD_KINDS, export_filename, period_containing, today_in
 from services.reporting.preferences import StoredPreferences
 from services.reporting.rebuild import LedgerClient

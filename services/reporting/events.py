@@ -23,7 +23,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
-from services.kit.db import after_commit
+from services.kit.db.engine import after_commit
 from services.reporting import storage
 from services.reporting.domain import (
     CategoryInfo,

@@ -11,11 +11,11 @@ from typing import Protocol
 
 import grpc
 
-from services.kit.auth import Identity
-from services.kit.config import ProfileDefaults
-from services.kit.db import Database
-from services.kit.profiles import Preferences, PreferencesClient
+from services.kit.config.settings import ProfileDefaults
+from services.kit.db.engine import Database
+from services.kit.identity.tokens import Identity
 from services.reporting import storage
+from services.user.client import Preferences, PreferencesClient
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Protocol
 from sqlalchemy.exc import DBAPIError
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from services.kit.clients import LazyChannel
-from services.kit.db import Database
+from services.kit.db.engine import Database
+from services.kit.grpc.clients import LazyChannel
 from services.reporting import storage
 from services.reporting.domain import CategoryInfo, ExpenseLine, rollup_deltas
 from services.reporting.reportcache import ReportCache

@@ -13,7 +13,7 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError, Message
 
 from services.kit.cache import Cache
-from services.kit.ids import new_id
+from services.kit.domain.ids import new_id
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from services.kit.config import ReportingSettings
-from services.kit.db import Database
-from services.kit.errors import FailedPrecondition, NotFound
+from services.kit.config.settings import ReportingSettings
+from services.kit.db.engine import Database
+from services.kit.domain.errors import FailedPrecondition, NotFound
 from services.reporting import storage
 from services.reporting.domain import (
     ChildTotal,

@@ -4,16 +4,16 @@ report servicer, the cache and the preferences lookup."""
 from __future__ import annotations
 
 from expense.reporting.v1 import reporting_pb2_grpc
-from services.kit.config import MeshSettings
-from services.kit.profiles import PreferencesClient
+from services.kit.config.settings import MeshSettings
+from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
-from services.kit.server import ServiceApp
 from services.reporting import storage
 from services.reporting.api import ReportingServicer
 from services.reporting.events import EventHandlers
 from services.reporting.preferences import StoredPreferences, UserServicePreferences
 from services.reporting.reportcache import ReportCache
 from services.reporting.reports import Reports
+from services.user.client import PreferencesClient
 
 SERVICE_NAME = "expense.reporting.v1.ReportingService"
 

@@ -49,10 +49,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.db import Queryable, UtcDateTime
-from services.kit.runtime import add_kit_tables
-from services.kit.sqlutil import execute_rows, rows_insert
-from services.kit.timeutil import utcnow
+from services.kit.db.engine import Queryable, UtcDateTime
+from services.kit.db.sql import execute_rows, rows_insert
+from services.kit.domain.timestamps import utcnow
+from services.kit.events.tables import add_event_tables
 from services.reporting.domain import (
     MERCHANT_KEY_LENGTH,
     CategoryInfo,
@@ -72,7 +72,7 @@ Id = String(64)
 CHUNK = 500
 
 metadata = MetaData()
-outbox_table, inbox_table = add_kit_tables(metadata)
+outbox_table, inbox_table = add_event_tables(metadata)
 
 expenses = Table(
     "expenses",

@@ -10,11 +10,11 @@ from typing_extensions import override
 
 from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2, user_pb2_grpc
-from services.kit.auth import current_identity
-from services.kit.db import Database
-from services.kit.errors import NotFound
-from services.kit.outbox import Outbox
-from services.kit.timeutil import rfc3339, utcnow
+from services.kit.db.engine import Database
+from services.kit.domain.errors import NotFound
+from services.kit.domain.timestamps import rfc3339, utcnow
+from services.kit.events.outbox import Outbox
+from services.kit.identity.tokens import current_identity
 from services.user import storage
 from services.user.domain import UPDATABLE_PATHS, Profile, ProfileRules, update_paths
 from services.user.provisioning import ProfileProvisioner

@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from expense.events.v1 import events_pb2
-from services.kit.clients import LazyChannel
-from services.kit.db import Database
-from services.kit.errors import NotFound, Unavailable
-from services.kit.timeutil import utcnow
+from services.kit.db.engine import Database
+from services.kit.domain.errors import NotFound, Unavailable
+from services.kit.domain.timestamps import utcnow
+from services.kit.grpc.clients import LazyChannel
 from services.user import storage
 from services.user.domain import Profile, ProfileRules
 

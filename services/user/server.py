@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from expense.user.v1 import user_pb2_grpc
-from services.kit.config import MeshSettings
+from services.kit.config.settings import MeshSettings
+from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
-from services.kit.server import ServiceApp
 from services.user import storage
 from services.user.api import SERVICE_NAME, UserServicer
 from services.user.domain import ProfileRules

@@ -9,13 +9,13 @@ from sqlalchemy import JSON, Boolean, Column, MetaData, String, Table, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.db import UtcDateTime
-from services.kit.runtime import add_kit_tables
-from services.kit.sqlutil import insert_ignore
+from services.kit.db.engine import UtcDateTime
+from services.kit.db.sql import insert_ignore
+from services.kit.events.tables import add_event_tables
 from services.user.domain import DISPLAY_NAME_MAX_LENGTH, Notifications, Profile
 
 metadata = MetaData()
-outbox, inbox = add_kit_tables(metadata)
+outbox, inbox = add_event_tables(metadata)
 
 profiles = Table(
     "profiles",

@@ -20,12 +20,12 @@ from redis.asyncio import Redis
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.auth.server import build_app
-from services.kit import migrations
-from services.kit.auth import TokenVerifier
-from services.kit.bus import stream_name
-from services.kit.config import MeshSettings
-from services.kit.runtime import AuthServiceClient
-from services.kit.server import ServiceApp
+from services.kit.config.settings import MeshSettings
+from services.kit.db import migrations
+from services.kit.events.bus import stream_name
+from services.kit.grpc.server import ServiceApp
+from services.kit.identity.auth_client import AuthServiceClient
+from services.kit.identity.tokens import TokenVerifier
 from tests.infra import NATS_URL, fresh_postgres_database, require, unique_prefix
 
 READY_TIMEOUT_SECONDS = 20.0

@@ -22,7 +22,7 @@ from services.auth.domain import (
     refresh_verdict,
     session_expiry,
 )
-from services.kit.timeutil import utcnow
+from services.kit.domain.timestamps import utcnow
 
 MIN_SCORE = 2
 

@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.auth.keys import load_key_ring
-from services.kit.config import MeshSettings
-from services.kit.ids import new_id
+from services.kit.config.settings import MeshSettings
+from services.kit.domain.ids import new_id
 from tests.mesh import Mesh
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
-from services.kit.config import REPO_ROOT
+from services.kit.config.settings import REPO_ROOT
 from tests.auth.harness import STRONG_PASSWORD, delete_stream, random_email
 from tests.infra import NATS_URL, free_port, fresh_postgres_database, require, unique_prefix
 

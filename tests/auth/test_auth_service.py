@@ -17,11 +17,11 @@ from grpc_status import rpc_status
 
 from expense.auth.v1 import auth_pb2
 from expense.events.v1 import events_pb2
-from services.kit.bus import stream_name, subject_for
 from services.kit.cache import Cache
-from services.kit.errors import Unauthenticated
-from services.kit.ids import new_id
-from services.kit.status import field_violations
+from services.kit.domain.errors import Unauthenticated
+from services.kit.domain.ids import new_id
+from services.kit.events.bus import stream_name, subject_for
+from services.kit.grpc.status import field_violations
 from tests.auth.harness import STRONG_PASSWORD, AuthUnderTest, Login, from_ip, random_email, random_ip
 from tests.infra import NATS_URL
 

@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from services.auth import storage
 from services.auth.domain import Account, RevokeReason, SessionRecord, session_expiry
-from services.kit.db import Database
-from services.kit.ids import new_id
-from services.kit.timeutil import utcnow
+from services.kit.db.engine import Database
+from services.kit.domain.ids import new_id
+from services.kit.domain.timestamps import utcnow
 from tests.auth.harness import AuthUnderTest
 
 

@@ -1,5 +1,5 @@
 """Access tokens as issued by the auth service and checked by every service's
-TokenVerifier (services.kit.auth): the claims, and each forgery refused."""
+TokenVerifier (services.kit.identity.tokens): the claims, and each forgery refused."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.auth.keys import load_key_ring, rotate_signing_key
 from services.auth.tokens import AccessTokens, SigningKeys
-from services.kit.auth import TokenVerifier
-from services.kit.config import MeshSettings
-from services.kit.errors import Unauthenticated
-from services.kit.ids import new_id
+from services.kit.config.settings import MeshSettings
+from services.kit.domain.errors import Unauthenticated
+from services.kit.domain.ids import new_id
+from services.kit.identity.tokens import TokenVerifier
 
 
 class Sessions:

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 import pytest
 from sqlalchemy import MetaData
 
-from services.kit.db import Database
+from services.kit.db.engine import Database
 from tests.infra import NATS_URL, require
 
 

@@ -1,4 +1,4 @@
-"""Group commit (services/kit/batching.py): batches form while others are in
+"""Group commit (services/kit/db/group_commit.py): batches form while others are in
 flight, every caller gets its own answer, a failed batch is written again item
 by item, cancelled callers do not disturb the others. Gates, not timing, decide
 what is in flight."""
@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError
 
-from services.kit.batching import GroupCommitter
-from services.kit.db import Database
+from services.kit.db.engine import Database
+from services.kit.db.group_commit import GroupCommitter
 from tests.kit.conftest import database_with
 
 MAX_YIELDS = 1000

@@ -12,9 +12,9 @@ from sqlalchemy import Column, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
-from services.kit.bus import EventBus, make_envelope
-from services.kit.consumer import EventConsumer, inbox_table, per_event
-from services.kit.db import Database
+from services.kit.db.engine import Database
+from services.kit.events.bus import EventBus, make_envelope
+from services.kit.events.consumer import EventConsumer, inbox_table, per_event
 from tests.infra import NATS_URL, unique_prefix
 from tests.kit.conftest import database_with
 from tests.kit.fake_messages import FakeMessage, as_messages, batch_of

@@ -12,8 +12,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, func
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound, OperationalError
 
-from services.kit.db import Database, UtcDateTime
-from services.kit.sqlutil import fetch_together
+from services.kit.db.engine import Database, UtcDateTime
+from services.kit.db.sql import fetch_together
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True))

@@ -12,16 +12,16 @@ from nats.js.api import ConsumerConfig
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
 from expense.events.v1 import events_pb2
-from services.kit.bus import EventBus, make_envelope
-from services.kit.consumer import EventConsumer, per_event
-from services.kit.db import Database
-from services.kit.outbox import Outbox, OutboxRelay
-from services.kit.runtime import add_kit_tables
-from services.kit.timeutil import utcnow
+from services.kit.db.engine import Database
+from services.kit.domain.timestamps import utcnow
+from services.kit.events.bus import EventBus, make_envelope
+from services.kit.events.consumer import EventConsumer, per_event
+from services.kit.events.outbox import Outbox, OutboxRelay
+from services.kit.events.tables import add_event_tables
 from tests.infra import NatsServer, delete_stream, unique_prefix
 
 metadata = MetaData()
-outbox_table, inbox_table = add_kit_tables(metadata)
+outbox_table, inbox_table = add_event_tables(metadata)
 registrations = Table(
     "registrations", metadata, Column("user_id", String(36), primary_key=True), Column("seen", Integer)
 )

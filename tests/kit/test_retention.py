@@ -13,15 +13,15 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import MetaData, inspect, select
 
-from services.kit import migrations
-from services.kit.config import MeshSettings
-from services.kit.consumer import inbox_table
-from services.kit.db import Database
-from services.kit.idempotency import idempotency_table
-from services.kit.outbox import outbox_table
-from services.kit.retention import Purger
-from services.kit.server import ServiceApp
-from services.kit.timeutil import utcnow
+from services.kit.config.settings import MeshSettings
+from services.kit.db import migrations
+from services.kit.db.engine import Database
+from services.kit.db.idempotency import idempotency_table
+from services.kit.db.retention import Purger
+from services.kit.domain.timestamps import utcnow
+from services.kit.events.consumer import inbox_table
+from services.kit.events.outbox import outbox_table
+from services.kit.grpc.server import ServiceApp
 from services.ledger.server import build_app as ledger_app
 from services.reporting.server import build_app as reporting_app
 from tests.kit.conftest import database_with

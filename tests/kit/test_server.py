@@ -19,11 +19,11 @@ from jwt.algorithms import RSAAlgorithm
 from sqlalchemy.exc import OperationalError
 
 from expense.echo.v1 import echo_pb2, echo_pb2_grpc
-from services.kit.auth import TokenVerifier, current_identity
-from services.kit.config import MeshSettings
-from services.kit.errors import FieldViolation, InvalidArgument, NotFound
-from services.kit.server import GC_PAUSE_LOG, GC_PAUSE_LOGGED_MS, ServiceApp, freeze_startup_objects
-from services.kit.status import field_violations
+from services.kit.config.settings import MeshSettings
+from services.kit.domain.errors import FieldViolation, InvalidArgument, NotFound
+from services.kit.grpc.server import GC_PAUSE_LOG, GC_PAUSE_LOGGED_MS, ServiceApp, freeze_startup_objects
+from services.kit.grpc.status import field_violations
+from services.kit.identity.tokens import TokenVerifier, current_identity
 from tests.infra import free_port
 
 KEY = rsa.generate_private_key(65537, 2048)
@@ -233,7 +233,7 @@ async def test_startup_objects_are_frozen_and_long_collections_logged(
     finally:
         gc.unfreeze()
         gc.callbacks.remove(GC_PAUSE_LOG)
-    caplog.set_level("WARNING", logger="services.kit.server")
+    caplog.set_level("WARNING", logger="services.kit.grpc.server")
     GC_PAUSE_LOG("start", {"generation": 0})
     GC_PAUSE_LOG("stop", {"generation": 0})
     GC_PAUSE_LOG("start", {"generation": 2})

@@ -19,11 +19,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from services.kit.auth import TokenVerifier
-from services.kit.bus import EventBus
-from services.kit.config import JwtSettings
-from services.kit.errors import Unauthenticated
-from services.kit.revocation import SessionFeed
+from services.kit.config.settings import JwtSettings
+from services.kit.domain.errors import Unauthenticated
+from services.kit.events.bus import EventBus
+from services.kit.identity.revocation import SessionFeed
+from services.kit.identity.tokens import TokenVerifier
 from tests.infra import NatsServer, delete_stream, unique_prefix
 
 KEY = rsa.generate_private_key(65537, 2048)

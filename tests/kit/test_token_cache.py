@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from services.kit.auth import TokenVerifier
-from services.kit.config import JwtSettings
-from services.kit.errors import Unauthenticated
+from services.kit.config.settings import JwtSettings
+from services.kit.domain.errors import Unauthenticated
+from services.kit.identity.tokens import TokenVerifier
 
 KEY = rsa.generate_private_key(65537, 2048)
 KID = "k1"

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from services.kit.db import Database
+from services.kit.db.engine import Database
 from tests.infra import NATS_URL, REDIS_URL, fresh_postgres_database, require
 from tests.ledger.harness import LedgerClient, ledger_client
 from tests.mesh import Mesh, forget_run, running_mesh

@@ -20,8 +20,8 @@ from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from expense.user.v1 import user_pb2, user_pb2_grpc
-from services.kit.bus import stream_name, subject_for
-from services.kit.status import field_violations
+from services.kit.events.bus import stream_name, subject_for
+from services.kit.grpc.status import field_violations
 from tests.mesh import Mesh
 
 PASSWORD = "violet-harbor-tune-42"

@@ -13,7 +13,7 @@ import grpc
 from sqlalchemy import func, select
 
 from expense.ledger.v1 import ledger_pb2
-from services.kit.config import REPO_ROOT
+from services.kit.config.settings import REPO_ROOT
 from services.ledger import storage
 from tests.ledger.conftest import ledger_database
 from tests.ledger.harness import LedgerClient, gather_outcomes, invalid_fields, rpc_error

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.kit.config import LedgerSettings
-from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.kit.config.settings import LedgerSettings
+from services.kit.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.ledger.domain import (
     Category,
     CategoryTree,

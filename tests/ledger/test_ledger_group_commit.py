@@ -20,19 +20,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2
-from services.kit import migrations
-from services.kit.auth import Identity, reset_identity, set_identity
-from services.kit.config import LedgerSettings, MeshSettings
-from services.kit.db import Database
-from services.kit.errors import InvalidArgument, NotFound
-from services.kit.idempotency import RequestKey, StoredAnswer
-from services.kit.ids import new_id
-from services.kit.outbox import Outbox
-from services.kit.profiles import PreferencesClient
+from services.kit.config.settings import LedgerSettings, MeshSettings
+from services.kit.db import migrations
+from services.kit.db.engine import Database
+from services.kit.db.idempotency import RequestKey, StoredAnswer
+from services.kit.domain.errors import InvalidArgument, NotFound
+from services.kit.domain.ids import new_id
+from services.kit.events.outbox import Outbox
+from services.kit.identity.tokens import Identity, reset_identity, set_identity
 from services.ledger import api, storage
 from services.ledger.api import LedgerServicer, PendingCreate
 from services.ledger.domain import load_default_categories
 from services.ledger.operations import Ledger
+from services.user.client import PreferencesClient
 
 Outcome = ledger_pb2.Expense | BaseException
 

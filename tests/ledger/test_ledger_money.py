@@ -10,8 +10,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from services.kit.config import LedgerSettings
-from services.kit.money import MoneyError, currencies, format_amount, parse_amount
+from services.kit.config.settings import LedgerSettings
+from services.kit.domain.money import MoneyError, currencies, format_amount, parse_amount
 from services.ledger.domain import VALUE_EXPONENT, amount_value, decimal_value
 from services.ledger.inputs import ExpenseInput, validate
 

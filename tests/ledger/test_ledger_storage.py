@@ -18,12 +18,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit import migrations
-from services.kit.config import MeshSettings
-from services.kit.db import Database
-from services.kit.idempotency import RequestKey, _keys_lookup, stored_answers_of
-from services.kit.ids import new_id
-from services.kit.sqlutil import COPY_MIN_ROWS, insert_many, one_round_trip, wanted_values
+from services.kit.config.settings import MeshSettings
+from services.kit.db import migrations
+from services.kit.db.engine import Database
+from services.kit.db.idempotency import RequestKey, _keys_lookup, stored_answers_of
+from services.kit.db.sql import COPY_MIN_ROWS, insert_many, one_round_trip, wanted_values
+from services.kit.domain.ids import new_id
 from services.ledger import storage
 from services.ledger.domain import Cursor, Expense, ExpenseFilter, parse_ordering
 

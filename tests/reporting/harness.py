@@ -21,16 +21,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from expense.events.v1 import events_pb2
 from expense.reporting.v1 import reporting_pb2_grpc
-from services.kit import migrations
-from services.kit.auth import Identity, TokenVerifier, reset_identity, set_identity
-from services.kit.bus import EventBus, make_envelope
 from services.kit.cache import Cache
-from services.kit.config import MeshSettings
-from services.kit.consumer import BatchHandler, EventConsumer, per_event
-from services.kit.db import Database
-from services.kit.ids import new_id
-from services.kit.profiles import Preferences
-from services.kit.server import ServiceApp
+from services.kit.config.settings import MeshSettings
+from services.kit.db import migrations
+from services.kit.db.engine import Database
+from services.kit.domain.ids import new_id
+from services.kit.events.bus import EventBus, make_envelope
+from services.kit.events.consumer import BatchHandler, EventConsumer, per_event
+from services.kit.grpc.server import ServiceApp
+from services.kit.identity.tokens import Identity, TokenVerifier, reset_identity, set_identity
 from services.reporting import storage
 from services.reporting.api import ReportingServicer
 from services.reporting.events import EventHandlers
@@ -38,6 +37,7 @@ from services.reporting.preferences import StoredPreferences
 from services.reporting.reportcache import ReportCache
 from services.reporting.reports import Reports
 from services.reporting.server import SERVICE_NAME
+from services.user.client import Preferences
 from tests.infra import fresh_postgres_database
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from expense.events.v1 import events_pb2
-from services.kit.ids import new_id
+from services.kit.domain.ids import new_id
 from tests.reporting.reference import Category, Expense, LedgerModel
 
 

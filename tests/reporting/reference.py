@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from expense.events.v1 import events_pb2
 from expense.reporting.v1 import reporting_pb2
-from services.kit.bus import make_envelope
+from services.kit.events.bus import make_envelope
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 EXPONENTS = {"JPY": 0, "INR": 2, "USD": 2, "BHD": 3}

@@ -11,11 +11,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from expense.reporting.v1 import reporting_pb2
-from services.kit.ids import new_id
-from services.kit.profiles import Preferences
-from services.kit.status import field_violations
+from services.kit.domain.ids import new_id
+from services.kit.grpc.status import field_violations
 from services.reporting import storage
 from services.reporting.domain import ExpenseLine, rollup_deltas
+from services.user.client import Preferences
 from tests.reporting.harness import Reporting, profile_event
 from tests.reporting.reference import Category, Expense, LedgerModel
 

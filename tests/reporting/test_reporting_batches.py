@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
-from services.kit.config import ReportingSettings
-from services.kit.db import Database
-from services.kit.ids import new_id
+from services.kit.config.settings import ReportingSettings
+from services.kit.db.engine import Database
+from services.kit.domain.ids import new_id
 from services.reporting import storage
 from services.reporting.api import currency_summary
 from services.reporting.domain import (

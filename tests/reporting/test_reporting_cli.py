@@ -11,9 +11,9 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from services.kit.config import REPO_ROOT
-from services.kit.ids import new_id
-from services.kit.profiles import Preferences
+from services.kit.config.settings import REPO_ROOT
+from services.kit.domain.ids import new_id
+from services.user.client import Preferences
 from tests.infra import free_port
 from tests.reporting import reference
 from tests.reporting.harness import Reporting, profile_event

@@ -22,11 +22,11 @@ from google.protobuf.json_format import MessageToDict
 from sqlalchemy import func, select
 
 from expense.events.v1 import events_pb2
-from services.kit.bus import EventBus, subject_for
-from services.kit.config import REPO_ROOT, ReportingSettings
-from services.kit.consumer import EventConsumer, per_event
-from services.kit.db import Database
-from services.kit.ids import new_id
+from services.kit.config.settings import REPO_ROOT, ReportingSettings
+from services.kit.db.engine import Database
+from services.kit.domain.ids import new_id
+from services.kit.events.bus import EventBus, subject_for
+from services.kit.events.consumer import EventConsumer, per_event
 from services.reporting import storage
 from services.reporting.api import currency_summary
 from services.reporting.domain import period_containing

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.kit.config import REPO_ROOT
-from services.kit.db import Database
+from services.kit.config.settings import REPO_ROOT
+from services.kit.db.engine import Database
 from services.reporting import storage
 from services.reporting.domain import ExpenseLine
 from tests.mesh import Mesh

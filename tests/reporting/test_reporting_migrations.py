@@ -12,8 +12,8 @@ import pytest
 from alembic import command
 
 from expense.events.v1 import events_pb2
-from services.kit import migrations
-from services.kit.ids import new_id
+from services.kit.db import migrations
+from services.kit.domain.ids import new_id
 from tests.reporting.harness import Reporting, build_reporting, migrated_settings
 from tests.reporting.reference import Category, Expense, LedgerModel
 from tests.reporting.test_reporting_batches import Rollups, recomputed, stored_rollups

@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from expense.reporting.v1 import reporting_pb2
-from services.kit.errors import NotFound
-from services.kit.ids import new_id
-from services.kit.profiles import Preferences
+from services.kit.domain.errors import NotFound
+from services.kit.domain.ids import new_id
+from services.user.client import Preferences
 from tests.reporting import reference
 from tests.reporting.harness import Reporting, profile_event
 from tests.reporting.histories import CURRENCIES, DAYS, TREE, history, history_settings

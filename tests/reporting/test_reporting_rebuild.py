@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services.kit.db import Database
-from services.kit.ids import new_id
+from services.kit.db.engine import Database
+from services.kit.domain.ids import new_id
 from services.reporting import storage
 from services.reporting.domain import CategoryInfo, ExpenseLine
 from services.reporting.rebuild import rebuild_user

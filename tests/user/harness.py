@@ -28,9 +28,9 @@ from sqlalchemy import func, select
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2, user_pb2_grpc
-from services.kit.bus import stream_name, subject_for
-from services.kit.config import REPO_ROOT
-from services.kit.db import Database
+from services.kit.config.settings import REPO_ROOT
+from services.kit.db.engine import Database
+from services.kit.events.bus import stream_name, subject_for
 from services.user import storage
 
 START_TIMEOUT_SECONDS = 30.0

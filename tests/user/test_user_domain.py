@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from expense.user.v1 import user_pb2
-from services.kit.config import ProfileDefaults
-from services.kit.errors import InvalidArgument
+from services.kit.config.settings import ProfileDefaults
+from services.kit.domain.errors import InvalidArgument
 from services.user.api import profile_updated, requested_changes, to_proto
 from services.user.domain import (
     DISPLAY_NAME_MAX_LENGTH,

@@ -11,8 +11,8 @@ import pytest
 
 from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2
-from services.kit.ids import new_id
-from services.kit.status import field_violations
+from services.kit.domain.ids import new_id
+from services.kit.grpc.status import field_violations
 from tests.user.harness import Account, UserServiceUnderTest, wait_until
 
 

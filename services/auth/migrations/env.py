@@ -1,4 +1,4 @@
 from services.auth.storage import metadata
-from services.kit.migrations import run_env
+from services.kit.db.migrations import run_env
 
 run_env(metadata)

@@ -1,4 +1,4 @@
-from services.kit.migrations import run_env
+from services.kit.db.migrations import run_env
 from services.ledger.storage import metadata
 
 run_env(metadata)

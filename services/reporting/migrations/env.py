@@ -1,4 +1,4 @@
-from services.kit.migrations import run_env
+from services.kit.db.migrations import run_env
 from services.reporting.storage import metadata
 
 run_env(metadata)

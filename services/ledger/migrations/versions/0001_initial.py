@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.exc import DBAPIError
 
-from services.kit.db import UtcDateTime
-from services.kit.sqlutil import BigIntId
+from services.kit.db.engine import UtcDateTime
+from services.kit.db.sql import BigIntId
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None

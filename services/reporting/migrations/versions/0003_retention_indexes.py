@@ -1,4 +1,4 @@
-"""Indexes on the timestamps the retention purge reads by (services/kit/retention.py):
+"""Indexes on the timestamps the retention purge reads by (services/kit/db/retention.py):
 inbox.processed_at.
 
 Revision ID: 0003
@@ -8,7 +8,7 @@ Create Date: 2026-12-05
 
 from collections.abc import Sequence
 
-from services.kit.migrations import create_retention_indexes, drop_retention_indexes
+from services.kit.db.migrations import create_retention_indexes, drop_retention_indexes
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"

@@ -1,5 +1,5 @@
 """An index on the tombstones' updated_at, which the retention purge reads by
-(services/kit/retention.py): deleted expenses are kept only as long as inbox records.
+(services/kit/db/retention.py): deleted expenses are kept only as long as inbox records.
 
 Revision ID: 0004
 Revises: 0003
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from services.kit.migrations import create_index_concurrently
+from services.kit.db.migrations import create_index_concurrently
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003"

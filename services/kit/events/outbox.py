@@ -30,10 +30,10 @@ from google.protobuf.message import Message
 from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.bus import EventBus, make_envelope, subject_for
-from services.kit.db import Database, UtcDateTime, after_commit
-from services.kit.sqlutil import BigIntId, insert_many
-from services.kit.timeutil import utcnow
+from services.kit.db.engine import Database, UtcDateTime, after_commit
+from services.kit.db.sql import BigIntId, insert_many
+from services.kit.domain.timestamps import utcnow
+from services.kit.events.bus import EventBus, make_envelope, subject_for
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from nats.errors import Error as NatsError
 
 from expense.events.v1 import events_pb2
-from services.kit.bus import EventBus
+from services.kit.events.bus import EventBus
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError
 
 from expense.events.v1 import events_pb2
-from services.kit.config import EVENT_STREAM_MAX_AGE
-from services.kit.ids import new_id
-from services.kit.timeutil import utcnow
+from services.kit.config.settings import EVENT_STREAM_MAX_AGE
+from services.kit.domain.ids import new_id
+from services.kit.domain.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any, NamedTuple, Protocol
 import jwt
 from jwt.algorithms import RSAAlgorithm
 
-from services.kit.config import JwtSettings
-from services.kit.errors import Unauthenticated
+from services.kit.config.settings import JwtSettings
+from services.kit.domain.errors import Unauthenticated
 
 ALGORITHM = "RS256"
 TOKEN_TYPE = "at+jwt"

@@ -18,10 +18,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "mesh.toml"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
-# How long the JetStream stream keeps events (services/kit/bus.py).
+# How long the JetStream stream keeps events (services/kit/events/bus.py).
 EVENT_STREAM_MAX_AGE = timedelta(days=7)
 
 
@@ -91,7 +91,7 @@ class OutboxSettings(BaseModel):
 
 
 class RetentionSettings(BaseModel):
-    """Rows kept only for a while (services/kit/retention.py)."""
+    """Rows kept only for a while (services/kit/db/retention.py)."""
 
     # What each consumer has applied: must outlast every way an event can come again
     # (the stream keeps events EVENT_STREAM_MAX_AGE; the outbox replays replay_window_hours).
@@ -112,7 +112,7 @@ class RetentionSettings(BaseModel):
 
 
 class ConsumerSettings(BaseModel):
-    """JetStream consumers (services/kit/consumer.py)."""
+    """JetStream consumers (services/kit/events/consumer.py)."""
 
     # Events fetched and applied in one transaction at most.
     batch_size: int = Field(100, ge=1, le=1000)
@@ -133,7 +133,7 @@ class ProfileDefaults(BaseModel):
 
 
 class GroupCommitSettings(BaseModel):
-    """Writes of concurrent calls committed together (services/kit/batching.py)."""
+    """Writes of concurrent calls committed together (services/kit/db/group_commit.py)."""
 
     # Calls written by one transaction at most.
     max_batch_size: int = Field(100, ge=1, le=1000)

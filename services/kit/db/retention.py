@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from sqlalchemy import ColumnElement, Delete, Table, any_, delete, func, literal_column, select
 
-from services.kit.db import Database
-from services.kit.timeutil import utcnow
+from services.kit.db.engine import Database
+from services.kit.domain.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from alembic.config import Config
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
-from services.kit.config import MeshSettings
-from services.kit.db import Database
+from services.kit.config.settings import MeshSettings
+from services.kit.db.engine import Database
 
-SERVICES_DIR = Path(__file__).resolve().parents[1]
+SERVICES_DIR = Path(__file__).resolve().parents[2]
 
 
 def alembic_config(service: str, settings: MeshSettings) -> Config:
@@ -62,7 +62,7 @@ def _migrate(connection: Connection, metadata: MetaData, schema: str | None) -> 
         context.run_migrations()
 
 
-# Indexes the retention purge reads by (services/kit/retention.py), per kit table.
+# Indexes the retention purge reads by (services/kit/db/retention.py), per kit table.
 RETENTION_INDEXES = {
     "inbox": ("ix_inbox_processed_at", "processed_at"),
     "idempotency_keys": ("ix_idempotency_keys_created_at", "created_at"),

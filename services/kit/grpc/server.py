@@ -17,9 +17,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.kit.auth import TokenVerifier
-from services.kit.config import MeshSettings
-from services.kit.interceptors import AccessLog, KitInterceptor
+from services.kit.config.settings import MeshSettings
+from services.kit.grpc.interceptors import AccessLog, KitInterceptor
+from services.kit.identity.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.db import Database, UtcDateTime
-from services.kit.errors import InvalidArgument
-from services.kit.sqlutil import Query, insert_many, wanted_keys, wanted_values
-from services.kit.timeutil import utcnow
+from services.kit.db.engine import Database, UtcDateTime
+from services.kit.db.sql import Query, insert_many, wanted_keys, wanted_values
+from services.kit.domain.errors import InvalidArgument
+from services.kit.domain.timestamps import utcnow
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 MAX_ATTEMPTS = 3

@@ -7,7 +7,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.kit.errors import DomainError, InvalidArgument, NotFound, ResourceExhausted
+from services.kit.domain.errors import DomainError, InvalidArgument, NotFound, ResourceExhausted
 
 
 def _pack(message: object) -> any_pb2.Any:

@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
-from services.kit.config import MeshSettings
-from services.kit.reads import ReadConnection
+from services.kit.config.settings import MeshSettings
+from services.kit.db.reads import ReadConnection
 
 STATEMENT_TIMEOUT_MS = 10_000
 READ_CHECKOUT_TIMEOUT_SECONDS = 5

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.domain.errors import FieldViolation, InvalidArgument
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

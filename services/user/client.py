@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 from expense.user.v1 import user_pb2, user_pb2_grpc
-from services.kit.auth import Identity
-from services.kit.clients import LazyChannel
+from services.kit.grpc.clients import LazyChannel
+from services.kit.identity.tokens import Identity
 
 CACHE_SECONDS = 5.0
 CACHE_MAX_ENTRIES = 50_000

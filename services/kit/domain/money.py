@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
-from services.kit.config import REPO_ROOT
+from services.kit.config.settings import REPO_ROOT
 
 CURRENCIES_FILE = REPO_ROOT / "config" / "currencies.toml"
 _AMOUNT = re.compile(r"^(?P<sign>-?)(?P<int>\d{1,18})(?:\.(?P<frac>\d{1,18}))?$")

@@ -19,9 +19,9 @@ import grpc
 from grpc.aio import ServerInterceptor, ServicerContext
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from services.kit.auth import Identity, TokenVerifier, reset_identity, set_identity
-from services.kit.errors import DomainError
-from services.kit.status import to_grpc_status
+from services.kit.domain.errors import DomainError
+from services.kit.grpc.status import to_grpc_status
+from services.kit.identity.tokens import Identity, TokenVerifier, reset_identity, set_identity
 
 log = logging.getLogger("access")
 errors_log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from sqlalchemy import Column, Index, MetaData, PrimaryKeyConstraint, String, Ta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
-from services.kit.bus import EventBus, subject_for
-from services.kit.db import Database, UtcDateTime
-from services.kit.sqlutil import insert_ignore_many
-from services.kit.timeutil import utcnow
+from services.kit.db.engine import Database, UtcDateTime
+from services.kit.db.sql import insert_ignore_many
+from services.kit.domain.timestamps import utcnow
+from services.kit.events.bus import EventBus, subject_for
 
 log = logging.getLogger(__name__)
 

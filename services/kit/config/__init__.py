@@ -1,0 +1,1 @@
+"""Settings: defaults in config/mesh.toml, a config file, the environment."""

@@ -1,0 +1,1 @@
+"""Storage: engine, reads, SQL helpers, migrations, idempotency, group commit, retention."""

@@ -1,0 +1,1 @@
+"""Plain-Python values every domain uses: errors, money, ids, time, validation."""

@@ -1,0 +1,1 @@
+"""Events: the NATS bus, the transactional outbox and the inbox consumer."""

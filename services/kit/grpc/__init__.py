@@ -1,0 +1,1 @@
+"""gRPC plumbing: server bootstrap, the interceptor, status mapping, client channels."""

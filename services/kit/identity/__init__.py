@@ -1,0 +1,1 @@
+"""Who is calling: access-token verification, pushed session ends, auth's client."""
