@@ -95,7 +95,7 @@ class Accounts:
                 event = events_pb2.UserRegistered(
                     user_id=account.user_id, email=account.email, display_name=account.display_name
                 )
-                await self.outbox.add(db, "user.registered", account.user_id, event)
+                await self.outbox.add(db, account.user_id, event)
                 session_id, refresh_token = await self._start_session(db, account.user_id, client)
         except IntegrityError:
             raise _email_taken() from None  # a concurrent signup with the same email won

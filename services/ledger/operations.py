@@ -48,10 +48,6 @@ from services.ledger.domain import (
 )
 from services.ledger.inputs import CategoryInput, ExpenseInput, ImportRowInput, ListInput, validate
 
-EXPENSE_CREATED = "expense.created"
-EXPENSE_UPDATED = "expense.updated"
-EXPENSE_DELETED = "expense.deleted"
-CATEGORY_CHANGED = "category.changed"
 IMPORT_METHOD = "ImportExpenses"
 IMPORT_ATTEMPTS = 3
 # Users known to have their default categories, remembered per process.
@@ -147,9 +143,7 @@ class Ledger:
                         for default in self.defaults
                     ]
                     await storage.insert_categories(session, seeded)
-                    await self.outbox.add_many(
-                        session, [(CATEGORY_CHANGED, user_id, category_changed(c)) for c in seeded]
-                    )
+                    await self.outbox.add_many(session, [(user_id, category_changed(c)) for c in seeded])
         if len(self._seeded) >= SEEDED_CACHE_MAX:
             self._seeded.clear()
         self._seeded.add(user_id)
@@ -172,7 +166,7 @@ class Ledger:
             new_id(), user_id, fields.name, fields.parent_id, fields.color or "", fields.icon or "", now, now
         )
         await storage.insert_categories(session, [category])
-        await self.outbox.add(session, CATEGORY_CHANGED, user_id, category_changed(category))
+        await self.outbox.add(session, user_id, category_changed(category))
         return category
 
     async def update_category(self, user_id: str, category_id: str, fields: CategoryInput) -> Category:
@@ -189,7 +183,7 @@ class Ledger:
                 )
             updated = replace(current, **changes, update_time=utcnow())
             await storage.save_category(session, updated)
-            await self.outbox.add(session, CATEGORY_CHANGED, user_id, category_changed(updated))
+            await self.outbox.add(session, user_id, category_changed(updated))
         return updated
 
     async def delete_category(self, actor: str, user_id: str, category_id: str, reassign_to: str) -> int:
@@ -209,7 +203,7 @@ class Ledger:
                 for child in children:
                     moved_child = replace(child, parent_id=reassign_to, update_time=utcnow())
                     await storage.save_category(session, moved_child)
-                    await self.outbox.add(session, CATEGORY_CHANGED, user_id, category_changed(moved_child))
+                    await self.outbox.add(session, user_id, category_changed(moved_child))
             elif children:
                 raise FailedPrecondition(
                     "the category has subcategories: move or delete them, or set reassign_to"
@@ -218,7 +212,7 @@ class Ledger:
                 raise FailedPrecondition("expenses use the category: set reassign_to to move them to another")
             await storage.delete_category(session, user_id, category_id)
             changed = category_changed(category, deleted=True, reassigned_to=reassign_to)
-            await self.outbox.add(session, CATEGORY_CHANGED, user_id, changed)
+            await self.outbox.add(session, user_id, changed)
         return moved
 
     async def lock_categories(self, session: AsyncSession, user_id: str) -> None:
@@ -313,7 +307,6 @@ class Ledger:
             session,
             [
                 (
-                    EXPENSE_CREATED,
                     expense.user_id,
                     events_pb2.ExpenseCreated(expense=expense_snapshot(expense)),
                 )
@@ -373,7 +366,7 @@ class Ledger:
             message = events_pb2.ExpenseUpdated(
                 before=expense_snapshot(current), after=expense_snapshot(updated)
             )
-            await self.outbox.add(session, EXPENSE_UPDATED, user_id, message)
+            await self.outbox.add(session, user_id, message)
         return updated
 
     async def delete_expense(self, actor: str, user_id: str, expense_id: str, etag: str) -> None:
@@ -390,7 +383,7 @@ class Ledger:
                 raise Aborted("the expense changed since it was read: get it again and retry")
             await storage.add_entries(session, [entry("delete", actor, now, current, None)])
             message = events_pb2.ExpenseDeleted(before=expense_snapshot(current))
-            await self.outbox.add(session, EXPENSE_DELETED, user_id, message)
+            await self.outbox.add(session, user_id, message)
 
     async def history(self, user_id: str, expense_id: str) -> list[LedgerEntry]:
         async with self.db.read() as connection:

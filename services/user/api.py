@@ -20,7 +20,6 @@ from services.user.domain import UPDATABLE_PATHS, Profile, ProfileRules, update_
 from services.user.provisioning import ProfileProvisioner
 
 SERVICE_NAME = "expense.user.v1.UserService"
-PROFILE_UPDATED = "user.profile_updated"
 
 
 class UserServicer(user_pb2_grpc.UserServiceServicer):
@@ -50,7 +49,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             updated = self.rules.apply(current, changes, utcnow())
             await storage.save_profile(session, updated)
             # Other services cache preferences; this tells them to forget theirs.
-            await self.outbox.add(session, PROFILE_UPDATED, user_id, profile_updated(updated))
+            await self.outbox.add(session, user_id, profile_updated(updated))
         return to_proto(updated)
 
 

@@ -32,7 +32,7 @@ class World:
         self.db = Database(database_url, schema="kit")
         self.nats_url = nats_url
         self.bus = EventBus(nats_url, unique_prefix(), "kit-test")
-        self.outbox = Outbox(outbox_table, self.bus.prefix, "kit-test")
+        self.outbox = Outbox(outbox_table, self.bus.prefix, "auth")
         self.relay = OutboxRelay(self.db, self.outbox, self.bus, 50, 0.2)
         self.consumer = EventConsumer(self.bus, self.db, inbox_table, "kit", "user.>", per_event(self.apply))
         self.tasks: list[asyncio.Task[None]] = []
@@ -62,9 +62,7 @@ class World:
 
     async def register(self, user_id: str, fail: bool = False) -> None:
         async with self.db.transaction() as session:
-            await self.outbox.add(
-                session, "user.registered", user_id, events_pb2.UserRegistered(user_id=user_id)
-            )
+            await self.outbox.add(session, user_id, events_pb2.UserRegistered(user_id=user_id))
             if fail:
                 raise RuntimeError("the change rolls back")
 

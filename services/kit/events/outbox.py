@@ -34,6 +34,7 @@ from services.kit.db.engine import Database, UtcDateTime, after_commit
 from services.kit.db.sql import BigIntId, insert_many
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.bus import EventBus, make_envelope, subject_for
+from services.kit.events.registry import event_type_of
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +75,19 @@ class Outbox:
         self.committed = asyncio.Event()
         self.handed: deque[OutboxEvent] = deque()
 
-    async def add(self, session: AsyncSession, event_type: str, user_id: str, payload: Message) -> str:
-        return (await self.add_many(session, [(event_type, user_id, payload)]))[0]
+    async def add(self, session: AsyncSession, user_id: str, payload: Message) -> str:
+        return (await self.add_many(session, [(user_id, payload)]))[0]
 
-    async def add_many(self, session: AsyncSession, events: Sequence[tuple[str, str, Message]]) -> list[str]:
-        """Several (event_type, user_id, payload) in one multi-row INSERT, for bulk writes."""
+    async def add_many(self, session: AsyncSession, events: Sequence[tuple[str, Message]]) -> list[str]:
+        """Several (user_id, payload) in one multi-row INSERT, for bulk writes. Each
+        payload's event type comes from the registry, and must be this service's own."""
         if not events:
             return []
         now = utcnow()
-        envelopes = [make_envelope(kind, user, payload, self.producer) for kind, user, payload in events]
+        envelopes = [
+            make_envelope(self._own_type(type(payload)), user, payload, self.producer)
+            for user, payload in events
+        ]
         added = [
             OutboxEvent(
                 envelope.event_id, subject_for(self.prefix, envelope.type), envelope.SerializeToString()
@@ -99,6 +104,14 @@ class Outbox:
         )
         self._hand_over_on_commit(session, added)
         return [event.event_id for event in added]
+
+    def _own_type(self, payload: type[Message]) -> str:
+        event_type = event_type_of(payload)
+        if event_type.producer != self.producer:
+            raise ValueError(
+                f"{event_type.name} is {event_type.producer}'s to publish, not {self.producer}'s"
+            )
+        return event_type.name
 
     def _hand_over_on_commit(self, session: AsyncSession, added: list[OutboxEvent]) -> None:
         pending: list[OutboxEvent] | None = session.info.get(_ADDED)

@@ -23,32 +23,47 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
+from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65xpense/events/v1/events.proto\x12\x11\x65xpense.events.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x01\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x31\n\roccurred_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12%\n\x07payload\x18\x05 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08producer\x18\x06 \x01(\t\"F\n\x0eUserRegistered\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"\xa7\x01\n\x0f\x45xpenseSnapshot\x12\x12\n\nexpense_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x10\n\x08spent_on\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x05 \x01(\t\x12\x10\n\x08merchant\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\"E\n\x0e\x45xpenseCreated\x12\x33\n\x07\x65xpense\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot\"w\n\x0e\x45xpenseUpdated\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot\x12\x31\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot\"D\n\x0e\x45xpenseDeleted\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot\"o\n\x0f\x43\x61tegoryChanged\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tparent_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\x12\x15\n\rreassigned_to\x18\x05 \x01(\t\"y\n\x0eProfileUpdated\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_currency\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12\x19\n\x11\x66irst_day_of_week\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\"$\n\rSessionsEnded\x12\x13\n\x0bsession_ids\x18\x01 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65xpense/events/v1/events.proto\x12\x11\x65xpense.events.v1\x1a\x19google/protobuf/any.proto\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\tEventType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08producer\x18\x02 \x01(\t\"\xac\x01\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x31\n\roccurred_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12%\n\x07payload\x18\x05 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08producer\x18\x06 \x01(\t\"c\n\x0eUserRegistered\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t:\x1b\xa2\xbb\x18\x17\n\x0fuser.registered\x12\x04\x61uth\"\xa7\x01\n\x0f\x45xpenseSnapshot\x12\x12\n\nexpense_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x10\n\x08spent_on\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x05 \x01(\t\x12\x10\n\x08merchant\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\"d\n\x0e\x45xpenseCreated\x12\x33\n\x07\x65xpense\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot:\x1d\xa2\xbb\x18\x19\n\x0f\x65xpense.created\x12\x06ledger\"\x96\x01\n\x0e\x45xpenseUpdated\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot\x12\x31\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot:\x1d\xa2\xbb\x18\x19\n\x0f\x65xpense.updated\x12\x06ledger\"c\n\x0e\x45xpenseDeleted\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot:\x1d\xa2\xbb\x18\x19\n\x0f\x65xpense.deleted\x12\x06ledger\"\x8f\x01\n\x0f\x43\x61tegoryChanged\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tparent_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\x12\x15\n\rreassigned_to\x18\x05 \x01(\t:\x1e\xa2\xbb\x18\x1a\n\x10\x63\x61tegory.changed\x12\x06ledger\"\x9b\x01\n\x0eProfileUpdated\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_currency\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12\x19\n\x11\x66irst_day_of_week\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t: \xa2\xbb\x18\x1c\n\x14user.profile_updated\x12\x04user\"$\n\rSessionsEnded\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t:S\n\nevent_type\x12\x1f.google.protobuf.MessageOptions\x18\xb4\x87\x03 \x01(\x0b\x32\x1c.expense.events.v1.EventTypeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'expense.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTENVELOPE']._serialized_start=114
-  _globals['_EVENTENVELOPE']._serialized_end=286
-  _globals['_USERREGISTERED']._serialized_start=288
-  _globals['_USERREGISTERED']._serialized_end=358
-  _globals['_EXPENSESNAPSHOT']._serialized_start=361
-  _globals['_EXPENSESNAPSHOT']._serialized_end=528
-  _globals['_EXPENSECREATED']._serialized_start=530
-  _globals['_EXPENSECREATED']._serialized_end=599
-  _globals['_EXPENSEUPDATED']._serialized_start=601
-  _globals['_EXPENSEUPDATED']._serialized_end=720
-  _globals['_EXPENSEDELETED']._serialized_start=722
-  _globals['_EXPENSEDELETED']._serialized_end=790
-  _globals['_CATEGORYCHANGED']._serialized_start=792
-  _globals['_CATEGORYCHANGED']._serialized_end=903
-  _globals['_PROFILEUPDATED']._serialized_start=905
-  _globals['_PROFILEUPDATED']._serialized_end=1026
-  _globals['_SESSIONSENDED']._serialized_start=1028
-  _globals['_SESSIONSENDED']._serialized_end=1064
+  _globals['_USERREGISTERED']._loaded_options = None
+  _globals['_USERREGISTERED']._serialized_options = b'\242\273\030\027\n\017user.registered\022\004auth'
+  _globals['_EXPENSECREATED']._loaded_options = None
+  _globals['_EXPENSECREATED']._serialized_options = b'\242\273\030\031\n\017expense.created\022\006ledger'
+  _globals['_EXPENSEUPDATED']._loaded_options = None
+  _globals['_EXPENSEUPDATED']._serialized_options = b'\242\273\030\031\n\017expense.updated\022\006ledger'
+  _globals['_EXPENSEDELETED']._loaded_options = None
+  _globals['_EXPENSEDELETED']._serialized_options = b'\242\273\030\031\n\017expense.deleted\022\006ledger'
+  _globals['_CATEGORYCHANGED']._loaded_options = None
+  _globals['_CATEGORYCHANGED']._serialized_options = b'\242\273\030\032\n\020category.changed\022\006ledger'
+  _globals['_PROFILEUPDATED']._loaded_options = None
+  _globals['_PROFILEUPDATED']._serialized_options = b'\242\273\030\034\n\024user.profile_updated\022\004user'
+  _globals['_EVENTTYPE']._serialized_start=147
+  _globals['_EVENTTYPE']._serialized_end=190
+  _globals['_EVENTENVELOPE']._serialized_start=193
+  _globals['_EVENTENVELOPE']._serialized_end=365
+  _globals['_USERREGISTERED']._serialized_start=367
+  _globals['_USERREGISTERED']._serialized_end=466
+  _globals['_EXPENSESNAPSHOT']._serialized_start=469
+  _globals['_EXPENSESNAPSHOT']._serialized_end=636
+  _globals['_EXPENSECREATED']._serialized_start=638
+  _globals['_EXPENSECREATED']._serialized_end=738
+  _globals['_EXPENSEUPDATED']._serialized_start=741
+  _globals['_EXPENSEUPDATED']._serialized_end=891
+  _globals['_EXPENSEDELETED']._serialized_start=893
+  _globals['_EXPENSEDELETED']._serialized_end=992
+  _globals['_CATEGORYCHANGED']._serialized_start=995
+  _globals['_CATEGORYCHANGED']._serialized_end=1138
+  _globals['_PROFILEUPDATED']._serialized_start=1141
+  _globals['_PROFILEUPDATED']._serialized_end=1296
+  _globals['_SESSIONSENDED']._serialized_start=1298
+  _globals['_SESSIONSENDED']._serialized_end=1334
 # @@protoc_insertion_point(module_scope)

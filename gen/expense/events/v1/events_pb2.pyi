@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import any_pb2 as _any_pb2
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -9,6 +10,16 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+event_type: _descriptor.FieldDescriptor
+
+class EventType(_message.Message):
+    __slots__ = ("name", "producer")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    producer: str
+    def __init__(self, name: _Optional[str] = ..., producer: _Optional[str] = ...) -> None: ...
 
 class EventEnvelope(_message.Message):
     __slots__ = ("event_id", "type", "occurred_time", "user_id", "payload", "producer")
