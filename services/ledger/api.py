@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import override
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from services.kit.config.settings import LedgerSettings
 from services.kit.db.engine import Database
 from services.kit.db.group_commit import GroupCommitter
 from services.kit.db.idempotency import (
@@ -56,6 +55,7 @@ from services.ledger.inputs import (
     validate,
 )
 from services.ledger.operations import ImportRow, Ledger, NewExpense, RowOutcome
+from services.ledger.settings import LedgerSettings
 from services.user.client import Preferences, PreferencesClient
 
 log = logging.getLogger(__name__)
