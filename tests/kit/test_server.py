@@ -7,6 +7,7 @@ import gc
 import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -21,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from expense.echo.v1 import echo_pb2, echo_pb2_grpc
 from services.kit.config.settings import MeshSettings
 from services.kit.domain.errors import FieldViolation, InvalidArgument, NotFound
+from services.kit.grpc.interceptors import AccessLog, KitInterceptor
 from services.kit.grpc.server import GC_PAUSE_LOG, GC_PAUSE_LOGGED_MS, ServiceApp, freeze_startup_objects
 from services.kit.grpc.status import field_violations
 from services.kit.identity.tokens import TokenVerifier, current_identity
@@ -308,6 +310,23 @@ async def test_client_and_bidirectional_streams_are_wrapped_too(
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await chat(iter(requests("a")), metadata=bearer("not-a-jwt")).read()
     assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_streams_wrapped_handler_is_built_once() -> None:
+    interceptor = KitInterceptor(
+        TokenVerifier(MeshSettings().jwt, _no_keys, _no_sessions), set(), 1.0, AccessLog()
+    )
+    servicer = ScriptedStreams()
+    asked: list[str] = []
+
+    async def continuation(details: Any) -> grpc.RpcMethodHandler:
+        asked.append(details.method)
+        return grpc.unary_stream_rpc_method_handler(servicer.Count)
+
+    details = SimpleNamespace(method=COUNT, invocation_metadata=())
+    first = await interceptor.intercept_service(continuation, details)
+    assert await interceptor.intercept_service(continuation, details) is first
+    assert asked == [COUNT] and first.unary_stream is not servicer.Count
 
 
 async def test_health_follows_dependencies(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
