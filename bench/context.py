@@ -26,9 +26,8 @@ from bench.cpu import LOAD_GENERATOR, STEAL, CpuMeter, CpuPlan, ProcessMeter
 from bench.load import LATE_SEND_WARNING_MS, Call, closed_loop, open_loop
 from bench.mesh import NATS_URL, REDIS_URL, BenchMesh
 from bench.seed import SeedResult, libpq_dsn
-from bench.settings import Profile, Targets
+from bench.settings import MeasuredMeshSettings, Profile, Targets
 from bench.stats import OK, ScenarioResult
-from services.kit.config.settings import MeshSettings
 from services.launcher.up import tool
 
 Check = Callable[[ScenarioResult], bool]
@@ -67,7 +66,7 @@ def p99_at_most(limit_ms: float) -> Target:
 @dataclass
 class Bench:
     mesh: BenchMesh
-    settings: MeshSettings
+    settings: MeasuredMeshSettings
     seed: SeedResult
     profile: Profile
     targets: Targets

@@ -26,9 +26,8 @@ from bench.mesh import OUTER_SETTINGS, BenchMesh, fresh_database
 from bench.report import RESULTS_DIR
 from bench.scenarios import SCENARIOS, verify_reports
 from bench.seed import Population, Seeder, SeedResult, settle
-from bench.settings import BenchConfig, load_config
+from bench.settings import BenchConfig, MeasuredMeshSettings, load_config
 from bench.stats import LatencySummary, ScenarioResult
-from services.kit.config.settings import MeshSettings, load_settings
 
 ENGINES = {"PostgreSQL": 5432, "Redis": 6379, "NATS": 4222}
 
@@ -57,14 +56,13 @@ def check_prerequisites() -> None:
                 raise Prerequisite(f"{name} is not running on 127.0.0.1:{port}")
 
 
-def adopt_environment(mesh: BenchMesh) -> MeshSettings:
+def adopt_environment(mesh: BenchMesh) -> MeasuredMeshSettings:
     """This process reads the same settings as the mesh it measures."""
     for key in list(os.environ):
         if key.startswith("EM_") or key in OUTER_SETTINGS:
             del os.environ[key]
     os.environ.update(mesh.env)
-    load_settings.cache_clear()
-    return load_settings()
+    return MeasuredMeshSettings()
 
 
 @contextlib.contextmanager
@@ -136,7 +134,11 @@ def run(options: Options) -> Path:
 
 
 def _prepare(
-    mesh: BenchMesh, settings: MeshSettings, config: BenchConfig, profile_name: str, run_info: dict[str, Any]
+    mesh: BenchMesh,
+    settings: MeasuredMeshSettings,
+    config: BenchConfig,
+    profile_name: str,
+    run_info: dict[str, Any],
 ) -> SeedResult:
     profile = config.profiles[profile_name]
     started = time.perf_counter()
@@ -163,7 +165,7 @@ def _rebuild_reports(mesh: BenchMesh, run_info: dict[str, Any]) -> None:
 
 async def _measure(
     mesh: BenchMesh,
-    settings: MeshSettings,
+    settings: MeasuredMeshSettings,
     seed: SeedResult,
     config: BenchConfig,
     profile_name: str,

@@ -24,9 +24,8 @@ from argon2 import PasswordHasher, Type
 from psycopg import sql
 from sqlalchemy import Table
 
-from bench.settings import DataShape
+from bench.settings import DataShape, MeasuredMeshSettings
 from services.auth import storage as auth_storage
-from services.kit.config.settings import MeshSettings
 from services.kit.domain.ids import new_id
 from services.kit.domain.money import currencies
 from services.ledger import storage as ledger_storage
@@ -104,7 +103,7 @@ class CopyStream:
         self.connection.close()
 
 
-def password_hash(settings: MeshSettings, password: str) -> str:
+def password_hash(settings: MeasuredMeshSettings, password: str) -> str:
     """One argon2id hash with the configured cost, so logins never ask for a rehash."""
     auth = settings.auth
     hasher = PasswordHasher(
@@ -173,7 +172,7 @@ class Population:
 
 
 class Seeder:
-    def __init__(self, database_url: str, settings: MeshSettings, shape: DataShape) -> None:
+    def __init__(self, database_url: str, settings: MeasuredMeshSettings, shape: DataShape) -> None:
         self.dsn = libpq_dsn(database_url)
         self.settings = settings
         self.shape = shape

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from services.auth.settings import AuthMeshSettings
+from services.ledger.settings import LedgerMeshSettings
+from services.user.settings import UserMeshSettings
+
 CONFIG_FILE = Path(__file__).with_name("config.toml")
 
 
@@ -87,3 +91,8 @@ class BenchConfig(BaseModel):
 
 def load_config(path: Path = CONFIG_FILE) -> BenchConfig:
     return BenchConfig.model_validate(tomllib.loads(path.read_text()))
+
+
+class MeasuredMeshSettings(AuthMeshSettings, LedgerMeshSettings, UserMeshSettings):
+    """The measured mesh's settings, with the sections of the services the bench seeds
+    (password hash cost, default categories, profile defaults) and measures (throttles)."""

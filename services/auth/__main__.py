@@ -1,4 +1,5 @@
 from services.auth.server import build_app
+from services.auth.settings import AuthMeshSettings
 from services.kit.cli import service_main
 
-service_main("auth", build_app)
+service_main("auth", AuthMeshSettings, build_app)

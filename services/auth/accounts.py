@@ -27,10 +27,10 @@ from services.auth.domain import (
     session_expiry,
 )
 from services.auth.passwords import Passwords
+from services.auth.settings import AuthMeshSettings
 from services.auth.throttle import LoginThrottle
 from services.auth.tokens import AccessTokens
 from services.kit.cache import Cache
-from services.kit.config.settings import MeshSettings
 from services.kit.db.engine import Database
 from services.kit.domain.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from services.kit.domain.ids import is_uuid, new_id
@@ -58,7 +58,7 @@ def _session_cache_key(session_id: str) -> str:
 class Accounts:
     def __init__(
         self,
-        settings: MeshSettings,
+        settings: AuthMeshSettings,
         db: Database,
         cache: Cache,
         outbox: Outbox,

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.auth.domain import password_weakness
-from services.kit.config.settings import AuthSettings
+from services.auth.settings import AuthSettings
 from services.kit.domain.errors import ResourceExhausted
 
 

@@ -7,16 +7,16 @@ from services.auth import storage
 from services.auth.accounts import Accounts
 from services.auth.api import AuthApi, IdentityApi
 from services.auth.passwords import Passwords
+from services.auth.settings import AuthMeshSettings
 from services.auth.throttle import LoginThrottle
 from services.auth.tokens import AccessTokens, SigningKeys
-from services.kit.config.settings import MeshSettings
 from services.kit.grpc.server import ServiceApp
 from services.kit.identity.revocation import SessionFeed
 from services.kit.identity.tokens import TokenVerifier
 from services.kit.runtime import Runtime
 
 
-def build_app(settings: MeshSettings) -> ServiceApp:
+def build_app(settings: AuthMeshSettings) -> ServiceApp:
     runtime = Runtime("auth", settings)
     keys = SigningKeys(settings)
     passwords = Passwords(settings.auth)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import math
 
+from services.auth.settings import AuthSettings
 from services.kit.cache import Cache
-from services.kit.config.settings import AuthSettings
 from services.kit.domain.errors import ResourceExhausted
 
 

@@ -4,21 +4,27 @@ commands of the service's own (e.g. reporting's `rebuild` and `export`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import click
 import uvloop
 
-from services.kit.config.settings import MeshSettings, load_settings
+from services.kit.config.settings import MeshSettings
 from services.kit.db import migrations
 from services.kit.grpc.server import ServiceApp
 from services.kit.logs import configure_logging
 
+SettingsT = TypeVar("SettingsT", bound=MeshSettings)
+
 
 def service_main(
     name: str,
-    build_app: Callable[[MeshSettings], ServiceApp],
+    settings_type: type[SettingsT],
+    build_app: Callable[[SettingsT], ServiceApp],
     extra_commands: Sequence[click.Command] = (),
 ) -> None:
+    """`settings_type`: the service's settings (the kit's plus its own section)."""
+
     @click.group(invoke_without_command=True)
     @click.pass_context
     def cli(ctx: click.Context) -> None:
@@ -28,7 +34,7 @@ def service_main(
     @cli.command()
     def serve() -> None:
         """Serve gRPC until SIGTERM/SIGINT."""
-        settings = load_settings()
+        settings = settings_type()
         configure_logging(name, settings.log_level)
 
         async def main() -> None:
@@ -41,7 +47,7 @@ def service_main(
     @cli.command()
     def migrate() -> None:
         """Bring this service's schema up to date."""
-        settings = load_settings()
+        settings = settings_type()
         configure_logging(name, settings.log_level)
         migrations.upgrade(name, settings)
         click.echo(f"{name}: schema up to date")

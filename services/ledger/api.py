@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import override
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from services.kit.config.settings import LedgerSettings
 from services.kit.db.engine import Database
 from services.kit.db.group_commit import GroupCommitter
 from services.kit.db.idempotency import (
@@ -56,6 +55,7 @@ from services.ledger.inputs import (
     validate,
 )
 from services.ledger.operations import ImportRow, Ledger, NewExpense, RowOutcome
+from services.ledger.settings import LedgerSettings
 from services.user.client import Preferences, PreferencesClient
 
 log = logging.getLogger(__name__)
@@ -376,31 +376,22 @@ class LedgerInternalServicer(ledger_pb2_grpc.LedgerInternalServiceServicer):
     async def StreamExpenses(
         self, request: ledger_pb2.StreamExpensesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ledger_pb2.StreamExpensesResponse]:
-        await check_user_id(request.user_id, context)
-        try:
-            async for batch in self.ledger.stream_expenses(request.user_id):
-                yield ledger_pb2.StreamExpensesResponse(expenses=[internal_expense(e) for e in batch])
-        except Exception:
-            log.exception("expense stream failed")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        check_user_id(request.user_id)
+        async for batch in self.ledger.stream_expenses(request.user_id):
+            yield ledger_pb2.StreamExpensesResponse(expenses=[internal_expense(e) for e in batch])
 
     @override
     async def StreamCategories(
         self, request: ledger_pb2.StreamCategoriesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ledger_pb2.StreamCategoriesResponse]:
-        await check_user_id(request.user_id, context)
-        try:
-            async for batch in self.ledger.stream_categories(request.user_id):
-                yield ledger_pb2.StreamCategoriesResponse(categories=[internal_category(c) for c in batch])
-        except Exception:
-            log.exception("category stream failed")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        check_user_id(request.user_id)
+        async for batch in self.ledger.stream_categories(request.user_id):
+            yield ledger_pb2.StreamCategoriesResponse(categories=[internal_category(c) for c in batch])
 
 
-async def check_user_id(user_id: str, context: grpc.aio.ServicerContext) -> None:
-    # Streams are not wrapped by the kit's error interceptor (unary only): abort here.
+def check_user_id(user_id: str) -> None:
     if len(user_id) > MAX_USER_ID_LENGTH:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id: not a valid id")
+        raise InvalidArgument.of("user_id", "not a valid id")
 
 
 # ------------------------------------------------------------- conversions

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from services.kit.config.settings import LedgerSettings
 from services.kit.domain.errors import FieldViolation, InvalidArgument
 from services.kit.domain.money import MoneyError, currencies, parse_amount
 from services.kit.domain.timestamps import utcnow
 from services.kit.domain.validation import violations_of
 from services.ledger.domain import Ordering, decimal_value, parse_ordering
+from services.ledger.settings import LedgerSettings
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EARLIEST_DATE = date(1900, 1, 1)

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2
-from services.kit.config.settings import LedgerSettings
 from services.kit.db.engine import Database
 from services.kit.db.idempotency import stored_answers_of
 from services.kit.db.sql import Query, insert_many, one_round_trip
@@ -47,6 +46,7 @@ from services.ledger.domain import (
     with_money_pair,
 )
 from services.ledger.inputs import CategoryInput, ExpenseInput, ImportRowInput, ListInput, validate
+from services.ledger.settings import LedgerSettings
 
 IMPORT_METHOD = "ImportExpenses"
 IMPORT_ATTEMPTS = 3

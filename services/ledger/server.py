@@ -7,19 +7,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2_grpc
-from services.kit.config.settings import MeshSettings
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
 from services.ledger import storage
 from services.ledger.api import INTERNAL_SERVICE_NAME, SERVICE_NAME, LedgerInternalServicer, LedgerServicer
 from services.ledger.domain import load_default_categories
 from services.ledger.operations import Ledger
+from services.ledger.settings import LedgerMeshSettings
 from services.user.client import PreferencesClient
 
 PROFILE_UPDATED = "user.profile_updated"
 
 
-def build_app(settings: MeshSettings) -> ServiceApp:
+def build_app(settings: LedgerMeshSettings) -> ServiceApp:
     runtime = Runtime("ledger", settings)
     verifier = runtime.remote_verifier()
     outbox = runtime.outbox(storage.outbox)

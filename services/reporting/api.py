@@ -14,7 +14,6 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from typing_extensions import override
 
 from expense.reporting.v1 import reporting_pb2, reporting_pb2_grpc
-from services.kit.config.settings import ReportingSettings
 from services.kit.domain.errors import FailedPrecondition, InvalidArgument
 from services.kit.domain.money import format_amount
 from services.kit.domain.timestamps import utcnow
@@ -34,6 +33,7 @@ from services.reporting.domain import (
 from services.reporting.preferences import PreferenceSource
 from services.reporting.reportcache import ReportCache
 from services.reporting.reports import Reports, Viewer
+from services.reporting.settings import ReportingSettings
 
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 EARLIEST_DATE = date(1900, 1, 1)

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 import grpc
 
-from services.kit.config.settings import MeshSettings, load_settings
 from services.kit.domain.timestamps import utcnow
 from services.kit.logs import configure_logging
 from services.kit.runtime import Runtime
@@ -20,12 +19,13 @@ from services.reporting.rebuild import LedgerClient
 from services.reporting.rebuild import rebuild as rebuild_from_ledger
 from services.reporting.reportcache import ReportCache
 from services.reporting.reports import Reports
+from services.reporting.settings import ReportingMeshSettings
 
 SERVICE = "reporting"
 
 
-def _settings() -> MeshSettings:
-    settings = load_settings()
+def _settings() -> ReportingMeshSettings:
+    settings = ReportingMeshSettings()
     configure_logging(SERVICE, settings.log_level)
     return settings
 
@@ -44,7 +44,7 @@ def rebuild(user_id: str | None) -> None:
     click.echo(f"{SERVICE}: rebuilt {len(counts)} user(s), {sum(counts.values())} expense(s)")
 
 
-async def _rebuild(settings: MeshSettings, user_id: str | None) -> dict[str, int]:
+async def _rebuild(settings: ReportingMeshSettings, user_id: str | None) -> dict[str, int]:
     runtime = Runtime(SERVICE, settings)
     ledger = LedgerClient(
         settings.service_address("ledger"), settings.reporting.rebuild_stream_timeout_seconds
@@ -84,7 +84,7 @@ def export(user_id: str, period: str, day: date | None, output: Path | None) -> 
 
 
 async def _export(
-    settings: MeshSettings, user_id: str, kind: str, day: date | None, output: Path | None
+    settings: ReportingMeshSettings, user_id: str, kind: str, day: date | None, output: Path | None
 ) -> tuple[Path, int]:
     runtime = Runtime(SERVICE, settings)
     try:

@@ -11,11 +11,11 @@ from typing import Protocol
 
 import grpc
 
-from services.kit.config.settings import ProfileDefaults
 from services.kit.db.engine import Database
 from services.kit.identity.tokens import Identity
 from services.reporting import storage
 from services.user.client import Preferences, PreferencesClient
+from services.user.settings import ProfileDefaults
 
 log = logging.getLogger(__name__)
 

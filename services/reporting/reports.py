@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from services.kit.config.settings import ReportingSettings
 from services.kit.db.engine import Database
 from services.kit.domain.errors import FailedPrecondition, NotFound
 from services.reporting import storage
@@ -28,6 +27,7 @@ from services.reporting.domain import (
     last_periods,
     trend_points,
 )
+from services.reporting.settings import ReportingSettings
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ report servicer, the cache and the preferences lookup."""
 from __future__ import annotations
 
 from expense.reporting.v1 import reporting_pb2_grpc
-from services.kit.config.settings import MeshSettings
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
 from services.reporting import storage
@@ -13,12 +12,13 @@ from services.reporting.events import EventHandlers
 from services.reporting.preferences import StoredPreferences, UserServicePreferences
 from services.reporting.reportcache import ReportCache
 from services.reporting.reports import Reports
+from services.reporting.settings import ReportingMeshSettings
 from services.user.client import PreferencesClient
 
 SERVICE_NAME = "expense.reporting.v1.ReportingService"
 
 
-def build_app(settings: MeshSettings) -> ServiceApp:
+def build_app(settings: ReportingMeshSettings) -> ServiceApp:
     runtime = Runtime("reporting", settings)
     verifier = runtime.remote_verifier()
     cache = ReportCache(runtime.cache, settings.reporting.cache_ttl_seconds)

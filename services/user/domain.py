@@ -12,9 +12,9 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
-from services.kit.config.settings import ProfileDefaults
 from services.kit.domain.errors import FieldViolation, InvalidArgument
 from services.kit.domain.money import currencies
+from services.user.settings import ProfileDefaults
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DISPLAY_NAME_MAX_LENGTH = 100

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from expense.user.v1 import user_pb2_grpc
-from services.kit.config.settings import MeshSettings
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
 from services.user import storage
 from services.user.api import SERVICE_NAME, UserServicer
 from services.user.domain import ProfileRules
 from services.user.provisioning import AccountDirectory, ProfileProvisioner
+from services.user.settings import UserMeshSettings
 
 
-def build_app(settings: MeshSettings) -> ServiceApp:
+def build_app(settings: UserMeshSettings) -> ServiceApp:
     runtime = Runtime("user", settings)
     verifier = runtime.remote_verifier()
     rules = ProfileRules(tuple(settings.user.notification_channels), settings.user.defaults)

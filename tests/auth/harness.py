@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.auth.server import build_app
-from services.kit.config.settings import MeshSettings
+from services.auth.settings import AuthMeshSettings
 from services.kit.db import migrations
 from services.kit.events.bus import stream_name
 from services.kit.grpc.server import ServiceApp
@@ -65,7 +65,7 @@ class Login:
 
 
 class AuthUnderTest:
-    def __init__(self, settings: MeshSettings) -> None:
+    def __init__(self, settings: AuthMeshSettings) -> None:
         self.settings = settings
         self.app: ServiceApp | None = None
         self.server: grpc.aio.Server | None = None
@@ -179,7 +179,7 @@ async def running_auth(backend: str, data_dir: Path, **overrides: object) -> Asy
     prefix = unique_prefix("a")
     with contextlib.ExitStack() as stack:
         database_url = stack.enter_context(fresh_postgres_database()) if backend == "postgresql" else None
-        settings = MeshSettings(
+        settings = AuthMeshSettings(
             data_dir=data_dir,
             database_url=database_url,
             nats_url=NATS_URL,

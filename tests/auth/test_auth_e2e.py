@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.auth.keys import load_key_ring
+from services.auth.settings import AuthMeshSettings
 from services.kit.config.settings import MeshSettings
 from services.kit.domain.ids import new_id
 from tests.mesh import Mesh
@@ -234,7 +235,7 @@ async def test_wrong_password_and_unknown_email_are_the_same_401(gateway: Gatewa
 
 
 async def test_repeated_failures_are_429_with_retry_info(gateway: Gateway, mesh: Mesh) -> None:
-    limit = MeshSettings(data_dir=mesh.data_dir).auth.login_failures_per_account_ip
+    limit = AuthMeshSettings(data_dir=mesh.data_dir).auth.login_failures_per_account_ip
     victim = await gateway.sign_up()
     email = victim["user"]["email"]
     for _ in range(limit):

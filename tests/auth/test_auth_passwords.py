@@ -12,9 +12,9 @@ import pytest
 from argon2 import PasswordHasher, Type
 
 from services.auth.passwords import Passwords
+from services.auth.settings import AuthSettings
 from services.auth.throttle import LoginThrottle
 from services.kit.cache import Cache
-from services.kit.config.settings import AuthSettings
 from services.kit.domain.errors import ResourceExhausted
 from tests.auth.harness import delete_redis_keys
 from tests.infra import REDIS_URL, require, unique_prefix

@@ -23,7 +23,9 @@ from services.kit.events.consumer import inbox_table
 from services.kit.events.outbox import outbox_table
 from services.kit.grpc.server import ServiceApp
 from services.ledger.server import build_app as ledger_app
+from services.ledger.settings import LedgerMeshSettings
 from services.reporting.server import build_app as reporting_app
+from services.reporting.settings import ReportingMeshSettings
 from tests.kit.conftest import database_with
 
 metadata = MetaData()
@@ -120,7 +122,7 @@ def purged_by(app: ServiceApp) -> dict[tuple[str, str, timedelta], str | None]:
 
 
 def test_the_ledger_purges_its_outbox_inbox_and_idempotency_keys(tmp_path: Path) -> None:
-    settings = MeshSettings(data_dir=tmp_path)
+    settings = LedgerMeshSettings(data_dir=tmp_path)
     assert purged_by(ledger_app(settings)) == {
         ("outbox", "published_at", timedelta(hours=settings.outbox.replay_window_hours)): None,
         ("inbox", "processed_at", timedelta(hours=settings.retention.inbox_hours)): None,
@@ -129,7 +131,7 @@ def test_the_ledger_purges_its_outbox_inbox_and_idempotency_keys(tmp_path: Path)
 
 
 def test_reporting_purges_tombstones_as_long_kept_as_inbox_records(tmp_path: Path) -> None:
-    settings = MeshSettings(data_dir=tmp_path)
+    settings = ReportingMeshSettings(data_dir=tmp_path)
     inbox_window = timedelta(hours=settings.retention.inbox_hours)
     assert purged_by(reporting_app(settings)) == {  # reporting publishes no events
         ("inbox", "processed_at", inbox_window): None,

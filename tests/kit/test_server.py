@@ -6,7 +6,8 @@ import asyncio
 import gc
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -21,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from expense.echo.v1 import echo_pb2, echo_pb2_grpc
 from services.kit.config.settings import MeshSettings
 from services.kit.domain.errors import FieldViolation, InvalidArgument, NotFound
+from services.kit.grpc.interceptors import AccessLog, KitInterceptor
 from services.kit.grpc.server import GC_PAUSE_LOG, GC_PAUSE_LOGGED_MS, ServiceApp, freeze_startup_objects
 from services.kit.grpc.status import field_violations
 from services.kit.identity.tokens import TokenVerifier, current_identity
@@ -46,6 +48,65 @@ class ScriptedEcho(echo_pb2_grpc.EchoServiceServicer):
         if request.message == "slow":
             await asyncio.sleep(5)
         return echo_pb2.EchoResponse(message=request.message, user_id=current_identity().user_id)
+
+
+STREAMS = "test.v1.StreamService"
+COUNT = f"/{STREAMS}/Count"
+CHAT = f"/{STREAMS}/Chat"
+JOIN = f"/{STREAMS}/Join"
+
+
+async def fail_as_asked(message: str) -> None:
+    if message == "invalid":
+        raise InvalidArgument([FieldViolation("message", "must not be 'invalid'")])
+    if message == "crash":
+        raise RuntimeError("secret internals")
+    if message == "db-down":
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+    if message == "slow":
+        await asyncio.sleep(5)
+
+
+class ScriptedStreams:
+    """Streaming RPCs of every kind on Echo's messages: each streamed response is sent
+    before a message asks for a failure, so the failures come mid-stream."""
+
+    async def Count(
+        self, request: echo_pb2.EchoRequest, context: Any
+    ) -> AsyncIterator[echo_pb2.EchoResponse]:
+        if request.message == "invalid-at-once":
+            raise InvalidArgument([FieldViolation("message", "checked before streaming")])
+        for n in range(3):
+            yield echo_pb2.EchoResponse(message=str(n), user_id=current_identity().user_id)
+        await fail_as_asked(request.message)
+
+    async def Chat(
+        self, requests: AsyncIterable[echo_pb2.EchoRequest], context: Any
+    ) -> AsyncIterator[echo_pb2.EchoResponse]:
+        async for request in requests:
+            await fail_as_asked(request.message)
+            yield echo_pb2.EchoResponse(message=request.message, user_id=current_identity().user_id)
+
+    async def Join(
+        self, requests: AsyncIterable[echo_pb2.EchoRequest], context: Any
+    ) -> echo_pb2.EchoResponse:
+        messages = [request.message async for request in requests]
+        for message in messages:
+            await fail_as_asked(message)
+        return echo_pb2.EchoResponse(message=" ".join(messages), user_id=current_identity().user_id)
+
+
+def add_streams(servicer: ScriptedStreams, server: grpc.aio.Server) -> None:
+    codecs = {
+        "request_deserializer": echo_pb2.EchoRequest.FromString,
+        "response_serializer": echo_pb2.EchoResponse.SerializeToString,
+    }
+    handlers = {
+        "Count": grpc.unary_stream_rpc_method_handler(servicer.Count, **codecs),
+        "Chat": grpc.stream_stream_rpc_method_handler(servicer.Chat, **codecs),
+        "Join": grpc.stream_unary_rpc_method_handler(servicer.Join, **codecs),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(STREAMS, handlers),))
 
 
 def token(**overrides: Any) -> str:
@@ -82,7 +143,8 @@ async def echo_stub(request: pytest.FixtureRequest) -> AsyncIterator[echo_pb2_gr
         settings=settings,
         verifier=verifier,
         servicers=[
-            (echo_pb2_grpc.add_EchoServiceServicer_to_server, ScriptedEcho(), "expense.echo.v1.EchoService")
+            (echo_pb2_grpc.add_EchoServiceServicer_to_server, ScriptedEcho(), "expense.echo.v1.EchoService"),
+            (add_streams, ScriptedStreams(), STREAMS),
         ],
         readiness={"dependency": readiness},
         port=free_port(),
@@ -95,6 +157,7 @@ async def echo_stub(request: pytest.FixtureRequest) -> AsyncIterator[echo_pb2_gr
         stub = echo_pb2_grpc.EchoServiceStub(channel)
         stub.ready = ready  # type: ignore[attr-defined]
         stub.health = health_pb2_grpc.HealthStub(channel)  # type: ignore[attr-defined]
+        stub.channel = channel  # type: ignore[attr-defined]
         yield stub
     watcher.cancel()
     await server.stop(0)
@@ -161,6 +224,111 @@ async def test_calls_without_deadline_get_the_default(echo_stub: echo_pb2_grpc.E
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+def bearer(value: str | None = None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {value or token()}"),)
+
+
+def count(stub: echo_pb2_grpc.EchoServiceStub) -> Any:
+    return stub.channel.unary_stream(  # type: ignore[attr-defined]
+        COUNT,
+        request_serializer=echo_pb2.EchoRequest.SerializeToString,
+        response_deserializer=echo_pb2.EchoResponse.FromString,
+    )
+
+
+async def counted(
+    stub: echo_pb2_grpc.EchoServiceStub, message: str, **kwargs: Any
+) -> tuple[list[str], grpc.aio.AioRpcError | None]:
+    """The messages a Count stream delivered, and the error that ended it (if one did)."""
+    received: list[str] = []
+    try:
+        async for response in count(stub)(echo_pb2.EchoRequest(message=message), **kwargs):
+            received.append(response.message)
+    except grpc.aio.AioRpcError as error:
+        return received, error
+    return received, None
+
+
+async def test_streams_see_the_verified_identity(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
+    responses = [r async for r in count(echo_stub)(echo_pb2.EchoRequest(message="hi"), metadata=bearer())]
+    assert [(r.message, r.user_id) for r in responses] == [("0", "u1"), ("1", "u1"), ("2", "u1")]
+    received, error = await counted(echo_stub, "hi")
+    assert (received, error and error.code()) == ([], grpc.StatusCode.UNAUTHENTICATED)
+
+
+async def test_a_domain_error_mid_stream_arrives_with_its_details(
+    echo_stub: echo_pb2_grpc.EchoServiceStub,
+) -> None:
+    received, error = await counted(echo_stub, "invalid", metadata=bearer())
+    assert received == ["0", "1", "2"] and error is not None
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error) == {"message": "must not be 'invalid'"}
+    received, error = await counted(echo_stub, "invalid-at-once", metadata=bearer())
+    assert received == [] and error is not None
+    assert field_violations(error) == {"message": "checked before streaming"}
+
+
+async def test_unexpected_errors_mid_stream_are_masked(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
+    received, error = await counted(echo_stub, "crash", metadata=bearer())
+    assert received == ["0", "1", "2"] and error is not None
+    assert (error.code(), error.details()) == (grpc.StatusCode.INTERNAL, "internal error")
+    _, lost = await counted(echo_stub, "db-down", metadata=bearer())
+    assert lost is not None and lost.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_streams_without_deadline_get_the_default(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
+    received, error = await counted(echo_stub, "slow", metadata=bearer())
+    assert received == ["0", "1", "2"] and error is not None
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_client_and_bidirectional_streams_are_wrapped_too(
+    echo_stub: echo_pb2_grpc.EchoServiceStub,
+) -> None:
+    channel = echo_stub.channel  # type: ignore[attr-defined]
+    codecs = {
+        "request_serializer": echo_pb2.EchoRequest.SerializeToString,
+        "response_deserializer": echo_pb2.EchoResponse.FromString,
+    }
+    join, chat = channel.stream_unary(JOIN, **codecs), channel.stream_stream(CHAT, **codecs)
+
+    def requests(*messages: str) -> list[echo_pb2.EchoRequest]:
+        return [echo_pb2.EchoRequest(message=m) for m in messages]
+
+    joined = await join(iter(requests("a", "b")), metadata=bearer())
+    assert (joined.message, joined.user_id) == ("a b", "u1")
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await join(iter(requests("a", "invalid")), metadata=bearer())
+    assert field_violations(failure.value) == {"message": "must not be 'invalid'"}
+
+    received: list[str] = []
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        async for response in chat(iter(requests("a", "b", "crash", "c")), metadata=bearer()):
+            received.append(response.message)
+    assert received == ["a", "b"]
+    assert (failure.value.code(), failure.value.details()) == (grpc.StatusCode.INTERNAL, "internal error")
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await chat(iter(requests("a")), metadata=bearer("not-a-jwt")).read()
+    assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_streams_wrapped_handler_is_built_once() -> None:
+    interceptor = KitInterceptor(
+        TokenVerifier(MeshSettings().jwt, _no_keys, _no_sessions), set(), 1.0, AccessLog()
+    )
+    servicer = ScriptedStreams()
+    asked: list[str] = []
+
+    async def continuation(details: Any) -> grpc.RpcMethodHandler:
+        asked.append(details.method)
+        return grpc.unary_stream_rpc_method_handler(servicer.Count)
+
+    details = SimpleNamespace(method=COUNT, invocation_metadata=())
+    first = await interceptor.intercept_service(continuation, details)
+    assert await interceptor.intercept_service(continuation, details) is first
+    assert asked == [COUNT] and first.unary_stream is not servicer.Count
+
+
 async def test_health_follows_dependencies(echo_stub: echo_pb2_grpc.EchoServiceStub) -> None:
     health = echo_stub.health  # type: ignore[attr-defined]
 
@@ -211,6 +379,26 @@ async def test_all_mode_logs_every_call(
         )
     await call(echo_stub, "hi", None)
     assert await access_records(caplog, 4) == [(ECHO, "OK")] * 3 + [(ECHO, "UNAUTHENTICATED")]
+
+
+async def test_the_access_log_records_streams(
+    echo_stub: echo_pb2_grpc.EchoServiceStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="access")
+    await counted(echo_stub, "hi", metadata=bearer())
+    await counted(echo_stub, "crash", metadata=bearer())
+    await counted(echo_stub, "slow", metadata=bearer())
+    assert await access_records(caplog, 2) == [(COUNT, "INTERNAL"), (COUNT, "DEADLINE_EXCEEDED")]
+
+
+@pytest.mark.parametrize("echo_stub", ["all"], indirect=True)
+async def test_all_mode_logs_every_stream(
+    echo_stub: echo_pb2_grpc.EchoServiceStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="access")
+    await counted(echo_stub, "hi", metadata=bearer())
+    await counted(echo_stub, "invalid", metadata=bearer())
+    assert await access_records(caplog, 2) == [(COUNT, "OK"), (COUNT, "INVALID_ARGUMENT")]
 
 
 @pytest.mark.parametrize("echo_stub", ["off"], indirect=True)

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.kit.config.settings import LedgerSettings
 from services.kit.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.ledger.domain import (
     Category,
@@ -23,6 +22,7 @@ from services.ledger.domain import (
     load_default_categories,
     parse_ordering,
 )
+from services.ledger.settings import LedgerSettings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

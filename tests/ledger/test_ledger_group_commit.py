@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2
-from services.kit.config.settings import LedgerSettings, MeshSettings
+from services.kit.config.settings import MeshSettings
 from services.kit.db import migrations
 from services.kit.db.engine import Database
 from services.kit.db.idempotency import RequestKey, StoredAnswer
@@ -32,6 +32,7 @@ from services.ledger import api, storage
 from services.ledger.api import LedgerServicer, PendingCreate
 from services.ledger.domain import load_default_categories
 from services.ledger.operations import Ledger
+from services.ledger.settings import LedgerSettings
 from services.user.client import PreferencesClient
 
 Outcome = ledger_pb2.Expense | BaseException

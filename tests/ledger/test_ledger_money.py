@@ -10,10 +10,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from services.kit.config.settings import LedgerSettings
 from services.kit.domain.money import MoneyError, currencies, format_amount, parse_amount
 from services.ledger.domain import VALUE_EXPONENT, amount_value, decimal_value
 from services.ledger.inputs import ExpenseInput, validate
+from services.ledger.settings import LedgerSettings
 
 CURRENCIES = {0: ["JPY", "KRW", "VND"], 2: ["INR", "USD", "EUR"], 3: ["BHD", "KWD", "OMR"]}
 MAX_MINOR = 10**15

@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from expense.events.v1 import events_pb2
 from expense.reporting.v1 import reporting_pb2_grpc
 from services.kit.cache import Cache
-from services.kit.config.settings import MeshSettings
 from services.kit.db import migrations
 from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
@@ -37,12 +36,15 @@ from services.reporting.preferences import StoredPreferences
 from services.reporting.reportcache import ReportCache
 from services.reporting.reports import Reports
 from services.reporting.server import SERVICE_NAME
+from services.reporting.settings import ReportingMeshSettings
 from services.user.client import Preferences
 from tests.infra import fresh_postgres_database
 
 
 @contextlib.asynccontextmanager
-async def migrated_settings(backend: str, data_dir: Path, **overrides: Any) -> AsyncIterator[MeshSettings]:
+async def migrated_settings(
+    backend: str, data_dir: Path, **overrides: Any
+) -> AsyncIterator[ReportingMeshSettings]:
     """Settings of a fresh, migrated reporting database (SQLite file or new PostgreSQL database)."""
     with contextlib.ExitStack() as stack:
         url = (
@@ -50,7 +52,7 @@ async def migrated_settings(backend: str, data_dir: Path, **overrides: Any) -> A
             if backend == "postgresql"
             else f"sqlite+aiosqlite:///{data_dir / 'reporting.sqlite3'}"
         )
-        settings = MeshSettings(database_url=url, data_dir=data_dir, **overrides)
+        settings = ReportingMeshSettings(database_url=url, data_dir=data_dir, **overrides)
         # Alembic's env runs its own event loop, so it gets a thread of its own.
         await asyncio.to_thread(migrations.upgrade, "reporting", settings)
         yield settings
@@ -59,7 +61,7 @@ async def migrated_settings(backend: str, data_dir: Path, **overrides: Any) -> A
 class TokenIssuer:
     """Signs access tokens the way the auth service does (RS256, typ at+jwt, kid)."""
 
-    def __init__(self, settings: MeshSettings) -> None:
+    def __init__(self, settings: ReportingMeshSettings) -> None:
         self.settings = settings
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = new_id()
@@ -113,7 +115,7 @@ class FixedClock:
 class Reporting:
     """One reporting instance: database, handlers, servicer, optional gRPC server."""
 
-    settings: MeshSettings
+    settings: ReportingMeshSettings
     db: Database
     cache: ReportCache
     handlers: EventHandlers
@@ -184,7 +186,7 @@ class Reporting:
         await self.db.dispose()
 
 
-def build_reporting(settings: MeshSettings, clock: FixedClock | None = None) -> Reporting:
+def build_reporting(settings: ReportingMeshSettings, clock: FixedClock | None = None) -> Reporting:
     db = Database.for_service(settings, "reporting")
     cache = ReportCache(Cache(settings.redis_url, f"{settings.event_prefix}:reporting"), 60.0)
     preferences = StoredPreferences(db, settings.user.defaults)

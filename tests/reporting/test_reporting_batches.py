@@ -22,7 +22,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
-from services.kit.config.settings import ReportingSettings
 from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
 from services.reporting import storage
@@ -37,6 +36,7 @@ from services.reporting.domain import (
 )
 from services.reporting.events import EventHandlers
 from services.reporting.reports import Reports, Viewer
+from services.reporting.settings import ReportingSettings
 from tests.kit.fake_messages import FakeMessage, as_messages, batch_of
 from tests.reporting import reference
 from tests.reporting.harness import Reporting

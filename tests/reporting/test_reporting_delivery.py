@@ -22,7 +22,7 @@ from google.protobuf.json_format import MessageToDict
 from sqlalchemy import func, select
 
 from expense.events.v1 import events_pb2
-from services.kit.config.settings import REPO_ROOT, ReportingSettings
+from services.kit.config.settings import REPO_ROOT
 from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
 from services.kit.events.bus import EventBus, subject_for
@@ -31,6 +31,7 @@ from services.reporting import storage
 from services.reporting.api import currency_summary
 from services.reporting.domain import period_containing
 from services.reporting.reports import Reports, Viewer
+from services.reporting.settings import ReportingSettings
 from tests.infra import NATS_URL, free_port, fresh_postgres_database, require, unique_prefix
 from tests.reporting import reference
 from tests.reporting.harness import Reporting

@@ -1,14 +1,17 @@
 """Typed settings: defaults in config/mesh.toml, overridden by an optional
-config file (EM_CONFIG_FILE) and by environment variables."""
+config file (EM_CONFIG_FILE) and by environment variables.
+
+MeshSettings holds what the kit and the launcher read. A service adds its own
+section by subclassing it in services/<name>/settings.py (e.g. `ledger: LedgerSettings`),
+so its table of the same files and its EM_<NAME>__* variables are validated with the rest."""
 
 from __future__ import annotations
 
 import os
 from datetime import timedelta
-from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import (
@@ -23,14 +26,6 @@ DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "mesh.toml"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 # How long the JetStream stream keeps events (services/kit/events/bus.py).
 EVENT_STREAM_MAX_AGE = timedelta(days=7)
-
-
-class Ports(BaseModel):
-    auth: int = 50051
-    user: int = 50052
-    ledger: int = 50053
-    reporting: int = 50054
-    echo: int = 50099
 
 
 class JwtSettings(BaseModel):
@@ -50,29 +45,6 @@ class Limits(BaseModel):
     max_message_bytes: int = 1 << 20
     gateway_max_body_bytes: int = 1 << 20
     gateway_rate_limit_per_second: int = 2000
-
-
-class AuthSettings(BaseModel):
-    """Auth service policy: password hashing cost and strength, login throttling."""
-
-    # argon2id; the OWASP minimum (t=2, 19 MiB, p=1) is the floor.
-    argon2_time_cost: int = Field(2, ge=2)
-    argon2_memory_kib: int = Field(19456, ge=19456)
-    argon2_parallelism: int = Field(1, ge=1)
-    # Hashes computed at once; each holds argon2_memory_kib of RAM, so this caps memory.
-    password_hash_concurrency: int = Field(4, ge=1, le=64)
-    # Hashes allowed to wait for a slot; more are refused with RESOURCE_EXHAUSTED.
-    password_hash_queue: int = Field(64, ge=0)
-    # zxcvbn score (0-4) a new password must reach.
-    password_min_score: int = Field(2, ge=0, le=4)
-    # Failed logins per (email, client IP) within the window, then RESOURCE_EXHAUSTED.
-    login_failures_per_account_ip: int = Field(10, ge=1)
-    login_failure_window_seconds: int = Field(900, ge=1)
-    # Password attempts (logins, password changes) per client IP within the window.
-    login_attempts_per_ip: int = Field(30, ge=1)
-    login_ip_window_seconds: int = Field(60, ge=1)
-    # Redis TTL of a CheckSession answer; revoking a session overwrites it at once.
-    session_cache_seconds: float = Field(5.0, gt=0, le=60)
 
 
 class OutboxSettings(BaseModel):
@@ -121,17 +93,6 @@ class ConsumerSettings(BaseModel):
     linger_ms: float = Field(60.0, ge=0, le=1000)
 
 
-class ProfileDefaults(BaseModel):
-    """Preferences a new user starts with (validated by the user service at start)."""
-
-    default_currency: str = "INR"
-    time_zone: str = "UTC"
-    locale: str = "en"
-    first_day_of_week: str = "monday"
-    notification_channels: list[str] = ["email"]
-    sms_auto_import: bool = False
-
-
 class GroupCommitSettings(BaseModel):
     """Writes of concurrent calls committed together (services/kit/db/group_commit.py)."""
 
@@ -145,65 +106,14 @@ class GroupCommitSettings(BaseModel):
     linger_ms: float = Field(0.0, ge=0, le=100)
 
 
-class UserSettings(BaseModel):
-    # The notification channels a profile may choose from.
-    notification_channels: list[str] = ["email", "sms", "whatsapp", "push"]
-    defaults: ProfileDefaults = ProfileDefaults()
-
-
-class LedgerSettings(BaseModel):
-    """Ledger limits: every list, text and batch a client sends is bounded."""
-
-    # Largest amount of one expense, in major units of its currency.
-    max_amount: Decimal = Field(Decimal("10000000000"), gt=0, le=Decimal("100000000000000"))
-    # How far after today (UTC) spent_on may lie.
-    max_future_days: int = Field(366, ge=0)
-    max_tags: int = Field(10, ge=0, le=100)
-    max_tag_length: int = Field(32, ge=1, le=200)
-    max_merchant_length: int = Field(200, ge=1, le=2000)
-    max_note_length: int = Field(1000, ge=1, le=20000)
-    max_query_length: int = Field(100, ge=1, le=1000)
-    default_page_size: int = Field(50, ge=1)
-    max_page_size: int = Field(500, ge=1, le=5000)
-    # total_size counts at most this many matching rows (the count's cost is bounded too).
-    max_counted_rows: int = Field(1000, ge=1)
-    max_import_rows: int = Field(1000, ge=1, le=10000)
-    max_categories: int = Field(200, ge=1, le=10000)
-    max_category_depth: int = Field(3, ge=1, le=10)
-    max_category_name_length: int = Field(60, ge=1, le=200)
-    # Rows per message of the internal streams used by rebuilds.
-    stream_batch_size: int = Field(500, ge=1, le=5000)
-    # CreateExpense calls arriving together share one transaction.
-    create_batching: GroupCommitSettings = GroupCommitSettings()
-    # The categories every user starts with (a data file, relative to the repo root).
-    default_categories_file: Path = Path("config/default_categories.toml")
-
-
-class ReportingSettings(BaseModel):
-    """Reporting: report sizes, cache lifetime and export bounds."""
-
-    # Merchants listed per currency in a summary or category report.
-    top_merchants: int = Field(5, ge=1, le=50)
-    # Periods of a trend when the request does not say, and the most it may ask for.
-    trend_default_count: int = Field(6, ge=1)
-    trend_max_count: int = Field(36, ge=1, le=120)
-    # Redis lifetime of a cached report; events for the user invalidate it sooner.
-    cache_ttl_seconds: float = Field(300.0, gt=0, le=86400)
-    # Rows an ExportExpenses call may return, and its size as JSON: Envoy's transcoder
-    # answers 500 above its 1 MiB response buffer (the CLI export has no limit).
-    export_max_rows: int = Field(20000, ge=1)
-    export_max_bytes: int = Field(786_432, ge=1024)
-    # Deadline of one LedgerInternalService stream during a rebuild.
-    rebuild_stream_timeout_seconds: float = Field(600.0, gt=0)
-
-
 class MeshLayout(BaseModel):
-    services: list[str] = ["auth", "user", "ledger", "reporting"]
+    # The services the launcher starts, in start order (config/mesh.toml names them).
+    services: list[str] = []
     public_methods: list[str] = []
 
 
 class MeshSettings(BaseSettings):
-    """Settings shared by the launcher and every service."""
+    """Settings shared by the launcher and every service (the kit's sections)."""
 
     model_config = SettingsConfigDict(
         env_prefix="EM_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
@@ -230,17 +140,14 @@ class MeshSettings(BaseSettings):
     # Deadline of one call between services, retries of an unavailable peer included: long
     # enough to ride out a busy moment of a small machine, short beside a client's deadline.
     internal_call_timeout_seconds: float = Field(5.0, gt=0)
-    ports: Ports = Ports()
+    # The port each service listens on, by service name (config/mesh.toml's [ports]).
+    ports: dict[str, int] = {}
     jwt: JwtSettings = JwtSettings()
-    auth: AuthSettings = AuthSettings()
     limits: Limits = Limits()
     outbox: OutboxSettings = OutboxSettings()
     consumers: ConsumerSettings = ConsumerSettings()
     retention: RetentionSettings = RetentionSettings()
     mesh: MeshLayout = MeshLayout()
-    user: UserSettings = UserSettings()
-    ledger: LedgerSettings = LedgerSettings()
-    reporting: ReportingSettings = ReportingSettings()
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}
@@ -284,7 +191,12 @@ class MeshSettings(BaseSettings):
         return self.data_dir / "keys"
 
     def service_port(self, service: str) -> int:
-        return int(getattr(self.ports, service))
+        try:
+            return self.ports[service]
+        except KeyError:
+            raise ValueError(
+                f"no port for service {service!r}: add it to [ports] in config/mesh.toml"
+            ) from None
 
     def service_address(self, service: str) -> str:
         """Where to connect to a service (not where it binds: that is `host`)."""
@@ -305,7 +217,3 @@ class MeshSettings(BaseSettings):
 @lru_cache(maxsize=1)
 def load_settings() -> MeshSettings:
     return MeshSettings()
-
-
-def settings_dump(settings: MeshSettings) -> dict[str, Any]:
-    return settings.model_dump(mode="json")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, text
@@ -60,6 +61,64 @@ def _migrate(connection: Connection, metadata: MetaData, schema: str | None) -> 
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+# The kit's tables as every service's first migration creates them. Plain types, not the
+# models' (UtcDateTime, BigIntId), so what these create never changes with the code.
+UTC_DATETIME = sa.DateTime(timezone=True)
+BIGINT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def create_outbox_table() -> None:
+    """The outbox of services/kit/events/outbox.py."""
+    op.create_table(
+        "outbox",
+        sa.Column("id", BIGINT_ID, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("subject", sa.String(200), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.Column("published_at", UTC_DATETIME, nullable=True),
+    )
+    op.create_index("ix_outbox_unpublished", "outbox", ["published_at", "id"])
+
+
+def drop_outbox_table() -> None:
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    op.drop_table("outbox")
+
+
+def create_inbox_table() -> None:
+    """The inbox of services/kit/events/consumer.py (its purge index: create_retention_indexes)."""
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(100), nullable=False),
+        sa.Column("event_id", sa.String(36), nullable=False),
+        sa.Column("processed_at", UTC_DATETIME, nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "event_id"),
+    )
+
+
+def drop_inbox_table() -> None:
+    op.drop_table("inbox")
+
+
+def create_idempotency_table() -> None:
+    """The stored answers of services/kit/db/idempotency.py (its purge index: create_retention_indexes)."""
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("user_id", sa.String(36), nullable=False),
+        sa.Column("method", sa.String(100), nullable=False),
+        sa.Column("request_id", sa.String(100), nullable=False),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("response", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.PrimaryKeyConstraint("user_id", "method", "request_id"),
+    )
+
+
+def drop_idempotency_table() -> None:
+    op.drop_table("idempotency_keys")
 
 
 # Indexes the retention purge reads by (services/kit/db/retention.py), per kit table.

@@ -3,15 +3,17 @@ authentication, and domain-error mapping (innermost), in one layer.
 
 One interceptor instead of four, and the wrapped handler built once per method:
 grpc.aio asks every interceptor for a handler on every call, and building four
-handlers per call cost more than an echo RPC itself. Only unary-unary RPCs are
-wrapped; the mesh's public contracts are unary so both gateways can carry them."""
+handlers per call cost more than an echo RPC itself. Every kind of RPC is wrapped:
+a streamed response is written by the wrapper (context.write), so the layers
+cover the whole stream, errors raised before or during it included."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -74,25 +76,42 @@ class KitInterceptor(ServerInterceptor):
         if cached is not None:
             return cached
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or method.startswith(UNWRAPPED_PREFIXES):
+        if handler is None or method.startswith(UNWRAPPED_PREFIXES):
             return handler
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self._wrap(method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        wrapped = self._wrapped_handler(method, handler)
         if len(self._handlers) < MAX_CACHED_METHODS:
             self._handlers[method] = wrapped
         return wrapped
 
-    def _wrap(self, method: str, behavior: Behavior) -> Behavior:
+    def _wrapped_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        serializers = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap(method, handler.unary_unary, streamed=False), **serializers
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap(method, handler.stream_unary, streamed=True), **serializers
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap(method, _writing(handler.unary_stream), streamed=True), **serializers
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap(method, _writing(handler.stream_stream), streamed=True), **serializers
+        )
+
+    def _wrap(self, method: str, behavior: Behavior, streamed: bool) -> Behavior:
         public = method in self.public_methods
 
         async def intercepted(request: Any, context: ServicerContext) -> Any:
             started = time.perf_counter()
             code = "OK"
             try:
-                return await self._bounded(method, public, behavior, request, context)
+                return await self._bounded(method, public, streamed, behavior, request, context)
             except BaseException:
                 code = context.code().name if context.code() else "CANCELLED"
                 raise
@@ -102,12 +121,20 @@ class KitInterceptor(ServerInterceptor):
         return intercepted
 
     async def _bounded(
-        self, method: str, public: bool, behavior: Behavior, request: Any, context: ServicerContext
+        self,
+        method: str,
+        public: bool,
+        streamed: bool,
+        behavior: Behavior,
+        request: Any,
+        context: ServicerContext,
     ) -> Any:
-        """Calls without a client deadline get the default one; longer ones are capped."""
+        """Calls without a client deadline get the default one; longer ones are capped,
+        except a stream's: a rebuild's stream lasts as long as its client allows."""
         remaining = context.time_remaining()
         limit = self.default_deadline_seconds
-        limit = limit if remaining is None else min(remaining, limit * 10)
+        if remaining is not None:
+            limit = remaining if streamed else min(remaining, limit * 10)
         try:
             async with asyncio.timeout(limit):
                 identity = None if public else await self._authenticate(method, context)
@@ -147,6 +174,23 @@ class KitInterceptor(ServerInterceptor):
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         finally:
             reset_identity(marker)
+
+
+def _writing(behavior: Behavior) -> Behavior:
+    """A streaming handler as a coroutine writing each response itself, so the wrapper's
+    deadline and error mapping hold for the whole stream. A handler already writing with
+    context.write (a coroutine) is awaited as it is."""
+
+    async def write_all(request: Any, context: ServicerContext) -> None:
+        responses = behavior(request, context)
+        if inspect.isawaitable(responses):
+            await responses
+            return
+        stream: AsyncIterable[Any] = responses
+        async for response in stream:
+            await context.write(response)
+
+    return write_all
 
 
 def _bearer_token(context: ServicerContext) -> str:

@@ -13,6 +13,14 @@ from alembic import op
 from sqlalchemy.exc import DBAPIError
 
 from services.kit.db.engine import UtcDateTime
+from services.kit.db.migrations import (
+    create_idempotency_table,
+    create_inbox_table,
+    create_outbox_table,
+    drop_idempotency_table,
+    drop_inbox_table,
+    drop_outbox_table,
+)
 from services.kit.db.sql import BigIntId
 
 revision: str = "0001"
@@ -98,33 +106,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_ledger_entries_user_expense", "ledger_entries", ["user_id", "expense_id", "version"])
 
-    op.create_table(
-        "idempotency_keys",
-        sa.Column("user_id", sa.String(36), nullable=False),
-        sa.Column("method", sa.String(100), nullable=False),
-        sa.Column("request_id", sa.String(100), nullable=False),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
-        sa.Column("response", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("user_id", "method", "request_id"),
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
-        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
-        sa.Column("subject", sa.String(200), nullable=False),
-        sa.Column("body", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.Column("published_at", UtcDateTime(), nullable=True),
-    )
-    op.create_index("ix_outbox_unpublished", "outbox", ["published_at", "id"])
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.String(100), nullable=False),
-        sa.Column("event_id", sa.String(36), nullable=False),
-        sa.Column("processed_at", UtcDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-    )
+    create_idempotency_table()
+    create_outbox_table()
+    create_inbox_table()
 
     if op.get_bind().dialect.name == "postgresql":
         _create_search_index()
@@ -182,10 +166,10 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS ledger_entries_no_change ON ledger_entries")
         op.execute("DROP TRIGGER IF EXISTS ledger_entries_no_truncate ON ledger_entries")
         op.execute("DROP FUNCTION IF EXISTS ledger_entries_append_only()")
+    drop_inbox_table()
+    drop_outbox_table()
+    drop_idempotency_table()
     for table in (
-        "inbox",
-        "outbox",
-        "idempotency_keys",
         "ledger_entries",
         "category_owners",
         "categories",

@@ -10,6 +10,13 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from services.kit.db.migrations import (
+    create_inbox_table,
+    create_outbox_table,
+    drop_inbox_table,
+    drop_outbox_table,
+)
+
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -17,7 +24,6 @@ depends_on: str | Sequence[str] | None = None
 
 # Plain types here (not the models' decorators) so the script never changes with the code.
 UTC_DATETIME = sa.DateTime(timezone=True)
-BIGINT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
@@ -37,27 +43,11 @@ def upgrade() -> None:
         sa.Column("create_time", UTC_DATETIME, nullable=False),
         sa.Column("update_time", UTC_DATETIME, nullable=False),
     )
-    op.create_table(
-        "outbox",
-        sa.Column("id", BIGINT_ID, primary_key=True, autoincrement=True),
-        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
-        sa.Column("subject", sa.String(200), nullable=False),
-        sa.Column("body", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", UTC_DATETIME, nullable=False),
-        sa.Column("published_at", UTC_DATETIME, nullable=True),
-    )
-    op.create_index("ix_outbox_unpublished", "outbox", ["published_at", "id"])
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.String(100), nullable=False),
-        sa.Column("event_id", sa.String(36), nullable=False),
-        sa.Column("processed_at", UTC_DATETIME, nullable=False),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-    )
+    create_outbox_table()
+    create_inbox_table()
 
 
 def downgrade() -> None:
-    op.drop_table("inbox")
-    op.drop_index("ix_outbox_unpublished", table_name="outbox")
-    op.drop_table("outbox")
+    drop_inbox_table()
+    drop_outbox_table()
     op.drop_table("profiles")

@@ -1,0 +1,37 @@
+"""The auth service's settings: its [auth] section of config/mesh.toml (EM_AUTH__* in the
+environment) beside the kit's."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from services.kit.config.settings import MeshSettings
+
+
+class AuthSettings(BaseModel):
+    """Auth service policy: password hashing cost and strength, login throttling."""
+
+    # argon2id; the OWASP minimum (t=2, 19 MiB, p=1) is the floor.
+    argon2_time_cost: int = Field(2, ge=2)
+    argon2_memory_kib: int = Field(19456, ge=19456)
+    argon2_parallelism: int = Field(1, ge=1)
+    # Hashes computed at once; each holds argon2_memory_kib of RAM, so this caps memory.
+    password_hash_concurrency: int = Field(4, ge=1, le=64)
+    # Hashes allowed to wait for a slot; more are refused with RESOURCE_EXHAUSTED.
+    password_hash_queue: int = Field(64, ge=0)
+    # zxcvbn score (0-4) a new password must reach.
+    password_min_score: int = Field(2, ge=0, le=4)
+    # Failed logins per (email, client IP) within the window, then RESOURCE_EXHAUSTED.
+    login_failures_per_account_ip: int = Field(10, ge=1)
+    login_failure_window_seconds: int = Field(900, ge=1)
+    # Password attempts (logins, password changes) per client IP within the window.
+    login_attempts_per_ip: int = Field(30, ge=1)
+    login_ip_window_seconds: int = Field(60, ge=1)
+    # Redis TTL of a CheckSession answer; revoking a session overwrites it at once.
+    session_cache_seconds: float = Field(5.0, gt=0, le=60)
+
+
+class AuthMeshSettings(MeshSettings):
+    """What the auth service reads: the kit's settings and its own section."""
+
+    auth: AuthSettings = AuthSettings()
