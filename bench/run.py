@@ -104,7 +104,7 @@ def run(options: Options) -> Path:
         say(cpu.describe())
         mesh.write_config()
         seed = _prepare(mesh, settings, config, options.profile, run_info)
-        results = _run_mesh(mesh, settings, seed, config, cpu, options, run_info)
+        results = _run_mesh(MeshRun(mesh, settings, seed, config, cpu, options, run_info))
         if options.keep:
             say(
                 f"kept database {database}, data dir {data_dir}, "
@@ -114,16 +114,22 @@ def run(options: Options) -> Path:
     return _write_results(results, run_info, options.results_dir)
 
 
-def _run_mesh(
-    mesh: BenchMesh,
-    settings: MeshSettings,
-    seed: SeedResult,
-    config: BenchConfig,
-    cpu: CpuPlan,
-    options: Options,
-    run_info: dict[str, Any],
-) -> list[ScenarioResult]:
+@dataclass(frozen=True)
+class MeshRun:
+    """A seeded run, ready for its mesh; run_info collects what the JSON records."""
+
+    mesh: BenchMesh
+    settings: MeshSettings
+    seed: SeedResult
+    config: BenchConfig
+    cpu: CpuPlan
+    options: Options
+    run_info: dict[str, Any]
+
+
+def _run_mesh(run: MeshRun) -> list[ScenarioResult]:
     """Starts the mesh, rebuilds the reports, runs the scenarios; stops the mesh whatever happens."""
+    mesh, run_info = run.mesh, run.run_info
     try:
         started_mesh = time.perf_counter()
         mesh.start()
@@ -133,11 +139,11 @@ def _run_mesh(
         # The generator's own full collections would be measured as the mesh's latency.
         gc.collect()
         gc.freeze()
-        return asyncio.run(_measure(mesh, settings, seed, config, cpu, options, run_info))
+        return asyncio.run(_measure(run))
     finally:
         mesh.stop()
         run_info["mesh_warnings"] = mesh.warnings()
-        if not options.keep:
+        if not run.options.keep:
             mesh.forget()
 
 
@@ -178,26 +184,19 @@ def _rebuild_reports(mesh: BenchMesh, run_info: dict[str, Any]) -> None:
     say(f"reporting's tables vacuumed and analyzed, checkpoint done, in {run_info['settle_seconds']} s")
 
 
-async def _measure(
-    mesh: BenchMesh,
-    settings: MeshSettings,
-    seed: SeedResult,
-    config: BenchConfig,
-    cpu: CpuPlan,
-    options: Options,
-    run_info: dict[str, Any],
-) -> list[ScenarioResult]:
-    pin_self(cpu)
-    profile_dir = options.results_dir / f"profiles-{run_info['date'][:19].replace(':', '')}"
+async def _measure(run: MeshRun) -> list[ScenarioResult]:
+    options, config = run.options, run.config
+    pin_self(run.cpu)
+    profile_dir = options.results_dir / f"profiles-{run.run_info['date'][:19].replace(':', '')}"
     if options.py_spy:
         profile_dir.mkdir(parents=True, exist_ok=True)
     bench = Bench(
-        mesh=mesh,
-        settings=settings,
-        seed=seed,
+        mesh=run.mesh,
+        settings=run.settings,
+        seed=run.seed,
         profile=config.profiles[options.profile],
         targets=config.targets,
-        cpu=cpu,
+        cpu=run.cpu,
         nonce=secrets.token_hex(4),
         py_spy=list(options.py_spy),
         profile_dir=profile_dir,
@@ -205,7 +204,7 @@ async def _measure(
     )
     async with bench:
         verification = await verify_reports(bench)
-        run_info["verification"] = verification
+        run.run_info["verification"] = verification
         say(f"reports reflect the seed: {verification}")
         if not verification["match"]:
             raise RuntimeError(f"the yearly summary does not match the ledger: {verification}")
