@@ -25,9 +25,10 @@ from bench.api import Addresses, RestClients, TokenPool
 from bench.cpu import LOAD_GENERATOR, STEAL, CpuMeter, CpuPlan, ProcessMeter
 from bench.load import LATE_SEND_WARNING_MS, Call, closed_loop, open_loop
 from bench.mesh import NATS_URL, REDIS_URL, BenchMesh
-from bench.seed import SeedResult, libpq_dsn
+from bench.seed import SeedResult
 from bench.settings import MeasuredMeshSettings, Profile, Targets
 from bench.stats import OK, ScenarioResult
+from services.kit.db.bulk import libpq_dsn
 from services.launcher.up import tool
 
 Check = Callable[[ScenarioResult], bool]

@@ -24,7 +24,8 @@ from bench.context import Bench
 from bench.cpu import CpuPlan, pin_self, plan
 from bench.mesh import OUTER_SETTINGS, BenchMesh, fresh_database
 from bench.report import RESULTS_DIR
-from bench.scenarios import SCENARIOS, verify_reports
+from bench.scenarios import SCENARIOS
+from bench.scenarios.reports import verify_reports
 from bench.seed import Population, Seeder, SeedResult, settle
 from bench.settings import BenchConfig, MeasuredMeshSettings, load_config
 from bench.stats import LatencySummary, ScenarioResult
@@ -82,14 +83,15 @@ def say(text: str) -> None:
 def run(options: Options) -> Path:
     check_prerequisites()
     config = load_config()
-    profile_name = options.profile
-    if profile_name not in config.profiles:
-        raise Prerequisite(f"no profile {profile_name!r} in bench/config.toml ({', '.join(config.profiles)})")
+    if options.profile not in config.profiles:
+        raise Prerequisite(
+            f"no profile {options.profile!r} in bench/config.toml ({', '.join(config.profiles)})"
+        )
     cpu = plan(options.pin)
     started = datetime.now(UTC)
     run_info: dict[str, Any] = {
         "date": started.isoformat(),
-        "profile": profile_name,
+        "profile": options.profile,
         "pinning": cpu.describe(),
     }
     with data_directory(options.keep) as data_dir, fresh_database(options.keep) as (database, url):
@@ -99,33 +101,54 @@ def run(options: Options) -> Path:
         say(f"database {database}, data dir {data_dir}, event prefix {mesh.event_prefix}")
         say(cpu.describe())
         mesh.write_config()
-        seed = _prepare(mesh, settings, config, profile_name, run_info)
-        try:
-            started_mesh = time.perf_counter()
-            mesh.start()
-            run_info["mesh_start_seconds"] = round(time.perf_counter() - started_mesh, 1)
-            say(f"mesh ready in {run_info['mesh_start_seconds']} s: {mesh.base_url}, services {mesh.ports}")
-            _rebuild_reports(mesh, run_info)
-            # The generator's own full collections would be measured as the mesh's latency.
-            gc.collect()
-            gc.freeze()
-            results = asyncio.run(
-                _measure(mesh, settings, seed, config, profile_name, cpu, options, run_info)
-            )
-        finally:
-            mesh.stop()
-            run_info["mesh_warnings"] = mesh.warnings()
-            if not options.keep:
-                mesh.forget()
+        seed = _prepare(mesh, settings, config, options.profile, run_info)
+        results = _run_mesh(MeshRun(mesh, settings, seed, config, cpu, options, run_info))
         if options.keep:
             say(
                 f"kept database {database}, data dir {data_dir}, "
                 f"NATS stream and Redis keys {mesh.event_prefix}*"
             )
     run_info["duration_seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
+    return _write_results(results, run_info, options.results_dir)
+
+
+@dataclass(frozen=True)
+class MeshRun:
+    """A seeded run, ready for its mesh; run_info collects what the JSON records."""
+
+    mesh: BenchMesh
+    settings: MeasuredMeshSettings
+    seed: SeedResult
+    config: BenchConfig
+    cpu: CpuPlan
+    options: Options
+    run_info: dict[str, Any]
+
+
+def _run_mesh(run: MeshRun) -> list[ScenarioResult]:
+    """Starts the mesh, rebuilds the reports, runs the scenarios; stops the mesh whatever happens."""
+    mesh, run_info = run.mesh, run.run_info
+    try:
+        started_mesh = time.perf_counter()
+        mesh.start()
+        run_info["mesh_start_seconds"] = round(time.perf_counter() - started_mesh, 1)
+        say(f"mesh ready in {run_info['mesh_start_seconds']} s: {mesh.base_url}, services {mesh.ports}")
+        _rebuild_reports(mesh, run_info)
+        # The generator's own full collections would be measured as the mesh's latency.
+        gc.collect()
+        gc.freeze()
+        return asyncio.run(_measure(run))
+    finally:
+        mesh.stop()
+        run_info["mesh_warnings"] = mesh.warnings()
+        if not run.options.keep:
+            mesh.forget()
+
+
+def _write_results(results: list[ScenarioResult], run_info: dict[str, Any], results_dir: Path) -> Path:
     if run_info["mesh_warnings"]:
         say(f"the mesh logged warnings (counted in the JSON): {run_info['mesh_warnings']}")
-    path = report.write(results, run_info, options.results_dir)
+    path = report.write(results, run_info, results_dir)
     print()
     print(report.table(results))
     print()
@@ -163,27 +186,19 @@ def _rebuild_reports(mesh: BenchMesh, run_info: dict[str, Any]) -> None:
     say(f"reporting's tables vacuumed and analyzed, checkpoint done, in {run_info['settle_seconds']} s")
 
 
-async def _measure(
-    mesh: BenchMesh,
-    settings: MeasuredMeshSettings,
-    seed: SeedResult,
-    config: BenchConfig,
-    profile_name: str,
-    cpu: CpuPlan,
-    options: Options,
-    run_info: dict[str, Any],
-) -> list[ScenarioResult]:
-    pin_self(cpu)
-    profile_dir = options.results_dir / f"profiles-{run_info['date'][:19].replace(':', '')}"
+async def _measure(run: MeshRun) -> list[ScenarioResult]:
+    options, config = run.options, run.config
+    pin_self(run.cpu)
+    profile_dir = options.results_dir / f"profiles-{run.run_info['date'][:19].replace(':', '')}"
     if options.py_spy:
         profile_dir.mkdir(parents=True, exist_ok=True)
     bench = Bench(
-        mesh=mesh,
-        settings=settings,
-        seed=seed,
-        profile=config.profiles[profile_name],
+        mesh=run.mesh,
+        settings=run.settings,
+        seed=run.seed,
+        profile=config.profiles[options.profile],
         targets=config.targets,
-        cpu=cpu,
+        cpu=run.cpu,
         nonce=secrets.token_hex(4),
         py_spy=list(options.py_spy),
         profile_dir=profile_dir,
@@ -191,22 +206,30 @@ async def _measure(
     )
     async with bench:
         verification = await verify_reports(bench)
-        run_info["verification"] = verification
+        run.run_info["verification"] = verification
         say(f"reports reflect the seed: {verification}")
         if not verification["match"]:
             raise RuntimeError(f"the yearly summary does not match the ledger: {verification}")
-        chosen = (
-            ["baseline", *(name for name in SCENARIOS if name in options.only)] if options.only else SCENARIOS
-        )
-        for name in dict.fromkeys(chosen):
-            say(f"scenario {name}")
-            try:
-                await SCENARIOS[name](bench)
-            except Exception as error:
-                # One broken scenario must not cost the figures of the others.
-                say(f"scenario {name} failed: {error!r}")
-                bench.results.append(failed_scenario(name, error))
+        await _run_scenarios(bench, _chosen_scenarios(options.only))
     return bench.results
+
+
+def _chosen_scenarios(only: Sequence[str]) -> list[str]:
+    """All of them, or the baseline and those asked for, in the registry's order."""
+    if not only:
+        return list(SCENARIOS)
+    return list(dict.fromkeys(["baseline", *(name for name in SCENARIOS if name in only)]))
+
+
+async def _run_scenarios(bench: Bench, names: Sequence[str]) -> None:
+    for name in names:
+        say(f"scenario {name}")
+        try:
+            await SCENARIOS[name](bench)
+        except Exception as error:
+            # One broken scenario must not cost the figures of the others.
+            say(f"scenario {name} failed: {error!r}")
+            bench.results.append(failed_scenario(name, error))
 
 
 def failed_scenario(name: str, error: Exception) -> ScenarioResult:

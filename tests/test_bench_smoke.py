@@ -21,7 +21,7 @@ from tests.infra import require
 pytestmark = pytest.mark.e2e
 
 SMOKE_TIMEOUT_SECONDS = 240
-# The scenario (table) names each group of bench/scenarios.py writes.
+# The scenario (table) names each group of bench/scenarios/ writes.
 EXPECTED_SCENARIOS = {
     "echo (baseline)",
     "list month page",

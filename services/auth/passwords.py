@@ -28,14 +28,19 @@ class Verification:
     upgraded_hash: str | None = None
 
 
+def argon2_hasher(settings: AuthSettings) -> PasswordHasher:
+    """argon2id with the configured cost."""
+    return PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+        type=Type.ID,
+    )
+
+
 class Passwords:
     def __init__(self, settings: AuthSettings) -> None:
-        self._hasher = PasswordHasher(
-            time_cost=settings.argon2_time_cost,
-            memory_cost=settings.argon2_memory_kib,
-            parallelism=settings.argon2_parallelism,
-            type=Type.ID,
-        )
+        self._hasher = argon2_hasher(settings)
         self._min_score = settings.password_min_score
         self._slots = asyncio.Semaphore(settings.password_hash_concurrency)
         self._max_waiting = settings.password_hash_queue

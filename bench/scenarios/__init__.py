@@ -1,0 +1,28 @@
+"""The scenarios of issue 5, in the order they run: reads before writes (so that
+reporting is idle while reads are measured), the bulk import last (its events keep
+reporting busy for a while)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bench.context import Bench
+from bench.scenarios.baseline import baseline
+from bench.scenarios.event_lag import event_lag
+from bench.scenarios.expenses import create_expense, list_expenses
+from bench.scenarios.imports import bulk_import
+from bench.scenarios.login import login
+from bench.scenarios.reports import summaries_cached, summaries_uncached
+
+Scenario = Callable[[Bench], Awaitable[None]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "baseline": baseline,
+    "list": list_expenses,
+    "summary-cached": summaries_cached,
+    "summary-uncached": summaries_uncached,
+    "create": create_expense,
+    "event-lag": event_lag,
+    "login": login,
+    "import": bulk_import,
+}
