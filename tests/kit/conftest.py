@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.kit.config.settings import MeshSettings
+from services.kit.db import migrations
 from services.kit.db.engine import Database
 from tests.infra import NATS_URL, require
 
@@ -26,3 +31,16 @@ async def database_with(url: str, metadata: MetaData, schema: str) -> AsyncItera
         await connection.run_sync(metadata.create_all)
     yield database
     await database.dispose()
+
+
+@asynccontextmanager
+async def migrated_connection(service: str, url: str, data_dir: Path) -> AsyncIterator[AsyncConnection]:
+    """A connection to the service's database (at `url`: its own PostgreSQL schema) migrated to head."""
+    settings = MeshSettings(database_url=url, data_dir=data_dir)
+    await asyncio.to_thread(migrations.upgrade, service, settings)
+    database = Database.for_service(settings, service, pool_size=1)
+    try:
+        async with database.engine.connect() as connection:
+            yield connection
+    finally:
+        await database.dispose()

@@ -3,7 +3,6 @@ match the kit's models exactly, on SQLite and PostgreSQL: columns, types, keys a
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, inspect
 
-from services.kit.config.settings import MeshSettings
-from services.kit.db import migrations
-from services.kit.db.engine import Database
 from services.kit.db.idempotency import idempotency_table
 from services.kit.events.tables import add_event_tables
+from tests.kit.conftest import migrated_connection
 
 # The kit tables each service keeps: all of them the outbox and inbox, the ledger its answers too.
 KIT_TABLES = {
@@ -48,13 +45,7 @@ def _drift(connection: Any, tables: tuple[str, ...]) -> list[Any]:
 async def test_migrations_build_the_kit_tables_as_modelled(
     service: str, database_url: str, tmp_path: Path
 ) -> None:
-    settings = MeshSettings(database_url=database_url, data_dir=tmp_path)
-    await asyncio.to_thread(migrations.upgrade, service, settings)
-    database = Database.for_service(settings, service, pool_size=1)
-    try:
-        async with database.engine.connect() as connection:
-            tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
-            assert set(KIT_TABLES[service]) <= set(tables)
-            assert await connection.run_sync(_drift, KIT_TABLES[service]) == []
-    finally:
-        await database.dispose()
+    async with migrated_connection(service, database_url, tmp_path) as connection:
+        tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert set(KIT_TABLES[service]) <= set(tables)
+        assert await connection.run_sync(_drift, KIT_TABLES[service]) == []

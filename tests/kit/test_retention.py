@@ -4,7 +4,6 @@ settings refuse an inbox window shorter than events can come again."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from pydantic import ValidationError
 from sqlalchemy import MetaData, inspect, select
 
 from services.kit.config.settings import MeshSettings
-from services.kit.db import migrations
 from services.kit.db.engine import Database
 from services.kit.db.idempotency import idempotency_table
 from services.kit.db.retention import Purger
@@ -26,7 +24,7 @@ from services.ledger.server import build_app as ledger_app
 from services.ledger.settings import LedgerMeshSettings
 from services.reporting.server import build_app as reporting_app
 from services.reporting.settings import ReportingMeshSettings
-from tests.kit.conftest import database_with
+from tests.kit.conftest import database_with, migrated_connection
 
 metadata = MetaData()
 outbox = outbox_table(metadata)
@@ -93,19 +91,13 @@ async def test_only_rows_matching_the_condition_are_purged(db: Database) -> None
 async def test_every_services_migrations_index_what_the_purge_reads(
     service: str, database_url: str, tmp_path: Path
 ) -> None:
-    settings = MeshSettings(database_url=database_url, data_dir=tmp_path)
-    await asyncio.to_thread(migrations.upgrade, service, settings)
-    database = Database.for_service(settings, service, pool_size=1)
-    try:
-        async with database.engine.connect() as connection:
-            indexes = await connection.run_sync(
-                lambda sync: {
-                    table: {index["name"] for index in inspect(sync).get_indexes(table)}
-                    for table in inspect(sync).get_table_names()
-                }
-            )
-    finally:
-        await database.dispose()
+    async with migrated_connection(service, database_url, tmp_path) as connection:
+        indexes = await connection.run_sync(
+            lambda sync: {
+                table: {index["name"] for index in inspect(sync).get_indexes(table)}
+                for table in inspect(sync).get_table_names()
+            }
+        )
     assert "ix_inbox_processed_at" in indexes["inbox"]
     if "idempotency_keys" in indexes:
         assert "ix_idempotency_keys_created_at" in indexes["idempotency_keys"]
