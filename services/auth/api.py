@@ -1,4 +1,5 @@
-"""gRPC servicers of the auth service: proto <-> use cases, request validation."""
+"""gRPC servicers of the auth service: requests validated and turned into use-case calls
+(usecases.py), their results into protos."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from grpc.aio import ServicerContext
 from pydantic import AfterValidator, BaseModel
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
-from services.auth.accounts import Accounts
 from services.auth.domain import (
     PASSWORD_MAX_LENGTH,
     USER_AGENT_MAX_LENGTH,
@@ -22,6 +22,7 @@ from services.auth.domain import (
     password_length_problem,
 )
 from services.auth.tokens import SigningKeys
+from services.auth.usecases import Accounts
 from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.timestamps import rfc3339
 from services.kit.domain.validation import validated

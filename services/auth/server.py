@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from expense.auth.v1 import auth_pb2_grpc
 from services.auth import storage
-from services.auth.accounts import Accounts
 from services.auth.api import AuthApi, IdentityApi
 from services.auth.passwords import Passwords
 from services.auth.settings import AuthMeshSettings
 from services.auth.throttle import LoginThrottle
 from services.auth.tokens import AccessTokens, SigningKeys
+from services.auth.usecases import Accounts
+from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.grpc.server import ServiceApp
 from services.kit.identity.revocation import SessionFeed
 from services.kit.identity.tokens import TokenVerifier
@@ -23,9 +24,8 @@ def build_app(settings: AuthMeshSettings) -> ServiceApp:
     session_feed = SessionFeed(runtime.bus, settings.jwt.session_push_heartbeat_seconds)
     accounts = Accounts(
         settings,
-        runtime.db,
+        UnitsOfWork(runtime.db, runtime.outbox(storage.outbox)),
         runtime.cache,
-        runtime.outbox(storage.outbox),
         passwords,
         LoginThrottle(runtime.cache, settings.auth),
         AccessTokens(settings.jwt, keys),

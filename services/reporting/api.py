@@ -1,45 +1,33 @@
-"""ReportingService: requests validated, the caller's calendar resolved, reports
-answered from the cache or the rollups, and shaped into protos (money as exact
-decimal strings of each currency, percentages with two decimals)."""
+"""ReportingService: requests validated and handed to the use cases (usecases.py),
+reports shaped into protos (money as exact decimal strings of each currency,
+percentages with two decimals)."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from typing_extensions import override
 
 from expense.reporting.v1 import reporting_pb2, reporting_pb2_grpc
-from services.kit.domain.errors import FailedPrecondition, InvalidArgument
 from services.kit.domain.money import format_amount
-from services.kit.domain.timestamps import utcnow
 from services.kit.domain.validation import validated
 from services.kit.identity.tokens import current_identity
-from services.reporting.domain import (
-    CategoryShare,
-    ChildTotal,
-    CurrencyReport,
-    Period,
-    TrendPoint,
-    export_filename,
-    format_hundredths,
-    period_containing,
-    today_in,
+from services.reporting.domain import CategoryShare, ChildTotal, CurrencyReport, TrendPoint, format_hundredths
+from services.reporting.usecases import (
+    CategoryDetail,
+    PeriodSummary,
+    PeriodTrend,
+    ReportRequests,
+    Response,
 )
-from services.reporting.preferences import PreferenceSource
-from services.reporting.reportcache import ReportCache
-from services.reporting.reports import Reports, Viewer
-from services.reporting.settings import ReportingSettings
 
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 EARLIEST_DATE = date(1900, 1, 1)
 LATEST_DATE = date(2999, 12, 31)
 CSV_CONTENT_TYPE = "text/csv"
-Clock = Callable[[], datetime]
 
 
 def _or_default(default: str) -> BeforeValidator:
@@ -145,80 +133,53 @@ def _trend_point(point: TrendPoint) -> reporting_pb2.TrendPoint:
     )
 
 
+def summary_message(summary: PeriodSummary) -> reporting_pb2.Summary:
+    period = summary.period
+    return reporting_pb2.Summary(
+        period=period.kind,
+        period_start=period.start.isoformat(),
+        period_end=period.end.isoformat(),
+        currencies=[currency_summary(report) for report in summary.currencies],
+    )
+
+
+def trend_message(trend: PeriodTrend) -> reporting_pb2.Trend:
+    return reporting_pb2.Trend(period=trend.kind, points=[_trend_point(point) for point in trend.points])
+
+
+def category_report_message(detail: CategoryDetail) -> reporting_pb2.CategoryReport:
+    period = detail.period
+    return reporting_pb2.CategoryReport(
+        category_id=detail.category_id,
+        name=detail.name,
+        period=period.kind,
+        period_start=period.start.isoformat(),
+        period_end=period.end.isoformat(),
+        currencies=[currency_summary(report) for report in detail.currencies],
+        children=[_child_total(child) for child in detail.children],
+    )
+
+
+SUMMARY = Response(reporting_pb2.Summary, summary_message)
+TREND = Response(reporting_pb2.Trend, trend_message)
+CATEGORY_REPORT = Response(reporting_pb2.CategoryReport, category_report_message)
+
+
 class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
-    def __init__(
-        self,
-        reports: Reports,
-        preferences: PreferenceSource,
-        cache: ReportCache,
-        settings: ReportingSettings,
-        clock: Clock = utcnow,
-    ) -> None:
+    def __init__(self, reports: ReportRequests) -> None:
         self.reports = reports
-        self.preferences = preferences
-        self.cache = cache
-        self.settings = settings
-        self.clock = clock
-
-    async def _viewer(self) -> Viewer:
-        identity = current_identity()
-        preferences = await self.preferences.get(identity)
-        return Viewer(
-            user_id=identity.user_id,
-            today=today_in(preferences.time_zone, self.clock()),
-            first_day_of_week=preferences.first_day_of_week,
-            default_currency=preferences.default_currency,
-        )
-
-    @staticmethod
-    def _period(viewer: Viewer, query: PeriodQuery) -> Period:
-        return period_containing(query.period, query.day or viewer.today, viewer.first_day_of_week)
-
-    def _cached(
-        self,
-        viewer: Viewer,
-        parts: tuple[str, ...],
-        message_type: type[Any],
-        compute: Callable[[], Awaitable[Any]],
-    ) -> Awaitable[Any]:
-        # "today" and the currency order are inputs of every report, so they are part of the key.
-        key = (*parts, viewer.today.isoformat(), viewer.default_currency)
-        return self.cache.get_or_compute(viewer.user_id, key, message_type, compute)
 
     @override
     async def GetSummary(
         self, request: reporting_pb2.GetSummaryRequest, context: object
     ) -> reporting_pb2.Summary:
         query = validated(PeriodQuery, {"period": request.period, "date": request.date})
-        viewer = await self._viewer()
-        period = self._period(viewer, query)
-
-        async def compute() -> reporting_pb2.Summary:
-            reports = await self.reports.summary(viewer, period)
-            return reporting_pb2.Summary(
-                period=period.kind,
-                period_start=period.start.isoformat(),
-                period_end=period.end.isoformat(),
-                currencies=[currency_summary(report) for report in reports],
-            )
-
-        parts = ("summary", period.kind, period.start.isoformat())
-        return await self._cached(viewer, parts, reporting_pb2.Summary, compute)
+        return await self.reports.summary(current_identity(), query.period, query.day, SUMMARY)
 
     @override
     async def GetTrend(self, request: reporting_pb2.GetTrendRequest, context: object) -> reporting_pb2.Trend:
         query = validated(TrendQuery, {"period": request.period, "count": request.count})
-        count = query.count or self.settings.trend_default_count
-        if not 1 <= count <= self.settings.trend_max_count:
-            raise InvalidArgument.of("count", f"must be between 1 and {self.settings.trend_max_count}")
-        viewer = await self._viewer()
-
-        async def compute() -> reporting_pb2.Trend:
-            points = await self.reports.trend(viewer, query.period, count)
-            return reporting_pb2.Trend(period=query.period, points=[_trend_point(point) for point in points])
-
-        parts = ("trend", query.period, str(count), viewer.first_day_of_week)
-        return await self._cached(viewer, parts, reporting_pb2.Trend, compute)
+        return await self.reports.trend(current_identity(), query.period, query.count, TREND)
 
     @override
     async def GetCategoryReport(
@@ -228,42 +189,18 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
             CategoryQuery,
             {"category_id": request.category_id, "period": request.period, "date": request.date},
         )
-        viewer = await self._viewer()
-        period = self._period(viewer, query)
-
-        async def compute() -> reporting_pb2.CategoryReport:
-            detail = await self.reports.category(viewer, query.category_id, period)
-            return reporting_pb2.CategoryReport(
-                category_id=query.category_id,
-                name=detail.name,
-                period=period.kind,
-                period_start=period.start.isoformat(),
-                period_end=period.end.isoformat(),
-                currencies=[currency_summary(report) for report in detail.currencies],
-                children=[_child_total(child) for child in detail.children],
-            )
-
-        parts = ("category", query.category_id, period.kind, period.start.isoformat())
-        return await self._cached(viewer, parts, reporting_pb2.CategoryReport, compute)
+        return await self.reports.category(
+            current_identity(), query.category_id, query.period, query.day, CATEGORY_REPORT
+        )
 
     @override
     async def ExportExpenses(
         self, request: reporting_pb2.ExportExpensesRequest, context: object
     ) -> reporting_pb2.ExportExpensesResponse:
         query = validated(PeriodQuery, {"period": request.period, "date": request.date})
-        viewer = await self._viewer()
-        period = self._period(viewer, query)
-        export = await self.reports.export(viewer.user_id, period, self.settings.export_max_rows)
-        # What the gateway must buffer is the JSON string (CSV quotes and line ends get escaped).
-        encoded_bytes = len(json.dumps(export.csv))
-        if encoded_bytes > self.settings.export_max_bytes:
-            raise FailedPrecondition(
-                f"this export is {encoded_bytes // 1024} KiB, more than the "
-                f"{self.settings.export_max_bytes // 1024} KiB one response may carry; export a shorter "
-                "period, or use `python -m services.reporting export`"
-            )
+        export = await self.reports.export(current_identity(), query.period, query.day)
         return reporting_pb2.ExportExpensesResponse(
-            filename=export_filename(period),
+            filename=export.filename,
             content_type=CSV_CONTENT_TYPE,
             csv=export.csv,
             row_count=export.row_count,

@@ -13,13 +13,13 @@ import grpc
 from services.kit.domain.timestamps import utcnow
 from services.kit.logs import configure_logging
 from services.kit.runtime import Runtime
-from services.reporting.domain import PERIOD_KINDS, export_filename, period_containing, today_in
+from services.reporting.domain import PERIOD_KINDS, period_containing, today_in
 from services.reporting.preferences import StoredPreferences
 from services.reporting.rebuild import LedgerClient
 from services.reporting.rebuild import rebuild as rebuild_from_ledger
 from services.reporting.reportcache import ReportCache
-from services.reporting.reports import Reports
 from services.reporting.settings import ReportingMeshSettings
+from services.reporting.usecases import Reports
 
 SERVICE = "reporting"
 
@@ -95,6 +95,6 @@ async def _export(
     finally:
         await runtime.cache.close()
         await runtime.db.dispose()
-    path = output or Path(export_filename(period))
+    path = output or Path(result.filename)
     path.write_text(result.csv, encoding="utf-8", newline="")
     return path, result.row_count

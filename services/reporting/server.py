@@ -1,5 +1,5 @@
 """Wiring of the reporting service: consumers of ledger and user events, the
-report servicer, the cache and the preferences lookup."""
+report use cases and servicer, the cache and the preferences lookup."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from services.reporting.api import ReportingServicer
 from services.reporting.events import EventHandlers
 from services.reporting.preferences import StoredPreferences, UserServicePreferences
 from services.reporting.reportcache import ReportCache
-from services.reporting.reports import Reports
 from services.reporting.settings import ReportingMeshSettings
+from services.reporting.usecases import ReportRequests, Reports
 from services.user.client import PreferencesClient
 
 SERVICE_NAME = "expense.reporting.v1.ReportingService"
@@ -38,9 +38,8 @@ def build_app(settings: ReportingMeshSettings) -> ServiceApp:
     # A tombstone only has to outlast the events that could still arrive for its expense,
     # as an inbox record does.
     runtime.purger.keep(storage.expenses, "updated_at", settings.retention.inbox_window, storage.tombstones)
-    servicer = ReportingServicer(
-        Reports(runtime.db, settings.reporting), preferences, cache, settings.reporting
-    )
+    reports = ReportRequests(Reports(runtime.db, settings.reporting), preferences, cache, settings.reporting)
+    servicer = ReportingServicer(reports)
     app = runtime.app(
         verifier, [(reporting_pb2_grpc.add_ReportingServiceServicer_to_server, servicer, SERVICE_NAME)]
     )

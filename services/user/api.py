@@ -1,5 +1,6 @@
-"""UserService: the caller's profile over gRPC (REST through the gateways).
-The user id comes only from the verified token, never from the request."""
+"""UserService: the caller's profile over gRPC (REST through the gateways), proto to
+domain and back; the work is in usecases.py. The user id comes only from the
+verified token, never from the request."""
 
 from __future__ import annotations
 
@@ -8,49 +9,29 @@ from typing import Any
 from google.protobuf.message import Message
 from typing_extensions import override
 
-from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2, user_pb2_grpc
-from services.kit.db.engine import Database
-from services.kit.domain.errors import NotFound
-from services.kit.domain.timestamps import rfc3339, utcnow
-from services.kit.events.outbox import Outbox
+from services.kit.domain.timestamps import rfc3339
 from services.kit.identity.tokens import current_identity
-from services.user import storage
-from services.user.domain import UPDATABLE_PATHS, Profile, ProfileRules, update_paths
-from services.user.provisioning import ProfileProvisioner
+from services.user.domain import UPDATABLE_PATHS, Profile, update_paths
+from services.user.usecases import Profiles
 
 SERVICE_NAME = "expense.user.v1.UserService"
 
 
 class UserServicer(user_pb2_grpc.UserServiceServicer):
-    def __init__(
-        self, db: Database, rules: ProfileRules, provisioner: ProfileProvisioner, outbox: Outbox
-    ) -> None:
-        self.db = db
-        self.rules = rules
-        self.provisioner = provisioner
-        self.outbox = outbox
+    def __init__(self, profiles: Profiles) -> None:
+        self.profiles = profiles
 
     @override
     async def GetProfile(self, request: user_pb2.GetProfileRequest, context: object) -> user_pb2.Profile:
-        return to_proto(await self.provisioner.ensure(current_identity().user_id))
+        return to_proto(await self.profiles.get(current_identity().user_id))
 
     @override
     async def UpdateProfile(
         self, request: user_pb2.UpdateProfileRequest, context: object
     ) -> user_pb2.Profile:
         user_id = current_identity().user_id
-        changes = requested_changes(request)
-        await self.provisioner.ensure(user_id)
-        async with self.db.transaction() as session:
-            current = await storage.find_profile(session, user_id, for_update=True)
-            if current is None:
-                raise NotFound("profile")
-            updated = self.rules.apply(current, changes, utcnow())
-            await storage.save_profile(session, updated)
-            # Other services cache preferences; this tells them to forget theirs.
-            await self.outbox.add(session, user_id, profile_updated(updated))
-        return to_proto(updated)
+        return to_proto(await self.profiles.update(user_id, requested_changes(request)))
 
 
 def requested_changes(request: user_pb2.UpdateProfileRequest) -> dict[str, Any]:
@@ -89,14 +70,4 @@ def to_proto(profile: Profile) -> user_pb2.Profile:
         sms_auto_import=profile.sms_auto_import,
         create_time=rfc3339(profile.create_time),
         update_time=rfc3339(profile.update_time),
-    )
-
-
-def profile_updated(profile: Profile) -> events_pb2.ProfileUpdated:
-    return events_pb2.ProfileUpdated(
-        user_id=profile.user_id,
-        default_currency=profile.default_currency,
-        time_zone=profile.time_zone,
-        first_day_of_week=profile.first_day_of_week,
-        locale=profile.locale,
     )

@@ -11,7 +11,8 @@ from services.auth import storage
 from services.auth.domain import Account
 from services.auth.passwords import Passwords, Verification
 from services.auth.seed import seed_accounts
-from services.kit.config.settings import AuthSettings, MeshSettings
+from services.auth.settings import AuthSettings
+from services.kit.config.settings import MeshSettings
 from services.kit.db import migrations
 from services.kit.db.bulk import libpq_dsn
 from services.kit.db.engine import Database

@@ -34,9 +34,9 @@ from services.reporting.api import ReportingServicer
 from services.reporting.events import EventHandlers
 from services.reporting.preferences import StoredPreferences
 from services.reporting.reportcache import ReportCache
-from services.reporting.reports import Reports
 from services.reporting.server import SERVICE_NAME
 from services.reporting.settings import ReportingMeshSettings
+from services.reporting.usecases import ReportRequests, Reports
 from services.user.client import Preferences
 from tests.infra import fresh_postgres_database
 
@@ -197,7 +197,7 @@ def build_reporting(settings: ReportingMeshSettings, clock: FixedClock | None = 
         cache=cache,
         handlers=EventHandlers(cache.invalidate, lambda _user_id: None),
         servicer=ReportingServicer(
-            Reports(db, settings.reporting), preferences, cache, settings.reporting, clock
+            ReportRequests(Reports(db, settings.reporting), preferences, cache, settings.reporting, clock)
         ),
         clock=clock,
         tokens=TokenIssuer(settings),

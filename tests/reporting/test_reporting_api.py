@@ -111,16 +111,16 @@ async def test_no_token_no_report(reporting: Reporting) -> None:
 
 async def test_export_refuses_more_rows_than_the_rpc_may_carry(reporting: Reporting) -> None:
     model = await _user_with_spending(reporting)
-    limits = reporting.servicer.settings
+    limits = reporting.servicer.reports.settings
     request = reporting_pb2.ExportExpensesRequest(period="month", date="2024-03-01")
     metadata = reporting.tokens.metadata(model.user_id)
-    reporting.servicer.settings = limits.model_copy(update={"export_max_rows": 1})
+    reporting.servicer.reports.settings = limits.model_copy(update={"export_max_rows": 1})
     try:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await reporting.stub.ExportExpenses(request, metadata=metadata)
         assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     finally:
-        reporting.servicer.settings = limits
+        reporting.servicer.reports.settings = limits
     exported = await reporting.stub.ExportExpenses(request, metadata=metadata)
     assert (exported.filename, exported.row_count) == ("expenses-month-2024-03-01.csv", 2)
 

@@ -35,8 +35,8 @@ from services.reporting.domain import (
     rollup_deltas,
 )
 from services.reporting.events import EventHandlers
-from services.reporting.reports import Reports, Viewer
 from services.reporting.settings import ReportingSettings
+from services.reporting.usecases import Reports, Viewer
 from tests.kit.fake_messages import FakeMessage, as_messages, batch_of
 from tests.reporting import reference
 from tests.reporting.harness import Reporting

@@ -30,8 +30,8 @@ from services.kit.events.consumer import EventConsumer, per_event
 from services.reporting import storage
 from services.reporting.api import currency_summary
 from services.reporting.domain import period_containing
-from services.reporting.reports import Reports, Viewer
 from services.reporting.settings import ReportingSettings
+from services.reporting.usecases import Reports, Viewer
 from tests.infra import NATS_URL, free_port, fresh_postgres_database, require, unique_prefix
 from tests.reporting import reference
 from tests.reporting.harness import Reporting

@@ -9,7 +9,7 @@ import pytest
 
 from expense.user.v1 import user_pb2
 from services.kit.domain.errors import InvalidArgument
-from services.user.api import profile_updated, requested_changes, to_proto
+from services.user.api import requested_changes, to_proto
 from services.user.domain import (
     DISPLAY_NAME_MAX_LENGTH,
     Notifications,
@@ -19,6 +19,7 @@ from services.user.domain import (
     update_paths,
 )
 from services.user.settings import ProfileDefaults
+from services.user.usecases import profile_updated
 
 CHANNELS = ("email", "sms", "whatsapp", "push")
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)

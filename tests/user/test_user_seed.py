@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.kit.config.settings import MeshSettings, UserSettings
+from services.kit.config.settings import MeshSettings
 from services.kit.db import migrations
 from services.kit.db.bulk import libpq_dsn
 from services.kit.db.engine import Database
@@ -15,6 +15,7 @@ from services.kit.domain.ids import new_id
 from services.user import storage
 from services.user.domain import ProfileRules
 from services.user.seed import seed_profiles
+from services.user.settings import UserSettings
 from tests.infra import fresh_postgres_database
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)

@@ -1,7 +1,8 @@
 """The auth use cases: sign up, log in, refresh, log out, change password,
 sessions and session checks. Orchestrates domain rules, storage, password
-hashing, throttling, tokens, the outbox, the session-check cache and the
-broadcast of ended sessions."""
+hashing, throttling, tokens, the session-check cache and the broadcast of ended
+sessions. Each write is one unit of work (with its events); password hashing and
+throttling happen outside it, so no transaction waits on them."""
 
 from __future__ import annotations
 
@@ -31,11 +32,10 @@ from services.auth.settings import AuthMeshSettings
 from services.auth.throttle import LoginThrottle
 from services.auth.tokens import AccessTokens
 from services.kit.cache import Cache
-from services.kit.db.engine import Database
+from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from services.kit.domain.ids import is_uuid, new_id
 from services.kit.domain.timestamps import utcnow
-from services.kit.events.outbox import Outbox
 from services.kit.identity.revocation import SessionFeed
 from services.kit.identity.tokens import Identity
 
@@ -59,18 +59,17 @@ class Accounts:
     def __init__(
         self,
         settings: AuthMeshSettings,
-        db: Database,
+        units: UnitsOfWork,
         cache: Cache,
-        outbox: Outbox,
         passwords: Passwords,
         throttle: LoginThrottle,
         access_tokens: AccessTokens,
         session_feed: SessionFeed,
     ) -> None:
         self.settings = settings
-        self.db = db
+        self.units = units
+        self.db = units.db  # reads: no unit of work
         self.cache = cache
-        self.outbox = outbox
         self.passwords = passwords
         self.throttle = throttle
         self.access_tokens = access_tokens
@@ -89,14 +88,10 @@ class Accounts:
         password_hash = await self.passwords.hash(password)
         account = Account(user_id=new_id(), email=email, display_name=display_name)
         try:
-            async with self.db.transaction() as db:
-                now = utcnow()
-                await storage.insert_user(db, account, password_hash, now)
-                event = events_pb2.UserRegistered(
-                    user_id=account.user_id, email=account.email, display_name=account.display_name
-                )
-                await self.outbox.add(db, account.user_id, event)
-                session_id, refresh_token = await self._start_session(db, account.user_id, client)
+            async with self.units.begin() as unit:
+                await storage.insert_user(unit.session, account, password_hash, utcnow())
+                await unit.publish(account.user_id, user_registered(account))
+                session_id, refresh_token = await self._start_session(unit.session, account.user_id, client)
         except IntegrityError:
             raise _email_taken() from None  # a concurrent signup with the same email won
         log.info("signed up", extra={"user_id": account.user_id, "ip": client.ip_address})
@@ -113,32 +108,36 @@ class Accounts:
             raise Unauthenticated(INVALID_CREDENTIALS)
         account = found[0]
         await self.throttle.succeeded(email, client.ip_address)
-        async with self.db.transaction() as db:
+        async with self.units.begin() as unit:
             if verification.upgraded_hash:
-                await storage.set_password_hash(db, account.user_id, verification.upgraded_hash)
-            session_id, refresh_token = await self._start_session(db, account.user_id, client)
+                await storage.set_password_hash(unit.session, account.user_id, verification.upgraded_hash)
+            session_id, refresh_token = await self._start_session(unit.session, account.user_id, client)
         log.info("logged in", extra={"user_id": account.user_id, "session_id": session_id})
         return self._tokens(account, session_id, refresh_token)
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
         token_hash = refresh_token_hash(refresh_token)
         successor = new_refresh_token()
-        async with self.db.transaction() as db:
-            record = await storage.find_refresh_token(db, token_hash)
+        async with self.units.begin() as unit:
+            record = await storage.find_refresh_token(unit.session, token_hash)
             now = utcnow()
             verdict = refresh_verdict(record, now) if record else RefreshVerdict.ENDED
             if record is None or verdict is RefreshVerdict.ENDED:
                 raise Unauthenticated(INVALID_REFRESH_TOKEN)
             session_id = record.session.session_id
             # mark_rotated fails when a concurrent refresh of the same token won: reuse too.
-            reused = verdict is RefreshVerdict.REUSED or not await storage.mark_rotated(db, token_hash, now)
+            reused = verdict is RefreshVerdict.REUSED or not await storage.mark_rotated(
+                unit.session, token_hash, now
+            )
             if reused:
                 await storage.revoke_sessions(
-                    db, record.account.user_id, RevokeReason.REFRESH_REUSE, now, only=session_id
+                    unit.session, record.account.user_id, RevokeReason.REFRESH_REUSE, now, only=session_id
                 )
             else:
-                await storage.insert_refresh_token(db, refresh_token_hash(successor), session_id, now)
-                await storage.touch_session(db, session_id, now)
+                await storage.insert_refresh_token(
+                    unit.session, refresh_token_hash(successor), session_id, now
+                )
+                await storage.touch_session(unit.session, session_id, now)
         if reused:
             await self._forget_sessions([session_id])
             log.warning(
@@ -152,8 +151,8 @@ class Accounts:
         """Like token revocation (RFC 7009): an unknown or dead token is no error, there
         is just nothing left to end. Only a live, unrotated token may end every session."""
         token_hash = refresh_token_hash(refresh_token)
-        async with self.db.transaction() as db:
-            record = await storage.find_refresh_token(db, token_hash)
+        async with self.units.begin() as unit:
+            record = await storage.find_refresh_token(unit.session, token_hash)
             now = utcnow()
             if record is None:
                 return 0
@@ -167,7 +166,7 @@ class Accounts:
                 reason, only = RevokeReason.LOGOUT_ALL, None
             else:
                 reason, only = RevokeReason.LOGOUT, record.session.session_id
-            revoked = await storage.revoke_sessions(db, user_id, reason, now, only=only)
+            revoked = await storage.revoke_sessions(unit.session, user_id, reason, now, only=only)
         await self._forget_sessions(revoked)
         log.info("logged out", extra={"user_id": user_id, "sessions": len(revoked), "reason": reason.value})
         return len(revoked)
@@ -193,11 +192,11 @@ class Accounts:
         if new_password == current_password:
             raise InvalidArgument.of("new_password", "must differ from the current password")
         new_hash = await self.passwords.hash(new_password)
-        async with self.db.transaction() as db:
+        async with self.units.begin() as unit:
             now = utcnow()
-            await storage.set_password_hash(db, account.user_id, new_hash, changed_at=now)
+            await storage.set_password_hash(unit.session, account.user_id, new_hash, changed_at=now)
             revoked = await storage.revoke_sessions(
-                db, account.user_id, RevokeReason.PASSWORD_CHANGE, now, keep=identity.session_id
+                unit.session, account.user_id, RevokeReason.PASSWORD_CHANGE, now, keep=identity.session_id
             )
         await self._forget_sessions(revoked)
         log.info("password changed", extra={"user_id": account.user_id, "sessions_ended": len(revoked)})
@@ -211,9 +210,9 @@ class Accounts:
         """Another user's session answers exactly like an unknown one."""
         revoked: list[str] = []
         if is_uuid(session_id):
-            async with self.db.transaction() as db:
+            async with self.units.begin() as unit:
                 revoked = await storage.revoke_sessions(
-                    db, identity.user_id, RevokeReason.DELETED, utcnow(), only=session_id
+                    unit.session, identity.user_id, RevokeReason.DELETED, utcnow(), only=session_id
                 )
         if not revoked:
             raise NotFound("session", session_id)
@@ -264,7 +263,9 @@ class Accounts:
 
     # --- helpers ----------------------------------------------------------------
 
-    async def _start_session(self, db: AsyncSession, user_id: str, client: ClientInfo) -> tuple[str, str]:
+    async def _start_session(
+        self, session: AsyncSession, user_id: str, client: ClientInfo
+    ) -> tuple[str, str]:
         now = utcnow()
         record = SessionRecord(
             session_id=new_id(),
@@ -276,9 +277,9 @@ class Accounts:
             user_agent=client.user_agent,
             ip_address=client.ip_address,
         )
-        await storage.insert_session(db, record)
+        await storage.insert_session(session, record)
         refresh_token = new_refresh_token()
-        await storage.insert_refresh_token(db, refresh_token_hash(refresh_token), record.session_id, now)
+        await storage.insert_refresh_token(session, refresh_token_hash(refresh_token), record.session_id, now)
         return record.session_id, refresh_token
 
     def _tokens(self, account: Account, session_id: str, refresh_token: str) -> IssuedTokens:
@@ -294,13 +295,19 @@ class Accounts:
         """Background job: deletes sessions (and their token families) long over."""
         while True:
             try:
-                async with self.db.transaction() as db:
-                    purged = await storage.purge_sessions(db, utcnow() - ENDED_SESSION_RETENTION)
+                async with self.units.begin() as unit:
+                    purged = await storage.purge_sessions(unit.session, utcnow() - ENDED_SESSION_RETENTION)
                 if purged:
                     log.info("purged ended sessions", extra={"count": purged})
             except Exception as error:
                 log.warning("session purge failed", extra={"error": repr(error)})
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+def user_registered(account: Account) -> events_pb2.UserRegistered:
+    return events_pb2.UserRegistered(
+        user_id=account.user_id, email=account.email, display_name=account.display_name
+    )
 
 
 def _email_taken() -> AlreadyExists:
