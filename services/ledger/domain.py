@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from services.kit.config.settings import REPO_ROOT
-from services.kit.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.kit.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
 from services.kit.domain.money import MoneyError, currencies, format_amount
 
 SOURCES = ("manual", "sms", "recurring", "import")
@@ -95,6 +101,15 @@ class LedgerEntry:
     time: datetime
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+
+
+@dataclass
+class RowOutcome:
+    """What became of one import row."""
+
+    status: str  # "created", "duplicate" or "invalid"
+    expense_id: str = ""
+    errors: list[FieldViolation] = field(default_factory=list)
 
 
 def etag_of(version: int) -> str:

@@ -7,13 +7,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2_grpc
+from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
 from services.ledger import storage
 from services.ledger.api import INTERNAL_SERVICE_NAME, SERVICE_NAME, LedgerInternalServicer, LedgerServicer
 from services.ledger.domain import load_default_categories
-from services.ledger.operations import Ledger
 from services.ledger.settings import LedgerMeshSettings
+from services.ledger.usecases import Ledger
 from services.user.client import PreferencesClient
 
 PROFILE_UPDATED = "user.profile_updated"
@@ -22,9 +23,9 @@ PROFILE_UPDATED = "user.profile_updated"
 def build_app(settings: LedgerMeshSettings) -> ServiceApp:
     runtime = Runtime("ledger", settings)
     verifier = runtime.remote_verifier()
-    outbox = runtime.outbox(storage.outbox)
+    units = UnitsOfWork(runtime.db, runtime.outbox(storage.outbox), storage.idempotency_keys)
     defaults = load_default_categories(settings.ledger.default_categories_file)
-    ledger = Ledger(runtime.db, outbox, settings.ledger, defaults)
+    ledger = Ledger(units, settings.ledger, defaults)
     preferences = PreferencesClient(settings.service_address("user"), settings.internal_call_timeout_seconds)
 
     async def forget_preferences(session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:

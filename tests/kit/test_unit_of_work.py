@@ -1,6 +1,7 @@
 """The event registry and the unit of work: an event's type and producer come from
 its payload's declaration in the proto; a unit of work's change, events and
-AIP-155 answer commit together or not at all (real SQLite and PostgreSQL)."""
+AIP-155 answers commit together or not at all, and a batch looks its answers up
+with its own reads (real SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from sqlalchemy import MetaData, func, select
 
 from expense.events.v1 import events_pb2
 from services.kit.db.engine import Database
-from services.kit.db.idempotency import RequestKey, idempotency_table
+from services.kit.db.idempotency import NewAnswer, RequestKey, idempotency_table
+from services.kit.db.sql import one_round_trip
 from services.kit.db.unit_of_work import UnitOfWork, UnitsOfWork
 from services.kit.events.outbox import Outbox
 from services.kit.events.registry import event_type_named, event_type_of, event_types
@@ -86,3 +88,35 @@ async def test_once_answers_a_retry_with_the_first_answer(units: UnitsOfWork) ->
     assert await _outbox_rows(units.db) == 1
     await units.once(None, "", events_pb2.ExpenseSnapshot, work)
     assert calls == ["ran", "ran"]
+
+
+async def test_a_batch_finds_its_answers_with_its_own_reads(units: UnitsOfWork) -> None:
+    first, second = RequestKey("u1", "Create", "r1"), RequestKey("u1", "Create", "r2")
+    # Queued and sent with the batch's other inserts, as a group commit does.
+    async with units.begin() as unit, one_round_trip(unit.session):
+        await unit.store_answers([NewAnswer(first, "fp1", events_pb2.ExpenseSnapshot(expense_id="e1"))])
+        await unit.publish("u1", _created("e1"))
+    own_read = (select(func.count()).select_from(outbox_table), {})
+    async with units.begin() as unit:
+        stored, [own_rows] = await unit.stored_answers_with([first, second], [own_read])
+        assert await unit.stored_answers([second]) == {}
+    assert list(stored) == [first]
+    assert stored[first].replay("fp1", events_pb2.ExpenseSnapshot).expense_id == "e1"
+    assert own_rows[0][0] == 1
+
+
+async def test_answers_are_stored_only_if_the_unit_commits(units: UnitsOfWork) -> None:
+    key = RequestKey("u1", "Create", "r1")
+    with pytest.raises(RuntimeError, match="rolled back"):
+        async with units.begin() as unit:
+            await unit.store_answers([NewAnswer(key, "fp", events_pb2.ExpenseSnapshot(expense_id="e1"))])
+            raise RuntimeError("rolled back")
+    async with units.begin() as unit:
+        assert await unit.stored_answers([key]) == {}
+
+
+async def test_a_service_without_request_ids_has_no_answers(units: UnitsOfWork) -> None:
+    without = UnitsOfWork(units.db, units.outbox)
+    with pytest.raises(RuntimeError, match="keeps no request ids"):
+        async with without.begin() as unit:
+            await unit.stored_answers([RequestKey("u1", "Create", "r1")])

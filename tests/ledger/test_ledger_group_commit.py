@@ -1,7 +1,7 @@
-"""Grouped CreateExpense on real SQLite and PostgreSQL, through the servicer in
-process (so that the calls of one wave reach the batcher together): request ids
-repeated or reused within a batch, missing categories in the middle of one, a
-batch failing on a concurrent duplicate key, a commit lost in flight. Every
+"""Grouped CreateExpense on real SQLite and PostgreSQL, through the servicer and the
+use cases in process (so that the calls of one wave reach the batcher together):
+request ids repeated or reused within a batch, missing categories in the middle of
+one, a batch failing on a concurrent duplicate key, a commit lost in flight. Every
 expense must keep exactly one audit entry and one expense.created event."""
 
 from __future__ import annotations
@@ -21,29 +21,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2
 from services.kit.config.settings import MeshSettings
-from services.kit.db import migrations
+from services.kit.db import migrations, unit_of_work
 from services.kit.db.engine import Database
 from services.kit.db.idempotency import RequestKey, StoredAnswer
+from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.errors import InvalidArgument, NotFound
 from services.kit.domain.ids import new_id
 from services.kit.events.outbox import Outbox
 from services.kit.identity.tokens import Identity, reset_identity, set_identity
-from services.ledger import api, storage
-from services.ledger.api import LedgerServicer, PendingCreate
+from services.ledger import storage
+from services.ledger.api import LedgerServicer
 from services.ledger.domain import load_default_categories
-from services.ledger.operations import Ledger
 from services.ledger.settings import LedgerSettings
+from services.ledger.usecases import Ledger, PendingCreate
 from services.user.client import PreferencesClient
 
 Outcome = ledger_pb2.Expense | BaseException
 
 
-class RecordingServicer(LedgerServicer):
-    """The real servicer, remembering the batches it wrote and the creates it wrote alone."""
+class RecordingLedger(Ledger):
+    """The real use cases, remembering the batches they wrote and the creates they wrote alone."""
 
-    def __init__(self, ledger: Ledger) -> None:
-        # Preferences are never asked: every request carries currency and spent_on.
-        super().__init__(ledger, PreferencesClient("127.0.0.1:9", 1.0))
+    def __init__(self, db: Database) -> None:
+        settings = LedgerSettings()
+        units = UnitsOfWork(db, Outbox(storage.outbox, "t", "ledger"), storage.idempotency_keys)
+        super().__init__(units, settings, load_default_categories(settings.default_categories_file))
         self.batches: list[list[PendingCreate]] = []
         self.alone: list[PendingCreate] = []
 
@@ -61,10 +63,9 @@ class RecordingServicer(LedgerServicer):
 class World:
     def __init__(self, db: Database) -> None:
         self.db = db
-        settings = LedgerSettings()
-        outbox = Outbox(storage.outbox, "t", "ledger")
-        self.ledger = Ledger(db, outbox, settings, load_default_categories(settings.default_categories_file))
-        self.servicer = RecordingServicer(self.ledger)
+        self.ledger = RecordingLedger(db)
+        # Preferences are never asked: every request carries currency and spent_on.
+        self.servicer = LedgerServicer(self.ledger, PreferencesClient("127.0.0.1:9", 1.0))
 
     async def user(self) -> tuple[str, str]:
         """A new user with the default categories, and the id of one of them."""
@@ -197,11 +198,11 @@ async def test_a_wave_of_creates_answers_each_as_if_alone(world: World) -> None:
     assert [o.amount for o in outcomes[15:]] == [f"{i + 1}.00" for i in range(20)]
 
     # Grouped for real: batches of several creates, never two of one request id.
-    assert max(len(batch) for batch in world.servicer.batches) > 1
-    for batch in world.servicer.batches:
+    assert max(len(batch) for batch in world.ledger.batches) > 1
+    for batch in world.ledger.batches:
         keys = [create.key for create in batch if create.key is not None]
         assert len(keys) == len(set(keys))
-    assert world.servicer.alone == []
+    assert world.ledger.alone == []
 
     expense_ids = {o.expense_id for o in created} | {earlier.expense_id}
     assert len(expense_ids) == len(created) - 2  # alice's "twice" answered thrice with one expense
@@ -222,7 +223,7 @@ async def test_a_batch_losing_a_key_race_is_written_item_by_item(
 ) -> None:
     alice, category = await world.user()
     raced = await world.create(alice, request_id="raced", amount="7.00")
-    real_answers = api.answers_in
+    real_answers = unit_of_work.answers_in
     lookups = 0
 
     def too_early(rows: Any) -> dict[RequestKey, StoredAnswer]:
@@ -231,7 +232,7 @@ async def test_a_batch_losing_a_key_race_is_written_item_by_item(
         lookups += 1
         return {} if lookups == 1 else real_answers(rows)
 
-    monkeypatch.setattr(api, "answers_in", too_early)
+    monkeypatch.setattr(unit_of_work, "answers_in", too_early)
     outcomes = await world.wave(
         [
             (alice, {"request_id": "one", "amount": "1.00", "category_id": category}),
@@ -241,8 +242,8 @@ async def test_a_batch_losing_a_key_race_is_written_item_by_item(
             (alice, {"request_id": "three", "amount": "3.00"}),
         ]
     )
-    assert [len(batch) for batch in world.servicer.batches] == [1, 5]  # "raced" first, then the wave
-    assert len(world.servicer.alone) == 5
+    assert [len(batch) for batch in world.ledger.batches] == [1, 5]  # "raced" first, then the wave
+    assert len(world.ledger.alone) == 5
     assert outcomes[1] == raced
     assert [outcomes[i].amount for i in (0, 2, 4)] == ["1.00", "2.00", "3.00"]
     assert isinstance(outcomes[3], NotFound)
@@ -267,5 +268,5 @@ async def test_a_commit_lost_in_flight_is_not_retried(world: World, monkeypatch:
     monkeypatch.undo()
     assert all(outcome is lost for outcome in outcomes)
     # Retrying item by item could have stored each expense twice had the commit succeeded.
-    assert world.servicer.alone == []
+    assert world.ledger.alone == []
     await assert_one_entry_and_event_each(world, {alice}, set())

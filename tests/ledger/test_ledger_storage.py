@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.kit.config.settings import MeshSettings
 from services.kit.db import migrations
 from services.kit.db.engine import Database
-from services.kit.db.idempotency import RequestKey, _keys_lookup, stored_answers_of
+from services.kit.db.idempotency import RequestKey, _keys_lookup, stored_answers
 from services.kit.db.sql import COPY_MIN_ROWS, insert_many, one_round_trip, wanted_values
 from services.kit.domain.ids import new_id
 from services.ledger import storage
@@ -209,14 +209,15 @@ async def test_import_keys_are_probed_per_id_and_found(db: Database) -> None:
     wanted = ["r5", "r4999", "absent", "r5", *(f"new{i}" for i in range(1000))]
     async with db.transaction() as session:
         await insert_many(session, storage.idempotency_keys, stored)
-        found = await stored_answers_of(session, storage.idempotency_keys, user_id, method, wanted)
+        keys = [RequestKey(user_id, method, request_id) for request_id in wanted]
+        stored_keys = await stored_answers(session, storage.idempotency_keys, keys)
+        found = {key.request_id: answer for key, answer in stored_keys.items()}
         assert {k: v.fingerprint for k, v in found.items()} == {"r5": "f5", "r4999": "f4999"}
         if not db.is_postgres:
             return
         await session.execute(text("ANALYZE ledger.idempotency_keys"))
         query = _keys_lookup(storage.idempotency_keys, "postgresql")
         sql = str(query.compile(dialect=session.bind.dialect))
-        keys = [RequestKey(user_id, method, request_id) for request_id in wanted]
         parameters = {**wanted_values(RequestKey._fields, keys), "param_1": 1}
         connection = await session.connection()
         result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", parameters)

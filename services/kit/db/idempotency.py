@@ -131,16 +131,6 @@ async def store_answers(session: AsyncSession, table: Table, answers: Sequence[N
     await insert_many(session, table, rows)
 
 
-async def stored_answers_of(
-    session: AsyncSession, table: Table, user_id: str, method: str, request_ids: Sequence[str]
-) -> dict[str, StoredAnswer]:
-    """The answers stored for these request ids of one user and method (an import's
-    rows: a thousand at a time), in one query."""
-    keys = [RequestKey(user_id, method, request_id) for request_id in request_ids]
-    stored = await stored_answers(session, table, keys)
-    return {key.request_id: answer for key, answer in stored.items()}
-
-
 # Built once per table: constructing a statement costs more than executing a cached one.
 @cache
 def _keys_lookup(table: Table, dialect_name: str) -> Select[Any]:

@@ -5,27 +5,40 @@ never sees a transaction."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import Database
-from services.kit.db.idempotency import RequestKey, run_once
+from services.kit.db.idempotency import (
+    NewAnswer,
+    RequestKey,
+    StoredAnswer,
+    answers_in,
+    answers_query,
+    run_once,
+    store_answers,
+    stored_answers,
+)
+from services.kit.db.sql import Query, fetch_together
 from services.kit.events.outbox import Outbox
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 
 
 class UnitOfWork:
-    """The open transaction (`session`, for the storage layer) and its events."""
+    """The open transaction (`session`, for the storage layer), its events and, for
+    writes that answer many requests at once (a group commit, an import), their
+    AIP-155 answers."""
 
-    def __init__(self, session: AsyncSession, outbox: Outbox | None) -> None:
+    def __init__(self, session: AsyncSession, outbox: Outbox | None, idempotency: Table | None) -> None:
         self.session = session
         self._outbox = outbox
+        self._idempotency = idempotency
 
     async def publish(self, user_id: str, payload: Message) -> None:
         """An event about `user_id`'s data, published once (and only if) this commits."""
@@ -36,6 +49,30 @@ class UnitOfWork:
         if self._outbox is None:
             raise RuntimeError("this service has no outbox: it publishes no events")
         await self._outbox.add_many(self.session, events)
+
+    async def stored_answers(self, keys: Collection[RequestKey]) -> dict[RequestKey, StoredAnswer]:
+        """The answers stored for any of these keys, in one query."""
+        return await stored_answers(self.session, self._answers(), keys)
+
+    async def stored_answers_with(
+        self, keys: Collection[RequestKey], reads: Sequence[Query]
+    ) -> tuple[dict[RequestKey, StoredAnswer], list[list[Any]]]:
+        """The answers stored for these keys and the rows of the work's own `reads`
+        (in order), all in one round trip (fetch_together)."""
+        rows = await fetch_together(
+            self.session, [answers_query(self.session, self._answers(), keys), *reads]
+        )
+        return answers_in(rows[0]), rows[1:]
+
+    async def store_answers(self, answers: Sequence[NewAnswer]) -> None:
+        """First answers, committed with the work (one bulk INSERT, which one_round_trip
+        queues); a key stored meanwhile by a concurrent call is an IntegrityError."""
+        await store_answers(self.session, self._answers(), answers)
+
+    def _answers(self) -> Table:
+        if self._idempotency is None:
+            raise RuntimeError("this service keeps no request ids")
+        return self._idempotency
 
 
 class UnitsOfWork:
@@ -50,7 +87,7 @@ class UnitsOfWork:
     async def begin(self) -> AsyncIterator[UnitOfWork]:
         """Committed when the block ends, rolled back if it raises."""
         async with self.db.transaction() as session:
-            yield UnitOfWork(session, self.outbox)
+            yield self._unit(session)
 
     async def once(
         self,
@@ -74,6 +111,9 @@ class UnitsOfWork:
             key=key,
             request_fingerprint=request_fingerprint,
             response_type=response_type,
-            work=lambda session: work(UnitOfWork(session, self.outbox)),
-            lock=None if lock is None else lambda session: lock(UnitOfWork(session, self.outbox)),
+            work=lambda session: work(self._unit(session)),
+            lock=None if lock is None else lambda session: lock(self._unit(session)),
         )
+
+    def _unit(self, session: AsyncSession) -> UnitOfWork:
+        return UnitOfWork(session, self.outbox, self.idempotency)
