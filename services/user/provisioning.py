@@ -1,4 +1,4 @@
-"""Creating profiles. The `user.registered` event creates a profile, but a client
+"""Creating profiles. The UserRegistered event creates a profile, but a client
 may read its profile before the event arrives; then the account is fetched from
 the auth service and the profile created at once. Both paths insert-if-absent,
 so they converge on one row whichever comes first."""
@@ -15,6 +15,7 @@ from expense.events.v1 import events_pb2
 from services.kit.db.engine import Database
 from services.kit.domain.errors import NotFound, Unavailable
 from services.kit.domain.timestamps import utcnow
+from services.kit.events.subscription import Event
 from services.kit.grpc.clients import LazyChannel
 from services.user import storage
 from services.user.domain import Profile, ProfileRules
@@ -55,11 +56,13 @@ class ProfileProvisioner:
         self.rules = rules
         self.accounts = accounts
 
-    async def on_user_registered(self, session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
-        """Consumer of `user.registered`; runs inside the inbox transaction."""
-        registered = events_pb2.UserRegistered()
-        if not envelope.payload.Unpack(registered) or not registered.user_id:
-            log.error("user.registered without a usable payload", extra={"event_id": envelope.event_id})
+    async def on_user_registered(
+        self, session: AsyncSession, event: Event[events_pb2.UserRegistered]
+    ) -> None:
+        """Consumer of UserRegistered; runs inside the inbox transaction."""
+        registered = event.payload
+        if not registered.user_id:
+            log.error("signup event without a user id", extra={"event_id": event.event_id})
             return
         profile = self.rules.new_profile(
             registered.user_id, registered.email, registered.display_name, utcnow()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2_grpc
 from services.kit.config.settings import MeshSettings
+from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
 from services.user import storage
 from services.user.api import SERVICE_NAME, UserServicer
 from services.user.domain import ProfileRules
 from services.user.provisioning import AccountDirectory, ProfileProvisioner
+
+SIGNUPS = Subscription("user_profiles", (events_pb2.UserRegistered,))
+# Every consumer the wiring starts; docs/events.md lists them.
+SUBSCRIPTIONS = (SIGNUPS,)
 
 
 def build_app(settings: MeshSettings) -> ServiceApp:
@@ -19,7 +25,7 @@ def build_app(settings: MeshSettings) -> ServiceApp:
     outbox = runtime.outbox(storage.outbox)
     accounts = AccountDirectory(settings.service_address("auth"), settings.internal_call_timeout_seconds)
     provisioner = ProfileProvisioner(runtime.db, rules, accounts)
-    runtime.consume(storage.inbox, "user_profiles", "user.registered", provisioner.on_user_registered)
+    runtime.consume(storage.inbox, SIGNUPS, provisioner.on_user_registered)
     servicer = UserServicer(runtime.db, rules, provisioner, outbox)
     app = runtime.app(verifier, [(user_pb2_grpc.add_UserServiceServicer_to_server, servicer, SERVICE_NAME)])
     app.on_stop.append(accounts.close)
