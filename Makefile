@@ -24,8 +24,8 @@ gen: $(STAMP)
 	PY=$(VPY) tools/gen.sh gen
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check services tests bench
-	$(VENV)/bin/ruff format --check services tests bench
+	$(VENV)/bin/ruff check services tests bench tools
+	$(VENV)/bin/ruff format --check services tests bench tools
 	npx --no-install buf lint
 
 bench: $(STAMP)

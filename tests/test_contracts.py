@@ -1,9 +1,11 @@
-"""The contract set: buf lint/breaking clean, gen/ up to date, every public
-RPC reachable over REST."""
+"""The contract set: buf lint/breaking clean, gen/ and docs/events.md up to date,
+every consumer a service wires declared where the docs read it, every public RPC
+reachable over REST."""
 
 from __future__ import annotations
 
 import filecmp
+import importlib
 import os
 import subprocess
 import sys
@@ -12,6 +14,10 @@ from pathlib import Path
 import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+
+from services.kit.config.settings import MeshSettings
+from services.kit.events.consumer import EventConsumer
+from tools import events_doc
 
 ROOT = Path(__file__).resolve().parents[1]
 BUF = ROOT / "node_modules" / ".bin" / "buf"
@@ -51,6 +57,20 @@ def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
     )
     comparison = filecmp.dircmp(ROOT / "gen", fresh, ignore=["__pycache__"])
     assert _differences(comparison) == [], "gen/ is stale: run `make gen` and commit"
+
+
+def test_events_doc_is_up_to_date() -> None:
+    assert events_doc.DOC.read_text() == events_doc.render(), "docs/events.md is stale: run `make gen`"
+
+
+def test_services_wire_exactly_the_consumers_they_declare() -> None:
+    """docs/events.md reads each service's SUBSCRIPTIONS; the wiring must start those, no others."""
+    settings = MeshSettings()
+    for service, declared in events_doc.subscriptions_by_service().items():
+        app = importlib.import_module(f"services.{service}.server").build_app(settings)
+        consumers = [getattr(task, "__self__", None) for task in app.background]
+        wired = [c.subscription for c in consumers if isinstance(c, EventConsumer)]
+        assert wired == list(declared), service
 
 
 def _differences(comparison: filecmp.dircmp[str]) -> list[str]:

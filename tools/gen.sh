@@ -13,3 +13,7 @@ rm -rf "$out" && mkdir -p "$out"
 "$py" -m grpc_tools.protoc -Iproto -Ithird_party \
   --include_imports --include_source_info --descriptor_set_out="$out/expense_mesh.binpb" \
   "${protos[@]}" google/rpc/error_details.proto google/rpc/status.proto
+# docs/events.md is rendered from gen/ and the services, so only a regeneration of gen/ renews it.
+if [[ $out == gen ]]; then
+  PYTHONPATH=".:gen" "$py" -m tools.events_doc
+fi

@@ -17,6 +17,7 @@ from services.kit.db.retention import Purger
 from services.kit.events.bus import EventBus
 from services.kit.events.consumer import BatchHandler, EventConsumer, Handler, per_event
 from services.kit.events.outbox import Outbox, OutboxRelay
+from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.identity.auth_client import AuthServiceClient
 from services.kit.identity.revocation import SessionFeed
@@ -61,17 +62,17 @@ class Runtime:
         self.purger.keep(table, "published_at", cfg.replay_window)
         return outbox
 
-    def consume(self, inbox: Table, name: str, event_pattern: str, handler: Handler) -> EventConsumer:
+    def consume(self, inbox: Table, subscription: Subscription, handler: Handler) -> EventConsumer:
         """A consumer applying its events one at a time (still one transaction per batch)."""
-        return self.consume_batches(inbox, name, event_pattern, per_event(handler))
+        return self.consume_batches(inbox, subscription, per_event(handler))
 
     def consume_batches(
-        self, inbox: Table, name: str, event_pattern: str, handler: BatchHandler
+        self, inbox: Table, subscription: Subscription, handler: BatchHandler
     ) -> EventConsumer:
         """A consumer handing `handler` each fetched batch's fresh events at once."""
         cfg = self.settings.consumers
         consumer = EventConsumer(
-            self.bus, self.db, inbox, name, event_pattern, handler, cfg.batch_size, cfg.linger_ms / 1000
+            self.bus, self.db, inbox, subscription, handler, cfg.batch_size, cfg.linger_ms / 1000
         )
         self.background.append(consumer.run)
         self.purger.keep(inbox, "processed_at", self.settings.retention.inbox_window)

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2_grpc
 from services.kit.db.unit_of_work import UnitsOfWork
+from services.kit.events.subscription import Event, Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
 from services.ledger import storage
@@ -17,7 +18,9 @@ from services.ledger.settings import LedgerMeshSettings
 from services.ledger.usecases import Ledger
 from services.user.client import PreferencesClient
 
-PROFILE_UPDATED = "user.profile_updated"
+PREFERENCE_CHANGES = Subscription("ledger_preferences", (events_pb2.ProfileUpdated,))
+# Every consumer the wiring starts; docs/events.md lists them.
+SUBSCRIPTIONS = (PREFERENCE_CHANGES,)
 
 
 def build_app(settings: LedgerMeshSettings) -> ServiceApp:
@@ -28,11 +31,11 @@ def build_app(settings: LedgerMeshSettings) -> ServiceApp:
     ledger = Ledger(units, settings.ledger, defaults)
     preferences = PreferencesClient(settings.service_address("user"), settings.internal_call_timeout_seconds)
 
-    async def forget_preferences(session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
+    async def forget_preferences(session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:
         # A changed currency or time zone applies to the very next expense.
-        preferences.forget(envelope.user_id)
+        preferences.forget(event.user_id)
 
-    runtime.consume(storage.inbox, "ledger_preferences", PROFILE_UPDATED, forget_preferences)
+    runtime.consume(storage.inbox, PREFERENCE_CHANGES, forget_preferences)
     runtime.purger.keep(storage.idempotency_keys, "created_at", settings.retention.idempotency_window)
     servicers = [
         (

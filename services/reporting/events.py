@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from services.kit.db.engine import after_commit
+from services.kit.events.subscription import Event
 from services.reporting import storage
 from services.reporting.domain import (
     CategoryInfo,
@@ -38,6 +39,7 @@ Invalidate = Callable[[Collection[str]], Awaitable[None]]
 # session.info key: the users whose cached reports to invalidate once the transaction
 # commits, and the callback that does it.
 PENDING_INVALIDATIONS = "reporting.invalidate"
+ExpenseEvent = Event[events_pb2.ExpenseCreated | events_pb2.ExpenseUpdated | events_pb2.ExpenseDeleted]
 
 
 def _line(snapshot: events_pb2.ExpenseSnapshot) -> ExpenseLine:
@@ -53,40 +55,34 @@ def _line(snapshot: events_pb2.ExpenseSnapshot) -> ExpenseLine:
     )
 
 
-def expense_change(envelope: events_pb2.EventEnvelope) -> ExpenseChange | None:
-    """The change an expense.* event describes; None for anything else."""
-    payload = envelope.payload
-    user_id = envelope.user_id
-    if payload.Is(events_pb2.ExpenseCreated.DESCRIPTOR):
-        created = events_pb2.ExpenseCreated()
-        payload.Unpack(created)
-        line = _line(created.expense)
+def expense_change(event: ExpenseEvent) -> ExpenseChange | None:
+    """The change an expense event describes; None for anything else."""
+    payload = event.payload
+    user_id = event.user_id
+    if isinstance(payload, events_pb2.ExpenseCreated):
+        line = _line(payload.expense)
         return ExpenseChange(user_id, line.expense_id, line, None, line.version)
-    if payload.Is(events_pb2.ExpenseUpdated.DESCRIPTOR):
-        updated = events_pb2.ExpenseUpdated()
-        payload.Unpack(updated)
-        after = _line(updated.after)
-        before = _line(updated.before) if updated.HasField("before") else None
+    if isinstance(payload, events_pb2.ExpenseUpdated):
+        after = _line(payload.after)
+        before = _line(payload.before) if payload.HasField("before") else None
         return ExpenseChange(user_id, after.expense_id, after, before, after.version)
-    if payload.Is(events_pb2.ExpenseDeleted.DESCRIPTOR):
-        deleted = events_pb2.ExpenseDeleted()
-        payload.Unpack(deleted)
-        before = _line(deleted.before)
+    if isinstance(payload, events_pb2.ExpenseDeleted):
+        before = _line(payload.before)
         # A deletion is the version after the state it deleted (0 stays "unknown").
         version = before.version + 1 if before.version else 0
         return ExpenseChange(user_id, before.expense_id, None, before, version)
     return None
 
 
-def _usable_change(envelope: events_pb2.EventEnvelope) -> ExpenseChange | None:
+def _usable_change(event: ExpenseEvent) -> ExpenseChange | None:
     """The event's change, or None (logged) for one that cannot be applied."""
     try:
-        change = expense_change(envelope)
+        change = expense_change(event)
     except ValueError:
-        log.error("expense event with a bad date skipped", extra={"event_id": envelope.event_id})
+        log.error("expense event with a bad date skipped", extra={"event_id": event.event_id})
         return None
     if change is None or not change.user_id or not change.expense_id:
-        log.warning("unusable expense event skipped", extra={"event_id": envelope.event_id})
+        log.warning("unusable expense event skipped", extra={"event_id": event.event_id})
         return None
     return change
 
@@ -125,30 +121,30 @@ class EventHandlers:
         self._forget_preferences = forget_preferences
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def on_expense_events(
-        self, session: AsyncSession, envelopes: Sequence[events_pb2.EventEnvelope]
-    ) -> None:
-        changes = [change for envelope in envelopes if (change := _usable_change(envelope)) is not None]
+    async def on_expense_events(self, session: AsyncSession, events: Sequence[ExpenseEvent]) -> None:
+        changes = [change for event in events if (change := _usable_change(event)) is not None]
         if changes:
             self._invalidate_after_commit(session, await apply_expense_changes(session, changes))
 
-    async def on_category_event(self, session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
-        change = events_pb2.CategoryChanged()
-        if not envelope.payload.Unpack(change) or not envelope.user_id or not change.category_id:
-            log.warning("unusable category event skipped", extra={"event_id": envelope.event_id})
+    async def on_category_event(
+        self, session: AsyncSession, event: Event[events_pb2.CategoryChanged]
+    ) -> None:
+        change = event.payload
+        if not event.user_id or not change.category_id:
+            log.warning("unusable category event skipped", extra={"event_id": event.event_id})
             return
-        await apply_category_change(session, envelope.user_id, change)
-        self._invalidate_after_commit(session, [envelope.user_id])
+        await apply_category_change(session, event.user_id, change)
+        self._invalidate_after_commit(session, [event.user_id])
 
-    async def on_profile_event(self, session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
-        profile = events_pb2.ProfileUpdated()
-        if not envelope.payload.Unpack(profile) or not envelope.user_id:
-            log.warning("unusable profile event skipped", extra={"event_id": envelope.event_id})
+    async def on_profile_event(self, session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:
+        profile = event.payload
+        if not event.user_id:
+            log.warning("unusable profile event skipped", extra={"event_id": event.event_id})
             return
         stored = storage.StoredProfile(profile.default_currency, profile.time_zone, profile.first_day_of_week)
-        await storage.save_profile(session, envelope.user_id, stored)
-        self._forget_preferences(envelope.user_id)
-        self._invalidate_after_commit(session, [envelope.user_id])
+        await storage.save_profile(session, event.user_id, stored)
+        self._forget_preferences(event.user_id)
+        self._invalidate_after_commit(session, [event.user_id])
 
     async def settled(self) -> None:
         """Waits for the cache invalidations already scheduled."""

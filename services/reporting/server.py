@@ -3,7 +3,9 @@ report use cases and servicer, the cache and the preferences lookup."""
 
 from __future__ import annotations
 
+from expense.events.v1 import events_pb2
 from expense.reporting.v1 import reporting_pb2_grpc
+from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
 from services.reporting import storage
@@ -17,6 +19,14 @@ from services.user.client import PreferencesClient
 
 SERVICE_NAME = "expense.reporting.v1.ReportingService"
 
+EXPENSE_CHANGES = Subscription(
+    "reporting_expenses", (events_pb2.ExpenseCreated, events_pb2.ExpenseUpdated, events_pb2.ExpenseDeleted)
+)
+CATEGORY_CHANGES = Subscription("reporting_categories", (events_pb2.CategoryChanged,))
+PROFILE_CHANGES = Subscription("reporting_profiles", (events_pb2.ProfileUpdated,))
+# Every consumer the wiring starts; docs/events.md lists them.
+SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES)
+
 
 def build_app(settings: ReportingMeshSettings) -> ServiceApp:
     runtime = Runtime("reporting", settings)
@@ -27,14 +37,9 @@ def build_app(settings: ReportingMeshSettings) -> ServiceApp:
         StoredPreferences(runtime.db, settings.user.defaults),
     )
     handlers = EventHandlers(cache.invalidate, preferences.forget)
-    runtime.consume_batches(
-        storage.inbox_table, "reporting_expenses", "expense.>", handlers.on_expense_events
-    )
-    runtime.consume(storage.inbox_table, "reporting_categories", "category.>", handlers.on_category_event)
-    # The user service's event type for changed preferences.
-    runtime.consume(
-        storage.inbox_table, "reporting_profiles", "user.profile_updated", handlers.on_profile_event
-    )
+    runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
+    runtime.consume(storage.inbox_table, CATEGORY_CHANGES, handlers.on_category_event)
+    runtime.consume(storage.inbox_table, PROFILE_CHANGES, handlers.on_profile_event)
     # A tombstone only has to outlast the events that could still arrive for its expense,
     # as an inbox record does.
     runtime.purger.keep(storage.expenses, "updated_at", settings.retention.inbox_window, storage.tombstones)

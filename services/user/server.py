@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2_grpc
 from services.kit.db.unit_of_work import UnitsOfWork
+from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
 from services.user import storage
@@ -13,6 +15,10 @@ from services.user.domain import ProfileRules
 from services.user.settings import UserMeshSettings
 from services.user.usecases import ProfileProvisioner, Profiles
 
+SIGNUPS = Subscription("user_profiles", (events_pb2.UserRegistered,))
+# Every consumer the wiring starts; docs/events.md lists them.
+SUBSCRIPTIONS = (SIGNUPS,)
+
 
 def build_app(settings: UserMeshSettings) -> ServiceApp:
     runtime = Runtime("user", settings)
@@ -21,7 +27,7 @@ def build_app(settings: UserMeshSettings) -> ServiceApp:
     units = UnitsOfWork(runtime.db, runtime.outbox(storage.outbox))
     accounts = AccountDirectory(settings.service_address("auth"), settings.internal_call_timeout_seconds)
     provisioner = ProfileProvisioner(units, rules, accounts)
-    runtime.consume(storage.inbox, "user_profiles", "user.registered", provisioner.on_user_registered)
+    runtime.consume(storage.inbox, SIGNUPS, provisioner.on_user_registered)
     servicer = UserServicer(Profiles(units, rules, provisioner))
     app = runtime.app(verifier, [(user_pb2_grpc.add_UserServiceServicer_to_server, servicer, SERVICE_NAME)])
     app.on_stop.append(accounts.close)

@@ -18,6 +18,7 @@ from expense.events.v1 import events_pb2
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.errors import NotFound
 from services.kit.domain.timestamps import utcnow
+from services.kit.events.subscription import Event
 from services.user import storage
 from services.user.accounts import AccountDirectory
 from services.user.domain import Profile, ProfileRules
@@ -33,11 +34,13 @@ class ProfileProvisioner:
         self.rules = rules
         self.accounts = accounts
 
-    async def on_user_registered(self, session: AsyncSession, envelope: events_pb2.EventEnvelope) -> None:
-        """Consumer of `user.registered`; runs inside the inbox transaction."""
-        registered = events_pb2.UserRegistered()
-        if not envelope.payload.Unpack(registered) or not registered.user_id:
-            log.error("user.registered without a usable payload", extra={"event_id": envelope.event_id})
+    async def on_user_registered(
+        self, session: AsyncSession, event: Event[events_pb2.UserRegistered]
+    ) -> None:
+        """Consumer of UserRegistered; runs inside the inbox transaction."""
+        registered = event.payload
+        if not registered.user_id:
+            log.error("signup event without a user id", extra={"event_id": event.event_id})
             return
         profile = self.rules.new_profile(
             registered.user_id, registered.email, registered.display_name, utcnow()

@@ -3,14 +3,17 @@ which events come together, repeated or undecodable, is then up to the test."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import cast
 
 from nats.aio.msg import Msg
 
 from expense.events.v1 import events_pb2
+
+_stream_sequence = itertools.count(1)
 
 
 @dataclass
@@ -21,6 +24,7 @@ class FakeMessage:
     # "ack", "nak" or "term" once the consumer has settled the message.
     outcome: str = ""
     nak_delay: float | None = None
+    stream_sequence: int = field(default_factory=lambda: next(_stream_sequence))
 
     @classmethod
     def of(cls, envelope: events_pb2.EventEnvelope, num_delivered: int = 1) -> FakeMessage:
@@ -28,7 +32,9 @@ class FakeMessage:
 
     @property
     def metadata(self) -> SimpleNamespace:
-        return SimpleNamespace(num_delivered=self.num_delivered)
+        return SimpleNamespace(
+            num_delivered=self.num_delivered, sequence=SimpleNamespace(stream=self.stream_sequence)
+        )
 
     async def ack(self) -> None:
         self.outcome = "ack"

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js.api import ConsumerConfig
@@ -14,9 +15,10 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from expense.events.v1 import events_pb2
 from services.kit.db.engine import Database
 from services.kit.domain.timestamps import utcnow
-from services.kit.events.bus import EventBus, make_envelope
+from services.kit.events.bus import EventBus, dead_letter_subject, make_envelope, subject_for
 from services.kit.events.consumer import EventConsumer, per_event
 from services.kit.events.outbox import Outbox, OutboxRelay
+from services.kit.events.subscription import Event, Subscription
 from services.kit.events.tables import add_event_tables
 from tests.infra import NatsServer, delete_stream, unique_prefix
 
@@ -25,31 +27,28 @@ outbox_table, inbox_table = add_event_tables(metadata)
 registrations = Table(
     "registrations", metadata, Column("user_id", String(36), primary_key=True), Column("seen", Integer)
 )
+SIGNUPS = Subscription("kit", (events_pb2.UserRegistered,))
 
 
 class World:
-    def __init__(self, database_url: str, nats_url: str) -> None:
+    def __init__(self, database_url: str, nats_url: str, subscription: Subscription = SIGNUPS) -> None:
         self.db = Database(database_url, schema="kit")
         self.nats_url = nats_url
         self.bus = EventBus(nats_url, unique_prefix(), "kit-test")
         self.outbox = Outbox(outbox_table, self.bus.prefix, "auth")
         self.relay = OutboxRelay(self.db, self.outbox, self.bus, 50, 0.2)
-        self.consumer = EventConsumer(self.bus, self.db, inbox_table, "kit", "user.>", per_event(self.apply))
+        self.consumer = EventConsumer(self.bus, self.db, inbox_table, subscription, per_event(self.apply))
         self.tasks: list[asyncio.Task[None]] = []
 
-    async def apply(self, session, envelope: events_pb2.EventEnvelope) -> None:  # type: ignore[no-untyped-def]
-        payload = events_pb2.UserRegistered()
-        envelope.payload.Unpack(payload)
-        row = (
-            await session.execute(select(registrations).where(registrations.c.user_id == payload.user_id))
-        ).first()
+    async def apply(self, session, event: Event[Any]) -> None:  # type: ignore[no-untyped-def]
+        # Counts the events of each user, of whichever type the consumer takes.
+        user_id = event.user_id
+        row = (await session.execute(select(registrations).where(registrations.c.user_id == user_id))).first()
         if row is None:
-            await session.execute(registrations.insert().values(user_id=payload.user_id, seen=1))
+            await session.execute(registrations.insert().values(user_id=user_id, seen=1))
         else:
             await session.execute(
-                registrations.update()
-                .where(registrations.c.user_id == payload.user_id)
-                .values(seen=row.seen + 1)
+                registrations.update().where(registrations.c.user_id == user_id).values(seen=row.seen + 1)
             )
 
     async def setup(self) -> None:
@@ -255,3 +254,99 @@ async def test_rows_must_be_marked_before_the_poll_deems_them_stale(database_url
             )
     finally:
         await world.db.dispose()
+
+
+async def publish_envelope(bus: EventBus, envelope: events_pb2.EventEnvelope) -> None:
+    """Straight to the stream, past any outbox, under the subject of the envelope's type."""
+    await bus.wait_ready()
+    await bus.publish(subject_for(bus.prefix, envelope.type), envelope.SerializeToString(), envelope.event_id)
+
+
+async def dead_letters(bus: EventBus, consumer: str, count: int) -> list[tuple[str, str]]:
+    """(event id, reason) of the first `count` messages of the consumer's dead-letter subject."""
+    subscription = await bus.js.pull_subscribe(dead_letter_subject(bus.prefix, consumer), stream=bus.stream)
+    try:
+        messages = await subscription.fetch(count, timeout=5)
+    finally:
+        await subscription.unsubscribe()
+    letters = []
+    for message in messages:
+        envelope = events_pb2.EventEnvelope.FromString(message.data)
+        letters.append((envelope.event_id, (message.headers or {})["Dead-Letter-Reason"]))
+    return letters
+
+
+async def test_unusable_events_are_dead_letters_and_the_consumer_goes_on(world: World) -> None:
+    await world.register("first")
+    good = make_envelope("user.registered", "second", events_pb2.UserRegistered(user_id="second"), "auth")
+    garbage = make_envelope("user.registered", "garbage", events_pb2.UserRegistered(), "auth")
+    garbage.payload.value = b"\x0a\x64ab"  # field 1 says 100 bytes follow; two do
+    wrong_type = make_envelope("user.registered", "wrong", events_pb2.CategoryChanged(category_id="c"), "x")
+    for envelope in (garbage, good, wrong_type):
+        await publish_envelope(world.bus, envelope)
+    await world.register("third")
+    expected = {"first": 1, "second": 1, "third": 1}
+    assert await world.wait_for(expected) == expected
+    assert await dead_letters(world.bus, "kit", 2) == [
+        (garbage.event_id, "the user.registered payload does not parse"),
+        (
+            wrong_type.event_id,
+            "user.registered carries 'type.googleapis.com/expense.events.v1.CategoryChanged',"
+            " not expense.events.v1.UserRegistered",
+        ),
+    ]
+    await asyncio.sleep(0.5)
+    info = await world.bus.js.consumer_info(world.bus.stream, world.consumer.durable)
+    assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
+    assert world.consumer.dead_letters == 2
+    await world.register("after")  # still consuming
+    assert await world.wait_for(expected | {"after": 1}) == expected | {"after": 1}
+    assert await world.seen() == expected | {"after": 1}
+
+
+async def test_a_durable_consumer_takes_its_new_filter(database_url: str, nats_url: str) -> None:
+    world = World(database_url, nats_url)
+    # As deployed before: the same durable, filtering a whole family.
+    before = EventBus(nats_url, world.bus.prefix, "kit-test-before")
+    before.start()
+    await before.wait_ready()
+    old = ConsumerConfig(
+        durable_name=world.consumer.durable,
+        ack_policy="explicit",
+        filter_subject=subject_for(world.bus.prefix, "user.>"),
+    )
+    await before.js.add_consumer(before.stream, old)
+    await before.close()
+    await world.setup()
+    try:
+        await world.register("kept")
+        assert await world.wait_for({"kept": 1}) == {"kept": 1}
+        info = await world.bus.js.consumer_info(world.bus.stream, world.consumer.durable)
+        assert info.config.filter_subject == subject_for(world.bus.prefix, "user.registered")
+    finally:
+        await world.close()
+
+
+async def test_a_consumer_of_several_types_gets_only_those(database_url: str, tmp_path: Path) -> None:
+    # filter_subjects needs NATS 2.10+: the server this project ships, not always the one on 4222.
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    mixed = Subscription("mixed", (events_pb2.UserRegistered, events_pb2.CategoryChanged))
+    world = World(database_url, server.url, mixed)
+    await world.setup()
+    try:
+        for user_id, payload in [
+            ("signed-up", events_pb2.UserRegistered(user_id="signed-up")),
+            ("spent", events_pb2.ExpenseCreated()),
+            ("sorted", events_pb2.CategoryChanged(category_id="c")),
+        ]:
+            name = {"signed-up": "user.registered", "spent": "expense.created", "sorted": "category.changed"}
+            await publish_envelope(world.bus, make_envelope(name[user_id], user_id, payload, "test"))
+        expected = {"signed-up": 1, "sorted": 1}
+        assert await world.wait_for(expected) == expected
+        info = await world.bus.js.consumer_info(world.bus.stream, world.consumer.durable)
+        assert info.config.filter_subjects == world.consumer.filter_subjects
+        assert world.consumer.dead_letters == 0
+    finally:
+        await world.close()
+        server.stop()

@@ -9,7 +9,7 @@ import asyncio
 import base64
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
 from services.kit.events.bus import EventBus, make_envelope
 from services.kit.events.consumer import BatchHandler, EventConsumer, per_event
+from services.kit.events.subscription import Event, Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.identity.tokens import Identity, TokenVerifier, reset_identity, set_identity
 from services.reporting import storage
@@ -34,7 +35,13 @@ from services.reporting.api import ReportingServicer
 from services.reporting.events import EventHandlers
 from services.reporting.preferences import StoredPreferences
 from services.reporting.reportcache import ReportCache
-from services.reporting.server import SERVICE_NAME
+from services.reporting.server import (
+    CATEGORY_CHANGES,
+    EXPENSE_CHANGES,
+    PROFILE_CHANGES,
+    SERVICE_NAME,
+    SUBSCRIPTIONS,
+)
 from services.reporting.settings import ReportingMeshSettings
 from services.reporting.usecases import ReportRequests, Reports
 from services.user.client import Preferences
@@ -133,19 +140,20 @@ class Reporting:
     async def apply(self, *envelopes: events_pb2.EventEnvelope) -> None:
         """Each event through the handler its consumer would call, in its own transaction."""
         handler_for = {
-            "expense": self.handlers.on_expense_events,
-            "category": per_event(self.handlers.on_category_event),
-            "user": per_event(self.handlers.on_profile_event),
+            EXPENSE_CHANGES.consumer: self.handlers.on_expense_events,
+            CATEGORY_CHANGES.consumer: per_event(self.handlers.on_category_event),
+            PROFILE_CHANGES.consumer: per_event(self.handlers.on_profile_event),
         }
         for envelope in envelopes:
+            event = as_event(envelope)
             async with self.db.transaction() as session:
-                await handler_for[envelope.type.split(".")[0]](session, [envelope])
+                await handler_for[subscription_of(envelope).consumer](session, [event])
         await self.handlers.settled()
 
     async def apply_batch(self, *envelopes: events_pb2.EventEnvelope) -> None:
         """Expense events as the consumer hands over one fetched batch (without the inbox)."""
         async with self.db.transaction() as session:
-            await self.handlers.on_expense_events(session, envelopes)
+            await self.handlers.on_expense_events(session, as_events(envelopes))
         await self.handlers.settled()
 
     def expense_consumer(self, handler: BatchHandler | None = None) -> EventConsumer:
@@ -153,7 +161,7 @@ class Reporting:
         (its bus is never started). `handler` stands in for the real one."""
         bus = EventBus(self.settings.resolved_nats_url, self.settings.event_prefix, "reporting-test")
         handler = handler or self.handlers.on_expense_events
-        return EventConsumer(bus, self.db, storage.inbox_table, "reporting_expenses", "expense.>", handler)
+        return EventConsumer(bus, self.db, storage.inbox_table, EXPENSE_CHANGES, handler)
 
     async def call(self, user_id: str, method: Callable[..., Any], request: Any) -> Any:
         """A servicer method called directly as `user_id` (no gRPC hop)."""
@@ -184,6 +192,20 @@ class Reporting:
             await self.server.stop(None)
         await self.cache.cache.close()
         await self.db.dispose()
+
+
+def subscription_of(envelope: events_pb2.EventEnvelope) -> Subscription:
+    """The reporting consumer that takes this envelope's type."""
+    return next(subscription for subscription in SUBSCRIPTIONS if envelope.type in subscription.types)
+
+
+def as_event(envelope: events_pb2.EventEnvelope) -> Event[Any]:
+    """The envelope as its consumer hands it to a handler."""
+    return subscription_of(envelope).parse(envelope.SerializeToString())
+
+
+def as_events(envelopes: Sequence[events_pb2.EventEnvelope]) -> list[Event[Any]]:
+    return [as_event(envelope) for envelope in envelopes]
 
 
 def build_reporting(settings: ReportingMeshSettings, clock: FixedClock | None = None) -> Reporting:

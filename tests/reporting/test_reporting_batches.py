@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import date
+from typing import Any
 
 import pytest
 from google.protobuf.json_format import MessageToDict
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from expense.events.v1 import events_pb2
 from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
+from services.kit.events.subscription import Event
 from services.reporting import storage
 from services.reporting.api import currency_summary
 from services.reporting.domain import (
@@ -39,7 +41,7 @@ from services.reporting.settings import ReportingSettings
 from services.reporting.usecases import Reports, Viewer
 from tests.kit.fake_messages import FakeMessage, as_messages, batch_of
 from tests.reporting import reference
-from tests.reporting.harness import Reporting
+from tests.reporting.harness import Reporting, as_events
 from tests.reporting.histories import TREE, history, history_settings
 from tests.reporting.reference import Category, Expense, LedgerModel, Viewpoint, rollup_starts
 
@@ -246,10 +248,10 @@ async def test_a_poison_event_falls_back_and_the_rest_of_its_batch_applies(repor
     events += [poison, model.create(third), model.delete(second.expense_id)]
     healed = False
 
-    async def poisoned(session: AsyncSession, envelopes: Sequence[events_pb2.EventEnvelope]) -> None:
-        if not healed and any(envelope.event_id == poison.event_id for envelope in envelopes):
+    async def poisoned(session: AsyncSession, events: Sequence[Event[Any]]) -> None:
+        if not healed and any(event.event_id == poison.event_id for event in events):
             raise RuntimeError("a transient failure")
-        await reporting.handlers.on_expense_events(session, envelopes)
+        await reporting.handlers.on_expense_events(session, events)
 
     consumer = reporting.expense_consumer(poisoned)
     messages = batch_of(*events)
@@ -282,7 +284,7 @@ async def test_cached_reports_are_invalidated_once_per_user_after_the_commit(rep
         one.update(spent.expense_id, amount_minor=5),
     ]
     async with reporting.db.transaction() as session:
-        await handlers.on_expense_events(session, events)
+        await handlers.on_expense_events(session, as_events(events))
         await handlers.settled()
         assert invalidated == []  # a report read now must not be cached under a new version
     await handlers.settled()
@@ -290,7 +292,9 @@ async def test_cached_reports_are_invalidated_once_per_user_after_the_commit(rep
 
     with pytest.raises(RuntimeError):
         async with reporting.db.transaction() as session:
-            await handlers.on_expense_events(session, [one.update(spent.expense_id, amount_minor=6)])
+            await handlers.on_expense_events(
+                session, as_events([one.update(spent.expense_id, amount_minor=6)])
+            )
             raise RuntimeError("rolled back")
     await handlers.settled()
     assert len(invalidated) == 2

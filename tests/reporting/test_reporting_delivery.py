@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf.json_format import MessageToDict
@@ -27,9 +28,11 @@ from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
 from services.kit.events.bus import EventBus, subject_for
 from services.kit.events.consumer import EventConsumer, per_event
+from services.kit.events.subscription import Event
 from services.reporting import storage
 from services.reporting.api import currency_summary
 from services.reporting.domain import period_containing
+from services.reporting.server import CATEGORY_CHANGES, EXPENSE_CHANGES
 from services.reporting.settings import ReportingSettings
 from services.reporting.usecases import Reports, Viewer
 from tests.infra import NATS_URL, free_port, fresh_postgres_database, require, unique_prefix
@@ -111,16 +114,14 @@ async def test_duplicates_past_jetstream_dedupe_change_nothing(reporting: Report
         bus,
         reporting.db,
         storage.inbox_table,
-        "reporting_expenses",
-        "expense.>",
+        EXPENSE_CHANGES,
         reporting.handlers.on_expense_events,
     )
     categories = EventConsumer(
         bus,
         reporting.db,
         storage.inbox_table,
-        "reporting_categories",
-        "category.>",
+        CATEGORY_CHANGES,
         per_event(reporting.handlers.on_category_event),
     )
     tasks = [asyncio.create_task(consumer.run()), asyncio.create_task(categories.run())]
@@ -284,20 +285,19 @@ async def test_a_failing_event_neither_blocks_nor_doubles_its_batch(
     poison = next(e for e in events if e.type == "expense.created").event_id
     failures = []
 
-    async def fails_once(session, envelopes: Sequence[events_pb2.EventEnvelope]) -> None:  # type: ignore[no-untyped-def]
-        if any(envelope.event_id == poison for envelope in envelopes) and len(failures) < 2:
+    async def fails_once(session, events: Sequence[Event[Any]]) -> None:  # type: ignore[no-untyped-def]
+        if any(event.event_id == poison for event in events) and len(failures) < 2:
             failures.append(poison)
             raise RuntimeError("a transient failure")
-        await reporting.handlers.on_expense_events(session, envelopes)
+        await reporting.handlers.on_expense_events(session, events)
 
     consumers = [
-        EventConsumer(bus, reporting.db, storage.inbox_table, "reporting_expenses", "expense.>", fails_once),
+        EventConsumer(bus, reporting.db, storage.inbox_table, EXPENSE_CHANGES, fails_once),
         EventConsumer(
             bus,
             reporting.db,
             storage.inbox_table,
-            "reporting_categories",
-            "category.>",
+            CATEGORY_CHANGES,
             per_event(reporting.handlers.on_category_event),
         ),
     ]

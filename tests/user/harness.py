@@ -30,8 +30,9 @@ from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2, user_pb2_grpc
 from services.kit.config.settings import REPO_ROOT
 from services.kit.db.engine import Database
-from services.kit.events.bus import stream_name, subject_for
+from services.kit.events.bus import dead_letter_subject, stream_name, subject_for
 from services.user import storage
+from services.user.server import SIGNUPS
 
 START_TIMEOUT_SECONDS = 30.0
 EVENT_TIMEOUT_SECONDS = 15.0
@@ -226,6 +227,30 @@ class UserServiceUnderTest:
 
     async def wait_applied(self, event_id: str) -> None:
         await wait_until(lambda: self.event_applied(event_id), f"event {event_id} applied")
+
+    async def last_dead_letter(self) -> tuple[str, str] | None:
+        """(event id, reason) of the signup consumer's latest dead letter."""
+        assert self.nc is not None
+        try:
+            message = await self.nc.jetstream().get_last_msg(
+                stream_name(self.prefix), dead_letter_subject(self.prefix, SIGNUPS.consumer)
+            )
+        except NotFoundError:
+            return None
+        envelope = events_pb2.EventEnvelope.FromString(message.data or b"")
+        return envelope.event_id, (message.headers or {})["Dead-Letter-Reason"]
+
+    async def wait_dead_lettered(self, event_id: str) -> str:
+        """The reason the signup consumer gave for dead-lettering the event."""
+
+        async def dead_lettered() -> bool:
+            letter = await self.last_dead_letter()
+            return letter is not None and letter[0] == event_id
+
+        await wait_until(dead_lettered, f"event {event_id} dead-lettered")
+        letter = await self.last_dead_letter()
+        assert letter is not None
+        return letter[1]
 
     async def last_event(self, event_type: str) -> events_pb2.EventEnvelope | None:
         assert self.nc is not None

@@ -43,7 +43,7 @@ async def test_profile_is_created_by_the_signup_event(user_service: UserServiceU
     assert profile.create_time.endswith("Z")
 
 
-async def test_an_unusable_signup_event_is_skipped_not_retried_forever(
+async def test_an_unusable_signup_event_is_dead_lettered_not_retried_forever(
     user_service: UserServiceUnderTest, auth
 ) -> None:
     account = await auth.signup("Odd Event")
@@ -53,8 +53,11 @@ async def test_an_unusable_signup_event_is_skipped_not_retried_forever(
     odd.event_id = new_id()
     odd.payload.Pack(events_pb2.ProfileUpdated(user_id=account.user_id))  # wrong payload type
     await user_service.deliver(odd)
-    await user_service.wait_applied(odd.event_id)
+    assert "carries 'type.googleapis.com/expense.events.v1.ProfileUpdated'" in (
+        await user_service.wait_dead_lettered(odd.event_id)
+    )
     assert await user_service.profile_rows(account.user_id) == 0
+    assert not await user_service.event_applied(odd.event_id)
     # The consumer goes on with the next event.
     await user_service.deliver(real)
     await user_service.wait_applied(real.event_id)

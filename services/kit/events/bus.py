@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import nats
@@ -45,6 +45,11 @@ def stream_name(prefix: str) -> str:
 
 def subject_for(prefix: str, event_type: str) -> str:
     return f"{prefix}.events.{event_type}"
+
+
+def dead_letter_subject(prefix: str, consumer: str) -> str:
+    """Where a consumer puts the messages it cannot apply; kept in the events stream."""
+    return f"{prefix}.dead.{consumer}"
 
 
 def make_envelope(event_type: str, user_id: str, payload: Message, producer: str) -> events_pb2.EventEnvelope:
@@ -160,7 +165,7 @@ class EventBus:
     async def ensure_stream(self) -> None:
         config = StreamConfig(
             name=self.stream,
-            subjects=[f"{self.prefix}.events.>"],
+            subjects=[f"{self.prefix}.events.>", dead_letter_subject(self.prefix, ">")],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=EVENT_STREAM_MAX_AGE.total_seconds(),
@@ -173,8 +178,17 @@ class EventBus:
         except BadRequestError:
             await self.js.update_stream(config)
 
-    async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
-        await self.js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+    async def publish(
+        self, subject: str, data: bytes, msg_id: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        await self.js.publish(subject, data, headers={**(headers or {}), "Nats-Msg-Id": msg_id})
+
+    @property
+    def server_version(self) -> tuple[int, int]:
+        if self._nc is None:
+            raise ConnectionError("NATS not connected yet")
+        version = self._nc.connected_server_version
+        return version.major, version.minor
 
     async def broadcast(self, subject: str, data: bytes) -> None:
         """Core NATS, fire and forget: nats-py buffers it while reconnecting."""

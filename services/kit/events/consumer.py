@@ -4,15 +4,21 @@ nothing (at-least-once delivery, effectively-once application).
 
 A consumer hands a batch handler all the fresh events of a fetched batch at
 once, so a service can apply them with a few statements instead of a few per
-event; `per_event` adapts a handler of one event at a time."""
+event; `per_event` adapts a handler of one event at a time. Handlers get each
+event with its payload parsed (Subscription.parse).
+
+A message no handler can take (it does not parse, or its type is not one the
+consumer subscribed to), and an event its handler failed on MAX_DELIVER times,
+is a dead letter: copied to `<prefix>.dead.<consumer>` in the events stream,
+terminated (never redelivered) and logged, while the rest of its batch goes on."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -20,19 +26,22 @@ from nats.js.errors import NotFoundError
 from sqlalchemy import Column, Index, MetaData, PrimaryKeyConstraint, String, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from expense.events.v1 import events_pb2
 from services.kit.db.engine import Database, UtcDateTime
 from services.kit.db.sql import insert_ignore_many
 from services.kit.domain.timestamps import utcnow
-from services.kit.events.bus import EventBus, subject_for
+from services.kit.events.bus import EventBus, dead_letter_subject
+from services.kit.events.subscription import Event, Subscription, UnusableEvent
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AsyncSession, events_pb2.EventEnvelope], Awaitable[None]]
+Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
 # Called inside the inbox transaction with the events it had not seen, each once, in delivery order.
-BatchHandler = Callable[[AsyncSession, Sequence[events_pb2.EventEnvelope]], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, Sequence[Event[Any]]], Awaitable[None]]
 REDELIVERY_BACKOFF = [1.0, 2.0, 5.0, 15.0, 30.0]
 MAX_DELIVER = 10
+MAX_REASON_CHARS = 1000
+# The first server version whose consumers take several filter subjects; older ones ignore them.
+FILTER_SUBJECTS_SINCE = (2, 10)
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -50,9 +59,9 @@ def inbox_table(metadata: MetaData) -> Table:
 def per_event(handler: Handler) -> BatchHandler:
     """A batch handler applying the events one after the other with `handler`."""
 
-    async def apply_each(session: AsyncSession, envelopes: Sequence[events_pb2.EventEnvelope]) -> None:
-        for envelope in envelopes:
-            await handler(session, envelope)
+    async def apply_each(session: AsyncSession, events: Sequence[Event[Any]]) -> None:
+        for event in events:
+            await handler(session, event)
 
     return apply_each
 
@@ -63,8 +72,7 @@ class EventConsumer:
         bus: EventBus,
         db: Database,
         inbox: Table,
-        name: str,
-        event_pattern: str,
+        subscription: Subscription,
         handler: BatchHandler,
         batch: int = 100,
         linger: float = 0.0,
@@ -72,9 +80,10 @@ class EventConsumer:
         self.bus = bus
         self.db = db
         self.inbox = inbox
-        self.durable = f"{bus.prefix}_{name}".replace(".", "_")
-        self.name = name
-        self.filter_subject = subject_for(bus.prefix, event_pattern)
+        self.subscription = subscription
+        self.name = subscription.consumer
+        self.durable = f"{bus.prefix}_{self.name}".replace(".", "_")
+        self.filter_subjects = subscription.filter_subjects(bus.prefix)
         self.handler = handler
         self.batch = batch
         # Seconds to wait for more events after a short fetch: every batch costs a
@@ -82,13 +91,19 @@ class EventConsumer:
         # less per event, for at most this much more lag.
         self.linger = linger
         self.applied = 0
+        self.dead_letters = 0
 
     def _config(self) -> ConsumerConfig:
+        subjects = self.filter_subjects
+        if len(subjects) > 1 and self.bus.server_version < FILTER_SUBJECTS_SINCE:
+            # It would ignore filter_subjects and deliver the whole stream.
+            raise RuntimeError(f"{self.name} takes several event types: it needs NATS 2.10 or later")
         return ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
-            filter_subject=self.filter_subject,
+            filter_subject=subjects[0] if len(subjects) == 1 else None,
+            filter_subjects=subjects if len(subjects) > 1 else None,
             ack_wait=30,
             max_deliver=MAX_DELIVER,
             max_ack_pending=1000,
@@ -134,58 +149,69 @@ class EventConsumer:
         """A fetched batch in one transaction: one commit instead of one per event,
         which is what bounds a consumer's rate. If anything in it fails, each event
         is applied in a transaction of its own, so only the failing one is redelivered."""
-        decoded = [(m, envelope) for m in messages if (envelope := await self._decode(m)) is not None]
-        if len(decoded) > 1 and await self._handle_together(decoded):
+        parsed: list[tuple[Msg, Event[Any]]] = []
+        for message in messages:
+            try:
+                parsed.append((message, self.subscription.parse(message.data)))
+            except UnusableEvent as unusable:
+                await self._dead_letter(message, unusable.reason, unusable.event_id)
+        if len(parsed) > 1 and await self._handle_together(parsed):
             return
-        for message, envelope in decoded:
-            await self._handle(message, envelope)
+        for message, event in parsed:
+            await self._handle(message, event)
 
-    async def _handle_together(self, decoded: list[tuple[Msg, events_pb2.EventEnvelope]]) -> bool:
+    async def _handle_together(self, parsed: list[tuple[Msg, Event[Any]]]) -> bool:
         """False when the batch's transaction failed (nothing of it applied, nothing acked)."""
         try:
             async with self.db.transaction() as session:
-                await self._apply(session, [envelope for _, envelope in decoded])
+                await self._apply(session, [event for _, event in parsed])
         except Exception as error:
             log.warning(
                 "batch failed; applying its events one by one",
                 extra={"consumer": self.name, "error": repr(error)},
             )
             return False
-        for message, _ in decoded:
+        for message, _ in parsed:
             await message.ack()
-        self.applied += len(decoded)
+        self.applied += len(parsed)
         return True
 
-    @staticmethod
-    async def _decode(message: Msg) -> events_pb2.EventEnvelope | None:
-        try:
-            return events_pb2.EventEnvelope.FromString(message.data)
-        except DecodeError:
-            log.error("undecodable event terminated", extra={"subject": message.subject})
-            await message.term()
-            return None
-
-    async def _apply(self, session: AsyncSession, envelopes: Sequence[events_pb2.EventEnvelope]) -> None:
+    async def _apply(self, session: AsyncSession, events: Sequence[Event[Any]]) -> None:
         """Records the events in the inbox and hands the handler those it did not hold yet."""
         # A redelivery can bring an event twice into one batch; both copies are the same event.
-        unique = {envelope.event_id: envelope for envelope in envelopes}
+        unique = {event.event_id: event for event in events}
         now = utcnow()
         rows = [{"consumer": self.name, "event_id": event_id, "processed_at": now} for event_id in unique]
         fresh = await insert_ignore_many(session, self.inbox, rows, "event_id")
         if fresh:
-            await self.handler(
-                session, [envelope for event_id, envelope in unique.items() if event_id in fresh]
-            )
+            await self.handler(session, [event for event_id, event in unique.items() if event_id in fresh])
 
-    async def _handle(self, message: Msg, envelope: events_pb2.EventEnvelope) -> None:
+    async def _handle(self, message: Msg, event: Event[Any]) -> None:
         try:
             async with self.db.transaction() as session:
-                await self._apply(session, [envelope])
+                await self._apply(session, [event])
         except Exception as error:
             attempt = message.metadata.num_delivered
-            delay = REDELIVERY_BACKOFF[min(attempt, len(REDELIVERY_BACKOFF)) - 1]
-            log.exception("event handler failed", extra={"event_id": envelope.event_id, "error": repr(error)})
-            await message.nak(delay=delay)
+            log.exception("event handler failed", extra={"event_id": event.event_id, "error": repr(error)})
+            if attempt >= MAX_DELIVER:
+                reason = f"the handler failed {attempt} times: {error!r}"
+                await self._dead_letter(message, reason, event.event_id)
+                return
+            await message.nak(delay=REDELIVERY_BACKOFF[min(attempt, len(REDELIVERY_BACKOFF)) - 1])
             return
         await message.ack()
         self.applied += 1
+
+    async def _dead_letter(self, message: Msg, reason: str, event_id: str) -> None:
+        """Keeps the message as it came, with why, then ends its deliveries."""
+        # A header is one line, and an error's text can be long (a failed statement's parameters).
+        reason = " ".join(reason.split())[:MAX_REASON_CHARS]
+        headers = {"Dead-Letter-Reason": reason, "Dead-Letter-Subject": message.subject}
+        # One copy however often the message is dead-lettered (JetStream's dedupe window).
+        msg_id = f"{self.durable}.{message.metadata.sequence.stream}"
+        await self.bus.publish(dead_letter_subject(self.bus.prefix, self.name), message.data, msg_id, headers)
+        await message.term()
+        self.dead_letters += 1
+        log.warning(
+            "event dead-lettered", extra={"consumer": self.name, "event_id": event_id, "reason": reason}
+        )
