@@ -41,7 +41,7 @@ def service_main(
             await build_app(settings).run()
 
         # uvloop: about 15% less CPU per RPC than asyncio's loop (grpc.aio, psycopg and
-        # nats-py all run on it); measured with bench/README.md's echo baseline.
+        # nats-py all run on it); see docs/performance.md.
         uvloop.run(main())
 
     @cli.command()

@@ -60,7 +60,7 @@ class ServiceApp:
             ],
             options=[
                 # One process per service, deliberately: on the 2-core target Envoy, PostgreSQL
-                # and the other services already use every core (bench/README.md), so a second
+                # and the other services already use every core (docs/performance.md), so a second
                 # process adds contention, not capacity; replicas (k8s) scale out. Off, a port
                 # already taken fails the start instead of two meshes silently sharing it.
                 ("grpc.so_reuseport", 0),
