@@ -17,11 +17,13 @@ from grpc_status import rpc_status
 
 from expense.auth.v1 import auth_pb2
 from expense.events.v1 import events_pb2
+from services.auth.tokens import AccessTokens, SigningKeys
 from services.kit.cache import Cache
 from services.kit.domain.errors import Unauthenticated
 from services.kit.domain.ids import new_id
 from services.kit.events.bus import stream_name, subject_for
 from services.kit.grpc.status import field_violations
+from services.kit.identity.tokens import TokenVerifier
 from tests.auth.harness import STRONG_PASSWORD, AuthUnderTest, Login, from_ip, random_email, random_ip
 from tests.infra import NATS_URL
 
@@ -400,6 +402,28 @@ async def test_check_session_is_false_for_another_user_or_unknown_session(
     ]:
         answer = await check(auth_pb2.CheckSessionRequest(session_id=session_id, user_id=user_id))
         assert not answer.active
+
+
+async def test_a_token_naming_another_user_is_refused_while_the_owners_answer_is_cached(
+    auth_service: AuthUnderTest,
+) -> None:
+    """Signed with auth's own key, sub=B and A's live session: refused by another
+    service's verifier and by auth's own, each holding A's answer."""
+    owner, other = await auth_service.sign_up(), await auth_service.sign_up()
+    keys = SigningKeys(auth_service.settings)
+    await keys.load()
+    forged = AccessTokens(auth_service.settings.jwt, keys).issue(other.user_id, owner.session_id)
+    forged_bearer = (("authorization", f"Bearer {forged}"),)
+    cache_for_a_second = auth_service.settings.jwt.model_copy(update={"session_check_cache_seconds": 1})
+    verifier = TokenVerifier(cache_for_a_second, auth_service.remote.jwks, auth_service.remote.session_active)
+    assert (await verifier.verify(owner.tokens.access_token)).user_id == owner.user_id
+    with pytest.raises(Unauthenticated, match="session ended"):
+        await verifier.verify(forged)
+    await auth_service.auth.ListSessions(auth_pb2.ListSessionsRequest(), metadata=owner.bearer)
+    await rpc_error(
+        auth_service.auth.ListSessions(auth_pb2.ListSessionsRequest(), metadata=forged_bearer),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
 
 
 async def test_get_account_of_unknown_user_is_not_found(auth_service: AuthUnderTest) -> None:

@@ -1,9 +1,11 @@
 """TokenVerifier checks a token's signature and claims once, then trusts its cache
-until the token expires; the session is still checked on every call and a key
-withdrawn from the key set takes its cached tokens with it."""
+until the token expires; the session is still checked on every call, a key
+withdrawn from the key set takes its cached tokens with it, and a session's
+cached answer holds only for the subject it was asked for."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -34,14 +36,19 @@ class Auth:
     def __init__(self) -> None:
         self.keys = [json.loads(RSAAlgorithm.to_jwk(KEY.public_key())) | {"kid": KID, "alg": "RS256"}]
         self.revoked: set[str] = set()
+        self.owners = {"s1": "u1"}
         self.session_checks = 0
+        # Set: checks wait for it, as a slow round trip would.
+        self.hold: asyncio.Event | None = None
 
     async def jwks(self) -> dict[str, Any]:
         return {"keys": self.keys}
 
     async def session_active(self, session_id: str, user_id: str) -> bool:
         self.session_checks += 1
-        return session_id not in self.revoked
+        if self.hold is not None:
+            await self.hold.wait()
+        return session_id not in self.revoked and self.owners.get(session_id) == user_id
 
 
 @pytest.fixture
@@ -104,3 +111,34 @@ async def test_a_tampered_copy_of_a_cached_token_is_rejected(verifier: TokenVeri
     ).decode()
     with pytest.raises(Unauthenticated, match="invalid token"):
         await verifier.verify(f"{header}.{forged_claims}.{signature}")
+
+
+@pytest.fixture
+def caching_verifier(auth: Auth) -> TokenVerifier:
+    settings = JwtSettings(issuer="iss", audience="aud", session_check_cache_seconds=1)
+    return TokenVerifier(settings, auth.jwks, auth.session_active)
+
+
+async def test_a_cached_session_answer_holds_only_for_its_subject(
+    auth: Auth, caching_verifier: TokenVerifier
+) -> None:
+    someone_else = token(sub="u2")  # signed correctly, naming u1's live session
+    assert (await caching_verifier.verify(token())).user_id == "u1"
+    with pytest.raises(Unauthenticated, match="session ended"):
+        await caching_verifier.verify(someone_else)
+    assert auth.session_checks == 2
+    await caching_verifier.verify(token())
+    assert auth.session_checks == 2  # the owner's answer is still cached
+
+
+async def test_a_session_check_in_flight_is_shared_only_by_its_subject(
+    auth: Auth, caching_verifier: TokenVerifier
+) -> None:
+    auth.hold = asyncio.Event()
+    owner = asyncio.create_task(caching_verifier.verify(token()))
+    someone_else = asyncio.create_task(caching_verifier.verify(token(sub="u2")))
+    await asyncio.sleep(0.05)
+    auth.hold.set()
+    assert (await owner).user_id == "u1"
+    with pytest.raises(Unauthenticated, match="session ended"):
+        await someone_else

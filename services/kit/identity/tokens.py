@@ -4,7 +4,9 @@ RS256 only (pinned, RFC 8725 §3.1), issuer, audience, expiry, explicit typ
 `at+jwt`, key looked up by kid in a fixed key set, and the session must still
 be active so logout and revocation take effect within a second everywhere.
 
-Session checks are cached for session_check_cache_seconds; with a revocation
+Session checks are cached per (session, subject): a token whose subject is not
+the session's owner gets auth's answer for that pair (ended), never the owner's.
+They are cached for session_check_cache_seconds; with a revocation
 feed (auth's broadcasts of ended sessions) for session_cache_seconds_with_push,
 but only while the feed is live: connected, and auth heard within three
 heartbeats. Whenever broadcasts may have been missed (drop, reconnect, silence)
@@ -103,11 +105,12 @@ class TokenVerifier:
         self._keys: dict[str, Any] = {}
         self._last_refresh = 0.0
         self._refresh_lock = asyncio.Lock()
-        self._session_cache: dict[str, _Answer] = {}
+        # session id -> subject -> auth's answer for that pair
+        self._session_cache: dict[str, dict[str, _Answer]] = {}
         # token -> (expiry as a Unix time, its identity)
         self._verified: dict[str, tuple[float, Identity]] = {}
-        # One CheckSession per session at a time: a burst of calls with one token shares it.
-        self._session_checks: dict[str, asyncio.Future[bool]] = {}
+        # One CheckSession per (session, subject) at a time: a burst of calls with one token shares it.
+        self._session_checks: dict[tuple[str, str], asyncio.Future[bool]] = {}
         # Sessions a broadcast ended -> when no token of theirs can be valid any more
         # (insertion order is expiry order). Consulted before and after every check.
         self._ended: dict[str, float] = {}
@@ -198,19 +201,21 @@ class TokenVerifier:
     async def _session_active(self, identity: Identity) -> bool:
         if identity.session_id in self._ended:
             return False
-        cached = self._cached_answer(identity.session_id)
+        cached = self._cached_answer(identity)
         if cached is not None:
             return cached
-        check = self._session_checks.get(identity.session_id)
+        asked = (identity.session_id, identity.user_id)
+        check = self._session_checks.get(asked)
         if check is None:
             check = asyncio.ensure_future(self._check_session(identity))
-            self._session_checks[identity.session_id] = check
-            check.add_done_callback(lambda _: self._session_checks.pop(identity.session_id, None))
+            self._session_checks[asked] = check
+            check.add_done_callback(lambda _: self._session_checks.pop(asked, None))
         # Shielded: a caller that gives up does not cancel the check the others wait for.
         return await asyncio.shield(check)
 
-    def _cached_answer(self, session_id: str) -> bool | None:
-        answer = self._session_cache.get(session_id)
+    def _cached_answer(self, identity: Identity) -> bool | None:
+        answers = self._session_cache.get(identity.session_id)
+        answer = answers.get(identity.user_id) if answers is not None else None
         if answer is None:
             return None
         now = time.monotonic()
@@ -236,7 +241,8 @@ class TokenVerifier:
             self._session_cache.clear()
         # Trusted for long only if no broadcast can have been missed since it was asked.
         unbroken = epoch == self._feed_epoch and self._feed_live(time.monotonic())
-        self._session_cache[identity.session_id] = _Answer(asked_at, active, epoch if unbroken else None)
+        answer = _Answer(asked_at, active, epoch if unbroken else None)
+        self._session_cache.setdefault(identity.session_id, {})[identity.user_id] = answer
         return active
 
     # --- the revocation feed ----------------------------------------------------------
