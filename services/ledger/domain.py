@@ -22,7 +22,7 @@ from services.kit.domain.errors import (
     InvalidArgument,
     NotFound,
 )
-from services.kit.domain.money import MoneyError, currencies, format_amount
+from services.kit.domain.money import NOT_A_DECIMAL, MoneyError, currencies, format_amount
 
 SOURCES = ("manual", "sms", "recurring", "import")
 EXPENSE_FIELDS = ("amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")
@@ -31,7 +31,7 @@ CATEGORY_FIELDS = ("name", "parent_id", "color", "icon")
 # largest ISO 4217 exponent), so one indexed column orders and filters them all.
 VALUE_EXPONENT = 4
 BIGINT_MAX = 2**63 - 1
-_DECIMAL = re.compile(r"^(?P<whole>\d{1,30})(?:\.(?P<fraction>\d{1,30}))?$", re.ASCII)
+_DECIMAL = re.compile(r"(?P<whole>[0-9]{1,30})(?:\.(?P<fraction>[0-9]{1,30}))?")
 PAGE_TOKEN_VERSION = 1
 ORDER_FIELDS = ("spent_on", "amount")
 DEFAULT_ORDER = "spent_on desc"
@@ -128,9 +128,9 @@ def amount_value(amount_minor: int, currency: str) -> int:
 def decimal_value(text: str) -> int:
     """A list filter bound ("12.5") in units of 10^-VALUE_EXPONENT; a bound beyond
     any storable amount is lowered to the largest value a BIGINT holds."""
-    match = _DECIMAL.match(text.strip())
+    match = _DECIMAL.fullmatch(text.strip())
     if match is None:
-        raise MoneyError("must be a decimal number such as 1250.50")
+        raise MoneyError(NOT_A_DECIMAL)
     fraction = (match["fraction"] or "").rstrip("0")
     if len(fraction) > VALUE_EXPONENT:
         raise MoneyError(f"must have at most {VALUE_EXPONENT} decimal places")

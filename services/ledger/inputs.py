@@ -22,7 +22,7 @@ from services.ledger.settings import LedgerSettings
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EARLIEST_DATE = date(1900, 1, 1)
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _ICON = re.compile(r"^[a-z0-9_-]{0,40}$")

@@ -24,7 +24,7 @@ from services.reporting.usecases import (
     Response,
 )
 
-ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 EARLIEST_DATE = date(1900, 1, 1)
 LATEST_DATE = date(2999, 12, 31)
 CSV_CONTENT_TYPE = "text/csv"

@@ -43,9 +43,10 @@ NON_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 _LOCALE = re.compile(
     r"^(?P<language>[a-z]{2,3})(?:-(?P<script>[a-z]{4}))?(?:-(?P<region>[a-z]{2}|\d{3}))?"
     r"(?P<variants>(?:-(?:[a-z0-9]{5,8}|\d[a-z0-9]{3}))*)$",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
-_CLOCK_TIME = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
+# ASCII only: without it \d takes "٢٢" and IGNORECASE lets [a-z] take "K" (the Kelvin sign).
+_CLOCK_TIME = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$", re.ASCII)
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 

@@ -72,6 +72,18 @@ async def test_csv_rows_use_the_same_rules(client: LedgerClient) -> None:
     assert [e.field for e in answer.results[2].errors] == ["amount"]
 
 
+async def test_rows_with_digits_other_than_0_to_9_are_invalid(client: LedgerClient) -> None:
+    user = await client.sign_up()
+    rows = [import_row("arabic", amount="١٢"), import_row("wide", amount="１２.５０")]
+    answer = await client.import_rows(user, rows)
+    assert [r.status for r in answer.results] == ["invalid", "invalid"]
+    assert [[e.field for e in r.errors] for r in answer.results] == [["amount"], ["amount"]]
+    request = ledger_pb2.ImportExpensesRequest(csv="request_id,amount,currency\nr1,١٢,INR\nr2,１２,INR\n")
+    from_csv = await client.ledger.ImportExpenses(request, metadata=user.metadata, timeout=10)
+    assert [r.status for r in from_csv.results] == ["invalid", "invalid"]
+    assert await client.list_all(user) == []
+
+
 async def test_concurrent_imports_of_the_same_rows_create_each_once(client: LedgerClient) -> None:
     user = await client.sign_up()
     rows = [import_row(f"same-{i}", amount=f"{i + 1}.00") for i in range(200)]

@@ -69,6 +69,7 @@ def test_parse_either_answers_exactly_or_refuses(text: str, currency: str) -> No
         return
     assert isinstance(minor, int)
     assert Decimal(text.strip()) == Decimal(minor).scaleb(-currencies().exponent(currency))
+    assert set(text.strip()) <= set("-.0123456789")
 
 
 @given(minor=st.integers(1, 10**14), currency=currency_codes)
@@ -97,7 +98,15 @@ def test_floats_are_not_amounts(value: float) -> None:
         parse_amount(value, "INR")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("text", ["²", "1.²", "-1", "1e3", " ", "1.00001", "0x10"])
+@pytest.mark.parametrize("text", ["١٢", "１２", "1٢", "1.٥"])
+def test_only_the_digits_0_to_9_make_an_amount(text: str) -> None:
+    with pytest.raises(MoneyError, match="0-9"):
+        parse_amount(text, "INR")
+    with pytest.raises(MoneyError, match="0-9"):
+        decimal_value(text)
+
+
+@pytest.mark.parametrize("text", ["²", "1.²", "-1", "1e3", " ", "1.00001", "0x10", "١٢", "１２"])
 def test_bad_filter_bounds_are_refused(text: str) -> None:
     with pytest.raises(MoneyError):
         decimal_value(text)

@@ -121,6 +121,10 @@ def test_values_are_canonicalised(rules: ProfileRules, profile) -> None:
         ("notifications.channels", ["email", "pigeon"], "profile.notifications.channels[1]", "pigeon"),
         ("notifications.quiet_hours_start", "24:00", "profile.notifications.quiet_hours_start", "HH:MM"),
         ("notifications.quiet_hours_end", "7:30", "profile.notifications.quiet_hours_end", "HH:MM"),
+        ("notifications.quiet_hours_start", "22:1٠", "profile.notifications.quiet_hours_start", "HH:MM"),
+        ("notifications.quiet_hours_end", "0７:30", "profile.notifications.quiet_hours_end", "HH:MM"),
+        ("locale", "es-٤١٩", "profile.locale", "BCP 47"),
+        ("locale", "\u212aa", "profile.locale", "BCP 47"),
     ],
 )
 def test_each_bad_value_names_its_field(

@@ -12,7 +12,10 @@ from functools import lru_cache
 from services.kit.config.settings import REPO_ROOT
 
 CURRENCIES_FILE = REPO_ROOT / "config" / "currencies.toml"
-_AMOUNT = re.compile(r"^(?P<sign>-?)(?P<int>\d{1,18})(?:\.(?P<frac>\d{1,18}))?$")
+# ASCII digits only: Python's \d and int() also take Arabic-Indic or full-width digits.
+_AMOUNT = re.compile(r"(?P<sign>-?)(?P<int>[0-9]{1,18})(?:\.(?P<frac>[0-9]{1,18}))?")
+# Said of any amount or decimal a client sends that is not one.
+NOT_A_DECIMAL = "must be a decimal number such as 1250.50, in the digits 0-9"
 
 
 class MoneyError(ValueError):
@@ -44,9 +47,9 @@ def currencies() -> CurrencyTable:
 def parse_amount(text: str, currency: str, *, allow_negative: bool = False) -> int:
     """ "1250.50" in INR -> 125050. Rejects more decimals than the currency has."""
     exponent = currencies().exponent(currency)
-    match = _AMOUNT.match(text.strip()) if isinstance(text, str) else None
+    match = _AMOUNT.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
-        raise MoneyError("must be a decimal number such as 1250.50")
+        raise MoneyError(NOT_A_DECIMAL)
     if match["sign"] and not allow_negative:
         raise MoneyError("must not be negative")
     fraction = (match["frac"] or "").rstrip("0")
