@@ -84,6 +84,19 @@ def test_compose_has_the_engines_gateways_and_one_image(compose: dict[str, Any])
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
 
 
+def test_every_ledger_replica_gets_the_page_token_key_from_outside_git(compose: dict[str, Any]) -> None:
+    """Compose interpolates it (environment or .env); k8s reads it from a Secret."""
+    assert compose["services"]["ledger"]["environment"]["EM_PAGE_TOKEN_KEY"].startswith(
+        "${EM_PAGE_TOKEN_KEY:?"
+    )
+    assert not {"EM_PAGE_TOKEN_KEY"} & set(compose["services"]["auth"]["environment"])
+    (container,) = _find("Deployment", "ledger")["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["EM_PAGE_TOKEN_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "expense-mesh-page-token", "key": "key"}
+    }
+
+
 def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:
     for service in compose["services"].values():
         for volume in service.get("volumes", []):

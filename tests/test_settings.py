@@ -51,3 +51,14 @@ def test_the_kit_settings_hold_no_service_section() -> None:
     assert settings.mesh.services == ["auth", "user", "ledger", "reporting"]
     with pytest.raises(ValueError, match="no port for service 'billing'"):
         settings.service_port("billing")
+
+
+def test_the_page_token_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert LedgerMeshSettings().page_token_key is None
+    monkeypatch.setenv("EM_PAGE_TOKEN_KEY", "k" * 43)
+    key = LedgerMeshSettings().page_token_key
+    assert key is not None and key.get_secret_value() == "k" * 43 and "k" not in repr(key)
+    monkeypatch.setenv("EM_PAGE_TOKEN_KEY", "too short")
+    with pytest.raises(ValidationError) as failure:
+        LedgerMeshSettings()
+    assert [error["loc"] for error in failure.value.errors()] == [("page_token_key",)]

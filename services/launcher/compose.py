@@ -22,6 +22,8 @@ PUBLISHED = "/published"
 # No password in git: `docker compose` refuses to start until it is set (e.g. in .env).
 POSTGRES_PASSWORD = "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD (environment or .env)}"
 DATABASE_URL = "postgresql+psycopg://expense:${POSTGRES_PASSWORD}@postgres:5432/expense"
+# The ledger's page-token key, likewise: every ledger container must sign with the same one.
+PAGE_TOKEN_KEY = "${EM_PAGE_TOKEN_KEY:?set EM_PAGE_TOKEN_KEY (environment or .env), 32 characters or more}"
 
 
 def app_environment(settings: MeshSettings) -> dict[str, str]:
@@ -115,6 +117,8 @@ def _mesh_service(settings: MeshSettings, name: str) -> dict[str, Any]:
     if name == "auth":
         # The signing keys (private) made by `migrate`: the auth service only.
         service["volumes"] = ["mesh-data:/data"]
+    if name == "ledger":
+        service["environment"] = {**service["environment"], "EM_PAGE_TOKEN_KEY": PAGE_TOKEN_KEY}
     return service
 
 

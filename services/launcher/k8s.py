@@ -2,7 +2,8 @@
 a Service and a PodDisruptionBudget; the Envoy gateway; a migration Job; one
 ConfigMap of settings; PostgreSQL, Redis and NATS as ExternalName Services in
 front of the engines the cluster already runs (k8s/README.md says what the
-operator provides: the database Secret, the signing keys, the JWKS ConfigMap)."""
+operator provides: the database Secret, the signing keys, the ledger's page-token
+key, the JWKS ConfigMap)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ PART_OF = {"app.kubernetes.io/part-of": "expense-mesh"}
 CONFIG_MAP = "mesh-config"
 DB_SECRET = "expense-mesh-db"
 SIGNING_KEYS_SECRET = "expense-mesh-signing-keys"
+PAGE_TOKEN_SECRET = "expense-mesh-page-token"
 JWKS_CONFIG_MAP = "expense-mesh-jwks"
 APP_UID = 10001
 ENVOY_UID = 101
@@ -180,6 +182,10 @@ def _mesh_service(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
         "ports": [{"name": "grpc", "containerPort": port}],
         **_grpc_probes(port),
     }
+    if name == "ledger":
+        # Every replica signs and checks page tokens with the same key.
+        key = {"secretKeyRef": {"name": PAGE_TOKEN_SECRET, "key": "key"}}
+        container["env"] = [*container["env"], {"name": "EM_PAGE_TOKEN_KEY", "valueFrom": key}]
     pod = _pod_spec([container], APP_UID, _scratch_volumes())
     if name == "auth":
         _add_signing_keys(pod)

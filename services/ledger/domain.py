@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import re
 import tomllib
@@ -32,7 +34,8 @@ CATEGORY_FIELDS = ("name", "parent_id", "color", "icon")
 VALUE_EXPONENT = 4
 BIGINT_MAX = 2**63 - 1
 _DECIMAL = re.compile(r"(?P<whole>[0-9]{1,30})(?:\.(?P<fraction>[0-9]{1,30}))?")
-PAGE_TOKEN_VERSION = 1
+# Inside the signed body: a token of another layout fails even under the same key.
+PAGE_TOKEN_VERSION = 2
 ORDER_FIELDS = ("spent_on", "amount")
 DEFAULT_ORDER = "spent_on desc"
 
@@ -270,27 +273,59 @@ class Cursor:
     expense_id: str
 
     def key_value(self, ordering: Ordering) -> date | int:
-        return date.fromisoformat(self.key) if ordering.field == "spent_on" else int(self.key)
+        """ValueError when the key is not a date or an amount value a BIGINT holds."""
+        if ordering.field == "spent_on":
+            return date.fromisoformat(self.key)
+        if not (self.key.isascii() and self.key.isdigit()) or int(self.key) > BIGINT_MAX:
+            raise ValueError("not an amount value")
+        return int(self.key)
 
 
-def encode_page_token(cursor: Cursor, fingerprint: str) -> str:
-    payload = json.dumps([PAGE_TOKEN_VERSION, fingerprint, cursor.key, cursor.expense_id])
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+class PageTokens:
+    """Page tokens (AIP-158): a keyset cursor and an HMAC-SHA256 of it and of the query it
+    continues, so a client can neither make up a position nor carry one to another query.
+    The key is set up once; each token costs a copy of the keyed state and two updates."""
+
+    def __init__(self, key: bytes) -> None:
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def encode(self, cursor: Cursor, query: bytes) -> str:
+        body = _base64(json.dumps([PAGE_TOKEN_VERSION, cursor.key, cursor.expense_id]).encode())
+        return f"{body}.{_base64(self._signature(body, query))}"
+
+    def decode(self, token: str, query: bytes, ordering: Ordering) -> Cursor:
+        """Refuses anything this service did not issue for the same query, or that holds
+        values out of range (which only a leaked key could sign)."""
+        invalid = InvalidArgument.of("page_token", "invalid page token, or issued for a different query")
+        body, _, signature = token.partition(".")
+        try:
+            if not hmac.compare_digest(_unbase64(signature), self._signature(body, query)):
+                raise invalid
+            version, key, expense_id = json.loads(_unbase64(body))
+            if version != PAGE_TOKEN_VERSION or not isinstance(key, str) or not isinstance(expense_id, str):
+                raise invalid
+            cursor = Cursor(key, expense_id)
+            cursor.key_value(ordering)
+        except (ValueError, TypeError, binascii.Error):
+            raise invalid from None
+        if len(cursor.expense_id) > 36:
+            raise invalid
+        return cursor
+
+    def _signature(self, body: str, query: bytes) -> bytes:
+        mac = self._keyed.copy()
+        # NUL is in neither part (the query is JSON, the body base64): the split is unambiguous.
+        mac.update(query + b"\0")
+        mac.update(body.encode())
+        return mac.digest()
 
 
-def decode_page_token(token: str, fingerprint: str, ordering: Ordering) -> Cursor:
-    """Rejects anything this service did not issue for the same query."""
-    invalid = InvalidArgument.of("page_token", "invalid page token, or issued for a different query")
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        version, issued_for, key, expense_id = json.loads(base64.urlsafe_b64decode(padded))
-        cursor = Cursor(str(key), str(expense_id))
-        cursor.key_value(ordering)
-    except (ValueError, TypeError, binascii.Error):
-        raise invalid from None
-    if version != PAGE_TOKEN_VERSION or issued_for != fingerprint or len(cursor.expense_id) > 36:
-        raise invalid
-    return cursor
+def _base64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unbase64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 # ---------------------------------------------------------- categories

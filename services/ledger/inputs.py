@@ -4,7 +4,7 @@ violation per problem, named by its field in the request."""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import re
 import unicodedata
 from datetime import date, timedelta
@@ -233,8 +233,9 @@ class ListInput(BaseModel):
     tag: str
     order_by: Ordering
 
-    def fingerprint(self) -> str:
-        """Binds a page token to the query it continues (AIP-158: other fields must match)."""
+    def page_query(self) -> bytes:
+        """The query a page token continues (AIP-158: the other fields must match), as the
+        bytes its signature covers."""
         parts = [
             self.order_by.text,
             str(self.from_date),
@@ -245,7 +246,7 @@ class ListInput(BaseModel):
             str(self.max_amount),
             self.tag,
         ]
-        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+        return json.dumps(parts).encode()
 
     @field_validator("page_size", mode="before")
     @classmethod

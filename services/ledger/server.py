@@ -7,13 +7,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2_grpc
+from services.kit.config.secrets import symmetric_key
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Event, Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
 from services.ledger import storage
 from services.ledger.api import INTERNAL_SERVICE_NAME, SERVICE_NAME, LedgerInternalServicer, LedgerServicer
-from services.ledger.domain import load_default_categories
+from services.ledger.domain import PageTokens, load_default_categories
 from services.ledger.settings import LedgerMeshSettings
 from services.ledger.usecases import Ledger
 from services.user.client import PreferencesClient
@@ -28,7 +29,8 @@ def build_app(settings: LedgerMeshSettings) -> ServiceApp:
     verifier = runtime.remote_verifier()
     units = UnitsOfWork(runtime.db, runtime.outbox(storage.outbox), storage.idempotency_keys)
     defaults = load_default_categories(settings.ledger.default_categories_file)
-    ledger = Ledger(units, settings.ledger, defaults)
+    page_tokens = PageTokens(symmetric_key(settings.page_token_key, settings.page_token_key_file))
+    ledger = Ledger(units, settings.ledger, defaults, page_tokens)
     preferences = PreferencesClient(settings.service_address("user"), settings.internal_call_timeout_seconds)
 
     async def forget_preferences(session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:

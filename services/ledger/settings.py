@@ -6,8 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
+from services.kit.config.secrets import MIN_KEY_LENGTH
 from services.kit.config.settings import GroupCommitSettings, MeshSettings
 
 
@@ -43,3 +44,10 @@ class LedgerMeshSettings(MeshSettings):
     """What the ledger service reads: the kit's settings and its own section."""
 
     ledger: LedgerSettings = LedgerSettings()
+    # Signs page tokens (EM_PAGE_TOKEN_KEY, from a Secret: every replica needs the same one).
+    # Unset: a key generated on first run into <data_dir>/keys/page-token.key.
+    page_token_key: SecretStr | None = Field(None, min_length=MIN_KEY_LENGTH)
+
+    @property
+    def page_token_key_file(self) -> Path:
+        return self.keys_dir / "page-token.key"

@@ -48,10 +48,9 @@ from services.ledger.domain import (
     Expense,
     ExpenseFilter,
     LedgerEntry,
+    PageTokens,
     RowOutcome,
     apply_expense_changes,
-    decode_page_token,
-    encode_page_token,
     entry,
     etag_matches,
     with_money_pair,
@@ -128,12 +127,17 @@ def not_found(expense_id: str) -> NotFound:
 
 class Ledger:
     def __init__(
-        self, units: UnitsOfWork, settings: LedgerSettings, defaults: Sequence[DefaultCategory]
+        self,
+        units: UnitsOfWork,
+        settings: LedgerSettings,
+        defaults: Sequence[DefaultCategory],
+        page_tokens: PageTokens,
     ) -> None:
         self.units = units
         self.db = units.db  # for reads, which need no unit of work
         self.settings = settings
         self.defaults = tuple(defaults)
+        self.page_tokens = page_tokens
         self._seeded: set[str] = set()
         batching = settings.create_batching
         self.creates = GroupCommitter(
@@ -484,10 +488,10 @@ class Ledger:
         return entries
 
     async def list_expenses(self, user_id: str, query: ListInput) -> Page:
-        fingerprint = query.fingerprint()
-        cursor = (
-            decode_page_token(query.page_token, fingerprint, query.order_by) if query.page_token else None
-        )
+        page_query = query.page_query()
+        cursor = None
+        if query.page_token:
+            cursor = self.page_tokens.decode(query.page_token, page_query, query.order_by)
         # Outside a transaction: the category tree may be read in another snapshot
         # than the page, which is harmless; the page and its count share one statement.
         async with self.db.read() as connection:
@@ -518,7 +522,7 @@ class Ledger:
         token = ""
         if len(rows) > query.page_size:
             last = page[-1]
-            token = encode_page_token(Cursor(query.order_by.key_of(last), last.expense_id), fingerprint)
+            token = self.page_tokens.encode(Cursor(query.order_by.key_of(last), last.expense_id), page_query)
         return Page(page, token, total)
 
     # ---------------------------------------------------------------- import

@@ -3,12 +3,16 @@ and changes nothing; never INTERNAL."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 import grpc
 import pytest
 
 from expense.ledger.v1 import ledger_pb2
+from services.ledger.domain import Cursor, PageTokens
+from services.ledger.inputs import ListInput, validate
+from services.ledger.settings import LedgerSettings
 from tests.ledger.harness import LedgerClient, invalid_fields, rpc_error
 
 BAD_CREATE_FIELDS = [
@@ -117,6 +121,42 @@ async def test_a_page_token_only_continues_its_own_query(client: LedgerClient) -
     assert "page_token" in violations
     tampered = page.next_page_token[:-2] + ("AA" if not page.next_page_token.endswith("AA") else "BB")
     assert "page_token" in await invalid_fields(client.list(user, page_size=1, page_token=tampered))
+
+
+def _page_query(**fields: str) -> bytes:
+    """What the ledger's page tokens are bound to, for a ListExpenses with these fields."""
+    data = dict.fromkeys(("page_token", "from", "to", "category_id", "q", "min_amount", "max_amount"), "")
+    data |= {"page_size": 0, "tag": "", "order_by": ""} | fields
+    return validate(ListInput, data, LedgerSettings()).page_query()
+
+
+async def test_a_forged_page_token_is_an_invalid_argument(client: LedgerClient) -> None:
+    """Signed with the ledger's key (or not): tampered, another key, another query, a
+    position out of range: each INVALID_ARGUMENT on page_token, never INTERNAL."""
+    user = await client.sign_up()
+    for amount in ("1.00", "2.00", "3.00"):
+        await client.create(user, amount=amount)
+    first = await client.list(user, page_size=1, order_by="amount")
+    second = await client.list(user, page_size=1, order_by="amount", page_token=first.next_page_token)
+    assert [e.amount for e in (*first.expenses, *second.expenses)] == ["1.00", "2.00"]
+
+    mesh_key = (client.mesh.data_dir / "keys" / "page-token.key").read_bytes()
+    query = _page_query(order_by="amount")
+    expense_id = first.expenses[0].expense_id
+    body, signature = first.next_page_token.split(".")
+    forged = [
+        f"{body[:-1]}{'A' if body[-1] != 'A' else 'B'}.{signature}",
+        PageTokens(secrets.token_bytes(32)).encode(Cursor("10000", expense_id), query),
+        PageTokens(mesh_key).encode(Cursor("10000", expense_id), _page_query(order_by="amount", q="x")),
+        PageTokens(mesh_key).encode(Cursor("9" * 30, expense_id), query),
+        PageTokens(mesh_key).encode(Cursor(str(2**63), expense_id), query),
+    ]
+    for token in forged:
+        call = client.list(user, page_size=1, order_by="amount", page_token=token)
+        assert "page_token" in await invalid_fields(call), token
+    genuine = PageTokens(mesh_key).encode(Cursor("10000", expense_id), query)
+    again = await client.list(user, page_size=1, order_by="amount", page_token=genuine)
+    assert [e.amount for e in again.expenses] == ["2.00"]
 
 
 async def test_page_size_is_defaulted_and_capped(client: LedgerClient) -> None:

@@ -3,6 +3,9 @@ default categories file."""
 
 from __future__ import annotations
 
+import base64
+import json
+import secrets
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -15,8 +18,7 @@ from services.ledger.domain import (
     Category,
     CategoryTree,
     Cursor,
-    decode_page_token,
-    encode_page_token,
+    PageTokens,
     etag_matches,
     etag_of,
     load_default_categories,
@@ -25,6 +27,7 @@ from services.ledger.domain import (
 from services.ledger.settings import LedgerSettings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+TOKENS = PageTokens(secrets.token_bytes(32))
 
 
 def _tree(*edges: tuple[str, str | None]) -> CategoryTree:
@@ -95,19 +98,61 @@ def test_bad_orderings(text: str) -> None:
 @given(key=st.dates(min_value=date(1900, 1, 1), max_value=date(2999, 1, 1)), expense_id=st.uuids())
 def test_page_tokens_round_trip_and_are_bound_to_their_query(key: date, expense_id: object) -> None:
     ordering = parse_ordering("spent_on desc")
-    token = encode_page_token(Cursor(key.isoformat(), str(expense_id)), "fingerprint1")
-    assert decode_page_token(token, "fingerprint1", ordering) == Cursor(key.isoformat(), str(expense_id))
+    token = TOKENS.encode(Cursor(key.isoformat(), str(expense_id)), b"query1")
+    assert TOKENS.decode(token, b"query1", ordering) == Cursor(key.isoformat(), str(expense_id))
     with pytest.raises(InvalidArgument):
-        decode_page_token(token, "fingerprint2", ordering)
+        TOKENS.decode(token, b"query2", ordering)
     with pytest.raises(InvalidArgument):
-        decode_page_token(token, "fingerprint1", parse_ordering("amount"))
+        TOKENS.decode(token, b"query1", parse_ordering("amount"))
 
 
 @given(garbage=st.text(max_size=80))
 def test_garbage_page_tokens_are_invalid_arguments(garbage: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
-        decode_page_token(garbage, "fingerprint1", parse_ordering(""))
+        TOKENS.decode(garbage, b"query1", parse_ordering(""))
     assert raised.value.violations[0].field == "page_token"
+
+
+def _unsigned(*values: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+def _refused(token: str, ordering: str = "amount") -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        TOKENS.decode(token, b"query1", parse_ordering(ordering))
+    assert raised.value.violations[0].field == "page_token"
+
+
+def test_a_page_token_needs_this_services_signature() -> None:
+    cursor = Cursor("125000", "7d1f6c1e-0000-4000-8000-000000000000")
+    token = TOKENS.encode(cursor, b"query1")
+    body, signature = token.split(".")
+    _refused(body)  # unsigned, as tokens used to be
+    _refused(f"{_unsigned(2, '999999', cursor.expense_id)}.{signature}")  # another position
+    _refused(f"{body}.{signature[:-1]}{'A' if signature[-1] != 'A' else 'B'}")
+    _refused(PageTokens(secrets.token_bytes(32)).encode(cursor, b"query1"))  # another key
+    assert TOKENS.decode(token, b"query1", parse_ordering("amount")) == cursor
+
+
+@pytest.mark.parametrize(
+    ("key", "ordering"),
+    [
+        ("9" * 30, "amount"),  # beyond BIGINT: once a 500 from the database
+        (str(2**63), "amount"),
+        ("-1", "amount"),
+        ("١٢", "amount"),
+        ("1e5", "amount"),
+        ("2026-13-01", "spent_on"),
+        ("yesterday", "spent_on"),
+    ],
+)
+def test_a_signed_page_token_out_of_range_is_refused(key: str, ordering: str) -> None:
+    _refused(TOKENS.encode(Cursor(key, "e"), b"query1"), ordering)
+
+
+def test_a_signed_page_token_at_the_largest_amount_value_is_accepted() -> None:
+    cursor = Cursor(str(2**63 - 1), "e")
+    assert TOKENS.decode(TOKENS.encode(cursor, b"q"), b"q", parse_ordering("amount")) == cursor
 
 
 def test_etags_compare_weakly() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ from services.kit.events.outbox import Outbox
 from services.kit.identity.tokens import Identity, reset_identity, set_identity
 from services.ledger import storage
 from services.ledger.api import LedgerServicer
-from services.ledger.domain import load_default_categories
+from services.ledger.domain import PageTokens, load_default_categories
 from services.ledger.settings import LedgerSettings
 from services.ledger.usecases import Ledger, PendingCreate
 from services.user.client import PreferencesClient
@@ -45,7 +46,8 @@ class RecordingLedger(Ledger):
     def __init__(self, db: Database) -> None:
         settings = LedgerSettings()
         units = UnitsOfWork(db, Outbox(storage.outbox, "t", "ledger"), storage.idempotency_keys)
-        super().__init__(units, settings, load_default_categories(settings.default_categories_file))
+        defaults = load_default_categories(settings.default_categories_file)
+        super().__init__(units, settings, defaults, PageTokens(secrets.token_bytes(32)))
         self.batches: list[list[PendingCreate]] = []
         self.alone: list[PendingCreate] = []
 
