@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from services.kit.config.settings import REPO_ROOT
+from services.kit.grpc.server import LIVENESS
 from services.launcher import generated
 
 SETTINGS = generated.committed_settings()
@@ -133,8 +134,11 @@ def test_k8s_runs_each_mesh_service_on_the_launcher_port(name: str) -> None:
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", f"services.{name}", "serve"]
     assert container["ports"] == [{"name": "grpc", "containerPort": port}]
+    # Readiness asks "" (NOT_SERVING while a dependency is down); startup and liveness ask
+    # `liveness`, SERVING while the process answers: a dependency outage restarts nothing.
     assert container["readinessProbe"]["grpc"] == {"port": port}
-    assert container["livenessProbe"]["grpc"] == {"port": port}
+    assert container["livenessProbe"]["grpc"] == {"port": port, "service": LIVENESS}
+    assert container["startupProbe"]["grpc"] == {"port": port, "service": LIVENESS}
     assert set(container["resources"]) == {"requests", "limits"}
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]

@@ -43,5 +43,7 @@ def test_the_probe_command_answers_for_container_healthchecks(mesh_sqlite: Mesh)
     probe = [sys.executable, "-m", "services.launcher", "probe"]
     port = mesh_sqlite.ports[mesh_sqlite.services[0]]
     assert subprocess.run([*probe, str(port)], check=False, timeout=30).returncode == 0
+    liveness = [*probe, str(port), "--service", "liveness"]
+    assert subprocess.run(liveness, check=False, timeout=30).returncode == 0
     (closed,) = free_ports(1)
     assert subprocess.run([*probe, str(closed), "--timeout", "0.5"], check=False, timeout=30).returncode == 1

@@ -33,7 +33,7 @@ def main() -> None:
 @click.option("--ready-timeout", default=90.0, show_default=True, help="Seconds to wait for readiness.")
 @click.option("--grace", default=10.0, show_default=True, help="Seconds between SIGTERM and SIGKILL.")
 def up(ready_timeout: float, grace: float) -> None:
-    """Keys, migrations, NATS, every service and Envoy, until Ctrl-C."""
+    """Keys, migrations, NATS, every service and Envoy (restarted when one exits), until Ctrl-C."""
     options = UpOptions(ready_timeout=ready_timeout, grace_seconds=grace)
     sys.exit(asyncio.run(run_up(load_settings(), options)))
 

@@ -111,6 +111,8 @@ def _mesh_service(settings: MeshSettings, name: str) -> dict[str, Any]:
             "nats": {"condition": "service_healthy"},
             "redis": {"condition": "service_healthy"},
         },
+        # Readiness (service ""): what `depends_on: service_healthy` waits for. Compose restarts
+        # a container that exits (restart policy), never an unhealthy one: no liveness check here.
         "healthcheck": _healthcheck(["CMD", "python", "-m", "services.launcher", "probe", port]),
         "restart": "unless-stopped",
     }

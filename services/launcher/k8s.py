@@ -11,6 +11,7 @@ from importlib.metadata import version
 from typing import Any
 
 from services.kit.config.settings import MeshSettings
+from services.kit.grpc.server import LIVENESS
 from services.launcher.compose import app_environment
 
 IMAGE = "expense-mesh"
@@ -162,16 +163,15 @@ def _migrate_job() -> dict[str, Any]:
 
 
 def _grpc_probes(port: int) -> dict[str, Any]:
+    # Readiness ("" = the server as a whole) follows the dependencies: a pod whose database
+    # or NATS is down leaves the Service's endpoints and comes back by itself. Liveness asks
+    # the `liveness` name, SERVING while the event loop answers: a restart cures a stuck
+    # process, never a dependency that is down. The startup probe covers the first start.
+    liveness = {"port": port, "service": LIVENESS}
     return {
+        "startupProbe": {"grpc": liveness, "periodSeconds": 2, "failureThreshold": 30},
         "readinessProbe": {"grpc": {"port": port}, "periodSeconds": 5, "failureThreshold": 3},
-        # Generous: the health status is NOT_SERVING while a dependency is down,
-        # which should take the pod out of rotation, not restart it at once.
-        "livenessProbe": {
-            "grpc": {"port": port},
-            "initialDelaySeconds": 10,
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
+        "livenessProbe": {"grpc": liveness, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
     }
 
 

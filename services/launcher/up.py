@@ -1,5 +1,7 @@
-"""`make up`: keys, migrations, NATS, every service, Envoy; ready when all answer;
-stops everything on Ctrl-C/SIGTERM (exit 0) or when any child dies (exit 1)."""
+"""`make up`: keys, migrations, NATS, every service, Envoy; ready when all answer.
+A child that exits is restarted with back-off (the others keep serving); one that
+keeps crashing is given up on: while starting, `up` then fails (exit 1); once ready,
+it is reported and the rest runs on. Ctrl-C/SIGTERM stops everything (exit 0)."""
 
 from __future__ import annotations
 
@@ -149,7 +151,7 @@ async def _first(*awaitables: asyncio.Future[Any]) -> asyncio.Future[Any]:
 
 
 async def _supervise(settings: MeshSettings, supervisor: Supervisor, options: UpOptions) -> Exception | None:
-    """Until a stop signal (None) or a failure (the error)."""
+    """Until a stop signal (None), or the error that kept the mesh from starting."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -157,11 +159,15 @@ async def _supervise(settings: MeshSettings, supervisor: Supervisor, options: Up
     stopped = asyncio.create_task(stop.wait())
     startup = asyncio.create_task(start_mesh(settings, supervisor, options.ready_timeout))
     try:
-        if await _first(startup, supervisor.failure, stopped) is startup:
+        first = await _first(startup, supervisor.failure, stopped)
+        if first is supervisor.failure:
+            return supervisor.failure.result()
+        if first is startup:
             startup.result()
             print("\n".join(banner(settings)), flush=True)
-            await _first(supervisor.failure, stopped)
-        return supervisor.failure.result() if supervisor.failure.done() else None
+            # From here on the supervisor restarts children and reports those it gives up on.
+            await stopped
+        return None
     except (ChildFailed, NotReady, FileNotFoundError) as error:
         return error
     finally:
@@ -171,9 +177,9 @@ async def _supervise(settings: MeshSettings, supervisor: Supervisor, options: Up
 
 
 async def run_up(settings: MeshSettings, options: UpOptions) -> int:
-    """Exit status: 0 when stopped by a signal, 1 when a child failed or was not ready."""
+    """Exit status: 0 when stopped by a signal, 1 when the mesh did not start."""
     settings = prepare(settings)
-    supervisor = Supervisor(child_env(settings), options.grace_seconds)
+    supervisor = Supervisor(child_env(settings), options.grace_seconds, settings.supervision)
     try:
         error = await _supervise(settings, supervisor, options)
     finally:

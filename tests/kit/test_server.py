@@ -7,6 +7,7 @@ import gc
 import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,9 +22,17 @@ from sqlalchemy.exc import OperationalError
 
 from expense.echo.v1 import echo_pb2, echo_pb2_grpc
 from services.kit.config.settings import MeshSettings
+from services.kit.db.engine import Database
 from services.kit.domain.errors import FieldViolation, InvalidArgument, NotFound
 from services.kit.grpc.interceptors import AccessLog, KitInterceptor
-from services.kit.grpc.server import GC_PAUSE_LOG, GC_PAUSE_LOGGED_MS, ServiceApp, freeze_startup_objects
+from services.kit.grpc.server import (
+    GC_PAUSE_LOG,
+    GC_PAUSE_LOGGED_MS,
+    HEALTH_INTERVAL_HEALTHY,
+    LIVENESS,
+    ServiceApp,
+    freeze_startup_objects,
+)
 from services.kit.grpc.status import field_violations
 from services.kit.identity.tokens import TokenVerifier, current_identity
 from tests.infra import free_port
@@ -343,6 +352,70 @@ async def test_health_follows_dependencies(echo_stub: echo_pb2_grpc.EchoServiceS
             break
         await asyncio.sleep(0.05)
     assert await status() == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _health_status(health: health_pb2_grpc.HealthStub, service: str) -> int:
+    return int((await health.Check(health_pb2.HealthCheckRequest(service=service))).status)
+
+
+async def _wait_status(health: health_pb2_grpc.HealthStub, service: str, wanted: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while await _health_status(health, service) != wanted:
+        assert time.monotonic() < deadline, f"health of {service!r} not {wanted} after {seconds:g} s"
+        await asyncio.sleep(0.05)
+
+
+async def test_readiness_drops_while_a_dependency_is_down_and_recovers_by_itself(
+    echo_stub: echo_pb2_grpc.EchoServiceStub,
+) -> None:
+    health = echo_stub.health  # type: ignore[attr-defined]
+    ready = echo_stub.ready  # type: ignore[attr-defined]
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    ready.set()
+    await _wait_status(health, "", serving, 2)
+    ready.clear()
+    await _wait_status(health, "", not_serving, HEALTH_INTERVAL_HEALTHY + 1)
+    assert await _health_status(health, "expense.echo.v1.EchoService") == not_serving
+    assert await _health_status(health, LIVENESS) == serving
+    ready.set()
+    await _wait_status(health, "", serving, 2)
+    assert await _health_status(health, LIVENESS) == serving
+
+
+async def test_liveness_stays_serving_while_the_database_is_unreachable(tmp_path: Path) -> None:
+    """k8s restarts a pod whose liveness fails: a database outage must not do that,
+    only take the pod out of rotation (readiness) until the database answers again."""
+    database_dir = tmp_path / "not-yet"
+    database = Database(f"sqlite+aiosqlite:///{database_dir / 'echo.sqlite3'}")
+    app = ServiceApp(
+        name="echo",
+        settings=MeshSettings(),
+        verifier=TokenVerifier(MeshSettings().jwt, _no_keys, _no_sessions),
+        servicers=[
+            (echo_pb2_grpc.add_EchoServiceServicer_to_server, ScriptedEcho(), "expense.echo.v1.EchoService")
+        ],
+        readiness={"database": database.ping},
+        port=free_port(),
+    )
+    server, health_servicer = await app.build_server()
+    server.add_insecure_port(f"127.0.0.1:{app.port}")
+    await server.start()
+    watcher = asyncio.create_task(app._watch_health(health_servicer))
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(5):
+                assert await _health_status(health, LIVENESS) == serving
+                assert await _health_status(health, "") == not_serving
+                await asyncio.sleep(0.1)
+            database_dir.mkdir()
+            await _wait_status(health, "", serving, 2)
+            assert await _health_status(health, LIVENESS) == serving
+    finally:
+        watcher.cancel()
+        await server.stop(0)
+        await database.dispose()
 
 
 async def access_records(caplog: pytest.LogCaptureFixture, expected: int) -> list[tuple[str, str]]:

@@ -106,6 +106,20 @@ class GroupCommitSettings(BaseModel):
     linger_ms: float = Field(0.0, ge=0, le=100)
 
 
+class SupervisionSettings(BaseModel):
+    """How `up` restarts a child that exits (services/launcher/supervisor.py)."""
+
+    # Restarts in a row, each after a run shorter than healthy_after_seconds; one more
+    # exit and the child is given up on (reported; the rest of the mesh keeps running).
+    max_restarts: int = Field(5, ge=0)
+    # The first restart waits backoff_initial_seconds, each next one twice as long, at
+    # most backoff_max_seconds.
+    backoff_initial_seconds: float = Field(0.5, gt=0)
+    backoff_max_seconds: float = Field(10.0, gt=0)
+    # A run this long counts as healthy: the next exit starts the back-off over.
+    healthy_after_seconds: float = Field(30.0, gt=0)
+
+
 class MeshLayout(BaseModel):
     # The services the launcher starts, in start order (config/mesh.toml names them).
     services: list[str] = []
@@ -148,6 +162,7 @@ class MeshSettings(BaseSettings):
     consumers: ConsumerSettings = ConsumerSettings()
     retention: RetentionSettings = RetentionSettings()
     mesh: MeshLayout = MeshLayout()
+    supervision: SupervisionSettings = SupervisionSettings()
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}

@@ -1,6 +1,12 @@
-"""grpc.aio server bootstrap shared by every service: interceptors, health
-(NOT_SERVING until the service's dependencies answer), reflection, background
-tasks (outbox relay, consumers) and a clean shutdown on SIGTERM/SIGINT."""
+"""grpc.aio server bootstrap shared by every service: interceptors, health,
+reflection, background tasks (outbox relay, consumers) and a clean shutdown on
+SIGTERM/SIGINT.
+
+Health has two meanings. Readiness: the server as a whole ("") and each of its
+gRPC services are SERVING while every dependency answers, re-checked all along, so
+a gateway or k8s stops routing to it while one is down and resumes by itself.
+Liveness: the `liveness` name is SERVING as long as the process's event loop
+answers, whatever its dependencies do, so k8s restarts only a stuck process."""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from services.kit.identity.tokens import TokenVerifier
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+LIVENESS = "liveness"
 HEALTH_INTERVAL_HEALTHY = 2.0
 HEALTH_INTERVAL_STARTING = 0.2
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -46,8 +53,8 @@ class ServiceApp:
     port: int | None = None
 
     async def build_server(self) -> tuple[grpc.aio.Server, health.HealthServicer]:
-        """The server with every servicer, health NOT_SERVING until _watch_health says
-        otherwise (grpc's health servicer starts out SERVING)."""
+        """The server with every servicer, readiness NOT_SERVING until _watch_health says
+        otherwise (grpc's health servicer starts out SERVING), liveness SERVING."""
         limits = self.settings.limits
         server = grpc.aio.server(
             interceptors=[
@@ -74,6 +81,7 @@ class ServiceApp:
             add_to_server(servicer, server)
         health_servicer = health.aio.HealthServicer()
         await self._report_health(health_servicer, serving=False)
+        await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = [full_name for _, _, full_name in self.servicers]
         reflection.enable_server_reflection((*names, reflection.SERVICE_NAME, health.SERVICE_NAME), server)

@@ -1,0 +1,163 @@
+"""`kill -9` of each child of `make up` in turn (every mesh service, then NATS and
+Envoy) while creates run through the gateway over loopback: the launcher restarts
+the killed one, which answers SERVING again within 5 s; the others are never
+stopped; and every create the gateway acknowledged is in the ledger afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from services.launcher.health import wait_serving, wait_until
+from tests.ledger.harness import PASSWORD
+from tests.mesh import Mesh, running_mesh
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+BACK_WITHIN_SECONDS = 5.0
+# Each create loop stops after this many calls whatever happens: bounded load.
+CREATES_PER_LOOP = 3000
+CREATE_LOOPS = 2
+# Creates flowing before each kill, so some are in flight when it lands.
+RUN_BEFORE_KILL_SECONDS = 0.7
+
+
+@dataclass
+class Creates:
+    acknowledged: list[str] = field(default_factory=list)
+    refused: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@pytest.fixture(scope="module")
+def fault_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    # A mesh of its own: the kills must not disturb the other tests' meshes.
+    with running_mesh(tmp_path_factory.mktemp("mesh-faults")) as mesh:
+        yield mesh
+
+
+@pytest.fixture
+async def http(fault_mesh: Mesh) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=fault_mesh.base_url, timeout=10, trust_env=False) as client:
+        yield client
+
+
+def _pid_of(mesh: Mesh, child: str) -> int:
+    """The pid of the child's latest start, as the launcher logged it."""
+    found = re.findall(rf"(?:started|restarted) {child} \(pid (\d+)\)", mesh.log)
+    assert found, mesh.log
+    return int(found[-1])
+
+
+async def _sign_up(http: httpx.AsyncClient) -> dict[str, str]:
+    body = {"email": f"fault.{secrets.token_hex(6)}@example.org", "password": PASSWORD, "display_name": "F"}
+    answer = await http.post("/v1/auth/signup", json=body)
+    assert answer.status_code == 200, answer.text
+    return {"authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+async def _keep_creating(http: httpx.AsyncClient, headers: dict[str, str], creates: Creates) -> None:
+    for number in range(CREATES_PER_LOOP):
+        if creates.stop.is_set():
+            return
+        body = {
+            "request_id": secrets.token_hex(8),
+            "amount": "1.25",
+            "currency": "INR",
+            "spent_on": "2026-11-21",
+            "note": f"fault {number}",
+        }
+        try:
+            answer = await http.post("/v1/expenses", json=body, headers=headers)
+        except httpx.HTTPError:
+            answer = None
+        if answer is not None and answer.status_code == 200:
+            creates.acknowledged.append(answer.json()["expense_id"])
+        else:
+            # Refused while a service was down: not acknowledged, so nothing is owed.
+            creates.refused += 1
+            await asyncio.sleep(0.05)
+
+
+async def _listed_ids(http: httpx.AsyncClient, headers: dict[str, str]) -> set[str]:
+    ids: set[str] = set()
+    params = {"page_size": "500"}
+    while True:
+        answer = await http.get("/v1/expenses", params=params, headers=headers)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        ids.update(expense["expense_id"] for expense in page["expenses"])
+        params["page_token"] = page.get("next_page_token", "")
+        if not params["page_token"]:
+            return ids
+
+
+async def _serving(mesh: Mesh, services: list[str], seconds: float) -> None:
+    await asyncio.gather(*(wait_serving(mesh.address(name), name, seconds) for name in services))
+
+
+async def _gateway_ok(http: httpx.AsyncClient) -> bool:
+    try:
+        return (await http.get("/healthz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _kill_and_see_it_back(mesh: Mesh, http: httpx.AsyncClient, victim: str) -> float:
+    """Seconds from the kill until the victim's replacement answers."""
+    children = [*mesh.services, "nats", "envoy"]
+    before = {child: _pid_of(mesh, child) for child in children}
+    killed_at = time.monotonic()
+    os.kill(before[victim], signal.SIGKILL)
+
+    async def restarted() -> bool:
+        return _pid_of(mesh, victim) != before[victim]
+
+    await wait_until(restarted, f"{victim} restarted", BACK_WITHIN_SECONDS)
+    left = BACK_WITHIN_SECONDS - (time.monotonic() - killed_at)
+    if victim == "envoy":
+        await wait_until(lambda: _gateway_ok(http), "the gateway", left)
+    else:
+        # A service, or NATS: every service answers SERVING (with NATS reconnected).
+        await _serving(mesh, [victim] if victim in mesh.services else mesh.services, left)
+    back_after = time.monotonic() - killed_at
+    others = {child: _pid_of(mesh, child) for child in children if child != victim}
+    assert others == {child: pid for child, pid in before.items() if child != victim}, mesh.log
+    for pid in others.values():
+        os.kill(pid, 0)  # still running: raises ProcessLookupError otherwise
+    return back_after
+
+
+async def test_kill_9_of_each_child_loses_no_acknowledged_create(
+    fault_mesh: Mesh, http: httpx.AsyncClient
+) -> None:
+    headers = await _sign_up(http)
+    creates = Creates()
+    loops = [asyncio.create_task(_keep_creating(http, headers, creates)) for _ in range(CREATE_LOOPS)]
+    back_after: dict[str, float] = {}
+    try:
+        for victim in [*fault_mesh.services, "nats", "envoy"]:
+            acknowledged_before = len(creates.acknowledged)
+            await asyncio.sleep(RUN_BEFORE_KILL_SECONDS)
+            assert len(creates.acknowledged) > acknowledged_before, "no create went through before the kill"
+            back_after[victim] = await _kill_and_see_it_back(fault_mesh, http, victim)
+        await asyncio.sleep(RUN_BEFORE_KILL_SECONDS)
+    finally:
+        creates.stop.set()
+        await asyncio.gather(*loops)
+    print(f"back after (s) {back_after}; acknowledged {len(creates.acknowledged)}, refused {creates.refused}")
+    assert all(seconds <= BACK_WITHIN_SECONDS for seconds in back_after.values()), back_after
+    missing = set(creates.acknowledged) - await _listed_ids(http, headers)
+    assert not missing, f"{len(missing)} acknowledged creates are not in the ledger"
+    for victim in back_after:
+        assert f"restarted {victim} (pid" in fault_mesh.log
+    assert "given up on" not in fault_mesh.log
