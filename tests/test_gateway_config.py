@@ -5,9 +5,13 @@ pass `envoy --mode validate`, and the committed files are up to date."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from services.launcher.routes import (
     rest_surface,
     template_regex,
 )
+from tests.mesh import free_ports
 
 ENVOY = Path(sys.executable).parent / "envoy"
 EXTRA_ENVOY_ROUTES = {"cors-preflight", "cors-preflight-refused", "not-found"}
@@ -409,3 +414,44 @@ def test_kong_allows_the_configured_origins() -> None:
     assert (plugin["name"], plugin["config"]["origins"]) == ("cors", ["https://dash.example"])
     transformers = [p for s in config["services"] for r in s["routes"] for p in r["plugins"]]
     assert all("remove" not in p["config"] for p in transformers if p["name"] == "response-transformer")
+
+
+def test_the_gateways_own_429_has_retry_after_and_the_json_shape(tmp_path: Path) -> None:
+    """The real Envoy with a one-request-per-second bucket and no service behind it: the
+    rate limit answers before the router would find no backend (503)."""
+    port, admin = free_ports(2)
+    limits = SETTINGS.limits.model_copy(update={"gateway_rate_limit_per_second": 1})
+    settings = _settings_in(tmp_path).model_copy(
+        update={"gateway_port": port, "envoy_admin_port": admin, "limits": limits}
+    )
+    config_file = tmp_path / "envoy.yaml"
+    config_file.write_text(yaml.safe_dump(envoy.envoy_config(settings, SURFACE, "local")))
+    argv = [str(ENVOY), "-c", str(config_file), "--base-id", str(port), "--concurrency", "1", "-l", "error"]
+    with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        try:
+            answers = _get_until_ready(f"http://127.0.0.1:{port}/v1/auth/jwks", count=5)
+        finally:
+            process.terminate()
+    limited = [(headers, body) for status, headers, body in answers if status == 429]
+    assert limited, [status for status, _, _ in answers]
+    for headers, body in limited:
+        assert headers["retry-after"] == "1"
+        assert headers["content-type"] == "application/json"
+        assert json.loads(body) == {"code": 8, "message": "too many requests", "details": []}
+
+
+def _get_until_ready(url: str, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`count` GETs of url as fast as possible, once the listener accepts connections."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + 30
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+    while len(answers) < count:
+        try:
+            with opener.open(url, timeout=2) as response:
+                answers.append((response.status, dict(response.headers.items()), response.read()))
+        except urllib.error.HTTPError as refused:
+            answers.append((refused.code, {k.lower(): v for k, v in refused.headers.items()}, refused.read()))
+        except OSError:
+            assert time.monotonic() < deadline, "Envoy did not start"
+            time.sleep(0.1)
+    return answers
