@@ -33,6 +33,8 @@ from tests.infra import NATS_URL, REDIS_URL, delete_stream, fresh_postgres_datab
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
+# The one browser origin a test mesh's gateway allows (CORS).
+ALLOWED_ORIGIN = "https://dashboard.example.test"
 # Settings of the outer environment that must not leak into a test mesh.
 OUTER_SETTINGS = ("DATABASE_URL", "REDIS_URL", "NATS_URL", "EM_CONFIG_FILE")
 
@@ -79,6 +81,7 @@ class Mesh:
             EM_EMBEDDED_NATS_PORT=str(self.nats_port),
             EM_EVENT_PREFIX=self.event_prefix,
             EM_MESH__SERVICES=json.dumps(self.services),
+            EM_CORS__ALLOWED_ORIGINS=json.dumps([ALLOWED_ORIGIN]),
             PYTHONUNBUFFERED="1",
             **{f"EM_PORTS__{name.upper()}": str(port) for name, port in self.ports.items()},
             **extra,

@@ -5,9 +5,13 @@ pass `envoy --mode validate`, and the committed files are up to date."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +29,15 @@ from services.launcher.routes import (
     rest_surface,
     template_regex,
 )
+from tests.mesh import free_ports
 
 ENVOY = Path(sys.executable).parent / "envoy"
-EXTRA_ENVOY_ROUTES = {"cors-preflight", "not-found"}
+EXTRA_ENVOY_ROUTES = {"cors-preflight", "cors-preflight-refused", "not-found"}
 FILTER_ORDER = [
+    "envoy.filters.http.header_mutation",
     "envoy.filters.http.health_check",
     "envoy.filters.http.cors",
+    "envoy.filters.http.lua",
     "envoy.filters.http.jwt_authn",
     "envoy.filters.http.local_ratelimit",
     "envoy.filters.http.buffer",
@@ -134,7 +141,9 @@ def test_each_rule_has_exactly_one_envoy_route(rule: HttpRoute, envoy_compose: d
 
 def test_envoy_routes_nothing_else(envoy_compose: dict[str, Any]) -> None:
     names = [r["name"] for r in _envoy_routes(envoy_compose)]
-    assert set(names) == {rule.name for rule in SURFACE.routes} | EXTRA_ENVOY_ROUTES
+    # No origin is allowed by default, so no preflight is forwarded.
+    assert not SETTINGS.cors.origins
+    assert set(names) == {rule.name for rule in SURFACE.routes} | EXTRA_ENVOY_ROUTES - {"cors-preflight"}
     assert len(names) == len(set(names))
     assert names[-1] == "not-found"
     not_found = _envoy_routes(envoy_compose)[-1]
@@ -275,3 +284,174 @@ def test_committed_envoy_config_validates(tmp_path: Path) -> None:
 def test_committed_generated_files_are_up_to_date() -> None:
     stale = [str(path.relative_to(REPO_ROOT)) for path in generated.stale_files()]
     assert not stale, f"run `python -m services.launcher deploy-files`; out of date: {stale}"
+
+
+# --- the edge (issue 21: items 6, 10, 11, 12; end to end in tests/test_gateway_edge.py) ---
+
+
+def _with_origins(*origins: str) -> dict[str, Any]:
+    cors = SETTINGS.cors.model_copy(
+        update={"allowed_origins": list(origins[1:]), "dashboard_origin": origins[0]}
+    )
+    return envoy.envoy_config(SETTINGS.model_copy(update={"cors": cors}), SURFACE, "compose")
+
+
+def _preflight_origin_allowed(config: dict[str, Any], origin: str) -> bool:
+    """Whether a preflight from `origin` reaches the forwarding route the cors filter answers."""
+    for route in _envoy_routes(config):
+        headers = {h["name"]: h for h in route["match"].get("headers", [])}
+        regex = headers.get("origin", {}).get("string_match", {}).get("safe_regex", {}).get("regex")
+        if route["name"] == "cors-preflight" and re.fullmatch(regex, origin):
+            return True
+        if route["name"] == "cors-preflight-refused":
+            assert route["direct_response"]["status"] == 403
+            return False
+    raise AssertionError("no preflight route")
+
+
+def _cors_policy(config: dict[str, Any]) -> dict[str, Any]:
+    host = _listener_config(config)["route_config"]["virtual_hosts"][0]
+    return host["typed_per_filter_config"]["envoy.filters.http.cors"]
+
+
+def test_cors_allows_no_origin_by_default(envoy_compose: dict[str, Any]) -> None:
+    assert _cors_policy(envoy_compose)["allow_origin_string_match"] == []
+    assert not _preflight_origin_allowed(envoy_compose, "https://evil.example")
+
+
+def test_cors_allows_the_configured_origins_only() -> None:
+    config = _with_origins("https://dash.example", "http://localhost:5173")
+    policy = _cors_policy(config)
+    assert policy["allow_origin_string_match"] == [
+        {"exact": "http://localhost:5173"},
+        {"exact": "https://dash.example"},
+    ]
+    for origin in ("https://dash.example", "http://localhost:5173"):
+        assert _preflight_origin_allowed(config, origin)
+    for origin in ("https://evil.example", "https://dash.example.evil", "https://dashXexample", "null"):
+        assert not _preflight_origin_allowed(config, origin), origin
+
+
+@pytest.mark.parametrize("origin", ["https://dash.example/", "dash.example", "https://dash.example/app", "*"])
+def test_an_origin_is_scheme_host_and_port(origin: str) -> None:
+    with pytest.raises(ValueError, match="allowed_origins"):
+        MeshSettings.model_validate({"cors": {"allowed_origins": [origin]}})
+
+
+def test_only_token_answers_are_marked_no_store(envoy_compose: dict[str, Any]) -> None:
+    no_store = {
+        route["name"]
+        for route in _envoy_routes(envoy_compose)
+        if {"key": "cache-control", "value": "no-store"}
+        in [h["header"] for h in route.get("response_headers_to_add", [])]
+    }
+    assert no_store == {"auth-sign-up", "auth-log-in", "auth-refresh-token"}
+
+
+def _local_reply_mapper(config: dict[str, Any], status: int) -> dict[str, Any]:
+    mappers = _listener_config(config)["local_reply_config"]["mappers"]
+    return next(
+        m
+        for m in mappers
+        if m["filter"]["status_code_filter"]["comparison"]["op"] == "EQ"
+        and m["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] == status
+    )
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 414, 415, 429, 431, 500, 503, 504])
+def test_envoys_own_answers_have_the_json_error_shape(envoy_compose: dict[str, Any], status: int) -> None:
+    body = _local_reply_mapper(envoy_compose, status)["body_format_override"]
+    assert body["content_type"] == "application/json"
+    assert set(body["json_format"]) == {"code", "message", "details"}
+
+
+def test_the_gateways_429_says_when_to_retry(envoy_compose: dict[str, Any]) -> None:
+    """The local rate limit's 429 is a local reply; a service's 429 brings its own header."""
+    (header,) = _local_reply_mapper(envoy_compose, 429)["headers_to_add"]
+    assert header["header"] == {"key": "retry-after", "value": "1"}
+    assert header["append_action"] == "ADD_IF_ABSENT"
+    bucket = _http_filter(envoy_compose, "envoy.filters.http.local_ratelimit")["token_bucket"]
+    assert bucket["fill_interval"] == "1s"
+
+
+def test_every_answer_gets_the_security_headers(envoy_compose: dict[str, Any]) -> None:
+    mutation = _http_filter(envoy_compose, "envoy.filters.http.header_mutation")
+    added = {
+        m["append"]["header"]["key"]: m["append"]["header"]["value"]
+        for m in mutation["mutations"]["response_mutations"]
+    }
+    assert added == {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+
+
+def test_the_request_limits_come_from_the_settings(envoy_compose: dict[str, Any]) -> None:
+    limits = SETTINGS.limits
+    assert _listener_config(envoy_compose)["max_request_headers_kb"] == limits.gateway_max_request_headers_kib
+    guard = _http_filter(envoy_compose, "envoy.filters.http.lua")["default_source_code"]["inline_string"]
+    assert f"local MAX_URL_BYTES = {limits.gateway_max_url_bytes}\n" in guard
+    # A service accepts what the gateway forwards: the headers and the URL a second time.
+    forwarded = limits.gateway_max_request_headers_kib * 1024 + limits.gateway_max_url_bytes
+    assert limits.max_metadata_bytes >= 2 * forwarded
+
+
+def test_kong_adds_the_same_headers_and_allows_no_origin_by_default(
+    kong_routes: list[tuple[dict[str, Any], dict[str, Any]]],
+) -> None:
+    assert "plugins" not in kong.kong_config(SETTINGS, SURFACE)
+    for _, route in kong_routes:
+        plugins = {plugin["name"]: plugin["config"] for plugin in route["plugins"]}
+        added = set(plugins["response-transformer"]["add"]["headers"])
+        assert {"X-Content-Type-Options:nosniff", "Referrer-Policy:no-referrer"} <= added
+        is_token_route = route["name"] in {"auth-sign-up", "auth-log-in", "auth-refresh-token"}
+        assert ("Cache-Control:no-store" in added) is is_token_route
+        # grpc-gateway's `Access-Control-Allow-Origin: *` is taken off again.
+        assert plugins["response-transformer"]["remove"] == {"headers": ["Access-Control-Allow-Origin"]}
+
+
+def test_kong_allows_the_configured_origins() -> None:
+    cors = SETTINGS.cors.model_copy(update={"dashboard_origin": "https://dash.example"})
+    config = kong.kong_config(SETTINGS.model_copy(update={"cors": cors}), SURFACE)
+    (plugin,) = config["plugins"]
+    assert (plugin["name"], plugin["config"]["origins"]) == ("cors", ["https://dash.example"])
+    transformers = [p for s in config["services"] for r in s["routes"] for p in r["plugins"]]
+    assert all("remove" not in p["config"] for p in transformers if p["name"] == "response-transformer")
+
+
+def test_the_gateways_own_429_has_retry_after_and_the_json_shape(tmp_path: Path) -> None:
+    """The real Envoy with a one-request-per-second bucket and no service behind it: the
+    rate limit answers before the router would find no backend (503)."""
+    port, admin = free_ports(2)
+    limits = SETTINGS.limits.model_copy(update={"gateway_rate_limit_per_second": 1})
+    settings = _settings_in(tmp_path).model_copy(
+        update={"gateway_port": port, "envoy_admin_port": admin, "limits": limits}
+    )
+    config_file = tmp_path / "envoy.yaml"
+    config_file.write_text(yaml.safe_dump(envoy.envoy_config(settings, SURFACE, "local")))
+    argv = [str(ENVOY), "-c", str(config_file), "--base-id", str(port), "--concurrency", "1", "-l", "error"]
+    with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        try:
+            answers = _get_until_ready(f"http://127.0.0.1:{port}/v1/auth/jwks", count=5)
+        finally:
+            process.terminate()
+    limited = [(headers, body) for status, headers, body in answers if status == 429]
+    assert limited, [status for status, _, _ in answers]
+    for headers, body in limited:
+        assert headers["retry-after"] == "1"
+        assert headers["content-type"] == "application/json"
+        assert json.loads(body) == {"code": 8, "message": "too many requests", "details": []}
+
+
+def _get_until_ready(url: str, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`count` GETs of url as fast as possible, once the listener accepts connections."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + 30
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+    while len(answers) < count:
+        try:
+            with opener.open(url, timeout=2) as response:
+                answers.append((response.status, dict(response.headers.items()), response.read()))
+        except urllib.error.HTTPError as refused:
+            answers.append((refused.code, {k.lower(): v for k, v in refused.headers.items()}, refused.read()))
+        except OSError:
+            assert time.monotonic() < deadline, "Envoy did not start"
+            time.sleep(0.1)
+    return answers

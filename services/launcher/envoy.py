@@ -1,14 +1,19 @@
 """Envoy gateway config, generated from the descriptor set: REST/JSON on the
 listener, transcoded to gRPC, one HTTP/2 cluster per mesh service.
 
-Filter order (gateway-mesh-facts §1.5): health_check answers /healthz before
-anything else; cors answers preflights before jwt_authn could refuse them;
-jwt_authn rejects before a rate-limit token is spent; buffer enforces the body
-limit (413); the transcoder runs last, on the route matched by the original REST
-path (match_incoming_request_route)."""
+Filter order (gateway-mesh-facts §1.5): header_mutation first, so that every
+answer (Envoy's own included) gets the security headers; health_check answers
+/healthz; cors answers preflights before jwt_authn could refuse them; the Lua
+guard refuses what must not reach a service (long URL 414, bytes that are not
+UTF-8 400, a body that is not JSON 415); jwt_authn rejects before a rate-limit
+token is spent; buffer enforces the body limit (413); the transcoder runs last,
+on the route matched by the original REST path (match_incoming_request_route).
+Every answer Envoy makes itself has the services' JSON error shape
+(local_reply_config)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,7 +28,31 @@ TYPES = "type.googleapis.com/envoy.extensions"
 # In the compose/k8s gateway container (see docker-compose.yml and the Dockerfile).
 CONTAINER_DESCRIPTOR = "/etc/envoy/expense_mesh.binpb"
 CONTAINER_JWKS = "/etc/envoy/published/jwks.json"
-NOT_FOUND_BODY = '{"code":5,"message":"no such route","details":[]}'
+# On every answer, Envoy's own included (header_mutation is the first filter).
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+# Answers carrying tokens must not be stored by a browser or a proxy.
+TOKEN_RESPONSE = "expense.auth.v1.AuthTokens"
+# HTTP status of an answer Envoy makes itself -> the gRPC code its JSON body names (the
+# inverse of the transcoder's mapping), and a message where Envoy's own text is unclear
+# or names internals (None: Envoy's text, e.g. the transcoder naming a bad field).
+LOCAL_REPLIES: dict[int, tuple[int, str | None]] = {
+    400: (3, None),
+    401: (16, None),
+    403: (7, None),
+    404: (5, None),
+    413: (3, "request body too large"),
+    414: (3, "request URL too long"),
+    415: (3, "content-type must be application/json"),
+    429: (8, "too many requests"),
+    431: (3, "request headers too large"),
+    500: (13, "internal error"),
+    502: (14, "service unavailable"),
+    503: (14, "service unavailable"),
+    504: (4, "deadline exceeded"),
+}
+UNKNOWN_CODE = 2
+# Seconds a client waits after the gateway's own 429 (its token bucket refills every second).
+RATE_LIMIT_RETRY_AFTER = "1"
 
 
 @dataclass(frozen=True)
@@ -107,6 +136,10 @@ def _listener(settings: MeshSettings, surface: RestSurface, where: Placement) ->
         normalize_path=True,
         merge_slashes=True,
         common_http_protocol_options={"headers_with_underscores_action": "REJECT_REQUEST"},
+        # Request line and headers together: larger is 431 here, not a service's
+        # RESOURCE_EXHAUSTED naming its metadata.
+        max_request_headers_kb=settings.limits.gateway_max_request_headers_kib,
+        local_reply_config=_local_replies(),
         access_log=[
             {
                 "name": "envoy.access_loggers.stdout",
@@ -127,8 +160,10 @@ def _listener(settings: MeshSettings, surface: RestSurface, where: Placement) ->
 
 def _http_filters(settings: MeshSettings, surface: RestSurface, where: Placement) -> list[dict[str, Any]]:
     filters = [
+        ("envoy.filters.http.header_mutation", _security_headers()),
         ("envoy.filters.http.health_check", _health_check(settings)),
         ("envoy.filters.http.cors", _typed("filters.http.cors.v3.Cors")),
+        ("envoy.filters.http.lua", _request_guard(settings)),
         ("envoy.filters.http.jwt_authn", _jwt_authn(settings, surface, where)),
         ("envoy.filters.http.local_ratelimit", _rate_limit(settings)),
         ("envoy.filters.http.buffer", _body_limit(settings)),
@@ -136,6 +171,121 @@ def _http_filters(settings: MeshSettings, surface: RestSurface, where: Placement
         ("envoy.filters.http.router", _typed("filters.http.router.v3.Router")),
     ]
     return [{"name": name, "typed_config": config} for name, config in filters]
+
+
+def _security_headers() -> dict[str, Any]:
+    mutations = [
+        {"append": {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+        for key, value in SECURITY_HEADERS.items()
+    ]
+    return _typed(
+        "filters.http.header_mutation.v3.HeaderMutation", mutations={"response_mutations": mutations}
+    )
+
+
+# Runs before jwt_authn: what it refuses never costs a token check or reaches a service.
+# A service would answer bytes that are not UTF-8 in a string field with a decoding
+# error (500), and a gRPC content type would pass the transcoder untouched. (Envoy
+# answers a request with a gRPC content type in gRPC's form: grpc-status and
+# grpc-message, HTTP 200; it decides so on arrival, before any filter.)
+_REQUEST_GUARD = """
+local MAX_URL_BYTES = @MAX_URL_BYTES@
+
+-- RFC 3629: a lead byte and the continuation bytes it announces; no overlong forms,
+-- surrogates or code points past U+10FFFF.
+local function valid_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local count, low, high = 0, 0x80, 0xBF
+    if c < 0x80 then count = 0
+    elseif c >= 0xC2 and c <= 0xDF then count = 1
+    elseif c == 0xE0 then count, low = 2, 0xA0
+    elseif (c >= 0xE1 and c <= 0xEC) or c == 0xEE or c == 0xEF then count = 2
+    elseif c == 0xED then count, high = 2, 0x9F
+    elseif c == 0xF0 then count, low = 3, 0x90
+    elseif c >= 0xF1 and c <= 0xF3 then count = 3
+    elseif c == 0xF4 then count, high = 3, 0x8F
+    else return false end
+    for k = 1, count do
+      local b = s:byte(i + k)
+      if b == nil or b < low or b > high then return false end
+      low, high = 0x80, 0xBF
+    end
+    i = i + count + 1
+  end
+  return true
+end
+
+local function percent_decoded(s)
+  return (s:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
+end
+
+local function is_json(content_type)
+  local media_type = content_type:lower():match("^%s*([^;%s]+)")
+  return media_type == "application/json"
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local path = headers:get(":path")
+  if #path > MAX_URL_BYTES then
+    handle:respond({[":status"] = "414"}, "request URL too long")
+  elseif not valid_utf8(percent_decoded(path)) then
+    handle:respond({[":status"] = "400"}, "the URL is not valid UTF-8")
+  else
+    local content_type = headers:get("content-type")
+    if content_type ~= nil and not is_json(content_type) then
+      handle:respond({[":status"] = "415"}, "content-type must be application/json")
+    end
+  end
+end
+"""
+
+
+def _request_guard(settings: MeshSettings) -> dict[str, Any]:
+    code = _REQUEST_GUARD.replace("@MAX_URL_BYTES@", str(settings.limits.gateway_max_url_bytes))
+    return _typed("filters.http.lua.v3.Lua", default_source_code={"inline_string": code.lstrip()})
+
+
+def _local_replies() -> dict[str, Any]:
+    """Envoy's own answers (jwt_authn, the rate limit, the transcoder, the Lua guard,
+    direct responses, codec errors) in the services' JSON error shape."""
+    mappers = [
+        {
+            # /healthz and other successes keep their (empty) body.
+            "filter": _status_filter("LE", 399),
+            "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+        }
+    ]
+    for status, (code, message) in LOCAL_REPLIES.items():
+        mapper: dict[str, Any] = {
+            "filter": _status_filter("EQ", status),
+            "body_format_override": _error_body(code),
+        }
+        if message is not None:
+            mapper["body"] = {"inline_string": message}
+        if status == 429:
+            mapper["headers_to_add"] = [
+                {
+                    "header": {"key": "retry-after", "value": RATE_LIMIT_RETRY_AFTER},
+                    "append_action": "ADD_IF_ABSENT",
+                }
+            ]
+        mappers.append(mapper)
+    return {"mappers": mappers, "body_format": _error_body(UNKNOWN_CODE)}
+
+
+def _status_filter(op: str, status: int) -> dict[str, Any]:
+    value = {"default_value": status, "runtime_key": f"local_reply_{op.lower()}_{status}"}
+    return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
+
+
+def _error_body(code: int) -> dict[str, Any]:
+    return {
+        "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+        "content_type": "application/json",
+    }
 
 
 def _health_check(settings: MeshSettings) -> dict[str, Any]:
@@ -213,15 +363,17 @@ def _transcoder(settings: MeshSettings, surface: RestSurface, where: Placement) 
 
 
 def _route_config(settings: MeshSettings, surface: RestSurface) -> dict[str, Any]:
+    origins = settings.cors.origins
     cors = _typed(
         "filters.http.cors.v3.CorsPolicy",
-        allow_origin_string_match=[{"safe_regex": {"regex": ".*"}}],
+        allow_origin_string_match=[{"exact": origin} for origin in origins],
         allow_methods="GET,POST,PATCH,DELETE,OPTIONS",
         allow_headers="authorization,content-type",
         max_age="600",
     )
     routes = [_route(settings, route) for route in surface.routes]
-    preflight = [_preflight_route(name) for name in settings.mesh.services[:1]]
+    allowed = [_preflight_route(settings.mesh.services[0], origins)] if origins else []
+    preflight = [*allowed, _refused_preflight_route()]
     return {
         "name": "rest",
         "virtual_hosts": [
@@ -243,39 +395,63 @@ def _route_match(route: HttpRoute) -> dict[str, Any]:
 
 
 def _route(settings: MeshSettings, route: HttpRoute) -> dict[str, Any]:
-    return {
+    config: dict[str, Any] = {
         "name": route.name,
         "match": _route_match(route),
         "route": {"cluster": route.service, "timeout": f"{settings.limits.default_deadline_seconds:g}s"},
     }
+    if route.response_type == TOKEN_RESPONSE:
+        config["response_headers_to_add"] = [
+            {
+                "header": {"key": "cache-control", "value": "no-store"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
+    return config
 
 
-def _preflight_route(cluster: str) -> dict[str, Any]:
-    """CORS preflights of every REST path. The cors filter answers them itself, but
-    only on a route that forwards (not on a direct_response route); the cluster is
-    never reached, and a preflight the policy refuses stops at the transcoder (404)."""
+def _preflight_match(**origin: Any) -> dict[str, Any]:
     present = {"present_match": True}
     return {
+        "prefix": "/",
+        "headers": [
+            {"name": ":method", "string_match": {"exact": "OPTIONS"}},
+            {"name": "origin", **origin},
+            {"name": "access-control-request-method", **present},
+        ],
+    }
+
+
+def _preflight_route(cluster: str, origins: list[str]) -> dict[str, Any]:
+    """CORS preflights of every REST path from an allowed origin. The cors filter
+    answers them itself, but only on a route that forwards (not on a direct_response
+    route); the cluster is never reached."""
+    allowed = "|".join(re.escape(origin) for origin in origins)
+    return {
         "name": "cors-preflight",
-        "match": {
-            "prefix": "/",
-            "headers": [
-                {"name": ":method", "string_match": {"exact": "OPTIONS"}},
-                {"name": "origin", **present},
-                {"name": "access-control-request-method", **present},
-            ],
-        },
+        "match": _preflight_match(string_match={"safe_regex": {"regex": f"(?:{allowed})"}}),
         "route": {"cluster": cluster},
     }
+
+
+def _refused_preflight_route() -> dict[str, Any]:
+    return _direct_response(
+        "cors-preflight-refused", _preflight_match(present_match=True), 403, "origin not allowed"
+    )
 
 
 def _not_found_route() -> dict[str, Any]:
     # Anything else must not reach a backend: the transcoder would pass it through
     # and the service would reset the stream (503, gateway-mesh-facts §1.1 pitfall 2).
+    return _direct_response("not-found", {"prefix": "/"}, 404, "no such route")
+
+
+def _direct_response(name: str, match: dict[str, Any], status: int, message: str) -> dict[str, Any]:
+    """An answer of the gateway's own; local_reply_config gives it the JSON error shape."""
     return {
-        "name": "not-found",
-        "match": {"prefix": "/"},
-        "direct_response": {"status": 404, "body": {"inline_string": NOT_FOUND_BODY}},
+        "name": name,
+        "match": match,
+        "direct_response": {"status": status, "body": {"inline_string": message}},
         # Else the transcoder answers first, in text/plain (reject_unknown_method).
         "typed_per_filter_config": {
             "envoy.filters.http.grpc_json_transcoder": {
@@ -283,12 +459,6 @@ def _not_found_route() -> dict[str, Any]:
                 "disabled": True,
             }
         },
-        "response_headers_to_add": [
-            {
-                "header": {"key": "content-type", "value": "application/json"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ],
     }
 
 

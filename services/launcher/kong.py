@@ -31,6 +31,10 @@ KEY_CLAIM = "kid"
 # Per client IP, on top of the auth service's own per-account throttling.
 LOGIN_LIMITS = {"second": 5, "minute": 60}
 LOGIN_METHOD = "/expense.auth.v1.AuthService/LogIn"
+# Added to every answer; token answers are also marked not to be stored (as in Envoy).
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+TOKEN_RESPONSE = "expense.auth.v1.AuthTokens"
+CORS_METHODS = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
 
 
 def kong_config(
@@ -43,7 +47,25 @@ def kong_config(
     consumer: dict[str, Any] = {"username": CONSUMER}
     if jwks is not None:
         consumer["jwt_secrets"] = jwt_secrets(jwks)
-    return {"_format_version": "3.0", "services": services, "consumers": [consumer]}
+    config: dict[str, Any] = {"_format_version": "3.0", "services": services, "consumers": [consumer]}
+    if settings.cors.origins:
+        config["plugins"] = [_cors(settings.cors.origins)]
+    return config
+
+
+def _cors(origins: list[str]) -> dict[str, Any]:
+    # Kong's cors plugin allows every origin when none is listed: it is added only with some.
+    return {
+        "name": "cors",
+        "config": {
+            "origins": origins,
+            "methods": CORS_METHODS,
+            "headers": ["authorization", "content-type"],
+            "max_age": 600,
+            "credentials": False,
+            "preflight_continue": False,
+        },
+    }
 
 
 def _service(
@@ -54,13 +76,16 @@ def _service(
         "protocol": "grpc",
         "host": name,
         "port": settings.service_port(name),
-        "routes": [_route(route, route.full_method in public) for route in routes],
+        "routes": [
+            _route(route, route.full_method in public, bool(settings.cors.origins)) for route in routes
+        ],
     }
 
 
-def _route(route: HttpRoute, is_public: bool) -> dict[str, Any]:
+def _route(route: HttpRoute, is_public: bool, has_cors_origins: bool) -> dict[str, Any]:
     plugins: list[dict[str, Any]] = [
-        {"name": "grpc-gateway", "config": {"proto": f"{KONG_INCLUDE}/{route.proto_file}"}}
+        {"name": "grpc-gateway", "config": {"proto": f"{KONG_INCLUDE}/{route.proto_file}"}},
+        _response_headers(route, has_cors_origins),
     ]
     if not is_public:
         plugins.append(
@@ -91,6 +116,17 @@ def _route(route: HttpRoute, is_public: bool) -> dict[str, Any]:
         "strip_path": False,
         "plugins": plugins,
     }
+
+
+def _response_headers(route: HttpRoute, has_cors_origins: bool) -> dict[str, Any]:
+    headers = dict(SECURITY_HEADERS)
+    if route.response_type == TOKEN_RESPONSE:
+        headers["Cache-Control"] = "no-store"
+    config: dict[str, Any] = {"add": {"headers": [f"{key}:{value}" for key, value in headers.items()]}}
+    if not has_cors_origins:
+        # grpc-gateway answers every origin with `Access-Control-Allow-Origin: *`.
+        config["remove"] = {"headers": ["Access-Control-Allow-Origin"]}
+    return {"name": "response-transformer", "config": config}
 
 
 def jwt_secrets(jwks: dict[str, Any]) -> list[dict[str, str]]:

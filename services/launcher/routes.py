@@ -34,6 +34,7 @@ class HttpRoute:
     template: str  # e.g. "/v1/auth/sessions/{session_id}"
     proto_file: str  # e.g. "expense/auth/v1/auth.proto"
     name: str  # unique in the mesh, e.g. "auth-log-in"
+    response_type: str  # e.g. "expense.auth.v1.AuthTokens"
 
     @property
     def full_method(self) -> str:
@@ -117,6 +118,7 @@ def _file_routes(file: descriptor_pb2.FileDescriptorProto, packages: dict[str, s
                     template=template,
                     proto_file=file.name,
                     name=f"{packages[file.package]}-{_kebab(method.name)}{suffix}",
+                    response_type=method.output_type.removeprefix("."),
                 )
 
 

@@ -243,6 +243,9 @@ async def test_repeated_failures_are_429_with_retry_info(gateway: Gateway, mesh:
     throttled = await gateway.log_in(email)
     assert throttled.status_code == 429, throttled.text
     assert RETRY_INFO_TYPE in {detail["@type"] for detail in throttled.json()["details"]}
+    # RFC 9110 Retry-After, whole seconds, at most the failure window.
+    window = AuthMeshSettings(data_dir=mesh.data_dir).auth.login_failure_window_seconds
+    assert 1 <= int(throttled.headers["retry-after"]) <= window
 
 
 # --- tokens the gateway or the services refuse -------------------------------------------------------

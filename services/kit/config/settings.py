@@ -11,9 +11,9 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, StringConstraints, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,8 @@ from pydantic_settings import (
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "mesh.toml"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+# scheme://host[:port], as browsers send it in `Origin` (no path, no trailing slash).
+Origin = Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
 # How long the JetStream stream keeps events (services/kit/events/bus.py).
 EVENT_STREAM_MAX_AGE = timedelta(days=7)
 
@@ -45,6 +47,24 @@ class Limits(BaseModel):
     max_message_bytes: int = 1 << 20
     gateway_max_body_bytes: int = 1 << 20
     gateway_rate_limit_per_second: int = 2000
+    # Longer URLs get 414 and larger request headers (the URL included) 431 at the gateway:
+    # the services' gRPC metadata limit (max_metadata_bytes) must hold both plus Envoy's own.
+    gateway_max_url_bytes: int = Field(4096, ge=256)
+    gateway_max_request_headers_kib: int = Field(8, ge=1, le=64)
+    max_metadata_bytes: int = Field(32768, ge=8192)
+
+
+class CorsSettings(BaseModel):
+    """Browser origins the gateway answers (CORS); every other origin's preflight is refused."""
+
+    allowed_origins: list[Origin] = []
+    # The dashboard's own origin, when it is served from elsewhere than the gateway.
+    dashboard_origin: Origin | None = None
+
+    @property
+    def origins(self) -> list[str]:
+        extra = [self.dashboard_origin] if self.dashboard_origin else []
+        return list(dict.fromkeys([*self.allowed_origins, *extra]))
 
 
 class OutboxSettings(BaseModel):
@@ -158,6 +178,7 @@ class MeshSettings(BaseSettings):
     ports: dict[str, int] = {}
     jwt: JwtSettings = JwtSettings()
     limits: Limits = Limits()
+    cors: CorsSettings = CorsSettings()
     outbox: OutboxSettings = OutboxSettings()
     consumers: ConsumerSettings = ConsumerSettings()
     retention: RetentionSettings = RetentionSettings()

@@ -75,6 +75,10 @@ class ServiceApp:
                 ("grpc.max_send_message_length", 4 * limits.max_message_bytes),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                # Above gRPC's 8 KiB default: the gateway forwards a request's headers and its
+                # URL (x-envoy-original-path) up to its own limits (limits.gateway_max_*).
+                ("grpc.max_metadata_size", limits.max_metadata_bytes),
+                ("grpc.absolute_max_metadata_size", limits.max_metadata_bytes),
             ],
         )
         for add_to_server, servicer, _ in self.servicers:

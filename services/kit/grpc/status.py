@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -38,7 +41,20 @@ def _details(error: DomainError) -> list[any_pb2.Any]:
 def to_grpc_status(error: DomainError) -> grpc.Status:
     code = code_pb2.Code.Value(error.code_name)
     status = status_pb2.Status(code=code, message=error.message, details=_details(error))
-    return rpc_status.to_status(status)
+    converted = rpc_status.to_status(status)
+    if isinstance(error, ResourceExhausted) and error.retry_after_seconds > 0:
+        # The gateways pass this metadata on as the HTTP header of their 429 (RFC 9110
+        # Retry-After, whole seconds); RetryInfo stays the exact delay for gRPC clients.
+        retry_after = ("retry-after", str(math.ceil(error.retry_after_seconds)))
+        return _Status(converted.code, converted.details, (*converted.trailing_metadata, retry_after))
+    return converted
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str, str]:
