@@ -24,11 +24,16 @@ from tests.mesh import Mesh, running_mesh
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 BACK_WITHIN_SECONDS = 5.0
+# How long to wait for a killed child at most: a slow one is measured, not just failed.
+GIVE_UP_WAITING_SECONDS = 30.0
 # Each create loop stops after this many calls whatever happens: bounded load.
 CREATES_PER_LOOP = 3000
 CREATE_LOOPS = 2
+# Between two creates of a loop: steady traffic that leaves the 2-core machine room to
+# start the killed process (a flat-out loop measures the CPU, not the restart).
+CREATE_PAUSE_SECONDS = 0.02
 # Creates flowing before each kill, so some are in flight when it lands.
-RUN_BEFORE_KILL_SECONDS = 0.7
+RUN_BEFORE_KILL_SECONDS = 0.5
 
 
 @dataclass
@@ -85,7 +90,19 @@ async def _keep_creating(http: httpx.AsyncClient, headers: dict[str, str], creat
         else:
             # Refused while a service was down: not acknowledged, so nothing is owed.
             creates.refused += 1
-            await asyncio.sleep(0.05)
+        await asyncio.sleep(CREATE_PAUSE_SECONDS)
+
+
+async def _creates_flowing(creates: Creates) -> None:
+    """Until creates are acknowledged again (callers of a restarted peer reconnect with
+    gRPC's back-off), then a while longer, so the next kill lands with creates in flight."""
+    acknowledged = len(creates.acknowledged)
+
+    async def flowing() -> bool:
+        return len(creates.acknowledged) > acknowledged
+
+    await wait_until(flowing, "acknowledged creates", GIVE_UP_WAITING_SECONDS)
+    await asyncio.sleep(RUN_BEFORE_KILL_SECONDS)
 
 
 async def _listed_ids(http: httpx.AsyncClient, headers: dict[str, str]) -> set[str]:
@@ -122,8 +139,8 @@ async def _kill_and_see_it_back(mesh: Mesh, http: httpx.AsyncClient, victim: str
     async def restarted() -> bool:
         return _pid_of(mesh, victim) != before[victim]
 
-    await wait_until(restarted, f"{victim} restarted", BACK_WITHIN_SECONDS)
-    left = BACK_WITHIN_SECONDS - (time.monotonic() - killed_at)
+    await wait_until(restarted, f"{victim} restarted", GIVE_UP_WAITING_SECONDS)
+    left = GIVE_UP_WAITING_SECONDS - (time.monotonic() - killed_at)
     if victim == "envoy":
         await wait_until(lambda: _gateway_ok(http), "the gateway", left)
     else:
@@ -146,11 +163,9 @@ async def test_kill_9_of_each_child_loses_no_acknowledged_create(
     back_after: dict[str, float] = {}
     try:
         for victim in [*fault_mesh.services, "nats", "envoy"]:
-            acknowledged_before = len(creates.acknowledged)
-            await asyncio.sleep(RUN_BEFORE_KILL_SECONDS)
-            assert len(creates.acknowledged) > acknowledged_before, "no create went through before the kill"
+            await _creates_flowing(creates)
             back_after[victim] = await _kill_and_see_it_back(fault_mesh, http, victim)
-        await asyncio.sleep(RUN_BEFORE_KILL_SECONDS)
+        await _creates_flowing(creates)
     finally:
         creates.stop.set()
         await asyncio.gather(*loops)
