@@ -122,13 +122,14 @@ class BenchMesh:
 
     def write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        bucket = f'{{ requests = {self.overrides.gateway_requests_per_second}, per = "second" }}'
         self.config_file.write_text(
             "# Written by `python -m bench`: the mesh of config/mesh.toml plus the echo baseline.\n"
             "[mesh]\n"
             f"services = {toml_list(self.services)}\n"
             f"public_methods = {toml_list(self.public_methods)}\n\n"
-            "[limits]\n"
-            f"gateway_rate_limit_per_second = {self.overrides.gateway_rate_limit_per_second}\n"
+            "[limits.gateway]\n"
+            f"per_user = {bucket}\nper_ip = {bucket}\npassword_routes = {bucket}\n"
         )
 
     @property

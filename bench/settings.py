@@ -17,7 +17,7 @@ CONFIG_FILE = Path(__file__).with_name("config.toml")
 class MeshOverrides(BaseModel):
     extra_services: list[str]
     extra_public_methods: list[str]
-    gateway_rate_limit_per_second: int
+    gateway_requests_per_second: int
 
 
 class ExtraCategory(BaseModel):

@@ -37,6 +37,18 @@ STOP_TIMEOUT = 30.0
 ALLOWED_ORIGIN = "https://dashboard.example.test"
 # Settings of the outer environment that must not leak into a test mesh.
 OUTER_SETTINGS = ("DATABASE_URL", "REDIS_URL", "NATS_URL", "EM_CONFIG_FILE")
+# The suite reaches a test mesh from one address (loopback) as hundreds of users: the
+# per-client limits of config/mesh.toml would refuse it. Tests of the limits set their own.
+SUITE_LIMITS = {
+    f"EM_{name}": "1000000"
+    for name in (
+        "LIMITS__GATEWAY__PER_USER__REQUESTS",
+        "LIMITS__GATEWAY__PER_IP__REQUESTS",
+        "LIMITS__GATEWAY__PASSWORD_ROUTES__REQUESTS",
+        "AUTH__SIGNUPS_PER_IP",
+        "AUTH__SIGNUPS_PER_NETWORK",
+    )
+}
 
 
 def free_ports(count: int) -> list[int]:
@@ -83,6 +95,7 @@ class Mesh:
             EM_MESH__SERVICES=json.dumps(self.services),
             EM_CORS__ALLOWED_ORIGINS=json.dumps([ALLOWED_ORIGIN]),
             PYTHONUNBUFFERED="1",
+            **SUITE_LIMITS,
             **{f"EM_PORTS__{name.upper()}": str(port) for name, port in self.ports.items()},
             **extra,
         )

@@ -21,7 +21,7 @@ def test_a_step_counts_only_what_was_logged_after_its_start(tmp_path: Path) -> N
     mesh = BenchMesh(
         tmp_path,
         "postgresql://bench/none",
-        MeshOverrides(extra_services=[], extra_public_methods=[], gateway_rate_limit_per_second=1),
+        MeshOverrides(extra_services=[], extra_public_methods=[], gateway_requests_per_second=1),
     )
     assert mesh.log_size() == 0 and mesh.warnings() == {}
     mesh.log_file.write_text(GC_PAUSE + ACCESS)

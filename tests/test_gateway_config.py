@@ -1,6 +1,7 @@
 """The gateways against the protos: every `google.api.http` rule of the mesh services
 has exactly one Envoy route and one Kong route (and nothing else is routed), the
-token requirement follows settings.mesh.public_methods, the generated Envoy configs
+token requirement follows settings.mesh.public_methods, the rate limits are per client
+(tighter on settings.mesh.password_methods), the generated Envoy configs
 pass `envoy --mode validate`, and the committed files are up to date."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from services.auth.keys import ensure_signing_keys
-from services.kit.config.settings import REPO_ROOT, MeshSettings
+from services.kit.config.settings import REPO_ROOT, MeshSettings, RateLimit
 from services.launcher import envoy, generated, kong
 from services.launcher.routes import (
     DESCRIPTOR_SET,
@@ -48,6 +49,8 @@ FILTER_ORDER = [
 SETTINGS = generated.committed_settings()
 SURFACE = rest_surface(SETTINGS)
 PUBLIC = set(SETTINGS.mesh.public_methods)
+PASSWORD_METHODS = set(SETTINGS.mesh.password_methods)
+GATEWAY_LIMITS = SETTINGS.limits.gateway
 
 
 def sample_path(route: HttpRoute) -> str:
@@ -195,6 +198,103 @@ def test_envoy_clusters_match_the_launcher(envoy_compose: dict[str, Any]) -> Non
         address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
         assert address["socket_address"] == {"address": name, "port_value": SETTINGS.service_port(name)}
         assert cluster["health_checks"][0]["grpc_health_check"] == {"service_name": ""}
+
+
+def _token_bucket(limit: RateLimit) -> dict[str, Any]:
+    return {
+        "max_tokens": limit.requests,
+        "tokens_per_fill": limit.requests,
+        "fill_interval": f"{limit.seconds}s",
+    }
+
+
+def _client_buckets(rate_limit: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A local_ratelimit config's descriptors, by their first key."""
+    return {d["entries"][0]["key"]: d["token_bucket"] for d in rate_limit["descriptors"]}
+
+
+def _retry_after(rate_limit: dict[str, Any]) -> str:
+    (header,) = [
+        h["header"] for h in rate_limit["response_headers_to_add"] if h["header"]["key"] == "retry-after"
+    ]
+    return str(header["value"])
+
+
+def test_envoy_rate_limits_each_client_not_the_whole_gateway(envoy_compose: dict[str, Any]) -> None:
+    limit = _http_filter(envoy_compose, envoy.LOCAL_RATE_LIMIT)
+    assert _client_buckets(limit) == {
+        "user": _token_bucket(GATEWAY_LIMITS.per_user),
+        "anonymous": _token_bucket(GATEWAY_LIMITS.per_ip),
+    }
+    # Per user: the subject of the token jwt_authn verified (metadata, not a client's header).
+    provider = _http_filter(envoy_compose, "envoy.filters.http.jwt_authn")["providers"][envoy.JWT_PROVIDER]
+    subject = {
+        "key": "envoy.filters.http.jwt_authn",
+        "path": [{"key": provider["payload_in_metadata"]}, {"key": "sub"}],
+    }
+    by_user, by_address = (entry["actions"] for entry in limit["rate_limits"])
+    assert by_user == [{"metadata": {"descriptor_key": "user", "metadata_key": subject, "source": "DYNAMIC"}}]
+    # Per IP only without a verified token: the address descriptor holds the subject's default.
+    anonymous, address = by_address
+    assert anonymous["metadata"]["metadata_key"] == subject
+    assert anonymous["metadata"]["default_value"] == envoy.ANONYMOUS
+    assert address == {"remote_address": {}}
+    assert limit["descriptors"][1]["entries"][0] == {"key": "anonymous", "value": envoy.ANONYMOUS}
+    # No bucket shared by every client, and a bucket for as many clients as configured.
+    assert limit["always_consume_default_token_bucket"] is False
+    assert limit["max_dynamic_descriptors"] == GATEWAY_LIMITS.tracked_clients
+    assert _retry_after(limit) == "1"
+
+
+def test_password_methods_are_rest_routes() -> None:
+    assert {rule.full_method for rule in SURFACE.routes} >= PASSWORD_METHODS
+
+
+@pytest.mark.parametrize("rule", SURFACE.routes, ids=lambda route: route.name)
+def test_envoy_password_routes_have_their_own_tighter_limit(
+    rule: HttpRoute, envoy_compose: dict[str, Any]
+) -> None:
+    route = next(r for r in _envoy_routes(envoy_compose) if r["name"] == rule.name)
+    own = route.get("typed_per_filter_config", {}).get(envoy.LOCAL_RATE_LIMIT)
+    if rule.full_method not in PASSWORD_METHODS:
+        assert own is None
+        return
+    password = GATEWAY_LIMITS.password_routes
+    assert _client_buckets(own) == {"user": _token_bucket(password), "anonymous": _token_bucket(password)}
+    assert own["max_dynamic_descriptors"] == GATEWAY_LIMITS.tracked_clients
+    assert _retry_after(own) == str(password.seconds)
+
+
+def test_kong_rate_limits_per_access_token_unless_a_route_has_its_own() -> None:
+    plugins = kong.kong_config(SETTINGS, SURFACE)["plugins"]
+    per_user = GATEWAY_LIMITS.per_user
+    assert plugins == [
+        {
+            "name": "rate-limiting",
+            "config": {
+                per_user.per: per_user.requests,
+                "limit_by": "header",
+                "header_name": "authorization",
+                "policy": "local",
+            },
+        }
+    ]
+
+
+@pytest.mark.parametrize("rule", SURFACE.routes, ids=lambda route: route.name)
+def test_kong_public_and_password_routes_have_their_own_limit(
+    rule: HttpRoute, kong_routes: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    route = next(r for _, r in kong_routes if r["name"] == rule.name)
+    limits = [plugin["config"] for plugin in route["plugins"] if plugin["name"] == "rate-limiting"]
+    is_public = rule.full_method in PUBLIC
+    client = {"limit_by": "ip"} if is_public else {"limit_by": "header", "header_name": "authorization"}
+    if rule.full_method in PASSWORD_METHODS:
+        limit: RateLimit | None = GATEWAY_LIMITS.password_routes
+    else:
+        limit = GATEWAY_LIMITS.per_ip if is_public else None
+    expected = [{limit.per: limit.requests, **client, "policy": "local"}] if limit else []
+    assert limits == expected
 
 
 @pytest.mark.parametrize("rule", SURFACE.routes, ids=lambda route: route.name)
@@ -410,8 +510,8 @@ def test_kong_adds_the_same_headers_and_allows_no_origin_by_default(
 def test_kong_allows_the_configured_origins() -> None:
     cors = SETTINGS.cors.model_copy(update={"dashboard_origin": "https://dash.example"})
     config = kong.kong_config(SETTINGS.model_copy(update={"cors": cors}), SURFACE)
-    (plugin,) = config["plugins"]
-    assert (plugin["name"], plugin["config"]["origins"]) == ("cors", ["https://dash.example"])
+    (plugin,) = [plugin for plugin in config["plugins"] if plugin["name"] == "cors"]
+    assert plugin["config"]["origins"] == ["https://dash.example"]
     transformers = [p for s in config["services"] for r in s["routes"] for p in r["plugins"]]
     assert all("remove" not in p["config"] for p in transformers if p["name"] == "response-transformer")
 
@@ -420,7 +520,8 @@ def test_the_gateways_own_429_has_retry_after_and_the_json_shape(tmp_path: Path)
     """The real Envoy with a one-request-per-second bucket and no service behind it: the
     rate limit answers before the router would find no backend (503)."""
     port, admin = free_ports(2)
-    limits = SETTINGS.limits.model_copy(update={"gateway_rate_limit_per_second": 1})
+    gateway = SETTINGS.limits.gateway.model_copy(update={"per_ip": RateLimit(requests=1)})
+    limits = SETTINGS.limits.model_copy(update={"gateway": gateway})
     settings = _settings_in(tmp_path).model_copy(
         update={"gateway_port": port, "envoy_admin_port": admin, "limits": limits}
     )

@@ -7,7 +7,7 @@ from services.auth import storage
 from services.auth.api import AuthApi, IdentityApi
 from services.auth.passwords import Passwords
 from services.auth.settings import AuthMeshSettings
-from services.auth.throttle import LoginThrottle
+from services.auth.throttle import LoginThrottle, SignupThrottle
 from services.auth.tokens import AccessTokens, SigningKeys
 from services.auth.usecases import Accounts
 from services.kit.db.unit_of_work import UnitsOfWork
@@ -28,6 +28,7 @@ def build_app(settings: AuthMeshSettings) -> ServiceApp:
         runtime.cache,
         passwords,
         LoginThrottle(runtime.cache, settings.auth),
+        SignupThrottle(runtime.cache, settings.auth),
         AccessTokens(settings.jwt, keys),
         session_feed,
     )

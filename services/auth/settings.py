@@ -9,7 +9,7 @@ from services.kit.config.settings import MeshSettings
 
 
 class AuthSettings(BaseModel):
-    """Auth service policy: password hashing cost and strength, login throttling."""
+    """Auth service policy: password hashing cost and strength, login and signup throttling."""
 
     # argon2id; the OWASP minimum (t=2, 19 MiB, p=1) is the floor.
     argon2_time_cost: int = Field(2, ge=2)
@@ -27,6 +27,10 @@ class AuthSettings(BaseModel):
     # Password attempts (logins, password changes) per client IP within the window.
     login_attempts_per_ip: int = Field(30, ge=1)
     login_ip_window_seconds: int = Field(60, ge=1)
+    # Signups (each an argon2 hash) per client IP and per network (/24 IPv4, /56 IPv6).
+    signups_per_ip: int = Field(10, ge=1)
+    signups_per_network: int = Field(30, ge=1)
+    signup_window_seconds: int = Field(3600, ge=1)
     # Redis TTL of a CheckSession answer; revoking a session overwrites it at once.
     session_cache_seconds: float = Field(5.0, gt=0, le=60)
 

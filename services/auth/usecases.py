@@ -29,7 +29,7 @@ from services.auth.domain import (
 )
 from services.auth.passwords import Passwords
 from services.auth.settings import AuthMeshSettings
-from services.auth.throttle import LoginThrottle
+from services.auth.throttle import LoginThrottle, SignupThrottle
 from services.auth.tokens import AccessTokens
 from services.kit.cache import Cache
 from services.kit.db.unit_of_work import UnitsOfWork
@@ -63,6 +63,7 @@ class Accounts:
         cache: Cache,
         passwords: Passwords,
         throttle: LoginThrottle,
+        signup_throttle: SignupThrottle,
         access_tokens: AccessTokens,
         session_feed: SessionFeed,
     ) -> None:
@@ -72,13 +73,16 @@ class Accounts:
         self.cache = cache
         self.passwords = passwords
         self.throttle = throttle
+        self.signup_throttle = signup_throttle
         self.access_tokens = access_tokens
         self.session_feed = session_feed
 
     # --- accounts and sessions -------------------------------------------------
 
     async def sign_up(self, email: str, password: str, display_name: str, client: ClientInfo) -> IssuedTokens:
-        """email and display_name arrive normalised; the password passed the length rules."""
+        """email and display_name arrive normalised; the password passed the length rules.
+        Throttled first: a refused signup costs no strength check and no hash."""
+        await self.signup_throttle.admit(client.ip_address)
         weakness = await self.passwords.weakness(password, [email, display_name])
         if weakness:
             raise InvalidArgument.of("password", weakness)

@@ -6,7 +6,8 @@ answer (Envoy's own included) gets the security headers; health_check answers
 /healthz; cors answers preflights before jwt_authn could refuse them; the Lua
 guard refuses what must not reach a service (long URL 414, bytes that are not
 UTF-8 400, a body that is not JSON 415); jwt_authn rejects before a rate-limit
-token is spent; buffer enforces the body limit (413); the transcoder runs last,
+token is spent, and names the verified token's subject to local_ratelimit (one bucket
+per user, else per client IP); buffer enforces the body limit (413); the transcoder runs last,
 on the route matched by the original REST path (match_incoming_request_route).
 Every answer Envoy makes itself has the services' JSON error shape
 (local_reply_config)."""
@@ -17,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from services.kit.config.settings import MeshSettings
+from services.kit.config.settings import GatewayLimits, MeshSettings, RateLimit
 from services.launcher.routes import DESCRIPTOR_SET, HttpRoute, RestSurface
 
 Target = Literal["local", "compose"]
@@ -51,8 +52,13 @@ LOCAL_REPLIES: dict[int, tuple[int, str | None]] = {
     504: (4, "deadline exceeded"),
 }
 UNKNOWN_CODE = 2
-# Seconds a client waits after the gateway's own 429 (its token bucket refills every second).
+# Retry-After of a 429 that brings none of its own (the rate limit sets its period's).
 RATE_LIMIT_RETRY_AFTER = "1"
+LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+# Where jwt_authn puts a verified token's claims (dynamic metadata, which clients cannot set).
+JWT_PAYLOAD = "jwt_payload"
+# The rate-limit descriptor value of a request without a verified token (subjects are UUIDs).
+ANONYMOUS = "none"
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ def _http_filters(settings: MeshSettings, surface: RestSurface, where: Placement
         ("envoy.filters.http.cors", _typed("filters.http.cors.v3.Cors")),
         ("envoy.filters.http.lua", _request_guard(settings)),
         ("envoy.filters.http.jwt_authn", _jwt_authn(settings, surface, where)),
-        ("envoy.filters.http.local_ratelimit", _rate_limit(settings)),
+        (LOCAL_RATE_LIMIT, _rate_limit(settings)),
         ("envoy.filters.http.buffer", _body_limit(settings)),
         ("envoy.filters.http.grpc_json_transcoder", _transcoder(settings, surface, where)),
         ("envoy.filters.http.router", _typed("filters.http.router.v3.Router")),
@@ -306,6 +312,8 @@ def _jwt_authn(settings: MeshSettings, surface: RestSurface, where: Placement) -
         "require_expiration": True,
         # The services verify the token again (and check the session): keep it.
         "forward": True,
+        # The rate limit keys an authenticated request by its subject (see _client_rate_limit).
+        "payload_in_metadata": JWT_PAYLOAD,
     }
     # Deny by default: the public routes are listed first without a requirement,
     # and every other request (known route or not) needs a valid token.
@@ -320,16 +328,80 @@ def _jwt_authn(settings: MeshSettings, surface: RestSurface, where: Placement) -
 
 
 def _rate_limit(settings: MeshSettings) -> dict[str, Any]:
-    per_second = settings.limits.gateway_rate_limit_per_second
+    """Every route's limit but the password routes' (each of which has its own)."""
+    gateway = settings.limits.gateway
+    return _client_rate_limit(gateway, gateway.per_user, gateway.per_ip, "gateway_rate_limit")
+
+
+def _password_route_rate_limit(settings: MeshSettings, route: HttpRoute) -> dict[str, Any]:
+    """A route's own, tighter limit when its RPC takes a password (mesh.password_methods)."""
+    if route.full_method not in settings.mesh.password_methods:
+        return {}
+    gateway = settings.limits.gateway
+    limit = _client_rate_limit(
+        gateway, gateway.password_routes, gateway.password_routes, "gateway_password_rate_limit"
+    )
+    return {"typed_per_filter_config": {LOCAL_RATE_LIMIT: limit}}
+
+
+def _client_rate_limit(
+    gateway: GatewayLimits, per_user: RateLimit, per_ip: RateLimit, stat_prefix: str
+) -> dict[str, Any]:
+    """One token bucket per client: the token's subject when jwt_authn verified one, else
+    the client address (use_remote_address: the TCP peer, not what headers claim).
+
+    Each request yields exactly one matching descriptor: `user` only with a verified
+    token, and the per-address one only without (its `anonymous` entry is the subject,
+    ANONYMOUS when there is none), so one user's flood never spends another's tokens
+    nor those of an address they share."""
+    subject = {"key": "envoy.filters.http.jwt_authn", "path": [{"key": JWT_PAYLOAD}, {"key": "sub"}]}
+    user = {"metadata": {"descriptor_key": "user", "metadata_key": subject, "source": "DYNAMIC"}}
+    anonymous = {
+        "metadata": {
+            "descriptor_key": "anonymous",
+            "metadata_key": subject,
+            "default_value": ANONYMOUS,
+            "source": "DYNAMIC",
+        }
+    }
     enabled = {"runtime_key": "gateway_rate_limit_enabled", "default_value": _percent(100)}
     enforced = {"runtime_key": "gateway_rate_limit_enforced", "default_value": _percent(100)}
+    retry_after = str(max(per_user.seconds, per_ip.seconds))
     return _typed(
         "filters.http.local_ratelimit.v3.LocalRateLimit",
-        stat_prefix="gateway_rate_limit",
-        token_bucket={"max_tokens": per_second, "tokens_per_fill": per_second, "fill_interval": "1s"},
+        stat_prefix=stat_prefix,
+        # Required, but spent only by a request no descriptor matches: none.
+        token_bucket=_token_bucket(per_ip),
+        always_consume_default_token_bucket=False,
+        rate_limits=[{"actions": [user]}, {"actions": [anonymous, {"remote_address": {}}]}],
+        descriptors=[
+            {"entries": [{"key": "user"}], "token_bucket": _token_bucket(per_user)},
+            {
+                "entries": [{"key": "anonymous", "value": ANONYMOUS}, {"key": "remote_address"}],
+                "token_bucket": _token_bucket(per_ip),
+            },
+        ],
+        # An entry without a value is a bucket per distinct value, this many at most
+        # (Envoy's default is 20, and a forgotten client comes back with a full bucket).
+        max_dynamic_descriptors=gateway.tracked_clients,
         filter_enabled=enabled,
         filter_enforced=enforced,
+        # A bucket is full again at the latest one period after it ran dry.
+        response_headers_to_add=[
+            {
+                "header": {"key": "retry-after", "value": retry_after},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
     )
+
+
+def _token_bucket(limit: RateLimit) -> dict[str, Any]:
+    return {
+        "max_tokens": limit.requests,
+        "tokens_per_fill": limit.requests,
+        "fill_interval": f"{limit.seconds}s",
+    }
 
 
 def _body_limit(settings: MeshSettings) -> dict[str, Any]:
@@ -399,6 +471,7 @@ def _route(settings: MeshSettings, route: HttpRoute) -> dict[str, Any]:
         "name": route.name,
         "match": _route_match(route),
         "route": {"cluster": route.service, "timeout": f"{settings.limits.default_deadline_seconds:g}s"},
+        **_password_route_rate_limit(settings, route),
     }
     if route.response_type == TOKEN_RESPONSE:
         config["response_headers_to_add"] = [

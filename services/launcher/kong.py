@@ -7,7 +7,13 @@ in git: the committed file has the consumer without credentials, and
 `kong-config --jwks <data_dir>/keys/jwks.json` adds one RS256 credential per key
 of the JWKS at deploy time (compose does it in the one-shot `migrate` service).
 `rsa_public_key` is not a referenceable field, so a `{vault://...}` reference
-would not be resolved and Kong would refuse the file."""
+would not be resolved and Kong would refuse the file.
+
+Rate limits (limits.gateway), with the rate-limiting plugin: a global instance per
+access token, and on each public route its own instance per client IP (tighter on the
+password routes). Every token belongs to the one consumer above, so `limit_by: consumer`
+would be one bucket for everyone; the token (verified by the jwt plugin, which runs
+first) is one bucket per session, the nearest Kong comes to per user."""
 
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from services.kit.config.settings import MeshSettings
+from services.kit.config.settings import MeshSettings, RateLimit
 from services.launcher.routes import HttpRoute, RestSurface
 
 # Where docker-compose.yml mounts proto/ (and the vendored google/api protos).
@@ -28,29 +34,24 @@ CONSUMER = "expense-mesh-auth"
 # The token's `kid` header names the key (Kong looks in the claims, then the header),
 # so both keys of the ring verify across a rotation; `iss` would allow one key only.
 KEY_CLAIM = "kid"
-# Per client IP, on top of the auth service's own per-account throttling.
-LOGIN_LIMITS = {"second": 5, "minute": 60}
-LOGIN_METHOD = "/expense.auth.v1.AuthService/LogIn"
 # Added to every answer; token answers are also marked not to be stored (as in Envoy).
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 TOKEN_RESPONSE = "expense.auth.v1.AuthTokens"
 CORS_METHODS = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
+TOKEN_HEADER = "authorization"
 
 
 def kong_config(
     settings: MeshSettings, surface: RestSurface, jwks: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    public = set(settings.mesh.public_methods)
-    services = [
-        _service(settings, name, surface.for_service(name), public) for name in settings.mesh.services
-    ]
+    services = [_service(settings, name, surface.for_service(name)) for name in settings.mesh.services]
     consumer: dict[str, Any] = {"username": CONSUMER}
     if jwks is not None:
         consumer["jwt_secrets"] = jwt_secrets(jwks)
-    config: dict[str, Any] = {"_format_version": "3.0", "services": services, "consumers": [consumer]}
+    plugins = [_rate_limiting(settings.limits.gateway.per_user, is_public=False)]
     if settings.cors.origins:
-        config["plugins"] = [_cors(settings.cors.origins)]
-    return config
+        plugins.append(_cors(settings.cors.origins))
+    return {"_format_version": "3.0", "services": services, "consumers": [consumer], "plugins": plugins}
 
 
 def _cors(origins: list[str]) -> dict[str, Any]:
@@ -68,21 +69,19 @@ def _cors(origins: list[str]) -> dict[str, Any]:
     }
 
 
-def _service(
-    settings: MeshSettings, name: str, routes: tuple[HttpRoute, ...], public: set[str]
-) -> dict[str, Any]:
+def _service(settings: MeshSettings, name: str, routes: tuple[HttpRoute, ...]) -> dict[str, Any]:
     return {
         "name": name,
         "protocol": "grpc",
         "host": name,
         "port": settings.service_port(name),
-        "routes": [
-            _route(route, route.full_method in public, bool(settings.cors.origins)) for route in routes
-        ],
+        "routes": [_route(settings, route) for route in routes],
     }
 
 
-def _route(route: HttpRoute, is_public: bool, has_cors_origins: bool) -> dict[str, Any]:
+def _route(settings: MeshSettings, route: HttpRoute) -> dict[str, Any]:
+    is_public = route.full_method in settings.mesh.public_methods
+    has_cors_origins = bool(settings.cors.origins)
     plugins: list[dict[str, Any]] = [
         {"name": "grpc-gateway", "config": {"proto": f"{KONG_INCLUDE}/{route.proto_file}"}},
         _response_headers(route, has_cors_origins),
@@ -100,13 +99,11 @@ def _route(route: HttpRoute, is_public: bool, has_cors_origins: bool) -> dict[st
                 },
             }
         )
-    if route.full_method == LOGIN_METHOD:
-        plugins.append(
-            {
-                "name": "rate-limiting",
-                "config": {**LOGIN_LIMITS, "limit_by": "ip", "policy": "local"},
-            }
-        )
+    gateway = settings.limits.gateway
+    if route.full_method in settings.mesh.password_methods:
+        plugins.append(_rate_limiting(gateway.password_routes, is_public))
+    elif is_public:
+        plugins.append(_rate_limiting(gateway.per_ip, is_public))
     return {
         "name": route.name,
         "protocols": ["http", "https"],
@@ -127,6 +124,13 @@ def _response_headers(route: HttpRoute, has_cors_origins: bool) -> dict[str, Any
         # grpc-gateway answers every origin with `Access-Control-Allow-Origin: *`.
         config["remove"] = {"headers": ["Access-Control-Allow-Origin"]}
     return {"name": "response-transformer", "config": config}
+
+
+def _rate_limiting(limit: RateLimit, is_public: bool) -> dict[str, Any]:
+    """Per client IP on a public route (a token there is not verified, so it names no
+    one), else per access token. Counted by each Kong node (`policy: redis` shares them)."""
+    key = {"limit_by": "ip"} if is_public else {"limit_by": "header", "header_name": TOKEN_HEADER}
+    return {"name": "rate-limiting", "config": {limit.per: limit.requests, **key, "policy": "local"}}
 
 
 def jwt_secrets(jwks: dict[str, Any]) -> list[dict[str, str]]:

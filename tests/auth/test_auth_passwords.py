@@ -1,4 +1,4 @@
-"""argon2id hashing and login throttling, as the auth service uses them:
+"""argon2id hashing and login and signup throttling, as the auth service uses them:
 hashing parameters, dummy verification, rehash upgrades, the concurrency cap,
 and fixed-window throttling counted in process and in real Redis."""
 
@@ -13,7 +13,7 @@ from argon2 import PasswordHasher, Type
 
 from services.auth.passwords import Passwords
 from services.auth.settings import AuthSettings
-from services.auth.throttle import LoginThrottle
+from services.auth.throttle import LoginThrottle, SignupThrottle, client_network
 from services.kit.cache import Cache
 from services.kit.domain.errors import ResourceExhausted
 from tests.auth.harness import delete_redis_keys
@@ -177,6 +177,39 @@ async def test_attempts_per_ip_close_then_reopen_with_the_window(cache: Cache) -
     await throttle.admit("203.0.113.2")
     await asyncio.sleep(1.1)
     await throttle.admit("203.0.113.1", "user9@example.org")
+
+
+@pytest.mark.parametrize(
+    ("ip", "network"),
+    [
+        ("203.0.113.7", "203.0.113.0/24"),
+        ("203.0.113.255", "203.0.113.0/24"),
+        ("2001:db8:1:2ff:abcd::1", "2001:db8:1:200::/56"),
+        ("2001:db8:1:2ff::", "2001:db8:1:200::/56"),
+        ("2001:db8:1:300::1", "2001:db8:1:300::/56"),
+        ("::ffff:203.0.113.7", "203.0.113.0/24"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_client_network_is_the_ipv4_24_or_the_ipv6_56(ip: str, network: str) -> None:
+    assert client_network(ip) == network
+
+
+async def test_signups_per_ip_then_per_network_close_then_reopen_with_the_window(cache: Cache) -> None:
+    settings = AuthSettings(signups_per_ip=2, signups_per_network=3, signup_window_seconds=1)
+    throttle = SignupThrottle(cache, settings)
+    for _ in range(2):
+        await throttle.admit("203.0.113.1")
+    with pytest.raises(ResourceExhausted, match="this address") as refused:
+        await throttle.admit("203.0.113.1")
+    assert refused.value.retry_after_seconds == 1
+    # The refused attempt did not count for the network: one neighbour still fits.
+    await throttle.admit("203.0.113.2")
+    with pytest.raises(ResourceExhausted, match="this network"):
+        await throttle.admit("203.0.113.3")
+    await throttle.admit("203.0.114.1")  # another network
+    await asyncio.sleep(1.1)  # the window ends
+    await throttle.admit("203.0.113.1")
 
 
 async def test_a_login_flood_beyond_the_queue_is_refused_at_once() -> None:

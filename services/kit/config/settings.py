@@ -42,16 +42,40 @@ class JwtSettings(BaseModel):
     session_push_heartbeat_seconds: float = Field(0.5, gt=0, le=10)
 
 
+class RateLimit(BaseModel):
+    """`requests` per `per`, all of them usable at once: Envoy's token bucket refills
+    them every period, Kong counts them in fixed windows of the period."""
+
+    requests: int = Field(ge=1)
+    per: Literal["second", "minute", "hour"] = "second"
+
+    @property
+    def seconds(self) -> int:
+        return {"second": 1, "minute": 60, "hour": 3600}[self.per]
+
+
+class GatewayLimits(BaseModel):
+    """Requests per client at the gateways: per user when a valid access token came with
+    the request, else per client IP. Over a limit: 429 with Retry-After."""
+
+    per_user: RateLimit = RateLimit(requests=50)
+    per_ip: RateLimit = RateLimit(requests=20)
+    # The RPCs of mesh.password_methods (each costs an argon2 hash), per user or IP alike.
+    password_routes: RateLimit = RateLimit(requests=30, per="minute")
+    # Clients Envoy keeps a bucket for; beyond, the least recently seen is forgotten.
+    tracked_clients: int = Field(100_000, ge=1)
+
+
 class Limits(BaseModel):
     default_deadline_seconds: float = 5.0
     max_message_bytes: int = 1 << 20
     gateway_max_body_bytes: int = 1 << 20
-    gateway_rate_limit_per_second: int = 2000
     # Longer URLs get 414 and larger request headers (the URL included) 431 at the gateway:
     # the services' gRPC metadata limit (max_metadata_bytes) must hold both plus Envoy's own.
     gateway_max_url_bytes: int = Field(4096, ge=256)
     gateway_max_request_headers_kib: int = Field(8, ge=1, le=64)
     max_metadata_bytes: int = Field(32768, ge=8192)
+    gateway: GatewayLimits = GatewayLimits()
 
 
 class CorsSettings(BaseModel):
@@ -144,6 +168,8 @@ class MeshLayout(BaseModel):
     # The services the launcher starts, in start order (config/mesh.toml names them).
     services: list[str] = []
     public_methods: list[str] = []
+    # RPCs the gateways limit tighter (limits.gateway.password_routes).
+    password_methods: list[str] = []
 
 
 class MeshSettings(BaseSettings):
