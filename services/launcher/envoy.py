@@ -444,7 +444,8 @@ def _route_config(settings: MeshSettings, surface: RestSurface) -> dict[str, Any
         max_age="600",
     )
     routes = [_route(settings, route) for route in surface.routes]
-    allowed = [_preflight_route(settings.mesh.services[0], origins)] if origins else []
+    # Forwarded to any cluster (a mesh without services has none to forward to).
+    allowed = [_preflight_route(name, origins) for name in settings.mesh.services[:1] if origins]
     preflight = [*allowed, _refused_preflight_route()]
     return {
         "name": "rest",
