@@ -121,7 +121,8 @@ class Supervisor:
         while True:
             started = time.monotonic()
             returncode = await child.process.wait()
-            await child.run.relay
+            # Its output to the end; a grandchild still holding the pipe goes with the group.
+            await _terminate(child.name, child.run, self.grace_seconds)
             if self._stopping.is_set():
                 return
             ran_seconds = time.monotonic() - started
