@@ -63,11 +63,13 @@ def test_events_doc_is_up_to_date() -> None:
     assert events_doc.DOC.read_text() == events_doc.render(), "docs/events.md is stale: run `make gen`"
 
 
-def test_services_wire_exactly_the_consumers_they_declare() -> None:
-    """docs/events.md reads each service's SUBSCRIPTIONS; the wiring must start those, no others."""
+def test_services_wire_exactly_the_consumers_they_declare(tmp_path: Path) -> None:
+    """docs/events.md reads each service's SUBSCRIPTIONS; the wiring must start those, no others.
+    The data dir is the test's own: wiring reads (or makes) keys there, never in the checkout."""
     for service, declared in events_doc.subscriptions_by_service().items():
         build_app = importlib.import_module(f"services.{service}.server").build_app
-        app = build_app(get_type_hints(build_app)["settings"]())  # the service's own settings class
+        settings_type = get_type_hints(build_app)["settings"]  # the service's own settings class
+        app = build_app(settings_type(data_dir=tmp_path))
         consumers = [getattr(task, "__self__", None) for task in app.background]
         wired = [c.subscription for c in consumers if isinstance(c, EventConsumer)]
         assert wired == list(declared), service
