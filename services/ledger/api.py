@@ -51,6 +51,8 @@ SERVICE_NAME = "expense.ledger.v1.LedgerService"
 INTERNAL_SERVICE_NAME = "expense.ledger.v1.LedgerInternalService"
 IMPORT_COLUMNS = ("request_id", "amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")
 MAX_USER_ID_LENGTH = 36
+# Sources of expenses other services record for a user (billing paying a bill, SMS import).
+DELEGATED_SOURCES = ("recurring", "sms")
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
@@ -216,10 +218,31 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
 
 class LedgerInternalServicer(ledger_pb2_grpc.LedgerInternalServiceServicer):
-    """Bulk reads for other services' rebuilds; mesh-internal, never routed by a gateway."""
+    """Bulk reads for other services' rebuilds, and expenses other services record on a
+    user's behalf; mesh-internal, never routed by a gateway."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        self.settings: LedgerSettings = ledger.settings
+
+    @override
+    async def CreateExpenseFor(
+        self, request: ledger_pb2.CreateExpenseForRequest, context: object
+    ) -> ledger_pb2.Expense:
+        """The caller sends currency and spent_on (no user token here to look up defaults)."""
+        if not request.user_id.strip():
+            raise InvalidArgument.of("user_id", "required")
+        check_user_id(request.user_id)
+        if request.source not in DELEGATED_SOURCES:
+            raise InvalidArgument.of("source", f"one of {', '.join(DELEGATED_SOURCES)}")
+        created = request.expense
+        if not created.request_id:
+            raise InvalidArgument.of("expense.request_id", "required: a retry must not record it twice")
+        validate(RequestIdInput, {"request_id": created.request_id}, self.settings)
+        fields = validate(ExpenseInput, expense_data(created), self.settings, prefix="expense.")
+        return await self.ledger.create_expense(
+            request.user_id, fields, created.request_id, request_fingerprint(created), source=request.source
+        )
 
     @override
     async def StreamExpenses(

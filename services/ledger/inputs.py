@@ -6,29 +6,33 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from services.kit.domain.errors import FieldViolation, InvalidArgument
-from services.kit.domain.money import MoneyError, currencies, parse_amount
+from services.kit.domain.money import MoneyError
 from services.kit.domain.timestamps import utcnow
-from services.kit.domain.validation import violations_of
+from services.kit.domain.validation import (
+    canonical_currency,
+    iso_date,
+    money,
+    multi_line,
+    optional_id,
+    single_line,
+    violations_of,
+)
 from services.ledger.domain import Ordering, decimal_value, parse_ordering
 from services.ledger.settings import LedgerSettings
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EARLIEST_DATE = date(1900, 1, 1)
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _ICON = re.compile(r"^[a-z0-9_-]{0,40}$")
 # Tags travel "|"-separated in CSV imports.
 TAG_SEPARATOR = "|"
-MAX_ID_LENGTH = 36
 
 
 def validate(model: type[ModelT], data: dict[str, Any], settings: LedgerSettings, prefix: str = "") -> ModelT:
@@ -52,67 +56,6 @@ def field_errors(
 def _limits(info: ValidationInfo) -> LedgerSettings:
     assert isinstance(info.context, LedgerSettings)
     return info.context
-
-
-def single_line(value: str, max_length: int) -> str:
-    """Trimmed text without control or format characters."""
-    text = value.strip()
-    if len(text) > max_length:
-        raise ValueError(f"must be at most {max_length} characters")
-    if any(unicodedata.category(char) in ("Cc", "Cf") for char in text):
-        raise ValueError("must not contain control characters")
-    return text
-
-
-def multi_line(value: str, max_length: int) -> str:
-    """Trimmed text; line breaks and tabs allowed, other control characters not."""
-    text = value.strip()
-    if len(text) > max_length:
-        raise ValueError(f"must be at most {max_length} characters")
-    if any(unicodedata.category(char) == "Cc" and char not in "\n\t" for char in text):
-        raise ValueError("must not contain control characters")
-    return text
-
-
-def canonical_currency(value: str) -> str:
-    code = value.strip().upper()
-    if not code:
-        raise ValueError("required")
-    if code not in currencies():
-        raise ValueError(f"unknown currency {value!r}; expected an ISO 4217 code such as INR")
-    return code
-
-
-def money(value: str, currency: str, max_amount: Decimal) -> int:
-    """A positive amount no larger than max_amount, exact in the currency's minor units."""
-    if not value.strip():
-        raise ValueError("required")
-    try:
-        minor = parse_amount(value, currency)
-    except MoneyError as error:
-        raise ValueError(str(error)) from None
-    if minor == 0:
-        raise ValueError("must be greater than zero")
-    if minor > max_amount.scaleb(currencies().exponent(currency)):
-        raise ValueError(f"must be at most {max_amount:f}")
-    return minor
-
-
-def iso_date(value: str) -> date:
-    if not _ISO_DATE.match(value.strip()):
-        raise ValueError("must be a date such as 2026-11-21")
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError("must be a date such as 2026-11-21") from None
-
-
-def optional_id(value: str) -> str | None:
-    """An id reference; absent when empty. Existence is checked against storage."""
-    text = value.strip()
-    if len(text) > MAX_ID_LENGTH:
-        raise ValueError("not a valid id")
-    return text or None
 
 
 def canonical_tags(values: list[str], limits: LedgerSettings) -> tuple[str, ...]:

@@ -285,12 +285,17 @@ class Ledger:
     # --------------------------------------------------------------- creates
 
     async def create_expense(
-        self, user_id: str, fields: ExpenseInput, request_id: str, request_fingerprint: str
+        self,
+        user_id: str,
+        fields: ExpenseInput,
+        request_id: str,
+        request_fingerprint: str,
+        source: str = CREATE_SOURCE,
     ) -> ledger_pb2.Expense:
         """Joins the next group commit, answered exactly as if written alone; with a
         request_id, a retry gets the first answer back (AIP-155)."""
         await self.ensure_categories(user_id)
-        expense = NewExpense(user_id, user_id, fields, CREATE_SOURCE)
+        expense = NewExpense(user_id, user_id, fields, source)
         key = request_key(user_id, CREATE_EXPENSE, request_id)
         return await self.creates.submit(PendingCreate(expense, key, request_fingerprint))
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 import grpc
 
+from services.kit.domain.periods import PERIOD_KINDS, period_containing, today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.logs import configure_logging
 from services.kit.runtime import Runtime
-from services.reporting.domain import PERIOD_KINDS, period_containing, today_in
 from services.reporting.preferences import StoredPreferences
 from services.reporting.rebuild import LedgerClient
 from services.reporting.rebuild import rebuild as rebuild_from_ledger

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from datetime import date
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,13 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from expense.events.v1 import events_pb2
 from services.kit.db.engine import after_commit
 from services.kit.events.subscription import Event
+from services.ledger.replica import ExpenseChange, category_info, expense_change
 from services.reporting import storage
-from services.reporting.domain import (
-    CategoryInfo,
-    ExpenseChange,
-    ExpenseLine,
-    apply_changes,
-)
+from services.reporting.domain import apply_changes
 
 log = logging.getLogger(__name__)
 
@@ -42,46 +37,14 @@ PENDING_INVALIDATIONS = "reporting.invalidate"
 ExpenseEvent = Event[events_pb2.ExpenseCreated | events_pb2.ExpenseUpdated | events_pb2.ExpenseDeleted]
 
 
-def _line(snapshot: events_pb2.ExpenseSnapshot) -> ExpenseLine:
-    return ExpenseLine(
-        expense_id=snapshot.expense_id,
-        amount_minor=snapshot.amount_minor,
-        currency=snapshot.currency,
-        spent_on=date.fromisoformat(snapshot.spent_on),
-        category_id=snapshot.category_id,
-        merchant=snapshot.merchant,
-        source=snapshot.source,
-        version=snapshot.version,
-    )
-
-
-def expense_change(event: ExpenseEvent) -> ExpenseChange | None:
-    """The change an expense event describes; None for anything else."""
-    payload = event.payload
-    user_id = event.user_id
-    if isinstance(payload, events_pb2.ExpenseCreated):
-        line = _line(payload.expense)
-        return ExpenseChange(user_id, line.expense_id, line, None, line.version)
-    if isinstance(payload, events_pb2.ExpenseUpdated):
-        after = _line(payload.after)
-        before = _line(payload.before) if payload.HasField("before") else None
-        return ExpenseChange(user_id, after.expense_id, after, before, after.version)
-    if isinstance(payload, events_pb2.ExpenseDeleted):
-        before = _line(payload.before)
-        # A deletion is the version after the state it deleted (0 stays "unknown").
-        version = before.version + 1 if before.version else 0
-        return ExpenseChange(user_id, before.expense_id, None, before, version)
-    return None
-
-
 def _usable_change(event: ExpenseEvent) -> ExpenseChange | None:
     """The event's change, or None (logged) for one that cannot be applied."""
     try:
-        change = expense_change(event)
+        change = expense_change(event.user_id, event.payload)
     except ValueError:
         log.error("expense event with a bad date skipped", extra={"event_id": event.event_id})
         return None
-    if change is None or not change.user_id or not change.expense_id:
+    if change is None:
         log.warning("unusable expense event skipped", extra={"event_id": event.event_id})
         return None
     return change
@@ -104,11 +67,7 @@ async def apply_category_change(
     session: AsyncSession, user_id: str, change: events_pb2.CategoryChanged
 ) -> None:
     """Names and parents; a deletion with reassigned_to is followed when reports are read."""
-    await storage.save_category(
-        session,
-        user_id,
-        CategoryInfo(change.category_id, change.name, change.parent_id, change.deleted, change.reassigned_to),
-    )
+    await storage.save_category(session, user_id, category_info(change))
 
 
 class EventHandlers:

@@ -15,8 +15,9 @@ from sqlalchemy.exc import DBAPIError
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from services.kit.db.engine import Database
 from services.kit.grpc.clients import LazyChannel
+from services.ledger.replica import CategoryInfo, ExpenseLine
 from services.reporting import storage
-from services.reporting.domain import CategoryInfo, ExpenseLine, rollup_deltas
+from services.reporting.domain import rollup_deltas
 from services.reporting.reportcache import ReportCache
 
 log = logging.getLogger(__name__)

@@ -53,17 +53,13 @@ from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.sql import execute_rows, rows_insert
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.tables import add_event_tables
+from services.ledger.replica import CategoryInfo, CategoryTree, ExpenseKey, ExpenseLine, StoredExpense
 from services.reporting.domain import (
     MERCHANT_KEY_LENGTH,
-    CategoryInfo,
-    CategoryTree,
-    ExpenseKey,
-    ExpenseLine,
     MerchantTotal,
     PeriodRows,
     Rollup,
     RollupDeltas,
-    StoredExpense,
     Total,
 )
 

@@ -25,22 +25,19 @@ from google.protobuf.message import Message
 
 from services.kit.db.engine import Database
 from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.kit.domain.periods import Period, last_periods, period_containing, today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.identity.tokens import Identity
 from services.reporting import storage
 from services.reporting.domain import (
     ChildTotal,
     CurrencyReport,
-    Period,
     Rollup,
     TrendPoint,
     child_totals,
     currency_reports,
     expenses_csv,
     export_filename,
-    last_periods,
-    period_containing,
-    today_in,
     trend_points,
 )
 from services.reporting.preferences import PreferenceSource

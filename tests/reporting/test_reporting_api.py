@@ -13,8 +13,9 @@ from grpc_status import rpc_status
 from expense.reporting.v1 import reporting_pb2
 from services.kit.domain.ids import new_id
 from services.kit.grpc.status import field_violations
+from services.ledger.replica import ExpenseLine
 from services.reporting import storage
-from services.reporting.domain import ExpenseLine, rollup_deltas
+from services.reporting.domain import rollup_deltas
 from services.user.client import Preferences
 from tests.reporting.harness import Reporting, profile_event
 from tests.reporting.reference import Category, Expense, LedgerModel

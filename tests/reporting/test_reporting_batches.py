@@ -25,17 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from expense.events.v1 import events_pb2
 from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
+from services.kit.domain.periods import period_containing
 from services.kit.events.subscription import Event
+from services.ledger.replica import ExpenseChange, ExpenseLine, StoredExpense
 from services.reporting import storage
 from services.reporting.api import currency_summary
-from services.reporting.domain import (
-    ExpenseChange,
-    ExpenseLine,
-    StoredExpense,
-    apply_changes,
-    period_containing,
-    rollup_deltas,
-)
+from services.reporting.domain import apply_changes, rollup_deltas
 from services.reporting.events import EventHandlers
 from services.reporting.settings import ReportingSettings
 from services.reporting.usecases import Reports, Viewer

@@ -26,12 +26,12 @@ from expense.events.v1 import events_pb2
 from services.kit.config.settings import REPO_ROOT
 from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
+from services.kit.domain.periods import period_containing
 from services.kit.events.bus import EventBus, subject_for
 from services.kit.events.consumer import EventConsumer, per_event
 from services.kit.events.subscription import Event
 from services.reporting import storage
 from services.reporting.api import currency_summary
-from services.reporting.domain import period_containing
 from services.reporting.server import CATEGORY_CHANGES, EXPENSE_CHANGES
 from services.reporting.settings import ReportingSettings
 from services.reporting.usecases import Reports, Viewer

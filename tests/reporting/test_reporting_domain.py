@@ -10,26 +10,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.kit.domain.periods import Period, last_periods, period_containing, today_in
+from services.ledger.replica import CategoryInfo, CategoryTree, ExpenseLine, StoredExpense, supersedes
 from services.reporting.domain import (
-    CategoryInfo,
-    CategoryTree,
-    ExpenseLine,
-    Period,
     Rollup,
-    StoredExpense,
     Total,
     averaging_days,
     change_hundredths,
     divide_half_even,
     expenses_csv,
     format_hundredths,
-    last_periods,
     percent_hundredths,
-    period_containing,
     rollup_deltas,
     series_buckets,
-    supersedes,
-    today_in,
 )
 
 

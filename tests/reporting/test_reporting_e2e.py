@@ -20,8 +20,8 @@ import pytest
 
 from services.kit.config.settings import REPO_ROOT
 from services.kit.db.engine import Database
+from services.ledger.replica import ExpenseLine
 from services.reporting import storage
-from services.reporting.domain import ExpenseLine
 from tests.mesh import Mesh
 from tests.reporting.test_reporting_rebuild import stored_rollups
 

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
+from services.ledger.replica import CategoryInfo, ExpenseLine
 from services.reporting import storage
-from services.reporting.domain import CategoryInfo, ExpenseLine
 from services.reporting.rebuild import rebuild_user
 from tests.reporting.harness import Reporting
 from tests.reporting.histories import TREE, history, history_settings

@@ -3,13 +3,21 @@ with one field violation per problem, named by its path in the request."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from datetime import date
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from services.kit.domain.errors import FieldViolation, InvalidArgument
+from services.kit.domain.money import MoneyError, currencies, parse_amount
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+# Ids are UUIDs; anything longer is not one of ours.
+MAX_ID_LENGTH = 36
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -31,9 +39,10 @@ def violations_of(error: ValidationError, prefix: str = "") -> list[FieldViolati
     return result
 
 
-def validated(model: type[ModelT], data: dict[str, Any], prefix: str = "") -> ModelT:
+def validated(model: type[ModelT], data: dict[str, Any], prefix: str = "", context: Any = None) -> ModelT:
+    """`context` reaches the model's validators (e.g. a service's limits)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as error:
         raise InvalidArgument(violations_of(error, prefix)) from None
 
@@ -45,3 +54,68 @@ def parse_update_mask(mask: str, allowed: set[str], field: str = "update_mask") 
     if unknown:
         raise InvalidArgument.of(field, f"unknown or read-only field(s): {', '.join(unknown)}")
     return paths
+
+
+# ---------------------------------------------------------------- field checks
+# For pydantic validators: each raises ValueError with the message the client sees.
+
+
+def single_line(value: str, max_length: int) -> str:
+    """Trimmed text without control or format characters."""
+    text = value.strip()
+    if len(text) > max_length:
+        raise ValueError(f"must be at most {max_length} characters")
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+def multi_line(value: str, max_length: int) -> str:
+    """Trimmed text; line breaks and tabs allowed, other control characters not."""
+    text = value.strip()
+    if len(text) > max_length:
+        raise ValueError(f"must be at most {max_length} characters")
+    if any(unicodedata.category(char) == "Cc" and char not in "\n\t" for char in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+def canonical_currency(value: str) -> str:
+    code = value.strip().upper()
+    if not code:
+        raise ValueError("required")
+    if code not in currencies():
+        raise ValueError(f"unknown currency {value!r}; expected an ISO 4217 code such as INR")
+    return code
+
+
+def money(value: str, currency: str, max_amount: Decimal) -> int:
+    """A positive amount no larger than max_amount, exact in the currency's minor units."""
+    if not value.strip():
+        raise ValueError("required")
+    try:
+        minor = parse_amount(value, currency)
+    except MoneyError as error:
+        raise ValueError(str(error)) from None
+    if minor == 0:
+        raise ValueError("must be greater than zero")
+    if minor > max_amount.scaleb(currencies().exponent(currency)):
+        raise ValueError(f"must be at most {max_amount:f}")
+    return minor
+
+
+def iso_date(value: str) -> date:
+    if not _ISO_DATE.match(value.strip()):
+        raise ValueError("must be a date such as 2026-11-21")
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("must be a date such as 2026-11-21") from None
+
+
+def optional_id(value: str) -> str | None:
+    """An id reference; absent when empty. Existence is checked against storage."""
+    text = value.strip()
+    if len(text) > MAX_ID_LENGTH:
+        raise ValueError("not a valid id")
+    return text or None

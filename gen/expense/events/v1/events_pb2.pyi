@@ -115,6 +115,31 @@ class ProfileUpdated(_message.Message):
     locale: str
     def __init__(self, user_id: _Optional[str] = ..., default_currency: _Optional[str] = ..., time_zone: _Optional[str] = ..., first_day_of_week: _Optional[str] = ..., locale: _Optional[str] = ...) -> None: ...
 
+class AlertRaised(_message.Message):
+    __slots__ = ("alert_id", "type", "severity", "title", "details", "dedupe_key", "create_time")
+    class DetailsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    DEDUPE_KEY_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    type: str
+    severity: str
+    title: str
+    details: _containers.ScalarMap[str, str]
+    dedupe_key: str
+    create_time: str
+    def __init__(self, alert_id: _Optional[str] = ..., type: _Optional[str] = ..., severity: _Optional[str] = ..., title: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ..., dedupe_key: _Optional[str] = ..., create_time: _Optional[str] = ...) -> None: ...
+
 class SessionsEnded(_message.Message):
     __slots__ = ("session_ids",)
     SESSION_IDS_FIELD_NUMBER: _ClassVar[int]

@@ -7,6 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CreateExpenseForRequest(_message.Message):
+    __slots__ = ("user_id", "source", "expense")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EXPENSE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    source: str
+    expense: CreateExpenseRequest
+    def __init__(self, user_id: _Optional[str] = ..., source: _Optional[str] = ..., expense: _Optional[_Union[CreateExpenseRequest, _Mapping]] = ...) -> None: ...
+
 class StreamExpensesRequest(_message.Message):
     __slots__ = ("user_id",)
     USER_ID_FIELD_NUMBER: _ClassVar[int]

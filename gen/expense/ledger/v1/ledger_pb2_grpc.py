@@ -559,6 +559,11 @@ class LedgerInternalServiceStub:
                 request_serializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.StreamCategoriesRequest.SerializeToString,
                 response_deserializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.StreamCategoriesResponse.FromString,
                 _registered_method=True)
+        self.CreateExpenseFor = channel.unary_unary(
+                '/expense.ledger.v1.LedgerInternalService/CreateExpenseFor',
+                request_serializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.CreateExpenseForRequest.SerializeToString,
+                response_deserializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.Expense.FromString,
+                _registered_method=True)
 
 
 class LedgerInternalServiceServicer:
@@ -580,6 +585,14 @@ class LedgerInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateExpenseFor(self, request, context):
+        """Records an expense for a user on another service's behalf (billing paying a
+        bill: source "recurring"). A repeated request_id returns the first answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -592,6 +605,11 @@ def add_LedgerInternalServiceServicer_to_server(servicer, server):
                     servicer.StreamCategories,
                     request_deserializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.StreamCategoriesRequest.FromString,
                     response_serializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.StreamCategoriesResponse.SerializeToString,
+            ),
+            'CreateExpenseFor': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateExpenseFor,
+                    request_deserializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.CreateExpenseForRequest.FromString,
+                    response_serializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.Expense.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -650,6 +668,33 @@ class LedgerInternalService:
             '/expense.ledger.v1.LedgerInternalService/StreamCategories',
             expense_dot_ledger_dot_v1_dot_ledger__pb2.StreamCategoriesRequest.SerializeToString,
             expense_dot_ledger_dot_v1_dot_ledger__pb2.StreamCategoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateExpenseFor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expense.ledger.v1.LedgerInternalService/CreateExpenseFor',
+            expense_dot_ledger_dot_v1_dot_ledger__pb2.CreateExpenseForRequest.SerializeToString,
+            expense_dot_ledger_dot_v1_dot_ledger__pb2.Expense.FromString,
             options,
             channel_credentials,
             insecure,
