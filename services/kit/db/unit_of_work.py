@@ -89,6 +89,11 @@ class UnitsOfWork:
         async with self.db.transaction() as session:
             yield self._unit(session)
 
+    def joining(self, session: AsyncSession) -> UnitOfWork:
+        """A unit of work on a transaction the kit opened, e.g. a consumer's inbox
+        transaction: what it publishes commits with the events it applied."""
+        return self._unit(session)
+
     async def once(
         self,
         key: RequestKey | None,

@@ -315,7 +315,7 @@ class SkipBillOccurrenceRequest(_message.Message):
     def __init__(self, bill_id: _Optional[str] = ..., due_date: _Optional[str] = ...) -> None: ...
 
 class BillSuggestion(_message.Message):
-    __slots__ = ("suggestion_id", "payee", "amount", "currency", "cadence", "recurrence", "next_due", "occurrences", "last_charge", "price_increased")
+    __slots__ = ("suggestion_id", "payee", "amount", "currency", "cadence", "recurrence", "next_due", "occurrences", "last_charge")
     SUGGESTION_ID_FIELD_NUMBER: _ClassVar[int]
     PAYEE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -325,7 +325,6 @@ class BillSuggestion(_message.Message):
     NEXT_DUE_FIELD_NUMBER: _ClassVar[int]
     OCCURRENCES_FIELD_NUMBER: _ClassVar[int]
     LAST_CHARGE_FIELD_NUMBER: _ClassVar[int]
-    PRICE_INCREASED_FIELD_NUMBER: _ClassVar[int]
     suggestion_id: str
     payee: str
     amount: str
@@ -335,8 +334,7 @@ class BillSuggestion(_message.Message):
     next_due: str
     occurrences: int
     last_charge: str
-    price_increased: bool
-    def __init__(self, suggestion_id: _Optional[str] = ..., payee: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., cadence: _Optional[str] = ..., recurrence: _Optional[str] = ..., next_due: _Optional[str] = ..., occurrences: _Optional[int] = ..., last_charge: _Optional[str] = ..., price_increased: _Optional[bool] = ...) -> None: ...
+    def __init__(self, suggestion_id: _Optional[str] = ..., payee: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., cadence: _Optional[str] = ..., recurrence: _Optional[str] = ..., next_due: _Optional[str] = ..., occurrences: _Optional[int] = ..., last_charge: _Optional[str] = ...) -> None: ...
 
 class ListBillSuggestionsRequest(_message.Message):
     __slots__ = ()

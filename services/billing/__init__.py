@@ -1,0 +1,1 @@
+"""The billing service: budgets, bills and subscriptions, and alerts."""

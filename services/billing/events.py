@@ -1,0 +1,116 @@
+"""Ledger and user events applied to billing's spend view, each inside the consumer's
+inbox transaction (so applied once however often delivered), with the alerts the new
+spending calls for raised in the same transaction: an alert is stored and published
+exactly when its spending is."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from expense.events.v1 import events_pb2
+from services.billing import storage
+from services.billing.matching import merchant_key
+from services.billing.rules import RuleChecks
+from services.billing.storage import Calendar
+from services.billing.usecases import Calendars
+from services.kit.db.unit_of_work import UnitsOfWork
+from services.kit.domain.periods import today_in
+from services.kit.domain.timestamps import utcnow
+from services.kit.events.subscription import Event
+from services.ledger.replica import ExpenseChange, ExpenseLine, Move, category_info, expense_change, replay
+
+log = logging.getLogger(__name__)
+
+ExpenseEvent = Event[events_pb2.ExpenseCreated | events_pb2.ExpenseUpdated | events_pb2.ExpenseDeleted]
+# (user, day, category, currency) -> (sum, count) to add.
+SpendDeltas = dict[tuple[str, date, str, str], tuple[int, int]]
+
+
+def spend_deltas(moves: dict[str, list[Move]]) -> SpendDeltas:
+    """What daily_spend changes by when each old line becomes its new one."""
+    deltas: dict[tuple[str, date, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for user_id, user_moves in moves.items():
+        for old, new in user_moves:
+            if old is not None:
+                entry = deltas[(user_id, old.spent_on, old.category_id, old.currency)]
+                entry[0] -= old.amount_minor
+                entry[1] -= 1
+            if new is not None:
+                entry = deltas[(user_id, new.spent_on, new.category_id, new.currency)]
+                entry[0] += new.amount_minor
+                entry[1] += 1
+    return {key: (total, count) for key, (total, count) in deltas.items() if total or count}
+
+
+def _usable(event: ExpenseEvent) -> ExpenseChange | None:
+    try:
+        change = expense_change(event.user_id, event.payload)
+    except ValueError:
+        log.error("expense event with a bad date skipped", extra={"event_id": event.event_id})
+        return None
+    if change is None:
+        log.warning("unusable expense event skipped", extra={"event_id": event.event_id})
+    return change
+
+
+class EventHandlers:
+    def __init__(self, units: UnitsOfWork, calendars: Calendars, checks: RuleChecks) -> None:
+        self.units = units
+        self.calendars = calendars
+        self.checks = checks
+
+    async def on_expense_events(self, session: AsyncSession, events: Sequence[ExpenseEvent]) -> None:
+        changes = [change for event in events if (change := _usable(event)) is not None]
+        if not changes:
+            return
+        stored = await storage.load_copies(session, {change.key for change in changes})
+        result = replay(stored, changes)
+        await storage.apply_spend_deltas(session, spend_deltas(result.moves))
+        keys = {key: merchant_key(copy.line.merchant) for key, copy in result.copies.items()}
+        await storage.save_copies(session, result.copies, keys, utcnow())
+        unit = self.units.joining(session)
+        calendars = await storage.load_calendars(session, list(result.moves))
+        for user_id, moves in result.moves.items():
+            changed = [new for old, new in moves if new is not None and _grew(old, new)]
+            created = [new for old, new in moves if new is not None and old is None]
+            if not changed and not created:
+                continue
+            calendar = calendars.get(user_id, self.calendars.default)
+            today = today_in(calendar.time_zone, utcnow())
+            await self.checks.after_spending(unit, user_id, changed, created, calendar, today)
+
+    async def on_category_event(
+        self, session: AsyncSession, event: Event[events_pb2.CategoryChanged]
+    ) -> None:
+        if not event.user_id or not event.payload.category_id:
+            log.warning("unusable category event skipped", extra={"event_id": event.event_id})
+            return
+        await storage.save_categories(session, event.user_id, [category_info(event.payload)])
+
+    async def on_profile_event(self, session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:
+        profile = event.payload
+        if not event.user_id:
+            log.warning("unusable profile event skipped", extra={"event_id": event.event_id})
+            return
+        default = self.calendars.default
+        calendar = Calendar(
+            profile.time_zone or default.time_zone, profile.first_day_of_week or default.first_day_of_week
+        )
+        await storage.save_calendar(session, event.user_id, calendar)
+
+
+def _grew(old: ExpenseLine | None, new: ExpenseLine) -> bool:
+    """Whether a change can push a budget up: a new expense, or one that moved or grew."""
+    if old is None:
+        return True
+    return (new.amount_minor, new.currency, new.category_id, new.spent_on) != (
+        old.amount_minor,
+        old.currency,
+        old.category_id,
+        old.spent_on,
+    )

@@ -1,0 +1,301 @@
+"""The alert rules at work, inside the caller's unit of work: a budget's figures
+from billing's spend view, the rules an expense or a day's passing calls for, and
+the sink that stores each alert once (its dedupe key) and publishes it through the
+outbox in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from expense.events.v1 import events_pb2
+from services.billing import storage
+from services.billing.domain import (
+    Alert,
+    AlertDraft,
+    Bill,
+    Budget,
+    BudgetStatus,
+    PeriodFigures,
+    Settlement,
+    bill_due_alert,
+    bill_overdue_alert,
+    budget_periods,
+    budget_status,
+    duplicate_alert,
+    is_large,
+    large_expense_alert,
+    median,
+    occurrence_status,
+    price_increase_alert,
+    projected_overspend_alert,
+    reminder_due,
+    threshold_alerts,
+)
+from services.billing.matching import amount_within, best_occurrence, merchant_key, payee_matches
+from services.billing.recurrence import parse_recurrence
+from services.billing.settings import BillingSettings
+from services.billing.storage import Calendar
+from services.billing.subscriptions import price_increase
+from services.kit.db.engine import Queryable
+from services.kit.db.unit_of_work import UnitOfWork
+from services.kit.domain.ids import new_id
+from services.kit.domain.periods import Period, period_containing
+from services.kit.domain.timestamps import rfc3339, utcnow
+from services.ledger.replica import CategoryTree, ExpenseLine
+
+ALL_SPENDING = "All spending"
+
+
+def budget_name(budget: Budget, tree: CategoryTree) -> str:
+    return tree.path_name(budget.category_id) if budget.category_id else ALL_SPENDING
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    budget: Budget
+    name: str
+    status: BudgetStatus
+
+
+async def budget_view(
+    connection: Queryable, budget: Budget, tree: CategoryTree, calendar: Calendar, today: date
+) -> BudgetView:
+    """The budget's status in the period containing today (or its first period, if later)."""
+    first_day = calendar.first_day_of_week
+    members = tree.members(budget.category_id) if budget.category_id else None
+    period = max(
+        period_containing(budget.period, today, first_day), budget.first_period(first_day), key=_start
+    )
+    by_currency = await storage.spend_by_currency(
+        connection, budget.user_id, members, period.start, period.end
+    )
+    spent = by_currency.pop(budget.currency, 0)
+    carried = 0
+    if budget.rollover and budget.first_period(first_day).start < period.start:
+        earlier = await past_periods(connection, budget, members, calendar, period.previous())
+        carried = earlier[-1].remaining
+    figures = PeriodFigures(period, budget.amount_for(period), carried, spent)
+    return BudgetView(budget, budget_name(budget, tree), budget_status(figures, today, by_currency))
+
+
+async def past_periods(
+    connection: Queryable, budget: Budget, members: set[str] | None, calendar: Calendar, until: Period
+) -> list[PeriodFigures]:
+    """The budget's periods from its first to `until`, oldest first, rollover applied."""
+    start = budget.first_period(calendar.first_day_of_week).start
+    by_day = await storage.spend_by_day(
+        connection, budget.user_id, members, budget.currency, start, until.end
+    )
+    return budget_periods(budget, calendar.first_day_of_week, until, by_day)
+
+
+def _start(period: Period) -> date:
+    return period.start
+
+
+def alert_raised(alert: Alert) -> events_pb2.AlertRaised:
+    return events_pb2.AlertRaised(
+        alert_id=alert.alert_id,
+        type=alert.type,
+        severity=alert.severity,
+        title=alert.title,
+        details=alert.details,
+        dedupe_key=alert.dedupe_key,
+        create_time=rfc3339(alert.created_at),
+    )
+
+
+class AlertSink:
+    """Stores each draft once (a taken dedupe key means the rule already fired for that
+    occurrence) and publishes alert.raised with the same commit; muted rules are dropped."""
+
+    def __init__(self, settings: BillingSettings) -> None:
+        self.severity = settings.alerts.severity
+
+    async def raise_all(self, unit: UnitOfWork, user_id: str, drafts: Sequence[AlertDraft]) -> list[Alert]:
+        if not drafts:
+            return []
+        muted = await storage.muted_rules(unit.session, user_id)
+        raised = []
+        now = utcnow()
+        for draft in drafts:
+            if draft.type in muted:
+                continue
+            severity = draft.severity or self.severity.get(draft.type, "info")
+            alert = Alert(
+                new_id(), user_id, draft.type, severity, draft.title, draft.details, draft.dedupe_key, now
+            )
+            if await storage.insert_alert(unit.session, alert):
+                raised.append(alert)
+        if raised:
+            await unit.publish_all([(user_id, alert_raised(alert)) for alert in raised])
+        return raised
+
+
+class RuleChecks:
+    """Which rules a user's new spending, or the calendar, calls for."""
+
+    def __init__(self, settings: BillingSettings, sink: AlertSink) -> None:
+        self.settings = settings
+        self.rules = settings.alerts
+        self.sink = sink
+
+    async def after_budget_change(self, unit: UnitOfWork, view: BudgetView) -> None:
+        """A new or changed budget: thresholds its spending already reached fire now."""
+        drafts = threshold_alerts(view.budget, view.name, view.status, self.rules.critical_threshold_percent)
+        await self.sink.raise_all(unit, view.budget.user_id, drafts)
+
+    async def after_spending(
+        self,
+        unit: UnitOfWork,
+        user_id: str,
+        changed: Sequence[ExpenseLine],
+        created: Sequence[ExpenseLine],
+        calendar: Calendar,
+        today: date,
+    ) -> None:
+        """Budgets whose current period the changes touched, then the rules of each new expense."""
+        session = unit.session
+        drafts: list[AlertDraft] = []
+        # FOR UPDATE: one user's checks run one at a time, each seeing the spending the
+        # ones before it committed (two replicas could otherwise both miss a crossing).
+        budgets = await storage.load_budgets(session, user_id, lock=True)
+        tree = await storage.category_tree(session, user_id)
+        for budget in budgets:
+            if not _touches(budget, tree, changed, calendar, today):
+                continue
+            view = await budget_view(session, budget, tree, calendar, today)
+            drafts += threshold_alerts(budget, view.name, view.status, self.rules.critical_threshold_percent)
+        for line in created:
+            drafts += await self._expense_rules(unit, user_id, line, tree)
+        await self.sink.raise_all(unit, user_id, drafts)
+
+    async def _expense_rules(
+        self, unit: UnitOfWork, user_id: str, line: ExpenseLine, tree: CategoryTree
+    ) -> list[AlertDraft]:
+        session = unit.session
+        drafts: list[AlertDraft] = []
+        rules = self.rules
+        history = await storage.recent_in_category(
+            session, user_id, line.category_id, line.currency, line.expense_id, rules.large_expense_history
+        )
+        if is_large(
+            line.amount_minor,
+            line.currency,
+            history,
+            rules.large_expense_median_multiplier,
+            rules.large_expense_min_history,
+            rules.large_expense_absolute,
+        ):
+            typical = int(median(history)) if history else 0
+            category = tree.path_name(line.category_id) if line.category_id else ""
+            drafts.append(
+                large_expense_alert(
+                    user_id,
+                    line.expense_id,
+                    line.amount_minor,
+                    line.currency,
+                    line.merchant,
+                    category,
+                    typical,
+                )
+            )
+        key = merchant_key(line.merchant)
+        if key:
+            window = timedelta(days=rules.duplicate_window_days)
+            same = await storage.same_charges(
+                session, user_id, line, key, line.spent_on - window, line.spent_on + window
+            )
+            if same:
+                drafts.append(
+                    duplicate_alert(
+                        user_id,
+                        line.expense_id,
+                        same,
+                        line.amount_minor,
+                        line.currency,
+                        line.merchant,
+                        line.spent_on,
+                    )
+                )
+            if line.source != "recurring":  # billing's own payments settle their occurrence themselves
+                drafts += await self._settle_bills(unit, user_id, line, key)
+        return drafts
+
+    async def _settle_bills(
+        self, unit: UnitOfWork, user_id: str, line: ExpenseLine, key: str
+    ) -> list[AlertDraft]:
+        """Settles the occurrence this expense pays, if any; notices a price increase."""
+        matching = self.settings.matching
+        window = timedelta(days=matching.window_days)
+        drafts = []
+        for bill in await storage.load_bills(unit.session, user_id):
+            if bill.currency != line.currency or not payee_matches(
+                merchant_key(bill.payee), key, matching.payee_similarity
+            ):
+                continue
+            recurrence = parse_recurrence(bill.recurrence, bill.first_due)
+            near = recurrence.occurrences(line.spent_on - window, line.spent_on + window)
+            settled = await storage.load_settlements(
+                unit.session, [bill.bill_id], line.spent_on - window, line.spent_on + window
+            )
+            open_dates = [due for due in near if (bill.bill_id, due) not in settled]
+            due_on = best_occurrence(open_dates, line.spent_on, matching.window_days)
+            if due_on is None:
+                continue
+            if price_increase(
+                bill.amount_minor, line.amount_minor, self.settings.subscriptions.price_increase_min_percent
+            ):
+                drafts.append(
+                    price_increase_alert(bill, bill.amount_minor, line.amount_minor, line.expense_id)
+                )
+            if amount_within(bill.amount_minor, line.amount_minor, matching.amount_tolerance_percent):
+                await storage.settle(
+                    unit.session, bill.bill_id, _paid(due_on, line.expense_id, line.amount_minor), utcnow()
+                )
+                break
+        return drafts
+
+    # ------------------------------------------------------------ the calendar's rules
+
+    def bill_drafts(self, bill: Bill, settled: Collection[date], today: date) -> list[AlertDraft]:
+        """Reminders inside their window and overdue occurrences, back to the lookback."""
+        rules = self.rules
+        recurrence = parse_recurrence(bill.recurrence, bill.first_due)
+        start = today - timedelta(days=rules.overdue_lookback_days)
+        end = today + timedelta(days=bill.remind_days_before)
+        drafts = []
+        for due_on in recurrence.occurrences(start, end):
+            if due_on in settled:
+                continue
+            if occurrence_status(due_on, None, today, rules.overdue_grace_days) == "overdue":
+                drafts.append(bill_overdue_alert(bill, due_on))
+            elif reminder_due(bill, due_on, today):
+                drafts.append(bill_due_alert(bill, due_on))
+        return drafts
+
+    def projection_drafts(self, view: BudgetView, today: date) -> list[AlertDraft]:
+        draft = projected_overspend_alert(
+            view.budget, view.name, view.status, today, self.rules.projected_min_elapsed_days
+        )
+        return [draft] if draft else []
+
+
+def _paid(due_on: date, expense_id: str, amount_minor: int) -> Settlement:
+    return Settlement(due_on, "paid", expense_id, amount_minor)
+
+
+def _touches(
+    budget: Budget, tree: CategoryTree, lines: Sequence[ExpenseLine], calendar: Calendar, today: date
+) -> bool:
+    """Whether a change lies in the budget's current period, currency and categories."""
+    period = period_containing(budget.period, today, calendar.first_day_of_week)
+    members = tree.members(budget.category_id) if budget.category_id else None
+    return any(
+        line.currency == budget.currency
+        and period.contains(line.spent_on)
+        and (members is None or line.category_id in members)
+        for line in lines
+    )

@@ -1,0 +1,58 @@
+"""Wiring of the billing service: the spend view's consumers, the rule checks and
+alert sink, the scheduler, the use cases and servicer, the ledger client."""
+
+from __future__ import annotations
+
+from expense.billing.v1 import billing_pb2_grpc
+from expense.events.v1 import events_pb2
+from services.billing import storage
+from services.billing.api import SERVICE_NAME, BillingServicer
+from services.billing.events import EventHandlers
+from services.billing.rules import AlertSink, RuleChecks
+from services.billing.scheduler import Scheduler
+from services.billing.settings import BillingMeshSettings
+from services.billing.usecases import Alerts, Bills, Budgets, Calendars, CategoryCopies
+from services.kit.db.unit_of_work import UnitsOfWork
+from services.kit.events.subscription import Subscription
+from services.kit.grpc.server import ServiceApp
+from services.kit.runtime import Runtime
+from services.ledger.client import LedgerClient
+
+EXPENSE_CHANGES = Subscription(
+    "billing_expenses", (events_pb2.ExpenseCreated, events_pb2.ExpenseUpdated, events_pb2.ExpenseDeleted)
+)
+CATEGORY_CHANGES = Subscription("billing_categories", (events_pb2.CategoryChanged,))
+PROFILE_CHANGES = Subscription("billing_profiles", (events_pb2.ProfileUpdated,))
+# Every consumer the wiring starts; docs/events.md lists them.
+SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES)
+
+
+def build_app(settings: BillingMeshSettings) -> ServiceApp:
+    runtime = Runtime("billing", settings)
+    verifier = runtime.remote_verifier()
+    config = settings.billing
+    units = UnitsOfWork(runtime.db, runtime.outbox(storage.outbox_table), storage.idempotency_keys)
+    calendars = Calendars(settings.user.defaults)
+    checks = RuleChecks(config, AlertSink(config))
+    handlers = EventHandlers(units, calendars, checks)
+    runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
+    runtime.consume(storage.inbox_table, CATEGORY_CHANGES, handlers.on_category_event)
+    runtime.consume(storage.inbox_table, PROFILE_CHANGES, handlers.on_profile_event)
+    # A tombstone only has to outlast the events that could still arrive for its expense.
+    runtime.purger.keep(
+        storage.expenses, "updated_at", settings.retention.inbox_window, storage.expenses.c.deleted.is_(True)
+    )
+    runtime.background.append(Scheduler(units, config, calendars, checks).run)
+    ledger = LedgerClient(settings.service_address("ledger"), settings.internal_call_timeout_seconds)
+    categories = CategoryCopies(ledger)
+    servicer = BillingServicer(
+        Budgets(runtime.db, units, config, calendars, categories, checks),
+        Bills(runtime.db, units, config, calendars, categories, ledger),
+        Alerts(runtime.db, units, config),
+        config,
+    )
+    app = runtime.app(
+        verifier, [(billing_pb2_grpc.add_BillingServiceServicer_to_server, servicer, SERVICE_NAME)]
+    )
+    app.on_stop.append(ledger.close)
+    return app
