@@ -94,6 +94,8 @@ class Mesh:
             EM_EVENT_PREFIX=self.event_prefix,
             EM_MESH__SERVICES=json.dumps(self.services),
             EM_CORS__ALLOWED_ORIGINS=json.dumps([ALLOWED_ORIGIN]),
+            # Billing's time-based rules every half second, so tests see them at once.
+            EM_BILLING__SCHEDULER__INTERVAL_SECONDS="0.5",
             PYTHONUNBUFFERED="1",
             **SUITE_LIMITS,
             **{f"EM_PORTS__{name.upper()}": str(port) for name, port in self.ports.items()},

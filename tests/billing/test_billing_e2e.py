@@ -154,6 +154,41 @@ async def test_budget_thresholds_fire_once_and_rearm_on_a_new_amount(client: htt
     assert acked["acknowledge_time"]
 
 
+async def test_twenty_concurrent_creates_crossing_a_threshold_raise_one_alert(
+    client: httpx.AsyncClient,
+) -> None:
+    member = await sign_up(client)
+    budget = {"period": "month", "amount": "1000.00", "currency": "INR", "thresholds": [50]}
+    await member.ok("POST", "/v1/budgets", json=budget)
+    food = await member.category("Food & dining")
+    await asyncio.gather(*(member.spend("30.00", food) for _ in range(20)))  # 60 %
+    await eventually(lambda: threshold_alerts(member), lambda seen: seen == ["50"])
+    await stays(member, ["50"])
+
+
+async def test_the_scheduler_reminds_and_flags_overdue_once(client: httpx.AsyncClient) -> None:
+    member = await sign_up(client)
+    today = date.today()
+    for payee, first_due in (
+        ("Water board", today + timedelta(days=2)),
+        ("Landlord", today - timedelta(days=5)),
+    ):
+        body = {
+            "payee": payee,
+            "amount": "1500",
+            "currency": "INR",
+            "recurrence": "FREQ=YEARLY",
+            "first_due": first_due.isoformat(),
+            "remind_days_before": 3,
+        }
+        await member.ok("POST", "/v1/bills", json=body)
+    due = await eventually(lambda: member.alerts("bill_due"), lambda seen: len(seen) == 1)
+    overdue = await eventually(lambda: member.alerts("bill_overdue"), lambda seen: len(seen) == 1)
+    assert due[0]["details"]["payee"] == "Water board" and overdue[0]["details"]["payee"] == "Landlord"
+    await asyncio.sleep(QUIET_SECONDS)  # several more rounds: still one of each
+    assert len(await member.alerts("bill_due")) == 1 and len(await member.alerts("bill_overdue")) == 1
+
+
 async def test_a_bill_paid_twice_makes_one_expense(client: httpx.AsyncClient) -> None:
     member = await sign_up(client)
     due = date.today() - timedelta(days=3)
