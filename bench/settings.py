@@ -45,6 +45,8 @@ class Targets(BaseModel):
     summary_uncached_max_p99_ms: float
     event_lag_max_p99_ms: float
     import_max_seconds: float
+    budget_status_max_p99_ms: float
+    alert_latency_max_p99_ms: float
 
 
 class Profile(BaseModel):
@@ -65,6 +67,8 @@ class Profile(BaseModel):
     lag_rates: list[float] = Field(min_length=1)
     lag_seconds: float = Field(gt=0)
     lag_poll_ms: float = Field(gt=0)
+    # Creates per second of the alert-latency step (issue 15's target is at 100/s).
+    alert_rate: float = Field(100.0, gt=0)
     import_rows: int = Field(ge=1)
     import_batch_rows: int = Field(ge=1)
     import_concurrency: int = Field(ge=1)

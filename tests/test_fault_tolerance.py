@@ -1,7 +1,9 @@
 """`kill -9` of each child of `make up` in turn (every mesh service, then NATS and
 Envoy) while creates run through the gateway over loopback: the launcher restarts
 the killed one, which answers SERVING again within 5 s; the others are never
-stopped; and every create the gateway acknowledged is in the ledger afterwards."""
+stopped; every create the gateway acknowledged is in the ledger afterwards; and
+billing, killed and cut off from NATS meanwhile, ends with a spend view equal to
+the ledger and exactly one alert per budget threshold the spending crossed."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -34,6 +37,11 @@ CREATE_LOOPS = 2
 CREATE_PAUSE_SECONDS = 0.02
 # Creates flowing before each kill, so some are in flight when it lands.
 RUN_BEFORE_KILL_SECONDS = 0.5
+# Each create's amount, and a budget whose thresholds the run crosses one by one.
+CREATE_AMOUNT = Decimal("1.25")
+BUDGET = {"period": "month", "amount": "100.00", "currency": "INR", "thresholds": [5, 50, 200, 500, 1000]}
+# How long billing may take to catch up with the ledger after the kills.
+CATCH_UP_SECONDS = 30.0
 
 
 @dataclass
@@ -76,7 +84,7 @@ async def _keep_creating(http: httpx.AsyncClient, headers: dict[str, str], creat
             return
         body = {
             "request_id": secrets.token_hex(8),
-            "amount": "1.25",
+            "amount": str(CREATE_AMOUNT),
             "currency": "INR",
             "spent_on": "2026-11-21",
             "note": f"fault {number}",
@@ -158,6 +166,8 @@ async def test_kill_9_of_each_child_loses_no_acknowledged_create(
     fault_mesh: Mesh, http: httpx.AsyncClient
 ) -> None:
     headers = await _sign_up(http)
+    budget = await http.post("/v1/budgets", json=BUDGET, headers=headers)
+    assert budget.status_code == 200, budget.text
     creates = Creates()
     loops = [asyncio.create_task(_keep_creating(http, headers, creates)) for _ in range(CREATE_LOOPS)]
     back_after: dict[str, float] = {}
@@ -171,8 +181,33 @@ async def test_kill_9_of_each_child_loses_no_acknowledged_create(
         await asyncio.gather(*loops)
     print(f"back after (s) {back_after}; acknowledged {len(creates.acknowledged)}, refused {creates.refused}")
     assert all(seconds <= BACK_WITHIN_SECONDS for seconds in back_after.values()), back_after
-    missing = set(creates.acknowledged) - await _listed_ids(http, headers)
+    in_ledger = await _listed_ids(http, headers)
+    missing = set(creates.acknowledged) - in_ledger
     assert not missing, f"{len(missing)} acknowledged creates are not in the ledger"
     for victim in back_after:
         assert f"restarted {victim} (pid" in fault_mesh.log
     assert "given up on" not in fault_mesh.log
+    # Every expense the ledger holds counts, acknowledged or not (a create can commit after its
+    # caller gave up).
+    await _billing_caught_up(http, headers, budget.json()["budget_id"], len(in_ledger))
+
+
+async def _billing_caught_up(
+    http: httpx.AsyncClient, headers: dict[str, str], budget_id: str, count: int
+) -> None:
+    """Billing's spend equals the ledger's, with one alert per threshold crossed."""
+    spent = CREATE_AMOUNT * count
+
+    async def caught_up() -> bool:
+        answer = await http.get(f"/v1/budgets/{budget_id}", headers=headers)
+        return answer.status_code == 200 and Decimal(answer.json()["status"]["spent"]) == spent
+
+    await wait_until(caught_up, f"billing's spend at {spent}", CATCH_UP_SECONDS)
+    crossed = sorted(t for t in BUDGET["thresholds"] if spent * 100 >= Decimal(BUDGET["amount"]) * t)
+    listed = (await http.get("/v1/alerts", params={"page_size": "200"}, headers=headers)).json()
+    fired = sorted(
+        int(alert["details"]["threshold"])
+        for alert in listed.get("alerts", [])
+        if alert["type"] == "budget_threshold"
+    )
+    assert fired == crossed, f"spent {spent}: alerts for {fired}, crossed {crossed}"

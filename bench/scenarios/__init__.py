@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Bench
 from bench.scenarios.baseline import baseline
+from bench.scenarios.billing import alert_latency, budget_status
 from bench.scenarios.event_lag import event_lag
 from bench.scenarios.expenses import create_expense, list_expenses
 from bench.scenarios.imports import bulk_import
@@ -21,8 +22,10 @@ SCENARIOS: dict[str, Scenario] = {
     "list": list_expenses,
     "summary-cached": summaries_cached,
     "summary-uncached": summaries_uncached,
+    "budget-status": budget_status,
     "create": create_expense,
     "event-lag": event_lag,
+    "alert-latency": alert_latency,
     "login": login,
     "import": bulk_import,
 }

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from services.kit.domain.money import format_amount, to_decimal
 from services.kit.domain.periods import Period, period_containing
+from services.ledger.replica import Move
 
 RULE_TYPES = (
     "budget_threshold",
@@ -169,6 +170,28 @@ def crossed_thresholds(budget: Budget, status: BudgetStatus) -> list[int]:
     """The thresholds spending has reached in the period."""
     percent = status.percent_tenths
     return [threshold for threshold in budget.thresholds if percent >= threshold * 10]
+
+
+# ---------------------------------------------------------------- the spend view
+
+# (user, day, category, currency) -> (sum, count) to add.
+SpendDeltas = dict[tuple[str, date, str, str], tuple[int, int]]
+
+
+def spend_deltas(moves: dict[str, list[Move]]) -> SpendDeltas:
+    """What daily_spend changes by when each old line becomes its new one."""
+    deltas: dict[tuple[str, date, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for user_id, user_moves in moves.items():
+        for old, new in user_moves:
+            if old is not None:
+                entry = deltas[(user_id, old.spent_on, old.category_id, old.currency)]
+                entry[0] -= old.amount_minor
+                entry[1] -= 1
+            if new is not None:
+                entry = deltas[(user_id, new.spent_on, new.category_id, new.currency)]
+                entry[0] += new.amount_minor
+                entry[1] += 1
+    return {key: (total, count) for key, (total, count) in deltas.items() if total or count}
 
 
 # ---------------------------------------------------------------- bills

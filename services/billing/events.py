@@ -6,14 +6,13 @@ exactly when its spending is."""
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from services.billing import storage
+from services.billing.domain import spend_deltas
 from services.billing.matching import merchant_key
 from services.billing.rules import RuleChecks
 from services.billing.storage import Calendar
@@ -22,29 +21,11 @@ from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.periods import today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Event
-from services.ledger.replica import ExpenseChange, ExpenseLine, Move, category_info, expense_change, replay
+from services.ledger.replica import ExpenseChange, ExpenseLine, category_info, expense_change, replay
 
 log = logging.getLogger(__name__)
 
 ExpenseEvent = Event[events_pb2.ExpenseCreated | events_pb2.ExpenseUpdated | events_pb2.ExpenseDeleted]
-# (user, day, category, currency) -> (sum, count) to add.
-SpendDeltas = dict[tuple[str, date, str, str], tuple[int, int]]
-
-
-def spend_deltas(moves: dict[str, list[Move]]) -> SpendDeltas:
-    """What daily_spend changes by when each old line becomes its new one."""
-    deltas: dict[tuple[str, date, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for user_id, user_moves in moves.items():
-        for old, new in user_moves:
-            if old is not None:
-                entry = deltas[(user_id, old.spent_on, old.category_id, old.currency)]
-                entry[0] -= old.amount_minor
-                entry[1] -= 1
-            if new is not None:
-                entry = deltas[(user_id, new.spent_on, new.category_id, new.currency)]
-                entry[0] += new.amount_minor
-                entry[1] += 1
-    return {key: (total, count) for key, (total, count) in deltas.items() if total or count}
 
 
 def _usable(event: ExpenseEvent) -> ExpenseChange | None:

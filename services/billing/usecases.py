@@ -49,7 +49,7 @@ from services.kit.domain.periods import period_containing, today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.domain.validation import validated
 from services.ledger.client import LedgerClient
-from services.ledger.replica import CategoryInfo, CategoryTree
+from services.ledger.replica import CategoryTree
 from services.user.settings import ProfileDefaults
 
 # The namespace of the request ids billing sends the ledger for bill payments.
@@ -85,9 +85,7 @@ class CategoryCopies:
         tree = await storage.category_tree(session, user_id)
         if not category_id or category_id in tree:
             return tree
-        found = await self.ledger.categories(user_id)
-        infos = [CategoryInfo(c.category_id, c.name, c.parent_id) for c in found]
-        await storage.save_categories(session, user_id, infos)
+        await storage.save_categories(session, user_id, await self.ledger.categories(user_id))
         tree = await storage.category_tree(session, user_id)
         if category_id not in tree:
             raise InvalidArgument.of("category_id", "no such category")

@@ -14,8 +14,8 @@ from services.kit.domain.periods import PERIOD_KINDS, period_containing, today_i
 from services.kit.domain.timestamps import utcnow
 from services.kit.logs import configure_logging
 from services.kit.runtime import Runtime
+from services.ledger.client import LedgerClient
 from services.reporting.preferences import StoredPreferences
-from services.reporting.rebuild import LedgerClient
 from services.reporting.rebuild import rebuild as rebuild_from_ledger
 from services.reporting.reportcache import ReportCache
 from services.reporting.settings import ReportingMeshSettings
@@ -47,7 +47,9 @@ def rebuild(user_id: str | None) -> None:
 async def _rebuild(settings: ReportingMeshSettings, user_id: str | None) -> dict[str, int]:
     runtime = Runtime(SERVICE, settings)
     ledger = LedgerClient(
-        settings.service_address("ledger"), settings.reporting.rebuild_stream_timeout_seconds
+        settings.service_address("ledger"),
+        settings.reporting.rebuild_stream_timeout_seconds,
+        wait_for_ready=False,
     )
     cache = ReportCache(runtime.cache, settings.reporting.cache_ttl_seconds)
     try:

@@ -7,14 +7,11 @@ and then applies to the rebuilt copy (see events.py)."""
 from __future__ import annotations
 
 import logging
-from datetime import date
 from typing import Protocol
 
 from sqlalchemy.exc import DBAPIError
 
-from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from services.kit.db.engine import Database
-from services.kit.grpc.clients import LazyChannel
 from services.ledger.replica import CategoryInfo, ExpenseLine
 from services.reporting import storage
 from services.reporting.domain import rollup_deltas
@@ -22,7 +19,6 @@ from services.reporting.reportcache import ReportCache
 
 log = logging.getLogger(__name__)
 
-LEDGER_INTERNAL_SERVICE = "expense.ledger.v1.LedgerInternalService"
 ATTEMPTS = 3
 
 
@@ -32,52 +28,6 @@ class LedgerData(Protocol):
     async def categories(self, user_id: str) -> list[CategoryInfo]: ...
 
     async def expenses(self, user_id: str) -> list[ExpenseLine]: ...
-
-
-class LedgerClient:
-    """The ledger's mesh-internal streams."""
-
-    def __init__(self, target: str, timeout_seconds: float) -> None:
-        self.timeout_seconds = timeout_seconds
-        # A rebuild is a one-shot command: no ledger is an error to report, not to wait for.
-        self.channel = LazyChannel(target, [LEDGER_INTERNAL_SERVICE], timeout_seconds, wait_for_ready=False)
-
-    def _stub(self) -> ledger_pb2_grpc.LedgerInternalServiceStub:
-        return ledger_pb2_grpc.LedgerInternalServiceStub(self.channel.get())
-
-    async def users(self) -> set[str]:
-        """Everyone with categories (every ledger user has the default set)."""
-        request = ledger_pb2.StreamCategoriesRequest()
-        stream = self._stub().StreamCategories(request, timeout=self.timeout_seconds)
-        return {category.user_id async for batch in stream for category in batch.categories}
-
-    async def categories(self, user_id: str) -> list[CategoryInfo]:
-        request = ledger_pb2.StreamCategoriesRequest(user_id=user_id)
-        stream = self._stub().StreamCategories(request, timeout=self.timeout_seconds)
-        return [
-            CategoryInfo(category.category_id, category.name, category.parent_id)
-            async for batch in stream
-            for category in batch.categories
-        ]
-
-    async def expenses(self, user_id: str) -> list[ExpenseLine]:
-        request = ledger_pb2.StreamExpensesRequest(user_id=user_id)
-        stream = self._stub().StreamExpenses(request, timeout=self.timeout_seconds)
-        return [
-            ExpenseLine(
-                expense_id=expense.expense_id,
-                amount_minor=expense.amount_minor,
-                currency=expense.currency,
-                spent_on=date.fromisoformat(expense.spent_on),
-                category_id=expense.category_id,
-                merchant=expense.merchant,
-            )
-            async for batch in stream
-            for expense in batch.expenses
-        ]
-
-    async def close(self) -> None:
-        await self.channel.close()
 
 
 async def rebuild_user(db: Database, ledger: LedgerData, user_id: str) -> int:

@@ -1,0 +1,41 @@
+"""Operator commands: `python -m services.billing rebuild [--user-id X]`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+import grpc
+
+from services.billing.rebuild import rebuild as rebuild_from_ledger
+from services.billing.settings import BillingMeshSettings
+from services.kit.db.engine import Database
+from services.kit.logs import configure_logging
+from services.ledger.client import LedgerClient
+
+SERVICE = "billing"
+STREAM_TIMEOUT_SECONDS = 600.0
+
+
+@click.command()
+@click.option("--user-id", default=None, help="Rebuild only this user (default: everyone).")
+def rebuild(user_id: str | None) -> None:
+    """Recompute billing's spend view (expense copies, daily rollups, categories) from the ledger."""
+    settings = BillingMeshSettings()
+    configure_logging(SERVICE, settings.log_level)
+    try:
+        counts = asyncio.run(_rebuild(settings, user_id))
+    except grpc.aio.AioRpcError as error:
+        address = settings.service_address("ledger")
+        raise click.ClickException(f"the ledger at {address} did not answer ({error.code().name})") from None
+    click.echo(f"{SERVICE}: rebuilt {len(counts)} user(s), {sum(counts.values())} expense(s)")
+
+
+async def _rebuild(settings: BillingMeshSettings, user_id: str | None) -> dict[str, int]:
+    db = Database.for_service(settings, SERVICE)
+    ledger = LedgerClient(settings.service_address("ledger"), STREAM_TIMEOUT_SECONDS, wait_for_ready=False)
+    try:
+        return await rebuild_from_ledger(db, ledger, user_id)
+    finally:
+        await ledger.close()
+        await db.dispose()
