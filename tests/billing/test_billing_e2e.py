@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
@@ -16,6 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from services.billing import storage
+from services.kit.config.settings import REPO_ROOT
+from services.kit.db.engine import Database
 from tests.mesh import Mesh
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +39,7 @@ async def client(mesh: Mesh) -> AsyncIterator[httpx.AsyncClient]:
 class Member:
     def __init__(self, client: httpx.AsyncClient, tokens: dict[str, Any]) -> None:
         self.client = client
+        self.user_id: str = tokens["user"]["user_id"]
         self.headers = {"authorization": f"Bearer {tokens['access_token']}"}
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -298,3 +304,47 @@ async def test_an_invalid_rrule_is_400_naming_recurrence(client: httpx.AsyncClie
     }
     response = await member.call("POST", "/v1/bills", json=body)
     assert response.status_code == 400 and "recurrence" in response.text
+
+
+async def spend_view(database: Database, user_id: str) -> list[tuple[Any, ...]]:
+    async with database.transaction() as session:
+        rows = await session.execute(
+            storage.daily_spend.select()
+            .where(storage.daily_spend.c.user_id == user_id)
+            .order_by("day", "category_id")
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_a_rebuild_from_the_ledger_equals_what_the_events_built(
+    client: httpx.AsyncClient, mesh: Mesh
+) -> None:
+    member = await sign_up(client)
+    food = await member.category("Food & dining")
+    budget = await member.ok(
+        "POST", "/v1/budgets", json={"period": "year", "amount": "90000", "currency": "INR"}
+    )
+    spent = [
+        await member.spend(amount, food, day=f"{date.today().year}-01-0{day}")
+        for day, amount in ((1, "10.00"), (2, "20.50"), (3, "30.25"))
+    ]
+    await member.ok("DELETE", f"/v1/expenses/{spent[0]['expense_id']}")
+
+    async def status() -> str:
+        return (await member.ok("GET", f"/v1/budgets/{budget['budget_id']}"))["status"]["spent"]
+
+    await eventually(status, lambda seen: seen == "50.75")
+    url = mesh.env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{mesh.data_dir / 'billing.sqlite3'}"
+    database = Database(url, schema="billing")
+    try:
+        incremental = await spend_view(database, member.user_id)
+        command = [sys.executable, "-m", "services.billing", "rebuild", "--user-id", member.user_id]
+        done = await asyncio.to_thread(
+            subprocess.run, command, env=mesh.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert "rebuilt 1 user(s), 2 expense(s)" in done.stdout
+        assert await spend_view(database, member.user_id) == incremental
+    finally:
+        await database.dispose()
+    assert await status() == "50.75"
