@@ -49,8 +49,8 @@ def test_the_kit_settings_hold_no_service_section() -> None:
     settings = MeshSettings()
     assert not {"auth", "user", "ledger", "reporting", "billing"} & set(MeshSettings.model_fields)
     assert settings.mesh.services == ["auth", "user", "ledger", "reporting", "billing"]
-    with pytest.raises(ValueError, match="no port for service 'billing'"):
-        settings.service_port("billing")
+    with pytest.raises(ValueError, match="no port for service 'payroll'"):
+        settings.service_port("payroll")
 
 
 def test_the_page_token_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
