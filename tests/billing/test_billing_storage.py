@@ -1,0 +1,61 @@
+"""Billing's guarantees that live in the database, on a migrated SQLite file and a
+fresh PostgreSQL database: a dedupe key admits one alert however many writers race
+for it, and the scheduler's lease admits one holder until it expires."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from services.billing import storage
+from services.billing.domain import Alert
+from services.billing.settings import BillingMeshSettings
+from services.kit.db import migrations
+from services.kit.db.engine import Database
+from services.kit.domain.ids import new_id
+from services.kit.domain.timestamps import utcnow
+
+
+@pytest.fixture
+async def database(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
+    settings = BillingMeshSettings(database_url=database_url, data_dir=tmp_path)
+    # Alembic's env runs its own event loop, so it gets a thread of its own.
+    await asyncio.to_thread(migrations.upgrade, "billing", settings)
+    db = Database.for_service(settings, "billing")
+    yield db
+    await db.dispose()
+
+
+def _alert(dedupe_key: str) -> Alert:
+    return Alert(new_id(), "u1", "budget_threshold", "warning", "t", {"a": "1"}, dedupe_key, utcnow())
+
+
+async def test_racing_writers_store_one_alert_per_dedupe_key(database: Database) -> None:
+    async def write() -> bool:
+        async with database.transaction() as session:
+            return await storage.insert_alert(session, _alert("budget_threshold:b:2026-01-01:0:80"))
+
+    outcomes = await asyncio.gather(*(write() for _ in range(20)), return_exceptions=True)
+    assert [outcome for outcome in outcomes if outcome is True] == [True], outcomes
+    assert all(outcome in (True, False) for outcome in outcomes), outcomes
+    async with database.transaction() as session:
+        assert (await session.execute(select(func.count()).select_from(storage.alerts))).scalar_one() == 1
+
+
+async def _take(database: Database, holder: str, seconds_from_now: float) -> bool:
+    at = utcnow() + timedelta(seconds=seconds_from_now)
+    async with database.transaction() as session:
+        return await storage.take_lease(session, "billing.scheduler", holder, at, at + timedelta(seconds=60))
+
+
+async def test_one_scheduler_holds_the_lease_until_it_expires(database: Database) -> None:
+    assert await _take(database, "a", 0)
+    assert not await _take(database, "b", 0)
+    assert await _take(database, "a", 0)  # the holder renews
+    assert await _take(database, "b", 61)  # expired: another replica takes over
+    assert not await _take(database, "a", 61)
