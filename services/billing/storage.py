@@ -375,7 +375,16 @@ async def apply_spend_deltas(
             },
         )
         await session.execute(statement)
-    await session.execute(delete(daily_spend).where(daily_spend.c.count <= 0))
+    emptied = sorted(key for key, (_, count) in deltas.items() if count < 0)
+    for start in range(0, len(emptied), CHUNK):
+        keys = tuple_(
+            daily_spend.c.user_id, daily_spend.c.day, daily_spend.c.category_id, daily_spend.c.currency
+        )
+        await session.execute(
+            delete(daily_spend).where(
+                keys.in_(emptied[start : start + CHUNK]), daily_spend.c.count <= 0
+            )
+        )
 
 
 def _line(row: Any) -> ExpenseLine:

@@ -75,8 +75,10 @@ class Calendars:
 
 
 class CategoryCopies:
-    """The user's category tree as billing's copy has it; a category the copy does not
-    know yet (its event still on the way, right after a signup) is asked of the ledger."""
+    """The user's category tree as billing's copy has it; when the copy does not know a
+    category yet (its event still on the way, right after a signup), the ledger's tree.
+    Only the consumer writes the copy: two writers of one user's categories, in different
+    orders, could deadlock."""
 
     def __init__(self, ledger: LedgerClient) -> None:
         self.ledger = ledger
@@ -85,8 +87,7 @@ class CategoryCopies:
         tree = await storage.category_tree(session, user_id)
         if not category_id or category_id in tree:
             return tree
-        await storage.save_categories(session, user_id, await self.ledger.categories(user_id))
-        tree = await storage.category_tree(session, user_id)
+        tree = CategoryTree(await self.ledger.categories(user_id))
         if category_id not in tree:
             raise InvalidArgument.of("category_id", "no such category")
         return tree

@@ -198,3 +198,39 @@ async def test_etags_masks_and_page_tokens(client: httpx.AsyncClient) -> None:
     assert forged.status_code == 400 and "page_token" in forged.text
     garbage = await member.call("GET", "/v1/budgets", params={"page_token": "%%%not-a-token"})
     assert garbage.status_code == 400
+
+
+async def test_a_parent_budget_counts_its_children_and_history_rolls_over(client: httpx.AsyncClient) -> None:
+    member = await sign_up(client)
+    food = await member.category("Food & dining")
+    child = await member.ok("POST", "/v1/categories", json={"name": "Street food", "parent_id": food})
+    this_month = date.today().replace(day=1)
+    two_ago = (this_month - timedelta(days=40)).replace(day=1)
+    one_ago = (this_month - timedelta(days=1)).replace(day=1)
+    budget = await member.ok(
+        "POST",
+        "/v1/budgets",
+        json={
+            "category_id": food,
+            "period": "month",
+            "amount": "1000",
+            "currency": "INR",
+            "rollover": True,
+            "start_date": two_ago.isoformat(),
+        },
+    )
+    await spend(member, "600.00", "Stall", two_ago + timedelta(days=3), category=child["category_id"])
+    await spend(member, "1500.00", "Dhaba", one_ago + timedelta(days=3), category=food)
+    await spend(member, "50.00", "Stall", this_month, category=child["category_id"])
+
+    async def status() -> dict:
+        return (await member.ok("GET", f"/v1/budgets/{budget['budget_id']}"))["status"]
+
+    # 1000 - 600 = 400 carried into last month; 1400 - 1500 = -100 carried into this one.
+    seen = await eventually(status, lambda s: s["spent"] == "50.00" and s["carried"] == "-100.00")
+    assert (seen["budgeted"], seen["remaining"]) == ("900.00", "850.00")
+    history = await member.ok("GET", f"/v1/budgets/{budget['budget_id']}/history")
+    assert [(p["period_start"], p["carried"], p["spent"], p["remaining"]) for p in history["periods"]] == [
+        (one_ago.isoformat(), "400.00", "1500.00", "-100.00"),
+        (two_ago.isoformat(), "0.00", "600.00", "400.00"),
+    ]
