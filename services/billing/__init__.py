@@ -1,0 +1,1 @@
+"""Billing: budgets, bills and subscriptions, alerts (issue 15)."""
