@@ -27,6 +27,8 @@ from services.billing.matching import (
         ("NETFLIX.COM*123456", "netflix"),
         ("Netflix", "netflix"),
         ("www.netflix.com", "netflix"),
+        ("Amazon.co.uk", "amazon"),
+        ("Dine In", "dine in"),
         ("Spotify AB", "spotify"),
         ("Airtel Postpaid Bill", "airtel postpaid"),
         ("Zomato Pvt. Ltd.", "zomato"),
