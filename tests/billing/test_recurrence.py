@@ -220,3 +220,15 @@ def test_occurrences_are_sorted_in_range_and_never_before_the_first_due_date(
         assert rule.previous_before(found[0]) is None or rule.previous_before(found[0]) < found[0]
     assert parse_recurrence(rule.text, first_due) == rule  # normalising twice is a no-op
     assert Recurrence(rule.text, first_due).occurrences(start, end) == found
+
+
+def test_rules_at_the_end_of_the_calendar_stop_cleanly() -> None:
+    yearly = parse_recurrence("FREQ=YEARLY", date(9999, 6, 1))
+    assert yearly.next_on_or_after(date(9999, 6, 2)) is None
+    assert yearly.occurrences(date(9999, 1, 1), date(9999, 12, 31)) == [date(9999, 6, 1)]
+    assert yearly.typical_interval_days() == 365
+    month_end = parse_recurrence("FREQ=MONTHLY;BYMONTHDAY=31", date(9999, 11, 1))
+    assert month_end.occurrences(date(9999, 1, 1), date(9999, 12, 31)) == [
+        date(9999, 11, 30),
+        date(9999, 12, 31),
+    ]
