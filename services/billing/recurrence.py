@@ -125,7 +125,7 @@ def parse_recurrence(text: str, first_due: date, field: str = "recurrence") -> R
         recurrence = Recurrence(normalised, first_due)
     except (ValueError, TypeError, OverflowError) as exc:
         raise _invalid(field, f"not a valid RRULE: {exc}") from None
-    _check_produces(recurrence, field)
+    _check_produces(recurrence, parts.get("UNTIL"), field)
     return recurrence
 
 
@@ -199,12 +199,13 @@ def _clamp_month_ends(parts: dict[str, str], first_due: date) -> None:
     parts["BYSETPOS"] = "-1"
 
 
-def _check_produces(recurrence: Recurrence, field: str) -> None:
+def _check_produces(recurrence: Recurrence, until: str | None, field: str) -> None:
     start = recurrence.first_due
-    horizon = _midnight(date(min(start.year + FIRST_OCCURRENCE_HORIZON_YEARS, 9999), 1, 1))
-    until = recurrence._rule._until
-    # The bound keeps the search short; the rule's own UNTIL still applies.
-    bounded = recurrence._rule.replace(until=horizon if until is None else min(until, horizon), count=None)
+    horizon = _midnight(date(min(start.year + FIRST_OCCURRENCE_HORIZON_YEARS, 9999), 12, 31))
+    if until is not None:  # YYYYMMDD, checked; the rule's own end still applies
+        horizon = min(horizon, datetime.strptime(until, "%Y%m%d"))
+    # The bound keeps the search short (dateutil would walk on to year 9999).
+    bounded = recurrence._rule.replace(until=horizon, count=None)
     if bounded.after(_midnight(start), inc=True) is None:
         raise _invalid(
             field,

@@ -18,10 +18,13 @@ spellings of one merchant):
 - A series is suggested when it has `min_occurrences` charges, is not stale
   (its last charge is at most `stale_after_intervals` x the cadence's longest
   interval before `today`: a cancelled subscription is not suggested), and it
-  stands out at its merchant: charges of a similar amount inside its time span
-  that are not part of it ("strays") are at most `max_stray_percent` % of its
-  charges. Without that last rule, a supermarket visited twice a week always
-  holds some "monthly" chain of similar amounts by chance.
+  stands out at its merchant: the other charges there during its time span
+  ("strays", not counting those of a series already suggested) are at most
+  `max_stray_percent` % of its charges, and at most `max_skipped_per_gap` lie
+  between two of its consecutive charges. Without that, a supermarket visited
+  twice a week always holds some "monthly" chain of similar amounts by chance.
+  The price of it: a yearly plan among many other purchases at the same merchant
+  (Amazon Prime among Amazon orders) is not found.
 - A merchant yields at most one suggestion per cadence, the longest series
   first; series sharing a charge are never both suggested.
 - Refunds and zero amounts (amount_minor <= 0), charges after `today` and
@@ -37,11 +40,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from operator import attrgetter
 
 from services.billing.matching import merchant_key as _merchant_key
 from services.billing.matching import percent_ratio
 from services.billing.recurrence import parse_recurrence
 
+# Charges in a group: by day, then amount, then id, so the result never depends
+# on the order the caller passed them in.
+_CHARGE_ORDER = attrgetter("spent_on", "amount_minor", "expense_id")
 _WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 
 
@@ -81,17 +88,27 @@ class Cadence:
 
 @dataclass(frozen=True)
 class DetectionRules:
-    """Values come from config; the defaults are the issue's."""
+    """Values come from config; the defaults are the issue's (3 charges, 7.5 %)."""
 
     min_occurrences: int = 3
+    # Every amount of a series (of one price level) within this of its median.
     amount_tolerance_percent: Decimal = Decimal("7.5")
-    # Accepted gaps in days between consecutive charges of a series, inclusive.
+    # Accepted gaps in days between consecutive charges of a series, inclusive:
+    # 7 +- 1; 28..31 +- 3 (a month, moved by a weekend); 365 +- 7.
     weekly_days: tuple[int, int] = (6, 8)
     monthly_days: tuple[int, int] = (26, 34)
     yearly_days: tuple[int, int] = (358, 372)
+    # Cancelled: no charge for this many of the cadence's longest gap.
     stale_after_intervals: int = 2
+    # A series may change price once, by at most this much (module doc).
     max_price_change_percent: Decimal = Decimal("50")
+    # Other charges at the merchant during a series, at most, as % of its charges.
     max_stray_percent: int = 50
+    # Other charges at the merchant between two consecutive charges of a series,
+    # at most: a yearly plan may sit among a year of monthly ones (12), a
+    # supermarket's daily visits never hold a series. Also bounds the work per
+    # charge, so a merchant with thousands of charges stays fast.
+    max_skipped_per_gap: int = 16
 
     def __post_init__(self) -> None:
         if self.min_occurrences < 2:
@@ -99,8 +116,10 @@ class DetectionRules:
         for name, (low, high) in self._windows():
             if not 1 <= low <= high:
                 raise ValueError(f"{name}_days must be (low, high) with 1 <= low <= high")
-        if self.stale_after_intervals < 1 or self.max_stray_percent < 0:
-            raise ValueError("stale_after_intervals must be >= 1 and max_stray_percent >= 0")
+        if self.stale_after_intervals < 1 or self.max_stray_percent < 0 or self.max_skipped_per_gap < 0:
+            raise ValueError(
+                "stale_after_intervals must be >= 1, max_stray_percent and max_skipped_per_gap >= 0"
+            )
         percent_ratio(self.amount_tolerance_percent)  # raises on a bad percentage
         percent_ratio(self.max_price_change_percent)
 
@@ -129,13 +148,13 @@ def suggestion_id(merchant_key: str, currency: str, cadence: str) -> str:
 
 def detect_subscriptions(charges: Iterable[Charge], today: date, rules: DetectionRules) -> list[Suggestion]:
     """Suggested subscriptions in the user's charges (module doc), latest first."""
-    tolerance = _Tolerance(rules.amount_tolerance_percent)
+    context = _Context(rules)
     suggestions: list[Suggestion] = []
     for (key, currency), group in _groups(charges, today).items():
         if len(group) < rules.min_occurrences:
             continue
-        group.sort(key=lambda c: (c.spent_on, c.amount_minor, c.expense_id))
-        detector = _Group(group, today, rules, tolerance)
+        group.sort(key=_CHARGE_ORDER)
+        detector = _Group(group, today, context)
         suggestions.extend(detector.suggestion(key, currency, series) for series in detector.best_series())
     suggestions.sort(key=lambda s: (-s.last_charge.toordinal(), s.merchant_key, s.currency, s.cadence))
     return suggestions
@@ -167,6 +186,18 @@ class _Tolerance:
         return abs(amount - reference) * 100 * self.denominator <= self.numerator * reference
 
 
+class _Context:
+    """What every group needs, worked out once per call."""
+
+    __slots__ = ("cadences", "price_change", "rules", "tolerance")
+
+    def __init__(self, rules: DetectionRules) -> None:
+        self.rules = rules
+        self.cadences = rules.cadences()
+        self.tolerance = _Tolerance(rules.amount_tolerance_percent)
+        self.price_change = _Tolerance(rules.max_price_change_percent)
+
+
 @dataclass
 class _Series:
     cadence: Cadence
@@ -177,26 +208,27 @@ class _Series:
 class _Group:
     """The charges of one merchant in one currency, sorted by day.
 
-    A run is named by its first charge (its head); `_members[head]` and
-    `_amounts[head]` (sorted) exist once it has two charges. Hot loop: the
-    detection of 100,000 charges must stay well under a second, hence the
-    plain lists and dicts rather than an object per run."""
+    A run (charges linked at one cadence and one price level) is named by its
+    first charge, its head; `_link` keeps its members and sorted amounts once it
+    has two charges. Hot loop: the detection of 100,000 charges must stay well
+    under a second, hence plain lists and dicts rather than an object per run."""
 
-    def __init__(self, charges: list[Charge], today: date, rules: DetectionRules, tolerance: _Tolerance):
+    def __init__(self, charges: list[Charge], today: date, context: _Context) -> None:
         self.charges = charges
         self.days = [c.spent_on.toordinal() for c in charges]
         self.amounts = [c.amount_minor for c in charges]
         self.today = today.toordinal()
-        self.rules = rules
-        self.tolerance = tolerance
-        self.price_change = _Tolerance(rules.max_price_change_percent)
+        self.rules = context.rules
+        self.context = context
 
     def best_series(self) -> list[_Series]:
         candidates: list[_Series] = []
         span = self.days[-1] - self.days[0]
-        for cadence in self.rules.cadences():
+        for cadence in self.context.cadences:
             if span >= (self.rules.min_occurrences - 1) * cadence.min_days:
                 candidates.extend(self._candidates(cadence))
+        if not candidates:
+            return candidates
         candidates.sort(key=lambda s: (-len(s.indexes), -self.days[s.indexes[-1]]))
         chosen: list[_Series] = []
         used: set[int] = set()
@@ -231,16 +263,19 @@ class _Group:
         charge is one interval before it (closest to the ideal gap, then to the
         run's median amount), or starts a run of its own."""
         days, amounts = self.days, self.amounts
-        numerator, denominator = self.tolerance.numerator, self.tolerance.denominator * 100
+        tolerance = self.context.tolerance
+        numerator, denominator = tolerance.numerator, tolerance.denominator * 100
         low, high = cadence.min_days, cadence.max_days
         ideal = _IDEAL_QUARTER_DAYS.get(cadence.name, 2 * (low + high))
         tail_of = list(range(len(days)))  # the head of the run a charge ends, or -1
         is_head = [True] * len(days)
         members: dict[int, list[int]] = {}
         sorted_amounts: dict[int, list[int]] = {}
+        skip = self.rules.max_skipped_per_gap
         start = end = 0
         for index, day in enumerate(days):
-            start = bisect_left(days, day - high, start, index)
+            nearest = index - 1 - skip  # the earliest charge a link may reach back to
+            start = bisect_left(days, day - high, start if start > nearest else nearest, index)
             end = bisect_right(days, day - low, end if end > start else start, index)
             if start == end:
                 continue
@@ -291,7 +326,7 @@ class _Group:
         ideal = _IDEAL_QUARTER_DAYS.get(cadence.name, 2 * (cadence.min_days + cadence.max_days))
         best: tuple[int, int] | None = None
         for index in range(first, stop):
-            if is_head[index] and self.price_change.within(median, self.amounts[index]):
+            if is_head[index] and self.context.price_change.within(median, self.amounts[index]):
                 rank = (abs(4 * (self.days[index] - day) - ideal), index)
                 best = rank if best is None or rank < best else best
         return best[1] if best else None
