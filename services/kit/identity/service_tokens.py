@@ -66,21 +66,30 @@ def service_credential(settings: MeshSettings, service: str) -> str:
 class ServiceTokens:
     """This service's token from auth, renewed before it expires; one per process."""
 
-    def __init__(self, service: str, credential: str, auth_target: str, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        service: str,
+        credential: str,
+        auth_target: str,
+        timeout_seconds: float,
+        wait_for_ready: bool = True,
+    ) -> None:
         self.service = service
         self._credential = credential
-        self.channel = LazyChannel(auth_target, [SERVICE_TOKEN_SERVICE], timeout_seconds)
+        self.channel = LazyChannel(auth_target, [SERVICE_TOKEN_SERVICE], timeout_seconds, wait_for_ready)
         self._token = ""
         self._renew_at = 0.0
         self._lock = asyncio.Lock()
 
     @classmethod
-    def for_service(cls, settings: MeshSettings, service: str) -> ServiceTokens:
+    def for_service(cls, settings: MeshSettings, service: str, wait_for_ready: bool = True) -> ServiceTokens:
+        """One-shot commands pass wait_for_ready=False: an absent auth is their error to report."""
         return cls(
             service,
             service_credential(settings, service),
             settings.service_address("auth"),
             settings.internal_call_timeout_seconds,
+            wait_for_ready,
         )
 
     async def metadata(self) -> tuple[tuple[str, str], ...]:
