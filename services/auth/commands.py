@@ -13,7 +13,12 @@ from services.kit.identity.service_tokens import MAX_SERVICE_TOKEN_SECONDS, Call
 
 
 def _default_operator() -> str:
-    return getpass.getuser().lower()
+    """$USER when it makes a valid name (a container's uid may have none): else "operator"."""
+    try:
+        name = getpass.getuser().lower()
+    except (OSError, KeyError):
+        return "operator"
+    return name if Caller.from_subject(f"operator:{name}") else "operator"
 
 
 @click.command("operator-token")
