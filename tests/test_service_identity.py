@@ -19,15 +19,18 @@ import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import SecretStr
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from expense.user.v1 import user_pb2, user_pb2_grpc
 from services.auth.keys import load_key_ring
 from services.auth.settings import AuthMeshSettings
-from services.kit.config.settings import REPO_ROOT
+from services.kit.config.settings import REPO_ROOT, MeshSettings
+from services.kit.domain.errors import Unavailable
 from services.kit.identity.access import Access, MethodAccess
 from services.kit.identity.service_tokens import SERVICE_TOKEN_TYPE, Caller
+from services.kit.runtime import Runtime
 from tests.mesh import Mesh
 from tests.service_identity import credential_of, operator_bearer
 
@@ -276,3 +279,37 @@ async def test_the_services_calls_between_each_other_carry_their_identity(
     assert profile.user_id == user.user.user_id
     operator = operator_bearer(peers.mesh.data_dir)
     assert await peers.internal_calls(user.user.user_id)["StreamCategories"](operator)
+
+
+async def test_a_service_whose_credential_auth_refuses_never_gets_ready(
+    peers: Peers, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment mistake stalls the start with one logged error, instead of a service
+    that reports ready and then fails every call that needs auth."""
+    auth_port = int(peers.mesh.address("auth").rpartition(":")[2])
+    for credential, ready in [
+        (secrets.token_urlsafe(32), False),
+        (credential_of(peers.mesh.data_dir, "reporting"), True),
+    ]:
+        settings = MeshSettings(
+            data_dir=tmp_path, ports={"auth": auth_port}, service_credential=SecretStr(credential)
+        )
+        runtime = Runtime("reporting", settings)
+        runtime.remote_verifier()
+        check = runtime.readiness["service_identity"]
+        try:
+            if ready:
+                assert await check()
+                token = await runtime.service_tokens().token()
+                assert jwt.decode(token, options={"verify_signature": False})["sub"] == "service:reporting"
+            else:
+                for _ in range(3):
+                    with pytest.raises(Unavailable):
+                        await check()
+                refusals = [
+                    r for r in caplog.records if "refused this service's credential" in r.getMessage()
+                ]
+                assert len(refusals) == 1
+        finally:
+            await runtime.service_tokens().close()
+            await runtime.db.dispose()

@@ -102,6 +102,16 @@ class Runtime:
             return verifier.ready
 
         self.readiness["auth_keys"] = keys_loaded
+        tokens = self.service_tokens()
+
+        async def identity_accepted() -> bool:
+            # Not ready until auth accepts this service's credential once: a wrong one stalls
+            # the start (and a rollout) with a logged error instead of failing every call.
+            if not tokens.obtained:
+                await tokens.token()
+            return tokens.obtained
+
+        self.readiness["service_identity"] = identity_accepted
         self._auth_client = client
         return verifier
 

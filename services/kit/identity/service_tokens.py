@@ -80,6 +80,8 @@ class ServiceTokens:
         self._token = ""
         self._renew_at = 0.0
         self._lock = asyncio.Lock()
+        # A refusal is logged once until a token comes again (readiness asks every 0.2 s).
+        self._refusal_logged = False
 
     @classmethod
     def for_service(cls, settings: MeshSettings, service: str, wait_for_ready: bool = True) -> ServiceTokens:
@@ -91,6 +93,11 @@ class ServiceTokens:
             settings.internal_call_timeout_seconds,
             wait_for_ready,
         )
+
+    @property
+    def obtained(self) -> bool:
+        """Whether auth ever accepted this service's credential."""
+        return bool(self._token)
 
     async def metadata(self) -> tuple[tuple[str, str], ...]:
         """What a call to a mesh-internal method carries."""
@@ -113,12 +120,15 @@ class ServiceTokens:
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 # A deployment mistake, not a blip: say so where the operator looks.
-                log.error(
-                    "auth refused this service's credential (EM_SERVICE_CREDENTIAL)",
-                    extra={"service": self.service, "details": error.details()},
-                )
+                if not self._refusal_logged:
+                    log.error(
+                        "auth refused this service's credential (EM_SERVICE_CREDENTIAL)",
+                        extra={"service": self.service, "details": error.details()},
+                    )
+                    self._refusal_logged = True
                 raise Unavailable("service identity refused by auth") from None
             raise
+        self._refusal_logged = False
         self._token = answer.token
         self._renew_at = time.monotonic() + answer.expires_in * (1 - RENEW_WHEN_LEFT)
 
