@@ -251,6 +251,13 @@ async def test_the_operator_command_prints_a_token_that_works_with_grpcurl(
     calls = peers.internal_calls(user.user.user_id)
     for name in ("StreamExpenses", "StreamCategories", "GetAccount", "CheckSession"):
         await calls[name](bearer(token))
+    # Each operator call is on record in the callee's log.
+    for _ in range(50):
+        if any("operator call" in line and "ops.ann" in line for line in peers.mesh.output):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("no operator call in the mesh's log")
 
     grpcurl = Path(sys.executable).parent / "grpcurl"
     if not grpcurl.exists():
