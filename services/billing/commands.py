@@ -10,6 +10,8 @@ import grpc
 from services.billing.rebuild import rebuild as rebuild_from_ledger
 from services.billing.settings import BillingMeshSettings
 from services.kit.db.engine import Database
+from services.kit.domain.errors import Unavailable
+from services.kit.identity.service_tokens import ServiceTokens
 from services.kit.logs import configure_logging
 from services.ledger.client import LedgerClient
 
@@ -28,14 +30,22 @@ def rebuild(user_id: str | None) -> None:
     except grpc.aio.AioRpcError as error:
         address = settings.service_address("ledger")
         raise click.ClickException(f"the ledger at {address} did not answer ({error.code().name})") from None
+    except Unavailable as error:
+        # Auth refused billing's service credential (logged with the details).
+        raise click.ClickException(error.message) from None
     click.echo(f"{SERVICE}: rebuilt {len(counts)} user(s), {sum(counts.values())} expense(s)")
 
 
 async def _rebuild(settings: BillingMeshSettings, user_id: str | None) -> dict[str, int]:
     db = Database.for_service(settings, SERVICE)
-    ledger = LedgerClient(settings.service_address("ledger"), STREAM_TIMEOUT_SECONDS, wait_for_ready=False)
+    # Billing's own identity: the ledger's streams are mesh-internal.
+    tokens = ServiceTokens.for_service(settings, SERVICE, wait_for_ready=False)
+    ledger = LedgerClient(
+        settings.service_address("ledger"), STREAM_TIMEOUT_SECONDS, tokens, wait_for_ready=False
+    )
     try:
         return await rebuild_from_ledger(db, ledger, user_id)
     finally:
         await ledger.close()
+        await tokens.close()
         await db.dispose()

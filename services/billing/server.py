@@ -43,7 +43,9 @@ def build_app(settings: BillingMeshSettings) -> ServiceApp:
         storage.expenses, "updated_at", settings.retention.inbox_window, storage.expenses.c.deleted.is_(True)
     )
     runtime.background.append(Scheduler(units, config, calendars, checks).run)
-    ledger = LedgerClient(settings.service_address("ledger"), settings.internal_call_timeout_seconds)
+    ledger = LedgerClient(
+        settings.service_address("ledger"), settings.internal_call_timeout_seconds, runtime.service_tokens()
+    )
     categories = CategoryCopies(ledger)
     servicer = BillingServicer(
         Budgets(runtime.db, units, config, calendars, categories, checks),

@@ -381,9 +381,7 @@ async def apply_spend_deltas(
             daily_spend.c.user_id, daily_spend.c.day, daily_spend.c.category_id, daily_spend.c.currency
         )
         await session.execute(
-            delete(daily_spend).where(
-                keys.in_(emptied[start : start + CHUNK]), daily_spend.c.count <= 0
-            )
+            delete(daily_spend).where(keys.in_(emptied[start : start + CHUNK]), daily_spend.c.count <= 0)
         )
 
 

@@ -21,6 +21,7 @@ from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.identity.auth_client import AuthServiceClient
 from services.kit.identity.revocation import SessionFeed
+from services.kit.identity.service_tokens import ServiceTokens
 from services.kit.identity.tokens import TokenVerifier
 
 
@@ -32,6 +33,7 @@ class Runtime:
         self.bus = EventBus(settings.resolved_nats_url, settings.event_prefix, f"{name}-service")
         self.cache = Cache(settings.redis_url, f"{settings.event_prefix}:{name}")
         self.background: list[Callable[[], Awaitable[None]]] = []
+        self._service_tokens: ServiceTokens | None = None
         retention = settings.retention
         self.purger = Purger(
             self.db, timedelta(minutes=retention.purge_interval_minutes), retention.purge_chunk_rows
@@ -78,9 +80,17 @@ class Runtime:
         self.purger.keep(inbox, "processed_at", self.settings.retention.inbox_window)
         return consumer
 
+    def service_tokens(self) -> ServiceTokens:
+        """This service's identity towards the others (made once, closed on stop)."""
+        if self._service_tokens is None:
+            self._service_tokens = ServiceTokens.for_service(self.settings, self.name)
+        return self._service_tokens
+
     def remote_verifier(self) -> TokenVerifier:
         client = AuthServiceClient(
-            self.settings.service_address("auth"), self.settings.internal_call_timeout_seconds
+            self.settings.service_address("auth"),
+            self.settings.internal_call_timeout_seconds,
+            self.service_tokens(),
         )
         # Auth's broadcasts of ended sessions let it cache session checks for longer.
         feed = SessionFeed(self.bus, self.settings.jwt.session_push_heartbeat_seconds)
@@ -92,6 +102,16 @@ class Runtime:
             return verifier.ready
 
         self.readiness["auth_keys"] = keys_loaded
+        tokens = self.service_tokens()
+
+        async def identity_accepted() -> bool:
+            # Not ready until auth accepts this service's credential once: a wrong one stalls
+            # the start (and a rollout) with a logged error instead of failing every call.
+            if not tokens.obtained:
+                await tokens.token()
+            return tokens.obtained
+
+        self.readiness["service_identity"] = identity_accepted
         self._auth_client = client
         return verifier
 
@@ -103,6 +123,8 @@ class Runtime:
             await asyncio.gather(self.bus.close(), self.cache.close(), return_exceptions=True)
             if hasattr(self, "_auth_client"):
                 await self._auth_client.close()
+            if self._service_tokens is not None:
+                await self._service_tokens.close()
             await self.db.dispose()
 
         return ServiceApp(

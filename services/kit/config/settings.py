@@ -13,13 +13,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, StringConstraints, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, StringConstraints, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from services.kit.config.secrets import MIN_KEY_LENGTH
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "mesh.toml"
@@ -40,6 +42,11 @@ class JwtSettings(BaseModel):
     session_cache_seconds_with_push: float = Field(30.0, ge=0, le=300)
     # Auth's heartbeat on that broadcast; three missed: back to session_check_cache_seconds.
     session_push_heartbeat_seconds: float = Field(0.5, gt=0, le=10)
+    # Service and operator tokens (services/kit/identity/service_tokens.py): their own
+    # audience and type, so a user token never opens a mesh-internal method nor the reverse.
+    service_audience: str = "expense-mesh-internal"
+    service_token_ttl_seconds: int = Field(300, ge=30, le=3600)
+    operator_token_ttl_seconds: int = Field(900, ge=30, le=3600)
 
 
 class RateLimit(BaseModel):
@@ -167,7 +174,16 @@ class SupervisionSettings(BaseModel):
 class MeshLayout(BaseModel):
     # The services the launcher starts, in start order (config/mesh.toml names them).
     services: list[str] = []
+    # RPCs callable without a token; everything else needs a user token, except
+    # mesh-internal methods, which need a service (or operator) token.
     public_methods: list[str] = []
+    # Full names of gRPC services that are mesh-internal as a whole, besides every service
+    # whose name ends in "InternalService".
+    internal_services: list[str] = []
+    # Mesh-internal service ("pkg.Service") or method ("pkg.Service/Method") -> the mesh
+    # services that may call it (operators always may); the method's entry wins. Not
+    # listed: any mesh service.
+    internal_callers: dict[str, list[str]] = {}
     # RPCs the gateways limit tighter (limits.gateway.password_routes).
     password_methods: list[str] = []
 
@@ -210,6 +226,10 @@ class MeshSettings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     mesh: MeshLayout = MeshLayout()
     supervision: SupervisionSettings = SupervisionSettings()
+    # This process's service credential (EM_SERVICE_CREDENTIAL, from a Secret), which auth
+    # trades for short-lived service tokens. Unset: <data_dir>/keys/service-<name>.key,
+    # generated on first run (the embedded default, where auth reads the same file).
+    service_credential: SecretStr | None = Field(None, min_length=MIN_KEY_LENGTH)
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}
@@ -251,6 +271,9 @@ class MeshSettings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    def service_credential_file(self, service: str) -> Path:
+        return self.keys_dir / f"service-{service}.key"
 
     def service_port(self, service: str) -> int:
         try:

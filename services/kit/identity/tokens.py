@@ -27,13 +27,19 @@ import jwt
 from jwt.algorithms import RSAAlgorithm
 
 from services.kit.config.settings import JwtSettings
-from services.kit.domain.errors import Unauthenticated
+from services.kit.domain.errors import PermissionDenied, Unauthenticated
+from services.kit.identity.service_tokens import (
+    MAX_SERVICE_TOKEN_SECONDS,
+    SERVICE_TOKEN_TYPE,
+    Caller,
+)
 
 ALGORITHM = "RS256"
 TOKEN_TYPE = "at+jwt"
 LEEWAY_SECONDS = 30
 JWKS_REFRESH_MIN_INTERVAL = 5.0
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "sid"]
+SERVICE_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
 # Verified tokens kept (until they expire); the whole cache goes when it is full.
 VERIFIED_CACHE_MAX = 50_000
 # Session answers kept; the whole cache goes when it is full.
@@ -109,6 +115,8 @@ class TokenVerifier:
         self._session_cache: dict[str, dict[str, _Answer]] = {}
         # token -> (expiry as a Unix time, its identity)
         self._verified: dict[str, tuple[float, Identity]] = {}
+        # service or operator token -> (expiry as a Unix time, its caller)
+        self._verified_callers: dict[str, tuple[float, Caller]] = {}
         # One CheckSession per (session, subject) at a time: a burst of calls with one token shares it.
         self._session_checks: dict[tuple[str, str], asyncio.Future[bool]] = {}
         # Sessions a broadcast ended -> when no token of theirs can be valid any more
@@ -139,6 +147,7 @@ class TokenVerifier:
             if keys.keys() != self._keys.keys():
                 # A key withdrawn from the set takes its tokens with it.
                 self._verified.clear()
+                self._verified_callers.clear()
             self._keys = keys
             self._last_refresh = time.monotonic()
 
@@ -197,6 +206,51 @@ class TokenVerifier:
             self._verified.clear()
         self._verified[token] = (float(claims["exp"]) + LEEWAY_SECONDS, identity)
         return identity
+
+    async def verify_caller(self, token: str) -> Caller:
+        """A service or operator token (typ svc+jwt, the service audience, short-lived).
+        No session behind it: it is short-lived instead, and signed by auth only for a
+        service that presented its credential, or by an operator holding auth's keys."""
+        cached = self._verified_callers.get(token)
+        if cached is not None and cached[0] > time.time():
+            return cached[1]
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("a service credential is required") from None
+        if header.get("typ") == TOKEN_TYPE:
+            raise PermissionDenied("mesh-internal method: a user token does not open it")
+        kid = header.get("kid")
+        if (
+            header.get("alg") != ALGORITHM
+            or header.get("typ") != SERVICE_TOKEN_TYPE
+            or not isinstance(kid, str)
+        ):
+            raise Unauthenticated("invalid service token")
+        claims = self._service_claims(token, await self._key_for(kid))
+        caller = Caller.from_subject(str(claims["sub"]))
+        if caller is None or int(claims["exp"]) - int(claims["iat"]) > MAX_SERVICE_TOKEN_SECONDS:
+            raise Unauthenticated("invalid service token")
+        if len(self._verified_callers) >= VERIFIED_CACHE_MAX:
+            self._verified_callers.clear()
+        self._verified_callers[token] = (float(claims["exp"]) + LEEWAY_SECONDS, caller)
+        return caller
+
+    def _service_claims(self, token: str, key: Any) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.settings.service_audience,
+                issuer=self.settings.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": SERVICE_REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("service token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("invalid service token") from None
 
     async def _session_active(self, identity: Identity) -> bool:
         if identity.session_id in self._ended:
