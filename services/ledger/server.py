@@ -31,7 +31,11 @@ def build_app(settings: LedgerMeshSettings) -> ServiceApp:
     defaults = load_default_categories(settings.ledger.default_categories_file)
     page_tokens = PageTokens(symmetric_key(settings.page_token_key, settings.page_token_key_file))
     ledger = Ledger(units, settings.ledger, defaults, page_tokens)
-    preferences = PreferencesClient(settings.service_address("user"), settings.internal_call_timeout_seconds)
+    resilience = settings.resilience
+    # A lookup with a fallback (cached preferences): a short deadline, within the client's.
+    preferences = PreferencesClient(
+        settings.service_address("user"), resilience.fallback_call_timeout_seconds, resilience
+    )
 
     async def forget_preferences(session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:
         # A changed currency or time zone applies to the very next expense.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
+from services.kit.config.settings import ResilienceSettings
 from services.kit.grpc.clients import LazyChannel
 
 AUTH_SERVICES = ["expense.auth.v1.AuthService", "expense.auth.v1.IdentityService"]
@@ -13,8 +14,11 @@ AUTH_SERVICES = ["expense.auth.v1.AuthService", "expense.auth.v1.IdentityService
 class AuthServiceClient:
     """JWKS and session checks from the auth service, for every other service."""
 
-    def __init__(self, target: str, timeout_seconds: float) -> None:
-        self.channel = LazyChannel(target, AUTH_SERVICES, timeout_seconds)
+    def __init__(
+        self, target: str, timeout_seconds: float, resilience: ResilienceSettings | None = None
+    ) -> None:
+        # With resilience: the "auth" breaker and retry budget (fallbacks: TokenVerifier).
+        self.channel = LazyChannel(target, AUTH_SERVICES, timeout_seconds, resilience=resilience, peer="auth")
 
     def _stubs(self) -> tuple[auth_pb2_grpc.AuthServiceStub, auth_pb2_grpc.IdentityServiceStub]:
         channel = self.channel.get()
