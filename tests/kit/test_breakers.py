@@ -5,6 +5,7 @@ logged and counted. The retry policy and budget come from the settings."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -66,7 +67,7 @@ async def test_the_breaker_opens_on_a_gone_peer_and_closes_when_it_is_back(
         assert time.monotonic() - started < 0.1, "an open breaker must not wait for the peer"
 
         server, _ = await _serve(port)
-        time.sleep(OPEN_SECONDS)
+        await asyncio.sleep(OPEN_SECONDS)
         assert await _check(channel) == health_pb2.HealthCheckResponse.SERVING
         assert breaker.state == "closed"
     finally:
