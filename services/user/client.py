@@ -10,6 +10,7 @@ and date; reporting uses its own copy of profiles)."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -40,8 +41,8 @@ class PreferencesClient:
         self.fresh_seconds = resilience.preferences_fresh_seconds
         self.stale_seconds = resilience.preferences_stale_seconds
         self.max_entries = resilience.preferences_max_entries
-        # user id -> (when it was asked, monotonic; the answer)
-        self._cache: dict[str, tuple[float, Preferences]] = {}
+        # user id -> (fresh until, usable as the fallback until: monotonic; the preferences)
+        self._cache: dict[str, tuple[float, float, Preferences]] = {}
 
     def _stub(self) -> user_pb2_grpc.UserServiceStub:
         return user_pb2_grpc.UserServiceStub(self.channel.get())
@@ -49,32 +50,38 @@ class PreferencesClient:
     async def get(self, identity: Identity) -> Preferences:
         now = time.monotonic()
         cached = self._cache.get(identity.user_id)
-        if cached and now - cached[0] < self.fresh_seconds:
-            return cached[1]
+        if cached and now < cached[0]:
+            return cached[2]
         try:
             profile = await self._stub().GetProfile(
                 user_pb2.GetProfileRequest(), metadata=(("authorization", f"Bearer {identity.token}"),)
             )
         except grpc.aio.AioRpcError as error:
-            if cached and now - cached[0] < self.stale_seconds and is_peer_failure(error):
+            if cached and now < cached[1] and is_peer_failure(error):
                 # Debug: the breaker's "opened" warning already says the user service is down.
                 log.debug(
-                    "user service unavailable; using cached preferences",
-                    extra={"user_id": identity.user_id, "age_seconds": round(now - cached[0], 1)},
+                    "user service unavailable; using cached preferences", extra={"user_id": identity.user_id}
                 )
-                return cached[1]
+                return cached[2]
             raise
         preferences = Preferences(
             profile.default_currency, profile.time_zone, profile.first_day_of_week, profile.locale
         )
-        if len(self._cache) >= self.max_entries:
-            self._cache.clear()
-        self._cache[identity.user_id] = (now, preferences)
+        self._keep(identity.user_id, now + self.fresh_seconds, preferences)
         return preferences
 
-    def forget(self, user_id: str) -> None:
-        """Called when a profile.updated event arrives, so changes apply at once."""
-        self._cache.pop(user_id, None)
+    def _keep(self, user_id: str, fresh_until: float, preferences: Preferences) -> None:
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()
+        self._cache[user_id] = (fresh_until, time.monotonic() + self.stale_seconds, preferences)
+
+    def forget(self, user_id: str, latest: Preferences | None = None) -> None:
+        """Called when a profile.updated event arrives, so changes apply at once: the next
+        call asks the user service; the event's preferences (`latest`) are its fallback."""
+        if latest is None:
+            self._cache.pop(user_id, None)
+        else:
+            self._keep(user_id, -math.inf, latest)
 
     async def close(self) -> None:
         await self.channel.close()
