@@ -5,7 +5,8 @@ Filter order (gateway-mesh-facts §1.5): header_mutation first, so that every
 answer (Envoy's own included) gets the security headers; health_check answers
 /healthz; cors answers preflights before jwt_authn could refuse them; the Lua
 guard refuses what must not reach a service (long URL 414, bytes that are not
-UTF-8 400, a body that is not JSON 415); jwt_authn rejects before a rate-limit
+UTF-8 400, a body that is not JSON 415, in HTTP's form and the JSON error shape even to a
+client that sent a gRPC content type); jwt_authn rejects before a rate-limit
 token is spent, and names the verified token's subject to local_ratelimit (one bucket
 per user, else per client IP); buffer enforces the body limit (413); the transcoder runs last,
 on the route matched by the original REST path (match_incoming_request_route).
