@@ -43,8 +43,13 @@ def build_app(settings: BillingMeshSettings) -> ServiceApp:
         storage.expenses, "updated_at", settings.retention.inbox_window, storage.expenses.c.deleted.is_(True)
     )
     runtime.background.append(Scheduler(units, config, calendars, checks).run)
+    # No fallback for the ledger: a payment or an unknown category answers UNAVAILABLE
+    # (at once while the breaker is open); a retried payment finds its first expense.
     ledger = LedgerClient(
-        settings.service_address("ledger"), settings.internal_call_timeout_seconds, runtime.service_tokens()
+        settings.service_address("ledger"),
+        settings.internal_call_timeout_seconds,
+        runtime.service_tokens(),
+        resilience=settings.resilience,
     )
     categories = CategoryCopies(ledger)
     servicer = BillingServicer(

@@ -87,14 +87,20 @@ class Runtime:
         return self._service_tokens
 
     def remote_verifier(self) -> TokenVerifier:
+        resilience = self.settings.resilience
+        # Session checks and key fetches have fallbacks (the grace period, the keys already
+        # loaded): a short deadline, then the fallback.
         client = AuthServiceClient(
             self.settings.service_address("auth"),
-            self.settings.internal_call_timeout_seconds,
+            resilience.fallback_call_timeout_seconds,
             self.service_tokens(),
+            resilience,
         )
         # Auth's broadcasts of ended sessions let it cache session checks for longer.
         feed = SessionFeed(self.bus, self.settings.jwt.session_push_heartbeat_seconds)
-        verifier = TokenVerifier(self.settings.jwt, client.jwks, client.session_active, feed)
+        verifier = TokenVerifier(
+            self.settings.jwt, client.jwks, client.session_active, feed, resilience.session_grace_seconds
+        )
 
         async def keys_loaded() -> bool:
             if not verifier.ready:

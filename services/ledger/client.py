@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from services.kit.config.settings import ResilienceSettings
 from services.kit.grpc.clients import LazyChannel
 from services.kit.identity.service_tokens import ServiceTokens
 from services.ledger.replica import CategoryInfo, ExpenseLine
@@ -19,12 +20,20 @@ class LedgerClient:
     mesh-internal: [mesh.internal_callers] says which services may call it)."""
 
     def __init__(
-        self, target: str, timeout_seconds: float, tokens: ServiceTokens, wait_for_ready: bool = True
+        self,
+        target: str,
+        timeout_seconds: float,
+        tokens: ServiceTokens,
+        wait_for_ready: bool = True,
+        resilience: ResilienceSettings | None = None,
     ) -> None:
-        """wait_for_ready=False for one-shot commands: no ledger is an error to report."""
+        """wait_for_ready=False for one-shot commands: no ledger is an error to report.
+        A service passes `resilience`: the "ledger" breaker and retry budget."""
         self.timeout_seconds = timeout_seconds
         self.tokens = tokens
-        self.channel = LazyChannel(target, [LEDGER_INTERNAL_SERVICE], timeout_seconds, wait_for_ready)
+        self.channel = LazyChannel(
+            target, [LEDGER_INTERNAL_SERVICE], timeout_seconds, wait_for_ready, resilience, peer="ledger"
+        )
 
     def _stub(self) -> ledger_pb2_grpc.LedgerInternalServiceStub:
         return ledger_pb2_grpc.LedgerInternalServiceStub(self.channel.get())

@@ -9,6 +9,7 @@ import logging
 import grpc
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
+from services.kit.config.settings import ResilienceSettings
 from services.kit.domain.errors import Unavailable
 from services.kit.grpc.clients import LazyChannel
 from services.kit.identity.service_tokens import ServiceTokens
@@ -19,8 +20,14 @@ IDENTITY_SERVICE = "expense.auth.v1.IdentityService"
 
 
 class AccountDirectory:
-    def __init__(self, target: str, timeout_seconds: float, tokens: ServiceTokens) -> None:
-        self.channel = LazyChannel(target, [IDENTITY_SERVICE], timeout_seconds)
+    def __init__(
+        self, target: str, timeout_seconds: float, tokens: ServiceTokens, resilience: ResilienceSettings
+    ) -> None:
+        # Fallback: none (the account is the profile's source); UNAVAILABLE, at once while
+        # auth's breaker is open.
+        self.channel = LazyChannel(
+            target, [IDENTITY_SERVICE], timeout_seconds, resilience=resilience, peer="auth"
+        )
         # GetAccount is mesh-internal: asked with the user service's own service token.
         self.tokens = tokens
 

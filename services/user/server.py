@@ -26,7 +26,10 @@ def build_app(settings: UserMeshSettings) -> ServiceApp:
     rules = ProfileRules(tuple(settings.user.notification_channels), settings.user.defaults)
     units = UnitsOfWork(runtime.db, runtime.outbox(storage.outbox))
     accounts = AccountDirectory(
-        settings.service_address("auth"), settings.internal_call_timeout_seconds, runtime.service_tokens()
+        settings.service_address("auth"),
+        settings.internal_call_timeout_seconds,
+        runtime.service_tokens(),
+        settings.resilience,
     )
     provisioner = ProfileProvisioner(units, rules, accounts)
     runtime.consume(storage.inbox, SIGNUPS, provisioner.on_user_registered)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
+from services.kit.config.settings import ResilienceSettings
 from services.kit.grpc.clients import LazyChannel
 from services.kit.identity.service_tokens import ServiceTokens
 
@@ -15,8 +16,15 @@ class AuthServiceClient:
     """JWKS and session checks from the auth service, for every other service.
     CheckSession is mesh-internal: asked with this service's own service token."""
 
-    def __init__(self, target: str, timeout_seconds: float, tokens: ServiceTokens) -> None:
-        self.channel = LazyChannel(target, AUTH_SERVICES, timeout_seconds)
+    def __init__(
+        self,
+        target: str,
+        timeout_seconds: float,
+        tokens: ServiceTokens,
+        resilience: ResilienceSettings | None = None,
+    ) -> None:
+        # With resilience: the "auth" breaker and retry budget (fallbacks: TokenVerifier).
+        self.channel = LazyChannel(target, AUTH_SERVICES, timeout_seconds, resilience=resilience, peer="auth")
         self.tokens = tokens
 
     def _stubs(self) -> tuple[auth_pb2_grpc.AuthServiceStub, auth_pb2_grpc.IdentityServiceStub]:
