@@ -147,6 +147,8 @@ class BenchMesh:
             NATS_URL=NATS_URL,
             PYTHONUNBUFFERED="1",
             **{f"EM_PORTS__{name.upper()}": str(port) for name, port in self.ports.items()},
+            # `EM_METRICS__ENABLED=false python -m bench ...` measures the mesh without metrics.
+            **{k: v for k, v in os.environ.items() if k.startswith("EM_METRICS__")},
         )
         return env
 

@@ -72,9 +72,11 @@ class Mesh:
         self.data_dir = data_dir
         self.services = list(load_settings().mesh.services if services is None else services)
         self.gateway_port, self.admin_port, self.nats_port, *service_ports = free_ports(
-            3 + len(self.services)
+            3 + 2 * len(self.services)
         )
-        self.ports = dict(zip(self.services, service_ports, strict=True))
+        self.ports = dict(zip(self.services, service_ports[: len(self.services)], strict=True))
+        # Free ports for the metrics too: gRPC port + [metrics] port_offset may be taken.
+        self.metrics_ports = dict(zip(self.services, service_ports[len(self.services) :], strict=True))
         self.event_prefix = unique_prefix("t")
         self.env = self._environment(env or {})
         self.output: list[str] = []
@@ -96,9 +98,12 @@ class Mesh:
             EM_CORS__ALLOWED_ORIGINS=json.dumps([ALLOWED_ORIGIN]),
             # Billing's time-based rules every half second, so tests see them at once.
             EM_BILLING__SCHEDULER__INTERVAL_SECONDS="0.5",
+            # Metrics gauges (backlog, lag, pools) sampled twice a second, so tests see them soon.
+            EM_METRICS__SAMPLE_INTERVAL_SECONDS="0.5",
             PYTHONUNBUFFERED="1",
             **SUITE_LIMITS,
             **{f"EM_PORTS__{name.upper()}": str(port) for name, port in self.ports.items()},
+            **{f"EM_METRICS__PORTS__{name.upper()}": str(port) for name, port in self.metrics_ports.items()},
             **extra,
         )
         return env
@@ -111,6 +116,10 @@ class Mesh:
     def address(self, service: str) -> str:
         """host:port of a service's gRPC server."""
         return f"127.0.0.1:{self.ports[service]}"
+
+    def metrics_url(self, service: str) -> str:
+        """A service's Prometheus metrics."""
+        return f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
 
     @property
     def log(self) -> str:

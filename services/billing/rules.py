@@ -9,6 +9,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from prometheus_client import Counter
+
 from expense.events.v1 import events_pb2
 from services.billing import storage
 from services.billing.domain import (
@@ -38,7 +40,7 @@ from services.billing.recurrence import parse_recurrence
 from services.billing.settings import BillingSettings
 from services.billing.storage import Calendar
 from services.billing.subscriptions import price_increase
-from services.kit.db.engine import Queryable
+from services.kit.db.engine import Queryable, after_commit
 from services.kit.db.unit_of_work import UnitOfWork
 from services.kit.domain.ids import new_id
 from services.kit.domain.periods import Period, period_containing
@@ -131,7 +133,20 @@ class AlertSink:
                 raised.append(alert)
         if raised:
             await unit.publish_all([(user_id, alert_raised(alert)) for alert in raised])
+            after_commit(unit.session, lambda: _count_raised(raised))
         return raised
+
+
+# Bounded labels: alert types are the rules' ([billing.alerts.severity]), severities three.
+ALERTS_RAISED = Counter(
+    "em_billing_alerts_raised", "Alerts billing raised, by type and severity.", ["type", "severity"]
+)
+
+
+def _count_raised(alerts: Sequence[Alert]) -> None:
+    # Counted once committed: a rolled-back transaction raised nothing.
+    for alert in alerts:
+        ALERTS_RAISED.labels(alert.type, alert.severity).inc()
 
 
 class RuleChecks:

@@ -1,6 +1,7 @@
 """Redis when REDIS_URL is set and reachable; otherwise no cache. Every
 operation degrades to a miss (or to an in-process counter) on any Redis error,
-so Redis is an accelerator, never a dependency."""
+so Redis is an accelerator, never a dependency. Reads count as hits or misses
+(em_cache_requests_total, services/kit/metrics.py); without Redis nothing is counted."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from services.kit import metrics
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,12 @@ return {version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
 
 
 class Cache:
-    def __init__(self, url: str | None, prefix: str) -> None:
+    def __init__(self, url: str | None, prefix: str, name: str | None = None) -> None:
         self.prefix = prefix
+        # Hits and misses of get()/get_versioned(), as metrics labelled `name` (the service).
+        label = name or prefix.rpartition(":")[2]
+        self._hits = metrics.CACHE_REQUESTS.labels(label, "hit")
+        self._misses = metrics.CACHE_REQUESTS.labels(label, "miss")
         self._redis: Redis | None = (
             Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25) if url else None
         )
@@ -46,10 +53,15 @@ class Cache:
         if self._redis is None:
             return None
         try:
-            return await self._redis.get(self._key(key))
+            value = await self._redis.get(self._key(key))
         except RedisError as error:
             log.warning("cache get failed", extra={"error": repr(error)})
-            return None
+            value = None
+        self._counted(value)
+        return value
+
+    def _counted(self, value: bytes | None) -> None:
+        (self._misses if value is None else self._hits).inc()
 
     async def get_versioned(self, version_key: str, head: str, tail: str) -> tuple[str, bytes | None]:
         """The version token stored at version_key ("0" when none) and the value at
@@ -62,7 +74,9 @@ class Cache:
             )
         except RedisError as error:
             log.warning("cache get failed", extra={"error": repr(error)})
+            self._misses.inc()
             return NO_VERSION, None
+        self._counted(value)
         return token.decode(), value
 
     async def set(self, key: str, value: bytes, ttl_seconds: float, only_if_absent: bool = False) -> None:

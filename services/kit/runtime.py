@@ -1,5 +1,6 @@
 """The dependencies every service builds from settings, in one place:
-database, event bus, cache, token verifier, outbox relay and consumers."""
+database, event bus, cache, token verifier, outbox relay and consumers, and the
+metrics sampler that watches them (services/kit/metrics.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
+from services.kit import metrics
 from services.kit.cache import Cache
 from services.kit.config.settings import MeshSettings
 from services.kit.db.engine import Database
@@ -23,6 +25,7 @@ from services.kit.identity.auth_client import AuthServiceClient
 from services.kit.identity.revocation import SessionFeed
 from services.kit.identity.service_tokens import ServiceTokens
 from services.kit.identity.tokens import TokenVerifier
+from services.kit.metrics import Sampler
 
 
 class Runtime:
@@ -31,13 +34,16 @@ class Runtime:
         self.settings = settings
         self.db = Database.for_service(settings, name)
         self.bus = EventBus(settings.resolved_nats_url, settings.event_prefix, f"{name}-service")
-        self.cache = Cache(settings.redis_url, f"{settings.event_prefix}:{name}")
+        self.cache = Cache(settings.redis_url, f"{settings.event_prefix}:{name}", name)
         self.background: list[Callable[[], Awaitable[None]]] = []
         self._service_tokens: ServiceTokens | None = None
         retention = settings.retention
         self.purger = Purger(
             self.db, timedelta(minutes=retention.purge_interval_minutes), retention.purge_chunk_rows
         )
+        # Gauges that cost a query, set every [metrics] sample_interval_seconds.
+        self.sampler = Sampler(settings.metrics.sample_interval_seconds)
+        self.sampler.add(self._sample_pools)
         self.readiness: dict[str, Callable[[], Awaitable[bool]]] = {
             "database": self.db.ping,
             "nats": self._nats_ready,
@@ -45,6 +51,11 @@ class Runtime:
 
     async def _nats_ready(self) -> bool:
         return self.bus.connected
+
+    async def _sample_pools(self) -> None:
+        for pool, (in_use, idle) in self.db.pool_use().items():
+            metrics.DB_POOL_CONNECTIONS.labels(self.name, pool, "in_use").set(in_use)
+            metrics.DB_POOL_CONNECTIONS.labels(self.name, pool, "idle").set(idle)
 
     def outbox(self, table: Table) -> Outbox:
         outbox = Outbox(table, self.settings.event_prefix, self.name)
@@ -60,6 +71,13 @@ class Runtime:
         )
         self.background.append(relay.run)
         self.relay = relay
+
+        async def sample_backlog() -> None:
+            count, age = await relay.backlog()
+            metrics.OUTBOX_BACKLOG.labels(outbox.producer).set(count)
+            metrics.OUTBOX_OLDEST_SECONDS.labels(outbox.producer).set(age)
+
+        self.sampler.add(sample_backlog)
         # Published rows stay for replays (OutboxRelay.replay_from); unpublished ones stay.
         self.purger.keep(table, "published_at", cfg.replay_window)
         return outbox
@@ -77,6 +95,7 @@ class Runtime:
             self.bus, self.db, inbox, subscription, handler, cfg.batch_size, cfg.linger_ms / 1000
         )
         self.background.append(consumer.run)
+        self.sampler.add(consumer.sample)
         self.purger.keep(inbox, "processed_at", self.settings.retention.inbox_window)
         return consumer
 
@@ -139,7 +158,11 @@ class Runtime:
             verifier=verifier,
             servicers=servicers,
             readiness=self.readiness,
-            background=[*self.background, *([self.purger.run] if self.purger.kept else [])],
+            background=[
+                *self.background,
+                *([self.purger.run] if self.purger.kept else []),
+                *([self.sampler.run] if self.settings.metrics.enabled else []),
+            ],
             on_start=[start],
             on_stop=[stop],
         )

@@ -116,6 +116,7 @@ def redact(url: str) -> str:
 
 def banner(settings: MeshSettings) -> list[str]:
     services = [f"    {name:<10} {settings.service_address(name)}" for name in settings.mesh.services]
+    metrics = metrics_lines(settings)
     examples = [
         f"  try                  grpcurl -plaintext {settings.service_address(name)} list"
         for name in settings.mesh.services[:1]
@@ -134,6 +135,7 @@ def banner(settings: MeshSettings) -> list[str]:
         f"  envoy admin          http://127.0.0.1:{settings.envoy_admin_port}",
         "  services (gRPC, reflection and grpc.health.v1 on each):",
         *services,
+        *metrics,
         f"  data dir             {settings.data_dir}",
         f"  database             {database}",
         f"  nats                 {nats}",
@@ -142,6 +144,21 @@ def banner(settings: MeshSettings) -> list[str]:
         "  Ctrl-C stops everything.",
         "",
         READY_LINE,
+    ]
+
+
+def metrics_lines(settings: MeshSettings) -> list[str]:
+    """Where Prometheus scrapes each service and Envoy (services/kit/README.md, "Metrics")."""
+    if not settings.metrics.enabled:
+        return ["  metrics              off ([metrics] enabled = false)"]
+    host = "127.0.0.1" if settings.host in WILDCARD_HOSTS else settings.host
+    return [
+        "  metrics (Prometheus):",
+        *(
+            f"    {name:<10} http://{host}:{settings.metrics_port(name)}/metrics"
+            for name in settings.mesh.services
+        ),
+        f"    {'envoy':<10} http://127.0.0.1:{settings.envoy_admin_port}/stats/prometheus",
     ]
 
 

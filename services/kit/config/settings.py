@@ -233,6 +233,18 @@ class ResilienceSettings(BaseModel):
     session_grace_seconds: float = Field(60.0, ge=0, le=900)
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics (services/kit/metrics.py), each service on a port of its own."""
+
+    # Off: no metrics port, nothing recorded per call, no sampling.
+    enabled: bool = True
+    # A service's metrics port: its entry in `ports`, else its gRPC port + port_offset.
+    port_offset: int = Field(1000, ge=1)
+    ports: dict[str, int] = {}
+    # How often gauges that cost a query are sampled: outbox backlog, consumer lag, pools.
+    sample_interval_seconds: float = Field(5.0, gt=0)
+
+
 class MeshLayout(BaseModel):
     # The services the launcher starts, in start order (config/mesh.toml names them).
     services: list[str] = []
@@ -293,6 +305,7 @@ class MeshSettings(BaseSettings):
     # generated on first run (the embedded default, where auth reads the same file).
     service_credential: SecretStr | None = Field(None, min_length=MIN_KEY_LENGTH)
     resilience: ResilienceSettings = ResilienceSettings()
+    metrics: MetricsSettings = MetricsSettings()
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}
@@ -345,6 +358,11 @@ class MeshSettings(BaseSettings):
             raise ValueError(
                 f"no port for service {service!r}: add it to [ports] in config/mesh.toml"
             ) from None
+
+    def metrics_port(self, service: str) -> int:
+        """Where a service serves its Prometheus metrics (GET /metrics)."""
+        explicit = self.metrics.ports.get(service)
+        return explicit if explicit is not None else self.service_port(service) + self.metrics.port_offset
 
     def service_address(self, service: str) -> str:
         """Where to connect to a service (not where it binds: that is `host`)."""

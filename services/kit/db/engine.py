@@ -180,6 +180,19 @@ class Database:
         finally:
             await self._read_pool.putconn(connection)
 
+    def pool_use(self) -> dict[str, tuple[int, int]]:
+        """(in use, idle) connections of the writers' pool ("write") and, once opened, of
+        PostgreSQL reads' pool ("read"), for metrics: in use near the size means waits."""
+        pools: dict[str, tuple[int, int]] = {}
+        pool = self.engine.pool
+        if hasattr(pool, "checkedout"):  # a queue pool (SQLAlchemy's default for both backends)
+            pools["write"] = (pool.checkedout(), pool.checkedin())
+        if self._read_pool is not None and not self._read_pool.closed:
+            stats = self._read_pool.get_stats()
+            available = stats.get("pool_available", 0)
+            pools["read"] = (stats.get("pool_size", 0) - available, available)
+        return pools
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as connection:

@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 from sqlalchemy import Column, Index, MetaData, PrimaryKeyConstraint, String, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit import metrics
 from services.kit.db.engine import Database, UtcDateTime
 from services.kit.db.sql import insert_ignore_many
 from services.kit.domain.timestamps import utcnow
@@ -42,6 +43,26 @@ MAX_DELIVER = 10
 MAX_REASON_CHARS = 1000
 # The first server version whose consumers take several filter subjects; older ones ignore them.
 FILTER_SUBJECTS_SINCE = (2, 10)
+
+
+class ConsumerMetrics:
+    """A consumer's counters, label sets bound once."""
+
+    def __init__(self, consumer: str) -> None:
+        self._applied = metrics.CONSUMER_APPLIED.labels(consumer)
+        self._redeliveries = metrics.CONSUMER_REDELIVERIES.labels(consumer)
+        self._lag = metrics.CONSUMER_LAG_SECONDS.labels(consumer)
+        self.dead_letters = metrics.CONSUMER_DEAD_LETTERS.labels(consumer)
+
+    def applied(self, messages: Sequence[Msg]) -> None:
+        """Acked messages: how long each waited since it reached the stream, and which came again."""
+        self._applied.inc(len(messages))
+        now = utcnow()
+        for message in messages:
+            meta = message.metadata
+            if meta.num_delivered > 1:
+                self._redeliveries.inc()
+            self._lag.observe(max((now - meta.timestamp).total_seconds(), 0.0))
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -92,6 +113,13 @@ class EventConsumer:
         self.linger = linger
         self.applied = 0
         self.dead_letters = 0
+        self._metrics = ConsumerMetrics(self.name)
+
+    async def sample(self) -> None:
+        """Sets this consumer's lag gauges from JetStream's consumer info (a metrics Sample)."""
+        info = await self.bus.js.consumer_info(self.bus.stream, self.durable, timeout=2)
+        metrics.CONSUMER_PENDING.labels(self.name).set(info.num_pending or 0)
+        metrics.CONSUMER_ACK_PENDING.labels(self.name).set(info.num_ack_pending or 0)
 
     def _config(self) -> ConsumerConfig:
         subjects = self.filter_subjects
@@ -174,6 +202,7 @@ class EventConsumer:
         for message, _ in parsed:
             await message.ack()
         self.applied += len(parsed)
+        self._metrics.applied([message for message, _ in parsed])
         return True
 
     async def _apply(self, session: AsyncSession, events: Sequence[Event[Any]]) -> None:
@@ -201,6 +230,7 @@ class EventConsumer:
             return
         await message.ack()
         self.applied += 1
+        self._metrics.applied([message])
 
     async def _dead_letter(self, message: Msg, reason: str, event_id: str) -> None:
         """Keeps the message as it came, with why, then ends its deliveries."""
@@ -212,6 +242,7 @@ class EventConsumer:
         await self.bus.publish(dead_letter_subject(self.bus.prefix, self.name), message.data, msg_id, headers)
         await message.term()
         self.dead_letters += 1
+        self._metrics.dead_letters.inc()
         log.warning(
             "event dead-lettered", extra={"consumer": self.name, "event_id": event_id, "reason": reason}
         )

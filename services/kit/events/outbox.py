@@ -24,12 +24,13 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from google.protobuf.message import Message
-from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, select, update
+from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit import metrics
 from services.kit.db.engine import Database, UtcDateTime, after_commit
 from services.kit.db.sql import BigIntId, insert_many
 from services.kit.domain.timestamps import utcnow
@@ -154,6 +155,7 @@ class OutboxRelay:
         # The first poll takes every unpublished row, whatever its age: its process is gone.
         self._poll_all = True
         self._next_poll = 0.0
+        self._published = metrics.OUTBOX_PUBLISHED.labels(outbox.producer)
 
     async def run(self) -> None:
         await self.bus.wait_ready()
@@ -196,6 +198,7 @@ class OutboxRelay:
             return 0
         await asyncio.gather(*(self.bus.publish(e.subject, e.body, e.event_id) for e in events))
         self._unmarked.extend(e.event_id for e in events)
+        self._published.inc(len(events))
         return len(events)
 
     async def mark_published(self) -> None:
@@ -232,6 +235,7 @@ class OutboxRelay:
             rows = (await session.execute(query)).all()
             if rows:
                 await asyncio.gather(*(self.bus.publish(r.subject, r.body, r.event_id) for r in rows))
+                self._published.inc(len(rows))
                 await session.execute(
                     update(table).where(table.c.id.in_([r.id for r in rows])).values(published_at=utcnow())
                 )
@@ -250,6 +254,19 @@ class OutboxRelay:
         self._next_poll = 0.0
         self.outbox.committed.set()
         return int(result.rowcount)
+
+    async def backlog(self) -> tuple[int, float]:
+        """Rows not marked published yet and the age in seconds of the oldest (0 when none),
+        for metrics: one indexed query (ix_outbox_unpublished). Rows published from memory
+        count until the next mark (mark_interval): an age beyond stale_after is a stuck relay."""
+        table = self.outbox.table
+        query = select(func.count(), func.min(table.c.created_at)).where(table.c.published_at.is_(None))
+        async with self.db.read() as connection:
+            count, oldest = (await connection.execute(query)).all()[0]
+        if oldest is not None and oldest.tzinfo is None:  # SQLite's raw read
+            oldest = oldest.replace(tzinfo=UTC)
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        return int(count), max(age, 0.0)
 
     async def pending(self) -> int:
         """Rows not published yet."""

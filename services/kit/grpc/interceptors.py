@@ -1,4 +1,4 @@
-"""The kit's server interceptor: access log (outermost), default deadline,
+"""The kit's server interceptor: metrics and access log (outermost), default deadline,
 authentication, and domain-error mapping (innermost), in one layer.
 
 Authentication follows the method's access (services/kit/identity/access.py): public
@@ -25,6 +25,7 @@ import grpc
 from grpc.aio import ServerInterceptor, ServicerContext
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from services.kit import metrics
 from services.kit.domain.errors import DomainError, PermissionDenied
 from services.kit.grpc.status import to_grpc_status
 from services.kit.identity.access import Access, MethodAccess
@@ -35,6 +36,7 @@ errors_log = logging.getLogger(__name__)
 
 Behavior = Callable[[Any, ServicerContext], Awaitable[Any]]
 AccessLogMode = Literal["all", "errors", "off"]
+RpcKind = Literal["unary", "client_stream", "server_stream", "bidi_stream"]
 UNWRAPPED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 # Methods whose wrapped handler is kept; unknown names (a client's typo) are never cached.
 MAX_CACHED_METHODS = 1000
@@ -61,6 +63,28 @@ class AccessLog:
             log.info("rpc", extra=extra)
 
 
+class CallMetrics:
+    """One method's call counters and latency histogram, their label sets bound once
+    (a labels() lookup per call would cost more than the observation)."""
+
+    def __init__(self, method: str, kind: RpcKind) -> None:
+        service, _, name = method.lstrip("/").partition("/")
+        self._labels = (service, name, kind)
+        self._seconds = metrics.GRPC_SECONDS.labels(*self._labels)
+        self._handled: dict[str, Any] = {}
+
+    def record(self, code: str, seconds: float) -> None:
+        handled = self._handled.get(code)
+        if handled is None:  # at most one per status code
+            handled = self._handled[code] = metrics.GRPC_HANDLED.labels(*self._labels, code)
+        handled.inc()
+        self._seconds.observe(seconds)
+
+
+def _no_metrics(code: str, seconds: float) -> None:
+    return None
+
+
 class KitInterceptor(ServerInterceptor):
     def __init__(
         self,
@@ -68,11 +92,14 @@ class KitInterceptor(ServerInterceptor):
         access: MethodAccess,
         default_deadline_seconds: float,
         access_log: AccessLog,
+        metrics: bool = False,
     ) -> None:
         self.verifier = verifier
         self.access = access
         self.default_deadline_seconds = default_deadline_seconds
         self.access_log = access_log
+        # Calls counted and timed (services/kit/metrics.py), or not at all.
+        self.metrics = metrics
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
@@ -95,22 +122,24 @@ class KitInterceptor(ServerInterceptor):
         }
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap(method, handler.unary_unary, streamed=False), **serializers
+                self._wrap(method, handler.unary_unary, "unary"), **serializers
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap(method, handler.stream_unary, streamed=True), **serializers
+                self._wrap(method, handler.stream_unary, "client_stream"), **serializers
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap(method, _writing(handler.unary_stream), streamed=True), **serializers
+                self._wrap(method, _writing(handler.unary_stream), "server_stream"), **serializers
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap(method, _writing(handler.stream_stream), streamed=True), **serializers
+            self._wrap(method, _writing(handler.stream_stream), "bidi_stream"), **serializers
         )
 
-    def _wrap(self, method: str, behavior: Behavior, streamed: bool) -> Behavior:
+    def _wrap(self, method: str, behavior: Behavior, kind: RpcKind) -> Behavior:
         access = self.access.of(method)
+        streamed = kind != "unary"
+        record = CallMetrics(method, kind).record if self.metrics else _no_metrics
 
         async def intercepted(request: Any, context: ServicerContext) -> Any:
             started = time.perf_counter()
@@ -121,7 +150,9 @@ class KitInterceptor(ServerInterceptor):
                 code = context.code().name if context.code() else "CANCELLED"
                 raise
             finally:
-                self.access_log.record(method, code, (time.perf_counter() - started) * 1000, context)
+                seconds = time.perf_counter() - started
+                record(code, seconds)
+                self.access_log.record(method, code, seconds * 1000, context)
 
         return intercepted
 

@@ -1,6 +1,6 @@
 """grpc.aio server bootstrap shared by every service: interceptors, health,
-reflection, background tasks (outbox relay, consumers) and a clean shutdown on
-SIGTERM/SIGINT.
+reflection, Prometheus metrics on their own port, background tasks (outbox relay,
+consumers, metrics sampling) and a clean shutdown on SIGTERM/SIGINT.
 
 Health has two meanings. Readiness: the server as a whole ("") and each of its
 gRPC services are SERVING while every dependency answers, re-checked all along, so
@@ -27,6 +27,7 @@ from services.kit.config.settings import MeshSettings
 from services.kit.grpc.interceptors import AccessLog, KitInterceptor
 from services.kit.identity.access import MethodAccess
 from services.kit.identity.tokens import TokenVerifier
+from services.kit.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class ServiceApp:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     port: int | None = None
+    # None: settings.metrics_port(name); 0: any free port (tests).
+    metrics_port: int | None = None
 
     async def build_server(self) -> tuple[grpc.aio.Server, health.HealthServicer]:
         """The server with every servicer, readiness NOT_SERVING until _watch_health says
@@ -64,6 +67,7 @@ class ServiceApp:
                     MethodAccess.from_layout(self.settings.mesh),
                     limits.default_deadline_seconds,
                     AccessLog(self.settings.access_log, self.settings.slow_call_ms),
+                    self.settings.metrics.enabled,
                 )
             ],
             options=[
@@ -118,6 +122,7 @@ class ServiceApp:
         for hook in self.on_start:
             await hook()
         await server.start()
+        metrics_server = self._serve_metrics()
         freeze_startup_objects()
         stop = _stop_on_signals()
         tasks = [asyncio.create_task(job(), name=job.__qualname__) for job in self.background]
@@ -133,10 +138,28 @@ class ServiceApp:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if metrics_server is not None:
+            metrics_server.stop()
         for hook in self.on_stop:
             await hook()
         if failed:
             raise SystemExit(f"{self.name}: background task {failed[0]} failed")
+
+    def _serve_metrics(self) -> MetricsServer | None:
+        """GET /metrics on the service's metrics port ([metrics] in config/mesh.toml). A port
+        already taken is logged, not fatal: the service's calls matter more than its metrics."""
+        if not self.settings.metrics.enabled:
+            return None
+        port = self.metrics_port if self.metrics_port is not None else self.settings.metrics_port(self.name)
+        metrics_server = MetricsServer(self.settings.host, port)
+        try:
+            metrics_server.start()
+        except OSError as error:
+            log.error("metrics port unavailable", extra={"port": port, "error": repr(error)})
+            return None
+        self.metrics_port = metrics_server.port
+        log.info("metrics", extra={"service": self.name, "port": metrics_server.port, "path": "/metrics"})
+        return metrics_server
 
 
 def _on_background_exit(task: asyncio.Task[None], stop: asyncio.Event, failed: list[str]) -> None:
