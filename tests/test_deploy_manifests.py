@@ -169,7 +169,8 @@ def test_k8s_runs_each_mesh_service_on_the_launcher_port(name: str) -> None:
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", f"services.{name}", "serve"]
-    assert container["ports"] == [{"name": "grpc", "containerPort": port}]
+    metrics = {"name": "metrics", "containerPort": SETTINGS.metrics_port(name)}
+    assert container["ports"] == [{"name": "grpc", "containerPort": port}, metrics]
     # Readiness asks "" (NOT_SERVING while a dependency is down); startup and liveness ask
     # `liveness`, SERVING while the process answers: a dependency outage restarts nothing.
     assert container["readinessProbe"]["grpc"] == {"port": port}
@@ -185,6 +186,25 @@ def test_k8s_runs_each_mesh_service_on_the_launcher_port(name: str) -> None:
     assert _find("PodDisruptionBudget", name)["spec"]["selector"] == deployment["spec"]["selector"]
 
 
+@pytest.mark.parametrize("name", MESH)
+def test_k8s_pods_are_scraped_on_their_metrics_port_by_prometheus_only(name: str) -> None:
+    port = SETTINGS.metrics_port(name)
+    annotations = _find("Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+    policy = _find("NetworkPolicy", "mesh-metrics")["spec"]
+    (rule,) = policy["ingress"]
+    assert {"protocol": "TCP", "port": port} in rule["ports"]
+    assert rule["from"] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    ]
+    mesh_policy = _find("NetworkPolicy", "mesh-services")["spec"]["ingress"][0]["ports"]
+    assert {"protocol": "TCP", "port": port} not in mesh_policy
+
+
 def test_k8s_uses_the_existing_engines() -> None:
     kinds = {doc["kind"] for _, doc in MANIFESTS}
     assert "StatefulSet" not in kinds
@@ -197,7 +217,11 @@ def test_k8s_uses_the_existing_engines() -> None:
 
 def test_k8s_gateway_serves_on_the_gateway_port() -> None:
     (container,) = _find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
-    assert container["ports"] == [{"name": "http", "containerPort": SETTINGS.gateway_port}]
+    metrics = {"name": "metrics", "containerPort": SETTINGS.metrics.gateway_port}
+    assert container["ports"] == [{"name": "http", "containerPort": SETTINGS.gateway_port}, metrics]
+    annotations = _find("Deployment", "gateway")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/stats/prometheus"
+    assert annotations["prometheus.io/port"] == str(SETTINGS.metrics.gateway_port)
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     # As many Envoy workers as the pod has CPUs, not one per core of the node.
     command = container["command"]

@@ -193,11 +193,29 @@ def test_envoy_filter_chain_and_transcoder(envoy_compose: dict[str, Any]) -> Non
 
 def test_envoy_clusters_match_the_launcher(envoy_compose: dict[str, Any]) -> None:
     clusters = {c["name"]: c for c in envoy_compose["static_resources"]["clusters"]}
+    assert clusters.pop(envoy.ADMIN_CLUSTER)["type"] == "STATIC"  # the stats listener's
     assert list(clusters) == SETTINGS.mesh.services
     for name, cluster in clusters.items():
         address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
         assert address["socket_address"] == {"address": name, "port_value": SETTINGS.service_port(name)}
         assert cluster["health_checks"][0]["grpc_health_check"] == {"service_name": ""}
+
+
+def test_envoy_in_a_container_serves_its_prometheus_stats_and_nothing_else_of_admin(
+    envoy_compose: dict[str, Any],
+) -> None:
+    assert envoy_compose["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    listeners = {listener["name"]: listener for listener in envoy_compose["static_resources"]["listeners"]}
+    stats = listeners["stats"]
+    assert stats["address"]["socket_address"]["port_value"] == SETTINGS.metrics.gateway_port
+    manager = stats["filter_chains"][0]["filters"][0]["typed_config"]
+    (host,) = manager["route_config"]["virtual_hosts"]
+    assert host["routes"] == [
+        {"match": {"path": "/stats/prometheus"}, "route": {"cluster": envoy.ADMIN_CLUSTER}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
+    ]
+    local = envoy.envoy_config(SETTINGS, SURFACE, "local")  # `up`: the admin port itself
+    assert [listener["name"] for listener in local["static_resources"]["listeners"]] == ["gateway"]
 
 
 def test_envoy_breakers_and_outlier_detection_come_from_the_settings() -> None:
@@ -206,7 +224,7 @@ def test_envoy_breakers_and_outlier_detection_come_from_the_settings() -> None:
     )
     resilience = SETTINGS.resilience.model_copy(update={"gateway": gateway})
     config = envoy.envoy_config(SETTINGS.model_copy(update={"resilience": resilience}), SURFACE, "compose")
-    for cluster in config["static_resources"]["clusters"]:
+    for cluster in config["static_resources"]["clusters"][: len(SETTINGS.mesh.services)]:
         assert cluster["circuit_breakers"]["thresholds"][0]["max_requests"] == 77
         assert cluster["outlier_detection"]["consecutive_5xx"] == 9
         assert cluster["outlier_detection"]["base_ejection_time"] == "2.5s"

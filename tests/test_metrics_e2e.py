@@ -68,6 +68,7 @@ async def eventually(
 
 
 async def test_every_service_serves_its_metrics(mesh: Mesh) -> None:
+    assert all(mesh.metrics_url(service) in mesh.log for service in mesh.services)  # `up` says where
     async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
         for service in mesh.services:
             text = (await http.get(mesh.metrics_url(service))).text
@@ -135,7 +136,8 @@ async def test_calls_events_and_alerts_move_the_counters(mesh: Mesh, client: htt
             before["billing"], name, type="budget_threshold"
         )
 
-    await eventually(alerts_raised, lambda raised: raised == 1)
+    # At least: billing may still be applying an earlier test's events on the shared mesh.
+    await eventually(alerts_raised, lambda raised: raised >= 1)
     # Once reporting applied the expense (which invalidates the user's cached reports):
     for _ in range(2):  # the second one from the cache, when there is Redis
         assert (await client.get("/v1/reports/summary?period=month", headers=headers)).status_code == 200

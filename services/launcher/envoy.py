@@ -99,13 +99,57 @@ def placement(settings: MeshSettings, target: Target) -> Placement:
 
 def envoy_config(settings: MeshSettings, surface: RestSurface, target: Target) -> dict[str, Any]:
     where = placement(settings, target)
+    # In a container the admin port is out of a scraper's reach: a listener serves its stats.
+    stats = target != "local" and settings.metrics.enabled
     return {
         "admin": {"address": _socket("127.0.0.1", settings.envoy_admin_port)},
         "overload_manager": _overload_manager(),
         "static_resources": {
-            "listeners": [_listener(settings, surface, where)],
-            "clusters": [_cluster(settings, name, where) for name in settings.mesh.services],
+            "listeners": [
+                _listener(settings, surface, where),
+                *([_stats_listener(settings)] if stats else []),
+            ],
+            "clusters": [
+                *(_cluster(settings, name, where) for name in settings.mesh.services),
+                *([_admin_cluster(settings)] if stats else []),
+            ],
         },
+    }
+
+
+STATS_PATH = "/stats/prometheus"
+ADMIN_CLUSTER = "envoy-admin"
+
+
+def _stats_listener(settings: MeshSettings) -> dict[str, Any]:
+    """GET /stats/prometheus on [metrics] gateway_port, from the admin API; nothing else of
+    the admin API (it can drain and stop Envoy) is reachable."""
+    stats_route = {"match": {"path": STATS_PATH}, "route": {"cluster": ADMIN_CLUSTER}}
+    refused = {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
+    host = {"name": "stats", "domains": ["*"], "routes": [stats_route, refused]}
+    router = {"name": "envoy.filters.http.router", "typed_config": _typed("filters.http.router.v3.Router")}
+    manager = _typed(
+        "filters.network.http_connection_manager.v3.HttpConnectionManager",
+        stat_prefix="stats",
+        route_config={"name": "stats", "virtual_hosts": [host]},
+        http_filters=[router],
+    )
+    return {
+        "name": "stats",
+        "address": _socket("0.0.0.0", settings.metrics.gateway_port),
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}
+        ],
+    }
+
+
+def _admin_cluster(settings: MeshSettings) -> dict[str, Any]:
+    endpoint = {"endpoint": {"address": _socket("127.0.0.1", settings.envoy_admin_port)}}
+    return {
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": ADMIN_CLUSTER, "endpoints": [{"lb_endpoints": [endpoint]}]},
     }
 
 

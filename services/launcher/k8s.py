@@ -24,6 +24,8 @@ PAGE_TOKEN_SECRET = "expense-mesh-page-token"
 # One Secret per mesh service but auth (key `credential`): its service credential.
 SERVICE_CREDENTIAL_SECRET = "expense-mesh-service-{name}"
 JWKS_CONFIG_MAP = "expense-mesh-jwks"
+# The label (app.kubernetes.io/name) of the Prometheus pods the metrics ports admit.
+PROMETHEUS_NAME = "prometheus"
 APP_UID = 10001
 ENVOY_UID = 101
 # CPUs of a gateway pod: its limit and its Envoy worker threads.
@@ -63,7 +65,7 @@ def resource_files(settings: MeshSettings) -> dict[str, list[dict[str, Any]]]:
     return {
         "mesh-config": [_config_map(settings)],
         "engines": [_external_engine(name, *target) for name, target in EXTERNAL_ENGINES.items()],
-        "network-policy": [_network_policy(settings)],
+        "network-policy": [_network_policy(settings), *_metrics_policy(settings)],
         "migrate": [_migrate_job()],
         **{name: _mesh_service(settings, name) for name in settings.mesh.services},
         "gateway": _gateway(settings),
@@ -181,7 +183,7 @@ def _mesh_service(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
     port = settings.service_port(name)
     container = {
         **_app_container(name, ["python", "-m", f"services.{name}", "serve"]),
-        "ports": [{"name": "grpc", "containerPort": port}],
+        "ports": [{"name": "grpc", "containerPort": port}, *_metrics_container_port(settings, name)],
         **_grpc_probes(port),
     }
     if name == "ledger":
@@ -200,11 +202,76 @@ def _mesh_service(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
         "spec": {
             "replicas": 2,
             "selector": _selector(name),
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": {"labels": labels, **_scrape_annotations(settings, name)}, "spec": pod},
         },
     }
     service_port = {"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"}
     return [deployment, _service(name, "service", service_port), _disruption_budget(name, "service")]
+
+
+def _metrics_container_port(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
+    if not settings.metrics.enabled:
+        return []
+    return [{"name": "metrics", "containerPort": settings.metrics_port(name)}]
+
+
+def _scrape_annotations(settings: MeshSettings, name: str) -> dict[str, Any]:
+    """Prometheus's conventional pod annotations: scrape GET /metrics on the metrics port."""
+    if not settings.metrics.enabled:
+        return {}
+    port = str(settings.metrics_port(name))
+    return {
+        "annotations": {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": port,
+            "prometheus.io/path": "/metrics",
+        }
+    }
+
+
+def _metrics_policy(settings: MeshSettings) -> list[dict[str, Any]]:
+    """The metrics ports admit Prometheus (pods named `prometheus`, in any namespace;
+    k8s/README.md says how to match another scraper), nothing else from outside the mesh."""
+    if not settings.metrics.enabled:
+        return []
+    ports = [{"protocol": "TCP", "port": settings.metrics_port(name)} for name in settings.mesh.services]
+    scraper = {
+        "namespaceSelector": {},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": PROMETHEUS_NAME}},
+    }
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta("mesh-metrics", "policy"),
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": "service", **PART_OF}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [scraper], "ports": ports}],
+            },
+        }
+    ]
+
+
+def _gateway_metrics_port(settings: MeshSettings) -> list[dict[str, Any]]:
+    if not settings.metrics.enabled:
+        return []
+    return [{"name": "metrics", "containerPort": settings.metrics.gateway_port}]
+
+
+def _gateway_scrape_annotations(settings: MeshSettings) -> dict[str, Any]:
+    """Envoy's stats listener (launcher/envoy.py) serves its admin API's /stats/prometheus."""
+    if not settings.metrics.enabled:
+        return {}
+    port = str(settings.metrics.gateway_port)
+    path = "/stats/prometheus"
+    return {
+        "annotations": {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": port,
+            "prometheus.io/path": path,
+        }
+    }
 
 
 def _service_identity_env(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
@@ -262,7 +329,7 @@ def _gateway(settings: MeshSettings) -> list[dict[str, Any]]:
         # One worker per CPU of the limit: by default Envoy starts one per core of the
         # node, and a pod throttled to fewer cores than its workers gets latency spikes.
         "command": ["envoy", "-c", "/etc/envoy/envoy.yaml", "--concurrency", str(GATEWAY_CPU_LIMIT)],
-        "ports": [{"name": "http", "containerPort": port}],
+        "ports": [{"name": "http", "containerPort": port}, *_gateway_metrics_port(settings)],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5},
         "livenessProbe": {"tcpSocket": {"port": port}, "initialDelaySeconds": 5, "periodSeconds": 10},
         "resources": _resources("100m", "64Mi", str(GATEWAY_CPU_LIMIT), "256Mi"),
@@ -278,7 +345,10 @@ def _gateway(settings: MeshSettings) -> list[dict[str, Any]]:
             "replicas": 2,
             "selector": _selector("gateway"),
             "template": {
-                "metadata": {"labels": _labels("gateway", "gateway")},
+                "metadata": {
+                    "labels": _labels("gateway", "gateway"),
+                    **_gateway_scrape_annotations(settings),
+                },
                 "spec": _pod_spec([container], ENVOY_UID, volumes),
             },
         },

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import cast
 
@@ -25,6 +26,8 @@ class FakeMessage:
     outcome: str = ""
     nak_delay: float | None = None
     stream_sequence: int = field(default_factory=lambda: next(_stream_sequence))
+    # When the message reached the stream (the consumer's lag metric reads it).
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
     def of(cls, envelope: events_pb2.EventEnvelope, num_delivered: int = 1) -> FakeMessage:
@@ -33,7 +36,9 @@ class FakeMessage:
     @property
     def metadata(self) -> SimpleNamespace:
         return SimpleNamespace(
-            num_delivered=self.num_delivered, sequence=SimpleNamespace(stream=self.stream_sequence)
+            num_delivered=self.num_delivered,
+            sequence=SimpleNamespace(stream=self.stream_sequence),
+            timestamp=self.timestamp,
         )
 
     async def ack(self) -> None:

@@ -1,18 +1,21 @@
 """The kit's metrics module: a method's calls counted by code and timed, a breaker's
 transitions and state read at scrape time from a real breaker, the sampler outliving a
-failing sample, the metrics server answering GET /metrics, and the metrics ports."""
+failing sample, the metrics server answering GET /metrics, the metrics ports, and the
+Grafana dashboard asking only for metrics that exist."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import secrets
 import urllib.request
 
 import grpc
 from prometheus_client import REGISTRY
 
-from services.kit.config.settings import BreakerSettings, MeshSettings, MetricsSettings
+from services.kit.config.settings import REPO_ROOT, BreakerSettings, MeshSettings, MetricsSettings
 from services.kit.grpc.breakers import breaker_for
 from services.kit.grpc.interceptors import CallMetrics
 from services.kit.metrics import MetricsServer, Sampler
@@ -86,3 +89,17 @@ def test_a_metrics_port_is_explicit_or_the_grpc_port_plus_the_offset() -> None:
     )
     assert settings.metrics_port("auth") == 9151
     assert settings.metrics_port("ledger") == 51053
+
+
+def test_the_dashboard_asks_only_for_metrics_the_mesh_exports() -> None:
+    import services.billing.rules  # noqa: F401  (registers billing's alert counter)
+
+    dashboard = json.loads((REPO_ROOT / "deploy" / "grafana" / "mesh-overview.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    asked = {name for query in queries for name in re.findall(r"\b(em_[a-z_]+)", query)}
+    exported = {
+        sample_name
+        for family in REGISTRY.collect()
+        for sample_name in (family.name, f"{family.name}_total", f"{family.name}_bucket")
+    }
+    assert asked and asked <= exported, asked - exported

@@ -243,6 +243,9 @@ class MetricsSettings(BaseModel):
     ports: dict[str, int] = {}
     # How often gauges that cost a query are sampled: outbox backlog, consumer lag, pools.
     sample_interval_seconds: float = Field(5.0, gt=0)
+    # In containers (compose, k8s) Envoy serves GET /stats/prometheus on this port, proxied to
+    # its admin API, which stays on loopback; under `up` the admin port serves it directly.
+    gateway_port: int = Field(9902, ge=1, le=65535)
 
 
 class MeshLayout(BaseModel):

@@ -92,14 +92,14 @@ class KitInterceptor(ServerInterceptor):
         access: MethodAccess,
         default_deadline_seconds: float,
         access_log: AccessLog,
-        metrics: bool = False,
+        record_metrics: bool = False,
     ) -> None:
         self.verifier = verifier
         self.access = access
         self.default_deadline_seconds = default_deadline_seconds
         self.access_log = access_log
         # Calls counted and timed (services/kit/metrics.py), or not at all.
-        self.metrics = metrics
+        self.record_metrics = record_metrics
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
@@ -139,7 +139,7 @@ class KitInterceptor(ServerInterceptor):
     def _wrap(self, method: str, behavior: Behavior, kind: RpcKind) -> Behavior:
         access = self.access.of(method)
         streamed = kind != "unary"
-        record = CallMetrics(method, kind).record if self.metrics else _no_metrics
+        record = CallMetrics(method, kind).record if self.record_metrics else _no_metrics
 
         async def intercepted(request: Any, context: ServicerContext) -> Any:
             started = time.perf_counter()
