@@ -95,6 +95,7 @@ class BenchMesh:
     sut_cpus: str | None = None
     event_prefix: str = field(default_factory=lambda: f"bench{secrets.token_hex(4)}")
     process: subprocess.Popen[bytes] | None = None
+    metrics_env: dict[str, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         base = load_settings()
@@ -103,6 +104,9 @@ class BenchMesh:
         self.gateway_port, self.admin_port, self.nats_port, *ports = free_ports(3 + len(self.services))
         self.ports = dict(zip(self.services, ports, strict=True))
         self.config_file = self.data_dir / "bench-mesh.toml"
+        # `EM_METRICS__ENABLED=false python -m bench ...` measures the mesh without metrics. Read
+        # here: adopt_environment() drops every outer EM_* variable before the mesh starts.
+        self.metrics_env = {k: v for k, v in os.environ.items() if k.startswith("EM_METRICS__")}
         self.log_file = self.data_dir / "mesh.log"
 
     @property
@@ -147,8 +151,7 @@ class BenchMesh:
             NATS_URL=NATS_URL,
             PYTHONUNBUFFERED="1",
             **{f"EM_PORTS__{name.upper()}": str(port) for name, port in self.ports.items()},
-            # `EM_METRICS__ENABLED=false python -m bench ...` measures the mesh without metrics.
-            **{k: v for k, v in os.environ.items() if k.startswith("EM_METRICS__")},
+            **self.metrics_env,
         )
         return env
 

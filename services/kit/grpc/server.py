@@ -154,7 +154,7 @@ class ServiceApp:
         metrics_server = MetricsServer(self.settings.host, port)
         try:
             metrics_server.start()
-        except OSError as error:
+        except (OSError, OverflowError) as error:  # taken, or beyond 65535 (port + offset)
             log.error("metrics port unavailable", extra={"port": port, "error": repr(error)})
             return None
         self.metrics_port = metrics_server.port
