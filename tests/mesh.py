@@ -104,8 +104,8 @@ class Mesh:
             **SUITE_LIMITS,
             **{f"EM_PORTS__{name.upper()}": str(port) for name, port in self.ports.items()},
             **{f"EM_METRICS__PORTS__{name.upper()}": str(port) for name, port in self.metrics_ports.items()},
-            **extra,
         )
+        env.update(extra)  # a test's own settings win over these defaults
         return env
 
     @property
