@@ -46,16 +46,19 @@ class TemplatingServicer(templating_pb2_grpc.TemplatingInternalServiceServicer):
         template = template_id(request.key, request.channel, request.locale)
         version = positive(request.version, "version")
         variables = struct_dict(request.variables) if request.HasField("variables") else None
-        format_locale = validated(
-            TemplateIdInput, {"key": template.key, "channel": template.channel, "locale": request.format_locale}
-        ).locale if request.format_locale else ""  # fmt: skip
+        format_locale = ""
+        if request.format_locale:
+            fields = {"key": template.key, "channel": template.channel, "locale": request.format_locale}
+            format_locale = validated(TemplateIdInput, fields, prefix="format_").locale
         return rendered_proto(await self.templates.preview(template, version, variables, format_locale))
 
     @override
     async def ListTemplates(
         self, request: templating_pb2.ListTemplatesRequest, context: object
     ) -> templating_pb2.ListTemplatesResponse:
-        filters = validated(FiltersInput, {"key": request.key, "channel": request.channel, "locale": request.locale})
+        filters = validated(
+            FiltersInput, {"key": request.key, "channel": request.channel, "locale": request.locale}
+        )
         if request.page_size < 0:
             raise InvalidArgument.of("page_size", "must not be negative")
         size = min(request.page_size or self.settings.default_page_size, self.settings.max_page_size)
@@ -73,7 +76,9 @@ class TemplatingServicer(templating_pb2_grpc.TemplatingInternalServiceServicer):
     async def GetTemplate(
         self, request: templating_pb2.GetTemplateRequest, context: object
     ) -> templating_pb2.Template:
-        return template_proto(await self.templates.get(template_id(request.key, request.channel, request.locale)))
+        return template_proto(
+            await self.templates.get(template_id(request.key, request.channel, request.locale))
+        )
 
     @override
     async def CreateTemplateVersion(
@@ -92,12 +97,16 @@ class TemplatingServicer(templating_pb2_grpc.TemplatingInternalServiceServicer):
         return version_proto(await self.templates.create_version(draft))
 
     @override
-    async def Publish(self, request: templating_pb2.PublishRequest, context: object) -> templating_pb2.Template:
+    async def Publish(
+        self, request: templating_pb2.PublishRequest, context: object
+    ) -> templating_pb2.Template:
         template = template_id(request.key, request.channel, request.locale)
         return template_proto(await self.templates.publish(template, positive(request.version, "version")))
 
     @override
-    async def Rollback(self, request: templating_pb2.RollbackRequest, context: object) -> templating_pb2.Template:
+    async def Rollback(
+        self, request: templating_pb2.RollbackRequest, context: object
+    ) -> templating_pb2.Template:
         return template_proto(
             await self.templates.rollback(template_id(request.key, request.channel, request.locale))
         )
@@ -157,7 +166,9 @@ def version_proto(version: TemplateVersion) -> templating_pb2.TemplateVersion:
         state=version.state,
         subject=draft.subject,
         body=draft.body,
-        variables=[templating_pb2.Variable(name=v.name, type=v.type, required=v.required) for v in draft.variables],
+        variables=[
+            templating_pb2.Variable(name=v.name, type=v.type, required=v.required) for v in draft.variables
+        ],
         sample=_struct(draft.sample),
         create_time=rfc3339(version.created_at),
         publish_time=rfc3339(version.published_at) if version.published_at else "",
@@ -165,7 +176,9 @@ def version_proto(version: TemplateVersion) -> templating_pb2.TemplateVersion:
     if draft.whatsapp is not None:
         message.whatsapp.CopyFrom(
             templating_pb2.WhatsAppMapping(
-                name=draft.whatsapp.name, language=draft.whatsapp.language, parameters=list(draft.whatsapp.parameters)
+                name=draft.whatsapp.name,
+                language=draft.whatsapp.language,
+                parameters=list(draft.whatsapp.parameters),
             )
         )
     return message

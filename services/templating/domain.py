@@ -124,11 +124,15 @@ def canonical_locale(value: str) -> str:
 def locale_chain(locale: str, default_locale: str) -> list[str]:
     """hi-IN -> [hi-IN, hi, en]: the locales a render tries, in order."""
     chain = [locale]
-    language = locale.split("-")[0]
+    language = language_of(locale)
     for candidate in (language, default_locale):
         if candidate not in chain:
             chain.append(candidate)
     return chain
+
+
+def language_of(locale: str) -> str:
+    return locale.partition("-")[0]
 
 
 def babel_locale(*candidates: str) -> Locale:

@@ -321,18 +321,21 @@ class CappedEnvironment(ImmutableSandboxedEnvironment):
 
 def _check_product(left: Any, right: Any, most: int) -> None:
     for sequence, times in ((left, right), (right, left)):
-        if isinstance(sequence, (str, list, tuple)) and isinstance(times, int):
-            if len(sequence) * times > most:
-                raise RenderRefused(f"a value longer than {most}")
-    if isinstance(left, int) and isinstance(right, int):
-        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise RenderRefused(f"an integer beyond {MAX_INT_BITS} bits")
+        if (
+            isinstance(sequence, (str, list, tuple))
+            and isinstance(times, int)
+            and len(sequence) * times > most
+        ):
+            raise RenderRefused(f"a value longer than {most}")
+    both_ints = isinstance(left, int) and isinstance(right, int)
+    if both_ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+        raise RenderRefused(f"an integer beyond {MAX_INT_BITS} bits")
 
 
 def _check_power(base: Any, exponent: Any) -> None:
-    if isinstance(exponent, (int, Decimal)) and abs(exponent) > 1 and isinstance(base, (int, Decimal)):
-        if abs(base) > 1 and abs(exponent) * max(1, abs(int(base)).bit_length()) > MAX_INT_BITS:
-            raise RenderRefused(f"a power beyond {MAX_INT_BITS} bits")
+    numbers = isinstance(exponent, (int, Decimal)) and isinstance(base, (int, Decimal))
+    if numbers and abs(base) > 1 and abs(exponent) * abs(int(base)).bit_length() > MAX_INT_BITS:
+        raise RenderRefused(f"a power beyond {MAX_INT_BITS} bits")
 
 
 class Renderer:

@@ -28,7 +28,8 @@ def build_app(settings: TemplatingMeshSettings) -> ServiceApp:
     templates = Templates(runtime.db, config)
     servicer = TemplatingServicer(templates, config)
     app = runtime.app(
-        verifier, [(templating_pb2_grpc.add_TemplatingInternalServiceServicer_to_server, servicer, SERVICE_NAME)]
+        verifier,
+        [(templating_pb2_grpc.add_TemplatingInternalServiceServicer_to_server, servicer, SERVICE_NAME)],
     )
 
     async def load_defaults() -> None:

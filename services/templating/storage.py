@@ -92,7 +92,9 @@ def version_of(row: Any) -> TemplateVersion:
         row.body,
         tuple(VariableSpec(**spec) for spec in json.loads(row.variables)),
         json.loads(row.sample),
-        WhatsAppSpec(whatsapp["name"], whatsapp["language"], tuple(whatsapp["parameters"])) if whatsapp else None,
+        WhatsAppSpec(whatsapp["name"], whatsapp["language"], tuple(whatsapp["parameters"]))
+        if whatsapp
+        else None,
     )
     return TemplateVersion(draft, row.version, row.state, row.created_at, row.published_at)
 
@@ -100,7 +102,9 @@ def version_of(row: Any) -> TemplateVersion:
 # ---------------------------------------------------------------- reads
 
 
-async def published_versions(db: Queryable, key: str, channel: str, locales: list[str]) -> list[TemplateVersion]:
+async def published_versions(
+    db: Queryable, key: str, channel: str, locales: list[str]
+) -> list[TemplateVersion]:
     """The published version of each of these locales that has one."""
     statement = (
         select(template_versions)
@@ -145,7 +149,9 @@ async def pointer(db: Queryable, template: TemplateId) -> tuple[bool, int]:
 async def list_templates(
     db: Queryable, filters: dict[str, str], after: tuple[str, str, str] | None, limit: int
 ) -> list[tuple[TemplateId, int]]:
-    statement = select(templates.c.key, templates.c.channel, templates.c.locale, templates.c.published_version)
+    statement = select(
+        templates.c.key, templates.c.channel, templates.c.locale, templates.c.published_version
+    )
     for name, value in filters.items():
         statement = statement.where(templates.c[name] == value)
     if after is not None:
@@ -183,7 +189,9 @@ async def insert_version(
         "body": draft.body,
         "variables": json.dumps([asdict(spec) for spec in draft.variables]),
         "sample": json.dumps(draft.sample, sort_keys=True),
-        "whatsapp": json.dumps({**asdict(whatsapp), "parameters": list(whatsapp.parameters)}) if whatsapp else "",
+        "whatsapp": json.dumps({**asdict(whatsapp), "parameters": list(whatsapp.parameters)})
+        if whatsapp
+        else "",
         "created_at": now,
         "published_at": now if state == "published" else None,
     }

@@ -25,6 +25,7 @@ from services.templating.domain import (
     babel_locale,
     bind_variables,
     check_declaration,
+    language_of,
     locale_chain,
     sms_text,
 )
@@ -121,6 +122,14 @@ class Drafts:
         return problems
 
 
+def formatting_locale(requested: str, template_locale: str) -> Locale:
+    """Money and dates follow the requested region when the text is in its language
+    (en-IN on the en template: 12,34,567.50), else the template's own locale (no French
+    digits in an English text)."""
+    same_language = language_of(requested) == language_of(template_locale)
+    return babel_locale(requested if same_language else template_locale, template_locale)
+
+
 def sources(draft: VersionDraft) -> list[str]:
     """What one render renders: subject, body, then each WhatsApp parameter."""
     return [draft.subject, draft.body, *(draft.whatsapp.parameters if draft.whatsapp else ())]
@@ -150,12 +159,14 @@ class Templates:
     async def render(self, key: str, channel: str, locale: str, variables: Mapping[str, Any]) -> Rendered:
         chain = locale_chain(locale, self.settings.default_locale)
         async with self.db.read() as db:
-            found = {v.draft.template.locale: v for v in await storage.published_versions(db, key, channel, chain)}
+            found = {
+                v.draft.template.locale: v for v in await storage.published_versions(db, key, channel, chain)
+            }
         chosen = next((found[candidate] for candidate in chain if candidate in found), None)
         if chosen is None:
             raise NotFound("template", f"{key}/{channel}/{locale}")
         values = bind_variables(chosen.draft.variables, variables, chosen.label)
-        return await self._render(chosen, values, babel_locale(locale, chosen.draft.template.locale))
+        return await self._render(chosen, values, formatting_locale(locale, chosen.draft.template.locale))
 
     async def preview(
         self, template: TemplateId, version: int, variables: Mapping[str, Any] | None, format_locale: str
@@ -166,7 +177,9 @@ class Templates:
             raise NotFound("template version", template.label(version))
         given = found.draft.sample if variables is None else variables
         values = bind_variables(found.draft.variables, given, found.label)
-        return await self._render(found, values, babel_locale(format_locale or template.locale, template.locale))
+        return await self._render(
+            found, values, babel_locale(format_locale or template.locale, template.locale)
+        )
 
     async def _render(self, version: TemplateVersion, values: dict[str, Any], locale: Locale) -> Rendered:
         draft = version.draft
@@ -179,7 +192,9 @@ class Templates:
             subject, body, *parameters = await asyncio.wait_for(job, timeout)
         except (RenderRefused, TimeoutError) as error:
             reason = str(error) or "timed out"
-            raise FailedPrecondition(f"{version.label} ({draft.template.locale}) was not rendered: {reason}") from None
+            raise FailedPrecondition(
+                f"{version.label} ({draft.template.locale}) was not rendered: {reason}"
+            ) from None
         rendered = Rendered(subject, body, version.label, draft.template.locale)
         if draft.template.channel == "sms":
             sms = self.settings.sms

@@ -52,10 +52,15 @@ ESCAPES = {
     "ljust padding": "{{ 'a'.ljust(50000000) }}",
     "doubling by ~": "{% set s = 'a' * 1000 %}" + "{% set s = s ~ s %}" * 30 + "{{ s|length }}",
     "doubling by +": "{% set s = 'a' * 1000 %}" + "{% set s = s + s %}" * 30 + "{{ s|length }}",
-    "doubling in set blocks": "{% set s %}aaaaaaaaaa{% endset %}" + "{% set s %}{{ s }}{{ s }}{% endset %}" * 30,
-    "doubling through macros": "{% macro m(s) %}{{ s }}{{ s }}{% endmacro %}{{ " + "m(" * 40 + "'x'" + ")" * 40 + " }}",
-    "a macro buffering a loop": "{% macro m() %}{% for i in range(5000) %}{{ 'a' * 16000 }}{% endfor %}{% endmacro %}"
-    "{{ m()|length }}",
+    "doubling in set blocks": "{% set s %}aaaaaaaaaa{% endset %}"
+    + "{% set s %}{{ s }}{{ s }}{% endset %}" * 30,
+    "doubling through macros": "{% macro m(s) %}{{ s }}{{ s }}{% endmacro %}{{ "
+    + "m(" * 40
+    + "'x'"
+    + ")" * 40
+    + " }}",
+    "a macro buffering a loop": "{% macro m() %}{% for i in range(5000) %}{{ 'a' * 16000 }}{% endfor %}"
+    "{% endmacro %}{{ m()|length }}",
     "replace amplification": "{{ ('a' * 10000)|replace('a', 'a' * 10000) }}",
     "join amplification": "{{ (['a' * 10000] * 1000)|join }}",
     "output over the cap": "{% for i in range(10000) %}{{ 'a' * 1000 }}{% endfor %}",
@@ -97,7 +102,10 @@ def test_ordinary_templates_still_work(renderer: Renderer) -> None:
         "{% for item in items %}{{ loop.index }}. {{ item.name|upper }} {{ item.amount|money }}"
         "{{ ', ' if not loop.last }}{% endfor %} | {{ 'x' * 3 }} {{ 2 ** 10 }} {{ 7 % 3 }} {{ name ~ '!' }}"
     )
-    items = [{"name": "rent", "amount": Money(Decimal("20000"), "INR")}, {"name": "food", "amount": Money(Decimal("1.5"), "USD")}]
+    items = [
+        {"name": "rent", "amount": Money(Decimal("20000"), "INR")},
+        {"name": "food", "amount": Money(Decimal("1.5"), "USD")},
+    ]
     [text] = renderer.render([source], {"items": items, "name": "Asha"}, EN_IN)
     assert text == "1. RENT ₹20,000.00, 2. FOOD $1.50 | xxx 1024 1 Asha!"
 
@@ -128,14 +136,18 @@ def test_missing_extra_and_mistyped_variables_are_refused_by_name() -> None:
         VariableSpec("note", "string", required=False),
     )
     with pytest.raises(InvalidArgument) as refused:
-        bind_variables(declared, {"spent": {"amount": 12.5, "currency": "INR"}, "pin": "1234"}, "budget.threshold@2")
+        bind_variables(
+            declared, {"spent": {"amount": 12.5, "currency": "INR"}, "pin": "1234"}, "budget.threshold@2"
+        )
     fields = {violation.field: violation.description for violation in refused.value.violations}
     assert set(fields) == {"variables.budget", "variables.pin", "variables.spent"}
     assert "required by budget.threshold@2" in fields["variables.budget"]
     assert "not declared" in fields["variables.pin"]
     assert "decimal string" in fields["variables.spent"]  # never a float
     assert "budget" in refused.value.message and "pin" in refused.value.message
-    bound = bind_variables(declared, {"budget": "Food", "spent": {"amount": "12.50", "currency": "inr"}}, "t@1")
+    bound = bind_variables(
+        declared, {"budget": "Food", "spent": {"amount": "12.50", "currency": "inr"}}, "t@1"
+    )
     assert bound["spent"] == Money(Decimal("12.50"), "INR")
 
 
@@ -157,7 +169,9 @@ def test_missing_extra_and_mistyped_variables_are_refused_by_name() -> None:
         ("😀" * 36, False, 2, "😀" * 36),
     ],
 )
-def test_sms_bodies_report_their_encoding_and_segments(body: str, gsm7: bool, segments: int, sent: str) -> None:
+def test_sms_bodies_report_their_encoding_and_segments(
+    body: str, gsm7: bool, segments: int, sent: str
+) -> None:
     text = sms_text(body, SETTINGS.sms.replacements, SETTINGS.sms.gsm7_safe)
     assert (text.gsm7, text.segments, text.body) == (gsm7, segments, sent)
 
@@ -186,7 +200,9 @@ def test_the_defaults_cover_every_source_channel_and_the_alerts_in_hindi() -> No
         assert {(key, "sms", "hi"), (key, "in_app", "hi")} <= present
 
 
-@pytest.mark.parametrize("draft", DEFAULTS, ids=lambda d: f"{d.template.key}/{d.template.channel}/{d.template.locale}")
+@pytest.mark.parametrize(
+    "draft", DEFAULTS, ids=lambda d: f"{d.template.key}/{d.template.channel}/{d.template.locale}"
+)
 def test_every_default_template_renders_with_its_sample_data(renderer: Renderer, draft: VersionDraft) -> None:
     Drafts(renderer, SETTINGS).check(draft)
     values = bind_variables(draft.variables, draft.sample, "default")
