@@ -48,20 +48,32 @@ def drafts_of(document: dict[str, Any]) -> list[VersionDraft]:
     drafts = []
     for channel, locales in document.get("channels", {}).items():
         for locale, text in locales.items():
-            whatsapp = text.get("whatsapp")
-            drafts.append(
-                VersionDraft(
-                    TemplateId(key, channel_name(channel), canonical_locale(locale)),
-                    text.get("subject", ""),
-                    text["body"],
-                    variables,
-                    sample,
-                    WhatsAppSpec(whatsapp["name"], whatsapp["language"], tuple(whatsapp["parameters"]))
-                    if whatsapp
-                    else None,
-                )
-            )
+            try:
+                drafts.append(_draft(key, channel, locale, text, variables, sample))
+            except (ValueError, KeyError, TypeError) as error:
+                raise TemplateFileError(f"[channels.{channel}.{locale}]: {error}") from error
     return drafts
+
+
+def _draft(
+    key: str,
+    channel: str,
+    locale: str,
+    text: dict[str, Any],
+    variables: tuple[VariableSpec, ...],
+    sample: Any,
+) -> VersionDraft:
+    whatsapp = text.get("whatsapp")
+    return VersionDraft(
+        TemplateId(key, channel_name(channel), canonical_locale(locale)),
+        text.get("subject", ""),
+        text["body"],
+        variables,
+        sample,
+        WhatsAppSpec(whatsapp["name"], whatsapp["language"], tuple(whatsapp["parameters"]))
+        if whatsapp
+        else None,
+    )
 
 
 def _variable(name: str, spec: str | dict[str, Any]) -> VariableSpec:

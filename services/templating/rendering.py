@@ -100,11 +100,31 @@ class _Budget:
         self.check_time()
 
     def sized(self, value: Any) -> Any:
-        if isinstance(value, (str, list, tuple, dict)) and len(value) > self.caps.max_output_bytes:
-            raise RenderRefused(f"a value longer than {self.caps.max_output_bytes}")
+        """The value, unless it (or its text: a list of 10,000 references to one long
+        string is small until printed) is longer than max_output_bytes."""
         if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
             raise RenderRefused(f"an integer beyond {MAX_INT_BITS} bits")
+        if _text_size(value, self.caps.max_output_bytes) > self.caps.max_output_bytes:
+            raise RenderRefused(f"a value longer than {self.caps.max_output_bytes}")
         return value
+
+
+def _text_size(value: Any, most: int) -> int:
+    """About len(str(value)), without building it; stops counting past `most`."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        items: Iterable[Any] = (*value.keys(), *value.values())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        return 32  # numbers (at most MAX_INT_BITS), dates, money, jinja's own objects
+    total = 2
+    for item in items:
+        total += _text_size(item, most - total) + 2
+        if total > most:
+            break
+    return total
 
 
 _current: contextvars.ContextVar[_Budget] = contextvars.ContextVar("template_budget")
@@ -136,7 +156,7 @@ def _range(*args: int) -> range:
 
 def _concat(*parts: Any) -> str:
     budget = _budget()
-    texts = [str(part) for part in parts]
+    texts = [str(budget.sized(part)) for part in parts]
     if sum(len(text) for text in texts) > budget.caps.max_output_bytes:
         raise RenderRefused(f"a value longer than {budget.caps.max_output_bytes}")
     return "".join(texts)
@@ -148,8 +168,9 @@ def _text(text: str) -> str:
 
 
 def _finalize(value: Any) -> str:
-    text = str(value)  # StrictUndefined raises here: an unknown name is an error
-    _budget().emitted(text)
+    budget = _budget()
+    text = str(budget.sized(value))  # StrictUndefined raises here: an unknown name is an error
+    budget.emitted(text)
     return text
 
 
@@ -228,6 +249,8 @@ def _metered(function: Callable[..., Any]) -> Callable[..., Any]:
     def filter_(*args: Any, **kwargs: Any) -> Any:
         budget = _budget()
         budget.check_time()
+        for value in args:  # a filter's input is often its output's size
+            budget.sized(value)
         return budget.sized(function(*args, **kwargs))
 
     return filter_

@@ -257,7 +257,12 @@ class Templates:
         ones are left alone (an operator's later versions win). Returns how many were added."""
         added = 0
         for draft in drafts:
-            self.drafts.check(draft)
+            try:
+                self.drafts.check(draft)
+            except InvalidArgument as error:  # a shipped file is wrong: stop the start, say where
+                where = f"{draft.template.key}/{draft.template.channel}/{draft.template.locale}"
+                problems = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
+                raise ValueError(f"default template {where}: {problems}") from None
             now = utcnow()
             async with self.db.transaction() as session:
                 if not await storage.add_template(session, draft.template, now):

@@ -5,14 +5,17 @@ Indian grouping, GSM-7 and segment counts; missing and extra variables refused."
 
 from __future__ import annotations
 
+import contextlib
 import time
+import tracemalloc
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from babel import Locale
 
 from services.kit.domain.errors import InvalidArgument
-from services.templating.defaults import load_drafts, templates_dir
+from services.templating.defaults import TemplateFileError, load_drafts, templates_dir
 from services.templating.domain import (
     Money,
     TemplateId,
@@ -25,7 +28,7 @@ from services.templating.domain import (
     locale_chain,
     sms_text,
 )
-from services.templating.rendering import Renderer, RenderRefused
+from services.templating.rendering import Renderer, RenderRefused, TemplateInvalid
 from services.templating.settings import TemplatingSettings
 from services.templating.usecases import Drafts, caps_of, sources
 
@@ -35,6 +38,8 @@ EN_IN = Locale.parse("en_IN")
 DEFAULTS = load_drafts(templates_dir(SETTINGS.templates_dir))
 # Every refusal must come well within the render time cap (plus compile time).
 REFUSED_WITHIN_SECONDS = CAPS.max_render_ms / 1000 + 0.5
+# What a refused template may allocate on the way: a few values of max_output_bytes.
+MAX_PEAK_BYTES = 2_000_000
 
 ESCAPES = {
     "mro walk": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
@@ -61,6 +66,9 @@ ESCAPES = {
     + " }}",
     "a macro buffering a loop": "{% macro m() %}{% for i in range(5000) %}{{ 'a' * 16000 }}{% endfor %}"
     "{% endmacro %}{{ m()|length }}",
+    "printing a list of references": "{% set s = 'a' * 16000 %}{{ [" + "s, " * 5000 + "s] }}",
+    "concatenating a list of references": "{% set s = 'a' * 16000 %}{{ [" + "s, " * 5000 + "s] ~ '' }}",
+    "serialising a list of references": "{% set s = 'a' * 16000 %}{{ [" + "s, " * 5000 + "s]|json }}",
     "replace amplification": "{{ ('a' * 10000)|replace('a', 'a' * 10000) }}",
     "join amplification": "{{ (['a' * 10000] * 1000)|join }}",
     "output over the cap": "{% for i in range(10000) %}{{ 'a' * 1000 }}{% endfor %}",
@@ -85,6 +93,21 @@ def test_the_sandbox_refuses_escapes_and_runaways_within_its_caps(renderer: Rend
     with pytest.raises(RenderRefused):
         renderer.render([ESCAPES[name]], {}, EN_IN)
     assert time.monotonic() - started < REFUSED_WITHIN_SECONDS
+
+
+@pytest.mark.parametrize("name", list(ESCAPES))
+def test_no_escape_allocates_much_memory_before_it_is_refused(renderer: Renderer, name: str) -> None:
+    # Compiled first (cached): the parser's own allocations are not the template's.
+    with contextlib.suppress(RenderRefused, TemplateInvalid):
+        renderer.render([ESCAPES[name]], {}, EN_IN)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RenderRefused):
+            renderer.render([ESCAPES[name]], {}, EN_IN)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < MAX_PEAK_BYTES, f"{name}: {peak / 1e6:.1f} MB"
 
 
 def test_a_slow_template_stops_at_the_time_cap() -> None:
@@ -248,3 +271,21 @@ def test_a_bad_draft_is_refused_naming_the_field(renderer: Renderer, draft: Vers
     with pytest.raises(InvalidArgument) as refused:
         Drafts(renderer, SETTINGS).check(draft)
     assert field in [violation.field for violation in refused.value.violations]
+
+
+def test_an_optional_variable_may_be_left_out(renderer: Renderer) -> None:
+    draft = next(d for d in DEFAULTS if (d.template.key, d.template.channel) == ("expense.large", "email"))
+    sample = {name: value for name, value in draft.sample.items() if name != "typical"}
+    values = bind_variables(draft.variables, sample, "expense.large@1")
+    _, body = renderer.render([draft.subject, draft.body], values, babel_locale("en"))
+    assert "usual" not in body and "₹84,999.00 at Croma" in body
+
+
+def test_a_broken_default_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "good.toml").write_text('key = "a.b"\n[channels.sms.en]\nbody = "hi"\n')
+    (tmp_path / "bad.toml").write_text('key = "a.c"\n[channels.fax.en]\nbody = "hi"\n')
+    with pytest.raises(TemplateFileError, match=r"bad\.toml: .*fax"):
+        load_drafts(tmp_path)
+    (tmp_path / "bad.toml").unlink()
+    [draft] = load_drafts(tmp_path)
+    assert (draft.template, draft.body, draft.variables) == (TemplateId("a.b", "sms", "en"), "hi", ())

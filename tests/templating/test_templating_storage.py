@@ -116,3 +116,9 @@ async def test_a_bad_draft_is_not_stored(templates: Templates) -> None:
             VersionDraft(SMS, "", "{{ x }}", (VariableSpec("x", "string"),), {"x": "a" * 3000})
         )
     assert [v.version for v in (await templates.get(SMS)).versions] == [1]
+
+
+async def test_a_default_that_does_not_render_stops_the_load(templates: Templates) -> None:
+    broken = VersionDraft(TemplateId("new.key", "sms", "en"), "", "{{ missing }}", (), {})
+    with pytest.raises(ValueError, match=r"new.key/sms/en: body: .*missing"):
+        await templates.load_defaults([broken])
