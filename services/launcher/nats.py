@@ -31,9 +31,11 @@ def nats_users(services: Sequence[str]) -> list[str]:
 
 
 def consumers_of(service: str) -> list[str]:
-    """The durable consumers a service declares: the Subscriptions of its server module."""
+    """The durable consumers a service declares: SUBSCRIPTIONS of its server module (as
+    for docs/events.md)."""
     module = importlib.import_module(f"services.{service}.server")
-    return sorted({value.consumer for value in vars(module).values() if isinstance(value, Subscription)})
+    subscriptions: tuple[Subscription, ...] = getattr(module, "SUBSCRIPTIONS", ())
+    return [subscription.consumer for subscription in subscriptions]
 
 
 def authorization_config(prefix: str, services: Sequence[str]) -> str:
