@@ -33,16 +33,13 @@ def deploy_files(settings: MeshSettings | None = None) -> dict[Path, str]:
         ),
         REPO_ROOT / "kong" / "kong.yml": render_yaml([kong_config(settings, surface)], COMMAND),
         REPO_ROOT / "docker-compose.yml": render_yaml([compose.compose_config(settings)], COMMAND),
-        REPO_ROOT / compose.NATS_CONFIG: GENERATED.format(command=COMMAND) + nats_authorization(settings),
+        REPO_ROOT / compose.NATS_CONFIG: GENERATED.format(command=COMMAND)
+        + authorization_config(settings.event_prefix, settings.mesh.services),
         REPO_ROOT / "k8s" / "kustomization.yaml": render_yaml([k8s.kustomization(settings)], COMMAND),
     }
     for stem, manifests in k8s.resource_files(settings).items():
         files[REPO_ROOT / "k8s" / f"{stem}.yaml"] = render_yaml(manifests, COMMAND)
     return files
-
-
-def nats_authorization(settings: MeshSettings) -> str:
-    return authorization_config(settings.event_prefix, settings.mesh.services)
 
 
 def stale_files() -> list[Path]:
