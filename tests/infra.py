@@ -12,12 +12,13 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Self
 
-import nats
 import psycopg
 import pytest
 from nats.js.errors import NotFoundError
 
+import nats
 from services.kit.events.permissions import ADMIN
 from services.launcher.nats import authorization_config, nats_users, password_variable
 
@@ -126,6 +127,13 @@ class NatsServer:
             if time.monotonic() > deadline:
                 raise RuntimeError("nats-server did not start")
             time.sleep(0.05)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.process is not None:
