@@ -14,11 +14,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Self
 
+import nats
 import psycopg
 import pytest
 from nats.js.errors import NotFoundError
 
-import nats
 from services.kit.events.permissions import ADMIN
 from services.launcher.nats import authorization_config, nats_users, password_variable
 
