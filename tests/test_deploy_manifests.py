@@ -138,6 +138,42 @@ def test_the_committed_nats_config_starts_a_nats_server(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_each_service_gets_only_its_own_credential_and_auth_gets_them_all(compose: dict[str, Any]) -> None:
+    """From outside git: compose interpolates them (environment or .env); k8s reads a Secret
+    per service. A service sees its own credential only; auth checks every one."""
+    callers = [name for name in MESH if name != "auth"]
+    for name in callers:
+        variable = f"{name.upper()}_SERVICE_CREDENTIAL"
+        environment = compose["services"][name]["environment"]
+        assert environment["EM_SERVICE_CREDENTIAL"].startswith(f"${{{variable}:?")
+        assert not [key for key in environment if key.startswith("EM_SERVICE_CREDENTIALS__")]
+        (container,) = _find("Deployment", name)["spec"]["template"]["spec"]["containers"]
+        secrets = {
+            item["name"]: item["valueFrom"]["secretKeyRef"]
+            for item in container["env"]
+            if "valueFrom" in item
+        }
+        assert secrets["EM_SERVICE_CREDENTIAL"] == {
+            "name": f"expense-mesh-service-{name}",
+            "key": "credential",
+        }
+        assert [s for s in secrets.values() if s["name"].startswith("expense-mesh-service-")] == [
+            secrets["EM_SERVICE_CREDENTIAL"]
+        ]
+    auth = compose["services"]["auth"]["environment"]
+    assert "EM_SERVICE_CREDENTIAL" not in auth
+    for name in callers:
+        assert auth[f"EM_SERVICE_CREDENTIALS__{name.upper()}"].startswith(
+            f"${{{name.upper()}_SERVICE_CREDENTIAL:?"
+        )
+    (container,) = _find("Deployment", "auth")["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("valueFrom") for item in container["env"]}
+    for name in callers:
+        assert env[f"EM_SERVICE_CREDENTIALS__{name.upper()}"] == {
+            "secretKeyRef": {"name": f"expense-mesh-service-{name}", "key": "credential"}
+        }
+
+
 def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:
     for service in compose["services"].values():
         for volume in service.get("volumes", []):

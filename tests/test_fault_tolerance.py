@@ -1,4 +1,13 @@
-"""`kill -9` of each child of `make up` in turn (every mesh service, then NATS and
+"""Faults on a whole mesh of its own (issue 21, items 14 and 16).
+
+Fail fast, degrade gracefully: the user service is stopped (SIGSTOP: its port still
+accepts, its calls hang, the worst kind of down) while creates that need the caller's
+preferences and reports run through the gateway. They keep succeeding, on the preferences
+the ledger cached before and on reporting's own copy of the profile; the ledger's and
+reporting's breakers for the user service open, and close again once it is back, in their
+logs. Short resilience settings keep it quick.
+
+`kill -9` of each child of `make up` in turn (every mesh service, then NATS and
 Envoy) while creates run through the gateway over loopback: the launcher restarts
 the killed one, which answers SERVING again within 5 s; the others are never
 stopped; and every create the gateway acknowledged is in the ledger afterwards."""
@@ -6,6 +15,7 @@ stopped; and every create the gateway acknowledged is in the ledger afterwards."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -34,6 +44,16 @@ CREATE_LOOPS = 2
 CREATE_PAUSE_SECONDS = 0.02
 # Creates flowing before each kill, so some are in flight when it lands.
 RUN_BEFORE_KILL_SECONDS = 0.5
+FALLBACK_TIMEOUT_SECONDS = 0.5
+RESILIENCE = {
+    # Every create asks the user service (nothing is fresh), so each one meets the outage.
+    "EM_RESILIENCE__PREFERENCES_FRESH_SECONDS": "0",
+    "EM_RESILIENCE__FALLBACK_CALL_TIMEOUT_SECONDS": str(FALLBACK_TIMEOUT_SECONDS),
+    "EM_RESILIENCE__BREAKER__FAILURE_THRESHOLD": "2",
+    # Long enough that no half-open try lands while the test wants the breaker open.
+    "EM_RESILIENCE__BREAKER__OPEN_SECONDS": "3",
+}
+CALLS_WHILE_DOWN = 10
 
 
 @dataclass
@@ -46,7 +66,7 @@ class Creates:
 @pytest.fixture(scope="module")
 def fault_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     # A mesh of its own: the kills must not disturb the other tests' meshes.
-    with running_mesh(tmp_path_factory.mktemp("mesh-faults")) as mesh:
+    with running_mesh(tmp_path_factory.mktemp("mesh-faults"), env=RESILIENCE) as mesh:
         yield mesh
 
 
@@ -152,6 +172,84 @@ async def _kill_and_see_it_back(mesh: Mesh, http: httpx.AsyncClient, victim: str
     for pid in others.values():
         os.kill(pid, 0)  # still running: raises ProcessLookupError otherwise
     return back_after
+
+
+def _breaker_states(mesh: Mesh, service: str, since: int) -> list[str]:
+    """The states `service`'s breaker for the user service logged after output line `since`."""
+    states = []
+    for line in mesh.output[since:]:
+        name, _, text = line.partition(" | ")
+        if name.strip() != service or '"circuit breaker' not in text:
+            continue
+        entry = json.loads(text)
+        if entry.get("peer") == "user":
+            states.append(entry["state"])
+    return states
+
+
+class Shopper:
+    def __init__(self, http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+        self.http = http
+        self.headers = headers
+
+    async def create(self) -> dict[str, str]:
+        # No currency, no date: the ledger needs the caller's preferences.
+        body = {"request_id": secrets.token_hex(8), "amount": "3.50", "merchant": "Kiosk"}
+        answer = await self.http.post("/v1/expenses", json=body, headers=self.headers)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    async def report(self) -> dict[str, object]:
+        answer = await self.http.get("/v1/reports/summary", params={"period": "month"}, headers=self.headers)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+
+async def _shopper(http: httpx.AsyncClient) -> Shopper:
+    body = {"email": f"degrade.{secrets.token_hex(6)}@example.org", "password": PASSWORD, "display_name": "D"}
+    answer = await http.post("/v1/auth/signup", json=body)
+    assert answer.status_code == 200, answer.text
+    headers = {"authorization": f"Bearer {answer.json()['access_token']}"}
+    # Not the configured default (INR): a create in EUR used the user's own preferences.
+    patch = {"profile": {"default_currency": "EUR"}, "update_mask": "default_currency"}
+    changed = await http.patch("/v1/users/me", json=patch, headers=headers)
+    assert changed.status_code == 200, changed.text
+    return Shopper(http, headers)
+
+
+async def test_creates_and_reports_go_on_while_the_user_service_is_down(
+    fault_mesh: Mesh, http: httpx.AsyncClient
+) -> None:
+    shopper = await _shopper(http)
+    assert (await shopper.create())["currency"] == "EUR"  # cached by the ledger
+    await shopper.report()
+    pid = _pid_of(fault_mesh, "user")
+    since = len(fault_mesh.output)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(CALLS_WHILE_DOWN):
+            created, _report = await asyncio.gather(shopper.create(), shopper.report())
+            assert created["currency"] == "EUR"  # the cached preferences, not the default
+            if all(_breaker_states(fault_mesh, name, since) for name in ("ledger", "reporting")):
+                break
+        for service in ("ledger", "reporting"):
+            assert _breaker_states(fault_mesh, service, since) == ["opened"], fault_mesh.log
+        # Open, calls fail over at once instead of waiting for their deadline.
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*(call() for _ in range(3) for call in (shopper.create, shopper.report)))
+        assert asyncio.get_running_loop().time() - started < FALLBACK_TIMEOUT_SECONDS
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    async def closed_again() -> bool:
+        await asyncio.gather(shopper.create(), shopper.report())
+        states = [_breaker_states(fault_mesh, name, since) for name in ("ledger", "reporting")]
+        return all(s and s[-1] == "closed" for s in states)
+
+    await wait_until(closed_again, "the breakers closed", GIVE_UP_WAITING_SECONDS)
+    for service in ("ledger", "reporting"):
+        states = _breaker_states(fault_mesh, service, since)
+        assert states[:2] == ["opened", "half-opened"] and states[-1] == "closed", states
 
 
 async def test_kill_9_of_each_child_loses_no_acknowledged_create(

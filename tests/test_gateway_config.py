@@ -200,6 +200,18 @@ def test_envoy_clusters_match_the_launcher(envoy_compose: dict[str, Any]) -> Non
         assert cluster["health_checks"][0]["grpc_health_check"] == {"service_name": ""}
 
 
+def test_envoy_breakers_and_outlier_detection_come_from_the_settings() -> None:
+    gateway = SETTINGS.resilience.gateway.model_copy(
+        update={"max_requests": 77, "consecutive_5xx": 9, "base_ejection_seconds": 2.5}
+    )
+    resilience = SETTINGS.resilience.model_copy(update={"gateway": gateway})
+    config = envoy.envoy_config(SETTINGS.model_copy(update={"resilience": resilience}), SURFACE, "compose")
+    for cluster in config["static_resources"]["clusters"]:
+        assert cluster["circuit_breakers"]["thresholds"][0]["max_requests"] == 77
+        assert cluster["outlier_detection"]["consecutive_5xx"] == 9
+        assert cluster["outlier_detection"]["base_ejection_time"] == "2.5s"
+
+
 def _token_bucket(limit: RateLimit) -> dict[str, Any]:
     return {
         "max_tokens": limit.requests,

@@ -87,15 +87,22 @@ async def test_only_json_enters_a_rest_route(http: httpx.AsyncClient, content_ty
 )
 async def test_a_grpc_body_never_reaches_a_service(http: httpx.AsyncClient, content_type: str) -> None:
     """Raw gRPC frames on a REST route made the service fail (5xx, counted toward outlier
-    ejection). Envoy answers a gRPC content type in gRPC's form: grpc-status, no body."""
+    ejection). They get the 415 any other content type gets, in HTTP's form and the JSON
+    error shape (Envoy would answer a gRPC content type in gRPC's form: HTTP 200, grpc-status)."""
     frame = b"\x00\x00\x00\x00\x02\x0a\x00"
     response = await http.post("/v1/auth/login", content=frame, headers={"content-type": content_type})
-    if content_type == "application/grpc-web":
-        assert error(response, 415)["code"] == INVALID_ARGUMENT
-    else:
-        assert response.status_code == 200 and response.content == b""
-        assert response.headers["grpc-status"] != "0"
-        assert "content-type must be application/json" in response.headers["grpc-message"]
+    body = error(response, 415)
+    assert body["code"] == INVALID_ARGUMENT
+    assert body["message"] == "content-type must be application/json"
+    assert "grpc-status" not in response.headers and "grpc-message" not in response.headers
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_grpc_request_with_a_long_url_gets_the_http_answer_too(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/v1/auth/login?" + "x" * 5_000, content=b"", headers={"content-type": "application/grpc"}
+    )
+    assert error(response, 414)["code"] == INVALID_ARGUMENT
 
 
 async def test_json_with_parameters_is_json(http: httpx.AsyncClient) -> None:

@@ -21,6 +21,7 @@ from services.auth.domain import (
     normalise_email,
     password_length_problem,
 )
+from services.auth.service_identity import ServiceTokenIssuer
 from services.auth.tokens import SigningKeys
 from services.auth.usecases import Accounts
 from services.kit.domain.errors import InvalidArgument
@@ -222,3 +223,16 @@ class IdentityApi(auth_pb2_grpc.IdentityServiceServicer):
     ) -> auth_pb2.AuthUser:
         user_id = _require("user_id", request.user_id)
         return _user(await self.accounts.get_account(user_id))
+
+
+class ServiceTokenApi(auth_pb2_grpc.ServiceTokenServiceServicer):
+    """Open to every caller: the service credential in the request is the proof."""
+
+    def __init__(self, issuer: ServiceTokenIssuer) -> None:
+        self.issuer = issuer
+
+    async def IssueServiceToken(
+        self, request: auth_pb2.IssueServiceTokenRequest, context: ServicerContext
+    ) -> auth_pb2.ServiceToken:
+        token = self.issuer.issue(_require("service", request.service), request.credential)
+        return auth_pb2.ServiceToken(token=token, expires_in=self.issuer.ttl_seconds)

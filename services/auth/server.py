@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from expense.auth.v1 import auth_pb2_grpc
 from services.auth import storage
-from services.auth.api import AuthApi, IdentityApi
+from services.auth.api import AuthApi, IdentityApi, ServiceTokenApi
 from services.auth.passwords import Passwords
+from services.auth.service_identity import ServiceTokenIssuer
 from services.auth.settings import AuthMeshSettings
 from services.auth.throttle import LoginThrottle, SignupThrottle
 from services.auth.tokens import AccessTokens, SigningKeys
@@ -59,6 +60,11 @@ def build_app(settings: AuthMeshSettings) -> ServiceApp:
                 auth_pb2_grpc.add_IdentityServiceServicer_to_server,
                 IdentityApi(accounts),
                 "expense.auth.v1.IdentityService",
+            ),
+            (
+                auth_pb2_grpc.add_ServiceTokenServiceServicer_to_server,
+                ServiceTokenApi(ServiceTokenIssuer(settings, keys)),
+                "expense.auth.v1.ServiceTokenService",
             ),
         ],
     )

@@ -3,7 +3,7 @@ environment) beside the kit's."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from services.kit.config.settings import MeshSettings
 
@@ -39,3 +39,7 @@ class AuthMeshSettings(MeshSettings):
     """What the auth service reads: the kit's settings and its own section."""
 
     auth: AuthSettings = AuthSettings()
+    # The mesh services' credentials, by service name (EM_SERVICE_CREDENTIALS__LEDGER=...,
+    # each from that service's Secret). Empty: each one's <data_dir>/keys/service-<name>.key
+    # (the embedded default, where every service shares the data dir).
+    service_credentials: dict[str, SecretStr] = Field(default_factory=dict)

@@ -22,6 +22,7 @@ from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.identity.auth_client import AuthServiceClient
 from services.kit.identity.revocation import SessionFeed
+from services.kit.identity.service_tokens import ServiceTokens
 from services.kit.identity.tokens import TokenVerifier
 
 
@@ -37,6 +38,7 @@ class Runtime:
         self.bus = EventBus(url, prefix, f"{name}-service", user, password)
         self.cache = Cache(settings.redis_url, f"{settings.event_prefix}:{name}")
         self.background: list[Callable[[], Awaitable[None]]] = []
+        self._service_tokens: ServiceTokens | None = None
         retention = settings.retention
         self.purger = Purger(
             self.db, timedelta(minutes=retention.purge_interval_minutes), retention.purge_chunk_rows
@@ -83,13 +85,27 @@ class Runtime:
         self.purger.keep(inbox, "processed_at", self.settings.retention.inbox_window)
         return consumer
 
+    def service_tokens(self) -> ServiceTokens:
+        """This service's identity towards the others (made once, closed on stop)."""
+        if self._service_tokens is None:
+            self._service_tokens = ServiceTokens.for_service(self.settings, self.name)
+        return self._service_tokens
+
     def remote_verifier(self) -> TokenVerifier:
+        resilience = self.settings.resilience
+        # Session checks and key fetches have fallbacks (the grace period, the keys already
+        # loaded): a short deadline, then the fallback.
         client = AuthServiceClient(
-            self.settings.service_address("auth"), self.settings.internal_call_timeout_seconds
+            self.settings.service_address("auth"),
+            resilience.fallback_call_timeout_seconds,
+            self.service_tokens(),
+            resilience,
         )
         # Auth's broadcasts of ended sessions let it cache session checks for longer.
         feed = SessionFeed(self.bus, self.settings.jwt.session_push_heartbeat_seconds)
-        verifier = TokenVerifier(self.settings.jwt, client.jwks, client.session_active, feed)
+        verifier = TokenVerifier(
+            self.settings.jwt, client.jwks, client.session_active, feed, resilience.session_grace_seconds
+        )
 
         async def keys_loaded() -> bool:
             if not verifier.ready:
@@ -97,6 +113,16 @@ class Runtime:
             return verifier.ready
 
         self.readiness["auth_keys"] = keys_loaded
+        tokens = self.service_tokens()
+
+        async def identity_accepted() -> bool:
+            # Not ready until auth accepts this service's credential once: a wrong one stalls
+            # the start (and a rollout) with a logged error instead of failing every call.
+            if not tokens.obtained:
+                await tokens.token()
+            return tokens.obtained
+
+        self.readiness["service_identity"] = identity_accepted
         self._auth_client = client
         return verifier
 
@@ -108,6 +134,8 @@ class Runtime:
             await asyncio.gather(self.bus.close(), self.cache.close(), return_exceptions=True)
             if hasattr(self, "_auth_client"):
                 await self._auth_client.close()
+            if self._service_tokens is not None:
+                await self._service_tokens.close()
             await self.db.dispose()
 
         return ServiceApp(

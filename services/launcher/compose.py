@@ -137,7 +137,27 @@ def _mesh_service(settings: MeshSettings, name: str) -> dict[str, Any]:
         service["volumes"] = ["mesh-data:/data"]
     if name == "ledger":
         service["environment"] = {**service["environment"], "EM_PAGE_TOKEN_KEY": PAGE_TOKEN_KEY}
+    service["environment"] = {**service["environment"], **service_identity_env(settings, name)}
     return service
+
+
+def credential_variable(name: str) -> str:
+    """The variable (environment or .env) holding a mesh service's service credential."""
+    return f"{name.upper()}_SERVICE_CREDENTIAL"
+
+
+def service_identity_env(settings: MeshSettings, name: str) -> dict[str, str]:
+    """Each service's credential (it trades it with auth for service tokens); auth gets
+    them all, to check them. Required, like the page-token key: no default in git."""
+
+    def required(service: str) -> str:
+        variable = credential_variable(service)
+        return f"${{{variable}:?set {variable} (environment or .env), 32+ characters}}"
+
+    if name != "auth":
+        return {"EM_SERVICE_CREDENTIAL": required(name)}
+    callers = [service for service in settings.mesh.services if service != "auth"]
+    return {f"EM_SERVICE_CREDENTIALS__{service.upper()}": required(service) for service in callers}
 
 
 def _after_migrate() -> dict[str, Any]:

@@ -5,7 +5,8 @@ Filter order (gateway-mesh-facts §1.5): header_mutation first, so that every
 answer (Envoy's own included) gets the security headers; health_check answers
 /healthz; cors answers preflights before jwt_authn could refuse them; the Lua
 guard refuses what must not reach a service (long URL 414, bytes that are not
-UTF-8 400, a body that is not JSON 415); jwt_authn rejects before a rate-limit
+UTF-8 400, a body that is not JSON 415, in HTTP's form and the JSON error shape even to a
+client that sent a gRPC content type); jwt_authn rejects before a rate-limit
 token is spent, and names the verified token's subject to local_ratelimit (one bucket
 per user, else per client IP); buffer enforces the body limit (413); the transcoder runs last,
 on the route matched by the original REST path (match_incoming_request_route).
@@ -18,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from services.kit.config.settings import GatewayLimits, MeshSettings, RateLimit
+from services.kit.config.settings import GatewayLimits, GatewayResilience, MeshSettings, RateLimit
 from services.launcher.routes import DESCRIPTOR_SET, HttpRoute, RestSurface
 
 Target = Literal["local", "compose"]
@@ -191,11 +192,14 @@ def _security_headers() -> dict[str, Any]:
 
 # Runs before jwt_authn: what it refuses never costs a token check or reaches a service.
 # A service would answer bytes that are not UTF-8 in a string field with a decoding
-# error (500), and a gRPC content type would pass the transcoder untouched. (Envoy
-# answers a request with a gRPC content type in gRPC's form: grpc-status and
-# grpc-message, HTTP 200; it decides so on arrival, before any filter.)
+# error (500), and a gRPC content type would pass the transcoder untouched. Envoy makes
+# its own answer to a request with a gRPC content type in gRPC's form (HTTP 200, the
+# status in grpc-status, the body local_reply_config formatted in grpc-message), having
+# decided so on arrival, before any filter: envoy_on_response turns the guard's refusals
+# back into the HTTP status and JSON body every other client gets.
 _REQUEST_GUARD = """
 local MAX_URL_BYTES = @MAX_URL_BYTES@
+local REFUSED = "expense.gateway.refused"
 
 -- RFC 3629: a lead byte and the continuation bytes it announces; no overlong forms,
 -- surrogates or code points past U+10FFFF.
@@ -232,19 +236,37 @@ local function is_json(content_type)
   return media_type == "application/json"
 end
 
+local function refuse(handle, status, message)
+  handle:streamInfo():dynamicMetadata():set(REFUSED, "status", status)
+  handle:respond({[":status"] = status}, message)
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
   local path = headers:get(":path")
   if #path > MAX_URL_BYTES then
-    handle:respond({[":status"] = "414"}, "request URL too long")
+    refuse(handle, "414", "request URL too long")
   elseif not valid_utf8(percent_decoded(path)) then
-    handle:respond({[":status"] = "400"}, "the URL is not valid UTF-8")
+    refuse(handle, "400", "the URL is not valid UTF-8")
   else
     local content_type = headers:get("content-type")
     if content_type ~= nil and not is_json(content_type) then
-      handle:respond({[":status"] = "415"}, "content-type must be application/json")
+      refuse(handle, "415", "content-type must be application/json")
     end
   end
+end
+
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  local message = headers:get("grpc-message")
+  if message == nil then return end
+  local refused = handle:streamInfo():dynamicMetadata():get(REFUSED)
+  if refused == nil then return end
+  headers:replace(":status", refused["status"])
+  headers:replace("content-type", "application/json")
+  headers:remove("grpc-status")
+  headers:remove("grpc-message")
+  handle:body(true):setBytes(percent_decoded(message))
 end
 """
 
@@ -562,22 +584,29 @@ def _cluster(settings: MeshSettings, name: str, where: Placement) -> dict[str, A
                 "grpc_health_check": {"service_name": ""},
             }
         ],
+        **_resilience(settings.resilience.gateway),
+    }
+
+
+def _resilience(gateway: GatewayResilience) -> dict[str, Any]:
+    """Circuit breakers and outlier detection of a service's cluster ([resilience.gateway])."""
+    return {
         "circuit_breakers": {
             "thresholds": [
                 {
                     "priority": "DEFAULT",
-                    "max_connections": 1024,
-                    "max_pending_requests": 1024,
-                    "max_requests": 1024,
-                    "max_retries": 3,
+                    "max_connections": gateway.max_connections,
+                    "max_pending_requests": gateway.max_pending_requests,
+                    "max_requests": gateway.max_requests,
+                    "max_retries": gateway.max_retries,
                 }
             ]
         },
         "outlier_detection": {
-            "consecutive_5xx": 5,
-            "consecutive_gateway_failure": 5,
-            "interval": "5s",
-            "base_ejection_time": "15s",
-            "max_ejection_percent": 50,
+            "consecutive_5xx": gateway.consecutive_5xx,
+            "consecutive_gateway_failure": gateway.consecutive_gateway_failure,
+            "interval": f"{gateway.interval_seconds:g}s",
+            "base_ejection_time": f"{gateway.base_ejection_seconds:g}s",
+            "max_ejection_percent": gateway.max_ejection_percent,
         },
     }

@@ -3,7 +3,7 @@ a Service and a PodDisruptionBudget; the Envoy gateway; a migration Job; one
 ConfigMap of settings; PostgreSQL, Redis and NATS as ExternalName Services in
 front of the engines the cluster already runs (k8s/README.md says what the
 operator provides: the database Secret, the signing keys, the ledger's page-token
-key, the JWKS ConfigMap)."""
+key, a service-credential Secret per service, the JWKS ConfigMap)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ PAGE_TOKEN_SECRET = "expense-mesh-page-token"
 # NATS: a Secret per user (`password`); the authorization the operator's NATS includes.
 NATS_SECRET = "expense-mesh-nats-{user}"
 NATS_AUTHORIZATION = "expense-mesh-nats-authorization"
+# One Secret per mesh service but auth (key `credential`): its service credential.
+SERVICE_CREDENTIAL_SECRET = "expense-mesh-service-{name}"
 JWKS_CONFIG_MAP = "expense-mesh-jwks"
 APP_UID = 10001
 ENVOY_UID = 101
@@ -100,8 +102,8 @@ def _external_engine(name: str, host: str, port: int) -> dict[str, Any]:
 
 
 def _network_policy(settings: MeshSettings) -> dict[str, Any]:
-    # The service ports are for the mesh only (mesh-internal RPCs have no token check
-    # at the gateway): pods of expense-mesh, the gateway among them, may call them.
+    # The service ports are for the mesh only: pods of expense-mesh, the gateway among them,
+    # may call them (defence in depth: mesh-internal RPCs also need a service token).
     ports = [{"protocol": "TCP", "port": settings.service_port(name)} for name in settings.mesh.services]
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -206,6 +208,7 @@ def _mesh_service(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
         # Every replica signs and checks page tokens with the same key.
         key = {"secretKeyRef": {"name": PAGE_TOKEN_SECRET, "key": "key"}}
         container["env"] = [*container["env"], {"name": "EM_PAGE_TOKEN_KEY", "valueFrom": key}]
+    container["env"] = [*container["env"], *_service_identity_env(settings, name)]
     pod = _pod_spec([container], APP_UID, _scratch_volumes())
     if name == "auth":
         _add_signing_keys(pod)
@@ -222,6 +225,19 @@ def _mesh_service(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
     }
     service_port = {"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"}
     return [deployment, _service(name, "service", service_port), _disruption_budget(name, "service")]
+
+
+def _service_identity_env(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
+    """A service reads its own credential's Secret only; auth reads every one, to check them."""
+
+    def from_secret(variable: str, service: str) -> dict[str, Any]:
+        secret = SERVICE_CREDENTIAL_SECRET.format(name=service)
+        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": "credential"}}}
+
+    if name != "auth":
+        return [from_secret("EM_SERVICE_CREDENTIAL", name)]
+    callers = [service for service in settings.mesh.services if service != "auth"]
+    return [from_secret(f"EM_SERVICE_CREDENTIALS__{service.upper()}", service) for service in callers]
 
 
 def _add_signing_keys(pod: dict[str, Any]) -> None:

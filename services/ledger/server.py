@@ -17,7 +17,7 @@ from services.ledger.api import INTERNAL_SERVICE_NAME, SERVICE_NAME, LedgerInter
 from services.ledger.domain import PageTokens, load_default_categories
 from services.ledger.settings import LedgerMeshSettings
 from services.ledger.usecases import Ledger
-from services.user.client import PreferencesClient
+from services.user.client import Preferences, PreferencesClient
 
 PREFERENCE_CHANGES = Subscription("ledger_preferences", (events_pb2.ProfileUpdated,))
 # Every consumer the wiring starts; docs/events.md lists them.
@@ -31,11 +31,20 @@ def build_app(settings: LedgerMeshSettings) -> ServiceApp:
     defaults = load_default_categories(settings.ledger.default_categories_file)
     page_tokens = PageTokens(symmetric_key(settings.page_token_key, settings.page_token_key_file))
     ledger = Ledger(units, settings.ledger, defaults, page_tokens)
-    preferences = PreferencesClient(settings.service_address("user"), settings.internal_call_timeout_seconds)
+    resilience = settings.resilience
+    # A lookup with a fallback (cached preferences): a short deadline, within the client's.
+    preferences = PreferencesClient(
+        settings.service_address("user"), resilience.fallback_call_timeout_seconds, resilience
+    )
 
     async def forget_preferences(session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:
-        # A changed currency or time zone applies to the very next expense.
-        preferences.forget(event.user_id)
+        # A changed currency or time zone applies to the very next expense; while the user
+        # service is down, the event's preferences are the fallback.
+        changed = event.payload
+        latest = Preferences(
+            changed.default_currency, changed.time_zone, changed.first_day_of_week, changed.locale
+        )
+        preferences.forget(event.user_id, latest)
 
     runtime.consume(storage.inbox, PREFERENCE_CHANGES, forget_preferences)
     runtime.purger.keep(storage.idempotency_keys, "created_at", settings.retention.idempotency_window)

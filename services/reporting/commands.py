@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 import grpc
 
+from services.kit.domain.errors import Unavailable
 from services.kit.domain.timestamps import utcnow
+from services.kit.identity.service_tokens import ServiceTokens
 from services.kit.logs import configure_logging
 from services.kit.runtime import Runtime
 from services.reporting.domain import PERIOD_KINDS, period_containing, today_in
@@ -41,21 +43,38 @@ def rebuild(user_id: str | None) -> None:
         # Nothing was changed: each user's rebuild is one transaction, rolled back.
         address = settings.service_address("ledger")
         raise click.ClickException(f"the ledger at {address} did not answer ({error.code().name})") from None
+    except Unavailable as error:
+        # Auth refused reporting's service credential (logged with the details).
+        raise click.ClickException(error.message) from None
     click.echo(f"{SERVICE}: rebuilt {len(counts)} user(s), {sum(counts.values())} expense(s)")
 
 
 async def _rebuild(settings: ReportingMeshSettings, user_id: str | None) -> dict[str, int]:
     runtime = Runtime(SERVICE, settings)
+    # Reporting's own identity: the ledger's streams are mesh-internal.
+    tokens = ServiceTokens.for_service(settings, SERVICE, wait_for_ready=False)
     ledger = LedgerClient(
-        settings.service_address("ledger"), settings.reporting.rebuild_stream_timeout_seconds
+        settings.service_address("ledger"), settings.reporting.rebuild_stream_timeout_seconds, tokens
     )
     cache = ReportCache(runtime.cache, settings.reporting.cache_ttl_seconds)
     try:
+        await _service_token(settings, tokens)
         return await rebuild_from_ledger(runtime.db, ledger, cache, user_id)
     finally:
         await ledger.close()
+        await tokens.close()
         await runtime.cache.close()
         await runtime.db.dispose()
+
+
+async def _service_token(settings: ReportingMeshSettings, tokens: ServiceTokens) -> None:
+    try:
+        await tokens.token()
+    except grpc.aio.AioRpcError as error:
+        address = settings.service_address("auth")
+        raise click.ClickException(
+            f"the auth service at {address} did not answer ({error.code().name})"
+        ) from None
 
 
 def _iso_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:

@@ -1,8 +1,9 @@
 """The caller's calendar (time zone, first day of week) and default currency.
 
-Asked from the user service through the kit's PreferencesClient; when that does
-not answer, the profile reporting keeps from `user.profile_updated` events, else the
-configured defaults, so reports keep working while the user service is down."""
+Asked from the user service through the kit's PreferencesClient (which falls back on its
+last answer first); when that fails too, the profile reporting keeps from
+`user.profile_updated` events, else the configured defaults, so reports keep working while
+the user service is down."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Protocol
 import grpc
 
 from services.kit.db.engine import Database
+from services.kit.grpc.breakers import CircuitOpen
 from services.kit.identity.tokens import Identity
 from services.reporting import storage
 from services.user.client import Preferences, PreferencesClient
@@ -61,7 +63,10 @@ class UserServicePreferences:
         try:
             return self.fallback.complete(await self.client.get(identity))
         except grpc.aio.AioRpcError as error:
-            log.warning(
+            # While the breaker is open its own "opened" warning says it; once per report is noise.
+            level = logging.DEBUG if isinstance(error, CircuitOpen) else logging.WARNING
+            log.log(
+                level,
                 "user service did not answer; using stored preferences",
                 extra={"code": error.code().name, "user_id": identity.user_id},
             )

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from services.kit.db.engine import Database
 from services.kit.grpc.clients import LazyChannel
+from services.kit.identity.service_tokens import ServiceTokens
 from services.reporting import storage
 from services.reporting.domain import CategoryInfo, ExpenseLine, rollup_deltas
 from services.reporting.reportcache import ReportCache
@@ -34,10 +35,11 @@ class LedgerData(Protocol):
 
 
 class LedgerClient:
-    """The ledger's mesh-internal streams."""
+    """The ledger's mesh-internal streams, asked with reporting's service token."""
 
-    def __init__(self, target: str, timeout_seconds: float) -> None:
+    def __init__(self, target: str, timeout_seconds: float, tokens: ServiceTokens) -> None:
         self.timeout_seconds = timeout_seconds
+        self.tokens = tokens
         # A rebuild is a one-shot command: no ledger is an error to report, not to wait for.
         self.channel = LazyChannel(target, [LEDGER_INTERNAL_SERVICE], timeout_seconds, wait_for_ready=False)
 
@@ -47,12 +49,14 @@ class LedgerClient:
     async def users(self) -> set[str]:
         """Everyone with categories (every ledger user has the default set)."""
         request = ledger_pb2.StreamCategoriesRequest()
-        stream = self._stub().StreamCategories(request, timeout=self.timeout_seconds)
+        metadata = await self.tokens.metadata()
+        stream = self._stub().StreamCategories(request, timeout=self.timeout_seconds, metadata=metadata)
         return {category.user_id async for batch in stream for category in batch.categories}
 
     async def categories(self, user_id: str) -> list[CategoryInfo]:
         request = ledger_pb2.StreamCategoriesRequest(user_id=user_id)
-        stream = self._stub().StreamCategories(request, timeout=self.timeout_seconds)
+        metadata = await self.tokens.metadata()
+        stream = self._stub().StreamCategories(request, timeout=self.timeout_seconds, metadata=metadata)
         return [
             CategoryInfo(category.category_id, category.name, category.parent_id)
             async for batch in stream
@@ -61,7 +65,8 @@ class LedgerClient:
 
     async def expenses(self, user_id: str) -> list[ExpenseLine]:
         request = ledger_pb2.StreamExpensesRequest(user_id=user_id)
-        stream = self._stub().StreamExpenses(request, timeout=self.timeout_seconds)
+        metadata = await self.tokens.metadata()
+        stream = self._stub().StreamExpenses(request, timeout=self.timeout_seconds, metadata=metadata)
         return [
             ExpenseLine(
                 expense_id=expense.expense_id,

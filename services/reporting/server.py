@@ -33,7 +33,11 @@ def build_app(settings: ReportingMeshSettings) -> ServiceApp:
     verifier = runtime.remote_verifier()
     cache = ReportCache(runtime.cache, settings.reporting.cache_ttl_seconds)
     preferences = UserServicePreferences(
-        PreferencesClient(settings.service_address("user"), settings.internal_call_timeout_seconds),
+        PreferencesClient(
+            settings.service_address("user"),
+            settings.resilience.fallback_call_timeout_seconds,
+            settings.resilience,
+        ),
         StoredPreferences(runtime.db, settings.user.defaults),
     )
     handlers = EventHandlers(cache.invalidate, preferences.forget)

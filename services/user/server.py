@@ -25,7 +25,12 @@ def build_app(settings: UserMeshSettings) -> ServiceApp:
     verifier = runtime.remote_verifier()
     rules = ProfileRules(tuple(settings.user.notification_channels), settings.user.defaults)
     units = UnitsOfWork(runtime.db, runtime.outbox(storage.outbox))
-    accounts = AccountDirectory(settings.service_address("auth"), settings.internal_call_timeout_seconds)
+    accounts = AccountDirectory(
+        settings.service_address("auth"),
+        settings.internal_call_timeout_seconds,
+        runtime.service_tokens(),
+        settings.resilience,
+    )
     provisioner = ProfileProvisioner(units, rules, accounts)
     runtime.consume(storage.inbox, SIGNUPS, provisioner.on_user_registered)
     servicer = UserServicer(Profiles(units, rules, provisioner))

@@ -25,6 +25,7 @@ from services.kit.db import migrations
 from services.kit.events.bus import stream_name
 from services.kit.grpc.server import ServiceApp
 from services.kit.identity.auth_client import AuthServiceClient
+from services.kit.identity.service_tokens import ServiceTokens, service_credential
 from services.kit.identity.tokens import TokenVerifier
 from tests.infra import NATS_URL, fresh_postgres_database, require, unique_prefix
 
@@ -72,7 +73,9 @@ class AuthUnderTest:
         self.port = 0
         self.tasks: list[asyncio.Task[None]] = []
         self.channel: grpc.aio.Channel | None = None
-        self.remote = AuthServiceClient("", 5.0)
+        # The user service's identity (it may call every IdentityService method).
+        self.tokens = ServiceTokens("user", "", "", 5.0)
+        self.remote = AuthServiceClient("", 5.0, self.tokens)
 
     async def start(self) -> None:
         await asyncio.to_thread(migrations.upgrade, "auth", self.settings)
@@ -85,7 +88,9 @@ class AuthUnderTest:
         self.tasks = [asyncio.create_task(job()) for job in self.app.background]
         await self._wait_ready()
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
-        self.remote = AuthServiceClient(f"127.0.0.1:{self.port}", 5.0)
+        address = f"127.0.0.1:{self.port}"
+        self.tokens = ServiceTokens("user", service_credential(self.settings, "user"), address, 5.0)
+        self.remote = AuthServiceClient(address, 5.0, self.tokens)
 
     async def _wait_ready(self) -> None:
         assert self.app is not None
@@ -102,6 +107,7 @@ class AuthUnderTest:
         if self.channel is not None:
             await self.channel.close()
         await self.remote.close()
+        await self.tokens.close()
         if self.server is not None:
             await self.server.stop(None)
         for task in self.tasks:
@@ -122,6 +128,10 @@ class AuthUnderTest:
     def identity(self) -> auth_pb2_grpc.IdentityServiceStub:
         assert self.channel is not None
         return auth_pb2_grpc.IdentityServiceStub(self.channel)
+
+    async def internal(self) -> tuple[tuple[str, str], ...]:
+        """What a call to an IdentityService method carries: the user service's token."""
+        return await self.tokens.metadata()
 
     def verifier(self) -> TokenVerifier:
         """What every other service uses: JWKS and session checks over gRPC."""
@@ -153,7 +163,8 @@ class AuthUnderTest:
 
     async def session_active(self, login: Login) -> bool:
         answer = await self.identity.CheckSession(
-            auth_pb2.CheckSessionRequest(session_id=login.session_id, user_id=login.user_id)
+            auth_pb2.CheckSessionRequest(session_id=login.session_id, user_id=login.user_id),
+            metadata=await self.internal(),
         )
         return answer.active
 

@@ -69,7 +69,9 @@ async def test_signup_answers_a_verifiable_token_pair(auth_service: AuthUnderTes
     assert identity.user_id == tokens.user.user_id
     assert identity.session_id == tokens.session_id
     assert await auth_service.session_active(login)
-    account = await auth_service.identity.GetAccount(auth_pb2.GetAccountRequest(user_id=login.user_id))
+    account = await auth_service.identity.GetAccount(
+        auth_pb2.GetAccountRequest(user_id=login.user_id), metadata=await auth_service.internal()
+    )
     assert account == tokens.user
 
 
@@ -391,7 +393,11 @@ async def test_check_session_is_false_for_another_user_or_unknown_session(
     auth_service: AuthUnderTest,
 ) -> None:
     login = await auth_service.sign_up()
-    check = auth_service.identity.CheckSession
+    internal = await auth_service.internal()
+
+    async def check(request: auth_pb2.CheckSessionRequest) -> auth_pb2.CheckSessionResponse:
+        return await auth_service.identity.CheckSession(request, metadata=internal)
+
     assert (
         await check(auth_pb2.CheckSessionRequest(session_id=login.session_id, user_id=login.user_id))
     ).active
@@ -429,7 +435,9 @@ async def test_a_token_naming_another_user_is_refused_while_the_owners_answer_is
 async def test_get_account_of_unknown_user_is_not_found(auth_service: AuthUnderTest) -> None:
     for user_id in (new_id(), "not-a-uuid"):
         await rpc_error(
-            auth_service.identity.GetAccount(auth_pb2.GetAccountRequest(user_id=user_id)),
+            auth_service.identity.GetAccount(
+                auth_pb2.GetAccountRequest(user_id=user_id), metadata=await auth_service.internal()
+            ),
             grpc.StatusCode.NOT_FOUND,
         )
 

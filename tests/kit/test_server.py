@@ -34,6 +34,7 @@ from services.kit.grpc.server import (
     freeze_startup_objects,
 )
 from services.kit.grpc.status import field_violations
+from services.kit.identity.access import MethodAccess
 from services.kit.identity.tokens import TokenVerifier, current_identity
 from tests.infra import free_port
 
@@ -323,7 +324,7 @@ async def test_client_and_bidirectional_streams_are_wrapped_too(
 
 async def test_a_streams_wrapped_handler_is_built_once() -> None:
     interceptor = KitInterceptor(
-        TokenVerifier(MeshSettings().jwt, _no_keys, _no_sessions), set(), 1.0, AccessLog()
+        TokenVerifier(MeshSettings().jwt, _no_keys, _no_sessions), MethodAccess(), 1.0, AccessLog()
     )
     servicer = ScriptedStreams()
     asked: list[str] = []

@@ -23,6 +23,7 @@ from expense.user.v1 import user_pb2, user_pb2_grpc
 from services.kit.events.bus import stream_name, subject_for
 from services.kit.grpc.status import field_violations
 from tests.mesh import Mesh
+from tests.service_identity import operator_bearer
 
 PASSWORD = "violet-harbor-tune-42"
 CALL_TIMEOUT = 30.0
@@ -55,6 +56,12 @@ class LedgerClient:
         self.users = user_pb2_grpc.UserServiceStub(self.channels["user"])
         self.ledger = ledger_pb2_grpc.LedgerServiceStub(self.channels["ledger"])
         self.internal = ledger_pb2_grpc.LedgerInternalServiceStub(self.channels["ledger"])
+
+    @property
+    def service(self) -> tuple[tuple[str, str], ...]:
+        """What reporting's calls to LedgerInternalService carry: its service token
+        (an operator's here, signed with the mesh's keys: the same checks apply)."""
+        return operator_bearer(self.mesh.data_dir)
 
     async def close(self) -> None:
         for channel in self.channels.values():

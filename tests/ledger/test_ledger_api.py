@@ -304,7 +304,7 @@ async def test_internal_streams_cover_every_live_row_in_batches(client: LedgerCl
     batches = [
         message
         async for message in client.internal.StreamExpenses(
-            ledger_pb2.StreamExpensesRequest(user_id=user.user_id), timeout=30
+            ledger_pb2.StreamExpensesRequest(user_id=user.user_id), timeout=30, metadata=client.service
         )
     ]
     streamed = [expense for batch in batches for expense in batch.expenses]
@@ -316,7 +316,9 @@ async def test_internal_streams_cover_every_live_row_in_batches(client: LedgerCl
 
     everyone = [
         expense
-        async for message in client.internal.StreamExpenses(ledger_pb2.StreamExpensesRequest(), timeout=60)
+        async for message in client.internal.StreamExpenses(
+            ledger_pb2.StreamExpensesRequest(), timeout=60, metadata=client.service
+        )
         for expense in message.expenses
     ]
     assert {e.expense_id for e in streamed} <= {e.expense_id for e in everyone}
@@ -324,7 +326,7 @@ async def test_internal_streams_cover_every_live_row_in_batches(client: LedgerCl
     categories = [
         category
         async for message in client.internal.StreamCategories(
-            ledger_pb2.StreamCategoriesRequest(user_id=user.user_id), timeout=30
+            ledger_pb2.StreamCategoriesRequest(user_id=user.user_id), timeout=30, metadata=client.service
         )
         for category in message.categories
     ]

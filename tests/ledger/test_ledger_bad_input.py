@@ -257,13 +257,15 @@ async def test_oversized_messages_are_refused_not_crashed(client: LedgerClient) 
 
 
 async def test_stream_user_id_is_checked(client: LedgerClient) -> None:
-    stream = client.internal.StreamExpenses(ledger_pb2.StreamExpensesRequest(user_id="u" * 37), timeout=10)
+    stream = client.internal.StreamExpenses(
+        ledger_pb2.StreamExpensesRequest(user_id="u" * 37), timeout=10, metadata=client.service
+    )
     error = await rpc_error(_drain(stream))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     empty = [
         m
         async for m in client.internal.StreamExpenses(
-            ledger_pb2.StreamExpensesRequest(user_id=str(uuid.uuid4()))
+            ledger_pb2.StreamExpensesRequest(user_id=str(uuid.uuid4())), metadata=client.service
         )
     ]
     assert empty == []

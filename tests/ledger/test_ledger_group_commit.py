@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2
-from services.kit.config.settings import MeshSettings
+from services.kit.config.settings import MeshSettings, ResilienceSettings
 from services.kit.db import migrations, unit_of_work
 from services.kit.db.engine import Database
 from services.kit.db.idempotency import RequestKey, StoredAnswer
@@ -67,7 +67,8 @@ class World:
         self.db = db
         self.ledger = RecordingLedger(db)
         # Preferences are never asked: every request carries currency and spent_on.
-        self.servicer = LedgerServicer(self.ledger, PreferencesClient("127.0.0.1:9", 1.0))
+        preferences = PreferencesClient("127.0.0.1:9", 1.0, ResilienceSettings())
+        self.servicer = LedgerServicer(self.ledger, preferences)
 
     async def user(self) -> tuple[str, str]:
         """A new user with the default categories, and the id of one of them."""

@@ -97,6 +97,7 @@ async def test_rebuild_without_a_ledger_fails_cleanly_and_changes_nothing(report
     before = await stored_rollups(reporting.db, model.user_id)
     done = await run(reporting, "rebuild", "--user-id", model.user_id)
     assert done.returncode == 1
-    assert "the ledger at 127.0.0.1:" in done.stderr and "did not answer (UNAVAILABLE)" in done.stderr
+    # Neither auth (reporting's service token) nor the ledger runs: the first one asked is named.
+    assert "the auth service at 127.0.0.1:" in done.stderr and "did not answer (UNAVAILABLE)" in done.stderr
     assert "Traceback" not in done.stderr
     assert await stored_rollups(reporting.db, model.user_id) == before

@@ -5,14 +5,18 @@ reads racing that event, updates, validation, events, isolation."""
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import grpc
 import pytest
 
 from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2
+from services.kit.config.settings import BreakerSettings, ResilienceSettings
 from services.kit.domain.ids import new_id
 from services.kit.grpc.status import field_violations
+from services.kit.identity.tokens import Identity
+from services.user.client import Preferences, PreferencesClient
 from tests.user.harness import Account, UserServiceUnderTest, wait_until
 
 
@@ -308,3 +312,35 @@ async def test_a_token_of_an_ended_session_is_refused(user_service: UserServiceU
         return False
 
     await wait_until(refused, "the ended session's token to be refused")
+
+
+async def test_other_services_fall_back_on_the_last_preferences_while_it_is_down(
+    user_service: UserServiceUnderTest, auth
+) -> None:
+    """PreferencesClient (ledger, reporting): fresh answers, then, with the service stopped,
+    the last answer or the last profile event's preferences; nothing to fall back on is an
+    error, at once once the breaker is open."""
+    account = await auth.signup("Fallback Person")
+    await user_service.update(account, "default_currency", default_currency="EUR")
+    resilience = ResilienceSettings(
+        preferences_fresh_seconds=0, breaker=BreakerSettings(failure_threshold=1, open_seconds=60)
+    )
+    address = f"127.0.0.1:{user_service.process.port}"
+    client = PreferencesClient(address, 0.5, resilience.model_copy(update={"preferences_stale_seconds": 60}))
+    identity = Identity(account.user_id, "", "", 0, account.access_token)
+    stranger = Identity(new_id(), "", "", 0, account.access_token)
+    assert (await client.get(identity)).default_currency == "EUR"
+    process = user_service.process.process
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)
+    try:
+        assert (await client.get(identity)).default_currency == "EUR"  # the last answer
+        latest = Preferences("JPY", "Asia/Tokyo", "sunday", "ja")
+        client.forget(account.user_id, latest)
+        assert await client.get(identity) == latest  # the event's
+        with pytest.raises(grpc.aio.AioRpcError) as nothing_cached:
+            await client.get(stranger)
+        assert nothing_cached.value.code() == grpc.StatusCode.UNAVAILABLE  # the breaker is open
+    finally:
+        process.send_signal(signal.SIGCONT)
+        await client.close()

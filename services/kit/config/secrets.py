@@ -9,10 +9,12 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from services.kit.config.settings import MeshSettings
+if TYPE_CHECKING:  # settings.py imports this module
+    from services.kit.config.settings import MeshSettings
 
 # Characters of a key: a generated one is 43 (32 random bytes, URL-safe base64).
 MIN_KEY_LENGTH = 32

@@ -30,6 +30,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from services.kit.config.secrets import MIN_KEY_LENGTH
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "mesh.toml"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
@@ -52,6 +54,11 @@ class JwtSettings(BaseModel):
     session_cache_seconds_with_push: float = Field(30.0, ge=0, le=300)
     # Auth's heartbeat on that broadcast; three missed: back to session_check_cache_seconds.
     session_push_heartbeat_seconds: float = Field(0.5, gt=0, le=10)
+    # Service and operator tokens (services/kit/identity/service_tokens.py): their own
+    # audience and type, so a user token never opens a mesh-internal method nor the reverse.
+    service_audience: str = "expense-mesh-internal"
+    service_token_ttl_seconds: int = Field(300, ge=30, le=3600)
+    operator_token_ttl_seconds: int = Field(900, ge=30, le=3600)
 
 
 class RateLimit(BaseModel):
@@ -176,10 +183,81 @@ class SupervisionSettings(BaseModel):
     healthy_after_seconds: float = Field(30.0, gt=0)
 
 
+class BreakerSettings(BaseModel):
+    """One circuit breaker per peer a service calls (services/kit/grpc/breakers.py)."""
+
+    # Calls failed in a row (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN) that open it.
+    failure_threshold: int = Field(5, ge=1)
+    # Open: calls fail at once (to their fallback). Then the next calls try (half-open):
+    # a success closes it, a failure opens it again.
+    open_seconds: float = Field(5.0, gt=0)
+
+
+class RetrySettings(BaseModel):
+    """gRPC's retry policy and retry budget (retryThrottling) on every channel to a peer."""
+
+    max_attempts: int = Field(4, ge=1, le=5)
+    initial_backoff_seconds: float = Field(0.05, gt=0)
+    max_backoff_seconds: float = Field(1.0, gt=0)
+    backoff_multiplier: float = Field(2.0, ge=1)
+    # The budget: a failed call costs a token, a success returns token_ratio of one; with
+    # fewer than half of max_tokens left, nothing is retried (a down peer gets no retry storm).
+    budget_max_tokens: int = Field(20, ge=1, le=1000)
+    budget_token_ratio: float = Field(0.1, gt=0, le=1)
+
+
+class GatewayResilience(BaseModel):
+    """Envoy's circuit breakers and outlier detection on each service's cluster (the calls
+    that cross the gateway): beyond these, Envoy answers 503 at once instead of queueing."""
+
+    max_connections: int = Field(1024, ge=1)
+    max_pending_requests: int = Field(1024, ge=1)
+    max_requests: int = Field(1024, ge=1)
+    max_retries: int = Field(3, ge=0)
+    # A backend answering this many 5xx (or gateway failures: reset, refused) in a row is
+    # ejected for base_ejection_seconds (longer each time), at most max_ejection_percent of
+    # a cluster's backends at once.
+    consecutive_5xx: int = Field(5, ge=1)
+    consecutive_gateway_failure: int = Field(5, ge=1)
+    interval_seconds: float = Field(5.0, gt=0)
+    base_ejection_seconds: float = Field(15.0, gt=0)
+    max_ejection_percent: int = Field(50, ge=0, le=100)
+
+
+class ResilienceSettings(BaseModel):
+    """Fail fast, degrade gracefully: calls between services (docs/ARCHITECTURE.md)."""
+
+    breaker: BreakerSettings = BreakerSettings()
+    retry: RetrySettings = RetrySettings()
+    gateway: GatewayResilience = GatewayResilience()
+    # Deadline of a call that has a fallback (the caller's preferences, a session check),
+    # retries included: past it the caller uses the fallback, well within the client's own
+    # deadline (limits.default_deadline_seconds).
+    fallback_call_timeout_seconds: float = Field(2.0, gt=0)
+    # How long a caller's preferences (default currency, time zone) are used without asking
+    # the user service again, and how long the last answer stays a fallback while it is down.
+    preferences_fresh_seconds: float = Field(5.0, ge=0)
+    preferences_stale_seconds: float = Field(86400.0, ge=0)
+    preferences_max_entries: int = Field(50_000, ge=1)
+    # While auth does not answer session checks, a session auth confirmed active within
+    # this many seconds is still accepted (logged); later, or never confirmed: UNAVAILABLE.
+    # The longest a revoked session can be accepted while auth is unreachable (0: never).
+    session_grace_seconds: float = Field(60.0, ge=0, le=900)
+
+
 class MeshLayout(BaseModel):
     # The services the launcher starts, in start order (config/mesh.toml names them).
     services: list[str] = []
+    # RPCs callable without a token; everything else needs a user token, except
+    # mesh-internal methods, which need a service (or operator) token.
     public_methods: list[str] = []
+    # Full names of gRPC services that are mesh-internal as a whole, besides every service
+    # whose name ends in "InternalService".
+    internal_services: list[str] = []
+    # Mesh-internal service ("pkg.Service") or method ("pkg.Service/Method") -> the mesh
+    # services that may call it (operators always may); the method's entry wins. Not
+    # listed: any mesh service.
+    internal_callers: dict[str, list[str]] = {}
     # RPCs the gateways limit tighter (limits.gateway.password_routes).
     password_methods: list[str] = []
 
@@ -226,6 +304,11 @@ class MeshSettings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     mesh: MeshLayout = MeshLayout()
     supervision: SupervisionSettings = SupervisionSettings()
+    # This process's service credential (EM_SERVICE_CREDENTIAL, from a Secret), which auth
+    # trades for short-lived service tokens. Unset: <data_dir>/keys/service-<name>.key,
+    # generated on first run (the embedded default, where auth reads the same file).
+    service_credential: SecretStr | None = Field(None, min_length=MIN_KEY_LENGTH)
+    resilience: ResilienceSettings = ResilienceSettings()
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}
@@ -278,6 +361,9 @@ class MeshSettings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    def service_credential_file(self, service: str) -> Path:
+        return self.keys_dir / f"service-{service}.key"
 
     def service_port(self, service: str) -> int:
         try:

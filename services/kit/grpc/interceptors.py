@@ -1,6 +1,10 @@
 """The kit's server interceptor: access log (outermost), default deadline,
 authentication, and domain-error mapping (innermost), in one layer.
 
+Authentication follows the method's access (services/kit/identity/access.py): public
+methods are open, mesh-internal ones need a service or operator token (a user token
+is refused), every other method a user's access token.
+
 One interceptor instead of four, and the wrapped handler built once per method:
 grpc.aio asks every interceptor for a handler on every call, and building four
 handlers per call cost more than an echo RPC itself. Every kind of RPC is wrapped:
@@ -21,8 +25,9 @@ import grpc
 from grpc.aio import ServerInterceptor, ServicerContext
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from services.kit.domain.errors import DomainError
+from services.kit.domain.errors import DomainError, PermissionDenied
 from services.kit.grpc.status import to_grpc_status
+from services.kit.identity.access import Access, MethodAccess
 from services.kit.identity.tokens import Identity, TokenVerifier, reset_identity, set_identity
 
 log = logging.getLogger("access")
@@ -60,12 +65,12 @@ class KitInterceptor(ServerInterceptor):
     def __init__(
         self,
         verifier: TokenVerifier,
-        public_methods: set[str],
+        access: MethodAccess,
         default_deadline_seconds: float,
         access_log: AccessLog,
     ) -> None:
         self.verifier = verifier
-        self.public_methods = public_methods
+        self.access = access
         self.default_deadline_seconds = default_deadline_seconds
         self.access_log = access_log
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -105,13 +110,13 @@ class KitInterceptor(ServerInterceptor):
         )
 
     def _wrap(self, method: str, behavior: Behavior, streamed: bool) -> Behavior:
-        public = method in self.public_methods
+        access = self.access.of(method)
 
         async def intercepted(request: Any, context: ServicerContext) -> Any:
             started = time.perf_counter()
             code = "OK"
             try:
-                return await self._bounded(method, public, streamed, behavior, request, context)
+                return await self._bounded(method, access, streamed, behavior, request, context)
             except BaseException:
                 code = context.code().name if context.code() else "CANCELLED"
                 raise
@@ -123,7 +128,7 @@ class KitInterceptor(ServerInterceptor):
     async def _bounded(
         self,
         method: str,
-        public: bool,
+        access: Access,
         streamed: bool,
         behavior: Behavior,
         request: Any,
@@ -137,14 +142,25 @@ class KitInterceptor(ServerInterceptor):
             limit = remaining if streamed else min(remaining, limit * 10)
         try:
             async with asyncio.timeout(limit):
-                identity = None if public else await self._authenticate(method, context)
+                identity = await self._authenticate(method, access, context)
                 return await self._mapped(method, identity, behavior, request, context)
         except TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
 
-    async def _authenticate(self, method: str, context: ServicerContext) -> Identity:
+    async def _authenticate(self, method: str, access: Access, context: ServicerContext) -> Identity | None:
+        """The user's identity for user methods; None for public and internal ones."""
+        if access is Access.PUBLIC:
+            return None
         try:
-            return await self.verifier.verify(_bearer_token(context))
+            if access is Access.USER:
+                return await self.verifier.verify(_bearer_token(context))
+            caller = await self.verifier.verify_caller(_bearer_token(context))
+            if not self.access.allows(method, caller):
+                raise PermissionDenied(f"{caller.subject} may not call {method}")
+            if caller.kind == "operator":
+                # A person reading across users: always on record, whatever access_log says.
+                log.warning("operator call", extra={"method": method, "operator": caller.name})
+            return None
         except DomainError as error:
             await context.abort_with_status(to_grpc_status(error))
         except Exception:

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.kit.config.settings import MeshSettings
 from services.kit.grpc.interceptors import AccessLog, KitInterceptor
+from services.kit.identity.access import MethodAccess
 from services.kit.identity.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class ServiceApp:
             interceptors=[
                 KitInterceptor(
                     self.verifier,
-                    set(self.settings.mesh.public_methods),
+                    MethodAccess.from_layout(self.settings.mesh),
                     limits.default_deadline_seconds,
                     AccessLog(self.settings.access_log, self.settings.slow_call_ms),
                 )

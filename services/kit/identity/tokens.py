@@ -10,30 +10,47 @@ They are cached for session_check_cache_seconds; with a revocation
 feed (auth's broadcasts of ended sessions) for session_cache_seconds_with_push,
 but only while the feed is live: connected, and auth heard within three
 heartbeats. Whenever broadcasts may have been missed (drop, reconnect, silence)
-the cached answers go and the short lifetime applies until auth is heard again."""
+the cached answers go and the short lifetime applies until auth is heard again.
+
+Fallback while auth does not answer a session check (UNAVAILABLE, DEADLINE_EXCEEDED, its
+circuit breaker open): a session auth confirmed active for this subject within
+`grace_seconds` ([resilience] session_grace_seconds) is still accepted, logged once per
+session; anything else is UNAVAILABLE. A session ended meanwhile is refused as soon as
+its broadcast arrives, and at worst accepted grace_seconds after auth last confirmed it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+import grpc
 import jwt
 from jwt.algorithms import RSAAlgorithm
 
 from services.kit.config.settings import JwtSettings
-from services.kit.domain.errors import Unauthenticated
+from services.kit.domain.errors import PermissionDenied, Unauthenticated, Unavailable
+from services.kit.grpc.breakers import is_peer_failure
+from services.kit.identity.service_tokens import (
+    MAX_SERVICE_TOKEN_SECONDS,
+    SERVICE_TOKEN_TYPE,
+    Caller,
+)
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "RS256"
 TOKEN_TYPE = "at+jwt"
 LEEWAY_SECONDS = 30
 JWKS_REFRESH_MIN_INTERVAL = 5.0
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "sid"]
+SERVICE_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
 # Verified tokens kept (until they expire); the whole cache goes when it is full.
 VERIFIED_CACHE_MAX = 50_000
 # Session answers kept; the whole cache goes when it is full.
@@ -98,8 +115,12 @@ class TokenVerifier:
         jwks_source: JwksSource,
         session_check: SessionCheck,
         feed: RevocationFeed | None = None,
+        grace_seconds: float = 0.0,
     ) -> None:
         self.settings = settings
+        self.grace_seconds = grace_seconds
+        # Sessions accepted on grace since auth last answered: each is logged once.
+        self._on_grace: set[str] = set()
         self._jwks_source = jwks_source
         self._session_check = session_check
         self._keys: dict[str, Any] = {}
@@ -109,6 +130,8 @@ class TokenVerifier:
         self._session_cache: dict[str, dict[str, _Answer]] = {}
         # token -> (expiry as a Unix time, its identity)
         self._verified: dict[str, tuple[float, Identity]] = {}
+        # service or operator token -> (expiry as a Unix time, its caller)
+        self._verified_callers: dict[str, tuple[float, Caller]] = {}
         # One CheckSession per (session, subject) at a time: a burst of calls with one token shares it.
         self._session_checks: dict[tuple[str, str], asyncio.Future[bool]] = {}
         # Sessions a broadcast ended -> when no token of theirs can be valid any more
@@ -139,6 +162,7 @@ class TokenVerifier:
             if keys.keys() != self._keys.keys():
                 # A key withdrawn from the set takes its tokens with it.
                 self._verified.clear()
+                self._verified_callers.clear()
             self._keys = keys
             self._last_refresh = time.monotonic()
 
@@ -198,6 +222,51 @@ class TokenVerifier:
         self._verified[token] = (float(claims["exp"]) + LEEWAY_SECONDS, identity)
         return identity
 
+    async def verify_caller(self, token: str) -> Caller:
+        """A service or operator token (typ svc+jwt, the service audience, short-lived).
+        No session behind it: it is short-lived instead, and signed by auth only for a
+        service that presented its credential, or by an operator holding auth's keys."""
+        cached = self._verified_callers.get(token)
+        if cached is not None and cached[0] > time.time():
+            return cached[1]
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("a service credential is required") from None
+        if header.get("typ") == TOKEN_TYPE:
+            raise PermissionDenied("mesh-internal method: a user token does not open it")
+        kid = header.get("kid")
+        if (
+            header.get("alg") != ALGORITHM
+            or header.get("typ") != SERVICE_TOKEN_TYPE
+            or not isinstance(kid, str)
+        ):
+            raise Unauthenticated("invalid service token")
+        claims = self._service_claims(token, await self._key_for(kid))
+        caller = Caller.from_subject(str(claims["sub"]))
+        if caller is None or int(claims["exp"]) - int(claims["iat"]) > MAX_SERVICE_TOKEN_SECONDS:
+            raise Unauthenticated("invalid service token")
+        if len(self._verified_callers) >= VERIFIED_CACHE_MAX:
+            self._verified_callers.clear()
+        self._verified_callers[token] = (float(claims["exp"]) + LEEWAY_SECONDS, caller)
+        return caller
+
+    def _service_claims(self, token: str, key: Any) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.settings.service_audience,
+                issuer=self.settings.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": SERVICE_REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("service token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("invalid service token") from None
+
     async def _session_active(self, identity: Identity) -> bool:
         if identity.session_id in self._ended:
             return False
@@ -233,7 +302,13 @@ class TokenVerifier:
     async def _check_session(self, identity: Identity) -> bool:
         asked_at = time.monotonic()
         epoch = self._feed_epoch
-        active = await self._session_check(identity.session_id, identity.user_id)
+        try:
+            active = await self._session_check(identity.session_id, identity.user_id)
+        except Exception as error:
+            if not is_peer_failure(error):
+                raise
+            return self._on_grace_or_unavailable(identity, error)
+        self._on_grace.clear()
         if identity.session_id in self._ended:
             # Ended while the check was in flight: its "active" may predate that.
             return False
@@ -244,6 +319,28 @@ class TokenVerifier:
         answer = _Answer(asked_at, active, epoch if unbroken else None)
         self._session_cache.setdefault(identity.session_id, {})[identity.user_id] = answer
         return active
+
+    def _on_grace_or_unavailable(self, identity: Identity, error: Exception) -> bool:
+        """Auth did not answer: the last "active" for this pair, if recent enough."""
+        answers = self._session_cache.get(identity.session_id)
+        answer = answers.get(identity.user_id) if answers is not None else None
+        age = time.monotonic() - answer.asked_at if answer is not None else math.inf
+        if answer is None or not answer.active or age >= self.grace_seconds:
+            raise Unavailable("session check temporarily unavailable; retry") from None
+        if identity.session_id not in self._on_grace:
+            if len(self._on_grace) >= SESSION_CACHE_MAX:
+                self._on_grace.clear()
+            self._on_grace.add(identity.session_id)
+            log.warning(
+                "auth unavailable; session accepted on grace",
+                extra={
+                    "session_id": identity.session_id,
+                    "confirmed_seconds_ago": round(age, 1),
+                    "grace_seconds": self.grace_seconds,
+                    "code": error.code().name if isinstance(error, grpc.aio.AioRpcError) else "",
+                },
+            )
+        return True
 
     # --- the revocation feed ----------------------------------------------------------
 

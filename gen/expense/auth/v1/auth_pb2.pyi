@@ -166,3 +166,19 @@ class GetAccountRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class IssueServiceTokenRequest(_message.Message):
+    __slots__ = ("service", "credential")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    credential: str
+    def __init__(self, service: _Optional[str] = ..., credential: _Optional[str] = ...) -> None: ...
+
+class ServiceToken(_message.Message):
+    __slots__ = ("token", "expires_in")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_in: int
+    def __init__(self, token: _Optional[str] = ..., expires_in: _Optional[int] = ...) -> None: ...

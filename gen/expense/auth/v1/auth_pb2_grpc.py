@@ -534,3 +534,82 @@ class IdentityService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ServiceTokenServiceStub:
+    """How a mesh service obtains its short-lived service token: by presenting its service
+    credential (a per-service secret). Reachable without a token, never routed by a gateway.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.IssueServiceToken = channel.unary_unary(
+                '/expense.auth.v1.ServiceTokenService/IssueServiceToken',
+                request_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.SerializeToString,
+                response_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.ServiceToken.FromString,
+                _registered_method=True)
+
+
+class ServiceTokenServiceServicer:
+    """How a mesh service obtains its short-lived service token: by presenting its service
+    credential (a per-service secret). Reachable without a token, never routed by a gateway.
+    """
+
+    def IssueServiceToken(self, request, context):
+        """A token (typ svc+jwt, subject "service:<name>") that opens mesh-internal methods.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ServiceTokenServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'IssueServiceToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueServiceToken,
+                    request_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.FromString,
+                    response_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.ServiceToken.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'expense.auth.v1.ServiceTokenService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('expense.auth.v1.ServiceTokenService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ServiceTokenService:
+    """How a mesh service obtains its short-lived service token: by presenting its service
+    credential (a per-service secret). Reachable without a token, never routed by a gateway.
+    """
+
+    @staticmethod
+    def IssueServiceToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expense.auth.v1.ServiceTokenService/IssueServiceToken',
+            expense_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.SerializeToString,
+            expense_dot_auth_dot_v1_dot_auth__pb2.ServiceToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
