@@ -126,6 +126,35 @@ def test_each_kong_plugin_block_matches_its_schema(tmp_path: Path, deployed_kong
 
 
 @pytest.mark.parametrize(
+    "plugin",
+    [
+        {"name": "rate-limiting", "config": {"second": 5, "hour": 1000, "policy": "local"}},
+        {
+            "name": "rate-limiting",
+            "config": {
+                "minute": 60,
+                "policy": "redis",
+                "redis": {"host": "redis", "port": 6379},
+                "sync_rate": 1,
+            },
+        },
+        {"name": "jwt", "config": {"claims_to_verify": ["exp", "nbf"], "maximum_expiration": 900}},
+        {"name": "cors", "config": {"origins": ["http://mockbin.com"], "methods": ["GET", "POST"]}},
+        {"name": "response-transformer", "config": {"add": {"headers": ["New-Header:Header Value"]}}},
+        {"name": "correlation-id", "config": {"header_name": "X-Request-ID", "generator": "uuid#counter"}},
+        {"name": "request-size-limiting", "config": {"allowed_payload_size": 1, "size_unit": "megabytes"}},
+        {"name": "prometheus", "config": {"status_code_metrics": True, "latency_metrics": True}},
+        {"name": "grpc-gateway", "config": {"proto": "/usr/local/kong/include/a.proto"}},
+    ],
+    ids=lambda plugin: plugin["name"],
+)
+def test_the_plugin_schemas_accept_kongs_documented_examples(plugin: dict[str, Any], tmp_path: Path) -> None:
+    kong_file = tmp_path / "kong.yml"
+    kong_file.write_text(yaml.safe_dump({"_format_version": "3.0", "plugins": [plugin]}))
+    _check_plugins(kong_file, tmp_path / "blocks")
+
+
+@pytest.mark.parametrize(
     ("plugin", "why"),
     [
         ({"name": "grpc-gatway", "config": {"proto": "x.proto"}}, "no schema"),
@@ -136,7 +165,10 @@ def test_each_kong_plugin_block_matches_its_schema(tmp_path: Path, deployed_kong
             {"name": "rate-limiting", "config": {"second": 5, "limit_by": "header"}},
             "'header_name' is a required",
         ),
+        ({"name": "rate-limiting", "config": {"second": 5, "policy": "redis"}}, "'redis' is a required"),
+        ({"name": "rate-limiting", "config": {"second": 5, "sync_rate": 1}}, "-1 was expected"),
         ({"name": "jwt", "config": {"claims_to_verify": ["iat"]}}, "'iat' is not one of"),
+        ({"name": "jwt", "config": {"maximum_expiration": 60}}, "'claims_to_verify' is a required"),
         ({"name": "jwt", "config": {"key_claim": "kid"}}, "'key_claim' was unexpected"),
         ({"name": "cors", "config": {"methods": ["get"]}}, "'get' is not one of"),
         ({"name": "response-transformer", "config": {"add": {"headers": ["X-No-Value"]}}}, "does not match"),
