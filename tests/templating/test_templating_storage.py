@@ -122,3 +122,21 @@ async def test_a_default_that_does_not_render_stops_the_load(templates: Template
     broken = VersionDraft(TemplateId("new.key", "sms", "en"), "", "{{ missing }}", (), {})
     with pytest.raises(ValueError, match=r"new.key/sms/en: body: .*missing"):
         await templates.load_defaults([broken])
+
+
+async def test_concurrent_drafts_get_distinct_numbers_and_replicas_load_defaults_once(
+    templates: Templates,
+) -> None:
+    drafts = await asyncio.gather(
+        *(templates.create_version(_draft(f"v{i}: {{{{ budget }}}}")) for i in range(6))
+    )
+    assert sorted(draft.version for draft in drafts) == [2, 3, 4, 5, 6, 7]
+    name = (VariableSpec("name", "string"),)
+    fresh = [
+        VersionDraft(TemplateId(f"race.key{i}", "sms", "en"), "", "Hi {{ name }}", name, {"name": "A"})
+        for i in range(5)
+    ]
+    added = await asyncio.gather(templates.load_defaults(fresh), templates.load_defaults(fresh))
+    assert sum(added) == len(fresh)
+    for draft in fresh:
+        assert [v.version for v in (await templates.get(draft.template)).versions] == [1]
