@@ -61,7 +61,7 @@ def test_weeks_start_on_the_users_first_day() -> None:
 
 def test_rollover_carries_remainders_across_three_months() -> None:
     rolling = budget(rollover=True, amounts=((date(2026, 1, 1), 10_000),))
-    spending = {date(2026, 1, 15): 7_000, date(2026, 2, 3): 15_000, date(2026, 3, 31): 9_000}
+    spending = {date(2026, 1, 1): 7_000, date(2026, 2, 1): 15_000, date(2026, 3, 1): 9_000}
     periods = budget_periods(rolling, "monday", period_containing("month", date(2026, 3, 5)), spending)
     assert [(p.period.start.month, p.carried, p.budgeted, p.spent, p.remaining) for p in periods] == [
         (1, 0, 10_000, 7_000, 3_000),
