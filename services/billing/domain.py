@@ -159,6 +159,17 @@ def budget_periods(
     return figures
 
 
+def carried_into(budget: Budget, first_day_of_week: str, period: Period, spent_before: int) -> int:
+    """What rollover carries into `period`: the amounts of every earlier period less what
+    was spent in them (the chain of remainders budget_periods walks, summed at once)."""
+    budgeted = 0
+    earlier = budget.first_period(first_day_of_week)
+    while earlier.start < period.start:
+        budgeted += budget.amount_for(earlier)
+        earlier = earlier.following()
+    return budgeted - spent_before
+
+
 def tenths_percent(part: int, whole: int) -> int:
     """part / whole in tenths of a percent, rounded half-even; whole > 0."""
     return int((Decimal(part) * 1000 / Decimal(whole)).to_integral_value())

@@ -21,7 +21,7 @@ from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.periods import today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Event
-from services.ledger.replica import ExpenseChange, category_info, expense_change, replay
+from services.ledger.replica import CategoryInfo, ExpenseChange, category_info, expense_change, replay
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,12 @@ class EventHandlers:
         if not event.user_id or not event.payload.category_id:
             log.warning("unusable category event skipped", extra={"event_id": event.event_id})
             return
-        await storage.save_categories(session, event.user_id, [category_info(event.payload)])
-        await self._refresh_budgets(session, event.user_id)
+        info = category_info(event.payload)
+        before = (await storage.category_tree(session, event.user_id)).get(info.category_id)
+        await storage.save_categories(session, event.user_id, [info])
+        if before is None or _placement(before) != _placement(info):
+            # Where its spending counts moved (a rename changes nothing a budget counts).
+            await self._refresh_budgets(session, event.user_id, ("week", "month", "year"))
 
     async def on_profile_event(self, session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:
         profile = event.payload
@@ -79,12 +83,19 @@ class EventHandlers:
         calendar = Calendar(
             profile.time_zone or default.time_zone, profile.first_day_of_week or default.first_day_of_week
         )
+        before = await self.calendars.of(session, event.user_id)
         await storage.save_calendar(session, event.user_id, calendar)
-        await self._refresh_budgets(session, event.user_id)
+        if before.first_day_of_week != calendar.first_day_of_week:
+            await self._refresh_budgets(session, event.user_id, ("week",))
 
-    async def _refresh_budgets(self, session: AsyncSession, user_id: str) -> None:
-        """The tree or the week changed: the user's budgets count afresh."""
-        budgets = await storage.load_budgets(session, user_id, lock=True)
+    async def _refresh_budgets(self, session: AsyncSession, user_id: str, periods: tuple[str, ...]) -> None:
+        """The tree or the week changed: the user's budgets of these periods count afresh."""
+        budgets = [b for b in await storage.load_budgets(session, user_id, lock=True) if b.period in periods]
         if budgets:
             tree = await storage.category_tree(session, user_id)
             await refresh_budgets(session, budgets, tree, await self.calendars.of(session, user_id))
+
+
+def _placement(info: CategoryInfo) -> tuple[str, bool, str]:
+    """What decides which budgets count a category's spending."""
+    return (info.parent_id, info.deleted, info.reassigned_to)

@@ -27,6 +27,7 @@ from services.billing.domain import (
     budget_periods,
     budget_rollup,
     budget_status,
+    carried_into,
     duplicate_alert,
     is_large,
     large_expense_alert,
@@ -86,8 +87,13 @@ def budget_view(
     by_currency = {currency: total for (start, currency), total in spending.items() if start == period.start}
     spent = by_currency.pop(budget.currency, 0)
     carried = 0
-    if budget.rollover and budget.first_period(calendar.first_day_of_week).start < period.start:
-        carried = past_periods(budget, calendar, period.previous(), spending)[-1].remaining
+    if budget.rollover:
+        spent_before = sum(
+            total
+            for (start, currency), total in spending.items()
+            if currency == budget.currency and start < period.start
+        )
+        carried = carried_into(budget, calendar.first_day_of_week, period, spent_before)
     figures = PeriodFigures(period, budget.amount_for(period), carried, spent)
     return BudgetView(budget, budget_name(budget, tree), budget_status(figures, today, by_currency))
 
@@ -214,43 +220,55 @@ class RuleChecks:
             drafts += threshold_alerts(
                 view.budget, view.name, view.status, self.rules.critical_threshold_percent
             )
-        for old, new in moves:
-            if new is not None and old is None:
-                drafts += await self._expense_rules(unit, user_id, new, tree)
+        created = [new for old, new in moves if new is not None and old is None]
+        if created:
+            drafts += await self._expense_rules(unit, user_id, created, tree)
         await self.sink.raise_all(unit, user_id, drafts)
 
     async def _expense_rules(
-        self, unit: UnitOfWork, user_id: str, line: ExpenseLine, tree: CategoryTree
+        self, unit: UnitOfWork, user_id: str, lines: Sequence[ExpenseLine], tree: CategoryTree
     ) -> list[AlertDraft]:
+        """The rules of each new expense: large, duplicate, a bill's payment. Reads are
+        shared by the batch's lines (one history per category and currency, one bill list)."""
         session = unit.session
-        drafts: list[AlertDraft] = []
         rules = self.rules
-        history = await storage.recent_in_category(
-            session, user_id, line.category_id, line.currency, line.expense_id, rules.large_expense_history
+        drafts: list[AlertDraft] = []
+        histories: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        bills = (
+            await storage.load_bills(session, user_id) if any(_may_pay_bill(line) for line in lines) else []
         )
-        if is_large(
-            line.amount_minor,
-            line.currency,
-            history,
-            rules.large_expense_median_multiplier,
-            rules.large_expense_min_history,
-            rules.large_expense_absolute,
-        ):
-            typical = int(median(history)) if history else 0
-            category = tree.path_name(line.category_id) if line.category_id else ""
-            drafts.append(
-                large_expense_alert(
-                    user_id,
-                    line.expense_id,
-                    line.amount_minor,
-                    line.currency,
-                    line.merchant,
-                    category,
-                    typical,
+        for line in lines:
+            scope = (line.category_id, line.currency)
+            if scope not in histories:
+                histories[scope] = await storage.recent_in_category(
+                    session, user_id, *scope, rules.large_expense_history + len(lines)
                 )
-            )
-        key = merchant_key(line.merchant)
-        if key:
+            history = [amount for expense_id, amount in histories[scope] if expense_id != line.expense_id]
+            history = history[: rules.large_expense_history]
+            if is_large(
+                line.amount_minor,
+                line.currency,
+                history,
+                rules.large_expense_median_multiplier,
+                rules.large_expense_min_history,
+                rules.large_expense_absolute,
+            ):
+                typical = int(median(history)) if history else 0
+                category = tree.path_name(line.category_id) if line.category_id else ""
+                drafts.append(
+                    large_expense_alert(
+                        user_id,
+                        line.expense_id,
+                        line.amount_minor,
+                        line.currency,
+                        line.merchant,
+                        category,
+                        typical,
+                    )
+                )
+            key = merchant_key(line.merchant)
+            if not key:
+                continue
             window = timedelta(days=rules.duplicate_window_days)
             same = await storage.same_charges(
                 session, user_id, line, key, line.spent_on - window, line.spent_on + window
@@ -267,18 +285,18 @@ class RuleChecks:
                         line.spent_on,
                     )
                 )
-            if line.source != "recurring":  # billing's own payments settle their occurrence themselves
-                drafts += await self._settle_bills(unit, user_id, line, key)
+            if _may_pay_bill(line):
+                drafts += await self._settle_bills(unit, bills, line, key)
         return drafts
 
     async def _settle_bills(
-        self, unit: UnitOfWork, user_id: str, line: ExpenseLine, key: str
+        self, unit: UnitOfWork, bills: Sequence[Bill], line: ExpenseLine, key: str
     ) -> list[AlertDraft]:
         """Settles the occurrence this expense pays, if any; notices a price increase."""
         matching = self.settings.matching
         window = timedelta(days=matching.window_days)
         drafts = []
-        for bill in await storage.load_bills(unit.session, user_id):
+        for bill in bills:
             if bill.currency != line.currency or not payee_matches(
                 merchant_key(bill.payee), key, matching.payee_similarity
             ):
@@ -332,6 +350,11 @@ class RuleChecks:
 
 def _paid(due_on: date, expense_id: str, amount_minor: int) -> Settlement:
     return Settlement(due_on, "paid", expense_id, amount_minor)
+
+
+def _may_pay_bill(line: ExpenseLine) -> bool:
+    """Billing's own payments (source "recurring") settle their occurrence themselves."""
+    return bool(line.merchant.strip()) and line.source != "recurring"
 
 
 def _grew(old: ExpenseLine | None, new: ExpenseLine) -> bool:

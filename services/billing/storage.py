@@ -491,22 +491,21 @@ async def save_copies(
 
 
 async def recent_in_category(
-    connection: Queryable, user_id: str, category_id: str, currency: str, exclude: str, limit: int
-) -> list[int]:
-    """Amounts of the category's latest live expenses in one currency, but one."""
+    connection: Queryable, user_id: str, category_id: str, currency: str, limit: int
+) -> list[tuple[str, int]]:
+    """(expense id, amount) of the category's latest live expenses in one currency."""
     query = (
-        select(expenses.c.amount_minor)
+        select(expenses.c.expense_id, expenses.c.amount_minor)
         .where(
             expenses.c.user_id == user_id,
             expenses.c.category_id == category_id,
             expenses.c.currency == currency,
             expenses.c.deleted.is_(False),
-            expenses.c.expense_id != exclude,
         )
         .order_by(expenses.c.spent_on.desc())
         .limit(limit)
     )
-    return [row.amount_minor for row in await connection.execute(query)]
+    return [(row.expense_id, row.amount_minor) for row in await connection.execute(query)]
 
 
 async def same_charges(

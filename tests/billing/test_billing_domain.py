@@ -12,6 +12,7 @@ from services.billing.domain import (
     bill_due_alert,
     budget_periods,
     budget_status,
+    carried_into,
     crossed_thresholds,
     is_large,
     occurrence_status,
@@ -68,6 +69,8 @@ def test_rollover_carries_remainders_across_three_months() -> None:
         (2, 3_000, 13_000, 15_000, -2_000),  # overspent: the next month starts 2,000 short
         (3, -2_000, 8_000, 9_000, -1_000),
     ]
+    march = periods[-1].period
+    assert carried_into(rolling, "monday", march, spent_before=22_000) == -2_000  # as the chain says
     plain = budget_periods(
         budget(amounts=((date(2026, 1, 1), 10_000),)), "monday", periods[-1].period, spending
     )
