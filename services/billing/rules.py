@@ -168,17 +168,16 @@ class AlertSink:
         if not drafts:
             return []
         muted = await storage.muted_rules(unit.session, user_id)
-        raised = []
         now = utcnow()
+        candidates = {}  # one per dedupe key: a batch may call for the same one twice
         for draft in drafts:
-            if draft.type in muted:
-                continue
-            severity = draft.severity or self.severity.get(draft.type, "info")
-            alert = Alert(
-                new_id(), user_id, draft.type, severity, draft.title, draft.details, draft.dedupe_key, now
-            )
-            if await storage.insert_alert(unit.session, alert):
-                raised.append(alert)
+            if draft.type not in muted:
+                severity = draft.severity or self.severity.get(draft.type, "info")
+                candidates[draft.dedupe_key] = Alert(
+                    new_id(), user_id, draft.type, severity, draft.title, draft.details, draft.dedupe_key, now
+                )
+        stored = await storage.insert_alerts(unit.session, list(candidates.values()))
+        raised = [alert for alert in candidates.values() if alert.alert_id in stored]
         if raised:
             await unit.publish_all([(user_id, alert_raised(alert)) for alert in raised])
         return raised

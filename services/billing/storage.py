@@ -511,15 +511,21 @@ async def recent_in_category(
 async def same_charges(
     connection: Queryable, user_id: str, line: ExpenseLine, merchant: str, start: date, end: date
 ) -> list[str]:
-    """Live expenses, other than line, of the same merchant key and amount between two days."""
-    query = select(expenses.c.expense_id).where(
-        expenses.c.user_id == user_id,
-        expenses.c.merchant_key == merchant,
-        expenses.c.spent_on.between(start, end),
-        expenses.c.amount_minor == line.amount_minor,
-        expenses.c.currency == line.currency,
-        expenses.c.deleted.is_(False),
-        expenses.c.expense_id != line.expense_id,
+    """The earliest live expense, other than line, of the same merchant key and amount
+    between two days (one is enough to call the charge a duplicate)."""
+    query = (
+        select(expenses.c.expense_id)
+        .where(
+            expenses.c.user_id == user_id,
+            expenses.c.merchant_key == merchant,
+            expenses.c.spent_on.between(start, end),
+            expenses.c.amount_minor == line.amount_minor,
+            expenses.c.currency == line.currency,
+            expenses.c.deleted.is_(False),
+            expenses.c.expense_id != line.expense_id,
+        )
+        .order_by(expenses.c.expense_id)
+        .limit(1)
     )
     return [row.expense_id for row in await connection.execute(query)]
 
@@ -748,11 +754,12 @@ async def last_paid(session: AsyncSession, bill_id: str, before: date) -> Settle
 # ---------------------------------------------------------------- alerts
 
 
-async def insert_alert(session: AsyncSession, alert: Alert) -> bool:
-    """False when an alert with its dedupe key exists: the rule already fired for it."""
-    return await insert_ignore(
-        session,
-        alerts,
+async def insert_alerts(session: AsyncSession, new: Sequence[Alert]) -> set[str]:
+    """The ids of those stored: an alert whose dedupe key exists is not (its rule already
+    fired for that occurrence). One statement, keys in order (racing writers lock alike)."""
+    if not new:
+        return set()
+    rows = [
         {
             "alert_id": alert.alert_id,
             "user_id": alert.user_id,
@@ -763,8 +770,13 @@ async def insert_alert(session: AsyncSession, alert: Alert) -> bool:
             "dedupe_key": alert.dedupe_key,
             "created_at": alert.created_at,
             "acknowledged_at": None,
-        },
+        }
+        for alert in sorted(new, key=lambda alert: alert.dedupe_key)
+    ]
+    statement = (
+        _dialect(session).insert(alerts).values(rows).on_conflict_do_nothing().returning(alerts.c.alert_id)
     )
+    return {row.alert_id for row in await session.execute(statement)}
 
 
 def _alert(row: Any) -> Alert:
