@@ -159,14 +159,28 @@ def budget_periods(
     return figures
 
 
+def periods_between(kind: str, start: date, end: date) -> int:
+    """How many periods of a kind start in [start, end), both being period starts."""
+    if end <= start:
+        return 0
+    if kind == "week":
+        return (end - start).days // 7
+    if kind == "month":
+        return (end.year - start.year) * 12 + end.month - start.month
+    return end.year - start.year
+
+
 def carried_into(budget: Budget, first_day_of_week: str, period: Period, spent_before: int) -> int:
     """What rollover carries into `period`: the amounts of every earlier period less what
-    was spent in them (the chain of remainders budget_periods walks, summed at once)."""
-    budgeted = 0
-    earlier = budget.first_period(first_day_of_week)
-    while earlier.start < period.start:
-        budgeted += budget.amount_for(earlier)
-        earlier = earlier.following()
+    was spent in them (the chain of remainders budget_periods walks, summed at once). Each
+    amount applies from its period start until the next amount's."""
+    first = budget.first_period(first_day_of_week).start
+    starts = [max(start, first) for start, _ in budget.amounts]
+    ends = [*starts[1:], period.start]
+    budgeted = sum(
+        amount * periods_between(budget.period, start, min(end, period.start))
+        for (_, amount), start, end in zip(budget.amounts, starts, ends, strict=True)
+    )
     return budgeted - spent_before
 
 

@@ -71,6 +71,14 @@ def test_rollover_carries_remainders_across_three_months() -> None:
     ]
     march = periods[-1].period
     assert carried_into(rolling, "monday", march, spent_before=22_000) == -2_000  # as the chain says
+    raised = rolling.with_amount(20_000, periods[1].period)  # February on: 20,000
+    assert carried_into(raised, "monday", march, spent_before=22_000) == 10_000 + 20_000 - 22_000
+    weekly = budget(
+        period="week", rollover=True, start_date=date(2026, 1, 5), amounts=((date(2026, 1, 5), 700),)
+    )
+    assert (
+        carried_into(weekly, "monday", period_containing("week", date(2026, 2, 2)), spent_before=0) == 4 * 700
+    )
     plain = budget_periods(
         budget(amounts=((date(2026, 1, 1), 10_000),)), "monday", periods[-1].period, spending
     )
