@@ -18,6 +18,9 @@ import yaml
 from services.kit.config.settings import REPO_ROOT
 from services.kit.grpc.server import LIVENESS
 from services.launcher import generated
+from services.launcher.compose import NATS_CONFIG
+from services.launcher.nats import nats_users, password_variable
+from tests.infra import NATS_SERVER
 
 SETTINGS = generated.committed_settings()
 MESH = SETTINGS.mesh.services
@@ -96,6 +99,43 @@ def test_every_ledger_replica_gets_the_page_token_key_from_outside_git(compose: 
     assert env["EM_PAGE_TOKEN_KEY"]["valueFrom"] == {
         "secretKeyRef": {"name": "expense-mesh-page-token", "key": "key"}
     }
+
+
+def test_each_service_has_its_own_nats_user_with_the_password_from_outside_git(
+    compose: dict[str, Any],
+) -> None:
+    """The NATS server reads every password from its environment (nats/nats.conf names the
+    variables), each service only its own: compose interpolates them, k8s takes a Secret each."""
+    nats = compose["services"]["nats"]
+    assert nats["command"][:3] == ["nats-server", "-c", "/etc/nats/nats.conf"]
+    assert f"./{NATS_CONFIG}:/etc/nats/nats.conf:ro" in nats["volumes"]
+    users = nats_users(MESH)
+    assert set(nats["environment"]) == {password_variable(user) for user in users}
+    for name in MESH:
+        environment = compose["services"][name]["environment"]
+        mine = password_variable(name)
+        assert {key for key in environment if key.startswith("EM_NATS_PASSWORDS__")} == {mine}
+        assert environment[mine].startswith(f"${{{mine}:?")
+        (container,) = _find("Deployment", name)["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item for item in container["env"]}
+        secret = {"secretKeyRef": {"name": f"expense-mesh-nats-{name}", "key": "password"}}
+        assert env[mine]["valueFrom"] == secret
+    authorization = _find("ConfigMap", "expense-mesh-nats-authorization")["data"]["authorization.conf"]
+    assert authorization in (REPO_ROOT / NATS_CONFIG).read_text()
+    assert "password" not in _find("ConfigMap", "mesh-config")["data"]
+
+
+def test_the_committed_nats_config_starts_a_nats_server(tmp_path: Path) -> None:
+    passwords = {password_variable(user): "k" + "0" * 40 for user in nats_users(MESH)}
+    result = subprocess.run(
+        [str(NATS_SERVER), "-c", str(REPO_ROOT / NATS_CONFIG), "-t"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", **passwords},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_each_service_gets_only_its_own_credential_and_auth_gets_them_all(compose: dict[str, Any]) -> None:

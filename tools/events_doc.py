@@ -34,14 +34,16 @@ services' SUBSCRIPTIONS: edit proto/expense/events/v1/events.proto or services/*
 Each event is an `expense.events.v1.EventEnvelope` carrying its payload, published by its producer's
 outbox on `<event_prefix>.events.<event>` in the stream `<EVENT_PREFIX>_EVENTS`. The event name and
 producer are declared on the payload message (`option (event_type)`); the outbox refuses to publish
-another service's events. A consumer subscribes to payload types (`Subscription` in its service's
-`server.py`) and its handlers get the payload parsed.
+another service's events, and NATS lets only the producer's user publish the subject
+(`services/kit/events/permissions.py`). A consumer subscribes to payload types (`Subscription` in
+its service's `server.py`) and its handlers get the payload parsed.
 
-A message a consumer cannot take (the envelope or payload does not parse, or its type is not one
-it subscribed to), and an event its handler failed on at each of its {MAX_DELIVER} deliveries, is a
-dead letter: it is copied as received to `<event_prefix>.dead.<consumer>` in the same stream (headers
-`Dead-Letter-Reason` and `Dead-Letter-Subject`; kept as long as events are), terminated so it is never
-redelivered, and logged once with its event id. The rest of its batch is applied as usual.
+A message a consumer cannot take (the envelope or payload does not parse, its type is not one it
+subscribed to, or the envelope names another producer than the type's), and an event its handler
+failed on at each of its {MAX_DELIVER} deliveries, is a dead letter: it is copied as received to
+`<event_prefix>.dead.<consumer>` in the same stream (headers `Dead-Letter-Reason` and
+`Dead-Letter-Subject`; kept as long as events are), terminated so it is never redelivered, and
+logged once with its event id. The rest of its batch is applied as usual.
 """
 
 

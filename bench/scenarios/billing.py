@@ -24,8 +24,9 @@ from expense.events.v1 import events_pb2
 
 BUDGETS = 20
 PERIODS = ("month", "week", "year")
-# Above [billing.alerts] large_expense_absolute's INR limit: every create raises one alert.
-LARGE_AMOUNT = "150000.00"
+# Above [billing.alerts] large_expense_absolute's INR limit: every create raises one alert
+# (amounts differ, so none is also a duplicate charge).
+LARGE_AMOUNT_MAJOR = 150000
 ALERT_TIMEOUT_SECONDS = 30.0
 
 
@@ -105,9 +106,10 @@ async def alert_latency(bench: Bench) -> None:
     rate = bench.profile.alert_rate
 
     async def create() -> str:
+        number = next(ids)
         body = {
-            "request_id": f"{bench.nonce}-alert-{next(ids)}",
-            "amount": LARGE_AMOUNT,
+            "request_id": f"{bench.nonce}-alert-{number}",
+            "amount": f"{LARGE_AMOUNT_MAJOR + number // 100}.{number % 100:02d}",
             "currency": "INR",
             "spent_on": bench.today.isoformat(),
             "category_id": category,

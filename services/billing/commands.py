@@ -9,6 +9,7 @@ import grpc
 
 from services.billing.rebuild import rebuild as rebuild_from_ledger
 from services.billing.settings import BillingMeshSettings
+from services.billing.usecases import Calendars
 from services.kit.db.engine import Database
 from services.kit.domain.errors import Unavailable
 from services.kit.identity.service_tokens import ServiceTokens
@@ -44,7 +45,7 @@ async def _rebuild(settings: BillingMeshSettings, user_id: str | None) -> dict[s
         settings.service_address("ledger"), STREAM_TIMEOUT_SECONDS, tokens, wait_for_ready=False
     )
     try:
-        return await rebuild_from_ledger(db, ledger, user_id)
+        return await rebuild_from_ledger(db, ledger, Calendars(settings.user.defaults), user_id)
     finally:
         await ledger.close()
         await tokens.close()

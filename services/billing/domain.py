@@ -103,14 +103,50 @@ class PeriodFigures:
         return self.budgeted - self.spent
 
 
+# Per budget, what its spending rollup changes by: (period start, currency) -> (sum, count).
+BudgetDeltas = dict[tuple[date, str], tuple[int, int]]
+
+
+def budget_deltas(
+    budget: Budget, members: set[str] | None, first_day_of_week: str, moves: Iterable[Move]
+) -> BudgetDeltas:
+    """How each (old, new) move of an expense changes the budget's rollup: lines in its
+    categories (None: all), from its first period on, per period and currency."""
+    first_start = budget.first_period(first_day_of_week).start
+    sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0])
+    for old, new in moves:
+        for line, sign in ((old, -1), (new, 1)):
+            if line is None or (members is not None and line.category_id not in members):
+                continue
+            start = period_containing(budget.period, line.spent_on, first_day_of_week).start
+            if start >= first_start:
+                entry = sums[(start, line.currency)]
+                entry[0] += sign * line.amount_minor
+                entry[1] += sign
+    return {key: (total, count) for key, (total, count) in sums.items() if total or count}
+
+
+def budget_rollup(
+    budget: Budget, first_day_of_week: str, daily: Iterable[tuple[date, str, int, int]]
+) -> BudgetDeltas:
+    """The budget's rollup from daily (day, currency, sum, count) rows of its categories."""
+    first_start = budget.first_period(first_day_of_week).start
+    sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0])
+    for day, currency, total, count in daily:
+        start = period_containing(budget.period, day, first_day_of_week).start
+        if start >= first_start:
+            entry = sums[(start, currency)]
+            entry[0] += total
+            entry[1] += count
+    return {key: (total, count) for key, (total, count) in sums.items()}
+
+
 def budget_periods(
-    budget: Budget, first_day_of_week: str, until: Period, spend_by_day: Mapping[date, int]
+    budget: Budget, first_day_of_week: str, until: Period, spent_in: Mapping[date, int]
 ) -> list[PeriodFigures]:
     """Every period from the budget's first to `until`, oldest first, with rollover
-    carrying each remainder (negative when overspent) into the next."""
-    spent_in: dict[date, int] = defaultdict(int)
-    for day, amount in spend_by_day.items():
-        spent_in[period_containing(budget.period, day, first_day_of_week).start] += amount
+    carrying each remainder (negative when overspent) into the next. `spent_in`: the
+    budget currency's spending per period start."""
     figures: list[PeriodFigures] = []
     period = budget.first_period(first_day_of_week)
     carried = 0
@@ -121,6 +157,31 @@ def budget_periods(
         carried = figure.remaining
         period = period.following()
     return figures
+
+
+def periods_between(kind: str, start: date, end: date) -> int:
+    """How many periods of a kind start in [start, end), both being period starts."""
+    if end <= start:
+        return 0
+    if kind == "week":
+        return (end - start).days // 7
+    if kind == "month":
+        return (end.year - start.year) * 12 + end.month - start.month
+    return end.year - start.year
+
+
+def carried_into(budget: Budget, first_day_of_week: str, period: Period, spent_before: int) -> int:
+    """What rollover carries into `period`: the amounts of every earlier period less what
+    was spent in them (the chain of remainders budget_periods walks, summed at once). Each
+    amount applies from its period start until the next amount's."""
+    first = budget.first_period(first_day_of_week).start
+    starts = [max(start, first) for start, _ in budget.amounts]
+    ends = [*starts[1:], period.start]
+    budgeted = sum(
+        amount * periods_between(budget.period, start, min(end, period.start))
+        for (_, amount), start, end in zip(budget.amounts, starts, ends, strict=True)
+    )
+    return budgeted - spent_before
 
 
 def tenths_percent(part: int, whole: int) -> int:

@@ -14,14 +14,14 @@ from expense.events.v1 import events_pb2
 from services.billing import storage
 from services.billing.domain import spend_deltas
 from services.billing.matching import merchant_key
-from services.billing.rules import RuleChecks
+from services.billing.rules import RuleChecks, refresh_budgets
 from services.billing.storage import Calendar
 from services.billing.usecases import Calendars
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.periods import today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Event
-from services.ledger.replica import ExpenseChange, ExpenseLine, category_info, expense_change, replay
+from services.ledger.replica import CategoryInfo, ExpenseChange, category_info, expense_change, replay
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,9 @@ class EventHandlers:
         unit = self.units.joining(session)
         calendars = await storage.load_calendars(session, list(result.moves))
         for user_id, moves in result.moves.items():
-            changed = [new for old, new in moves if new is not None and _grew(old, new)]
-            created = [new for old, new in moves if new is not None and old is None]
-            if not changed and not created:
-                continue
             calendar = calendars.get(user_id, self.calendars.default)
             today = today_in(calendar.time_zone, utcnow())
-            await self.checks.after_spending(unit, user_id, changed, created, calendar, today)
+            await self.checks.after_spending(unit, user_id, moves, calendar, today)
 
     async def on_category_event(
         self, session: AsyncSession, event: Event[events_pb2.CategoryChanged]
@@ -71,7 +67,12 @@ class EventHandlers:
         if not event.user_id or not event.payload.category_id:
             log.warning("unusable category event skipped", extra={"event_id": event.event_id})
             return
-        await storage.save_categories(session, event.user_id, [category_info(event.payload)])
+        info = category_info(event.payload)
+        before = (await storage.category_tree(session, event.user_id)).get(info.category_id)
+        await storage.save_categories(session, event.user_id, [info])
+        if before is None or _placement(before) != _placement(info):
+            # Where its spending counts moved (a rename changes nothing a budget counts).
+            await self._refresh_budgets(session, event.user_id, ("week", "month", "year"))
 
     async def on_profile_event(self, session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:
         profile = event.payload
@@ -82,16 +83,19 @@ class EventHandlers:
         calendar = Calendar(
             profile.time_zone or default.time_zone, profile.first_day_of_week or default.first_day_of_week
         )
+        before = await self.calendars.of(session, event.user_id)
         await storage.save_calendar(session, event.user_id, calendar)
+        if before.first_day_of_week != calendar.first_day_of_week:
+            await self._refresh_budgets(session, event.user_id, ("week",))
+
+    async def _refresh_budgets(self, session: AsyncSession, user_id: str, periods: tuple[str, ...]) -> None:
+        """The tree or the week changed: the user's budgets of these periods count afresh."""
+        budgets = [b for b in await storage.load_budgets(session, user_id, lock=True) if b.period in periods]
+        if budgets:
+            tree = await storage.category_tree(session, user_id)
+            await refresh_budgets(session, budgets, tree, await self.calendars.of(session, user_id))
 
 
-def _grew(old: ExpenseLine | None, new: ExpenseLine) -> bool:
-    """Whether a change can push a budget up: a new expense, or one that moved or grew."""
-    if old is None:
-        return True
-    return (new.amount_minor, new.currency, new.category_id, new.spent_on) != (
-        old.amount_minor,
-        old.currency,
-        old.category_id,
-        old.spent_on,
-    )
+def _placement(info: CategoryInfo) -> tuple[str, bool, str]:
+    """What decides which budgets count a category's spending."""
+    return (info.parent_id, info.deleted, info.reassigned_to)

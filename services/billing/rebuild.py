@@ -1,8 +1,8 @@
 """Rebuilding billing's spend view from the ledger (recovery, or a first start on a
 ledger with history): each user's expense copies, daily rollups and categories are
-replaced by the ledger's in one transaction. Rollover, budget status and the
-expense rules all read this view. Alerts are not raised by a rebuild: it restores
-what spending is, not news about it."""
+replaced by the ledger's, and their budgets' rollups recomputed, in one transaction.
+Rollover, budget status and the expense rules all read this view. Alerts are not
+raised by a rebuild: it restores what spending is, not news about it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from services.billing import storage
 from services.billing.domain import spend_deltas
 from services.billing.matching import merchant_key
+from services.billing.rules import refresh_budgets
+from services.billing.usecases import Calendars
 from services.kit.db.engine import Database
 from services.kit.domain.timestamps import utcnow
 from services.ledger.client import LedgerClient
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3
 
 
-async def rebuild_user(db: Database, ledger: LedgerClient, user_id: str) -> int:
+async def rebuild_user(db: Database, ledger: LedgerClient, calendars: Calendars, user_id: str) -> int:
     """Replaces one user's view with the ledger's; returns the number of expenses."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -37,6 +39,9 @@ async def rebuild_user(db: Database, ledger: LedgerClient, user_id: str) -> int:
                 await storage.apply_spend_deltas(
                     session, spend_deltas({user_id: [(None, line) for line in lines]})
                 )
+                budgets = await storage.load_budgets(session, user_id, lock=True)
+                tree = await storage.category_tree(session, user_id)
+                await refresh_budgets(session, budgets, tree, await calendars.of(session, user_id))
             return len(lines)
         except DBAPIError as error:
             # A concurrent event for a brand-new expense got there first (or a deadlock): again.
@@ -46,11 +51,13 @@ async def rebuild_user(db: Database, ledger: LedgerClient, user_id: str) -> int:
     raise AssertionError("unreachable")
 
 
-async def rebuild(db: Database, ledger: LedgerClient, user_id: str | None = None) -> dict[str, int]:
+async def rebuild(
+    db: Database, ledger: LedgerClient, calendars: Calendars, user_id: str | None = None
+) -> dict[str, int]:
     """Rebuilds one user, or everyone the ledger knows; user -> expenses."""
     users = {user_id} if user_id is not None else await ledger.users()
     counts = {}
     for user in sorted(users):
-        counts[user] = await rebuild_user(db, ledger, user)
+        counts[user] = await rebuild_user(db, ledger, calendars, user)
         log.info("rebuilt", extra={"user_id": user, "expenses": counts[user]})
     return counts

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
 from services.billing import storage
@@ -23,8 +24,11 @@ from services.billing.domain import (
     Settlement,
     bill_due_alert,
     bill_overdue_alert,
+    budget_deltas,
     budget_periods,
+    budget_rollup,
     budget_status,
+    carried_into,
     duplicate_alert,
     is_large,
     large_expense_alert,
@@ -45,7 +49,7 @@ from services.kit.db.unit_of_work import UnitOfWork
 from services.kit.domain.ids import new_id
 from services.kit.domain.periods import Period, period_containing
 from services.kit.domain.timestamps import rfc3339, utcnow
-from services.ledger.replica import CategoryTree, ExpenseLine
+from services.ledger.replica import CategoryTree, ExpenseLine, Move
 
 ALL_SPENDING = "All spending"
 
@@ -61,40 +65,85 @@ class BudgetView:
     status: BudgetStatus
 
 
-async def budget_view(
-    connection: Queryable, budget: Budget, tree: CategoryTree, calendar: Calendar, today: date
-) -> BudgetView:
-    """The budget's status in the period containing today (or its first period, if later)."""
-    first_day = calendar.first_day_of_week
-    members = tree.members(budget.category_id) if budget.category_id else None
-    period = max(
-        period_containing(budget.period, today, first_day), budget.first_period(first_day), key=_start
-    )
-    by_currency = await storage.spend_by_currency(
-        connection, budget.user_id, members, period.start, period.end
-    )
-    spent = by_currency.pop(budget.currency, 0)
-    carried = 0
-    if budget.rollover and budget.first_period(first_day).start < period.start:
-        earlier = await past_periods(connection, budget, members, calendar, period.previous())
-        carried = earlier[-1].remaining
-    figures = PeriodFigures(period, budget.amount_for(period), carried, spent)
-    return BudgetView(budget, budget_name(budget, tree), budget_status(figures, today, by_currency))
-
-
-async def past_periods(
-    connection: Queryable, budget: Budget, members: set[str] | None, calendar: Calendar, until: Period
-) -> list[PeriodFigures]:
-    """The budget's periods from its first to `until`, oldest first, rollover applied."""
-    start = budget.first_period(calendar.first_day_of_week).start
-    by_day = await storage.spend_by_day(
-        connection, budget.user_id, members, budget.currency, start, until.end
-    )
-    return budget_periods(budget, calendar.first_day_of_week, until, by_day)
+def members_of(budget: Budget, tree: CategoryTree) -> set[str] | None:
+    """The categories whose spending the budget counts (None: all)."""
+    return tree.members(budget.category_id) if budget.category_id else None
 
 
 def _start(period: Period) -> date:
     return period.start
+
+
+def current_period(budget: Budget, calendar: Calendar, today: date) -> Period:
+    """The period containing today, or the budget's first period if that is later."""
+    first_day = calendar.first_day_of_week
+    return max(period_containing(budget.period, today, first_day), budget.first_period(first_day), key=_start)
+
+
+def budget_view(
+    budget: Budget, tree: CategoryTree, calendar: Calendar, today: date, spending: dict[tuple[date, str], int]
+) -> BudgetView:
+    """The budget's status in its current period, from its rollup (`spending`)."""
+    period = current_period(budget, calendar, today)
+    by_currency = {currency: total for (start, currency), total in spending.items() if start == period.start}
+    spent = by_currency.pop(budget.currency, 0)
+    carried = 0
+    if budget.rollover:
+        spent_before = sum(
+            total
+            for (start, currency), total in spending.items()
+            if currency == budget.currency and start < period.start
+        )
+        carried = carried_into(budget, calendar.first_day_of_week, period, spent_before)
+    figures = PeriodFigures(period, budget.amount_for(period), carried, spent)
+    return BudgetView(budget, budget_name(budget, tree), budget_status(figures, today, by_currency))
+
+
+def past_periods(
+    budget: Budget, calendar: Calendar, until: Period, spending: dict[tuple[date, str], int]
+) -> list[PeriodFigures]:
+    """The budget's periods from its first to `until`, oldest first, rollover applied."""
+    spent_in = {start: total for (start, currency), total in spending.items() if currency == budget.currency}
+    return budget_periods(budget, calendar.first_day_of_week, until, spent_in)
+
+
+async def budget_views(
+    connection: Queryable, budgets: Sequence[Budget], tree: CategoryTree, calendar: Calendar, today: date
+) -> list[BudgetView]:
+    """Each budget's status, their rollups read in one query."""
+    spending = await storage.budget_spending(connection, [budget.budget_id for budget in budgets])
+    return [budget_view(budget, tree, calendar, today, spending[budget.budget_id]) for budget in budgets]
+
+
+async def refresh_budgets(
+    session: AsyncSession, budgets: Sequence[Budget], tree: CategoryTree, calendar: Calendar
+) -> None:
+    """Recomputes each budget's rollup from the daily spend view: when what it counts changed."""
+    first_day = calendar.first_day_of_week
+    for budget in budgets:
+        since = budget.first_period(first_day).start
+        daily = await storage.daily_rows(session, budget.user_id, members_of(budget, tree), since)
+        await storage.replace_budget_spending(
+            session, budget.budget_id, budget_rollup(budget, first_day, daily)
+        )
+
+
+async def move_budgets(
+    session: AsyncSession,
+    budgets: Sequence[Budget],
+    tree: CategoryTree,
+    calendar: Calendar,
+    moves: Sequence[Move],
+) -> None:
+    """Carries expense moves into the rollups of the budgets that count them."""
+    deltas = {
+        (budget.budget_id, start, currency): change
+        for budget in budgets
+        for (start, currency), change in budget_deltas(
+            budget, members_of(budget, tree), calendar.first_day_of_week, moves
+        ).items()
+    }
+    await storage.apply_budget_deltas(session, deltas)
 
 
 def alert_raised(alert: Alert) -> events_pb2.AlertRaised:
@@ -120,17 +169,16 @@ class AlertSink:
         if not drafts:
             return []
         muted = await storage.muted_rules(unit.session, user_id)
-        raised = []
         now = utcnow()
+        candidates = {}  # one per dedupe key: a batch may call for the same one twice
         for draft in drafts:
-            if draft.type in muted:
-                continue
-            severity = draft.severity or self.severity.get(draft.type, "info")
-            alert = Alert(
-                new_id(), user_id, draft.type, severity, draft.title, draft.details, draft.dedupe_key, now
-            )
-            if await storage.insert_alert(unit.session, alert):
-                raised.append(alert)
+            if draft.type not in muted:
+                severity = draft.severity or self.severity.get(draft.type, "info")
+                candidates[draft.dedupe_key] = Alert(
+                    new_id(), user_id, draft.type, severity, draft.title, draft.details, draft.dedupe_key, now
+                )
+        stored = await storage.insert_alerts(unit.session, list(candidates.values()))
+        raised = [alert for alert in candidates.values() if alert.alert_id in stored]
         if raised:
             await unit.publish_all([(user_id, alert_raised(alert)) for alert in raised])
             after_commit(unit.session, lambda: _count_raised(raised))
@@ -166,59 +214,74 @@ class RuleChecks:
         self,
         unit: UnitOfWork,
         user_id: str,
-        changed: Sequence[ExpenseLine],
-        created: Sequence[ExpenseLine],
+        moves: Sequence[Move],
         calendar: Calendar,
         today: date,
     ) -> None:
-        """Budgets whose current period the changes touched, then the rules of each new expense."""
+        """Carries the moves into the user's budget rollups, then fires the thresholds of
+        budgets whose current period the new states touched, and each new expense's rules."""
         session = unit.session
-        drafts: list[AlertDraft] = []
         # FOR UPDATE: one user's checks run one at a time, each seeing the spending the
         # ones before it committed (two replicas could otherwise both miss a crossing).
         budgets = await storage.load_budgets(session, user_id, lock=True)
         tree = await storage.category_tree(session, user_id)
-        for budget in budgets:
-            if not _touches(budget, tree, changed, calendar, today):
-                continue
-            view = await budget_view(session, budget, tree, calendar, today)
-            drafts += threshold_alerts(budget, view.name, view.status, self.rules.critical_threshold_percent)
-        for line in created:
-            drafts += await self._expense_rules(unit, user_id, line, tree)
+        await move_budgets(session, budgets, tree, calendar, moves)
+        changed = [new for old, new in moves if new is not None and _grew(old, new)]
+        touched = [budget for budget in budgets if _touches(budget, tree, changed, calendar, today)]
+        drafts: list[AlertDraft] = []
+        for view in await budget_views(session, touched, tree, calendar, today):
+            drafts += threshold_alerts(
+                view.budget, view.name, view.status, self.rules.critical_threshold_percent
+            )
+        created = [new for old, new in moves if new is not None and old is None]
+        if created:
+            drafts += await self._expense_rules(unit, user_id, created, tree)
         await self.sink.raise_all(unit, user_id, drafts)
 
     async def _expense_rules(
-        self, unit: UnitOfWork, user_id: str, line: ExpenseLine, tree: CategoryTree
+        self, unit: UnitOfWork, user_id: str, lines: Sequence[ExpenseLine], tree: CategoryTree
     ) -> list[AlertDraft]:
+        """The rules of each new expense: large, duplicate, a bill's payment. Reads are
+        shared by the batch's lines (one history per category and currency, one bill list)."""
         session = unit.session
-        drafts: list[AlertDraft] = []
         rules = self.rules
-        history = await storage.recent_in_category(
-            session, user_id, line.category_id, line.currency, line.expense_id, rules.large_expense_history
+        drafts: list[AlertDraft] = []
+        histories: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        bills = (
+            await storage.load_bills(session, user_id) if any(_may_pay_bill(line) for line in lines) else []
         )
-        if is_large(
-            line.amount_minor,
-            line.currency,
-            history,
-            rules.large_expense_median_multiplier,
-            rules.large_expense_min_history,
-            rules.large_expense_absolute,
-        ):
-            typical = int(median(history)) if history else 0
-            category = tree.path_name(line.category_id) if line.category_id else ""
-            drafts.append(
-                large_expense_alert(
-                    user_id,
-                    line.expense_id,
-                    line.amount_minor,
-                    line.currency,
-                    line.merchant,
-                    category,
-                    typical,
+        for line in lines:
+            scope = (line.category_id, line.currency)
+            if scope not in histories:
+                histories[scope] = await storage.recent_in_category(
+                    session, user_id, *scope, rules.large_expense_history + len(lines)
                 )
-            )
-        key = merchant_key(line.merchant)
-        if key:
+            history = [amount for expense_id, amount in histories[scope] if expense_id != line.expense_id]
+            history = history[: rules.large_expense_history]
+            if is_large(
+                line.amount_minor,
+                line.currency,
+                history,
+                rules.large_expense_median_multiplier,
+                rules.large_expense_min_history,
+                rules.large_expense_absolute,
+            ):
+                typical = int(median(history)) if history else 0
+                category = tree.path_name(line.category_id) if line.category_id else ""
+                drafts.append(
+                    large_expense_alert(
+                        user_id,
+                        line.expense_id,
+                        line.amount_minor,
+                        line.currency,
+                        line.merchant,
+                        category,
+                        typical,
+                    )
+                )
+            key = merchant_key(line.merchant)
+            if not key:
+                continue
             window = timedelta(days=rules.duplicate_window_days)
             same = await storage.same_charges(
                 session, user_id, line, key, line.spent_on - window, line.spent_on + window
@@ -235,18 +298,18 @@ class RuleChecks:
                         line.spent_on,
                     )
                 )
-            if line.source != "recurring":  # billing's own payments settle their occurrence themselves
-                drafts += await self._settle_bills(unit, user_id, line, key)
+            if _may_pay_bill(line):
+                drafts += await self._settle_bills(unit, bills, line, key)
         return drafts
 
     async def _settle_bills(
-        self, unit: UnitOfWork, user_id: str, line: ExpenseLine, key: str
+        self, unit: UnitOfWork, bills: Sequence[Bill], line: ExpenseLine, key: str
     ) -> list[AlertDraft]:
         """Settles the occurrence this expense pays, if any; notices a price increase."""
         matching = self.settings.matching
         window = timedelta(days=matching.window_days)
         drafts = []
-        for bill in await storage.load_bills(unit.session, user_id):
+        for bill in bills:
             if bill.currency != line.currency or not payee_matches(
                 merchant_key(bill.payee), key, matching.payee_similarity
             ):
@@ -300,6 +363,23 @@ class RuleChecks:
 
 def _paid(due_on: date, expense_id: str, amount_minor: int) -> Settlement:
     return Settlement(due_on, "paid", expense_id, amount_minor)
+
+
+def _may_pay_bill(line: ExpenseLine) -> bool:
+    """Billing's own payments (source "recurring") settle their occurrence themselves."""
+    return bool(line.merchant.strip()) and line.source != "recurring"
+
+
+def _grew(old: ExpenseLine | None, new: ExpenseLine) -> bool:
+    """Whether a change can push a budget up: a new expense, or one that moved or grew."""
+    if old is None:
+        return True
+    return (new.amount_minor, new.currency, new.category_id, new.spent_on) != (
+        old.amount_minor,
+        old.currency,
+        old.category_id,
+        old.spent_on,
+    )
 
 
 def _touches(

@@ -14,7 +14,7 @@ import socket
 from datetime import timedelta
 
 from services.billing import storage
-from services.billing.rules import RuleChecks, budget_view
+from services.billing.rules import RuleChecks, budget_views
 from services.billing.settings import BillingSettings
 from services.billing.usecases import Calendars
 from services.kit.db.unit_of_work import UnitsOfWork
@@ -86,7 +86,7 @@ class Scheduler:
                     calendar = await self.calendars.of(unit.session, budget.user_id)
                     today = today_in(calendar.time_zone, utcnow())
                     tree = await storage.category_tree(unit.session, budget.user_id)
-                    view = await budget_view(unit.session, budget, tree, calendar, today)
+                    [view] = await budget_views(unit.session, [budget], tree, calendar, today)
                     drafts = self.checks.projection_drafts(view, today)
                     raised += len(await self.checks.sink.raise_all(unit, budget.user_id, drafts))
             if len(page) < PAGE:

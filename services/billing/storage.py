@@ -3,8 +3,11 @@
 - `budgets` with `budget_amounts` (an amount per first period it applies to, so a
   new amount changes the current and later periods and history keeps the old ones).
 - `expenses` (billing's copy of each expense, from ledger events, with the ledger's
-  version; deleted ones stay as tombstones) and `daily_spend`, its rollup per (user,
-  day, category, currency): a budget's status reads at most a period's days.
+  version; deleted ones stay as tombstones), `daily_spend`, its rollup per (user, day,
+  category, currency), and `budget_spend`, each budget's own rollup per (period,
+  currency): a budget's status and its rollover read a row per period, whatever the
+  history behind it. A budget's rows are recomputed from `daily_spend` when what it
+  counts changes (its categories, the user's category tree or first day of week).
 - `categories` and `profiles`: the category tree and each user's calendar, from events.
 - `bills` and `bill_settlements` (paid or skipped occurrences; the rest is computed
   from the recurrence).
@@ -116,6 +119,17 @@ daily_spend = Table(
     Column("sum_minor", BigInteger, nullable=False),
     Column("count", Integer, nullable=False),
     PrimaryKeyConstraint("user_id", "day", "category_id", "currency"),
+)
+
+budget_spend = Table(
+    "budget_spend",
+    metadata,
+    Column("budget_id", Id, nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("sum_minor", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False),
+    PrimaryKeyConstraint("budget_id", "period_start", "currency"),
 )
 
 categories = Table(
@@ -310,6 +324,7 @@ async def save_budget(session: AsyncSession, budget: Budget, *, new: bool) -> No
 
 
 async def delete_budget(session: AsyncSession, budget_id: str) -> None:
+    await session.execute(delete(budget_spend).where(budget_spend.c.budget_id == budget_id))
     await session.execute(delete(budget_amounts).where(budget_amounts.c.budget_id == budget_id))
     await session.execute(delete(budgets).where(budgets.c.budget_id == budget_id))
 
@@ -317,71 +332,102 @@ async def delete_budget(session: AsyncSession, budget_id: str) -> None:
 # ---------------------------------------------------------------- spending
 
 
-async def spend_by_currency(
-    connection: Queryable, user_id: str, members: Collection[str] | None, start: date, end: date
-) -> dict[str, int]:
-    """Spending per currency between two days (inclusive) in these categories (None: all)."""
-    query = (
-        select(daily_spend.c.currency, func.sum(daily_spend.c.sum_minor).label("total"))
-        .where(daily_spend.c.user_id == user_id, daily_spend.c.day.between(start, end))
-        .group_by(daily_spend.c.currency)
-    )
-    if members is not None:
-        query = query.where(daily_spend.c.category_id.in_(sorted(members)))
-    return {row.currency: int(row.total) for row in await connection.execute(query)}
+async def budget_spending(
+    connection: Queryable, budget_ids: Collection[str]
+) -> dict[str, dict[tuple[date, str], int]]:
+    """Each budget's spending per (period start, currency)."""
+    if not budget_ids:
+        return {}
+    query = select(budget_spend).where(budget_spend.c.budget_id.in_(sorted(budget_ids)))
+    found: dict[str, dict[tuple[date, str], int]] = {budget_id: {} for budget_id in budget_ids}
+    for row in await connection.execute(query):
+        found[row.budget_id][(row.period_start, row.currency)] = row.sum_minor
+    return found
 
 
-async def spend_by_day(
-    connection: Queryable,
-    user_id: str,
-    members: Collection[str] | None,
-    currency: str,
-    start: date,
-    end: date,
-) -> dict[date, int]:
-    """Spending per day in one currency between two days (inclusive)."""
+async def daily_rows(
+    connection: Queryable, user_id: str, members: Collection[str] | None, since: date
+) -> list[tuple[date, str, int, int]]:
+    """(day, currency, sum, count) of the user's spending since a day in these categories (None: all)."""
     query = (
-        select(daily_spend.c.day, func.sum(daily_spend.c.sum_minor).label("total"))
-        .where(
-            daily_spend.c.user_id == user_id,
-            daily_spend.c.currency == currency,
-            daily_spend.c.day.between(start, end),
+        select(
+            daily_spend.c.day,
+            daily_spend.c.currency,
+            func.sum(daily_spend.c.sum_minor).label("total"),
+            func.sum(daily_spend.c.count).label("n"),
         )
-        .group_by(daily_spend.c.day)
+        .where(daily_spend.c.user_id == user_id, daily_spend.c.day >= since)
+        .group_by(daily_spend.c.day, daily_spend.c.currency)
     )
     if members is not None:
         query = query.where(daily_spend.c.category_id.in_(sorted(members)))
-    return {row.day: int(row.total) for row in await connection.execute(query)}
+    return [(row.day, row.currency, int(row.total), int(row.n)) for row in await connection.execute(query)]
+
+
+async def apply_budget_deltas(
+    session: AsyncSession, deltas: Mapping[tuple[str, date, str], tuple[int, int]]
+) -> None:
+    """Adds (sum, count) per (budget, period start, currency); rows that reach zero go."""
+    await _add_sums(session, budget_spend, ["budget_id", "period_start", "currency"], deltas)
+
+
+async def replace_budget_spending(
+    session: AsyncSession, budget_id: str, rows: Mapping[tuple[date, str], tuple[int, int]]
+) -> None:
+    await session.execute(delete(budget_spend).where(budget_spend.c.budget_id == budget_id))
+    if rows:
+        await session.execute(
+            budget_spend.insert(),
+            [
+                {
+                    "budget_id": budget_id,
+                    "period_start": start,
+                    "currency": currency,
+                    "sum_minor": total,
+                    "count": n,
+                }
+                for (start, currency), (total, n) in sorted(rows.items())
+            ],
+        )
 
 
 async def apply_spend_deltas(
     session: AsyncSession, deltas: Mapping[tuple[str, date, str, str], tuple[int, int]]
 ) -> None:
     """Adds (sum, count) per (user, day, category, currency); rows that reach zero go."""
+    await _add_sums(session, daily_spend, ["user_id", "day", "category_id", "currency"], deltas)
+
+
+async def _add_sums(
+    session: AsyncSession,
+    table: Table,
+    key_columns: list[str],
+    deltas: Mapping[tuple[Any, ...], tuple[int, int]],
+) -> None:
+    """Adds each (sum_minor, count) to its row (made if new), in key order (two writers of
+    overlapping rows lock them in the same order); rows whose count reaches zero go."""
     if not deltas:
         return
     dialect = _dialect(session)
     rows = [
-        {"user_id": u, "day": d, "category_id": c, "currency": cur, "sum_minor": s, "count": n}
-        for (u, d, c, cur), (s, n) in sorted(deltas.items())
+        {**dict(zip(key_columns, key, strict=True)), "sum_minor": total, "count": count}
+        for key, (total, count) in sorted(deltas.items())
     ]
     for start in range(0, len(rows), CHUNK):
-        statement = dialect.insert(daily_spend).values(rows[start : start + CHUNK])
+        statement = dialect.insert(table).values(rows[start : start + CHUNK])
         statement = statement.on_conflict_do_update(
-            index_elements=["user_id", "day", "category_id", "currency"],
+            index_elements=key_columns,
             set_={
-                "sum_minor": daily_spend.c.sum_minor + statement.excluded.sum_minor,
-                "count": daily_spend.c.count + statement.excluded.count,
+                "sum_minor": table.c.sum_minor + statement.excluded.sum_minor,
+                "count": table.c.count + statement.excluded.count,
             },
         )
         await session.execute(statement)
     emptied = sorted(key for key, (_, count) in deltas.items() if count < 0)
+    keys = tuple_(*(table.c[name] for name in key_columns))
     for start in range(0, len(emptied), CHUNK):
-        keys = tuple_(
-            daily_spend.c.user_id, daily_spend.c.day, daily_spend.c.category_id, daily_spend.c.currency
-        )
         await session.execute(
-            delete(daily_spend).where(keys.in_(emptied[start : start + CHUNK]), daily_spend.c.count <= 0)
+            delete(table).where(keys.in_(emptied[start : start + CHUNK]), table.c.count <= 0)
         )
 
 
@@ -445,36 +491,41 @@ async def save_copies(
 
 
 async def recent_in_category(
-    connection: Queryable, user_id: str, category_id: str, currency: str, exclude: str, limit: int
-) -> list[int]:
-    """Amounts of the category's latest live expenses in one currency, but one."""
+    connection: Queryable, user_id: str, category_id: str, currency: str, limit: int
+) -> list[tuple[str, int]]:
+    """(expense id, amount) of the category's latest live expenses in one currency."""
     query = (
-        select(expenses.c.amount_minor)
+        select(expenses.c.expense_id, expenses.c.amount_minor)
         .where(
             expenses.c.user_id == user_id,
             expenses.c.category_id == category_id,
             expenses.c.currency == currency,
             expenses.c.deleted.is_(False),
-            expenses.c.expense_id != exclude,
         )
         .order_by(expenses.c.spent_on.desc())
         .limit(limit)
     )
-    return [row.amount_minor for row in await connection.execute(query)]
+    return [(row.expense_id, row.amount_minor) for row in await connection.execute(query)]
 
 
 async def same_charges(
     connection: Queryable, user_id: str, line: ExpenseLine, merchant: str, start: date, end: date
 ) -> list[str]:
-    """Live expenses, other than line, of the same merchant key and amount between two days."""
-    query = select(expenses.c.expense_id).where(
-        expenses.c.user_id == user_id,
-        expenses.c.merchant_key == merchant,
-        expenses.c.spent_on.between(start, end),
-        expenses.c.amount_minor == line.amount_minor,
-        expenses.c.currency == line.currency,
-        expenses.c.deleted.is_(False),
-        expenses.c.expense_id != line.expense_id,
+    """The earliest live expense, other than line, of the same merchant key and amount
+    between two days (one is enough to call the charge a duplicate)."""
+    query = (
+        select(expenses.c.expense_id)
+        .where(
+            expenses.c.user_id == user_id,
+            expenses.c.merchant_key == merchant,
+            expenses.c.spent_on.between(start, end),
+            expenses.c.amount_minor == line.amount_minor,
+            expenses.c.currency == line.currency,
+            expenses.c.deleted.is_(False),
+            expenses.c.expense_id != line.expense_id,
+        )
+        .order_by(expenses.c.expense_id)
+        .limit(1)
     )
     return [row.expense_id for row in await connection.execute(query)]
 
@@ -703,11 +754,12 @@ async def last_paid(session: AsyncSession, bill_id: str, before: date) -> Settle
 # ---------------------------------------------------------------- alerts
 
 
-async def insert_alert(session: AsyncSession, alert: Alert) -> bool:
-    """False when an alert with its dedupe key exists: the rule already fired for it."""
-    return await insert_ignore(
-        session,
-        alerts,
+async def insert_alerts(session: AsyncSession, new: Sequence[Alert]) -> set[str]:
+    """The ids of those stored: an alert whose dedupe key exists is not (its rule already
+    fired for that occurrence). One statement, keys in order (racing writers lock alike)."""
+    if not new:
+        return set()
+    rows = [
         {
             "alert_id": alert.alert_id,
             "user_id": alert.user_id,
@@ -718,8 +770,13 @@ async def insert_alert(session: AsyncSession, alert: Alert) -> bool:
             "dedupe_key": alert.dedupe_key,
             "created_at": alert.created_at,
             "acknowledged_at": None,
-        },
+        }
+        for alert in sorted(new, key=lambda alert: alert.dedupe_key)
+    ]
+    statement = (
+        _dialect(session).insert(alerts).values(rows).on_conflict_do_nothing().returning(alerts.c.alert_id)
     )
+    return {row.alert_id for row in await session.execute(statement)}
 
 
 def _alert(row: Any) -> Alert:

@@ -35,7 +35,7 @@ from services.billing.domain import (
 from services.billing.inputs import BillInput, BudgetInput
 from services.billing.matching import merchant_key, payee_matches
 from services.billing.recurrence import parse_recurrence
-from services.billing.rules import RuleChecks, budget_view, past_periods
+from services.billing.rules import RuleChecks, budget_views, past_periods, refresh_budgets
 from services.billing.settings import BillingSettings
 from services.billing.storage import Calendar
 from services.billing.subscriptions import Charge, DetectionRules, Suggestion, detect_subscriptions
@@ -147,7 +147,8 @@ class Budgets:
                 updated_at=now,
             )
             await storage.save_budget(session, budget, new=True)
-            view = await budget_view(session, budget, tree, calendar, today)
+            await refresh_budgets(session, [budget], tree, calendar)
+            [view] = await budget_views(session, [budget], tree, calendar, today)
             await self.checks.after_budget_change(unit, view)
             return budget_proto(view)
 
@@ -161,7 +162,8 @@ class Budgets:
                 raise NotFound("budget", budget_id)
             calendar, today = await self.calendars.today(connection, user_id)
             tree = await storage.category_tree(connection, user_id)
-            return budget_proto(await budget_view(connection, budget, tree, calendar, today))
+            [view] = await budget_views(connection, [budget], tree, calendar, today)
+        return budget_proto(view)
 
     async def list(self, user_id: str, page_size: int, page_token: str) -> billing_pb2.ListBudgetsResponse:
         size = page_size_of(page_size, self.settings)
@@ -170,7 +172,7 @@ class Budgets:
             found = await storage.load_budgets(connection, user_id, after=after, limit=size + 1)
             calendar, today = await self.calendars.today(connection, user_id)
             tree = await storage.category_tree(connection, user_id)
-            views = [await budget_view(connection, budget, tree, calendar, today) for budget in found[:size]]
+            views = await budget_views(connection, found[:size], tree, calendar, today)
         next_token = encode_page_token("budgets", found[size - 1].budget_id) if len(found) > size else ""
         return billing_pb2.ListBudgetsResponse(
             budgets=[budget_proto(v) for v in views], next_page_token=next_token
@@ -190,7 +192,9 @@ class Budgets:
             tree = await self.categories.tree_with(session, user_id, fields.category_id)
             changed = _updated_budget(budget, fields, calendar, today)
             await storage.save_budget(session, changed, new=False)
-            view = await budget_view(session, changed, tree, calendar, today)
+            if changed.category_id != budget.category_id:
+                await refresh_budgets(session, [changed], tree, calendar)
+            [view] = await budget_views(session, [changed], tree, calendar, today)
             await self.checks.after_budget_change(unit, view)
             return budget_proto(view)
 
@@ -211,12 +215,11 @@ class Budgets:
             if budget is None:
                 raise NotFound("budget", budget_id)
             calendar, today = await self.calendars.today(connection, user_id)
-            tree = await storage.category_tree(connection, user_id)
-            members = tree.members(budget.category_id) if budget.category_id else None
             current = period_containing(budget.period, today, calendar.first_day_of_week)
             if budget.first_period(calendar.first_day_of_week).start >= current.start:
                 return billing_pb2.ListBudgetHistoryResponse(currency=budget.currency)
-            periods = await past_periods(connection, budget, members, calendar, current.previous())
+            spending = await storage.budget_spending(connection, [budget_id])
+        periods = past_periods(budget, calendar, current.previous(), spending[budget_id])
         newest = [period_proto(figures, budget.currency) for figures in reversed(periods)][:limit]
         return billing_pb2.ListBudgetHistoryResponse(periods=newest, currency=budget.currency)
 

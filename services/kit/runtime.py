@@ -13,6 +13,7 @@ from sqlalchemy import Table
 
 from services.kit import metrics
 from services.kit.cache import Cache
+from services.kit.config.secrets import nats_password
 from services.kit.config.settings import MeshSettings
 from services.kit.db.engine import Database
 from services.kit.db.retention import Purger
@@ -33,7 +34,11 @@ class Runtime:
         self.name = name
         self.settings = settings
         self.db = Database.for_service(settings, name)
-        self.bus = EventBus(settings.resolved_nats_url, settings.event_prefix, f"{name}-service")
+        # Its own NATS user, named after the service (what it may publish: kit/events/permissions.py).
+        password = nats_password(settings, name)
+        user = name if password is not None else None
+        url, prefix = settings.resolved_nats_url, settings.event_prefix
+        self.bus = EventBus(url, prefix, f"{name}-service", user, password)
         self.cache = Cache(settings.redis_url, f"{settings.event_prefix}:{name}", name)
         self.background: list[Callable[[], Awaitable[None]]] = []
         self._service_tokens: ServiceTokens | None = None

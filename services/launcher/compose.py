@@ -9,6 +9,7 @@ from typing import Any
 from services.kit.config.settings import MeshSettings
 from services.launcher.envoy import CONTAINER_DESCRIPTOR
 from services.launcher.kong import KONG_INCLUDE
+from services.launcher.nats import nats_users, password_variable
 
 IMAGE = "expense-mesh:local"
 ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
@@ -24,6 +25,15 @@ POSTGRES_PASSWORD = "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD (environment or 
 DATABASE_URL = "postgresql+psycopg://expense:${POSTGRES_PASSWORD}@postgres:5432/expense"
 # The ledger's page-token key, likewise: every ledger container must sign with the same one.
 PAGE_TOKEN_KEY = "${EM_PAGE_TOKEN_KEY:?set EM_PAGE_TOKEN_KEY (environment or .env), 32 characters or more}"
+# NATS's authorization (services/launcher/nats.py), rendered by `deploy-files`.
+NATS_CONFIG = "nats/nats.conf"
+
+
+def nats_password(user: str) -> str:
+    """A NATS user's password, interpolated like POSTGRES_PASSWORD: nats-server gets
+    every one, each service its own."""
+    variable = password_variable(user)
+    return f"${{{variable}:?a letter then 31+ letters/digits (environment or .env)}}"
 
 
 def app_environment(settings: MeshSettings) -> dict[str, str]:
@@ -39,7 +49,7 @@ def app_environment(settings: MeshSettings) -> dict[str, str]:
 
 def compose_config(settings: MeshSettings) -> dict[str, Any]:
     services = {
-        **_engines(),
+        **_engines(settings),
         "migrate": _migrate(settings),
         **{name: _mesh_service(settings, name) for name in settings.mesh.services},
         "envoy": _envoy(settings),
@@ -53,7 +63,7 @@ def _healthcheck(test: list[str]) -> dict[str, Any]:
     return {"test": test, "interval": "5s", "timeout": "3s", "retries": 12, "start_period": "10s"}
 
 
-def _engines() -> dict[str, Any]:
+def _engines(settings: MeshSettings) -> dict[str, Any]:
     return {
         "postgres": {
             "image": POSTGRES_IMAGE,
@@ -72,8 +82,12 @@ def _engines() -> dict[str, Any]:
         },
         "nats": {
             "image": NATS_IMAGE,
-            "command": ["nats-server", "-js", "-sd", "/data", "-m", "8222"],
-            "volumes": ["nats-data:/data"],
+            # A user per service, allowed its own subjects only (the config reads the passwords).
+            "command": ["nats-server", "-c", "/etc/nats/nats.conf", "-js", "-sd", "/data", "-m", "8222"],
+            "environment": {
+                password_variable(u): nats_password(u) for u in nats_users(settings.mesh.services)
+            },
+            "volumes": ["nats-data:/data", f"./{NATS_CONFIG}:/etc/nats/nats.conf:ro"],
             "healthcheck": _healthcheck(
                 ["CMD", "wget", "-q", "--spider", "http://127.0.0.1:8222/healthz?js-enabled-only=true"]
             ),
@@ -103,8 +117,10 @@ def _migrate(settings: MeshSettings) -> dict[str, Any]:
 
 def _mesh_service(settings: MeshSettings, name: str) -> dict[str, Any]:
     port = str(settings.service_port(name))
+    app = _app(settings, ["python", "-m", f"services.{name}", "serve"])
+    app["environment"][password_variable(name)] = nats_password(name)
     service = {
-        **_app(settings, ["python", "-m", f"services.{name}", "serve"]),
+        **app,
         "expose": [port],
         "depends_on": {
             **_after_migrate(),

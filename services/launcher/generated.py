@@ -1,5 +1,5 @@
 """The committed generated files (envoy/envoy.yaml, kong/kong.yml, docker-compose.yml,
-k8s/*.yaml), rendered from config/mesh.toml alone: the environment of whoever runs
+nats/nats.conf, k8s/*.yaml), rendered from config/mesh.toml alone: the environment of whoever runs
 `deploy-files` must not leak into git."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from pathlib import Path
 from services.kit.config.settings import DEFAULT_CONFIG_FILE, REPO_ROOT, MeshSettings
 from services.launcher import compose, k8s
 from services.launcher.envoy import envoy_config
-from services.launcher.files import render_yaml
+from services.launcher.files import GENERATED, render_yaml
 from services.launcher.kong import kong_config
+from services.launcher.nats import authorization_config
 from services.launcher.routes import rest_surface
 
 COMMAND = "deploy-files"
@@ -32,6 +33,8 @@ def deploy_files(settings: MeshSettings | None = None) -> dict[Path, str]:
         ),
         REPO_ROOT / "kong" / "kong.yml": render_yaml([kong_config(settings, surface)], COMMAND),
         REPO_ROOT / "docker-compose.yml": render_yaml([compose.compose_config(settings)], COMMAND),
+        REPO_ROOT / compose.NATS_CONFIG: GENERATED.format(command=COMMAND)
+        + authorization_config(settings.event_prefix, settings.mesh.services),
         REPO_ROOT / "k8s" / "kustomization.yaml": render_yaml([k8s.kustomization(settings)], COMMAND),
     }
     for stem, manifests in k8s.resource_files(settings).items():

@@ -13,6 +13,7 @@ from typing import Any
 from services.kit.config.settings import MeshSettings
 from services.kit.grpc.server import LIVENESS
 from services.launcher.compose import app_environment
+from services.launcher.nats import authorization_config, password_variable
 
 IMAGE = "expense-mesh"
 GATEWAY_IMAGE = "expense-mesh-gateway"
@@ -21,6 +22,9 @@ CONFIG_MAP = "mesh-config"
 DB_SECRET = "expense-mesh-db"
 SIGNING_KEYS_SECRET = "expense-mesh-signing-keys"
 PAGE_TOKEN_SECRET = "expense-mesh-page-token"
+# NATS: a Secret per user (`password`); the authorization the operator's NATS includes.
+NATS_SECRET = "expense-mesh-nats-{user}"
+NATS_AUTHORIZATION = "expense-mesh-nats-authorization"
 # One Secret per mesh service but auth (key `credential`): its service credential.
 SERVICE_CREDENTIAL_SECRET = "expense-mesh-service-{name}"
 JWKS_CONFIG_MAP = "expense-mesh-jwks"
@@ -66,6 +70,7 @@ def resource_files(settings: MeshSettings) -> dict[str, list[dict[str, Any]]]:
         "mesh-config": [_config_map(settings)],
         "engines": [_external_engine(name, *target) for name, target in EXTERNAL_ENGINES.items()],
         "network-policy": [_network_policy(settings), *_metrics_policy(settings)],
+        "nats-authorization": [_nats_authorization(settings)],
         "migrate": [_migrate_job()],
         **{name: _mesh_service(settings, name) for name in settings.mesh.services},
         "gateway": _gateway(settings),
@@ -75,6 +80,18 @@ def resource_files(settings: MeshSettings) -> dict[str, list[dict[str, Any]]]:
 def _config_map(settings: MeshSettings) -> dict[str, Any]:
     data = {key: value for key, value in app_environment(settings).items() if key != "DATABASE_URL"}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIG_MAP, "config"), "data": data}
+
+
+def _nats_authorization(settings: MeshSettings) -> dict[str, Any]:
+    """For the cluster's NATS (k8s/README.md): a user per service, its own subjects only;
+    the passwords are variables of the NATS server's environment, from the same Secrets."""
+    text = authorization_config(settings.event_prefix, settings.mesh.services)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(NATS_AUTHORIZATION, "config"),
+        "data": {"authorization.conf": text},
+    }
 
 
 def _external_engine(name: str, host: str, port: int) -> dict[str, Any]:
@@ -186,6 +203,9 @@ def _mesh_service(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
         "ports": [{"name": "grpc", "containerPort": port}, *_metrics_container_port(settings, name)],
         **_grpc_probes(port),
     }
+    # The service's own NATS user (what it may publish: services/kit/events/permissions.py).
+    password = {"secretKeyRef": {"name": NATS_SECRET.format(user=name), "key": "password"}}
+    container["env"] = [*container["env"], {"name": password_variable(name), "valueFrom": password}]
     if name == "ledger":
         # Every replica signs and checks page tokens with the same key.
         key = {"secretKeyRef": {"name": PAGE_TOKEN_SECRET, "key": "key"}}

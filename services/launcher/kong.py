@@ -9,6 +9,11 @@ of the JWKS at deploy time (compose does it in the one-shot `migrate` service).
 `rsa_public_key` is not a referenceable field, so a `{vault://...}` reference
 would not be resolved and Kong would refuse the file.
 
+Each credential also gets a `secret`: Kong verifies RS256 tokens with `rsa_public_key`
+alone and fills a missing secret with a random one itself, but decK's file schema
+requires it (Kong/deck#181). It is random per render, as Kong's own would be, never
+committed, and strong enough to be harmless should the algorithm ever become HS256.
+
 Rate limits (limits.gateway), with the rate-limiting plugin: a global instance per
 access token, and on each public route its own instance per client IP (tighter on the
 password routes). Every token belongs to the one consumer above, so `limit_by: consumer`
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +141,13 @@ def _rate_limiting(limit: RateLimit, is_public: bool) -> dict[str, Any]:
 
 def jwt_secrets(jwks: dict[str, Any]) -> list[dict[str, str]]:
     return [
-        {"key": key["kid"], "algorithm": "RS256", "rsa_public_key": _pem(key)}
+        {
+            "key": key["kid"],
+            "algorithm": "RS256",
+            "rsa_public_key": _pem(key),
+            # Unused by RS256; decK requires one (see the module docstring).
+            "secret": secrets.token_urlsafe(32),
+        }
         for key in jwks["keys"]
         if key.get("kty") == "RSA"
     ]

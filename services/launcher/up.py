@@ -20,6 +20,7 @@ from services.kit.config.settings import WILDCARD_HOSTS, MeshSettings
 from services.launcher.envoy import HEALTHZ, envoy_config
 from services.launcher.files import render_yaml, write_text
 from services.launcher.health import NotReady, http_ok, port_open, wait_serving, wait_until
+from services.launcher.nats import authorization_config, embedded_nats_env
 from services.launcher.routes import rest_surface
 from services.launcher.supervisor import ChildFailed, Supervisor, say
 
@@ -54,6 +55,13 @@ def child_env(settings: MeshSettings) -> dict[str, str]:
     return {**os.environ, "EM_DATA_DIR": str(settings.data_dir), "PYTHONUNBUFFERED": "1"}
 
 
+def mesh_env(settings: MeshSettings) -> dict[str, str]:
+    """child_env, plus for the embedded NATS every user's password (generated on first
+    run): nats-server reads them all, each service its own."""
+    embedded = embedded_nats_env(settings) if settings.nats_url is None else {}
+    return {**child_env(settings), **embedded}
+
+
 async def migrate_all(settings: MeshSettings, supervisor: Supervisor) -> None:
     for name in settings.mesh.services:
         await supervisor.run_once(f"{name} migrate", [sys.executable, "-m", f"services.{name}", "migrate"])
@@ -61,8 +69,11 @@ async def migrate_all(settings: MeshSettings, supervisor: Supervisor) -> None:
 
 async def _start_nats(settings: MeshSettings, supervisor: Supervisor, ready_seconds: float) -> None:
     store = settings.data_dir / "nats"
+    config = settings.data_dir / "nats.conf"
+    # Every client needs its user's password (mesh_env gives nats-server each one).
+    write_text(config, authorization_config(settings.event_prefix, settings.mesh.services))
     host, port = settings.host, settings.embedded_nats_port
-    argv = [tool("nats-server"), "-js", "-sd", str(store), "-a", host, "-p", str(port)]
+    argv = [tool("nats-server"), "-c", str(config), "-js", "-sd", str(store), "-a", host, "-p", str(port)]
     await supervisor.start("nats", argv)
     await wait_until(lambda: port_open(host, port), "nats", ready_seconds)
 
@@ -127,7 +138,8 @@ def banner(settings: MeshSettings) -> list[str]:
     nats = (
         redact(settings.nats_url)
         if settings.nats_url
-        else f"{settings.resolved_nats_url} (embedded, JetStream store {settings.data_dir / 'nats'})"
+        else f"{settings.resolved_nats_url} (embedded, store {settings.data_dir / 'nats'}, "
+        f"passwords in {settings.keys_dir / 'nats'})"
     )
     return [
         "",
@@ -196,7 +208,7 @@ async def _supervise(settings: MeshSettings, supervisor: Supervisor, options: Up
 async def run_up(settings: MeshSettings, options: UpOptions) -> int:
     """Exit status: 0 when stopped by a signal, 1 when the mesh did not start."""
     settings = prepare(settings)
-    supervisor = Supervisor(child_env(settings), options.grace_seconds, settings.supervision)
+    supervisor = Supervisor(mesh_env(settings), options.grace_seconds, settings.supervision)
     try:
         error = await _supervise(settings, supervisor, options)
     finally:

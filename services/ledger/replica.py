@@ -215,6 +215,9 @@ class CategoryTree:
             if category.parent_id:
                 self._children[category.parent_id].append(category.category_id)
 
+    def get(self, category_id: str) -> CategoryInfo | None:
+        return self._nodes.get(category_id)
+
     def __contains__(self, category_id: object) -> bool:
         node = self._nodes.get(category_id) if isinstance(category_id, str) else None
         return node is not None and not node.deleted

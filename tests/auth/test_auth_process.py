@@ -20,8 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.kit.config.settings import REPO_ROOT
-from tests.auth.harness import STRONG_PASSWORD, delete_stream, random_email
-from tests.infra import NATS_URL, free_port, fresh_postgres_database, require, unique_prefix
+from tests.auth.harness import STRONG_PASSWORD, random_email
+from tests.infra import SecuredNats, free_port, fresh_postgres_database, unique_prefix
 
 START_TIMEOUT_SECONDS = 30.0
 
@@ -85,16 +85,18 @@ async def wait_serving(channel: grpc.aio.Channel, process: AuthProcess) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_migrate_then_serve(backend: str, tmp_path: Path) -> None:
-    require("NATS", "127.0.0.1", 4222)
     port, prefix = free_port(), unique_prefix("ap")
-    with database(backend) as database_url:
+    # A NATS that requires auth's credentials, as compose and k8s run it.
+    nats_server = SecuredNats(tmp_path / "nats", prefix, ["auth"])
+    with nats_server, database(backend) as database_url:
         env = {
             key: value
             for key, value in os.environ.items()
             if not key.startswith("EM_") and key not in ("DATABASE_URL", "REDIS_URL", "NATS_URL")
         }
         env |= {"EM_DATA_DIR": str(tmp_path), "EM_PORTS__AUTH": str(port), "EM_EVENT_PREFIX": prefix}
-        env |= {"NATS_URL": NATS_URL} | ({"DATABASE_URL": database_url} if database_url else {})
+        env |= {"NATS_URL": nats_server.url, **nats_server.password_env("auth")}
+        env |= {"DATABASE_URL": database_url} if database_url else {}
         process = AuthProcess(env, tmp_path / "auth.log")
         migrated = process.migrate()
         assert migrated.returncode == 0, migrated.stderr
@@ -111,6 +113,5 @@ async def test_migrate_then_serve(backend: str, tmp_path: Path) -> None:
                 assert logged_in.user.user_id == signed_up.user.user_id
         finally:
             exit_code = process.stop()
-            await delete_stream(prefix)
         assert exit_code == 0, process.output()
         assert "jwks.json" in {path.name for path in (tmp_path / "keys").iterdir()}

@@ -12,6 +12,7 @@ from services.billing.domain import (
     bill_due_alert,
     budget_periods,
     budget_status,
+    carried_into,
     crossed_thresholds,
     is_large,
     occurrence_status,
@@ -61,13 +62,23 @@ def test_weeks_start_on_the_users_first_day() -> None:
 
 def test_rollover_carries_remainders_across_three_months() -> None:
     rolling = budget(rollover=True, amounts=((date(2026, 1, 1), 10_000),))
-    spending = {date(2026, 1, 15): 7_000, date(2026, 2, 3): 15_000, date(2026, 3, 31): 9_000}
+    spending = {date(2026, 1, 1): 7_000, date(2026, 2, 1): 15_000, date(2026, 3, 1): 9_000}
     periods = budget_periods(rolling, "monday", period_containing("month", date(2026, 3, 5)), spending)
     assert [(p.period.start.month, p.carried, p.budgeted, p.spent, p.remaining) for p in periods] == [
         (1, 0, 10_000, 7_000, 3_000),
         (2, 3_000, 13_000, 15_000, -2_000),  # overspent: the next month starts 2,000 short
         (3, -2_000, 8_000, 9_000, -1_000),
     ]
+    march = periods[-1].period
+    assert carried_into(rolling, "monday", march, spent_before=22_000) == -2_000  # as the chain says
+    raised = rolling.with_amount(20_000, periods[1].period)  # February on: 20,000
+    assert carried_into(raised, "monday", march, spent_before=22_000) == 10_000 + 20_000 - 22_000
+    weekly = budget(
+        period="week", rollover=True, start_date=date(2026, 1, 5), amounts=((date(2026, 1, 5), 700),)
+    )
+    assert (
+        carried_into(weekly, "monday", period_containing("week", date(2026, 2, 2)), spent_before=0) == 4 * 700
+    )
     plain = budget_periods(
         budget(amounts=((date(2026, 1, 1), 10_000),)), "monday", periods[-1].period, spending
     )

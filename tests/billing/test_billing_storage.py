@@ -38,7 +38,8 @@ def _alert(dedupe_key: str) -> Alert:
 async def test_racing_writers_store_one_alert_per_dedupe_key(database: Database) -> None:
     async def write() -> bool:
         async with database.transaction() as session:
-            return await storage.insert_alert(session, _alert("budget_threshold:b:2026-01-01:0:80"))
+            stored = await storage.insert_alerts(session, [_alert("budget_threshold:b:2026-01-01:0:80")])
+            return bool(stored)
 
     outcomes = await asyncio.gather(*(write() for _ in range(20)), return_exceptions=True)
     assert [outcome for outcome in outcomes if outcome is True] == [True], outcomes

@@ -82,7 +82,7 @@ def dead_letters(consumer: EventConsumer) -> list[tuple[bytes, str]]:
 
 
 def event(name: str) -> events_pb2.EventEnvelope:
-    return make_envelope("user.registered", name, events_pb2.UserRegistered(user_id=name), "test")
+    return make_envelope("user.registered", name, events_pb2.UserRegistered(user_id=name), "auth")
 
 
 async def applied_ids(db: Database) -> set[str]:

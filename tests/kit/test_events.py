@@ -18,6 +18,7 @@ from services.kit.domain.timestamps import utcnow
 from services.kit.events.bus import EventBus, dead_letter_subject, make_envelope, subject_for
 from services.kit.events.consumer import EventConsumer, per_event
 from services.kit.events.outbox import Outbox, OutboxRelay
+from services.kit.events.registry import event_type_of
 from services.kit.events.subscription import Event, Subscription
 from services.kit.events.tables import add_event_tables
 from tests.infra import NatsServer, delete_stream, unique_prefix
@@ -184,7 +185,7 @@ async def test_a_commit_while_a_batch_is_published_wakes_the_relay(database_url:
 async def test_rows_nobody_handed_over_are_published_once_stale(world: World) -> None:
     # As if written by a process that died before its relay published them.
     world.relay.stale_after = timedelta(seconds=0.3)
-    envelope = make_envelope("user.registered", "orphan", events_pb2.UserRegistered(user_id="orphan"), "gone")
+    envelope = make_envelope("user.registered", "orphan", events_pb2.UserRegistered(user_id="orphan"), "auth")
     async with world.db.transaction() as session:
         await session.execute(
             outbox_table.insert().values(
@@ -281,24 +282,29 @@ async def test_unusable_events_are_dead_letters_and_the_consumer_goes_on(world: 
     good = make_envelope("user.registered", "second", events_pb2.UserRegistered(user_id="second"), "auth")
     garbage = make_envelope("user.registered", "garbage", events_pb2.UserRegistered(), "auth")
     garbage.payload.value = b"\x0a\x64ab"  # field 1 says 100 bytes follow; two do
-    wrong_type = make_envelope("user.registered", "wrong", events_pb2.CategoryChanged(category_id="c"), "x")
-    for envelope in (garbage, good, wrong_type):
+    wrong_type = make_envelope(
+        "user.registered", "wrong", events_pb2.CategoryChanged(category_id="c"), "auth"
+    )
+    # Only auth publishes signups: an envelope naming another producer is a forgery.
+    forged = make_envelope("user.registered", "forged", events_pb2.UserRegistered(user_id="forged"), "ledger")
+    for envelope in (garbage, good, wrong_type, forged):
         await publish_envelope(world.bus, envelope)
     await world.register("third")
     expected = {"first": 1, "second": 1, "third": 1}
     assert await world.wait_for(expected) == expected
-    assert await dead_letters(world.bus, "kit", 2) == [
+    assert await dead_letters(world.bus, "kit", 3) == [
         (garbage.event_id, "the user.registered payload does not parse"),
         (
             wrong_type.event_id,
             "user.registered carries 'type.googleapis.com/expense.events.v1.CategoryChanged',"
             " not expense.events.v1.UserRegistered",
         ),
+        (forged.event_id, "user.registered is auth's, not 'ledger''s"),
     ]
     await asyncio.sleep(0.5)
     info = await world.bus.js.consumer_info(world.bus.stream, world.consumer.durable)
     assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
-    assert world.consumer.dead_letters == 2
+    assert world.consumer.dead_letters == 3
     await world.register("after")  # still consuming
     assert await world.wait_for(expected | {"after": 1}) == expected | {"after": 1}
     assert await world.seen() == expected | {"after": 1}
@@ -340,8 +346,9 @@ async def test_a_consumer_of_several_types_gets_only_those(database_url: str, tm
             ("spent", events_pb2.ExpenseCreated()),
             ("sorted", events_pb2.CategoryChanged(category_id="c")),
         ]:
-            name = {"signed-up": "user.registered", "spent": "expense.created", "sorted": "category.changed"}
-            await publish_envelope(world.bus, make_envelope(name[user_id], user_id, payload, "test"))
+            producer = event_type_of(type(payload)).producer
+            envelope = make_envelope(event_type_of(type(payload)).name, user_id, payload, producer)
+            await publish_envelope(world.bus, envelope)
         expected = {"signed-up": 1, "sorted": 1}
         assert await world.wait_for(expected) == expected
         info = await world.bus.js.consumer_info(world.bus.stream, world.consumer.durable)

@@ -1,6 +1,6 @@
-"""Symmetric keys (services/kit/config/secrets.py): the configured one, else a key
-file generated once in the keys directory, private, and shared by every process
-of the data dir even when they start together."""
+"""Symmetric keys and NATS passwords (services/kit/config/secrets.py): the configured
+one, else a key file generated once in the keys directory, private, and shared by
+every process of the data dir even when they start together."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
-from services.kit.config.secrets import MIN_KEY_LENGTH, symmetric_key
+from services.kit.config.secrets import MIN_KEY_LENGTH, nats_password, symmetric_key
+from services.kit.config.settings import NATS_PASSWORD, MeshSettings
 
 
 def test_a_key_is_generated_on_first_run_and_kept(tmp_path: Path) -> None:
@@ -44,3 +45,29 @@ def test_a_short_key_file_is_refused(tmp_path: Path) -> None:
     path.write_text("short\n")
     with pytest.raises(ValueError, match="fewer than 32 characters"):
         symmetric_key(None, path)
+
+
+def _settings(tmp_path: Path, **values: object) -> MeshSettings:
+    return MeshSettings.model_validate({"data_dir": tmp_path, **values})
+
+
+def test_nats_passwords_of_the_embedded_nats_are_generated_and_kept(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    ledger = nats_password(settings, "ledger")
+    assert ledger is not None and NATS_PASSWORD.match(ledger)
+    assert nats_password(settings, "ledger") == ledger != nats_password(settings, "reporting")
+    assert (tmp_path / "keys" / "nats" / "ledger").read_text() == ledger
+
+
+def test_a_configured_nats_password_wins_and_an_external_nats_may_need_none(tmp_path: Path) -> None:
+    configured = "k" + "0" * 40
+    settings = _settings(tmp_path, nats_url="nats://n:4222", nats_passwords={"ledger": configured})
+    assert nats_password(settings, "ledger") == configured
+    assert nats_password(settings, "reporting") is None
+    assert not (tmp_path / "keys").exists()
+
+
+@pytest.mark.parametrize("password", ["1" * 40, "k-" + "0" * 40, "k" * 10])
+def test_a_nats_password_nats_server_would_misread_is_refused(tmp_path: Path, password: str) -> None:
+    with pytest.raises(ValidationError, match="letters and digits"):
+        _settings(tmp_path, nats_passwords={"ledger": password})

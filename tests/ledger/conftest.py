@@ -10,15 +10,15 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from services.kit.db.engine import Database
-from tests.infra import NATS_URL, REDIS_URL, fresh_postgres_database, require
+from tests.infra import REDIS_URL, fresh_postgres_database, require
 from tests.ledger.harness import LedgerClient, ledger_client
-from tests.mesh import Mesh, forget_run, running_mesh
+from tests.mesh import Mesh, forget_run, on_secured_nats, running_mesh
 
 LEDGER_MESH = ["auth", "user", "ledger"]
 
 
 def mesh_nats_url(mesh: Mesh) -> str:
-    return mesh.env.get("NATS_URL") or f"nats://127.0.0.1:{mesh.nats_port}"
+    return mesh.nats_url_as()
 
 
 def keep_log(mesh: Mesh) -> None:
@@ -42,19 +42,19 @@ def ledger_mesh_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mes
 
 @pytest.fixture(scope="session")
 def ledger_mesh_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """A fresh PostgreSQL database, this machine's NATS and Redis."""
-    require("NATS", "127.0.0.1", 4222)
+    """A fresh PostgreSQL database, this machine's Redis, NATS requiring credentials."""
     require("Redis", "127.0.0.1", 6379)
     with fresh_postgres_database() as database_url:
-        env = {"DATABASE_URL": database_url, "NATS_URL": NATS_URL, "REDIS_URL": REDIS_URL}
+        env = {"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL}
         mesh = Mesh(tmp_path_factory.mktemp("ledger-postgres"), LEDGER_MESH, env)
-        try:
-            mesh.start()
-            yield mesh
-        finally:
-            mesh.stop()
-            keep_log(mesh)
-            forget_run(mesh)
+        with on_secured_nats(mesh):
+            try:
+                mesh.start()
+                yield mesh
+            finally:
+                mesh.stop()
+                keep_log(mesh)
+                forget_run(mesh)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -29,13 +29,14 @@ from services.kit.domain.ids import new_id
 from services.kit.domain.periods import period_containing
 from services.kit.events.bus import EventBus, subject_for
 from services.kit.events.consumer import EventConsumer, per_event
+from services.kit.events.permissions import ADMIN
 from services.kit.events.subscription import Event
 from services.reporting import storage
 from services.reporting.api import currency_summary
 from services.reporting.server import CATEGORY_CHANGES, EXPENSE_CHANGES
 from services.reporting.settings import ReportingSettings
 from services.reporting.usecases import Reports, Viewer
-from tests.infra import NATS_URL, free_port, fresh_postgres_database, require, unique_prefix
+from tests.infra import NATS_URL, SecuredNats, free_port, fresh_postgres_database, require, unique_prefix
 from tests.reporting import reference
 from tests.reporting.harness import Reporting
 from tests.reporting.reference import Category, Expense, LedgerModel, Viewpoint
@@ -54,6 +55,18 @@ async def bus() -> AsyncIterator[EventBus]:
     with contextlib.suppress(Exception):
         await bus.js.delete_stream(bus.stream)
     await bus.close()
+
+
+@pytest.fixture
+async def secured(tmp_path: Path) -> AsyncIterator[tuple[EventBus, SecuredNats]]:
+    """A NATS that requires reporting's credentials (as compose and k8s run it), and a bus
+    on it as `admin`: the test publishes the ledger's and the user service's events."""
+    with SecuredNats(tmp_path / "nats", unique_prefix("rt"), ["reporting"]) as server:
+        bus = EventBus(server.url, server.prefix, "reporting-test", ADMIN, server.passwords[ADMIN])
+        bus.start()
+        await asyncio.wait_for(bus.wait_ready(), 10)
+        yield bus, server
+        await bus.close()
 
 
 async def publish(bus: EventBus, envelope: events_pb2.EventEnvelope, msg_id: str | None = None) -> None:
@@ -201,8 +214,9 @@ async def inbox_size(db: Database) -> int:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_killed_mid_stream_then_restarted_converges(
-    backend: str, bus: EventBus, tmp_path: Path
+    backend: str, secured: tuple[EventBus, SecuredNats], tmp_path: Path
 ) -> None:
+    bus, nats_server = secured
     with contextlib.ExitStack() as stack:
         database_url = (
             stack.enter_context(fresh_postgres_database())
@@ -213,7 +227,8 @@ async def test_killed_mid_stream_then_restarted_converges(
         env.update(
             DATABASE_URL=database_url if backend == "postgresql" else "",
             EM_DATA_DIR=str(tmp_path),
-            NATS_URL=NATS_URL,
+            NATS_URL=nats_server.url,
+            **nats_server.password_env("reporting"),
             EM_EVENT_PREFIX=bus.prefix,
             EM_PORTS__REPORTING=str(free_port()),
         )

@@ -269,13 +269,3 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-async def delete_stream(nats_url: str, prefix: str) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        await nc.jetstream().delete_stream(stream_name(prefix))
-    except NotFoundError:
-        pass
-    finally:
-        await nc.drain()

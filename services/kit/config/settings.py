@@ -8,12 +8,21 @@ so its table of the same files and its EM_<NAME>__* variables are validated with
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, StringConstraints, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +39,9 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 Origin = Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
 # How long the JetStream stream keeps events (services/kit/events/bus.py).
 EVENT_STREAM_MAX_AGE = timedelta(days=7)
+# nats-server parses a `$VARIABLE` of its config as a config value ("12345" is a number,
+# "a-b" fails on 2.9), so a NATS password is a letter, then 31 or more letters and digits.
+NATS_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9]{31,}$")
 
 
 class JwtSettings(BaseModel):
@@ -285,6 +297,10 @@ class MeshSettings(BaseSettings):
     database_url: str | None = Field(None, validation_alias=AliasChoices("EM_DATABASE_URL", "DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("EM_REDIS_URL", "REDIS_URL"))
     nats_url: str | None = Field(None, validation_alias=AliasChoices("EM_NATS_URL", "NATS_URL"))
+    # Password of each NATS user (a service, or `admin`), EM_NATS_PASSWORDS__<USER>: compose
+    # and k8s give each service its own. The embedded NATS generates missing ones
+    # (services/kit/config/secrets.py); the server's config names the same variables.
+    nats_passwords: dict[str, SecretStr] = {}
     log_level: str = "INFO"
     # Services log failed and slow calls ("errors"), every call ("all") or none ("off");
     # the gateway's access log has every request either way.
@@ -312,6 +328,17 @@ class MeshSettings(BaseSettings):
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}
+
+    @field_validator("nats_passwords")
+    @classmethod
+    def _nats_passwords_parse(cls, passwords: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for user, password in passwords.items():
+            if not NATS_PASSWORD.match(password.get_secret_value()):
+                raise ValueError(
+                    f"the NATS password of {user!r} must be a letter then 31 or more letters and digits "
+                    "(nats-server reads it as a config value)"
+                )
+        return passwords
 
     @model_validator(mode="after")
     def _inbox_outlasts_redeliveries(self) -> MeshSettings:

@@ -52,6 +52,17 @@ def dead_letter_subject(prefix: str, consumer: str) -> str:
     return f"{prefix}.dead.{consumer}"
 
 
+def durable_name(prefix: str, consumer: str) -> str:
+    """A consumer's JetStream name (no dots: it is one token of the API subjects)."""
+    return f"{prefix}_{consumer}".replace(".", "_")
+
+
+def inbox_prefix(user: str) -> str:
+    """Where a NATS user gets its replies (JetStream acks, fetched events): its own
+    inboxes, so one service cannot subscribe to another's deliveries."""
+    return f"_INBOX.{user}"
+
+
 def make_envelope(event_type: str, user_id: str, payload: Message, producer: str) -> events_pb2.EventEnvelope:
     envelope = events_pb2.EventEnvelope(
         event_id=new_id(), type=event_type, user_id=user_id, producer=producer
@@ -64,10 +75,17 @@ def make_envelope(event_type: str, user_id: str, payload: Message, producer: str
 
 
 class EventBus:
-    def __init__(self, url: str, prefix: str, client_name: str) -> None:
+    def __init__(
+        self, url: str, prefix: str, client_name: str, user: str | None = None, password: str | None = None
+    ) -> None:
+        """`user` and `password`: the service's NATS user (services/kit/events/permissions.py
+        says what it may do); none for a NATS that requires no credentials."""
         self.url = url
         self.prefix = prefix
         self.client_name = client_name
+        self._credentials: dict[str, str] = {}
+        if user is not None and password is not None:
+            self._credentials = {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
         self._nc: NatsClient | None = None
         self._js: tuple[NatsClient, JetStreamContext] | None = None
         self._ready = asyncio.Event()
@@ -125,6 +143,7 @@ class EventBus:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
+                    **self._credentials,
                 )
                 self._nc = nc
                 await self.ensure_stream()

@@ -30,7 +30,7 @@ from services.kit import metrics
 from services.kit.db.engine import Database, UtcDateTime
 from services.kit.db.sql import insert_ignore_many
 from services.kit.domain.timestamps import utcnow
-from services.kit.events.bus import EventBus, dead_letter_subject
+from services.kit.events.bus import EventBus, dead_letter_subject, durable_name
 from services.kit.events.subscription import Event, Subscription, UnusableEvent
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class EventConsumer:
         self.inbox = inbox
         self.subscription = subscription
         self.name = subscription.consumer
-        self.durable = f"{bus.prefix}_{self.name}".replace(".", "_")
+        self.durable = durable_name(bus.prefix, self.name)
         self.filter_subjects = subscription.filter_subjects(bus.prefix)
         self.handler = handler
         self.batch = batch

@@ -64,7 +64,8 @@ class Subscription:
         return [subject_for(prefix, name) for name in names]
 
     def parse(self, data: bytes) -> Event[Any]:
-        """The event in a message's data; UnusableEvent when it is not one of these types."""
+        """The event in a message's data; UnusableEvent when it is not one of these types,
+        or its envelope names another producer than the registry's."""
         try:
             envelope = events_pb2.EventEnvelope.FromString(data)
         except DecodeError:
@@ -74,6 +75,11 @@ class Subscription:
             known = any(t.name == envelope.type for t in event_types())
             kind = "not subscribed to" if known else "unknown"
             raise UnusableEvent(f"event type {envelope.type!r} is {kind}", envelope.event_id)
+        if envelope.producer != event_type.producer:
+            # NATS lets only the producer publish the type's subject; this catches the rest
+            # (a NATS without credentials, a copy republished by another service).
+            reason = f"{envelope.type} is {event_type.producer}'s, not {envelope.producer!r}'s"
+            raise UnusableEvent(reason, envelope.event_id)
         payload = event_type.payload()
         if not envelope.payload.Is(payload.DESCRIPTOR):
             expected = payload.DESCRIPTOR.full_name

@@ -20,6 +20,10 @@ from services.kit.events.bus import EventBus
 log = logging.getLogger(__name__)
 
 
+# The one service that announces ended sessions (NATS lets no other publish them).
+SESSIONS_BROADCASTER = "auth"
+
+
 def sessions_ended_subject(prefix: str) -> str:
     # Outside `<prefix>.events.>`, so JetStream does not store it.
     return f"{prefix}.sessions.ended"

@@ -103,6 +103,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_budgets_user", "budgets", ["user_id", "budget_id"])
     op.create_table(
+        "budget_spend",
+        sa.Column("budget_id", sa.String(64), nullable=False),
+        sa.Column("period_start", sa.Date(), nullable=False),
+        sa.Column("currency", sa.String(3), nullable=False),
+        sa.Column("sum_minor", sa.BigInteger(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("budget_id", "period_start", "currency"),
+    )
+    op.create_table(
         "categories",
         sa.Column("user_id", sa.String(64), nullable=False),
         sa.Column("category_id", sa.String(64), nullable=False),
@@ -168,6 +177,7 @@ def downgrade() -> None:
     op.drop_table("expenses")
     op.drop_table("daily_spend")
     op.drop_table("categories")
+    op.drop_table("budget_spend")
     op.drop_table("budgets")
     op.drop_table("budget_amounts")
     op.drop_table("bills")
