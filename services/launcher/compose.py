@@ -18,6 +18,7 @@ NATS_IMAGE = "nats:2.15.1-alpine"
 POSTGRES_IMAGE = "postgres:16-alpine"
 REDIS_IMAGE = "redis:7-alpine"
 KONG_PROXY_PORT = 8000
+KONG_STATUS_PORT = 8100
 # Written by `migrate` (`prepare --publish-dir`), read by both gateways.
 PUBLISHED = "/published"
 # No password in git: `docker compose` refuses to start until it is set (e.g. in .env).
@@ -188,6 +189,8 @@ def _kong() -> dict[str, Any]:
             "KONG_DECLARATIVE_CONFIG": "/etc/kong/published/kong.yml",
             "KONG_PROXY_LISTEN": f"0.0.0.0:{KONG_PROXY_PORT}",
             "KONG_ADMIN_LISTEN": "127.0.0.1:8001",
+            # GET /metrics (the prometheus plugin) on the compose network only, never published.
+            "KONG_STATUS_LISTEN": f"0.0.0.0:{KONG_STATUS_PORT}",
             "KONG_PROXY_ACCESS_LOG": "/dev/stdout",
             "KONG_PROXY_ERROR_LOG": "/dev/stderr",
             "KONG_ADMIN_ERROR_LOG": "/dev/stderr",

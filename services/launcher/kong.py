@@ -57,6 +57,8 @@ def kong_config(
     plugins = [_rate_limiting(settings.limits.gateway.per_user, is_public=False)]
     if settings.cors.origins:
         plugins.append(_cors(settings.cors.origins))
+    if settings.metrics.enabled:
+        plugins.append(_prometheus())
     return {"_format_version": "3.0", "services": services, "consumers": [consumer], "plugins": plugins}
 
 
@@ -130,6 +132,13 @@ def _response_headers(route: HttpRoute, has_cors_origins: bool) -> dict[str, Any
         # grpc-gateway answers every origin with `Access-Control-Allow-Origin: *`.
         config["remove"] = {"headers": ["Access-Control-Allow-Origin"]}
     return {"name": "response-transformer", "config": config}
+
+
+def _prometheus() -> dict[str, Any]:
+    """Kong's own metrics, on its Status API's /metrics (compose: KONG_STATUS_LISTEN). Not per
+    consumer: one consumer holds every user, and labels stay bounded."""
+    metrics = ("status_code_metrics", "latency_metrics", "bandwidth_metrics", "upstream_health_metrics")
+    return {"name": "prometheus", "config": {"per_consumer": False, **dict.fromkeys(metrics, True)}}
 
 
 def _rate_limiting(limit: RateLimit, is_public: bool) -> dict[str, Any]:
