@@ -3,6 +3,7 @@
 from collections.abc import Generator
 
 import pytest
+from hypothesis import settings
 
 # A fresh SQLite file or PostgreSQL database per test (see tests/infra.py).
 from tests.infra import database_url
@@ -11,6 +12,11 @@ from tests.infra import database_url
 from tests.mesh import Mesh, mesh, mesh_postgres, mesh_sqlite
 
 __all__ = ["database_url", "mesh", "mesh_postgres", "mesh_sqlite"]
+
+# Property tests check what code does, not how fast: on a shared 2-core machine an
+# example's time says more about the neighbours (speed is the benchmarks' business).
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 # The last lines a mesh printed while a failed test ran go into its report: the
 # services' own account of a failure (an error's cause, a peer's status code).

@@ -10,10 +10,12 @@ import grpc
 from services.billing.rebuild import rebuild as rebuild_from_ledger
 from services.billing.settings import BillingMeshSettings
 from services.billing.usecases import Calendars
+from services.kit.cache import Cache
 from services.kit.db.engine import Database
 from services.kit.domain.errors import Unavailable
 from services.kit.identity.service_tokens import ServiceTokens
 from services.kit.logs import configure_logging
+from services.kit.responses import ResponseCache
 from services.ledger.client import LedgerClient
 
 SERVICE = "billing"
@@ -44,9 +46,17 @@ async def _rebuild(settings: BillingMeshSettings, user_id: str | None) -> dict[s
     ledger = LedgerClient(
         settings.service_address("ledger"), STREAM_TIMEOUT_SECONDS, tokens, wait_for_ready=False
     )
+    statuses = ResponseCache(
+        Cache(settings.redis_url, f"{settings.event_prefix}:{SERVICE}"),
+        settings.billing.status_cache_seconds,
+        "budgets",
+    )
     try:
-        return await rebuild_from_ledger(db, ledger, Calendars(settings.user.defaults), user_id)
+        counts = await rebuild_from_ledger(db, ledger, Calendars(settings.user.defaults), user_id)
+        await statuses.invalidate(list(counts))
+        return counts
     finally:
+        await statuses.cache.close()
         await ledger.close()
         await tokens.close()
         await db.dispose()

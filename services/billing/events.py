@@ -5,6 +5,7 @@ exactly when its spending is."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -17,10 +18,12 @@ from services.billing.matching import merchant_key
 from services.billing.rules import RuleChecks, refresh_budgets
 from services.billing.storage import Calendar
 from services.billing.usecases import Calendars
+from services.kit.db.engine import after_commit
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.periods import today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Event
+from services.kit.responses import ResponseCache
 from services.ledger.replica import CategoryInfo, ExpenseChange, category_info, expense_change, replay
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,14 @@ def _usable(event: ExpenseEvent) -> ExpenseChange | None:
 
 
 class EventHandlers:
-    def __init__(self, units: UnitsOfWork, calendars: Calendars, checks: RuleChecks) -> None:
+    def __init__(
+        self, units: UnitsOfWork, calendars: Calendars, checks: RuleChecks, statuses: ResponseCache
+    ) -> None:
         self.units = units
         self.calendars = calendars
         self.checks = checks
+        self.statuses = statuses
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def on_expense_events(self, session: AsyncSession, events: Sequence[ExpenseEvent]) -> None:
         changes = [change for event in events if (change := _usable(event)) is not None]
@@ -60,6 +67,7 @@ class EventHandlers:
             calendar = calendars.get(user_id, self.calendars.default)
             today = today_in(calendar.time_zone, utcnow())
             await self.checks.after_spending(unit, user_id, moves, calendar, today)
+        self._invalidate_after_commit(session, list(result.moves))
 
     async def on_category_event(
         self, session: AsyncSession, event: Event[events_pb2.CategoryChanged]
@@ -73,6 +81,7 @@ class EventHandlers:
         if before is None or _placement(before) != _placement(info):
             # Where its spending counts moved (a rename changes nothing a budget counts).
             await self._refresh_budgets(session, event.user_id, ("week", "month", "year"))
+        self._invalidate_after_commit(session, [event.user_id])  # names in statuses
 
     async def on_profile_event(self, session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:
         profile = event.payload
@@ -87,6 +96,18 @@ class EventHandlers:
         await storage.save_calendar(session, event.user_id, calendar)
         if before.first_day_of_week != calendar.first_day_of_week:
             await self._refresh_budgets(session, event.user_id, ("week",))
+        self._invalidate_after_commit(session, [event.user_id])
+
+    def _invalidate_after_commit(self, session: AsyncSession, user_ids: list[str]) -> None:
+        """Cached statuses of these users go once the transaction commits (not before: a
+        status read in between would be cached under the new token with the old figures)."""
+
+        def schedule() -> None:
+            task = asyncio.get_running_loop().create_task(self.statuses.invalidate(user_ids))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        after_commit(session, schedule)
 
     async def _refresh_budgets(self, session: AsyncSession, user_id: str, periods: tuple[str, ...]) -> None:
         """The tree or the week changed: the user's budgets of these periods count afresh."""

@@ -15,6 +15,7 @@ from services.billing.usecases import Alerts, Bills, Budgets, Calendars, Categor
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
+from services.kit.responses import ResponseCache
 from services.kit.runtime import Runtime
 from services.ledger.client import LedgerClient
 
@@ -34,7 +35,8 @@ def build_app(settings: BillingMeshSettings) -> ServiceApp:
     units = UnitsOfWork(runtime.db, runtime.outbox(storage.outbox_table), storage.idempotency_keys)
     calendars = Calendars(settings.user.defaults)
     checks = RuleChecks(config, AlertSink(config))
-    handlers = EventHandlers(units, calendars, checks)
+    statuses = ResponseCache(runtime.cache, config.status_cache_seconds, "budgets")
+    handlers = EventHandlers(units, calendars, checks, statuses)
     runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
     runtime.consume(storage.inbox_table, CATEGORY_CHANGES, handlers.on_category_event)
     runtime.consume(storage.inbox_table, PROFILE_CHANGES, handlers.on_profile_event)
@@ -54,7 +56,7 @@ def build_app(settings: BillingMeshSettings) -> ServiceApp:
     )
     categories = CategoryCopies(ledger)
     servicer = BillingServicer(
-        Budgets(runtime.db, units, config, calendars, categories, checks),
+        Budgets(runtime.db, units, config, calendars, categories, checks, statuses),
         Bills(runtime.db, units, config, calendars, categories, ledger),
         Alerts(runtime.db, units, config),
         config,

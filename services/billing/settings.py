@@ -91,6 +91,9 @@ class BillingSettings(BaseModel):
     # ListBillOccurrences' default window around today, in days each way.
     occurrence_window_days: int = Field(90, ge=1, le=3660)
     max_remind_days_before: int = Field(60, ge=0, le=365)
+    # Redis lifetime of a cached budget status (changes invalidate it sooner); it also
+    # bounds how late a status notices the user's day (and so its period) has changed.
+    status_cache_seconds: float = Field(60.0, gt=0, le=3600)
     matching: MatchingSettings = MatchingSettings()
     subscriptions: SubscriptionSettings = SubscriptionSettings()
     alerts: AlertRules = AlertRules()

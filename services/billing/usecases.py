@@ -48,6 +48,7 @@ from services.kit.domain.money import format_amount
 from services.kit.domain.periods import period_containing, today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.domain.validation import validated
+from services.kit.responses import ResponseCache
 from services.ledger.client import LedgerClient
 from services.ledger.replica import CategoryTree
 from services.user.settings import ProfileDefaults
@@ -111,6 +112,7 @@ class Budgets:
         calendars: Calendars,
         categories: CategoryCopies,
         checks: RuleChecks,
+        statuses: ResponseCache,
     ) -> None:
         self.db = db
         self.units = units
@@ -118,6 +120,9 @@ class Budgets:
         self.calendars = calendars
         self.categories = categories
         self.checks = checks
+        # Answers of get and list, per user; invalidated by every change to the user's
+        # budgets or spending (here and in events.py), else kept status_cache_seconds.
+        self.statuses = statuses
 
     async def create(
         self, user_id: str, fields: BudgetInput, request_id: str, fingerprint: str
@@ -153,9 +158,16 @@ class Budgets:
             return budget_proto(view)
 
         key = request_key(user_id, "CreateBudget", request_id)
-        return await self.units.once(key, fingerprint, billing_pb2.Budget, work)
+        created = await self.units.once(key, fingerprint, billing_pb2.Budget, work)
+        await self.statuses.invalidate([user_id])
+        return created
 
     async def get(self, user_id: str, budget_id: str) -> billing_pb2.Budget:
+        return await self.statuses.get_or_compute(
+            user_id, ("get", budget_id), billing_pb2.Budget, lambda: self._get(user_id, budget_id)
+        )
+
+    async def _get(self, user_id: str, budget_id: str) -> billing_pb2.Budget:
         async with self.db.read() as connection:
             budget = await storage.load_budget(connection, user_id, budget_id)
             if budget is None:
@@ -168,6 +180,14 @@ class Budgets:
     async def list(self, user_id: str, page_size: int, page_token: str) -> billing_pb2.ListBudgetsResponse:
         size = page_size_of(page_size, self.settings)
         after = decode_page_token(page_token, "budgets")
+        return await self.statuses.get_or_compute(
+            user_id,
+            ("list", str(size), after),
+            billing_pb2.ListBudgetsResponse,
+            lambda: self._list(user_id, size, after),
+        )
+
+    async def _list(self, user_id: str, size: int, after: str) -> billing_pb2.ListBudgetsResponse:
         async with self.db.read() as connection:
             found = await storage.load_budgets(connection, user_id, after=after, limit=size + 1)
             calendar, today = await self.calendars.today(connection, user_id)
@@ -196,7 +216,8 @@ class Budgets:
                 await refresh_budgets(session, [changed], tree, calendar)
             [view] = await budget_views(session, [changed], tree, calendar, today)
             await self.checks.after_budget_change(unit, view)
-            return budget_proto(view)
+        await self.statuses.invalidate([user_id])
+        return budget_proto(view)
 
     async def delete(self, user_id: str, budget_id: str, etag: str) -> None:
         async with self.units.begin() as unit:
@@ -205,6 +226,7 @@ class Budgets:
                 raise NotFound("budget", budget_id)
             check_etag(etag, budget.etag)
             await storage.delete_budget(unit.session, budget_id)
+        await self.statuses.invalidate([user_id])
 
     async def history(
         self, user_id: str, budget_id: str, count: int

@@ -15,11 +15,11 @@ from services.kit.domain.periods import PERIOD_KINDS, period_containing, today_i
 from services.kit.domain.timestamps import utcnow
 from services.kit.identity.service_tokens import ServiceTokens
 from services.kit.logs import configure_logging
+from services.kit.responses import ResponseCache
 from services.kit.runtime import Runtime
 from services.ledger.client import LedgerClient
 from services.reporting.preferences import StoredPreferences
 from services.reporting.rebuild import rebuild as rebuild_from_ledger
-from services.reporting.reportcache import ReportCache
 from services.reporting.settings import ReportingMeshSettings
 from services.reporting.usecases import Reports
 
@@ -59,7 +59,7 @@ async def _rebuild(settings: ReportingMeshSettings, user_id: str | None) -> dict
         tokens,
         wait_for_ready=False,
     )
-    cache = ReportCache(runtime.cache, settings.reporting.cache_ttl_seconds)
+    cache = ResponseCache(runtime.cache, settings.reporting.cache_ttl_seconds, "report")
     try:
         await _service_token(settings, tokens)
         return await rebuild_from_ledger(runtime.db, ledger, cache, user_id)

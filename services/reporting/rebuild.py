@@ -12,10 +12,10 @@ from typing import Protocol
 from sqlalchemy.exc import DBAPIError
 
 from services.kit.db.engine import Database
+from services.kit.responses import ResponseCache
 from services.ledger.replica import CategoryInfo, ExpenseLine
 from services.reporting import storage
 from services.reporting.domain import rollup_deltas
-from services.reporting.reportcache import ReportCache
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ async def rebuild_user(db: Database, ledger: LedgerData, user_id: str) -> int:
 
 
 async def rebuild(
-    db: Database, ledger: LedgerData, cache: ReportCache, user_id: str | None = None
+    db: Database, ledger: LedgerData, cache: ResponseCache, user_id: str | None = None
 ) -> dict[str, int]:
     """Rebuilds one user, or everyone the ledger or reporting knows; user -> expenses."""
     if user_id is not None:

@@ -7,12 +7,12 @@ from expense.events.v1 import events_pb2
 from expense.reporting.v1 import reporting_pb2_grpc
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
+from services.kit.responses import ResponseCache
 from services.kit.runtime import Runtime
 from services.reporting import storage
 from services.reporting.api import ReportingServicer
 from services.reporting.events import EventHandlers
 from services.reporting.preferences import StoredPreferences, UserServicePreferences
-from services.reporting.reportcache import ReportCache
 from services.reporting.settings import ReportingMeshSettings
 from services.reporting.usecases import ReportRequests, Reports
 from services.user.client import PreferencesClient
@@ -31,7 +31,7 @@ SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES)
 def build_app(settings: ReportingMeshSettings) -> ServiceApp:
     runtime = Runtime("reporting", settings)
     verifier = runtime.remote_verifier()
-    cache = ReportCache(runtime.cache, settings.reporting.cache_ttl_seconds)
+    cache = ResponseCache(runtime.cache, settings.reporting.cache_ttl_seconds, "report")
     preferences = UserServicePreferences(
         PreferencesClient(
             settings.service_address("user"),

@@ -28,6 +28,7 @@ from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotF
 from services.kit.domain.periods import Period, last_periods, period_containing, today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.identity.tokens import Identity
+from services.kit.responses import ResponseCache
 from services.reporting import storage
 from services.reporting.domain import (
     ChildTotal,
@@ -41,7 +42,6 @@ from services.reporting.domain import (
     trend_points,
 )
 from services.reporting.preferences import PreferenceSource
-from services.reporting.reportcache import ReportCache
 from services.reporting.settings import ReportingSettings
 
 ResultT = TypeVar("ResultT")
@@ -107,7 +107,7 @@ class ReportRequests:
         self,
         reports: Reports,
         preferences: PreferenceSource,
-        cache: ReportCache,
+        cache: ResponseCache,
         settings: ReportingSettings,
         clock: Clock = utcnow,
     ) -> None:

@@ -30,11 +30,11 @@ from services.kit.events.consumer import BatchHandler, EventConsumer, per_event
 from services.kit.events.subscription import Event, Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.identity.tokens import Identity, TokenVerifier, reset_identity, set_identity
+from services.kit.responses import ResponseCache
 from services.reporting import storage
 from services.reporting.api import ReportingServicer
 from services.reporting.events import EventHandlers
 from services.reporting.preferences import StoredPreferences
-from services.reporting.reportcache import ReportCache
 from services.reporting.server import (
     CATEGORY_CHANGES,
     EXPENSE_CHANGES,
@@ -124,7 +124,7 @@ class Reporting:
 
     settings: ReportingMeshSettings
     db: Database
-    cache: ReportCache
+    cache: ResponseCache
     handlers: EventHandlers
     servicer: ReportingServicer
     clock: FixedClock
@@ -210,7 +210,7 @@ def as_events(envelopes: Sequence[events_pb2.EventEnvelope]) -> list[Event[Any]]
 
 def build_reporting(settings: ReportingMeshSettings, clock: FixedClock | None = None) -> Reporting:
     db = Database.for_service(settings, "reporting")
-    cache = ReportCache(Cache(settings.redis_url, f"{settings.event_prefix}:reporting"), 60.0)
+    cache = ResponseCache(Cache(settings.redis_url, f"{settings.event_prefix}:reporting"), 60.0, "report")
     preferences = StoredPreferences(db, settings.user.defaults)
     clock = clock or FixedClock()
     return Reporting(
