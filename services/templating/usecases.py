@@ -254,8 +254,9 @@ class Templates:
 
     async def load_defaults(self, drafts: Sequence[VersionDraft]) -> int:
         """Each default absent from the database becomes version 1, published; present
-        ones are left alone (an operator's later versions win). Returns how many were added."""
-        added = 0
+        ones are left alone (an operator's later versions win). Returns how many were added.
+        One transaction for all of them: a restart (everything present) costs one commit,
+        and a replica racing this one waits on each key and then finds it taken."""
         for draft in drafts:
             try:
                 self.drafts.check(draft)
@@ -263,8 +264,10 @@ class Templates:
                 where = f"{draft.template.key}/{draft.template.channel}/{draft.template.locale}"
                 problems = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
                 raise ValueError(f"default template {where}: {problems}") from None
-            now = utcnow()
-            async with self.db.transaction() as session:
+        added = 0
+        now = utcnow()
+        async with self.db.transaction() as session:
+            for draft in drafts:
                 if not await storage.add_template(session, draft.template, now):
                     continue
                 await storage.insert_version(session, draft, 1, "draft", now)
