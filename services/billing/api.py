@@ -22,7 +22,6 @@ from services.billing.settings import BillingSettings
 from services.billing.usecases import Alerts, Bills, Budgets
 from services.kit.db.idempotency import fingerprint
 from services.kit.domain.errors import InvalidArgument
-from services.kit.domain.money import MoneyError, parse_amount
 from services.kit.domain.validation import parse_update_mask, validated
 from services.kit.identity.tokens import current_identity
 
@@ -148,9 +147,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         payment = validated(
             PaymentInput, {"due_date": request.due_date, "amount": request.amount, "paid_on": request.paid_on}
         )
-        bill = await self.bills.get(user_id, bill_id)
-        amount = payment_amount(request.amount, bill.currency)
-        return await self.bills.pay(user_id, bill_id, payment.due_date, amount, payment.paid_on)
+        return await self.bills.pay(user_id, bill_id, payment.due_date, request.amount, payment.paid_on)
 
     @override
     async def SkipBillOccurrence(
@@ -259,15 +256,3 @@ def mask_paths(mask: str, updatable: tuple[str, ...], message: Message) -> list[
 def field_value(message: Message, path: str) -> Any:
     value = getattr(message, path)
     return list(value) if path == "thresholds" else value
-
-
-def payment_amount(text: str, currency: str) -> int | None:
-    if not text.strip():
-        return None
-    try:
-        minor = parse_amount(text, currency)
-    except MoneyError as error:
-        raise InvalidArgument.of("amount", str(error)) from None
-    if minor <= 0:
-        raise InvalidArgument.of("amount", "must be greater than zero")
-    return minor

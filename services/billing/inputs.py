@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, mod
 
 from services.billing.domain import BUDGET_PERIODS, RULE_TYPES
 from services.billing.settings import BillingSettings
+from services.kit.domain.errors import InvalidArgument
+from services.kit.domain.money import MoneyError, parse_amount
 from services.kit.domain.validation import canonical_currency, iso_date, money, optional_id, single_line
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -200,3 +202,15 @@ class DateRangeInput(BaseModel):
         if self.start and self.end and self.start > self.end:
             raise ValueError("from must not be after to")
         return self
+
+
+def payment_amount(text: str, currency: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        minor = parse_amount(text, currency)
+    except MoneyError as error:
+        raise InvalidArgument.of("amount", str(error)) from None
+    if minor <= 0:
+        raise InvalidArgument.of("amount", "must be greater than zero")
+    return minor

@@ -32,7 +32,7 @@ from services.billing.domain import (
     Settlement,
     occurrence_views,
 )
-from services.billing.inputs import BillInput, BudgetInput
+from services.billing.inputs import BillInput, BudgetInput, payment_amount
 from services.billing.matching import merchant_key, payee_matches
 from services.billing.recurrence import parse_recurrence
 from services.billing.rules import RuleChecks, budget_views, past_periods, refresh_budgets
@@ -451,7 +451,7 @@ class Bills:
         )
 
     async def pay(
-        self, user_id: str, bill_id: str, due_on: date, amount_minor: int | None, paid_on: date | None
+        self, user_id: str, bill_id: str, due_on: date, amount: str, paid_on: date | None
     ) -> billing_pb2.BillOccurrence:
         """Creates the payment's expense in the ledger with a request id derived from the
         occurrence, so a retry (or a second click) finds the same expense, then records it."""
@@ -464,13 +464,13 @@ class Bills:
         self._check_occurrence(bill, due_on)
         if settled is not None:
             return self._occurrence(bill, settled)
-        amount = amount_minor or bill.amount_minor
+        amount_minor = payment_amount(amount, bill.currency) or bill.amount_minor
         expense = await self.ledger.create_expense_for(
             user_id,
             "recurring",
             ledger_pb2.CreateExpenseRequest(
                 request_id=str(uuid.uuid5(PAYMENT_NAMESPACE, f"{bill_id}/{due_on}")),
-                amount=format_amount(amount, bill.currency),
+                amount=format_amount(amount_minor, bill.currency),
                 currency=bill.currency,
                 spent_on=(paid_on or today).isoformat(),
                 category_id=bill.category_id,
@@ -478,7 +478,7 @@ class Bills:
                 note=f"{bill.payee}, due {due_on}",
             ),
         )
-        return await self._record(bill, Settlement(due_on, "paid", expense.expense_id, amount))
+        return await self._record(bill, Settlement(due_on, "paid", expense.expense_id, amount_minor))
 
     async def skip(self, user_id: str, bill_id: str, due_on: date) -> billing_pb2.BillOccurrence:
         async with self.db.read() as connection:
