@@ -36,7 +36,8 @@ SETTINGS = TemplatingSettings()
 CAPS = caps_of(SETTINGS)
 EN_IN = Locale.parse("en_IN")
 DEFAULTS = load_drafts(templates_dir(SETTINGS.templates_dir))
-# Every refusal must come well within the render time cap (plus compile time).
+# Every refusal must come well within the render time cap (plus compile time), counted as the
+# CPU time of the rendering thread like the cap itself, so a loaded machine does not fail it.
 REFUSED_WITHIN_SECONDS = CAPS.max_render_ms / 1000 + 0.5
 # What a refused template may allocate on the way: a few values of max_output_bytes.
 MAX_PEAK_BYTES = 2_000_000
@@ -89,10 +90,10 @@ def renderer() -> Renderer:
 
 @pytest.mark.parametrize("name", list(ESCAPES))
 def test_the_sandbox_refuses_escapes_and_runaways_within_its_caps(renderer: Renderer, name: str) -> None:
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(RenderRefused):
         renderer.render([ESCAPES[name]], {}, EN_IN)
-    assert time.monotonic() - started < REFUSED_WITHIN_SECONDS
+    assert time.thread_time() - started < REFUSED_WITHIN_SECONDS
 
 
 @pytest.mark.parametrize("name", list(ESCAPES))
@@ -114,10 +115,10 @@ def test_a_slow_template_stops_at_the_time_cap() -> None:
     # Within the iteration cap, but each step slow: only the deadline stops it.
     renderer = Renderer(caps_of(TemplatingSettings(max_render_ms=50, max_loop_iterations=1000000)))
     source = "{% for i in range(99999) %}{% for j in range(99999) %}{{ '' }}{% endfor %}{% endfor %}"
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(RenderRefused, match="longer than 50 ms"):
         renderer.render([source], {}, EN_IN)
-    assert time.monotonic() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 def test_ordinary_templates_still_work(renderer: Renderer) -> None:
