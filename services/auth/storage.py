@@ -381,7 +381,9 @@ async def mark_email_verified(db: AsyncSession, user_id: str, now: datetime) -> 
 
 
 async def remember_device(db: AsyncSession, user_id: str, device_key: str, now: datetime) -> bool:
-    """True when the account had not signed in from this device before."""
+    """True when the account signed in from other devices before, never from this one.
+    An account with no device on record (older than this table, or seeded) learns its
+    first one silently: no notice for every account on the first login after an upgrade."""
     added = await insert_ignore(
         db,
         known_devices,
@@ -393,7 +395,11 @@ async def remember_device(db: AsyncSession, user_id: str, device_key: str, now: 
             .where(known_devices.c.user_id == user_id, known_devices.c.device_key == device_key)
             .values(last_seen_at=now)
         )
-    return added
+        return False
+    others = select(known_devices.c.device_key).where(
+        known_devices.c.user_id == user_id, known_devices.c.device_key != device_key
+    )
+    return (await db.execute(others.limit(1))).first() is not None
 
 
 # --- account deletion -------------------------------------------------------------------

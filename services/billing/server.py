@@ -12,6 +12,7 @@ from services.billing.rules import AlertSink, RuleChecks
 from services.billing.scheduler import Scheduler
 from services.billing.settings import BillingMeshSettings
 from services.billing.usecases import Alerts, Bills, Budgets, Calendars, CategoryCopies
+from services.kit.db.erasure import OwnedThrough, erasing
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
@@ -24,8 +25,15 @@ EXPENSE_CHANGES = Subscription(
 )
 CATEGORY_CHANGES = Subscription("billing_categories", (events_pb2.CategoryChanged,))
 PROFILE_CHANGES = Subscription("billing_profiles", (events_pb2.ProfileUpdated,))
+DELETIONS = Subscription("billing_erasure", (events_pb2.UserDeleted,))
 # Every consumer the wiring starts; docs/events.md lists them.
-SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES)
+SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES, DELETIONS)
+# Billing's tables keyed through a parent of the user's, erased with it.
+OWNED_THROUGH = (
+    OwnedThrough(storage.budget_amounts, "budget_id", storage.budgets, "budget_id"),
+    OwnedThrough(storage.budget_spend, "budget_id", storage.budgets, "budget_id"),
+    OwnedThrough(storage.bill_settlements, "bill_id", storage.bills, "bill_id"),
+)
 
 
 def build_app(settings: BillingMeshSettings) -> ServiceApp:
@@ -40,6 +48,9 @@ def build_app(settings: BillingMeshSettings) -> ServiceApp:
     runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
     runtime.consume(storage.inbox_table, CATEGORY_CHANGES, handlers.on_category_event)
     runtime.consume(storage.inbox_table, PROFILE_CHANGES, handlers.on_profile_event)
+    runtime.consume(
+        storage.inbox_table, DELETIONS, erasing(storage.metadata, OWNED_THROUGH, statuses.invalidate)
+    )
     # A tombstone only has to outlast the events that could still arrive for its expense.
     runtime.purger.keep(
         storage.expenses, "updated_at", settings.retention.inbox_window, storage.expenses.c.deleted.is_(True)

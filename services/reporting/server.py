@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from expense.events.v1 import events_pb2
 from expense.reporting.v1 import reporting_pb2_grpc
+from services.kit.db.erasure import erasing
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.responses import ResponseCache
@@ -24,8 +25,9 @@ EXPENSE_CHANGES = Subscription(
 )
 CATEGORY_CHANGES = Subscription("reporting_categories", (events_pb2.CategoryChanged,))
 PROFILE_CHANGES = Subscription("reporting_profiles", (events_pb2.ProfileUpdated,))
+DELETIONS = Subscription("reporting_erasure", (events_pb2.UserDeleted,))
 # Every consumer the wiring starts; docs/events.md lists them.
-SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES)
+SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES, DELETIONS)
 
 
 def build_app(settings: ReportingMeshSettings) -> ServiceApp:
@@ -44,6 +46,7 @@ def build_app(settings: ReportingMeshSettings) -> ServiceApp:
     runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
     runtime.consume(storage.inbox_table, CATEGORY_CHANGES, handlers.on_category_event)
     runtime.consume(storage.inbox_table, PROFILE_CHANGES, handlers.on_profile_event)
+    runtime.consume(storage.inbox_table, DELETIONS, erasing(storage.metadata, forget=cache.invalidate))
     # A tombstone only has to outlast the events that could still arrive for its expense,
     # as an inbox record does.
     runtime.purger.keep(storage.expenses, "updated_at", settings.retention.inbox_window, storage.tombstones)

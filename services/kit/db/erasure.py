@@ -1,0 +1,72 @@
+"""Erasing a user (the `user.deleted` event): every row of the user in a service's own
+tables, in one transaction (the consumer's inbox transaction, so a redelivery finds
+nothing left to delete and changes nothing).
+
+A table holding the user's rows has a `user_id` column; a table keyed only through a
+parent (billing's budget amounts under budgets) is named with that parent. The kit's
+own tables (outbox, inbox, leases) carry no user column: the service's published events
+go with the outbox's replay window."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import MetaData, Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from expense.events.v1 import events_pb2
+from services.kit.events.subscription import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OwnedThrough:
+    """Rows of `table` whose `column` is a `parent_column` of the user's `parent` rows."""
+
+    table: Table
+    column: str
+    parent: Table
+    parent_column: str
+
+
+def user_tables(metadata: MetaData) -> list[Table]:
+    """Tables with a user_id column, dependents before the tables they reference."""
+    return [table for table in reversed(metadata.sorted_tables) if "user_id" in table.c]
+
+
+async def erase_user(
+    session: AsyncSession, metadata: MetaData, user_id: str, owned_through: Sequence[OwnedThrough] = ()
+) -> dict[str, int]:
+    """Deletes the user's rows; answers the rows deleted per table (tables left alone
+    absent). Rows owned through a parent go first, while the parent still names them."""
+    deleted: dict[str, int] = {}
+    for owned in owned_through:
+        parents = select(owned.parent.c[owned.parent_column]).where(owned.parent.c.user_id == user_id)
+        result = await session.execute(delete(owned.table).where(owned.table.c[owned.column].in_(parents)))
+        deleted[owned.table.name] = int(result.rowcount)
+    for table in user_tables(metadata):
+        result = await session.execute(delete(table).where(table.c.user_id == user_id))
+        deleted[table.name] = int(result.rowcount)
+    return {name: rows for name, rows in deleted.items() if rows}
+
+
+def erasing(
+    metadata: MetaData,
+    owned_through: Sequence[OwnedThrough] = (),
+    forget: Callable[[list[str]], Awaitable[None]] | None = None,
+) -> Callable[[AsyncSession, Event[events_pb2.UserDeleted]], Awaitable[None]]:
+    """The handler of a service's `user.deleted` consumer; `forget` drops what the service
+    caches of these users (after the deletes, before the commit: a read racing it may
+    cache the old answer again until its TTL; the data itself is gone)."""
+
+    async def on_user_deleted(session: AsyncSession, event: Event[events_pb2.UserDeleted]) -> None:
+        user_id = event.payload.user_id or event.user_id
+        deleted = await erase_user(session, metadata, user_id, owned_through)
+        if forget is not None:
+            await forget([user_id])
+        log.info("user erased", extra={"user_id": user_id, "rows": deleted})
+
+    return on_user_deleted
