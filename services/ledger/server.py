@@ -49,7 +49,11 @@ def build_app(settings: LedgerMeshSettings) -> ServiceApp:
         preferences.forget(event.user_id, latest)
 
     runtime.consume(storage.inbox, PREFERENCE_CHANGES, forget_preferences)
-    runtime.consume(storage.inbox, DELETIONS, erasing(storage.metadata))
+    runtime.consume(
+        storage.inbox,
+        DELETIONS,
+        erasing(storage.metadata, around=(storage.permit_erasure, storage.end_erasure)),
+    )
     runtime.purger.keep(storage.idempotency_keys, "created_at", settings.retention.idempotency_window)
     servicers = [
         (

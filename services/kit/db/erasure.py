@@ -37,11 +37,22 @@ def user_tables(metadata: MetaData) -> list[Table]:
     return [table for table in reversed(metadata.sorted_tables) if "user_id" in table.c]
 
 
+# Runs around the deletes in the same transaction (the ledger opens its append-only
+# history to the erasure and closes it again).
+ErasureHook = Callable[[AsyncSession, str], Awaitable[None]]
+
+
 async def erase_user(
-    session: AsyncSession, metadata: MetaData, user_id: str, owned_through: Sequence[OwnedThrough] = ()
+    session: AsyncSession,
+    metadata: MetaData,
+    user_id: str,
+    owned_through: Sequence[OwnedThrough] = (),
+    around: tuple[ErasureHook, ErasureHook] | None = None,
 ) -> dict[str, int]:
     """Deletes the user's rows; answers the rows deleted per table (tables left alone
     absent). Rows owned through a parent go first, while the parent still names them."""
+    if around is not None:
+        await around[0](session, user_id)
     deleted: dict[str, int] = {}
     for owned in owned_through:
         parents = select(owned.parent.c[owned.parent_column]).where(owned.parent.c.user_id == user_id)
@@ -50,6 +61,8 @@ async def erase_user(
     for table in user_tables(metadata):
         result = await session.execute(delete(table).where(table.c.user_id == user_id))
         deleted[table.name] = int(result.rowcount)
+    if around is not None:
+        await around[1](session, user_id)
     return {name: rows for name, rows in deleted.items() if rows}
 
 
@@ -57,6 +70,7 @@ def erasing(
     metadata: MetaData,
     owned_through: Sequence[OwnedThrough] = (),
     forget: Callable[[list[str]], Awaitable[None]] | None = None,
+    around: tuple[ErasureHook, ErasureHook] | None = None,
 ) -> Callable[[AsyncSession, Event[events_pb2.UserDeleted]], Awaitable[None]]:
     """The handler of a service's `user.deleted` consumer; `forget` drops what the service
     caches of these users (after the deletes, before the commit: a read racing it may
@@ -64,7 +78,7 @@ def erasing(
 
     async def on_user_deleted(session: AsyncSession, event: Event[events_pb2.UserDeleted]) -> None:
         user_id = event.payload.user_id or event.user_id
-        deleted = await erase_user(session, metadata, user_id, owned_through)
+        deleted = await erase_user(session, metadata, user_id, owned_through, around)
         if forget is not None:
             await forget([user_id])
         log.info("user erased", extra={"user_id": user_id, "rows": deleted})
