@@ -6,6 +6,8 @@ from __future__ import annotations
 from expense.events.v1 import events_pb2
 from expense.reporting.v1 import reporting_pb2_grpc
 from services.kit.db.erasure import erasing
+from services.kit.db.unit_of_work import UnitsOfWork
+from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.responses import ResponseCache
@@ -13,6 +15,7 @@ from services.kit.runtime import Runtime
 from services.reporting import storage
 from services.reporting.api import ReportingServicer
 from services.reporting.events import EventHandlers
+from services.reporting.monthly import MonthlyReports
 from services.reporting.preferences import StoredPreferences, UserServicePreferences
 from services.reporting.settings import ReportingMeshSettings
 from services.reporting.usecases import ReportRequests, Reports
@@ -34,13 +37,14 @@ def build_app(settings: ReportingMeshSettings) -> ServiceApp:
     runtime = Runtime("reporting", settings)
     verifier = runtime.remote_verifier()
     cache = ResponseCache(runtime.cache, settings.reporting.cache_ttl_seconds, "report")
+    stored_preferences = StoredPreferences(runtime.db, settings.user.defaults)
     preferences = UserServicePreferences(
         PreferencesClient(
             settings.service_address("user"),
             settings.resilience.fallback_call_timeout_seconds,
             settings.resilience,
         ),
-        StoredPreferences(runtime.db, settings.user.defaults),
+        stored_preferences,
     )
     handlers = EventHandlers(cache.invalidate, preferences.forget)
     runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
@@ -50,7 +54,13 @@ def build_app(settings: ReportingMeshSettings) -> ServiceApp:
     # A tombstone only has to outlast the events that could still arrive for its expense,
     # as an inbox record does.
     runtime.purger.keep(storage.expenses, "updated_at", settings.retention.inbox_window, storage.tombstones)
-    reports = ReportRequests(Reports(runtime.db, settings.reporting), preferences, cache, settings.reporting)
+    figures = Reports(runtime.db, settings.reporting)
+    reports = ReportRequests(figures, preferences, cache, settings.reporting)
+    # The monthly report needs no user token: reporting's own copy of the profile says
+    # the user's time zone and locale.
+    units = UnitsOfWork(runtime.db, runtime.outbox(storage.outbox_table))
+    monthly = MonthlyReports(units, figures, stored_preferences, settings.reporting.monthly, utcnow)
+    runtime.background.append(monthly.run)
     servicer = ReportingServicer(reports)
     app = runtime.app(
         verifier, [(reporting_pb2_grpc.add_ReportingServiceServicer_to_server, servicer, SERVICE_NAME)]
