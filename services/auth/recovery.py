@@ -176,7 +176,7 @@ class Recovery:
                 events_pb2.SecurityEvent(
                     user_id=account.user_id,
                     email=account.email,
-                    kind=events_pb2.SecurityEvent.PASSWORD_CHANGED,
+                    kind=events_pb2.SecurityEvent.KIND_PASSWORD_CHANGED,
                     occur_time=rfc3339(now),
                     cause="reset",
                     revoked_sessions=len(revoked),

@@ -123,7 +123,7 @@ class Accounts:
             if await storage.remember_device(unit.session, account.user_id, _device(client), now):
                 await unit.publish(
                     account.user_id,
-                    security_event(account, events_pb2.SecurityEvent.NEW_DEVICE_SIGN_IN, now, client),
+                    security_event(account, events_pb2.SecurityEvent.KIND_NEW_DEVICE_SIGN_IN, now, client),
                 )
             session_id, refresh_token = await self._start_session(unit.session, account.user_id, client)
         log.info("logged in", extra={"user_id": account.user_id, "session_id": session_id})
@@ -211,7 +211,7 @@ class Accounts:
     async def _publish_all_revoked(
         unit: UnitOfWork, account: Account, now: datetime, revoked: int, client: ClientInfo | None = None
     ) -> None:
-        event = security_event(account, events_pb2.SecurityEvent.ALL_SESSIONS_REVOKED, now, client)
+        event = security_event(account, events_pb2.SecurityEvent.KIND_ALL_SESSIONS_REVOKED, now, client)
         event.revoked_sessions = revoked
         await unit.publish(account.user_id, event)
 
@@ -266,7 +266,7 @@ class Accounts:
             revoked = await storage.revoke_sessions(
                 unit.session, account.user_id, RevokeReason.PASSWORD_CHANGE, now, keep=identity.session_id
             )
-            event = security_event(account, events_pb2.SecurityEvent.PASSWORD_CHANGED, now, client)
+            event = security_event(account, events_pb2.SecurityEvent.KIND_PASSWORD_CHANGED, now, client)
             event.cause, event.revoked_sessions = "change", len(revoked)
             await unit.publish(account.user_id, event)
         await self.forget_sessions(revoked)

@@ -139,10 +139,10 @@ async def test_reset_sets_the_password_ends_every_session_and_works_once(
     # Each login of the test came from another network: new devices, besides the one change.
     kinds = [event.kind for event in security]  # type: ignore[attr-defined]
     assert set(kinds) == {
-        events_pb2.SecurityEvent.NEW_DEVICE_SIGN_IN,
-        events_pb2.SecurityEvent.PASSWORD_CHANGED,
+        events_pb2.SecurityEvent.KIND_NEW_DEVICE_SIGN_IN,
+        events_pb2.SecurityEvent.KIND_PASSWORD_CHANGED,
     }
-    [changed] = [event for event in security if event.kind == events_pb2.SecurityEvent.PASSWORD_CHANGED]  # type: ignore[attr-defined]
+    [changed] = [event for event in security if event.kind == events_pb2.SecurityEvent.KIND_PASSWORD_CHANGED]  # type: ignore[attr-defined]
     assert (changed.cause, changed.revoked_sessions) == ("reset", 2)  # type: ignore[attr-defined]
 
 
@@ -302,7 +302,7 @@ async def test_a_login_from_a_new_device_is_a_security_event_and_a_known_one_is_
     await auth_service.log_in(login.email, login.password, ip=elsewhere)
     await auth_service.log_in(login.email, login.password, ip="203.0.113.77")  # same /24: known
     [event] = await EventTap(auth_service, events_pb2.SecurityEvent).find(login.user_id)
-    assert event.kind == events_pb2.SecurityEvent.NEW_DEVICE_SIGN_IN  # type: ignore[attr-defined]
+    assert event.kind == events_pb2.SecurityEvent.KIND_NEW_DEVICE_SIGN_IN  # type: ignore[attr-defined]
     assert event.ip_address == elsewhere  # type: ignore[attr-defined]
 
 
@@ -315,7 +315,7 @@ async def test_logout_with_only_an_access_token_ends_every_session(auth_service:
     await assert_token_refused(auth_service, other)
     await rpc_error(auth_service.refresh(other.tokens.refresh_token), grpc.StatusCode.UNAUTHENTICATED)
     [event] = await EventTap(auth_service, events_pb2.SecurityEvent).find(login.user_id)
-    assert event.kind == events_pb2.SecurityEvent.ALL_SESSIONS_REVOKED  # type: ignore[attr-defined]
+    assert event.kind == events_pb2.SecurityEvent.KIND_ALL_SESSIONS_REVOKED  # type: ignore[attr-defined]
     assert event.revoked_sessions == 2  # type: ignore[attr-defined]
     # A revoked token, and none at all, are refused.
     await rpc_error(

@@ -91,13 +91,13 @@ class SecurityEvent(_message.Message):
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[SecurityEvent.Kind]
-        NEW_DEVICE_SIGN_IN: _ClassVar[SecurityEvent.Kind]
-        PASSWORD_CHANGED: _ClassVar[SecurityEvent.Kind]
-        ALL_SESSIONS_REVOKED: _ClassVar[SecurityEvent.Kind]
+        KIND_NEW_DEVICE_SIGN_IN: _ClassVar[SecurityEvent.Kind]
+        KIND_PASSWORD_CHANGED: _ClassVar[SecurityEvent.Kind]
+        KIND_ALL_SESSIONS_REVOKED: _ClassVar[SecurityEvent.Kind]
     KIND_UNSPECIFIED: SecurityEvent.Kind
-    NEW_DEVICE_SIGN_IN: SecurityEvent.Kind
-    PASSWORD_CHANGED: SecurityEvent.Kind
-    ALL_SESSIONS_REVOKED: SecurityEvent.Kind
+    KIND_NEW_DEVICE_SIGN_IN: SecurityEvent.Kind
+    KIND_PASSWORD_CHANGED: SecurityEvent.Kind
+    KIND_ALL_SESSIONS_REVOKED: SecurityEvent.Kind
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
