@@ -140,6 +140,10 @@ class MonthlyReports:
         month = month_to_report(today, self.settings.catch_up_days)
         if month is None:
             return False
+        async with self.units.db.read() as connection:
+            # The rounds of the catch-up days repeat: a report out already costs no summary.
+            if await storage.monthly_report_sent(connection, user_id, month_key(month)):
+                return False
         viewer = Viewer(user_id, today, preferences.first_day_of_week, preferences.default_currency)
         reports = await self.reports.summary(viewer, month)
         if not any(report.total.count for report in reports):

@@ -711,6 +711,13 @@ async def users_with_monthly_spending(db: Queryable, since: date, after: str, li
     return [row[0] for row in (await _execute(db, query)).all()]
 
 
+async def monthly_report_sent(db: Queryable, user_id: str, month: str) -> bool:
+    query = select(monthly_reports.c.month).where(
+        monthly_reports.c.user_id == user_id, monthly_reports.c.month == month
+    )
+    return (await _execute(db, query)).first() is not None
+
+
 async def claim_monthly_report(session: AsyncSession, user_id: str, month: str, now: datetime) -> bool:
     """False when the (user, month) report was already published."""
     return await insert_ignore(
