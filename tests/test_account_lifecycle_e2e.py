@@ -7,23 +7,43 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import psycopg
 import pytest
 
-from tests.mesh import Mesh
+from tests.infra import REDIS_URL, fresh_postgres_database, require
+from tests.mesh import Mesh, forget_run, on_secured_nats
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "violet-harbor-tune-42-life"
 ERASURE_TIMEOUT_SECONDS = 30.0
-SCHEMAS = ("auth", "user", "ledger", "reporting", "billing", "templating")
+SCHEMAS = ("auth", "user", "ledger", "reporting", "billing")
+
+
+# Every service holding user data (templating holds none: templates only).
+SERVICES = ["auth", "user", "ledger", "reporting", "billing"]
+
+
+@pytest.fixture(scope="module")
+def lifecycle_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    require("Redis", "127.0.0.1", 6379)
+    with fresh_postgres_database() as database_url:
+        env = {"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL}
+        mesh = Mesh(tmp_path_factory.mktemp("mesh-lifecycle"), SERVICES, env=env)
+        with on_secured_nats(mesh):
+            try:
+                mesh.start()
+                yield mesh
+            finally:
+                mesh.stop()
+                forget_run(mesh)
 
 
 @pytest.fixture
-async def client(mesh_postgres: Mesh) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=mesh_postgres.base_url, timeout=10, trust_env=False) as http:
+async def client(lifecycle_mesh: Mesh) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=lifecycle_mesh.base_url, timeout=10, trust_env=False) as http:
         yield http
 
 
@@ -92,9 +112,9 @@ async def test_reset_request_answers_alike_and_logout_needs_only_an_access_token
 
 
 async def test_a_deleted_account_leaves_no_row_in_any_schema(
-    client: httpx.AsyncClient, mesh_postgres: Mesh
+    client: httpx.AsyncClient, lifecycle_mesh: Mesh
 ) -> None:
-    dsn = _dsn(mesh_postgres)
+    dsn = _dsn(lifecycle_mesh)
     email, tokens = await _sign_up(client)
     user_id = tokens["user"]["user_id"]
     expense = {"request_id": secrets.token_hex(8), "amount": "45.00", "currency": "INR", "merchant": "Cafe"}
