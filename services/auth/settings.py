@@ -48,6 +48,8 @@ class AuthSettings(BaseModel):
     email_verification_url: str = "https://app.example.com/verify-email?token={token}"
     verification_resends_per_user: int = Field(5, ge=1)
     verification_resend_window_seconds: int = Field(3600, ge=1)
+    # A device not signed in from for this long is forgotten (its next login is "new" again).
+    device_memory_days: int = Field(180, ge=1)
     # How often published outbox rows that carry a raw token are deleted (they are
     # not kept for the replay window like other events).
     secret_outbox_prune_seconds: float = Field(5.0, gt=0, le=300)

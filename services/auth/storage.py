@@ -402,6 +402,11 @@ async def remember_device(db: AsyncSession, user_id: str, device_key: str, now: 
     return (await db.execute(others.limit(1))).first() is not None
 
 
+async def forget_devices(db: AsyncSession, last_seen_before: datetime) -> int:
+    result = await db.execute(delete(known_devices).where(known_devices.c.last_seen_at < last_seen_before))
+    return int(result.rowcount)
+
+
 # --- account deletion -------------------------------------------------------------------
 
 

@@ -368,8 +368,10 @@ class Accounts:
             try:
                 async with self.units.begin() as unit:
                     purged = await storage.purge_sessions(unit.session, utcnow() - ENDED_SESSION_RETENTION)
-                if purged:
-                    log.info("purged ended sessions", extra={"count": purged})
+                    unused = utcnow() - timedelta(days=self.settings.auth.device_memory_days)
+                    forgotten = await storage.forget_devices(unit.session, unused)
+                if purged or forgotten:
+                    log.info("purged ended sessions", extra={"count": purged, "devices": forgotten})
             except Exception as error:
                 log.warning("session purge failed", extra={"error": repr(error)})
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)

@@ -306,6 +306,24 @@ async def test_a_login_from_a_new_device_is_a_security_event_and_a_known_one_is_
     assert event.ip_address == elsewhere  # type: ignore[attr-defined]
 
 
+async def test_devices_unused_for_long_are_forgotten(auth_service: AuthUnderTest, db: Database) -> None:
+    login = await auth_service.sign_up()
+    await auth_service.log_in(login.email, login.password, ip="203.0.113.10")
+    async with db.transaction() as session:
+        await session.execute(
+            update(storage.known_devices)
+            .where(storage.known_devices.c.user_id == login.user_id)
+            .values(last_seen_at=datetime.now(UTC) - timedelta(days=181))
+        )
+        await storage.remember_device(session, login.user_id, "recent", datetime.now(UTC))
+        cutoff = datetime.now(UTC) - timedelta(days=auth_service.settings.auth.device_memory_days)
+        assert await storage.forget_devices(session, cutoff) >= 2
+        kept = select(storage.known_devices.c.device_key).where(
+            storage.known_devices.c.user_id == login.user_id
+        )
+        assert (await session.execute(kept)).scalars().all() == ["recent"]
+
+
 async def test_logout_with_only_an_access_token_ends_every_session(auth_service: AuthUnderTest) -> None:
     login = await auth_service.sign_up()
     other = await auth_service.log_in(login.email, login.password, ip=login.ip)
