@@ -12,7 +12,7 @@ from services.billing.rules import AlertSink, RuleChecks
 from services.billing.scheduler import Scheduler
 from services.billing.settings import BillingMeshSettings
 from services.billing.usecases import Alerts, Bills, Budgets, Calendars, CategoryCopies
-from services.kit.db.erasure import OwnedThrough, erasing
+from services.kit.db.erasure import ErasedUsers, OwnedThrough, erasing
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
@@ -45,11 +45,18 @@ def build_app(settings: BillingMeshSettings) -> ServiceApp:
     checks = RuleChecks(config, AlertSink(config))
     statuses = ResponseCache(runtime.cache, config.status_cache_seconds, "budgets")
     handlers = EventHandlers(units, calendars, checks, statuses)
-    runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
-    runtime.consume(storage.inbox_table, CATEGORY_CHANGES, handlers.on_category_event)
-    runtime.consume(storage.inbox_table, PROFILE_CHANGES, handlers.on_profile_event)
+    # The ledger's and user's events of a user erased meanwhile are skipped (they would
+    # bring data back); the erasure records the user for as long as such events may come.
+    erased = ErasedUsers(storage.erased_users)
+    inbox = storage.inbox_table
+    runtime.consume_batches(inbox, EXPENSE_CHANGES, erased.skipping_batches(handlers.on_expense_events))
+    runtime.consume(inbox, CATEGORY_CHANGES, erased.skipping(handlers.on_category_event))
+    runtime.consume(inbox, PROFILE_CHANGES, erased.skipping(handlers.on_profile_event))
+    runtime.purger.keep(storage.erased_users, "erased_at", settings.retention.inbox_window)
     runtime.consume(
-        storage.inbox_table, DELETIONS, erasing(storage.metadata, OWNED_THROUGH, statuses.invalidate)
+        storage.inbox_table,
+        DELETIONS,
+        erasing(storage.metadata, OWNED_THROUGH, statuses.invalidate, erased=erased),
     )
     # A tombstone only has to outlast the events that could still arrive for its expense.
     runtime.purger.keep(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from expense.events.v1 import events_pb2
 from expense.reporting.v1 import reporting_pb2_grpc
-from services.kit.db.erasure import erasing
+from services.kit.db.erasure import ErasedUsers, erasing
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Subscription
@@ -47,10 +47,14 @@ def build_app(settings: ReportingMeshSettings) -> ServiceApp:
         stored_preferences,
     )
     handlers = EventHandlers(cache.invalidate, preferences.forget)
-    runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
-    runtime.consume(storage.inbox_table, CATEGORY_CHANGES, handlers.on_category_event)
-    runtime.consume(storage.inbox_table, PROFILE_CHANGES, handlers.on_profile_event)
-    runtime.consume(storage.inbox_table, DELETIONS, erasing(storage.metadata, forget=cache.invalidate))
+    # The ledger's events of a user erased meanwhile are skipped: they would bring data back.
+    erased = ErasedUsers(storage.erased_users)
+    inbox = storage.inbox_table
+    runtime.consume_batches(inbox, EXPENSE_CHANGES, erased.skipping_batches(handlers.on_expense_events))
+    runtime.consume(inbox, CATEGORY_CHANGES, erased.skipping(handlers.on_category_event))
+    runtime.consume(inbox, PROFILE_CHANGES, erased.skipping(handlers.on_profile_event))
+    runtime.consume(inbox, DELETIONS, erasing(storage.metadata, forget=cache.invalidate, erased=erased))
+    runtime.purger.keep(storage.erased_users, "erased_at", settings.retention.inbox_window)
     # A tombstone only has to outlast the events that could still arrive for its expense,
     # as an inbox record does.
     runtime.purger.keep(storage.expenses, "updated_at", settings.retention.inbox_window, storage.tombstones)

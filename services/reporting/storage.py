@@ -51,6 +51,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import Queryable, UtcDateTime
+from services.kit.db.erasure import erased_users_table
 from services.kit.db.sql import execute_rows, insert_ignore, rows_insert
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.tables import add_event_tables
@@ -70,6 +71,8 @@ CHUNK = 500
 
 metadata = MetaData()
 outbox_table, inbox_table = add_event_tables(metadata)
+erased_users = erased_users_table(metadata)
+Index("ix_erased_users_erased_at", erased_users.c.erased_at)
 
 expenses = Table(
     "expenses",

@@ -24,19 +24,25 @@ from services.billing.server import OWNED_THROUGH
 from services.kit.config.settings import MeshSettings
 from services.kit.db import migrations
 from services.kit.db.engine import Database
-from services.kit.db.erasure import ErasureHook, OwnedThrough, erasing
+from services.kit.db.erasure import ErasedUsers, ErasureHook, OwnedThrough, erasing
 from services.kit.events.subscription import Event
 from services.ledger import storage as ledger_storage
 from services.reporting import storage as reporting_storage
 from services.user import storage as user_storage
 
-KIT_TABLES = {"outbox", "inbox", "leases", "erasure_permits"}
+KIT_TABLES = {"outbox", "inbox", "leases", "erasure_permits", "erased_users"}
+Around = tuple[ErasureHook, ErasureHook] | None
 # Each service's handler, as its server.py wires it.
-SERVICES: dict[str, tuple[MetaData, Sequence[OwnedThrough], tuple[ErasureHook, ErasureHook] | None]] = {
-    "user": (user_storage.metadata, (), None),
-    "ledger": (ledger_storage.metadata, (), (ledger_storage.permit_erasure, ledger_storage.end_erasure)),
-    "reporting": (reporting_storage.metadata, (), None),
-    "billing": (billing_storage.metadata, OWNED_THROUGH, None),
+SERVICES: dict[str, tuple[MetaData, Sequence[OwnedThrough], Around, Table | None]] = {
+    "user": (user_storage.metadata, (), None, None),
+    "ledger": (
+        ledger_storage.metadata,
+        (),
+        (ledger_storage.permit_erasure, ledger_storage.end_erasure),
+        None,
+    ),
+    "reporting": (reporting_storage.metadata, (), None, reporting_storage.erased_users),
+    "billing": (billing_storage.metadata, OWNED_THROUGH, None, billing_storage.erased_users),
 }
 
 
@@ -107,7 +113,8 @@ async def _rows_of(db: Database, metadata: MetaData, user_id: str) -> dict[str, 
 async def test_erasure_leaves_no_row_of_the_user_and_every_row_of_the_others(
     service: str, database_url: str, tmp_path: Path
 ) -> None:
-    metadata, owned_through, around = SERVICES[service]
+    metadata, owned_through, around, erased_table = SERVICES[service]
+    erased = ErasedUsers(erased_table) if erased_table is not None else None
     settings = MeshSettings(database_url=database_url, data_dir=tmp_path)
     await asyncio.to_thread(migrations.upgrade, service, settings)
     db = Database.for_service(settings, service, pool_size=2)
@@ -120,7 +127,7 @@ async def test_erasure_leaves_no_row_of_the_user_and_every_row_of_the_others(
         everything = {table.name: 1 for table in _user_tables(metadata)}
         assert await _rows_of(db, metadata, gone) == everything
 
-        handler = erasing(metadata, owned_through, around=around)
+        handler = erasing(metadata, owned_through, around=around, erased=erased)
         event = Event("e1", "user.deleted", gone, "auth", events_pb2.UserDeleted(user_id=gone))
         for _ in range(2):  # a redelivery finds nothing more to delete
             async with db.transaction() as session:
@@ -129,6 +136,8 @@ async def test_erasure_leaves_no_row_of_the_user_and_every_row_of_the_others(
             assert await _rows_of(db, metadata, kept) == everything
         if service == "ledger":
             await _assert_history_still_append_only(db)
+        if erased is not None:
+            await _assert_late_events_are_skipped(db, erased, gone, kept)
     finally:
         await db.dispose()
 
@@ -141,3 +150,26 @@ async def _assert_history_still_append_only(db: Database) -> None:
     with pytest.raises(DBAPIError, match="append-only"):
         async with db.transaction() as session:
             await session.execute(delete(ledger_storage.ledger_entries))
+
+
+async def _assert_late_events_are_skipped(db: Database, erased: ErasedUsers, gone: str, kept: str) -> None:
+    """The erasure is on record by id alone; the erased user's late events reach no handler,
+    the others' do, one at a time and in batches."""
+    async with db.transaction() as session:
+        column = erased.table.c.erased_user_id
+        assert (await session.execute(select(column))).scalars().all() == [gone]
+    handled: list[str] = []
+
+    async def handler(session: Any, event: Event[Any]) -> None:
+        handled.append(event.user_id)
+
+    async def batch_handler(session: Any, events: Sequence[Event[Any]]) -> None:
+        handled.extend(event.user_id for event in events)
+
+    late = [Event(f"e-{user}", "expense.created", user, "ledger", None) for user in (gone, kept, gone)]
+    async with db.transaction() as session:
+        for event in late:
+            await erased.skipping(handler)(session, event)
+        await erased.skipping_batches(batch_handler)(session, late)
+        await erased.skipping_batches(batch_handler)(session, [late[0]])
+    assert handled == [kept, kept]

@@ -1,5 +1,6 @@
 """Monthly reports: the (user, month) key of each report.monthly_ready published, the
-scheduler's lease, and the locale in reporting's copy of profiles.
+scheduler's lease, and the locale in reporting's copy of profiles. Erasure: the users
+erased lately (services/kit/db/erasure.py), whose late events are skipped.
 
 Revision ID: 0005
 Revises: 0004
@@ -30,6 +31,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", "month"),
     )
     op.create_table(
+        "erased_users",
+        sa.Column("erased_user_id", sa.String(64), primary_key=True),
+        sa.Column("erased_at", UTC_DATETIME, nullable=False),
+    )
+    op.create_index("ix_erased_users_erased_at", "erased_users", ["erased_at"])
+    op.create_table(
         "leases",
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("holder", sa.String(128), nullable=False),
@@ -39,6 +46,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("leases")
+    op.drop_index("ix_erased_users_erased_at", "erased_users")
+    op.drop_table("erased_users")
     op.drop_table("monthly_reports")
     with op.batch_alter_table("profiles") as batch:
         batch.drop_column("locale")
