@@ -36,6 +36,7 @@ EXPECTED_SCENARIOS = {
     "alert latency (create)",
     "alert latency",
     "login (argon2id)",
+    "password reset request",
     "login throttle",
     "bulk import",
 }

@@ -13,6 +13,7 @@ from bench.scenarios.event_lag import event_lag
 from bench.scenarios.expenses import create_expense, list_expenses
 from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
+from bench.scenarios.password_reset import password_reset_request
 from bench.scenarios.reports import summaries_cached, summaries_uncached
 
 Scenario = Callable[[Bench], Awaitable[None]]
@@ -27,5 +28,6 @@ SCENARIOS: dict[str, Scenario] = {
     "event-lag": event_lag,
     "alert-latency": alert_latency,
     "login": login,
+    "reset-request": password_reset_request,
     "import": bulk_import,
 }

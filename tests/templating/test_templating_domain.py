@@ -290,3 +290,23 @@ def test_a_broken_default_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").unlink()
     [draft] = load_drafts(tmp_path)
     assert (draft.template, draft.body, draft.variables) == (TemplateId("a.b", "sms", "en"), "hi", ())
+
+
+MONTHLY = [draft for draft in DEFAULTS if draft.template.key == "report.monthly"]
+
+
+@pytest.mark.parametrize("draft", MONTHLY, ids=lambda d: f"{d.template.channel}/{d.template.locale}")
+def test_the_monthly_report_renders_without_a_previous_month_or_budgets(
+    renderer: Renderer, draft: VersionDraft
+) -> None:
+    """report.monthly_ready has no change for a currency new this month, and no budgets'
+    outcome yet: those variables are optional, and their sentences drop out."""
+    sample = {
+        name: value for name, value in draft.sample.items() if not name.startswith(("change", "budget"))
+    }
+    values = bind_variables(draft.variables, sample, "default")
+    _subject, body, *parameters = renderer.render(sources(draft), values, babel_locale(draft.template.locale))
+    assert body and "month before" not in body and "Budgets" not in body
+    assert "48,250.75" in body or "48250.75" in body or draft.template.channel == "whatsapp"
+    if draft.whatsapp is not None:
+        assert all(parameters)
