@@ -14,7 +14,7 @@ from services.kit.domain.money import MoneyError, currencies, parse_amount
 RUPEE_TOKENS = frozenset({"RS", "RS.", "INR", "INR.", "₹", "RUPEES", "RUPEE", "RE", "RE."})
 # Symbols some foreign issuers write instead of the code.
 CURRENCY_SYMBOLS = {"$": "USD", "US$": "USD", "S$": "SGD", "€": "EUR", "£": "GBP", "฿": "THB", "¥": "JPY"}
-_GROUPED = re.compile(r"[0-9]{1,3}(?:,[0-9]{2,3})*(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _SPACES = re.compile(r"\s+")
 _VPA = re.compile(r"^[a-z0-9._-]{2,64}@[a-z][a-z0-9.]{1,32}$", re.ASCII)
 # Words around a merchant name that are not part of it.
@@ -33,7 +33,7 @@ def currency_of(token: str | None, default: str = "INR") -> str | None:
     """ "Rs." -> INR, "usd" -> USD; None for a token that names no known currency."""
     if not token:
         return default
-    cleaned = token.strip().upper()
+    cleaned = token.strip().upper().rstrip(":")
     if cleaned in RUPEE_TOKENS:
         return "INR"
     if cleaned in CURRENCY_SYMBOLS:
@@ -46,10 +46,11 @@ def decimal_amount(text: str | None) -> Decimal | None:
     text is no amount (or an absurdly long one)."""
     if not text:
         return None
-    match = _GROUPED.search(text.replace(" ", ""))
+    # Commas group digits (Indian 1,23,456 or western 123,456): both only separate.
+    match = _NUMBER.search(text.replace(" ", "").replace(",", ""))
     if match is None:
         return None
-    digits = match.group().replace(",", "")
+    digits = match.group()
     if len(digits.split(".")[0]) > _MAX_AMOUNT_DIGITS:
         return None
     try:

@@ -129,7 +129,7 @@ def extract_generic(rules: GenericRules, issuer: Issuer | None, text: str, recei
     direction = _direction(rules, text)
     if direction is None:
         return not_transaction("no debit or credit verb")
-    amount, balance, limit = None, None, None
+    amount, other, balance, limit = None, None, None, None
     default_currency = issuer.default_currency if issuer else rules.default_currency
     for money in rules.money.finditer(text):
         value = normalise.decimal_amount(money["amount"] or money["amount_after"])
@@ -144,6 +144,10 @@ def extract_generic(rules: GenericRules, issuer: Issuer | None, text: str, recei
             limit = value
         elif role is None and amount is None:
             amount = (value, currency)
+        elif role == "other" and other is None:
+            other = (value, currency)
+    # "Cashback of Rs.50 credited": the only amount is the one the words set apart.
+    amount = amount or other
     if amount is None:
         return not_transaction("no amount beside a currency")
     party = rules.counterparty.search(text)
