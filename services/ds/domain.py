@@ -4,8 +4,8 @@ expense, and what a user's consent allows. No gRPC, no SQL."""
 
 from __future__ import annotations
 
-import hashlib
 import enum
+import hashlib
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -111,7 +111,12 @@ class SpendCopy:
 
 
 def matching_expense(
-    refund_minor: int, currency: str, merchant: str, refund_on: date, candidates: list[SpendCopy], window_days: int
+    refund_minor: int,
+    currency: str,
+    merchant: str,
+    refund_on: date,
+    candidates: list[SpendCopy],
+    window_days: int,
 ) -> SpendCopy | None:
     """The earlier expense a refund gives money back for: same currency, at most its
     amount, the same merchant (by key), within the window before the refund; the

@@ -21,7 +21,12 @@ _VPA = re.compile(r"^[a-z0-9._-]{2,64}@[a-z][a-z0-9.]{1,32}$", re.ASCII)
 _PARTY_PREFIXES = re.compile(r"^(?:vpa|upi|m/s\.?|ms\.?|merchant|info|to|at|by|from)[\s:/-]+", re.IGNORECASE)
 _PARTY_TRAILING = re.compile(r"[\s.,:;/-]+$")
 _MASK_DIGITS = re.compile(r"[0-9]{2,6}$", re.ASCII)
-_MONTHS = {m: i for i, m in enumerate(("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC").split(), 1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1
+    )
+}
 _DATE_NUMERIC = re.compile(r"^([0-9]{1,4})[-/.:]([0-9]{1,2})[-/.:]([0-9]{2,4})", re.ASCII)
 _DATE_MONTH_NAME = re.compile(r"^([0-9]{1,2})[-/ ]?([A-Za-z]{3})[A-Za-z]*[-/, ]*([0-9]{2,4})", re.ASCII)
 _DATE_NAME_FIRST = re.compile(r"^([A-Za-z]{3})[A-Za-z]* ([0-9]{1,2}),? ([0-9]{4})", re.ASCII)

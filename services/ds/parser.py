@@ -195,4 +195,3 @@ def bookable(parsed: ParsedSms, min_confidence: Decimal) -> bool:
         and parsed.kind in BOOKABLE_KINDS
         and parsed.confidence >= min_confidence
     )
-

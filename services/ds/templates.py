@@ -149,7 +149,9 @@ class ParserConfig:
         for issuer in self.issuers:
             for entity in issuer.senders:
                 if entity in self._by_entity:
-                    raise ValueError(f"sender {entity} belongs to {self._by_entity[entity].id} and {issuer.id}")
+                    raise ValueError(
+                        f"sender {entity} belongs to {self._by_entity[entity].id} and {issuer.id}"
+                    )
                 self._by_entity[entity] = issuer
         # One alternation, each rule a named group, so the reason names the rule.
         self._negative = _compile("|".join(f"(?P<{name}>{rule})" for name, rule in common.negative.items()))

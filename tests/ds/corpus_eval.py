@@ -17,8 +17,19 @@ from services.ds.templates import ParserConfig
 from services.kit.config.settings import REPO_ROOT
 
 CORPUS = Path(__file__).parent / "corpus"
-FIELDS = ("amount", "currency", "direction", "kind", "counterparty", "account_mask", "reference", "txn_date",
-          "balance", "foreign_amount", "foreign_currency")
+FIELDS = (
+    "amount",
+    "currency",
+    "direction",
+    "kind",
+    "counterparty",
+    "account_mask",
+    "reference",
+    "txn_date",
+    "balance",
+    "foreign_amount",
+    "foreign_currency",
+)
 
 
 def load_corpus() -> list[dict]:
@@ -116,14 +127,27 @@ def _count(tally: Tally, parsed: ParsedSms, expect: dict, body: str) -> None:
             if field_correct(parsed, name, str(expect.get(name, ""))):
                 tally.correct[name] += 1
             else:
-                tally.misses.append(f"{name}: got {field_value(parsed, name)!r} want {expect.get(name)!r}: {body}")
+                tally.misses.append(
+                    f"{name}: got {field_value(parsed, name)!r} want {expect.get(name)!r}: {body}"
+                )
 
 
 def table(report: Report) -> str:
-    names = ("amount", "counterparty", "account_mask", "reference", "txn_date", "balance", "direction", "kind")
-    header = "| issuer | eligible | accepted | review | coverage | " + " | ".join(names) + " | negatives (taken) |"
+    names = (
+        "amount",
+        "counterparty",
+        "account_mask",
+        "reference",
+        "txn_date",
+        "balance",
+        "direction",
+        "kind",
+    )
+    header = (
+        "| issuer | eligible | accepted | review | coverage | " + " | ".join(names) + " | negatives (taken) |"
+    )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    rows = sorted(report.by_issuer.items()) + [("**all**", report.overall)]
+    rows = [*sorted(report.by_issuer.items()), ("**all**", report.overall)]
     for issuer, tally in rows:
         cells = [f"{tally.accuracy(name):.1%}" if tally.checked[name] else "-" for name in names]
         lines.append(
