@@ -133,7 +133,8 @@ def test_two_sms_of_one_transaction_share_a_request_id(parser: SmsParser) -> Non
     )
     again = parser.parse(
         "AD-HDFCBK-T",
-        "Sent Rs.450.00 From HDFC Bank A/C *1234 To STARBUCKS COFFEE On 05/11/26 Ref 630912345678 Not You? Call 1",
+        "Sent Rs.450.00 From HDFC Bank A/C *1234 To STARBUCKS COFFEE On 05/11/26 Ref 630912345678 "
+        "Not You? Call 18002586161",
         RECEIVED,
     )
     assert dedupe_key(bank) == dedupe_key(again) == "ref:630912345678"
