@@ -179,7 +179,7 @@ class InsightRules:
                 continue
             now = history.total(current.start, today, currency, category_id)
             middle = _median(values)
-            mad = _median([_rounded(abs(Decimal(value) - middle)) for value in values])
+            mad = _median([_rounded(abs(Decimal(value) - middle)) for value in values])  # Decimal
             if mad:
                 z = CONSISTENCY * (Decimal(now) - middle) / mad
                 unusual = z > self.settings.anomaly_z
@@ -191,7 +191,7 @@ class InsightRules:
             facts = {
                 "this_period": _money(now, currency),
                 "median": _money(_rounded(middle), currency),
-                "mad": _money(mad, currency),
+                "mad": _money(_rounded(mad), currency),
                 "robust_z": str(z.quantize(Decimal("0.01"))),
                 "periods": str(len(values)),
             }

@@ -29,8 +29,9 @@ class InsightSettings(BaseModel):
     projection_lookback_days: int = Field(90, ge=14, le=400)
     # Biggest changes listed.
     biggest_changes: int = Field(3, ge=0, le=20)
-    # Subscriptions: a series first or last charged within this many days is "new" or "grown".
-    subscription_recent_days: int = Field(45, ge=1, le=400)
+    # Subscriptions: a series first charged within this many days is "new"; one whose
+    # latest charge (within it) raised the price has "grown". Three monthly charges span 60+.
+    subscription_recent_days: int = Field(100, ge=1, le=400)
     subscription_lookback_days: int = Field(400, ge=60, le=1100)
     # A merchant charged more often than this in the lookback is no subscription.
     subscription_max_charges: int = Field(60, ge=3)
