@@ -41,8 +41,8 @@ def upi_debit(reference: str, amount: str = "450.00", merchant: str = "STARBUCKS
 
 
 @pytest.fixture
-async def client(mesh_postgres: Mesh) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=mesh_postgres.base_url, timeout=20, trust_env=False) as http:
+async def client(ds_mesh: Mesh) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=ds_mesh.base_url, timeout=20, trust_env=False) as http:
         yield http
 
 
@@ -167,7 +167,7 @@ async def test_parse_is_a_dry_run_in_order_without_consent(client: httpx.AsyncCl
 
 
 async def test_ingest_needs_consent_and_books_each_transaction_once(
-    client: httpx.AsyncClient, mesh_postgres: Mesh
+    client: httpx.AsyncClient, ds_mesh: Mesh
 ) -> None:
     member = await sign_up(client)
     refused = await member.call(
@@ -212,7 +212,7 @@ async def test_ingest_needs_consent_and_books_each_transaction_once(
     await member.ingest(message("VM-HDFCBK-S", "Paid Rs.120 at CHAI POINT on HDFC Bank card"))  # a review
     await member.consent(False, [])
     await member.consent_reached_ds(False)
-    db = Database(mesh_postgres.env["DATABASE_URL"], schema="ds", pool_size=1)
+    db = Database(ds_mesh.env["DATABASE_URL"], schema="ds", pool_size=1)
     try:
         async with db.transaction() as session:
             rows = (await session.execute(select(storage.sms_messages))).all()
