@@ -89,6 +89,18 @@ class Member:
         listed = await self.ok("GET", "/v1/categories")
         return next(c["category_id"] for c in listed["categories"] if c["name"] == name)
 
+    async def categories_reached_ds(self) -> str:
+        """Reads the user's categories (the ledger creates them on first use) and waits
+        until ds's copy suggests Food & dining for a coffee shop."""
+        food = await self.category("Food & dining")
+
+        async def suggested() -> str:
+            (parsed,) = await self.parse(message("VM-HDFCBK-S", upi_debit("630912345678")))
+            return parsed.get("suggested_category_id", "")
+
+        await eventually(suggested, lambda category: category == food)
+        return food
+
     async def spent_so_far(self) -> str:
         listed = (await self.ok("GET", "/v1/insights")).get("insights", [])
         projection = next((i for i in listed if i["type"] == "projection"), None)
@@ -133,25 +145,18 @@ async def test_parse_is_a_dry_run_in_order_without_consent(client: httpx.AsyncCl
     ]
     first = results[0]
     assert (first["amount"], first["currency"], first["direction"]) == ("450.00", "INR", "DIRECTION_DEBIT")
-    assert (first["counterparty"], first["accountMask"], first["channel"]) == (
+    assert (first["counterparty"], first["account_mask"], first["channel"]) == (
         "Starbucks Coffee",
         "1234",
         "CHANNEL_UPI",
     )
-    assert (first["reference"], first["parser"], first["txnDate"]) == (
+    assert (first["reference"], first["parser"], first["txn_date"]) == (
         "630912345678",
         "hdfc.upi_sent@1",
         TODAY.isoformat(),
     )
     # Merchant rules suggest the user's own category once ds holds a copy of them.
-    food = await member.category("Food & dining")
-
-    async def suggested() -> str:
-        return (await member.parse(message("VM-HDFCBK-S", upi_debit("630912345678"))))[0].get(
-            "suggestedCategoryId", ""
-        )
-
-    await eventually(suggested, lambda category: category == food)
+    await member.categories_reached_ds()
     assert await member.reviews() == [] and await member.expenses() == []
 
     empty = await member.call("POST", "/v1/sms:parse", json={"messages": []})
@@ -175,6 +180,7 @@ async def test_ingest_needs_consent_and_books_each_transaction_once(
     )
     assert refused.status_code == 400 and "sms_auto_import" in refused.text
 
+    food = await member.categories_reached_ds()
     await member.consent(True, ["HDFCBK", "icici"])
     await member.consent_reached_ds(True)
     card_copy = (
@@ -201,12 +207,12 @@ async def test_ingest_needs_consent_and_books_each_transaction_once(
         "INGEST_ACTION_SENDER_NOT_ALLOWED",
         "INGEST_ACTION_IGNORED",
     ]
-    expense_id = results[0]["expenseId"]
-    assert expense_id and results[1]["expenseId"] == results[2]["expenseId"] == expense_id
+    expense_id = results[0]["expense_id"]
+    assert expense_id and results[1]["expense_id"] == results[2]["expense_id"] == expense_id
     (expense,) = await member.expenses()
-    assert (expense["expenseId"], expense["amount"], expense["source"]) == (expense_id, "450.00", "sms")
-    assert (expense["merchant"], expense["spentOn"]) == ("Starbucks Coffee", TODAY.isoformat())
-    assert expense["categoryId"] == await member.category("Food & dining")
+    assert (expense["expense_id"], expense["amount"], expense["source"]) == (expense_id, "450.00", "sms")
+    assert (expense["merchant"], expense["spent_on"]) == ("Starbucks Coffee", TODAY.isoformat())
+    assert expense["category_id"] == food
 
     # Consent withdrawn: ingest refuses, raw messages are gone.
     await member.ingest(message("VM-HDFCBK-S", "Paid Rs.120 at CHAI POINT on HDFC Bank card"))  # a review
@@ -225,6 +231,7 @@ async def test_ingest_needs_consent_and_books_each_transaction_once(
 async def test_review_queue_accept_with_corrections_then_reject(client: httpx.AsyncClient) -> None:
     member = await sign_up(client)
     other = await sign_up(client)
+    await member.categories_reached_ds()
     await member.consent(True, ["HDFCBK", "RNDBNK"])
     await member.consent_reached_ds(True)
     shopping = await member.category("Shopping")
@@ -233,8 +240,8 @@ async def test_review_queue_accept_with_corrections_then_reject(client: httpx.As
         message("VM-RNDBNK-S", "Rs 75 debited at some kiosk"),
     )
     assert [r["action"] for r in results] == ["INGEST_ACTION_QUEUED_FOR_REVIEW"] * 2
-    first, second = (r["reviewId"] for r in results)
-    assert [review["reviewId"] for review in await member.reviews()] == [first, second]
+    first, second = (r["review_id"] for r in results)
+    assert [review["review_id"] for review in await member.reviews()] == [first, second]
     assert await other.reviews() == []
 
     # Another user's review ids answer exactly like unknown ones.
@@ -246,9 +253,9 @@ async def test_review_queue_accept_with_corrections_then_reject(client: httpx.As
 
     corrections = {"counterparty": "Zed Mart", "category_id": shopping, "amount": "1250.00"}
     accepted = await member.ok("POST", f"/v1/sms/reviews/{first}:accept", json={"corrections": corrections})
-    assert accepted["state"] == "accepted" and accepted["expenseId"]
+    assert accepted["state"] == "accepted" and accepted["expense_id"]
     (expense,) = await member.expenses()
-    assert (expense["amount"], expense["merchant"], expense["categoryId"]) == (
+    assert (expense["amount"], expense["merchant"], expense["category_id"]) == (
         "1250.00",
         "Zed Mart",
         shopping,
@@ -261,7 +268,7 @@ async def test_review_queue_accept_with_corrections_then_reject(client: httpx.As
     (parsed,) = await member.parse(
         message("VM-RNDBNK-S", "You paid Rs 80 to ZED MART via UPI. Ref 630911113333.")
     )
-    assert (parsed["counterparty"], parsed["suggestedCategoryId"]) == ("Zed Mart", shopping)
+    assert (parsed["counterparty"], parsed["suggested_category_id"]) == ("Zed Mart", shopping)
 
 
 async def test_a_refund_is_linked_to_its_expense_and_never_booked(client: httpx.AsyncClient) -> None:
@@ -280,7 +287,7 @@ async def test_a_refund_is_linked_to_its_expense_and_never_booked(client: httpx.
     refund = f"Refund of Rs.499.00 from AMAZON PAY INDIA credited to HDFC Bank Card 5678 on {TODAY:%d-%m-%y}"
     (result,) = await member.ingest(message("VM-HDFCBK-S", refund))
     assert result["action"] == "INGEST_ACTION_REFUND_RECORDED"
-    assert result["linkedExpenseId"] == booked["expenseId"]
+    assert result["linked_expense_id"] == booked["expense_id"]
     assert result["parsed"]["direction"] == "DIRECTION_CREDIT" and result["parsed"]["kind"] == "refund"
     (expense,) = await member.expenses()
     assert expense["amount"] == "2499.00"
@@ -301,7 +308,7 @@ async def test_insights_explain_themselves_in_sentences(client: httpx.AsyncClien
 
     await eventually(member.spent_so_far, lambda spent: spent == "640.00")
     answer = await member.ok("GET", "/v1/insights", params={"period": "month"})
-    assert answer["periodStart"] == TODAY.replace(day=1).isoformat()
+    assert answer["period_start"] == TODAY.replace(day=1).isoformat()
     projection = next(i for i in answer["insights"] if i["type"] == "projection")
     assert projection["currency"] == "INR" and projection["low"] and projection["high"]
     assert projection["text"].startswith("At your usual pace you will spend about")
