@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -539,5 +539,7 @@ async def recurring_charges(
     return list(await connection.execute(query))
 
 
-def sorted_rows(rows: Sequence[Any]) -> list[Any]:
-    return sorted(rows, key=lambda row: (row.spent_on, row.expense_id))
+async def clear_copies(session: AsyncSession, user_id: str) -> None:
+    """Drops a user's copies and rollup before a rebuild (merchant rules and messages stay)."""
+    for table in (expenses, daily_spend, categories):
+        await session.execute(delete(table).where(table.c.user_id == user_id))
