@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from itertools import accumulate
 
 from services.billing.subscriptions import Suggestion, price_increase
 from services.ds.settings import InsightSettings
@@ -69,33 +70,51 @@ def _median(values: Sequence[int]) -> Decimal:
     return _percentile(values, Decimal("0.5"))
 
 
-@dataclass(frozen=True)
 class History:
-    """The user's daily rollup, indexed for the rules."""
+    """The user's daily rollup as running sums per (currency, category) and per currency,
+    so any period's total is one subtraction (100,000 expenses make a few thousand
+    daily rows; the rules ask for hundreds of totals)."""
 
-    rows: Sequence[DailyRow]
+    def __init__(self, rows: Sequence[DailyRow]) -> None:
+        self.first = min((row.day for row in rows), default=date.min)
+        last = max((row.day for row in rows), default=date.min)
+        days = (last - self.first).days + 1 if rows else 0
+        daily: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0] * days)
+        for row in rows:
+            offset = (row.day - self.first).days
+            daily[(row.currency, row.category_id)][offset] += row.sum_minor
+            daily[(row.currency, None)][offset] += row.sum_minor
+        self._daily = dict(daily)
+        self._running = {key: [0, *accumulate(values)] for key, values in daily.items()}
+        self._days = days
+
+    def _span(self, start: date, end: date) -> tuple[int, int]:
+        """Offsets [low, high) of the days between start and end inclusive, clamped."""
+        low = max(0, (start - self.first).days)
+        high = min(self._days, (end - self.first).days + 1)
+        return low, max(low, high)
 
     def total(self, start: date, end: date, currency: str, category_id: str | None = None) -> int:
-        return sum(
-            row.sum_minor
-            for row in self.rows
-            if start <= row.day <= end
-            and row.currency == currency
-            and (category_id is None or row.category_id == category_id)
-        )
+        running = self._running.get((currency, category_id))
+        if running is None:
+            return 0
+        low, high = self._span(start, end)
+        return running[high] - running[low]
 
     def currencies(self) -> list[str]:
-        return sorted({row.currency for row in self.rows})
+        return sorted({currency for currency, category in self._running if category is None})
 
     def categories(self, currency: str) -> list[str]:
-        return sorted({row.category_id for row in self.rows if row.currency == currency})
+        return sorted(cat for cur, cat in self._running if cur == currency and cat is not None)
 
     def daily_totals(self, start: date, end: date, currency: str) -> list[int]:
-        by_day: dict[date, int] = defaultdict(int)
-        for row in self.rows:
-            if start <= row.day <= end and row.currency == currency:
-                by_day[row.day] += row.sum_minor
-        return [by_day.get(start + timedelta(days=i), 0) for i in range((end - start).days + 1)]
+        """Each day's spending from start to end, zero days included."""
+        values = self._daily.get((currency, None), [])
+        result = []
+        for i in range((end - start).days + 1):
+            offset = (start - self.first).days + i
+            result.append(values[offset] if 0 <= offset < len(values) else 0)
+        return result
 
 
 def same_days(period: Period, elapsed_days: int) -> tuple[date, date]:
