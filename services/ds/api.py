@@ -14,7 +14,7 @@ from services.ds.domain import Direction, Outcome, ParsedSms
 from services.ds.insights import Insight
 from services.ds.settings import DsSettings
 from services.ds.storage import StoredMessage
-from services.ds.usecases import Corrections, Ingested, InsightReport, Insights, Sms, SmsInput
+from services.ds.usecases import Corrections, ExplainedReport, Ingested, Insights, Sms, SmsInput
 from services.kit.domain.errors import FieldViolation, InvalidArgument
 from services.kit.domain.ids import is_uuid
 from services.kit.domain.money import currencies
@@ -248,12 +248,14 @@ def insight_proto(insight: Insight, text: str) -> ds_pb2.Insight:
     )
 
 
-def report_proto(report: InsightReport) -> ds_pb2.GetInsightsResponse:
+def report_proto(explained: ExplainedReport) -> ds_pb2.GetInsightsResponse:
+    report = explained.report
     return ds_pb2.GetInsightsResponse(
         period=report.period,
         period_start=report.start.isoformat(),
         period_end=report.end.isoformat(),
         insights=[
-            insight_proto(insight, text) for insight, text in zip(report.insights, report.texts, strict=True)
+            insight_proto(insight, text)
+            for insight, text in zip(report.insights, explained.texts, strict=True)
         ],
     )

@@ -11,13 +11,14 @@ from expense.events.v1 import events_pb2
 from services.ds import storage
 from services.ds.api import SERVICE_NAME, DsServicer
 from services.ds.categories import MerchantRules
+from services.ds.digest import WeeklyDigest
 from services.ds.events import EventHandlers
 from services.ds.parser import SmsParser
 from services.ds.sentences import Sentences
 from services.ds.settings import DsMeshSettings
 from services.ds.storage import Calendar
 from services.ds.templates import ParserConfig
-from services.ds.usecases import Insights, Sms
+from services.ds.usecases import InsightComputer, Insights, Sms
 from services.kit.config.settings import REPO_ROOT
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Subscription
@@ -70,11 +71,12 @@ def build_app(settings: DsMeshSettings) -> ServiceApp:
         runtime.service_tokens(),
         settings.resilience,
     )
-    servicer = DsServicer(
-        Sms(runtime.db, units, parser, rules, ledger, config),
-        Insights(runtime.db, config, calendar, sentences),
-        config,
-    )
+    computer = InsightComputer(runtime.db, config, calendar)
+    if config.digest.enabled:
+        digest = WeeklyDigest(runtime.db, units, computer, config.digest, calendar)
+        runtime.background.append(digest.run)
+    insights = Insights(computer, sentences)
+    servicer = DsServicer(Sms(runtime.db, units, parser, rules, ledger, config), insights, config)
     app = runtime.app(verifier, [(ds_pb2_grpc.add_DsServiceServicer_to_server, servicer, SERVICE_NAME)])
     app.on_stop.append(ledger.close)
     app.on_stop.append(sentences.close)

@@ -37,6 +37,16 @@ class InsightSettings(BaseModel):
     subscription_max_charges: int = Field(60, ge=3)
 
 
+class DigestSettings(BaseModel):
+    """The weekly insight.digest event (services/ds/digest.py)."""
+
+    enabled: bool = True
+    # How often a round looks for users whose week has no digest yet.
+    interval_seconds: float = Field(3600.0, gt=0)
+    # Users with spending in this many days get one.
+    active_days: int = Field(7, ge=1, le=90)
+
+
 class DsSettings(BaseModel):
     """SMS parsing and ingest, and insights."""
 
@@ -53,6 +63,7 @@ class DsSettings(BaseModel):
     default_page_size: int = Field(50, ge=1)
     max_page_size: int = Field(200, ge=1, le=1000)
     insights: InsightSettings = InsightSettings()
+    digest: DigestSettings = DigestSettings()
 
 
 class DsMeshSettings(MeshSettings):

@@ -128,6 +128,16 @@ expenses = Table(
     Index("ix_expenses_user_merchant_day", "user_id", "merchant_key", "spent_on"),
 )
 
+digests = Table(
+    "digests",
+    metadata,
+    Column("user_id", Id, nullable=False),
+    # The first day of the user's week the digest was for.
+    Column("week_start", Date, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("user_id", "week_start"),
+)
+
 daily_spend = Table(
     "daily_spend",
     metadata,
@@ -537,6 +547,32 @@ async def recurring_charges(
         expenses.c.merchant_key.in_(merchants.scalar_subquery()),
     )
     return list(await connection.execute(query))
+
+
+async def active_users(connection: Queryable, since: date, after: str, limit: int) -> list[str]:
+    """Users with spending since a day, in id order after `after`."""
+    query = (
+        select(daily_spend.c.user_id)
+        .where(daily_spend.c.day >= since, daily_spend.c.count > 0, daily_spend.c.user_id > after)
+        .group_by(daily_spend.c.user_id)
+        .order_by(daily_spend.c.user_id)
+        .limit(limit)
+    )
+    return [row.user_id for row in await connection.execute(query)]
+
+
+async def digest_sent(connection: Queryable, user_id: str, week_start: date) -> bool:
+    query = select(digests.c.user_id).where(digests.c.user_id == user_id, digests.c.week_start == week_start)
+    return (await connection.execute(query)).first() is not None
+
+
+async def claim_digest(session: AsyncSession, user_id: str, week_start: date, now: datetime) -> bool:
+    """False when the week's digest exists already (the primary key decides a race)."""
+    statement = (
+        _dialect(session).insert(digests).values(user_id=user_id, week_start=week_start, created_at=now)
+    )
+    result = await session.execute(statement.on_conflict_do_nothing().returning(digests.c.user_id))
+    return result.first() is not None
 
 
 async def clear_copies(session: AsyncSession, user_id: str) -> None:

@@ -295,22 +295,29 @@ class InsightReport:
     start: date
     end: date
     insights: list[Insight]
+    # The user's locale and category names, for the sentences.
+    locale: str
+    category_names: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ExplainedReport:
+    report: InsightReport
     # Each insight's sentence ("" while the templating service does not answer).
     texts: list[str]
 
 
-class Insights:
-    def __init__(
-        self, db: Database, settings: DsSettings, default_calendar: Calendar, sentences: Sentences
-    ) -> None:
+class InsightComputer:
+    """The user's insights from ds's copies: deterministic, no other service involved."""
+
+    def __init__(self, db: Database, settings: DsSettings, default_calendar: Calendar) -> None:
         self.db = db
-        self.sentences = sentences
         self.settings = settings.insights
         self.rules = InsightRules(settings.insights)
         self.default_calendar = default_calendar
         self.detection = DetectionRules()
 
-    async def of(self, user_id: str, period_kind: str, now: datetime | None = None) -> InsightReport:
+    async def compute(self, user_id: str, period_kind: str, now: datetime | None = None) -> InsightReport:
         moment = now or utcnow()
         async with self.db.read() as connection:
             calendar = await storage.load_calendar(connection, user_id, self.default_calendar)
@@ -337,5 +344,17 @@ class Insights:
         )
         first_charges = {r.expense_id: r.spent_on for r in charges}
         insights = self.rules.all(History(rows), current, past, today, series, first_charges)
-        texts = await self.sentences.render(insights, calendar.locale, names)
-        return InsightReport(period_kind, current.start, current.end, insights, texts)
+        return InsightReport(period_kind, current.start, current.end, insights, calendar.locale, names)
+
+
+class Insights:
+    """GetInsights: the computed insights with their sentences (the templating service)."""
+
+    def __init__(self, computer: InsightComputer, sentences: Sentences) -> None:
+        self.computer = computer
+        self.sentences = sentences
+
+    async def of(self, user_id: str, period_kind: str) -> ExplainedReport:
+        report = await self.computer.compute(user_id, period_kind)
+        texts = await self.sentences.render(report.insights, report.locale, report.category_names)
+        return ExplainedReport(report, texts)

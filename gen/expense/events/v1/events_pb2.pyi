@@ -144,6 +144,39 @@ class AlertRaised(_message.Message):
     create_time: str
     def __init__(self, alert_id: _Optional[str] = ..., type: _Optional[str] = ..., severity: _Optional[str] = ..., title: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ..., dedupe_key: _Optional[str] = ..., create_time: _Optional[str] = ...) -> None: ...
 
+class DigestInsight(_message.Message):
+    __slots__ = ("type", "currency", "category_id", "merchant", "facts")
+    class FactsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    currency: str
+    category_id: str
+    merchant: str
+    facts: _containers.ScalarMap[str, str]
+    def __init__(self, type: _Optional[str] = ..., currency: _Optional[str] = ..., category_id: _Optional[str] = ..., merchant: _Optional[str] = ..., facts: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class InsightDigest(_message.Message):
+    __slots__ = ("week_start", "period_start", "period_end", "insights")
+    WEEK_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    INSIGHTS_FIELD_NUMBER: _ClassVar[int]
+    week_start: str
+    period_start: str
+    period_end: str
+    insights: _containers.RepeatedCompositeFieldContainer[DigestInsight]
+    def __init__(self, week_start: _Optional[str] = ..., period_start: _Optional[str] = ..., period_end: _Optional[str] = ..., insights: _Optional[_Iterable[_Union[DigestInsight, _Mapping]]] = ...) -> None: ...
+
 class SessionsEnded(_message.Message):
     __slots__ = ("session_ids",)
     SESSION_IDS_FIELD_NUMBER: _ClassVar[int]

@@ -94,6 +94,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_expenses_user_merchant_day", "expenses", ["user_id", "merchant_key", "spent_on"])
     op.create_table(
+        "digests",
+        sa.Column("user_id", ID, nullable=False),
+        sa.Column("week_start", sa.Date(), nullable=False),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.PrimaryKeyConstraint("user_id", "week_start"),
+    )
+    op.create_table(
         "daily_spend",
         sa.Column("user_id", ID, nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
@@ -112,5 +119,13 @@ def downgrade() -> None:
     drop_retention_indexes("inbox")
     drop_inbox_table()
     drop_outbox_table()
-    for table in ("daily_spend", "expenses", "categories", "merchant_rules", "sms_messages", "profiles"):
+    for table in (
+        "daily_spend",
+        "digests",
+        "expenses",
+        "categories",
+        "merchant_rules",
+        "sms_messages",
+        "profiles",
+    ):
         op.drop_table(table)
