@@ -150,19 +150,19 @@ def extract_generic(rules: GenericRules, issuer: Issuer | None, text: str, recei
     amount = amount or other
     if amount is None:
         return not_transaction("no amount beside a currency")
-    party = rules.counterparty.search(text)
+    party = rules.counterparty_of(text)
     mask = rules.account.search(text)
     reference = rules.reference.search(text)
     date_match = rules.date.search(text)
     kind = rules.kind_of(text, direction)
-    confidence = rules.confidence - (Decimal("0.1") if party is None else Decimal(0))
+    confidence = rules.confidence - (Decimal(0) if party else Decimal("0.1"))
     return ParsedSms(
         outcome=Outcome.NEEDS_REVIEW,
         direction=direction,
         kind=kind,
         amount=amount[0],
         currency=amount[1],
-        counterparty=normalise.counterparty(party["counterparty"]) if party else "",
+        counterparty=normalise.counterparty(party),
         account_mask=normalise.account_mask(mask["account"]) if mask else "",
         channel=rules.channel_of(text),
         balance=balance,

@@ -58,6 +58,9 @@ class GenericFile(BaseModel):
     limit_words: str
     other_amount_words: str
     counterparty: str
+    counterparty_before: str
+    own_account: str
+    vpa: str
     account: str
     reference: str
     channels: dict[str, str]
@@ -113,6 +116,9 @@ class GenericRules:
     limit_words: re.Pattern[str]
     other_amount_words: re.Pattern[str]
     counterparty: re.Pattern[str]
+    counterparty_before: re.Pattern[str]
+    own_account: re.Pattern[str]
+    vpa: re.Pattern[str]
     account: re.Pattern[str]
     reference: re.Pattern[str]
     date: re.Pattern[str]
@@ -130,6 +136,18 @@ class GenericRules:
         if self.other_amount_words.search(before):
             return "other"
         return None
+
+    def counterparty_of(self, text: str) -> str:
+        """A VPA when the message names one, else the first party after at/to/from/... that
+        is not the user's own account or card, else a Hinglish "<name> ko"."""
+        vpa = self.vpa.search(text)
+        if vpa is not None:
+            return vpa["counterparty"]
+        for found in self.counterparty.finditer(text):
+            if not self.own_account.search(found["counterparty"]):
+                return found["counterparty"]
+        before = self.counterparty_before.search(text)
+        return before["counterparty"] if before else ""
 
     def channel_of(self, text: str) -> str:
         return next((name for name, pattern in self.channels if pattern.search(text)), "")
@@ -227,6 +245,9 @@ class ParserConfig:
             limit_words=_compile(file.limit_words),
             other_amount_words=_compile(file.other_amount_words),
             counterparty=_compile(self.expand(file.counterparty)),
+            counterparty_before=_compile(file.counterparty_before),
+            own_account=_compile(file.own_account),
+            vpa=_compile(file.vpa),
             account=_compile(self.expand(file.account)),
             reference=_compile(self.expand(file.reference)),
             date=_compile(self.expand("{{DATE}}")),

@@ -78,6 +78,12 @@ class Tally:
     checked: Counter = field(default_factory=Counter)
     correct: Counter = field(default_factory=Counter)
     misses: list[str] = field(default_factory=list)
+    # The generic extractor's fields on messages it sent to review (what a reviewer sees).
+    review_checked: Counter = field(default_factory=Counter)
+    review_correct: Counter = field(default_factory=Counter)
+
+    def review_accuracy(self, name: str) -> float:
+        return self.review_correct[name] / self.review_checked[name] if self.review_checked[name] else 1.0
 
     def accuracy(self, name: str) -> float:
         return self.correct[name] / self.checked[name] if self.checked[name] else 1.0
@@ -117,6 +123,10 @@ def _count(tally: Tally, parsed: ParsedSms, expect: dict, body: str) -> None:
     tally.eligible += 1
     if parsed.outcome is Outcome.NEEDS_REVIEW:
         tally.review += 1
+        for name in ("amount", "counterparty", "direction"):
+            if name in expect:
+                tally.review_checked[name] += 1
+                tally.review_correct[name] += field_correct(parsed, name, str(expect[name]))
     if parsed.outcome is not Outcome.TRANSACTION:
         tally.misses.append(f"{parsed.outcome.value}: {body}")
         return
@@ -161,5 +171,10 @@ def table(report: Report) -> str:
 if __name__ == "__main__":
     report = evaluate(default_parser(), load_corpus())
     print(table(report))
+    overall = report.overall
+    review = ", ".join(
+        f"{n} {overall.review_accuracy(n):.1%}" for n in ("amount", "counterparty", "direction")
+    )
+    print(f"\ngeneric extractor on the {overall.review} messages it sent to review: {review}")
     for miss in report.overall.misses:
         print(" -", miss)
