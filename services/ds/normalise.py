@@ -5,7 +5,7 @@ Python; every function answers None (or "") for text it cannot read instead of r
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from services.kit.domain.money import MoneyError, currencies, parse_amount
@@ -154,7 +154,3 @@ def merchant_key(name: str) -> str:
     """What a user's merchant -> category mapping is keyed by: letters and digits of
     the name, lower-case (so "AMAZON PAY", "Amazon Pay" and "amazon-pay" are one)."""
     return "".join(char for char in name.casefold() if char.isalnum())[:100]
-
-
-def received_date(received: datetime) -> date:
-    return received.date()

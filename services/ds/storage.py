@@ -219,7 +219,7 @@ def parsed_from_json(text: str) -> ParsedSms:
     values: dict[str, Any] = json.loads(text)
     decimals = ("amount", "foreign_amount", "balance", "available_limit", "confidence")
     for name in decimals:
-        values[name] = Decimal(values[name]) if values.get(name) not in (None, "None") else None
+        values[name] = Decimal(values[name]) if values.get(name) is not None else None
     values["confidence"] = values["confidence"] or Decimal(0)
     values["outcome"] = Outcome(values["outcome"])
     values["direction"] = Direction(values["direction"]) if values.get("direction") else None

@@ -149,7 +149,7 @@ class Sms:
             sender=message.sender.strip()[:32],
             body=message.body,
             received_at=message.received,
-            parsed=replace(parsed, reason=parsed.reason),
+            parsed=parsed,
             expense_id="",
             linked_expense_id="",
             created_at=now,
@@ -219,7 +219,7 @@ class Sms:
         async with self.db.read() as connection:
             return await storage.pending_reviews(connection, user_id, after, limit)
 
-    async def _pending(self, user_id: str, review_id: str) -> StoredMessage:
+    async def _reviewable(self, user_id: str, review_id: str) -> StoredMessage:
         async with self.db.read() as connection:
             message = await storage.find_message(connection, user_id, review_id)
         if message is None or message.state not in ("pending", "accepted", "rejected"):
@@ -227,7 +227,7 @@ class Sms:
         return message
 
     async def accept(self, user_id: str, review_id: str, corrections: Corrections) -> StoredMessage:
-        message = await self._pending(user_id, review_id)
+        message = await self._reviewable(user_id, review_id)
         if message.state == "accepted":
             return message  # a retried accept
         if message.state != "pending":
@@ -250,7 +250,7 @@ class Sms:
         return replace(message, state="accepted", expense_id=expense.expense_id, parsed=parsed)
 
     async def reject(self, user_id: str, review_id: str) -> StoredMessage:
-        message = await self._pending(user_id, review_id)
+        message = await self._reviewable(user_id, review_id)
         if message.state == "rejected":
             return message
         if message.state != "pending":
