@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from services.ds.normalise import merchant_key, minor_units
+from services.ledger.replica import Move
 
 
 class Outcome(enum.Enum):
@@ -134,3 +137,16 @@ def matching_expense(
     if not fitting:
         return None
     return min(fitting, key=lambda copy: (copy.amount_minor - refund_minor, -copy.spent_on.toordinal()))
+
+
+def merchant_deltas(moves: Mapping[str, Sequence[Move]]) -> dict[tuple[str, str, date], int]:
+    """What the monthly charge counts per merchant change by when each old line becomes
+    its new one (the same "subtract old, add new" as the daily rollup)."""
+    deltas: dict[tuple[str, str, date], int] = defaultdict(int)
+    for user_id, user_moves in moves.items():
+        for old, new in user_moves:
+            if old is not None:
+                deltas[(user_id, merchant_key(old.merchant), old.spent_on.replace(day=1))] -= 1
+            if new is not None:
+                deltas[(user_id, merchant_key(new.merchant), new.spent_on.replace(day=1))] += 1
+    return {key: delta for key, delta in deltas.items() if delta}

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from expense.events.v1 import events_pb2
 from services.billing.domain import spend_deltas
 from services.ds import storage
-from services.ds.domain import Consent
+from services.ds.domain import Consent, merchant_deltas
 from services.ds.normalise import merchant_key
 from services.ds.storage import Calendar
 from services.kit.domain.timestamps import utcnow
@@ -47,6 +47,7 @@ class EventHandlers:
         stored = await storage.load_copies(session, {change.key for change in changes})
         result = replay(stored, changes)
         await storage.apply_spend_deltas(session, spend_deltas(result.moves))
+        await storage.apply_merchant_deltas(session, merchant_deltas(result.moves))
         keys = {key: merchant_key(copy.line.merchant) for key, copy in result.copies.items()}
         await storage.save_copies(session, result.copies, keys, utcnow())
 

@@ -80,10 +80,11 @@ class History:
         last = max((row.day for row in rows), default=date.min)
         days = (last - self.first).days + 1 if rows else 0
         daily: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0] * days)
-        for row in rows:
-            offset = (row.day - self.first).days
-            daily[(row.currency, row.category_id)][offset] += row.sum_minor
-            daily[(row.currency, None)][offset] += row.sum_minor
+        first = self.first
+        for day, category_id, currency, sum_minor in rows:
+            offset = (day - first).days
+            daily[(currency, category_id)][offset] += sum_minor
+            daily[(currency, None)][offset] += sum_minor
         self._daily = dict(daily)
         self._running = {key: [0, *accumulate(values)] for key, values in daily.items()}
         self._days = days

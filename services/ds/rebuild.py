@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.billing.domain import spend_deltas
 from services.ds import storage
+from services.ds.domain import merchant_deltas
 from services.ds.normalise import merchant_key
 from services.kit.db.engine import Database
 from services.kit.domain.timestamps import utcnow
@@ -31,9 +32,9 @@ async def rebuild_user(db: Database, ledger: LedgerClient, user_id: str) -> int:
                 copies = {(user_id, line.expense_id): StoredExpense(line) for line in lines}
                 keys = {key: merchant_key(copy.line.merchant) for key, copy in copies.items()}
                 await storage.save_copies(session, copies, keys, utcnow())
-                await storage.apply_spend_deltas(
-                    session, spend_deltas({user_id: [(None, line) for line in lines]})
-                )
+                moves = {user_id: [(None, line) for line in lines]}
+                await storage.apply_spend_deltas(session, spend_deltas(moves))
+                await storage.apply_merchant_deltas(session, merchant_deltas(moves))
             return len(lines)
         except DBAPIError as error:
             # A concurrent event for a brand-new expense got there first (or a deadlock): again.

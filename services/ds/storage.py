@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -126,6 +126,18 @@ expenses = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("user_id", "expense_id"),
     Index("ix_expenses_user_merchant_day", "user_id", "merchant_key", "spent_on"),
+)
+
+# Charges per (user, merchant, month): which merchants are charged few enough times to be
+# a subscription, without reading a heavy user's every expense (services/ds/insights.py).
+merchant_months = Table(
+    "merchant_months",
+    metadata,
+    Column("user_id", Id, nullable=False),
+    Column("merchant_key", String(100), nullable=False),
+    Column("month", Date, nullable=False),
+    Column("count", Integer, nullable=False),
+    PrimaryKeyConstraint("user_id", "merchant_key", "month"),
 )
 
 digests = Table(
@@ -483,23 +495,39 @@ async def apply_spend_deltas(session: AsyncSession, deltas: SpendDeltas) -> None
         )
 
 
-@dataclass(frozen=True)
-class DailyRow:
+# (user, merchant key, first day of month) -> count delta
+MerchantDeltas = Mapping[tuple[str, str, date], int]
+
+
+async def apply_merchant_deltas(session: AsyncSession, deltas: MerchantDeltas) -> None:
+    dialect = _dialect(session)
+    for (user_id, key, month), count in sorted(deltas.items()):
+        statement = dialect.insert(merchant_months).values(
+            user_id=user_id, merchant_key=key, month=month, count=count
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["user_id", "merchant_key", "month"],
+                set_={"count": merchant_months.c.count + statement.excluded["count"]},
+            )
+        )
+
+
+class DailyRow(NamedTuple):
+    """A day's spending in one category and currency (a tuple: a heavy user's insights
+    read thousands of them per request)."""
+
     day: date
     category_id: str
     currency: str
     sum_minor: int
-    count: int
 
 
 async def daily_rows(connection: Queryable, user_id: str, start: date, end: date) -> list[DailyRow]:
-    query = select(daily_spend).where(
-        daily_spend.c.user_id == user_id, daily_spend.c.day.between(start, end), daily_spend.c.count > 0
-    )
-    return [
-        DailyRow(row.day, row.category_id, row.currency, row.sum_minor, row.count)
-        for row in await connection.execute(query)
-    ]
+    query = select(
+        daily_spend.c.day, daily_spend.c.category_id, daily_spend.c.currency, daily_spend.c.sum_minor
+    ).where(daily_spend.c.user_id == user_id, daily_spend.c.day.between(start, end), daily_spend.c.count > 0)
+    return [DailyRow._make(row) for row in await connection.execute(query)]
 
 
 async def refund_candidates(
@@ -521,19 +549,22 @@ async def refund_candidates(
 async def recurring_charges(
     connection: Queryable, user_id: str, since: date, min_count: int, max_count: int
 ) -> list[Any]:
-    """Live expenses since a day of merchants seen between min_count and max_count times
-    (more often is a grocer, not a subscription): the subscription detector's input."""
+    """Live expenses since a day of merchants charged between min_count and max_count times
+    in the months since (more often is a grocer, not a subscription): the subscription
+    detector's input. The merchants come from the monthly counts, the charges by index."""
     merchants = (
-        select(expenses.c.merchant_key)
+        select(merchant_months.c.merchant_key)
         .where(
-            expenses.c.user_id == user_id,
-            expenses.c.spent_on >= since,
-            expenses.c.deleted.is_(False),
-            expenses.c.merchant_key != "",
+            merchant_months.c.user_id == user_id,
+            merchant_months.c.month >= since.replace(day=1),
+            merchant_months.c.merchant_key != "",
         )
-        .group_by(expenses.c.merchant_key)
-        .having(func.count().between(min_count, max_count))
+        .group_by(merchant_months.c.merchant_key)
+        .having(func.sum(merchant_months.c.count).between(min_count, max_count))
     )
+    keys = [row.merchant_key for row in await connection.execute(merchants)]
+    if not keys:
+        return []
     query = select(
         expenses.c.expense_id,
         expenses.c.spent_on,
@@ -542,9 +573,9 @@ async def recurring_charges(
         expenses.c.currency,
     ).where(
         expenses.c.user_id == user_id,
+        expenses.c.merchant_key.in_(keys),
         expenses.c.spent_on >= since,
         expenses.c.deleted.is_(False),
-        expenses.c.merchant_key.in_(merchants.scalar_subquery()),
     )
     return list(await connection.execute(query))
 
@@ -577,5 +608,5 @@ async def claim_digest(session: AsyncSession, user_id: str, week_start: date, no
 
 async def clear_copies(session: AsyncSession, user_id: str) -> None:
     """Drops a user's copies and rollup before a rebuild (merchant rules and messages stay)."""
-    for table in (expenses, daily_spend, categories):
+    for table in (expenses, daily_spend, merchant_months, categories):
         await session.execute(delete(table).where(table.c.user_id == user_id))

@@ -18,7 +18,7 @@ FOOD, TRAVEL = "cat-food", "cat-travel"
 
 def steady_days(start: date, end: date, category: str, per_day: int) -> list[DailyRow]:
     days = (end - start).days + 1
-    return [DailyRow(start + timedelta(days=i), category, "INR", per_day, 1) for i in range(days)]
+    return [DailyRow(start + timedelta(days=i), category, "INR", per_day) for i in range(days)]
 
 
 def run(rows: list[DailyRow], charges: list[Charge] = ()) -> list[Insight]:
@@ -50,8 +50,8 @@ def test_a_category_far_above_its_usual_months_is_an_anomaly() -> None:
     rows = steady_days(date(2026, 6, 1), TODAY, FOOD, 50_000)
     # Travel: about 3,000 a month, then 40,000 in the first half of December.
     for month in range(6, 12):
-        rows.append(DailyRow(date(2026, month, 10), TRAVEL, "INR", 300_000 + month * 1_000, 1))
-    rows.append(DailyRow(date(2026, 12, 5), TRAVEL, "INR", 4_000_000, 1))
+        rows.append(DailyRow(date(2026, month, 10), TRAVEL, "INR", 300_000 + month * 1_000))
+    rows.append(DailyRow(date(2026, 12, 5), TRAVEL, "INR", 4_000_000))
     anomalies = of_type(run(rows), "category_anomaly")
     assert [a.category_id for a in anomalies] == [TRAVEL]
     facts = anomalies[0].facts

@@ -94,6 +94,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_expenses_user_merchant_day", "expenses", ["user_id", "merchant_key", "spent_on"])
     op.create_table(
+        "merchant_months",
+        sa.Column("user_id", ID, nullable=False),
+        sa.Column("merchant_key", sa.String(100), nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("user_id", "merchant_key", "month"),
+    )
+    op.create_table(
         "digests",
         sa.Column("user_id", ID, nullable=False),
         sa.Column("week_start", sa.Date(), nullable=False),
