@@ -54,6 +54,8 @@ class DsSettings(BaseModel):
     merchant_rules_file: str = "config/ds/merchant_categories.toml"
     # Messages per parse or ingest call.
     max_messages: int = Field(500, ge=1, le=5000)
+    # Transactions of one ingest call worked at once (each may call the ledger).
+    ingest_concurrency: int = Field(8, ge=1, le=64)
     # A TRANSACTION debit is booked without review from this confidence on.
     auto_book_confidence: Decimal = Field(Decimal("0.9"), ge=0, le=1)
     # rapidfuzz partial-ratio score (0-100) from which a merchant matches a rule's keyword.

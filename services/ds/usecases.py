@@ -5,6 +5,7 @@ a retry, a racing twin or a second SMS of the transaction finds the same expense
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -116,13 +117,17 @@ class Sms:
         return results
 
     async def ingest(self, user_id: str, messages: Sequence[SmsInput]) -> list[Ingested]:
+        """Each transaction once: the first message of a dedupe key is worked (up to
+        `ingest_concurrency` at a time), later ones in the call are its duplicates."""
         async with self.db.read() as connection:
             consent = await storage.load_consent(connection, user_id)
         if not consent.auto_import:
             raise FailedPrecondition("SMS import is off: turn on sms_auto_import in your profile first")
         suggested = await self.parse(user_id, messages)
-        results = []
-        for message, item in zip(messages, suggested, strict=True):
+        results: list[Ingested | None] = []
+        first_of_key: dict[str, int] = {}
+        duplicates: list[tuple[int, int]] = []  # (message, the first message of its key)
+        for index, (message, item) in enumerate(zip(messages, suggested, strict=True)):
             header = sender_header(message.sender)
             entity = header.entity if header else ""
             if not consent.allows(entity, item.parsed.bank):
@@ -130,8 +135,29 @@ class Sms:
             elif item.parsed.outcome is Outcome.NOT_TRANSACTION:
                 results.append(Ingested(item.parsed, item.category_id, "ignored"))
             else:
-                results.append(await self._ingest_one(user_id, message, item))
-        return results
+                key = dedupe_key(item.parsed)
+                if key in first_of_key:
+                    duplicates.append((index, first_of_key[key]))
+                else:
+                    first_of_key[key] = index
+                results.append(None)
+        limit = asyncio.Semaphore(self.settings.ingest_concurrency)
+
+        async def work(index: int) -> Ingested:
+            async with limit:
+                return await self._ingest_one(user_id, messages[index], suggested[index])
+
+        firsts = list(first_of_key.values())
+        for index, result in zip(firsts, await asyncio.gather(*(work(i) for i in firsts)), strict=True):
+            results[index] = result
+        for index, first in duplicates:
+            done = results[first]
+            assert done is not None
+            item = suggested[index]
+            results[index] = Ingested(
+                item.parsed, item.category_id, "duplicate", done.expense_id, done.review_id
+            )
+        return [result for result in results if result is not None]
 
     async def _ingest_one(self, user_id: str, message: SmsInput, item: Suggested) -> Ingested:
         parsed = item.parsed
