@@ -47,6 +47,8 @@ class Targets(BaseModel):
     import_max_seconds: float
     budget_status_max_p99_ms: float
     alert_latency_max_p99_ms: float
+    sms_parse_min_messages_per_second: float
+    insights_max_p99_ms: float
 
 
 class Profile(BaseModel):

@@ -15,6 +15,7 @@ from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
 from bench.scenarios.password_reset import password_reset_request
 from bench.scenarios.reports import summaries_cached, summaries_uncached
+from bench.scenarios.sms import insights, sms_ingest, sms_parse
 
 Scenario = Callable[[Bench], Awaitable[None]]
 
@@ -24,9 +25,12 @@ SCENARIOS: dict[str, Scenario] = {
     "summary-cached": summaries_cached,
     "summary-uncached": summaries_uncached,
     "budget-status": budget_status,
+    "insights": insights,
+    "sms-parse": sms_parse,
     "create": create_expense,
     "event-lag": event_lag,
     "alert-latency": alert_latency,
+    "sms-ingest": sms_ingest,
     "login": login,
     "reset-request": password_reset_request,
     "import": bulk_import,

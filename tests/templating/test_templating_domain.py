@@ -215,9 +215,16 @@ def test_the_defaults_cover_every_source_channel_and_the_alerts_in_hindi() -> No
         "user.welcome", "user.verify_email", "auth.new_device", "auth.password_changed",
         "auth.sessions_revoked", "auth.password_reset", "report.monthly",
     }  # fmt: skip
-    assert keys == alerts | others
+    # The ds service's insight sentences: shown in the app only.
+    insights = {
+        "insight.projection", "insight.category_anomaly", "insight.trend", "insight.category_change",
+        "insight.subscription",
+    }  # fmt: skip
+    assert keys == alerts | others | insights
     present = {(d.template.key, d.template.channel, d.template.locale) for d in DEFAULTS}
-    for key in keys:
+    for key in insights:
+        assert {(key, "in_app", "en"), (key, "in_app", "hi")} <= present
+    for key in keys - insights:
         for channel in ("in_app", "email", "sms", "whatsapp", "webhook"):
             assert (key, channel, "en") in present
     for key in alerts:

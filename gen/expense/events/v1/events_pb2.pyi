@@ -217,18 +217,22 @@ class CategoryChanged(_message.Message):
     def __init__(self, category_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_id: _Optional[str] = ..., deleted: _Optional[bool] = ..., reassigned_to: _Optional[str] = ...) -> None: ...
 
 class ProfileUpdated(_message.Message):
-    __slots__ = ("user_id", "default_currency", "time_zone", "first_day_of_week", "locale")
+    __slots__ = ("user_id", "default_currency", "time_zone", "first_day_of_week", "locale", "sms_auto_import", "sms_allowed_senders")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
     FIRST_DAY_OF_WEEK_FIELD_NUMBER: _ClassVar[int]
     LOCALE_FIELD_NUMBER: _ClassVar[int]
+    SMS_AUTO_IMPORT_FIELD_NUMBER: _ClassVar[int]
+    SMS_ALLOWED_SENDERS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     default_currency: str
     time_zone: str
     first_day_of_week: str
     locale: str
-    def __init__(self, user_id: _Optional[str] = ..., default_currency: _Optional[str] = ..., time_zone: _Optional[str] = ..., first_day_of_week: _Optional[str] = ..., locale: _Optional[str] = ...) -> None: ...
+    sms_auto_import: bool
+    sms_allowed_senders: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_id: _Optional[str] = ..., default_currency: _Optional[str] = ..., time_zone: _Optional[str] = ..., first_day_of_week: _Optional[str] = ..., locale: _Optional[str] = ..., sms_auto_import: _Optional[bool] = ..., sms_allowed_senders: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AlertRaised(_message.Message):
     __slots__ = ("alert_id", "type", "severity", "title", "details", "dedupe_key", "create_time")
@@ -254,6 +258,39 @@ class AlertRaised(_message.Message):
     dedupe_key: str
     create_time: str
     def __init__(self, alert_id: _Optional[str] = ..., type: _Optional[str] = ..., severity: _Optional[str] = ..., title: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ..., dedupe_key: _Optional[str] = ..., create_time: _Optional[str] = ...) -> None: ...
+
+class DigestInsight(_message.Message):
+    __slots__ = ("type", "currency", "category_id", "merchant", "facts")
+    class FactsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    currency: str
+    category_id: str
+    merchant: str
+    facts: _containers.ScalarMap[str, str]
+    def __init__(self, type: _Optional[str] = ..., currency: _Optional[str] = ..., category_id: _Optional[str] = ..., merchant: _Optional[str] = ..., facts: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class InsightDigest(_message.Message):
+    __slots__ = ("week_start", "period_start", "period_end", "insights")
+    WEEK_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    INSIGHTS_FIELD_NUMBER: _ClassVar[int]
+    week_start: str
+    period_start: str
+    period_end: str
+    insights: _containers.RepeatedCompositeFieldContainer[DigestInsight]
+    def __init__(self, week_start: _Optional[str] = ..., period_start: _Optional[str] = ..., period_end: _Optional[str] = ..., insights: _Optional[_Iterable[_Union[DigestInsight, _Mapping]]] = ...) -> None: ...
 
 class SessionsEnded(_message.Message):
     __slots__ = ("session_ids",)
