@@ -20,6 +20,7 @@ from services.ds.storage import Calendar
 from services.ds.templates import ParserConfig
 from services.ds.usecases import InsightComputer, Insights, Sms
 from services.kit.config.settings import REPO_ROOT
+from services.kit.db.erasure import ErasedUsers, erasing
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
@@ -31,8 +32,9 @@ EXPENSE_CHANGES = Subscription(
 )
 CATEGORY_CHANGES = Subscription("ds_categories", (events_pb2.CategoryChanged,))
 PROFILE_CHANGES = Subscription("ds_profiles", (events_pb2.ProfileUpdated,))
+DELETIONS = Subscription("ds_erasure", (events_pb2.UserDeleted,))
 # Every consumer the wiring starts; docs/events.md lists them.
-SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES)
+SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES, DELETIONS)
 
 
 def repo_path(configured: str) -> Path:
@@ -48,9 +50,15 @@ def build_app(settings: DsMeshSettings) -> ServiceApp:
     defaults = settings.user.defaults
     calendar = Calendar(defaults.time_zone, defaults.first_day_of_week, defaults.locale)
     handlers = EventHandlers(calendar)
-    runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
-    runtime.consume(storage.inbox_table, CATEGORY_CHANGES, handlers.on_category_event)
-    runtime.consume(storage.inbox_table, PROFILE_CHANGES, handlers.on_profile_event)
+    # The ledger's and user's events of a user erased meanwhile are skipped (they would
+    # bring data back); the erasure records the user for as long as such events may come.
+    erased = ErasedUsers(storage.erased_users)
+    inbox = storage.inbox_table
+    runtime.consume_batches(inbox, EXPENSE_CHANGES, erased.skipping_batches(handlers.on_expense_events))
+    runtime.consume(inbox, CATEGORY_CHANGES, erased.skipping(handlers.on_category_event))
+    runtime.consume(inbox, PROFILE_CHANGES, erased.skipping(handlers.on_profile_event))
+    runtime.consume(inbox, DELETIONS, erasing(storage.metadata, erased=erased))
+    runtime.purger.keep(storage.erased_users, "erased_at", settings.retention.inbox_window)
     # A tombstone only has to outlast the events that could still arrive for its expense.
     runtime.purger.keep(
         storage.expenses, "updated_at", settings.retention.inbox_window, storage.expenses.c.deleted.is_(True)

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ds.domain import Consent, Direction, Outcome, ParsedSms, SpendCopy
 from services.kit.db.engine import Queryable, UtcDateTime
+from services.kit.db.erasure import erased_users_table
 from services.kit.events.tables import add_event_tables
 from services.ledger.replica import CategoryInfo, ExpenseKey, ExpenseLine, StoredExpense
 
@@ -53,6 +54,8 @@ CHUNK = 500
 
 metadata = MetaData()
 outbox_table, inbox_table = add_event_tables(metadata)
+erased_users = erased_users_table(metadata)
+Index("ix_erased_users_erased_at", erased_users.c.erased_at)
 
 profiles = Table(
     "profiles",

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from expense.events.v1 import events_pb2
 from services.billing import storage as billing_storage
 from services.billing.server import OWNED_THROUGH
+from services.ds import storage as ds_storage
 from services.kit.config.settings import MeshSettings
 from services.kit.db import migrations
 from services.kit.db.engine import Database
@@ -43,6 +44,7 @@ SERVICES: dict[str, tuple[MetaData, Sequence[OwnedThrough], Around, Table | None
     ),
     "reporting": (reporting_storage.metadata, (), None, reporting_storage.erased_users),
     "billing": (billing_storage.metadata, OWNED_THROUGH, None, billing_storage.erased_users),
+    "ds": (ds_storage.metadata, (), None, ds_storage.erased_users),
 }
 
 

@@ -110,6 +110,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "daily_spend",
+        "merchant_months",
         sa.Column("user_id", ID, nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("category_id", ID, nullable=False),
@@ -118,6 +119,13 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("user_id", "day", "category_id", "currency"),
     )
+    # The users erased lately (services/kit/db/erasure.py): their late events are skipped.
+    op.create_table(
+        "erased_users",
+        sa.Column("erased_user_id", ID, primary_key=True),
+        sa.Column("erased_at", UTC_DATETIME, nullable=False),
+    )
+    op.create_index("ix_erased_users_erased_at", "erased_users", ["erased_at"])
     create_outbox_table()
     create_inbox_table()
     create_retention_indexes("inbox")
@@ -127,8 +135,11 @@ def downgrade() -> None:
     drop_retention_indexes("inbox")
     drop_inbox_table()
     drop_outbox_table()
+    op.drop_index("ix_erased_users_erased_at", "erased_users")
     for table in (
+        "erased_users",
         "daily_spend",
+        "merchant_months",
         "digests",
         "expenses",
         "categories",
