@@ -260,6 +260,24 @@ class MetricsSettings(BaseModel):
     gateway_port: int = Field(9902, ge=1, le=65535)
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces (services/kit/tracing.py): exported by OTLP/gRPC to otlp_endpoint
+    (a collector, e.g. "http://otel-collector:4317"); empty, tracing is off and costs nothing
+    (the SDK is not even imported)."""
+
+    otlp_endpoint: str = ""
+    # Fraction of traces started here (at the gateway or a service without a caller's
+    # traceparent) that are recorded; a caller's sampling decision is always followed.
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    # Spans waiting for export, and how often they are sent (the SDK's batch processor).
+    max_queue_size: int = Field(2048, ge=1)
+    export_interval_seconds: float = Field(1.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.otlp_endpoint)
+
+
 class MeshLayout(BaseModel):
     # The services the launcher starts, in start order (config/mesh.toml names them).
     services: list[str] = []
@@ -325,6 +343,7 @@ class MeshSettings(BaseSettings):
     service_credential: SecretStr | None = Field(None, min_length=MIN_KEY_LENGTH)
     resilience: ResilienceSettings = ResilienceSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}
