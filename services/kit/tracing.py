@@ -98,15 +98,18 @@ def shutdown() -> None:
 
 
 def instrument_engine(engine: AsyncEngine) -> None:
-    """A span per statement of this engine's transactions (SQLAlchemy's own events). Reads on
-    PostgreSQL bypass the engine (kit/db/reads.py): `read_span` covers them."""
+    """A span per statement of this engine's transactions (the SQLAlchemy instrumentation's
+    engine tracer, on this engine alone: its instrumentor would patch create_engine
+    process-wide, and instrument only the first engine). Reads on PostgreSQL bypass the
+    engine (kit/db/reads.py), which makes their spans itself."""
     if not enabled():
         return
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.metrics import NoOpMeter
 
-    SQLAlchemyInstrumentor().instrument(
-        engine=engine.sync_engine, tracer_provider=_STATE.provider, enable_commenter=False
-    )
+    # Pool gauges are Prometheus's (kit/metrics.py): the tracer's counter goes nowhere.
+    connections = NoOpMeter(TRACER_NAME).create_up_down_counter("db.client.connections.usage")
+    EngineTracer(tracer(), engine.sync_engine, connections, enable_commenter=False)
 
 
 def current() -> Context:
