@@ -121,7 +121,8 @@ def test_deck_validates_the_deploy_time_kong_config_with_its_credentials(deploye
 def test_each_kong_plugin_block_matches_its_schema(tmp_path: Path, deployed_kong: Path) -> None:
     committed = _check_plugins(KONG_FILE, tmp_path / "committed")
     deployed = _check_plugins(deployed_kong, tmp_path / "deployed")
-    assert {"grpc-gateway", "jwt", "rate-limiting", "response-transformer"} <= set(committed)
+    production = {"grpc-gateway", "jwt", "rate-limiting", "response-transformer", "prometheus"}
+    assert production | {"request-size-limiting", "correlation-id"} <= set(committed)
     assert set(deployed) == set(committed) | {"cors"}
 
 
