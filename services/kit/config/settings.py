@@ -291,6 +291,10 @@ class MeshLayout(BaseModel):
     # services that may call it (operators always may); the method's entry wins. Not
     # listed: any mesh service.
     internal_callers: dict[str, list[str]] = {}
+    # Mesh services a service calls with a user's token (user methods), by caller. With the
+    # internal_callers above, and auth (which every service calls), it is the whole call graph:
+    # k8s's NetworkPolicies admit these callers only (services/launcher/callers.py).
+    peers: dict[str, list[str]] = {}
     # RPCs the gateways limit tighter (limits.gateway.password_routes).
     password_methods: list[str] = []
 
@@ -312,6 +316,9 @@ class MeshSettings(BaseSettings):
     envoy_admin_port: int = 9901
     embedded_nats_port: int = 4250
     event_prefix: str = Field("em", pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    # Copies of the events stream JetStream keeps: 3 on a 3-node NATS cluster (k8s prod),
+    # where a node can go without losing an event; 1 on a single server.
+    event_stream_replicas: int = Field(1, ge=1, le=5)
     database_url: str | None = Field(None, validation_alias=AliasChoices("EM_DATABASE_URL", "DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("EM_REDIS_URL", "REDIS_URL"))
     nats_url: str | None = Field(None, validation_alias=AliasChoices("EM_NATS_URL", "NATS_URL"))
