@@ -33,6 +33,7 @@ def deploy_files(settings: MeshSettings | None = None) -> dict[Path, str]:
         ),
         REPO_ROOT / "kong" / "kong.yml": render_yaml([kong_config(settings, surface)], COMMAND),
         REPO_ROOT / "docker-compose.yml": render_yaml([compose.compose_config(settings)], COMMAND),
+        REPO_ROOT / ".env.example": compose.env_example(settings),
         REPO_ROOT / compose.NATS_CONFIG: GENERATED.format(command=COMMAND)
         + authorization_config(settings.event_prefix, settings.mesh.services),
     }

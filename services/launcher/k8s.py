@@ -129,7 +129,9 @@ def base_resources(settings: MeshSettings, surface: RestSurface) -> dict[str, li
 
 
 def _config_map(settings: MeshSettings) -> dict[str, Any]:
-    data = {key: value for key, value in app_environment(settings).items() if key != "DATABASE_URL"}
+    # The database URL comes from a Secret; traces are off until an overlay names a collector.
+    compose_only = ("DATABASE_URL", "EM_TRACING__OTLP_ENDPOINT")
+    data = {key: value for key, value in app_environment(settings).items() if key not in compose_only}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIG_MAP, "config"), "data": data}
 
 
