@@ -12,7 +12,7 @@ import click
 
 from services.auth.keys import rotate_signing_key
 from services.kit.config.settings import REPO_ROOT, MeshSettings, load_settings
-from services.launcher import generated, health
+from services.launcher import generated, health, status
 from services.launcher.envoy import TARGETS, Target, envoy_config
 from services.launcher.files import render_yaml, write_text
 from services.launcher.kong import kong_config, read_jwks
@@ -129,6 +129,16 @@ def deploy_files_command(check: bool) -> None:
     for path, text in generated.deploy_files().items():
         write_text(path, text)
         click.echo(f"wrote {path.relative_to(REPO_ROOT)}")
+
+
+@main.command("health")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+def health_command(as_json: bool) -> None:
+    """Each component's state (services, gateway, NATS, PostgreSQL, Redis, traces); exit 1
+    unless everything configured is up."""
+    components = asyncio.run(status.mesh_health(load_settings()))
+    click.echo(status.as_json(components) if as_json else status.as_table(components))
+    sys.exit(0 if status.healthy(components) else 1)
 
 
 @main.command()

@@ -1,4 +1,6 @@
-"""Traces of a whole mesh (`services.launcher up`, SQLite, embedded NATS): with `[tracing]
+"""What an operator sees of a whole mesh: traces, and `launcher health`.
+
+Traces of a whole mesh (`services.launcher up`, SQLite, embedded NATS): with `[tracing]
 otlp_endpoint` pointing at an OTLP/gRPC collector run by this test, one expense created
 through the gateway (Envoy, with a client's `traceparent`) is one connected trace: the
 ledger's call and its SQL, the group commit, the outbox's publish to NATS, and the
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -172,3 +176,33 @@ def _assert_logs_carry(mesh: Mesh, trace_id: str) -> None:
     assert any(
         line.get("service") == "ledger" and line.get("method", "").endswith("CreateExpense") for line in lines
     ), mesh.log[-3000:]
+
+
+def _health(mesh: Mesh, **overrides: str) -> tuple[int, dict[str, dict[str, str]]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.launcher", "health", "--json"],
+        env={**mesh.env, **overrides},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    report = json.loads(result.stdout)
+    assert report["healthy"] is (result.returncode == 0)
+    return result.returncode, {component["name"]: component for component in report["components"]}
+
+
+def test_health_shows_every_component_and_fails_when_one_is_down(traced_mesh: Mesh) -> None:
+    code, components = _health(traced_mesh)
+    assert code == 0, components
+    for name in [*SERVICES, "envoy", "nats"]:
+        assert components[name]["state"] == "up", components[name]
+    assert "/metrics" in components["ledger"]["detail"]
+    assert components["postgres"]["state"] == "off"  # SQLite
+    assert components["traces"]["state"] == "up"
+    # The user service looked for where nothing listens: down, and the command fails.
+    (nowhere,) = free_ports(1)
+    code, components = _health(traced_mesh, EM_PORTS__USER=str(nowhere))
+    assert code == 1
+    assert components["user"]["state"] == "down"
+    assert components["ledger"]["state"] == "up"
