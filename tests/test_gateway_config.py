@@ -407,6 +407,19 @@ def test_local_envoy_config_validates(tmp_path: Path) -> None:
     _validate(config_file)
 
 
+def test_traced_envoy_config_validates(tmp_path: Path) -> None:
+    """With [tracing] otlp_endpoint: the OpenTelemetry tracer and the collector's cluster."""
+    settings = _settings_in(tmp_path)
+    tracing = settings.tracing.model_copy(update={"otlp_endpoint": "http://otel-collector:4317"})
+    config = envoy.envoy_config(settings.model_copy(update={"tracing": tracing}), SURFACE, "local")
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert manager["tracing"]["provider"]["name"] == "envoy.tracers.opentelemetry"
+    assert envoy.COLLECTOR_CLUSTER in {cluster["name"] for cluster in config["static_resources"]["clusters"]}
+    config_file = tmp_path / "envoy.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    _validate(config_file)
+
+
 def test_committed_envoy_config_validates(tmp_path: Path) -> None:
     """envoy/envoy.yaml, with the container paths pointed at real files."""
     settings = _settings_in(tmp_path)

@@ -143,7 +143,11 @@ def test_one_create_is_one_connected_trace_from_gateway_to_reporting(
     ]
     assert not orphans, orphans
     names = {(span.service, span.name) for span in spans}
-    assert ("ledger", "expense.ledger.v1.LedgerService/CreateExpense") in names
+    # The gateway's span (Envoy's OpenTelemetry tracer), the client's child, the service's parent.
+    (gateway,) = [s for s in spans if s.service == "gateway"]
+    assert gateway.parent_span_id == root_span
+    (create,) = [s for s in spans if s.name == "expense.ledger.v1.LedgerService/CreateExpense"]
+    assert create.service == "ledger" and create.parent_span_id == gateway.span_id
     assert ("ledger", "group commit") in names
     created_subject = f"{traced_mesh.event_prefix}.events.expense.created"
     publish = [s for s in spans if s.service == "ledger" and s.name == f"publish {created_subject}"]
