@@ -305,7 +305,7 @@ def test_envoy_password_routes_have_their_own_tighter_limit(
 def test_kong_rate_limits_per_access_token_unless_a_route_has_its_own() -> None:
     plugins = kong.kong_config(SETTINGS, SURFACE)["plugins"]
     per_user = GATEWAY_LIMITS.per_user
-    assert [plugin for plugin in plugins if plugin["name"] != "prometheus"] == [
+    assert [plugin for plugin in plugins if plugin["name"] == "rate-limiting"] == [
         {
             "name": "rate-limiting",
             "config": {
@@ -316,6 +316,17 @@ def test_kong_rate_limits_per_access_token_unless_a_route_has_its_own() -> None:
             },
         }
     ]
+
+
+def test_kong_limits_bodies_as_envoy_does_and_tags_every_request() -> None:
+    plugins = {plugin["name"]: plugin["config"] for plugin in kong.kong_config(SETTINGS, SURFACE)["plugins"]}
+    assert plugins["request-size-limiting"] == {
+        "allowed_payload_size": SETTINGS.limits.gateway_max_body_bytes,
+        "size_unit": "bytes",
+        "require_content_length": False,
+    }
+    assert plugins["correlation-id"]["header_name"] == "X-Request-ID"
+    assert plugins["correlation-id"]["echo_downstream"] is True
 
 
 @pytest.mark.parametrize("rule", SURFACE.routes, ids=lambda route: route.name)
