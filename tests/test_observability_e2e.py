@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,13 +109,15 @@ def traced_mesh(tmp_path_factory: pytest.TempPathFactory, collector: tuple[Colle
         mesh.stop()
 
 
-def _wait_for(collector: Collector, trace_id: str, wanted: str, within: float = 20.0) -> list[ExportedSpan]:
+def _wait_for(
+    collector: Collector, trace_id: str, wanted: Callable[[ExportedSpan], bool], within: float = 20.0
+) -> list[ExportedSpan]:
     deadline = time.monotonic() + within
     while True:
         spans = collector.trace(trace_id)
-        if any(wanted in span.name for span in spans):
+        if any(wanted(span) for span in spans):
             return spans
-        assert time.monotonic() < deadline, f"no span {wanted!r} within {within} s: {spans}"
+        assert time.monotonic() < deadline, f"not exported within {within} s: {spans}"
         time.sleep(0.2)
 
 
@@ -133,7 +135,10 @@ def test_one_create_is_one_connected_trace_from_gateway_to_reporting(
         created = http.post("/v1/expenses", json=body, headers=headers)
         assert created.status_code == 200, created.text
 
-    spans = _wait_for(receiver, trace_id, f"process {traced_mesh.event_prefix}.events.expense.created")
+    consumed_name = f"process {traced_mesh.event_prefix}.events.expense.created"
+    _wait_for(receiver, trace_id, lambda span: span.name == consumed_name)
+    # Envoy sends its spans every 5 s (or 5 at a time): wait until the gateway's is there too.
+    _wait_for(receiver, trace_id, lambda span: span.service == "gateway")
     time.sleep(1.0)  # the consumer's SQL spans end before its process span: all are exported by now
     spans = receiver.trace(trace_id)
     by_id = {span.span_id: span for span in spans}

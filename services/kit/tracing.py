@@ -147,13 +147,21 @@ def span(
     parent: Context | None = None,
     links: Sequence[Context] = (),
     attributes: Mapping[str, Any] | None = None,
+    error_on_exception: bool = True,
 ) -> Iterator[Span]:
-    """A span made current while the block runs, ended after it; an exception marks it an
-    error. `parent`: a remote caller's context (else the current one); `links`: other
-    contexts it serves (a batch's other members)."""
+    """A span made current while the block runs, ended after it; an exception is recorded and,
+    unless `error_on_exception` is false (the caller sets the status), marks it an error.
+    `parent`: a remote caller's context (else the current one); `links`: other contexts it
+    serves (a batch's other members)."""
     linked = [Link(trace.get_current_span(link).get_span_context()) for link in links]
     with tracer().start_as_current_span(
-        name, context=parent, kind=kind, links=linked, attributes=attributes, record_exception=True
+        name,
+        context=parent,
+        kind=kind,
+        links=linked,
+        attributes=attributes,
+        record_exception=True,
+        set_status_on_exception=error_on_exception,
     ) as current_span:
         yield current_span
 

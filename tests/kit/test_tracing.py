@@ -8,19 +8,25 @@ tests/test_observability_e2e.py follows the same path across real service proces
 from __future__ import annotations
 
 import asyncio
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 
+import grpc
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
+from expense.echo.v1 import echo_pb2, echo_pb2_grpc
 from services.kit import tracing
 from services.kit.config.settings import TracingSettings
 from services.kit.db.group_commit import GroupCommitter
 from tests.kit.test_events import World
+from tests.kit.test_server import call, echo_stub, token
+
+__all__ = ["echo_stub"]  # the fixture, imported for pytest
 
 
 @pytest.fixture
@@ -128,3 +134,23 @@ def test_without_an_endpoint_tracing_is_off_and_the_sdk_never_loaded() -> None:
     )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout == "off\n", result.stderr
+
+
+async def test_a_call_is_a_server_span_of_its_callers_trace_an_error_only_when_the_server_failed(
+    exported: InMemorySpanExporter, echo_stub: echo_pb2_grpc.EchoServiceStub
+) -> None:
+    """A real grpc.aio server with the kit's interceptor (tests/kit/test_server.py's)."""
+    trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
+    metadata = (("authorization", f"Bearer {token()}"), ("traceparent", f"00-{trace_id}-{caller}-01"))
+    answer = await echo_stub.Echo(echo_pb2.EchoRequest(message="hello"), metadata=metadata)
+    assert answer.message == "hello"
+    assert (await call(echo_stub, "missing", token())).code() == grpc.StatusCode.NOT_FOUND
+    assert (await call(echo_stub, "crash", token())).code() == grpc.StatusCode.INTERNAL
+    served = [s for s in exported.get_finished_spans() if s.name == "expense.echo.v1.EchoService/Echo"]
+    ok, missing, _crashed = served
+    assert ok.kind is SpanKind.SERVER and ok.parent is not None
+    assert (f"{ok.context.trace_id:032x}", f"{ok.parent.span_id:016x}") == (trace_id, caller)
+    assert missing.parent is None  # no traceparent: a trace of its own
+    assert [s.attributes["rpc.grpc.status_code"] for s in served] == [0, 5, 13]
+    # A caller's mistake is no server error; a crash is.
+    assert [s.status.status_code for s in served] == [StatusCode.UNSET, StatusCode.UNSET, StatusCode.ERROR]

@@ -224,6 +224,19 @@ class KitInterceptor(ServerInterceptor):
             reset_identity(marker)
 
 
+# Codes that are the server's fault (OpenTelemetry's gRPC conventions): a SERVER span's error.
+SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
 def _traced(method: str, behavior: Behavior) -> Behavior:
     """The call as a SERVER span, child of the caller's `traceparent` (the gateway's, another
     service's) or the root of a new trace; the handler's spans (database, outbox) are its children."""
@@ -232,13 +245,17 @@ def _traced(method: str, behavior: Behavior) -> Behavior:
 
     async def traced(request: Any, context: ServicerContext) -> Any:
         parent = tracing.context_from_metadata(context.invocation_metadata())
-        with tracing.span(method.lstrip("/"), SpanKind.SERVER, parent, attributes=attributes) as span:
+        name = method.lstrip("/")
+        # The status says whether the server failed: a caller's bad input is no server error.
+        with tracing.span(
+            name, SpanKind.SERVER, parent, attributes=attributes, error_on_exception=False
+        ) as span:
             try:
                 return await behavior(request, context)
             finally:
                 code = context.code()
                 span.set_attribute("rpc.grpc.status_code", code.value[0] if code else 0)
-                if code not in (None, grpc.StatusCode.OK):
+                if code in SERVER_FAULTS:
                     tracing.mark_error(span, code.name)
 
     return traced
