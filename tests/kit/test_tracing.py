@@ -26,7 +26,9 @@ from services.kit.db.group_commit import GroupCommitter
 from tests.kit.test_events import World
 from tests.kit.test_server import call, echo_stub, token
 
-__all__ = ["echo_stub"]  # the fixture, imported for pytest
+# echo_stub is test_server.py's fixture (a real server with the kit's interceptor): pytest
+# finds a fixture by its name in the module.
+__all__ = ["echo_stub"]
 
 
 @pytest.fixture
