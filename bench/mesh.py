@@ -104,9 +104,12 @@ class BenchMesh:
         self.gateway_port, self.admin_port, self.nats_port, *ports = free_ports(3 + len(self.services))
         self.ports = dict(zip(self.services, ports, strict=True))
         self.config_file = self.data_dir / "bench-mesh.toml"
-        # `EM_METRICS__ENABLED=false python -m bench ...` measures the mesh without metrics. Read
-        # here: adopt_environment() drops every outer EM_* variable before the mesh starts.
-        self.metrics_env = {k: v for k, v in os.environ.items() if k.startswith("EM_METRICS__")}
+        # `EM_METRICS__ENABLED=false python -m bench ...` measures the mesh without metrics, and
+        # `EM_TRACING__OTLP_ENDPOINT=...` with traces. Read here: adopt_environment() drops every
+        # outer EM_* variable before the mesh starts.
+        self.metrics_env = {
+            k: v for k, v in os.environ.items() if k.startswith(("EM_METRICS__", "EM_TRACING__"))
+        }
         self.log_file = self.data_dir / "mesh.log"
 
     @property

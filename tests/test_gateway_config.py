@@ -305,7 +305,7 @@ def test_envoy_password_routes_have_their_own_tighter_limit(
 def test_kong_rate_limits_per_access_token_unless_a_route_has_its_own() -> None:
     plugins = kong.kong_config(SETTINGS, SURFACE)["plugins"]
     per_user = GATEWAY_LIMITS.per_user
-    assert [plugin for plugin in plugins if plugin["name"] != "prometheus"] == [
+    assert [plugin for plugin in plugins if plugin["name"] == "rate-limiting"] == [
         {
             "name": "rate-limiting",
             "config": {
@@ -316,6 +316,17 @@ def test_kong_rate_limits_per_access_token_unless_a_route_has_its_own() -> None:
             },
         }
     ]
+
+
+def test_kong_limits_bodies_as_envoy_does_and_tags_every_request() -> None:
+    plugins = {plugin["name"]: plugin["config"] for plugin in kong.kong_config(SETTINGS, SURFACE)["plugins"]}
+    assert plugins["request-size-limiting"] == {
+        "allowed_payload_size": SETTINGS.limits.gateway_max_body_bytes,
+        "size_unit": "bytes",
+        "require_content_length": False,
+    }
+    assert plugins["correlation-id"]["header_name"] == "X-Request-ID"
+    assert plugins["correlation-id"]["echo_downstream"] is True
 
 
 @pytest.mark.parametrize("rule", SURFACE.routes, ids=lambda route: route.name)
@@ -404,6 +415,19 @@ def test_local_envoy_config_validates(tmp_path: Path) -> None:
     settings = _settings_in(tmp_path)
     config_file = tmp_path / "envoy.yaml"
     config_file.write_text(yaml.safe_dump(envoy.envoy_config(settings, SURFACE, "local")))
+    _validate(config_file)
+
+
+def test_traced_envoy_config_validates(tmp_path: Path) -> None:
+    """With [tracing] otlp_endpoint: the OpenTelemetry tracer and the collector's cluster."""
+    settings = _settings_in(tmp_path)
+    tracing = settings.tracing.model_copy(update={"otlp_endpoint": "http://otel-collector:4317"})
+    config = envoy.envoy_config(settings.model_copy(update={"tracing": tracing}), SURFACE, "local")
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert manager["tracing"]["provider"]["name"] == "envoy.tracers.opentelemetry"
+    assert envoy.COLLECTOR_CLUSTER in {cluster["name"] for cluster in config["static_resources"]["clusters"]}
+    config_file = tmp_path / "envoy.yaml"
+    config_file.write_text(yaml.safe_dump(config))
     _validate(config_file)
 
 

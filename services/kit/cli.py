@@ -9,6 +9,7 @@ from typing import TypeVar
 import click
 import uvloop
 
+from services.kit import tracing
 from services.kit.config.settings import MeshSettings
 from services.kit.db import migrations
 from services.kit.grpc.server import ServiceApp
@@ -36,9 +37,14 @@ def service_main(
         """Serve gRPC until SIGTERM/SIGINT."""
         settings = settings_type()
         configure_logging(name, settings.log_level)
+        # Before the app is built: its database engine and channels are traced from the start.
+        tracing.configure(name, settings.tracing)
 
         async def main() -> None:
-            await build_app(settings).run()
+            try:
+                await build_app(settings).run()
+            finally:
+                tracing.shutdown()  # exports the spans still queued
 
         # uvloop: about 15% less CPU per RPC than asyncio's loop (grpc.aio, psycopg and
         # nats-py all run on it); see docs/performance.md.

@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from services.kit import tracing
+
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -24,6 +26,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS})
+        if tracing.enabled():
+            # The line's trace, to find it in the tracing backend (and the trace's lines here).
+            entry.update(tracing.log_ids())
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -38,7 +38,7 @@ class Runtime:
         password = nats_password(settings, name)
         user = name if password is not None else None
         url, prefix = settings.resolved_nats_url, settings.event_prefix
-        self.bus = EventBus(url, prefix, f"{name}-service", user, password)
+        self.bus = EventBus(url, prefix, f"{name}-service", user, password, settings.event_stream_replicas)
         self.cache = Cache(settings.redis_url, f"{settings.event_prefix}:{name}", name)
         self.background: list[Callable[[], Awaitable[None]]] = []
         self._service_tokens: ServiceTokens | None = None

@@ -10,8 +10,9 @@ from typing import cast
 
 import click
 
+from services.auth.keys import rotate_signing_key
 from services.kit.config.settings import REPO_ROOT, MeshSettings, load_settings
-from services.launcher import generated, health
+from services.launcher import generated, health, status
 from services.launcher.envoy import TARGETS, Target, envoy_config
 from services.launcher.files import render_yaml, write_text
 from services.launcher.kong import kong_config, read_jwks
@@ -65,12 +66,31 @@ def prepare_command(publish_dir: Path) -> None:
     """Keys and migrations, then the gateways' key files (compose's one-shot `migrate`)."""
     settings = prepare(load_settings())
     _migrate(settings)
+    _publish_keys(settings, publish_dir)
+
+
+def _publish_keys(settings: MeshSettings, publish_dir: Path) -> None:
     publish_dir.mkdir(parents=True, exist_ok=True)
     jwks_file = settings.keys_dir / "jwks.json"
     shutil.copyfile(jwks_file, publish_dir / "jwks.json")
     kong = kong_config(settings, rest_surface(settings), read_jwks(jwks_file))
     write_text(publish_dir / "kong.yml", render_yaml([kong], "prepare"))
     click.echo(f"published jwks.json and kong.yml to {publish_dir}")
+
+
+@main.command("rotate-keys")
+@click.option(
+    "--publish-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where the gateways read jwks.json and kong.yml (as for `prepare`).",
+)
+def rotate_keys_command(publish_dir: Path) -> None:
+    """A new signing key for auth; the gateways' files then hold it and the previous one
+    (kong/README.md, "Rotating the signing key": reload the gateways, then restart auth)."""
+    ring = rotate_signing_key(load_settings())
+    click.echo(f"signing keys now: {', '.join(key['kid'] for key in ring.jwks()['keys'])} (newest first)")
+    _publish_keys(load_settings(), publish_dir)
 
 
 @main.command("envoy-config")
@@ -109,6 +129,16 @@ def deploy_files_command(check: bool) -> None:
     for path, text in generated.deploy_files().items():
         write_text(path, text)
         click.echo(f"wrote {path.relative_to(REPO_ROOT)}")
+
+
+@main.command("health")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+def health_command(as_json: bool) -> None:
+    """Each component's state (services, gateway, NATS, PostgreSQL, Redis, traces); exit 1
+    unless everything configured is up."""
+    components = asyncio.run(status.mesh_health(load_settings()))
+    click.echo(status.as_json(components) if as_json else status.as_table(components))
+    sys.exit(0 if status.healthy(components) else 1)
 
 
 @main.command()

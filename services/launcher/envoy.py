@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from services.kit.config.settings import GatewayLimits, GatewayResilience, MeshSettings, RateLimit
 from services.launcher.routes import DESCRIPTOR_SET, HttpRoute, RestSurface
@@ -112,6 +113,7 @@ def envoy_config(settings: MeshSettings, surface: RestSurface, target: Target) -
             "clusters": [
                 *(_cluster(settings, name, where) for name in settings.mesh.services),
                 *([_admin_cluster(settings)] if stats else []),
+                *([_collector_cluster(settings)] if settings.tracing.enabled else []),
             ],
         },
     }
@@ -199,6 +201,7 @@ def _listener(settings: MeshSettings, surface: RestSurface, where: Placement) ->
         ],
         route_config=_route_config(settings, surface),
         http_filters=_http_filters(settings, surface, where),
+        **({"tracing": _tracing(settings)} if settings.tracing.enabled else {}),
     )
     return {
         "name": "gateway",
@@ -599,6 +602,43 @@ def _direct_response(name: str, match: dict[str, Any], status: int, message: str
                 "disabled": True,
             }
         },
+    }
+
+
+COLLECTOR_CLUSTER = "otel-collector"
+
+
+def _tracing(settings: MeshSettings) -> dict[str, Any]:
+    """The gateway's own span (OpenTelemetry, to the same OTLP collector as the services),
+    parent of the service's: its `traceparent` goes upstream as gRPC metadata. Only when
+    [tracing] otlp_endpoint is set: the committed envoy/envoy.yaml has none."""
+    provider = {
+        "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+        "grpc_service": {"envoy_grpc": {"cluster_name": COLLECTOR_CLUSTER}, "timeout": "1s"},
+        "service_name": "gateway",
+    }
+    return {
+        "provider": {"name": "envoy.tracers.opentelemetry", "typed_config": provider},
+        # Requests without a caller's decision are sampled as the services sample theirs.
+        "random_sampling": {"value": settings.tracing.sample_ratio * 100},
+        "spawn_upstream_span": False,
+    }
+
+
+def _collector_cluster(settings: MeshSettings) -> dict[str, Any]:
+    endpoint = urlsplit(settings.tracing.otlp_endpoint)
+    host, port = endpoint.hostname or "127.0.0.1", endpoint.port or 4317
+    http2 = _typed(
+        "upstreams.http.v3.HttpProtocolOptions", explicit_http_config={"http2_protocol_options": {}}
+    )
+    address = {"endpoint": {"address": _socket(host, port)}}
+    return {
+        "name": COLLECTOR_CLUSTER,
+        "type": "STRICT_DNS",
+        "connect_timeout": "1s",
+        "dns_lookup_family": "V4_ONLY",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": http2},
+        "load_assignment": {"cluster_name": COLLECTOR_CLUSTER, "endpoints": [{"lb_endpoints": [address]}]},
     }
 
 

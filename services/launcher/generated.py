@@ -1,6 +1,6 @@
 """The committed generated files (envoy/envoy.yaml, kong/kong.yml, docker-compose.yml,
-nats/nats.conf, k8s/*.yaml), rendered from config/mesh.toml alone: the environment of whoever runs
-`deploy-files` must not leak into git."""
+nats/nats.conf, k8s/{base,overlays/*}/*.yaml), rendered from config/mesh.toml alone: the
+environment of whoever runs `deploy-files` must not leak into git."""
 
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ def deploy_files(settings: MeshSettings | None = None) -> dict[Path, str]:
         ),
         REPO_ROOT / "kong" / "kong.yml": render_yaml([kong_config(settings, surface)], COMMAND),
         REPO_ROOT / "docker-compose.yml": render_yaml([compose.compose_config(settings)], COMMAND),
+        REPO_ROOT / ".env.example": compose.env_example(settings),
         REPO_ROOT / compose.NATS_CONFIG: GENERATED.format(command=COMMAND)
         + authorization_config(settings.event_prefix, settings.mesh.services),
-        REPO_ROOT / "k8s" / "kustomization.yaml": render_yaml([k8s.kustomization(settings)], COMMAND),
     }
-    for stem, manifests in k8s.resource_files(settings).items():
-        files[REPO_ROOT / "k8s" / f"{stem}.yaml"] = render_yaml(manifests, COMMAND)
+    for path, manifests in k8s.files(settings).items():
+        files[REPO_ROOT / "k8s" / path] = render_yaml(manifests, COMMAND)
     return files
 
 

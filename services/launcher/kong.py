@@ -45,6 +45,7 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-
 TOKEN_RESPONSE = "expense.auth.v1.AuthTokens"
 CORS_METHODS = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
 TOKEN_HEADER = "authorization"
+CORRELATION_HEADER = "X-Request-ID"
 
 
 def kong_config(
@@ -54,12 +55,30 @@ def kong_config(
     consumer: dict[str, Any] = {"username": CONSUMER}
     if jwks is not None:
         consumer["jwt_secrets"] = jwt_secrets(jwks)
-    plugins = [_rate_limiting(settings.limits.gateway.per_user, is_public=False)]
+    plugins = [
+        _rate_limiting(settings.limits.gateway.per_user, is_public=False),
+        _request_size_limiting(settings.limits.gateway_max_body_bytes),
+        _correlation_id(),
+    ]
     if settings.cors.origins:
         plugins.append(_cors(settings.cors.origins))
     if settings.metrics.enabled:
         plugins.append(_prometheus())
     return {"_format_version": "3.0", "services": services, "consumers": [consumer], "plugins": plugins}
+
+
+def _request_size_limiting(max_body_bytes: int) -> dict[str, Any]:
+    """413 beyond the body size Envoy also allows ([limits] gateway_max_body_bytes), with or
+    without a Content-Length (a chunked body is counted as it is read)."""
+    config = {"allowed_payload_size": max_body_bytes, "size_unit": "bytes", "require_content_length": False}
+    return {"name": "request-size-limiting", "config": config}
+
+
+def _correlation_id() -> dict[str, Any]:
+    """Every request carries X-Request-ID to the service (kept when the client sent one, the
+    header Envoy uses too) and back to the client, to find its log lines and its trace."""
+    config = {"header_name": CORRELATION_HEADER, "generator": "uuid", "echo_downstream": True}
+    return {"name": "correlation-id", "config": config}
 
 
 def _cors(origins: list[str]) -> dict[str, Any]:

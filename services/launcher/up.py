@@ -152,11 +152,22 @@ def banner(settings: MeshSettings) -> list[str]:
         f"  database             {database}",
         f"  nats                 {nats}",
         f"  redis                {redact(settings.redis_url) if settings.redis_url else 'none (cache off)'}",
+        f"  traces               {_traces(settings)}",
+        "  health               python -m services.launcher health   (every component's state)",
         *examples,
         "  Ctrl-C stops everything.",
         "",
         READY_LINE,
     ]
+
+
+def _traces(settings: MeshSettings) -> str:
+    endpoint = settings.tracing.otlp_endpoint
+    return (
+        f"OTLP to {endpoint}"
+        if endpoint
+        else "off (EM_TRACING__OTLP_ENDPOINT=http://collector:4317 turns them on)"
+    )
 
 
 def metrics_lines(settings: MeshSettings) -> list[str]:

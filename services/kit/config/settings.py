@@ -260,6 +260,24 @@ class MetricsSettings(BaseModel):
     gateway_port: int = Field(9902, ge=1, le=65535)
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces (services/kit/tracing.py): exported by OTLP/gRPC to otlp_endpoint
+    (a collector, e.g. "http://otel-collector:4317"); empty, tracing is off and costs nothing
+    (the SDK is not even imported)."""
+
+    otlp_endpoint: str = ""
+    # Fraction of traces started here (at the gateway or a service without a caller's
+    # traceparent) that are recorded; a caller's sampling decision is always followed.
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    # Spans waiting for export, and how often they are sent (the SDK's batch processor).
+    max_queue_size: int = Field(2048, ge=1)
+    export_interval_seconds: float = Field(1.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.otlp_endpoint)
+
+
 class MeshLayout(BaseModel):
     # The services the launcher starts, in start order (config/mesh.toml names them).
     services: list[str] = []
@@ -273,6 +291,10 @@ class MeshLayout(BaseModel):
     # services that may call it (operators always may); the method's entry wins. Not
     # listed: any mesh service.
     internal_callers: dict[str, list[str]] = {}
+    # Mesh services a service calls with a user's token (user methods), by caller. With the
+    # internal_callers above, and auth (which every service calls), it is the whole call graph:
+    # k8s's NetworkPolicies admit these callers only (services/launcher/callers.py).
+    peers: dict[str, list[str]] = {}
     # RPCs the gateways limit tighter (limits.gateway.password_routes).
     password_methods: list[str] = []
 
@@ -294,6 +316,9 @@ class MeshSettings(BaseSettings):
     envoy_admin_port: int = 9901
     embedded_nats_port: int = 4250
     event_prefix: str = Field("em", pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    # Copies of the events stream JetStream keeps: 3 on a 3-node NATS cluster (k8s prod),
+    # where a node can go without losing an event; 1 on a single server.
+    event_stream_replicas: int = Field(1, ge=1, le=5)
     database_url: str | None = Field(None, validation_alias=AliasChoices("EM_DATABASE_URL", "DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("EM_REDIS_URL", "REDIS_URL"))
     nats_url: str | None = Field(None, validation_alias=AliasChoices("EM_NATS_URL", "NATS_URL"))
@@ -325,6 +350,7 @@ class MeshSettings(BaseSettings):
     service_credential: SecretStr | None = Field(None, min_length=MIN_KEY_LENGTH)
     resilience: ResilienceSettings = ResilienceSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
+from services.kit import tracing
 from services.kit.config.settings import MeshSettings
 from services.kit.db.reads import ReadConnection
 
@@ -100,6 +101,7 @@ class Database:
         self._sqlite_reader = None if self.is_postgres else self.engine.execution_options(**{_READ: True})
         # Compiled read statements by SQLAlchemy cache key (kit.reads).
         self._read_plans: dict[Any, Any] = {}
+        tracing.instrument_engine(self.engine)
 
     @classmethod
     def for_service(cls, settings: MeshSettings, service: str, pool_size: int = 10) -> Database:

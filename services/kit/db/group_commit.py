@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from services.kit import tracing
+
 log = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT")
@@ -46,6 +48,8 @@ class _Waiting(Generic[ItemT, ResultT]):
     item: ItemT
     key: Hashable | None
     future: asyncio.Future[ResultT]
+    # The caller's trace context (tracing on): the batch runs in a context of its own.
+    trace: tracing.Context | None = None
 
 
 class GroupCommitter(Generic[ItemT, ResultT]):
@@ -82,7 +86,8 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         """The item's result, or its exception raised. A caller cancelled while
         waiting leaves the batch alone: its item may still be written."""
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiting(item, self._conflict_key(item), future))
+        trace = tracing.current() if tracing.enabled() else None
+        self._queue.append(_Waiting(item, self._conflict_key(item), future, trace))
         self._start_batch()
         return await future
 
@@ -113,7 +118,9 @@ class GroupCommitter(Generic[ItemT, ResultT]):
             if linger:
                 await asyncio.sleep(linger)
             batch = self._take()
-            if batch:
+            if batch and tracing.enabled():
+                await self._write_traced(batch, next_may_start)
+            elif batch:
                 await self._write(batch, next_may_start)
         finally:
             self._running -= 1
@@ -159,7 +166,19 @@ class GroupCommitter(Generic[ItemT, ResultT]):
         for waiting, outcome in zip(batch, outcomes, strict=True):
             _settle(waiting.future, outcome)
 
+    async def _write_traced(
+        self, batch: list[_Waiting[ItemT, ResultT]], next_may_start: Callable[[], None]
+    ) -> None:
+        """The batch as a span in the first caller's trace, linked to the other callers'."""
+        first, *others = [waiting.trace for waiting in batch]
+        links = [context for context in others if context is not None]
+        attributes = {"batch.items": len(batch)}
+        with tracing.span("group commit", parent=first, links=links, attributes=attributes):
+            await self._write(batch, next_may_start)
+
     async def _write_alone(self, waiting: _Waiting[ItemT, ResultT]) -> None:
+        if waiting.trace is not None:  # its own caller's trace (a task of gather's: a context of its own)
+            tracing.attach(waiting.trace)
         try:
             result = await self._write_one(waiting.item)
         except Exception as error:

@@ -76,12 +76,20 @@ def make_envelope(event_type: str, user_id: str, payload: Message, producer: str
 
 class EventBus:
     def __init__(
-        self, url: str, prefix: str, client_name: str, user: str | None = None, password: str | None = None
+        self,
+        url: str,
+        prefix: str,
+        client_name: str,
+        user: str | None = None,
+        password: str | None = None,
+        stream_replicas: int = 1,
     ) -> None:
         """`user` and `password`: the service's NATS user (services/kit/events/permissions.py
-        says what it may do); none for a NATS that requires no credentials."""
+        says what it may do); none for a NATS that requires no credentials. `stream_replicas`:
+        the events stream's copies (3 on a NATS cluster)."""
         self.url = url
         self.prefix = prefix
+        self.stream_replicas = stream_replicas
         self.client_name = client_name
         self._credentials: dict[str, str] = {}
         if user is not None and password is not None:
@@ -190,7 +198,7 @@ class EventBus:
             max_age=EVENT_STREAM_MAX_AGE.total_seconds(),
             duplicate_window=DUPLICATE_WINDOW.total_seconds(),
             discard=DiscardPolicy.OLD,
-            num_replicas=1,
+            num_replicas=self.stream_replicas,
         )
         try:
             await self.js.add_stream(config)

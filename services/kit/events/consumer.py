@@ -15,6 +15,7 @@ terminated (never redelivered) and logged, while the rest of its batch goes on."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -23,10 +24,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Column, Index, MetaData, PrimaryKeyConstraint, String, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit import metrics
+from services.kit import metrics, tracing
 from services.kit.db.engine import Database, UtcDateTime
 from services.kit.db.sql import insert_ignore_many
 from services.kit.domain.timestamps import utcnow
@@ -177,6 +179,42 @@ class EventConsumer:
         """A fetched batch in one transaction: one commit instead of one per event,
         which is what bounds a consumer's rate. If anything in it fails, each event
         is applied in a transaction of its own, so only the failing one is redelivered."""
+        if not messages:
+            return
+        if not tracing.enabled():
+            await self._handle_batch(messages)
+            return
+        with self._traced(messages):
+            await self._handle_batch(messages)
+
+    @contextlib.contextmanager
+    def _traced(self, messages: Sequence[Msg]) -> Any:
+        """A CONSUMER span per message, child of its publisher's (the `traceparent` header).
+        One message: its span is current, so the transaction's spans join the producer's trace.
+        Several: a batch span, linked to each message's, is current instead."""
+        attributes = {"messaging.system": "nats", "messaging.consumer.group.name": self.durable}
+        spans = [
+            tracing.started(
+                f"process {message.subject}",
+                SpanKind.CONSUMER,
+                tracing.context_from(message.headers),
+                {**attributes, "messaging.destination.name": message.subject},
+            )
+            for message in messages
+        ]
+        try:
+            if len(spans) == 1:
+                with tracing.span_in_use(spans[0]):
+                    yield
+            else:
+                contexts = [tracing.context_with(span) for span in spans]
+                with tracing.span(f"process batch {self.name}", SpanKind.CONSUMER, links=contexts):
+                    yield
+        finally:
+            for span in spans:
+                span.end()
+
+    async def _handle_batch(self, messages: Sequence[Msg]) -> None:
         parsed: list[tuple[Msg, Event[Any]]] = []
         for message in messages:
             try:

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 from google.protobuf.message import Message
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit import metrics
+from services.kit import metrics, tracing
 from services.kit.db.engine import Database, UtcDateTime, after_commit
 from services.kit.db.sql import BigIntId, insert_many
 from services.kit.domain.timestamps import utcnow
@@ -62,6 +63,9 @@ class OutboxEvent:
     event_id: str
     subject: str
     body: bytes
+    # The trace context of the transaction that wrote it (tracing on), carried in memory only:
+    # the table has none, so what the poll publishes starts a trace of its own.
+    trace_headers: tuple[tuple[str, str], ...] = ()
 
 
 class Outbox:
@@ -89,9 +93,13 @@ class Outbox:
             make_envelope(self._own_type(type(payload)), user, payload, self.producer)
             for user, payload in events
         ]
+        trace_headers = tuple(tracing.headers_of().items()) if tracing.enabled() else ()
         added = [
             OutboxEvent(
-                envelope.event_id, subject_for(self.prefix, envelope.type), envelope.SerializeToString()
+                envelope.event_id,
+                subject_for(self.prefix, envelope.type),
+                envelope.SerializeToString(),
+                trace_headers,
             )
             for envelope in envelopes
         ]
@@ -196,10 +204,26 @@ class OutboxRelay:
         events = [handed.popleft() for _ in range(min(len(handed), self.batch_size))]
         if not events:
             return 0
-        await asyncio.gather(*(self.bus.publish(e.subject, e.body, e.event_id) for e in events))
+        publish = self._publish_traced if tracing.enabled() else self._publish
+        await asyncio.gather(*(publish(event) for event in events))
         self._unmarked.extend(e.event_id for e in events)
         self._published.inc(len(events))
         return len(events)
+
+    async def _publish(self, event: OutboxEvent) -> None:
+        await self.bus.publish(event.subject, event.body, event.event_id)
+
+    async def _publish_traced(self, event: OutboxEvent) -> None:
+        """A PRODUCER span, child of the writing transaction's span; its context rides in the
+        message's headers to the consumers."""
+        parent = tracing.context_from(dict(event.trace_headers))
+        attributes = {
+            "messaging.system": "nats",
+            "messaging.destination.name": event.subject,
+            "messaging.message.id": event.event_id,
+        }
+        with tracing.span(f"publish {event.subject}", SpanKind.PRODUCER, parent, attributes=attributes):
+            await self.bus.publish(event.subject, event.body, event.event_id, tracing.headers_of())
 
     async def mark_published(self) -> None:
         """Marks what publish_handed() published, in one UPDATE."""

@@ -13,6 +13,7 @@ import grpc
 
 from services.kit.config.settings import ResilienceSettings, RetrySettings
 from services.kit.grpc.breakers import Breaker, BreakerInterceptor, breaker_for
+from services.kit.grpc.tracing import client_interceptors
 
 
 def _duration(seconds: float) -> str:
@@ -58,6 +59,10 @@ def make_channel(
     gRPC applied a service-config timeout of about a second or less as already expired
     (grpcio 1.85, tests/kit/test_breakers.py), a per-call one as given."""
     config = _service_config(services, None if breaker else timeout, wait_for_ready, retry or RetrySettings())
+    # Traced calls outermost: a span per call as the caller sees it, breaker waits included.
+    interceptors: list[grpc.aio.ClientInterceptor] = client_interceptors()
+    if breaker is not None:
+        interceptors.append(BreakerInterceptor(breaker, timeout))
     return grpc.aio.insecure_channel(
         target,
         options=[
@@ -66,7 +71,7 @@ def make_channel(
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 5_000),
         ],
-        interceptors=[BreakerInterceptor(breaker, timeout)] if breaker is not None else None,
+        interceptors=interceptors or None,
     )
 
 

@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 import grpc
 from grpc.aio import ServerInterceptor, ServicerContext
+from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from services.kit import metrics
+from services.kit import metrics, tracing
 from services.kit.domain.errors import DomainError, PermissionDenied
 from services.kit.grpc.status import to_grpc_status
 from services.kit.identity.access import Access, MethodAccess
@@ -154,7 +155,7 @@ class KitInterceptor(ServerInterceptor):
                 record(code, seconds)
                 self.access_log.record(method, code, seconds * 1000, context)
 
-        return intercepted
+        return _traced(method, intercepted) if tracing.enabled() else intercepted
 
     async def _bounded(
         self,
@@ -221,6 +222,43 @@ class KitInterceptor(ServerInterceptor):
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         finally:
             reset_identity(marker)
+
+
+# Codes that are the server's fault (OpenTelemetry's gRPC conventions): a SERVER span's error.
+SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def _traced(method: str, behavior: Behavior) -> Behavior:
+    """The call as a SERVER span, child of the caller's `traceparent` (the gateway's, another
+    service's) or the root of a new trace; the handler's spans (database, outbox) are its children."""
+    service, _, name = method.lstrip("/").partition("/")
+    attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+    async def traced(request: Any, context: ServicerContext) -> Any:
+        parent = tracing.context_from_metadata(context.invocation_metadata())
+        name = method.lstrip("/")
+        # The status says whether the server failed: a caller's bad input is no server error.
+        with tracing.span(
+            name, SpanKind.SERVER, parent, attributes=attributes, error_on_exception=False
+        ) as span:
+            try:
+                return await behavior(request, context)
+            finally:
+                code = context.code()
+                span.set_attribute("rpc.grpc.status_code", code.value[0] if code else 0)
+                if code in SERVER_FAULTS:
+                    tracing.mark_error(span, code.name)
+
+    return traced
 
 
 def _writing(behavior: Behavior) -> Behavior:
