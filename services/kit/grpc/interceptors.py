@@ -26,7 +26,7 @@ from grpc.aio import ServerInterceptor, ServicerContext
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.kit import metrics
-from services.kit.domain.errors import DomainError, PermissionDenied
+from services.kit.domain.errors import DeadlineExceeded, DomainError, Internal, PermissionDenied, Unavailable
 from services.kit.grpc.status import to_grpc_status
 from services.kit.identity.access import Access, MethodAccess
 from services.kit.identity.tokens import Identity, TokenVerifier, reset_identity, set_identity
@@ -176,7 +176,7 @@ class KitInterceptor(ServerInterceptor):
                 identity = await self._authenticate(method, access, context)
                 return await self._mapped(method, identity, behavior, request, context)
         except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+            await context.abort_with_status(to_grpc_status(DeadlineExceeded("deadline exceeded")))
 
     async def _authenticate(self, method: str, access: Access, context: ServicerContext) -> Identity | None:
         """The user's identity for user methods; None for public and internal ones."""
@@ -196,7 +196,9 @@ class KitInterceptor(ServerInterceptor):
             await context.abort_with_status(to_grpc_status(error))
         except Exception:
             errors_log.exception("token verification unavailable", extra={"method": method})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "authentication temporarily unavailable")
+            await context.abort_with_status(
+                to_grpc_status(Unavailable("authentication temporarily unavailable", "AUTH_UNAVAILABLE"))
+            )
         raise AssertionError("unreachable: abort raises")
 
     @staticmethod
@@ -215,10 +217,12 @@ class KitInterceptor(ServerInterceptor):
         except (OperationalError, InterfaceError) as error:
             # The database is restarting or unreachable: retryable, not the caller's fault.
             errors_log.warning("database unavailable", extra={"method": method, "error": repr(error)})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "temporarily unavailable; retry")
+            await context.abort_with_status(
+                to_grpc_status(Unavailable("temporarily unavailable; retry", "DATABASE_UNAVAILABLE"))
+            )
         except Exception:
             errors_log.exception("unhandled error", extra={"method": method})
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            await context.abort_with_status(to_grpc_status(Internal("internal error")))
         finally:
             reset_identity(marker)
 
