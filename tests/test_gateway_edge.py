@@ -313,3 +313,38 @@ async def test_a_service_error_has_the_same_shape(http: httpx.AsyncClient, token
         await http.get("/v1/expenses/00000000-0000-4000-8000-000000000000", headers=auth(token)), 404
     )
     assert refused["code"] == NOT_FOUND and reason(refused) == "NOT_FOUND"
+
+
+# ------------------------------------------------------------- etags (item 5)
+
+
+async def test_etags_travel_as_headers_and_bare_values_match(http: httpx.AsyncClient, token: str) -> None:
+    body = {"request_id": secrets.token_hex(8), "amount": "10.00", "currency": "INR"}
+    created = await http.post("/v1/expenses", json=body, headers=auth(token))
+    assert created.status_code == 200, created.text
+    expense = created.json()
+    assert created.headers["etag"] == expense["etag"] == '"1"'
+    path = f"/v1/expenses/{expense['expense_id']}"
+    read = await http.get(path, headers=auth(token))
+    assert read.headers["etag"] == '"1"'
+    bare = {"expense": {"amount": "11.00"}, "update_mask": "amount", "etag": "1"}
+    updated = await http.patch(path, json=bare, headers=auth(token))
+    assert updated.status_code == 200, updated.text
+    assert updated.headers["etag"] == updated.json()["etag"] == '"2"'
+
+
+async def test_if_match_is_honoured_on_patch_and_delete(http: httpx.AsyncClient, token: str) -> None:
+    body = {"request_id": secrets.token_hex(8), "amount": "10.00", "currency": "INR"}
+    expense = (await http.post("/v1/expenses", json=body, headers=auth(token))).json()
+    path = f"/v1/expenses/{expense['expense_id']}"
+    change = {"expense": {"note": "x"}, "update_mask": "note"}
+    stale = await http.patch(path, json=change, headers={**auth(token), "if-match": '"7"'})
+    assert reason(error(stale, 409)) == "ETAG_MISMATCH"
+    fresh = await http.patch(path, json=change, headers={**auth(token), "if-match": '"1"'})
+    assert fresh.status_code == 200, fresh.text
+    clash = await http.patch(path, json={**change, "etag": "2"}, headers={**auth(token), "if-match": "3"})
+    assert list(violations(error(clash, 400))) == ["etag"]
+    refused = await http.delete(path, headers={**auth(token), "if-match": "1"})
+    assert reason(error(refused, 409)) == "ETAG_MISMATCH"
+    deleted = await http.delete(path, headers={**auth(token), "if-match": 'W/"2"'})
+    assert deleted.status_code == 200, deleted.text

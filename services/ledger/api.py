@@ -22,6 +22,7 @@ from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from services.kit.db.idempotency import fingerprint
 from services.kit.domain.errors import InvalidArgument, Unavailable
 from services.kit.domain.validation import parse_update_mask
+from services.kit.grpc.etags import requested_etag, send_etag
 from services.kit.identity.tokens import Identity, current_identity
 from services.ledger.convert import (
     category_proto,
@@ -65,40 +66,47 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     @override
     async def CreateExpense(
-        self, request: ledger_pb2.CreateExpenseRequest, context: object
+        self, request: ledger_pb2.CreateExpenseRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.Expense:
         identity = current_identity()
         self._check_request_id(request.request_id)
         data = await self._with_defaults(identity, expense_data(request))
         fields = validate(ExpenseInput, data, self.settings)
-        return await self.ledger.create_expense(
+        created = await self.ledger.create_expense(
             identity.user_id, fields, request.request_id, request_fingerprint(request)
         )
+        await send_etag(context, created.etag)
+        return created
 
     @override
-    async def GetExpense(self, request: ledger_pb2.GetExpenseRequest, context: object) -> ledger_pb2.Expense:
+    async def GetExpense(
+        self, request: ledger_pb2.GetExpenseRequest, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.Expense:
         expense_id = required_id(request.expense_id, "expense_id")
-        return expense_proto(await self.ledger.get_expense(current_identity().user_id, expense_id))
+        expense = await self.ledger.get_expense(current_identity().user_id, expense_id)
+        await send_etag(context, expense.etag)
+        return expense_proto(expense)
 
     @override
     async def UpdateExpense(
-        self, request: ledger_pb2.UpdateExpenseRequest, context: object
+        self, request: ledger_pb2.UpdateExpenseRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.Expense:
         user_id = current_identity().user_id
         expense_id = required_id(request.expense_id, "expense_id")
         paths = mask_paths(request.update_mask, EXPENSE_FIELDS, request.expense)
         requested = {path: field_value(request.expense, path) for path in paths}
-        etag = request.etag or request.expense.etag
+        etag = requested_etag(context, request.etag or request.expense.etag)
         updated = await self.ledger.update_expense(user_id, user_id, expense_id, etag, requested)
+        await send_etag(context, updated.etag)
         return expense_proto(updated)
 
     @override
     async def DeleteExpense(
-        self, request: ledger_pb2.DeleteExpenseRequest, context: object
+        self, request: ledger_pb2.DeleteExpenseRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.DeleteExpenseResponse:
         user_id = current_identity().user_id
         expense_id = required_id(request.expense_id, "expense_id")
-        await self.ledger.delete_expense(user_id, user_id, expense_id, request.etag)
+        await self.ledger.delete_expense(user_id, user_id, expense_id, requested_etag(context, request.etag))
         return ledger_pb2.DeleteExpenseResponse()
 
     @override

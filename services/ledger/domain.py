@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from services.kit.config.settings import REPO_ROOT
+from services.kit.domain import etags
 from services.kit.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -120,8 +121,8 @@ def etag_of(version: int) -> str:
 
 
 def etag_matches(etag: str, version: int) -> bool:
-    """Weak or strong form of the same version (RFC 9110 weak comparison)."""
-    return etag.strip().removeprefix("W/") == etag_of(version)
+    """Weak or strong form of the same version, quoted or bare (kit/domain/etags.py)."""
+    return etags.etag_matches(etag, etag_of(version))
 
 
 def amount_value(amount_minor: int, currency: str) -> int:

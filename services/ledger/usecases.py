@@ -455,14 +455,18 @@ class Ledger:
                 ExpenseInput, with_money_pair(current, requested), self.settings, prefix="expense."
             )
             if etag and not etag_matches(etag, current.version):
-                raise Aborted("the expense changed since it was read: get it again and retry")
+                raise Aborted(
+                    "the expense changed since it was read: get it again and retry", "ETAG_MISMATCH"
+                )
             changes = fields.changes()
             if changes.get("category_id"):
                 await self._require_categories(unit.session, user_id, [changes["category_id"]])
             now = utcnow()
             updated = apply_expense_changes(current, changes, now)
             if not await storage.save_expense(unit.session, updated, current.version):
-                raise Aborted("the expense changed since it was read: get it again and retry")
+                raise Aborted(
+                    "the expense changed since it was read: get it again and retry", "ETAG_MISMATCH"
+                )
             await storage.add_entries(unit.session, [entry("update", actor, now, current, updated)])
             message = events_pb2.ExpenseUpdated(
                 before=expense_snapshot(current), after=expense_snapshot(updated)
@@ -477,11 +481,15 @@ class Ledger:
             if current is None:
                 raise not_found(expense_id)
             if etag and not etag_matches(etag, current.version):
-                raise Aborted("the expense changed since it was read: get it again and retry")
+                raise Aborted(
+                    "the expense changed since it was read: get it again and retry", "ETAG_MISMATCH"
+                )
             now = utcnow()
             deleted = current._replace(version=current.version + 1, update_time=now, delete_time=now)
             if not await storage.save_expense(unit.session, deleted, current.version):
-                raise Aborted("the expense changed since it was read: get it again and retry")
+                raise Aborted(
+                    "the expense changed since it was read: get it again and retry", "ETAG_MISMATCH"
+                )
             await storage.add_entries(unit.session, [entry("delete", actor, now, current, None)])
             await unit.publish(user_id, events_pb2.ExpenseDeleted(before=expense_snapshot(current)))
 
