@@ -21,6 +21,7 @@ from typing_extensions import override
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from services.kit.db.idempotency import fingerprint
 from services.kit.domain.errors import InvalidArgument, Unavailable
+from services.kit.domain.etags import opaque
 from services.kit.domain.validation import parse_update_mask
 from services.kit.grpc.etags import requested_etag, send_etag
 from services.kit.identity.tokens import Identity, current_identity
@@ -42,6 +43,7 @@ from services.ledger.inputs import (
     RequestIdInput,
     validate,
 )
+from services.ledger.replica import CONSISTENCY_HEADER, WrittenVersion
 from services.ledger.settings import LedgerSettings
 from services.ledger.usecases import ImportRow, Ledger
 from services.user.client import Preferences, PreferencesClient
@@ -75,7 +77,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         created = await self.ledger.create_expense(
             identity.user_id, fields, request.request_id, request_fingerprint(request)
         )
-        await send_etag(context, created.etag)
+        await send_etag(context, created.etag, written(created.expense_id, created.etag))
         return created
 
     @override
@@ -97,7 +99,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         requested = {path: field_value(request.expense, path) for path in paths}
         etag = requested_etag(context, request.etag or request.expense.etag)
         updated = await self.ledger.update_expense(user_id, user_id, expense_id, etag, requested)
-        await send_etag(context, updated.etag)
+        await send_etag(context, updated.etag, written(expense_id, updated.etag))
         return expense_proto(updated)
 
     @override
@@ -106,7 +108,10 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> ledger_pb2.DeleteExpenseResponse:
         user_id = current_identity().user_id
         expense_id = required_id(request.expense_id, "expense_id")
-        await self.ledger.delete_expense(user_id, user_id, expense_id, requested_etag(context, request.etag))
+        version = await self.ledger.delete_expense(
+            user_id, user_id, expense_id, requested_etag(context, request.etag)
+        )
+        await send_etag(context, "", (CONSISTENCY_HEADER, WrittenVersion(expense_id, version).token))
         return ledger_pb2.DeleteExpenseResponse()
 
     @override
@@ -280,6 +285,11 @@ def check_user_id(user_id: str) -> None:
 def request_fingerprint(request: ledger_pb2.CreateExpenseRequest | ledger_pb2.CreateCategoryRequest) -> str:
     """What an AIP-155 retry must repeat exactly: the request as sent (none without a request_id)."""
     return fingerprint(request) if request.request_id else ""
+
+
+def written(expense_id: str, etag: str) -> tuple[str, str]:
+    """The consistency-token header of a write that left the expense at `etag`."""
+    return CONSISTENCY_HEADER, WrittenVersion(expense_id, int(opaque(etag))).token
 
 
 def required_id(value: str, field: str) -> str:

@@ -474,8 +474,9 @@ class Ledger:
             await unit.publish(user_id, message)
         return updated
 
-    async def delete_expense(self, actor: str, user_id: str, expense_id: str, etag: str) -> None:
-        """Soft delete: gone from lists and reports, its history kept."""
+    async def delete_expense(self, actor: str, user_id: str, expense_id: str, etag: str) -> int:
+        """Soft delete: gone from lists and reports, its history kept. Returns the
+        deletion's version (the deleted state's, plus one)."""
         async with self.units.begin() as unit:
             current = await storage.find_expense(unit.session, user_id, expense_id, for_update=True)
             if current is None:
@@ -492,6 +493,7 @@ class Ledger:
                 )
             await storage.add_entries(unit.session, [entry("delete", actor, now, current, None)])
             await unit.publish(user_id, events_pb2.ExpenseDeleted(before=expense_snapshot(current)))
+        return deleted.version
 
     async def history(self, user_id: str, expense_id: str) -> list[LedgerEntry]:
         async with self.db.read() as connection:

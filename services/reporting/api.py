@@ -8,13 +8,16 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
+import grpc
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from typing_extensions import override
 
 from expense.reporting.v1 import reporting_pb2, reporting_pb2_grpc
+from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.money import format_amount
 from services.kit.domain.validation import validated
 from services.kit.identity.tokens import current_identity
+from services.ledger.replica import CONSISTENCY_HEADER, WrittenVersion
 from services.reporting.domain import CategoryShare, ChildTotal, CurrencyReport, TrendPoint, format_hundredths
 from services.reporting.usecases import (
     CategoryDetail,
@@ -160,6 +163,21 @@ def category_report_message(detail: CategoryDetail) -> reporting_pb2.CategoryRep
     )
 
 
+def written_version(context: grpc.aio.ServicerContext) -> WrittenVersion | None:
+    """The ledger write a read must include: its X-Consistency-Token header, if sent."""
+    token = next(
+        (str(value) for key, value in context.invocation_metadata() or () if key == CONSISTENCY_HEADER), ""
+    )
+    if not token:
+        return None
+    try:
+        return WrittenVersion.parse(token)
+    except ValueError:
+        raise InvalidArgument.of(
+            CONSISTENCY_HEADER, "must be the x-consistency-token a ledger write answered"
+        ) from None
+
+
 SUMMARY = Response(reporting_pb2.Summary, summary_message)
 TREND = Response(reporting_pb2.Trend, trend_message)
 CATEGORY_REPORT = Response(reporting_pb2.CategoryReport, category_report_message)
@@ -171,26 +189,37 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
 
     @override
     async def GetSummary(
-        self, request: reporting_pb2.GetSummaryRequest, context: object
+        self, request: reporting_pb2.GetSummaryRequest, context: grpc.aio.ServicerContext
     ) -> reporting_pb2.Summary:
         query = validated(PeriodQuery, {"period": request.period, "date": request.date})
-        return await self.reports.summary(current_identity(), query.period, query.day, SUMMARY)
+        return await self.reports.summary(
+            current_identity(), query.period, query.day, SUMMARY, written_version(context)
+        )
 
     @override
-    async def GetTrend(self, request: reporting_pb2.GetTrendRequest, context: object) -> reporting_pb2.Trend:
+    async def GetTrend(
+        self, request: reporting_pb2.GetTrendRequest, context: grpc.aio.ServicerContext
+    ) -> reporting_pb2.Trend:
         query = validated(TrendQuery, {"period": request.period, "count": request.count})
-        return await self.reports.trend(current_identity(), query.period, query.count, TREND)
+        return await self.reports.trend(
+            current_identity(), query.period, query.count, TREND, written_version(context)
+        )
 
     @override
     async def GetCategoryReport(
-        self, request: reporting_pb2.GetCategoryReportRequest, context: object
+        self, request: reporting_pb2.GetCategoryReportRequest, context: grpc.aio.ServicerContext
     ) -> reporting_pb2.CategoryReport:
         query = validated(
             CategoryQuery,
             {"category_id": request.category_id, "period": request.period, "date": request.date},
         )
         return await self.reports.category(
-            current_identity(), query.category_id, query.period, query.day, CATEGORY_REPORT
+            current_identity(),
+            query.category_id,
+            query.period,
+            query.day,
+            CATEGORY_REPORT,
+            written_version(context),
         )
 
     @override

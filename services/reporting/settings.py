@@ -26,6 +26,9 @@ class ReportingSettings(BaseModel):
     export_max_bytes: int = Field(786_432, ge=1024)
     # Deadline of one LedgerInternalService stream during a rebuild.
     rebuild_stream_timeout_seconds: float = Field(600.0, gt=0)
+    # Read-your-writes: how long a read with a consistency token waits for its write.
+    consistency_wait_seconds: float = Field(2.0, gt=0, le=30)
+    consistency_poll_seconds: float = Field(0.01, gt=0, le=1)
 
 
 class ReportingMeshSettings(MeshSettings):

@@ -15,6 +15,7 @@ state reporting can be in anyway (and no BEGIN/COMMIT round trips per report).""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from typing import Generic, TypeVar
 from google.protobuf.message import Message
 
 from services.kit.db.engine import Database
-from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.kit.domain.periods import Period, last_periods, period_containing, today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.identity.tokens import Identity
 from services.kit.responses import ResponseCache
+from services.ledger.replica import WrittenVersion
 from services.reporting import storage
 from services.reporting.domain import (
     ChildTotal,
@@ -118,7 +120,12 @@ class ReportRequests:
         self.clock = clock
 
     async def summary(
-        self, identity: Identity, kind: str, day: date | None, response: Response[PeriodSummary, MessageT]
+        self,
+        identity: Identity,
+        kind: str,
+        day: date | None,
+        response: Response[PeriodSummary, MessageT],
+        written: WrittenVersion | None = None,
     ) -> MessageT:
         viewer = await self._viewer(identity)
         period = viewer.period(kind, day)
@@ -127,10 +134,15 @@ class ReportRequests:
             return PeriodSummary(period, await self.reports.summary(viewer, period))
 
         parts = ("summary", period.kind, period.start.isoformat())
-        return await self._cached(viewer, parts, response, report)
+        return await self._cached(viewer, parts, response, report, written)
 
     async def trend(
-        self, identity: Identity, kind: str, count: int, response: Response[PeriodTrend, MessageT]
+        self,
+        identity: Identity,
+        kind: str,
+        count: int,
+        response: Response[PeriodTrend, MessageT],
+        written: WrittenVersion | None = None,
     ) -> MessageT:
         """The last `count` periods (0: the configured default)."""
         count = count or self.settings.trend_default_count
@@ -142,7 +154,7 @@ class ReportRequests:
             return PeriodTrend(kind, await self.reports.trend(viewer, kind, count))
 
         parts = ("trend", kind, str(count), viewer.first_day_of_week)
-        return await self._cached(viewer, parts, response, report)
+        return await self._cached(viewer, parts, response, report, written)
 
     async def category(
         self,
@@ -151,12 +163,13 @@ class ReportRequests:
         kind: str,
         day: date | None,
         response: Response[CategoryDetail, MessageT],
+        written: WrittenVersion | None = None,
     ) -> MessageT:
         viewer = await self._viewer(identity)
         period = viewer.period(kind, day)
         parts = ("category", category_id, period.kind, period.start.isoformat())
         return await self._cached(
-            viewer, parts, response, lambda: self.reports.category(viewer, category_id, period)
+            viewer, parts, response, lambda: self.reports.category(viewer, category_id, period), written
         )
 
     async def export(self, identity: Identity, kind: str, day: date | None) -> Export:
@@ -190,10 +203,16 @@ class ReportRequests:
         parts: tuple[str, ...],
         response: Response[ResultT, MessageT],
         report: Callable[[], Awaitable[ResultT]],
+        written: WrittenVersion | None = None,
     ) -> MessageT:
         async def compute() -> MessageT:
             return response.render(await report())
 
+        if written is not None:
+            # Read-your-writes: computed once the write is applied, never from the cache
+            # (an entry computed just before the event may not be invalidated yet).
+            await self.reports.wait_for(viewer.user_id, written)
+            return await compute()
         # "today" and the currency order are inputs of every report, so they are part of the key.
         key = (*parts, viewer.today.isoformat(), viewer.default_currency)
         return await self.cache.get_or_compute(viewer.user_id, key, response.message_type, compute)
@@ -225,6 +244,22 @@ class Reports:
     def __init__(self, db: Database, settings: ReportingSettings) -> None:
         self.db = db
         self.settings = settings
+
+    async def wait_for(self, user_id: str, written: WrittenVersion) -> None:
+        """Returns once reporting's copy of the expense holds the write's version (or a
+        later one); past consistency_wait_seconds, UNAVAILABLE: never figures without it."""
+        deadline = asyncio.get_running_loop().time() + self.settings.consistency_wait_seconds
+        while True:
+            async with self.db.read() as connection:
+                version = await storage.expense_version(connection, user_id, written.expense_id)
+            if version is not None and version >= written.version:
+                return
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Unavailable(
+                    "the write named by the consistency token is not in reports yet; retry shortly",
+                    "WRITE_NOT_YET_APPLIED",
+                )
+            await asyncio.sleep(self.settings.consistency_poll_seconds)
 
     async def summary(self, viewer: Viewer, period: Period) -> list[CurrencyReport]:
         async with self.db.read() as connection:

@@ -23,6 +23,8 @@ def requested_etag(context: grpc.aio.ServicerContext, body_etag: str) -> str:
     return body_etag or header
 
 
-async def send_etag(context: grpc.aio.ServicerContext, etag: str) -> None:
-    """The ETag response header of a read or write (before the response, never on errors)."""
-    await context.send_initial_metadata(((ETAG, etag),))
+async def send_etag(context: grpc.aio.ServicerContext, etag: str, *extra: tuple[str, str]) -> None:
+    """The ETag response header of a read or write, with any `extra` headers (initial
+    metadata goes once, before the response; never on errors)."""
+    headers = ((ETAG, etag),) if etag else ()
+    await context.send_initial_metadata((*headers, *extra))
