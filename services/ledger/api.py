@@ -129,6 +129,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             "max_amount": request.max_amount,
             "tag": request.tag,
             "order_by": request.order_by,
+            "currency": request.currency,
         }
         query = validate(ListInput, data, self.settings)
         page = await self.ledger.list_expenses(current_identity().user_id, query)

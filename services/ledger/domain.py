@@ -264,6 +264,7 @@ class ExpenseFilter:
     min_value: int | None = None
     max_value: int | None = None
     tag_key: str = ""
+    currency: str = ""
 
 
 @dataclass(frozen=True)

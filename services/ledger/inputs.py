@@ -175,6 +175,7 @@ class ListInput(BaseModel):
     max_amount: int | None
     tag: str
     order_by: Ordering
+    currency: str
 
     def page_query(self) -> bytes:
         """The query a page token continues (AIP-158: the other fields must match), as the
@@ -188,6 +189,7 @@ class ListInput(BaseModel):
             str(self.min_amount),
             str(self.max_amount),
             self.tag,
+            self.currency,
         ]
         return json.dumps(parts).encode()
 
@@ -249,6 +251,16 @@ class ListInput(BaseModel):
     @classmethod
     def _tag(cls, value: str, info: ValidationInfo) -> str:
         return single_line(value, _limits(info).max_tag_length).casefold()
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency(cls, value: str, info: ValidationInfo) -> str:
+        """Amount bounds compare amounts of one currency: 3500 JPY is not within 1000-5000 INR."""
+        code = canonical_currency(value) if value.strip() else ""
+        bounded = info.data.get("min_amount") is not None or info.data.get("max_amount") is not None
+        if bounded and not code:
+            raise ValueError("required with min_amount or max_amount (amounts compare within one currency)")
+        return code
 
     @field_validator("order_by", mode="before")
     @classmethod

@@ -38,6 +38,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    or_,
     select,
     text,
     tuple_,
@@ -298,6 +299,7 @@ def _filter_values(user_id: str, where: ExpenseFilter) -> dict[str, Any]:
         "min_value": where.min_value,
         "max_value": where.max_value,
         "tag_key": where.tag_key or None,
+        "currency": where.currency or None,
     }
     return {name: value for name, value in values.items() if value is not None}
 
@@ -320,8 +322,10 @@ def _matching(names: frozenset[str]) -> ColumnElement[bool]:
         conditions.append(expenses.c.spent_on <= bindparam("to_date"))
     if "category_ids" in names:
         conditions.append(expenses.c.category_id.in_(bindparam("category_ids", expanding=True)))
+    if "currency" in names:
+        conditions.append(expenses.c.currency == bindparam("currency"))
     if "text" in names:
-        conditions.append(expenses.c.search_text.contains(bindparam("text"), escape=LIKE_ESCAPE))
+        conditions.append(_text_matches())
     if "min_value" in names:
         conditions.append(expenses.c.amount_value >= bindparam("min_value"))
     if "max_value" in names:
@@ -335,6 +339,26 @@ def _matching(names: frozenset[str]) -> ColumnElement[bool]:
             )
         )
     return and_(*conditions)
+
+
+def _text_matches() -> ColumnElement[bool]:
+    """`q`: in the merchant or note (search_text), the name of the expense's category, or
+    one of its tags; all lower-cased, matched as a literal substring."""
+    text = bindparam("text")
+    named_category = select(categories.c.id).where(
+        categories.c.user_id == bindparam("user_id"),
+        func.lower(categories.c.name).contains(text, escape=LIKE_ESCAPE),
+    )
+    tagged = exists().where(
+        expense_tags.c.expense_id == expenses.c.id,
+        expense_tags.c.user_id == bindparam("user_id"),
+        expense_tags.c.tag_key.contains(text, escape=LIKE_ESCAPE),
+    )
+    return or_(
+        expenses.c.search_text.contains(text, escape=LIKE_ESCAPE),
+        expenses.c.category_id.in_(named_category),
+        tagged,
+    )
 
 
 def _order_column(ordering: Ordering) -> Any:

@@ -523,6 +523,7 @@ class Ledger:
                 min_value=query.min_amount,
                 max_value=query.max_amount,
                 tag_key=query.tag,
+                currency=query.currency,
             )
             rows, total = await storage.list_expenses(
                 connection,

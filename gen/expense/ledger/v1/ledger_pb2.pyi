@@ -150,7 +150,7 @@ class DeleteExpenseResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListExpensesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "to", "category_id", "q", "min_amount", "max_amount", "tag", "order_by")
+    __slots__ = ("page_size", "page_token", "to", "category_id", "q", "min_amount", "max_amount", "tag", "order_by", "currency")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FROM_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class ListExpensesRequest(_message.Message):
     MAX_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     to: str
@@ -170,7 +171,8 @@ class ListExpensesRequest(_message.Message):
     max_amount: str
     tag: str
     order_by: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., to: _Optional[str] = ..., category_id: _Optional[str] = ..., q: _Optional[str] = ..., min_amount: _Optional[str] = ..., max_amount: _Optional[str] = ..., tag: _Optional[str] = ..., order_by: _Optional[str] = ..., **kwargs) -> None: ...
+    currency: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., to: _Optional[str] = ..., category_id: _Optional[str] = ..., q: _Optional[str] = ..., min_amount: _Optional[str] = ..., max_amount: _Optional[str] = ..., tag: _Optional[str] = ..., order_by: _Optional[str] = ..., currency: _Optional[str] = ..., **kwargs) -> None: ...
 
 class ListExpensesResponse(_message.Message):
     __slots__ = ("expenses", "next_page_token", "total_size")
