@@ -321,3 +321,34 @@ class CategoryInput(BaseModel):
 
     def changes(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ExportInput(BaseModel):
+    """An export's range: inclusive dates, either or both may be absent."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    from_date: date | None = Field(None, alias="from")
+    to_date: date | None = Field(None, alias="to")
+    format: str
+
+    @field_validator("from_date", mode="before")
+    @classmethod
+    def _from(cls, value: str) -> date | None:
+        return iso_date(value) if value.strip() else None
+
+    @field_validator("to_date", mode="before")
+    @classmethod
+    def _to(cls, value: str, info: ValidationInfo) -> date | None:
+        day = iso_date(value) if value.strip() else None
+        first = info.data.get("from_date")
+        if day is not None and first is not None and day < first:
+            raise ValueError("must not be before from")
+        return day
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value.strip().lower() not in ("", "csv"):
+            raise ValueError('must be "csv"')
+        return "csv"

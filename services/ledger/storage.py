@@ -432,6 +432,16 @@ async def expenses_in_categories(
     return [_expense(row) for row in (await session.execute(query.order_by(expenses.c.id))).all()]
 
 
+async def live_expense_ids(session: AsyncSession, user_id: str, candidates: Sequence[str]) -> set[str]:
+    """Which of these ids are live expenses of the user (a thousand at a time)."""
+    found: set[str] = set()
+    for start in range(0, len(candidates), 1000):
+        chunk = [value for value in candidates[start : start + 1000] if len(value) <= 36]
+        query = select(expenses.c.id).where(expenses.c.user_id == user_id, expenses.c.id.in_(chunk), _live)
+        found.update((await session.execute(query)).scalars())
+    return found
+
+
 async def has_live_expenses(session: AsyncSession, user_id: str, category_id: str) -> bool:
     query = select(expenses.c.id).where(
         expenses.c.user_id == user_id, expenses.c.category_id == category_id, _live
@@ -451,10 +461,20 @@ async def move_expenses(
 
 
 async def stream_expenses(
-    db: Queryable, user_id: str, after: tuple[date, str] | None, limit: int
+    db: Queryable,
+    user_id: str,
+    after: tuple[date, str] | None,
+    limit: int,
+    between: tuple[date | None, date | None] = (None, None),
 ) -> list[Expense]:
-    """A batch of one user's live expenses in (spent_on, id) order."""
+    """A batch of one user's live expenses in (spent_on, id) order, spent within the
+    inclusive `between` dates (None: unbounded)."""
     query = select(*_EXPENSE_ROW).where(expenses.c.user_id == user_id, _live)
+    first, last = between
+    if first is not None:
+        query = query.where(expenses.c.spent_on >= first)
+    if last is not None:
+        query = query.where(expenses.c.spent_on <= last)
     if after is not None:
         query = query.where(tuple_(expenses.c.spent_on, expenses.c.id) > after)
     query = query.order_by(expenses.c.spent_on, expenses.c.id).limit(limit)

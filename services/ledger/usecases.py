@@ -598,10 +598,15 @@ class Ledger:
         known_categories = await storage.find_categories(
             unit.session, user_id, wanted_categories, share_lock=True
         )
+        # An exported row read back into the same account: its request id is the expense's id.
+        own = await storage.live_expense_ids(unit.session, user_id, list(keys))
         outcomes: dict[int, RowOutcome] = {}
         created: list[tuple[ImportRowInput, Expense]] = []
         now = utcnow()
         for index, fields in candidates.items():
+            if fields.request_id in own:
+                outcomes[index] = RowOutcome("duplicate", fields.request_id)
+                continue
             previous = stored.get(fields.request_id)
             refused = _refused_row(fields, rows[index].fingerprint, previous, known_categories)
             if refused is not None:
@@ -665,6 +670,28 @@ class Ledger:
                 return
             user_after = (batch[-1].spent_on, batch[-1].expense_id)
             all_after = batch[-1].expense_id
+
+    async def category_tree(self, user_id: str) -> CategoryTree:
+        async with self.db.read() as connection:
+            return CategoryTree.of(await storage.user_categories(connection, user_id))
+
+    async def export_expenses(
+        self, user_id: str, first: date | None, last: date | None
+    ) -> AsyncIterator[tuple[CategoryTree, list[Expense]]]:
+        """One user's live expenses spent in [first, last], oldest first, in batches (each
+        its own statement, so a long export holds no snapshot), with their category tree."""
+        size = self.settings.stream_batch_size
+        async with self.db.read() as connection:
+            tree = CategoryTree.of(await storage.user_categories(connection, user_id))
+        after: tuple[date, str] | None = None
+        while True:
+            async with self.db.read() as connection:
+                batch = await storage.stream_expenses(connection, user_id, after, size, (first, last))
+            if batch:
+                yield tree, batch
+            if len(batch) < size:
+                return
+            after = (batch[-1].spent_on, batch[-1].expense_id)
 
     async def stream_categories(self, user_id: str) -> AsyncIterator[list[Category]]:
         size = self.settings.stream_batch_size

@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -211,6 +212,15 @@ class GetExpenseHistoryResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[HistoryEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
+
+class ExportExpensesRequest(_message.Message):
+    __slots__ = ("to", "format")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    to: str
+    format: str
+    def __init__(self, to: _Optional[str] = ..., format: _Optional[str] = ..., **kwargs) -> None: ...
 
 class ImportRow(_message.Message):
     __slots__ = ("request_id", "amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")
