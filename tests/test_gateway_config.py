@@ -611,3 +611,11 @@ def _get_until_ready(url: str, count: int) -> list[tuple[int, dict[str, str], by
             assert time.monotonic() < deadline, "Envoy did not start"
             time.sleep(0.1)
     return answers
+
+
+def test_downloads_get_the_download_timeout(envoy_compose: dict[str, Any]) -> None:
+    """A streamed export outlives one call's deadline; every other route keeps it."""
+    host = _listener_config(envoy_compose)["route_config"]["virtual_hosts"][0]
+    timeouts = {route["name"]: route["route"]["timeout"] for route in host["routes"] if "route" in route}
+    assert timeouts.pop("ledger-export-expenses") == f"{SETTINGS.limits.gateway_download_timeout_seconds:g}s"
+    assert set(timeouts.values()) <= {f"{SETTINGS.limits.default_deadline_seconds:g}s"}

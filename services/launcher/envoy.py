@@ -35,6 +35,7 @@ CONTAINER_JWKS = "/etc/envoy/published/jwks.json"
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
 # Answers carrying tokens must not be stored by a browser or a proxy.
 TOKEN_RESPONSE = "expense.auth.v1.AuthTokens"
+DOWNLOAD_RESPONSE = "google.api.HttpBody"
 # HTTP status of an answer Envoy makes itself -> the gRPC code its JSON body names (the
 # inverse of the transcoder's mapping), its message in our words (None: Envoy's text, the
 # transcoder naming a bad field) and ErrorInfo's stable reason (docs/errors.md).
@@ -633,7 +634,7 @@ def _route(settings: MeshSettings, route: HttpRoute, schema: strict_input.Schema
         "metadata": {
             "filter_metadata": {strict_input.FILTER_NAME: strict_input.route_metadata(schema, route)}
         },
-        "route": {"cluster": route.service, "timeout": f"{settings.limits.default_deadline_seconds:g}s"},
+        "route": {"cluster": route.service, "timeout": f"{_route_timeout(settings, route):g}s"},
         **_password_route_rate_limit(settings, route),
     }
     if route.response_type == TOKEN_RESPONSE:
@@ -644,6 +645,14 @@ def _route(settings: MeshSettings, route: HttpRoute, schema: strict_input.Schema
             }
         ]
     return config
+
+
+def _route_timeout(settings: MeshSettings, route: HttpRoute) -> float:
+    """Downloads (google.api.HttpBody streams, e.g. a 100,000-row CSV export) get longer
+    than one call's deadline; Envoy's route timeout bounds the whole response."""
+    if route.response_type == DOWNLOAD_RESPONSE:
+        return settings.limits.gateway_download_timeout_seconds
+    return settings.limits.default_deadline_seconds
 
 
 def _preflight_match(**origin: Any) -> dict[str, Any]:

@@ -166,11 +166,15 @@ class KitInterceptor(ServerInterceptor):
         context: ServicerContext,
     ) -> Any:
         """Calls without a client deadline get the default one; longer ones are capped,
-        except a stream's: a rebuild's stream lasts as long as its client allows."""
+        except a stream's: a rebuild's stream lasts as long as its client allows, a
+        download through Envoy as long as its route timeout (which Envoy states in
+        x-envoy-expected-rq-timeout-ms, and sets itself at the edge)."""
         remaining = context.time_remaining()
         limit = self.default_deadline_seconds
         if remaining is not None:
             limit = remaining if streamed else min(remaining, limit * 10)
+        elif streamed:
+            limit = _gateway_route_timeout(context) or limit
         try:
             async with asyncio.timeout(limit):
                 identity = await self._authenticate(method, access, context)
@@ -242,6 +246,13 @@ def _writing(behavior: Behavior) -> Behavior:
             await context.write(response)
 
     return write_all
+
+
+def _gateway_route_timeout(context: ServicerContext) -> float | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-envoy-expected-rq-timeout-ms" and str(value).isdigit():
+            return int(str(value)) / 1000
+    return None
 
 
 def _bearer_token(context: ServicerContext) -> str:
