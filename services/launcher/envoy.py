@@ -8,10 +8,12 @@ guard refuses what must not reach a service (long URL 414, bytes that are not
 UTF-8 400, a body that is not JSON 415, in HTTP's form and the JSON error shape even to a
 client that sent a gRPC content type); jwt_authn rejects before a rate-limit
 token is spent, and names the verified token's subject to local_ratelimit (one bucket
-per user, else per client IP); buffer enforces the body limit (413); the transcoder runs last,
+per user, else per client IP); buffer enforces the body limit (413); the strict-input Lua
+filter checks the body and query against the route's request message (strict_input.py:
+unknown fields and wrong JSON types are a 400 naming the field); the transcoder runs last,
 on the route matched by the original REST path (match_incoming_request_route).
-Every answer Envoy makes itself has the services' JSON error shape
-(local_reply_config)."""
+Every answer Envoy makes itself has the services' JSON error shape with an ErrorInfo
+reason (local_reply_config; docs/errors.md). Unknown paths need no token: they are 404."""
 
 from __future__ import annotations
 
