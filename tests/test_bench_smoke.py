@@ -29,6 +29,8 @@ EXPECTED_SCENARIOS = {
     "summary year cached",
     "summary month uncached",
     "summary year uncached",
+    "summary custom 90 days",
+    "export month CSV",
     "create expense",
     "event lag (create)",
     "event lag",

@@ -42,6 +42,7 @@ FILTER_ORDER = [
     "envoy.filters.http.jwt_authn",
     "envoy.filters.http.local_ratelimit",
     "envoy.filters.http.buffer",
+    "expense.strict_input",
     "envoy.filters.http.grpc_json_transcoder",
     "envoy.filters.http.router",
 ]
@@ -170,10 +171,18 @@ def test_envoy_requires_a_token_exactly_on_non_public_rules(
     assert ("requires" in first) is (rule.full_method not in PUBLIC)
 
 
-def test_envoy_denies_unknown_paths_without_a_token(envoy_compose: dict[str, Any]) -> None:
+def test_envoy_needs_a_token_on_every_private_route_and_none_on_unknown_paths(
+    envoy_compose: dict[str, Any],
+) -> None:
+    """An unknown path is the not-found route's 404, never a 401 (issue 18); every route
+    of the surface but the public ones needs a token."""
     jwt = _http_filter(envoy_compose, "envoy.filters.http.jwt_authn")
-    first = next(r for r in jwt["rules"] if envoy_match(r["match"], "GET", "/v1/not/a/route"))
-    assert first["requires"] == {"provider_name": envoy.JWT_PROVIDER}
+    assert not [r for r in jwt["rules"] if envoy_match(r["match"], "GET", "/v1/not/a/route")]
+    for route in SURFACE.routes:
+        path = route.template.replace("{", "").replace("}", "")
+        first = next(r for r in jwt["rules"] if envoy_match(r["match"], route.verb, path))
+        expected = None if route.full_method in PUBLIC else {"provider_name": envoy.JWT_PROVIDER}
+        assert first.get("requires") == expected, route.name
     provider = jwt["providers"][envoy.JWT_PROVIDER]
     assert provider["issuer"] == SETTINGS.jwt.issuer
     assert provider["audiences"] == [SETTINGS.jwt.audience]
@@ -514,7 +523,8 @@ def _local_reply_mapper(config: dict[str, Any], status: int) -> dict[str, Any]:
     return next(
         m
         for m in mappers
-        if m["filter"]["status_code_filter"]["comparison"]["op"] == "EQ"
+        if "status_code_filter" in m["filter"]
+        and m["filter"]["status_code_filter"]["comparison"]["op"] == "EQ"
         and m["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] == status
     )
 
@@ -524,6 +534,8 @@ def test_envoys_own_answers_have_the_json_error_shape(envoy_compose: dict[str, A
     body = _local_reply_mapper(envoy_compose, status)["body_format_override"]
     assert body["content_type"] == "application/json"
     assert set(body["json_format"]) == {"code", "message", "details"}
+    (info,) = [d for d in body["json_format"]["details"] if d["@type"].endswith("ErrorInfo")]
+    assert info["reason"] == envoy.LOCAL_REPLIES[status][2] and info["domain"] == "expense-mesh"
 
 
 def test_the_gateways_429_says_when_to_retry(envoy_compose: dict[str, Any]) -> None:
@@ -600,7 +612,12 @@ def test_the_gateways_own_429_has_retry_after_and_the_json_shape(tmp_path: Path)
     for headers, body in limited:
         assert headers["retry-after"] == "1"
         assert headers["content-type"] == "application/json"
-        assert json.loads(body) == {"code": 8, "message": "too many requests", "details": []}
+        answer = json.loads(body)
+        assert (answer["code"], answer["message"]) == (8, "too many requests")
+        types = {detail["@type"].rsplit(".", 1)[1]: detail for detail in answer["details"]}
+        assert types["ErrorInfo"]["reason"] == "RATE_LIMITED"
+        assert types["RetryInfo"]["retry_delay"] == "1s"
+        assert types["QuotaFailure"]["violations"][1]["description"].startswith("1 requests per second")
 
 
 def _get_until_ready(url: str, count: int) -> list[tuple[int, dict[str, str], bytes]]:
@@ -618,3 +635,11 @@ def _get_until_ready(url: str, count: int) -> list[tuple[int, dict[str, str], by
             assert time.monotonic() < deadline, "Envoy did not start"
             time.sleep(0.1)
     return answers
+
+
+def test_downloads_get_the_download_timeout(envoy_compose: dict[str, Any]) -> None:
+    """A streamed export outlives one call's deadline; every other route keeps it."""
+    host = _listener_config(envoy_compose)["route_config"]["virtual_hosts"][0]
+    timeouts = {route["name"]: route["route"]["timeout"] for route in host["routes"] if "route" in route}
+    assert timeouts.pop("ledger-export-expenses") == f"{SETTINGS.limits.gateway_download_timeout_seconds:g}s"
+    assert set(timeouts.values()) <= {f"{SETTINGS.limits.default_deadline_seconds:g}s"}

@@ -17,7 +17,9 @@ from tests.mesh import ALLOWED_ORIGIN, Mesh
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "violet-harbor-tune-42-edge"
-INVALID_ARGUMENT, PERMISSION_DENIED = 3, 7
+INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED = 3, 5, 7, 16
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 
 
 @pytest.fixture
@@ -35,13 +37,25 @@ async def token(http: httpx.AsyncClient) -> str:
 
 
 def error(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The body of an error answer of `status`, checked to be the one JSON error shape."""
+    """The body of an error answer of `status`, checked to be the one JSON error shape:
+    google.rpc.Status with an ErrorInfo naming a stable reason."""
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["content-type"] == "application/json"
     body = response.json()
     assert set(body) == {"code", "message", "details"}, body
-    assert isinstance(body["code"], int) and body["details"] == []
+    assert isinstance(body["code"], int) and isinstance(body["message"], str)
+    infos = [detail for detail in body["details"] if detail["@type"] == ERROR_INFO]
+    assert len(infos) == 1 and infos[0]["domain"] == "expense-mesh", body
     return body
+
+
+def reason(body: dict[str, Any]) -> str:
+    return str(next(d["reason"] for d in body["details"] if d["@type"] == ERROR_INFO))
+
+
+def violations(body: dict[str, Any]) -> dict[str, str]:
+    bad = [d for d in body["details"] if d["@type"] == BAD_REQUEST]
+    return {v["field"]: v["description"] for d in bad for v in d["field_violations"]}
 
 
 @pytest.mark.parametrize(
@@ -181,3 +195,156 @@ async def test_every_answer_has_the_security_headers(
     assert response.status_code < 500, response.text
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
+
+
+# ------------------------------------------------------------- strict input (issue 18, item 1)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_an_unknown_body_field_is_named(http: httpx.AsyncClient, token: str) -> None:
+    """`date` was dropped silently and the expense booked today."""
+    body = {"request_id": secrets.token_hex(8), "amount": "45.00", "currency": "INR", "date": "2026-11-02"}
+    response = await http.post("/v1/expenses", json=body, headers=auth(token))
+    refused = error(response, 400)
+    assert refused["code"] == INVALID_ARGUMENT and reason(refused) == "UNKNOWN_FIELD"
+    assert list(violations(refused)) == ["date"]
+    assert refused["message"].startswith("date is not a field of this request")
+
+
+async def test_a_field_of_a_nested_message_gets_a_hint(http: httpx.AsyncClient, token: str) -> None:
+    response = await http.patch("/v1/users/me", json={"time_zone": "Asia/Kolkata"}, headers=auth(token))
+    refused = error(response, 400)
+    assert "did you mean profile.time_zone?" in violations(refused)["time_zone"]
+
+
+async def test_an_amount_sent_as_a_number_is_explained(http: httpx.AsyncClient, token: str) -> None:
+    body = {"request_id": secrets.token_hex(8), "amount": 45.5, "currency": "INR"}
+    response = await http.post("/v1/expenses", json=body, headers=auth(token))
+    refused = error(response, 400)
+    assert refused["message"] == 'amount must be a decimal string such as "45.50"'
+    assert reason(refused) == "WRONG_TYPE"
+
+
+async def test_wrong_json_types_name_the_field_and_the_form(http: httpx.AsyncClient, token: str) -> None:
+    body = {"request_id": 7, "amount": "1.00", "tags": "food", "merchant": {"name": "x"}}
+    response = await http.post("/v1/expenses", json=body, headers=auth(token))
+    assert violations(error(response, 400)) == {
+        "request_id": "must be a string",
+        "tags": "must be an array of strings",
+        "merchant": "must be a string",
+    }
+
+
+async def test_nested_unknown_fields_and_camel_case_names(http: httpx.AsyncClient, token: str) -> None:
+    """lowerCamel names are the proto3 JSON mapping's too; a nested unknown field is named by path."""
+    created = await http.post(
+        "/v1/expenses",
+        json={
+            "requestId": secrets.token_hex(8),
+            "amount": "3.00",
+            "currency": "INR",
+            "spentOn": "2026-11-02",
+        },
+        headers=auth(token),
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["spent_on"] == "2026-11-02"
+    expense_id = created.json()["expense_id"]
+    response = await http.patch(
+        f"/v1/expenses/{expense_id}",
+        json={"expense": {"amount": "4.00", "colour": "red"}, "update_mask": "amount"},
+        headers=auth(token),
+    )
+    assert list(violations(error(response, 400))) == ["expense.colour"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [(b'{"amount": "1.00",', "unexpected end"), (b'{"amount" "1"}', "expected ':'"), (b"[1]", "JSON object")],
+)
+async def test_malformed_json_is_a_400_in_our_words(
+    http: httpx.AsyncClient, token: str, body: bytes, words: str
+) -> None:
+    headers = {**auth(token), "content-type": "application/json"}
+    response = await http.post("/v1/expenses", content=body, headers=headers)
+    refused = error(response, 400)
+    assert words in refused["message"] and "Unexpected" not in refused["message"]
+
+
+async def test_unknown_and_mistyped_query_parameters(http: httpx.AsyncClient, token: str) -> None:
+    response = await http.get("/v1/expenses?category=food&page_size=ten", headers=auth(token))
+    assert violations(error(response, 400)) == {
+        "category": "is not a query parameter of this request",
+        "page_size": "must be an integer",
+    }
+    fine = await http.get("/v1/expenses?page_size=5&q=tea", headers=auth(token))
+    assert fine.status_code == 200, fine.text
+
+
+# ------------------------------------------------------------- one error shape (item 2)
+
+
+async def test_an_unknown_route_is_a_404_with_or_without_a_token(http: httpx.AsyncClient, token: str) -> None:
+    for headers in ({}, auth(token)):
+        refused = error(await http.get("/v1/nowhere", headers=headers), 404)
+        assert refused["code"] == NOT_FOUND and reason(refused) == "NO_ROUTE"
+
+
+async def test_missing_and_invalid_tokens_are_told_apart(http: httpx.AsyncClient) -> None:
+    missing = error(await http.get("/v1/expenses"), 401)
+    assert missing["code"] == UNAUTHENTICATED and reason(missing) == "TOKEN_MISSING"
+    invalid = error(await http.get("/v1/expenses", headers={"authorization": "Bearer x.y.z"}), 401)
+    assert reason(invalid) == "TOKEN_INVALID" and "Jwt" not in invalid["message"]
+
+
+async def test_a_body_over_the_limit_is_a_413(http: httpx.AsyncClient, token: str, mesh_sqlite: Mesh) -> None:
+    limits = MeshSettings(data_dir=mesh_sqlite.data_dir).limits
+    body = b'{"note": "' + b"a" * limits.gateway_max_body_bytes + b'"}'
+    headers = {**auth(token), "content-type": "application/json"}
+    refused = error(await http.post("/v1/expenses", content=body, headers=headers), 413)
+    assert reason(refused) == "BODY_TOO_LARGE"
+
+
+async def test_a_service_error_has_the_same_shape(http: httpx.AsyncClient, token: str) -> None:
+    refused = error(
+        await http.get("/v1/expenses/00000000-0000-4000-8000-000000000000", headers=auth(token)), 404
+    )
+    assert refused["code"] == NOT_FOUND and reason(refused) == "NOT_FOUND"
+
+
+# ------------------------------------------------------------- etags (item 5)
+
+
+async def test_etags_travel_as_headers_and_bare_values_match(http: httpx.AsyncClient, token: str) -> None:
+    body = {"request_id": secrets.token_hex(8), "amount": "10.00", "currency": "INR"}
+    created = await http.post("/v1/expenses", json=body, headers=auth(token))
+    assert created.status_code == 200, created.text
+    expense = created.json()
+    assert created.headers["etag"] == expense["etag"] == '"1"'
+    path = f"/v1/expenses/{expense['expense_id']}"
+    read = await http.get(path, headers=auth(token))
+    assert read.headers["etag"] == '"1"'
+    bare = {"expense": {"amount": "11.00"}, "update_mask": "amount", "etag": "1"}
+    updated = await http.patch(path, json=bare, headers=auth(token))
+    assert updated.status_code == 200, updated.text
+    assert updated.headers["etag"] == updated.json()["etag"] == '"2"'
+
+
+async def test_if_match_is_honoured_on_patch_and_delete(http: httpx.AsyncClient, token: str) -> None:
+    body = {"request_id": secrets.token_hex(8), "amount": "10.00", "currency": "INR"}
+    expense = (await http.post("/v1/expenses", json=body, headers=auth(token))).json()
+    path = f"/v1/expenses/{expense['expense_id']}"
+    change = {"expense": {"note": "x"}, "update_mask": "note"}
+    stale = await http.patch(path, json=change, headers={**auth(token), "if-match": '"7"'})
+    assert reason(error(stale, 409)) == "ETAG_MISMATCH"
+    fresh = await http.patch(path, json=change, headers={**auth(token), "if-match": '"1"'})
+    assert fresh.status_code == 200, fresh.text
+    clash = await http.patch(path, json={**change, "etag": "2"}, headers={**auth(token), "if-match": "3"})
+    assert list(violations(error(clash, 400))) == ["etag"]
+    refused = await http.delete(path, headers={**auth(token), "if-match": "1"})
+    assert reason(error(refused, 409)) == "ETAG_MISMATCH"
+    deleted = await http.delete(path, headers={**auth(token), "if-match": 'W/"2"'})
+    assert deleted.status_code == 200, deleted.text

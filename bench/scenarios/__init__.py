@@ -11,6 +11,7 @@ from bench.scenarios.baseline import baseline
 from bench.scenarios.billing import alert_latency, budget_status
 from bench.scenarios.event_lag import event_lag
 from bench.scenarios.expenses import create_expense, list_expenses
+from bench.scenarios.exports import custom_range_summary, export_month
 from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
 from bench.scenarios.password_reset import password_reset_request
@@ -24,6 +25,8 @@ SCENARIOS: dict[str, Scenario] = {
     "list": list_expenses,
     "summary-cached": summaries_cached,
     "summary-uncached": summaries_uncached,
+    "summary-custom": custom_range_summary,
+    "export": export_month,
     "budget-status": budget_status,
     "insights": insights,
     "sms-parse": sms_parse,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
 from google.protobuf.message import Message
 from typing_extensions import override
 
@@ -23,6 +24,7 @@ from services.billing.usecases import Alerts, Bills, Budgets
 from services.kit.db.idempotency import fingerprint
 from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.validation import parse_update_mask, validated
+from services.kit.grpc.etags import requested_etag, send_etag
 from services.kit.identity.tokens import current_identity
 
 SERVICE_NAME = "expense.billing.v1.BillingService"
@@ -51,16 +53,24 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
 
     @override
     async def CreateBudget(
-        self, request: billing_pb2.CreateBudgetRequest, context: object
+        self, request: billing_pb2.CreateBudgetRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Budget:
         user_id = current_identity().user_id
         validated(RequestIdInput, {"request_id": request.request_id})
         fields = validated(BudgetInput, budget_fields(request), context=self.settings)
-        return await self.budgets.create(user_id, fields, request.request_id, request_fingerprint(request))
+        created = await self.budgets.create(user_id, fields, request.request_id, request_fingerprint(request))
+        await send_etag(context, created.etag)
+        return created
 
     @override
-    async def GetBudget(self, request: billing_pb2.GetBudgetRequest, context: object) -> billing_pb2.Budget:
-        return await self.budgets.get(current_identity().user_id, required_id(request.budget_id, "budget_id"))
+    async def GetBudget(
+        self, request: billing_pb2.GetBudgetRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Budget:
+        budget = await self.budgets.get(
+            current_identity().user_id, required_id(request.budget_id, "budget_id")
+        )
+        await send_etag(context, budget.etag)
+        return budget
 
     @override
     async def ListBudgets(
@@ -70,20 +80,23 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
 
     @override
     async def UpdateBudget(
-        self, request: billing_pb2.UpdateBudgetRequest, context: object
+        self, request: billing_pb2.UpdateBudgetRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Budget:
         budget_id = required_id(request.budget_id, "budget_id")
         paths = mask_paths(request.update_mask, BUDGET_UPDATABLE, request.budget)
         requested = {path: field_value(request.budget, path) for path in paths}
-        etag = request.etag or request.budget.etag
-        return await self.budgets.update(current_identity().user_id, budget_id, etag, requested)
+        etag = requested_etag(context, request.etag or request.budget.etag)
+        updated = await self.budgets.update(current_identity().user_id, budget_id, etag, requested)
+        await send_etag(context, updated.etag)
+        return updated
 
     @override
     async def DeleteBudget(
-        self, request: billing_pb2.DeleteBudgetRequest, context: object
+        self, request: billing_pb2.DeleteBudgetRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.DeleteBudgetResponse:
         budget_id = required_id(request.budget_id, "budget_id")
-        await self.budgets.delete(current_identity().user_id, budget_id, request.etag)
+        etag = requested_etag(context, request.etag)
+        await self.budgets.delete(current_identity().user_id, budget_id, etag)
         return billing_pb2.DeleteBudgetResponse()
 
     @override
@@ -98,15 +111,23 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     # ------------------------------------------------------------ bills
 
     @override
-    async def CreateBill(self, request: billing_pb2.CreateBillRequest, context: object) -> billing_pb2.Bill:
+    async def CreateBill(
+        self, request: billing_pb2.CreateBillRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Bill:
         user_id = current_identity().user_id
         validated(RequestIdInput, {"request_id": request.request_id})
         fields = validated(BillInput, bill_fields(request), context=self.settings)
-        return await self.bills.create(user_id, fields, request.request_id, request_fingerprint(request))
+        created = await self.bills.create(user_id, fields, request.request_id, request_fingerprint(request))
+        await send_etag(context, created.etag)
+        return created
 
     @override
-    async def GetBill(self, request: billing_pb2.GetBillRequest, context: object) -> billing_pb2.Bill:
-        return await self.bills.get(current_identity().user_id, required_id(request.bill_id, "bill_id"))
+    async def GetBill(
+        self, request: billing_pb2.GetBillRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Bill:
+        bill = await self.bills.get(current_identity().user_id, required_id(request.bill_id, "bill_id"))
+        await send_etag(context, bill.etag)
+        return bill
 
     @override
     async def ListBills(
@@ -115,19 +136,23 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         return await self.bills.list(current_identity().user_id, request.page_size, request.page_token)
 
     @override
-    async def UpdateBill(self, request: billing_pb2.UpdateBillRequest, context: object) -> billing_pb2.Bill:
+    async def UpdateBill(
+        self, request: billing_pb2.UpdateBillRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Bill:
         bill_id = required_id(request.bill_id, "bill_id")
         paths = mask_paths(request.update_mask, BILL_UPDATABLE, request.bill)
         requested = {path: field_value(request.bill, path) for path in paths}
-        etag = request.etag or request.bill.etag
-        return await self.bills.update(current_identity().user_id, bill_id, etag, requested)
+        etag = requested_etag(context, request.etag or request.bill.etag)
+        updated = await self.bills.update(current_identity().user_id, bill_id, etag, requested)
+        await send_etag(context, updated.etag)
+        return updated
 
     @override
     async def DeleteBill(
-        self, request: billing_pb2.DeleteBillRequest, context: object
+        self, request: billing_pb2.DeleteBillRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.DeleteBillResponse:
         bill_id = required_id(request.bill_id, "bill_id")
-        await self.bills.delete(current_identity().user_id, bill_id, request.etag)
+        await self.bills.delete(current_identity().user_id, bill_id, requested_etag(context, request.etag))
         return billing_pb2.DeleteBillResponse()
 
     @override

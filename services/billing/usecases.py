@@ -43,6 +43,7 @@ from services.kit.db.engine import Database, Queryable
 from services.kit.db.idempotency import RequestKey
 from services.kit.db.unit_of_work import UnitOfWork, UnitsOfWork
 from services.kit.domain.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from services.kit.domain.etags import etag_matches
 from services.kit.domain.ids import new_id
 from services.kit.domain.money import format_amount
 from services.kit.domain.periods import period_containing, today_in
@@ -99,8 +100,10 @@ def request_key(user_id: str, method: str, request_id: str) -> RequestKey | None
 
 
 def check_etag(etag: str, current: str) -> None:
-    if etag and etag != current:
-        raise Aborted("the resource changed since it was read: read it again and retry (etag mismatch)")
+    if etag and not etag_matches(etag, current):
+        raise Aborted(
+            "the resource changed since it was read: read it again and retry (etag mismatch)", "ETAG_MISMATCH"
+        )
 
 
 class Budgets:

@@ -8,10 +8,12 @@ guard refuses what must not reach a service (long URL 414, bytes that are not
 UTF-8 400, a body that is not JSON 415, in HTTP's form and the JSON error shape even to a
 client that sent a gRPC content type); jwt_authn rejects before a rate-limit
 token is spent, and names the verified token's subject to local_ratelimit (one bucket
-per user, else per client IP); buffer enforces the body limit (413); the transcoder runs last,
+per user, else per client IP); buffer enforces the body limit (413); the strict-input Lua
+filter checks the body and query against the route's request message (strict_input.py:
+unknown fields and wrong JSON types are a 400 naming the field); the transcoder runs last,
 on the route matched by the original REST path (match_incoming_request_route).
-Every answer Envoy makes itself has the services' JSON error shape
-(local_reply_config)."""
+Every answer Envoy makes itself has the services' JSON error shape with an ErrorInfo
+reason (local_reply_config; docs/errors.md). Unknown paths need no token: they are 404."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from services.kit.config.settings import GatewayLimits, GatewayResilience, MeshSettings, RateLimit
-from services.launcher.routes import DESCRIPTOR_SET, HttpRoute, RestSurface
+from services.launcher import strict_input
+from services.launcher.routes import DESCRIPTOR_SET, HttpRoute, RestSurface, load_descriptor_set
 
 Target = Literal["local", "compose"]
 TARGETS: tuple[Target, ...] = ("local", "compose")
@@ -35,24 +38,34 @@ CONTAINER_JWKS = "/etc/envoy/published/jwks.json"
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
 # Answers carrying tokens must not be stored by a browser or a proxy.
 TOKEN_RESPONSE = "expense.auth.v1.AuthTokens"
+DOWNLOAD_RESPONSE = "google.api.HttpBody"
 # HTTP status of an answer Envoy makes itself -> the gRPC code its JSON body names (the
-# inverse of the transcoder's mapping), and a message where Envoy's own text is unclear
-# or names internals (None: Envoy's text, e.g. the transcoder naming a bad field).
-LOCAL_REPLIES: dict[int, tuple[int, str | None]] = {
-    400: (3, None),
-    401: (16, None),
-    403: (7, None),
-    404: (5, None),
-    413: (3, "request body too large"),
-    414: (3, "request URL too long"),
-    415: (3, "content-type must be application/json"),
-    429: (8, "too many requests"),
-    431: (3, "request headers too large"),
-    500: (13, "internal error"),
-    502: (14, "service unavailable"),
-    503: (14, "service unavailable"),
-    504: (4, "deadline exceeded"),
+# inverse of the transcoder's mapping), its message in our words (None: Envoy's text, the
+# transcoder naming a bad field) and ErrorInfo's stable reason (docs/errors.md).
+LOCAL_REPLIES: dict[int, tuple[int, str | None, str]] = {
+    400: (3, None, "INVALID_REQUEST"),
+    401: (16, "the access token is invalid or expired", "TOKEN_INVALID"),
+    403: (7, None, "PERMISSION_DENIED"),
+    404: (5, "no such route", "NO_ROUTE"),
+    413: (3, "request body too large", "BODY_TOO_LARGE"),
+    414: (3, "request URL too long", "URL_TOO_LONG"),
+    415: (3, "content-type must be application/json", "UNSUPPORTED_CONTENT_TYPE"),
+    429: (8, "too many requests", "RATE_LIMITED"),
+    431: (3, "request headers too large", "HEADERS_TOO_LARGE"),
+    500: (13, "internal error", "INTERNAL"),
+    502: (14, "service unavailable, try again shortly", "UNAVAILABLE"),
+    503: (14, "service unavailable, try again shortly", "UNAVAILABLE"),
+    504: (4, "deadline exceeded", "DEADLINE_EXCEEDED"),
 }
+# A 401 without any Authorization header: missing, not invalid.
+TOKEN_MISSING = (16, "an access token is required: Authorization: Bearer <token>", "TOKEN_MISSING")
+# Answers the gateway may retry for the client after a pause (google.rpc.RetryInfo).
+RETRYABLE = {502, 503}
+ERROR_DOMAIN = "expense-mesh"
+RPC_TYPES = "type.googleapis.com/google.rpc"
+# Lua filters that write a whole google.rpc.Status body mark their answer so in this
+# dynamic metadata namespace; local_reply_config then passes the body on unchanged.
+REPLY_METADATA = "expense.gateway.reply"
 UNKNOWN_CODE = 2
 # Retry-After of a 429 that brings none of its own (the rate limit sets its period's).
 RATE_LIMIT_RETRY_AFTER = "1"
@@ -100,6 +113,7 @@ def placement(settings: MeshSettings, target: Target) -> Placement:
 
 def envoy_config(settings: MeshSettings, surface: RestSurface, target: Target) -> dict[str, Any]:
     where = placement(settings, target)
+    schema = strict_input.Schema(load_descriptor_set().file)
     # In a container the admin port is out of a scraper's reach: a listener serves its stats.
     stats = target != "local" and settings.metrics.enabled
     return {
@@ -107,7 +121,7 @@ def envoy_config(settings: MeshSettings, surface: RestSurface, target: Target) -
         "overload_manager": _overload_manager(),
         "static_resources": {
             "listeners": [
-                _listener(settings, surface, where),
+                _listener(settings, surface, where, schema),
                 *([_stats_listener(settings)] if stats else []),
             ],
             "clusters": [
@@ -180,7 +194,9 @@ def _overload_manager() -> dict[str, Any]:
     }
 
 
-def _listener(settings: MeshSettings, surface: RestSurface, where: Placement) -> dict[str, Any]:
+def _listener(
+    settings: MeshSettings, surface: RestSurface, where: Placement, schema: strict_input.Schema
+) -> dict[str, Any]:
     manager = _typed(
         "filters.network.http_connection_manager.v3.HttpConnectionManager",
         stat_prefix="gateway",
@@ -192,15 +208,16 @@ def _listener(settings: MeshSettings, surface: RestSurface, where: Placement) ->
         # Request line and headers together: larger is 431 here, not a service's
         # RESOURCE_EXHAUSTED naming its metadata.
         max_request_headers_kb=settings.limits.gateway_max_request_headers_kib,
-        local_reply_config=_local_replies(),
+        local_reply_config=_local_replies(settings),
         access_log=[
             {
                 "name": "envoy.access_loggers.stdout",
                 "typed_config": _typed("access_loggers.stream.v3.StdoutAccessLog"),
             }
         ],
-        route_config=_route_config(settings, surface),
-        http_filters=_http_filters(settings, surface, where),
+        # Routes first: their metadata adds the request types the strict-input filter checks.
+        route_config=_route_config(settings, surface, schema),
+        http_filters=_http_filters(settings, surface, where, schema),
         **({"tracing": _tracing(settings)} if settings.tracing.enabled else {}),
     )
     return {
@@ -212,7 +229,9 @@ def _listener(settings: MeshSettings, surface: RestSurface, where: Placement) ->
     }
 
 
-def _http_filters(settings: MeshSettings, surface: RestSurface, where: Placement) -> list[dict[str, Any]]:
+def _http_filters(
+    settings: MeshSettings, surface: RestSurface, where: Placement, schema: strict_input.Schema
+) -> list[dict[str, Any]]:
     filters = [
         ("envoy.filters.http.header_mutation", _security_headers()),
         ("envoy.filters.http.health_check", _health_check(settings)),
@@ -221,6 +240,7 @@ def _http_filters(settings: MeshSettings, surface: RestSurface, where: Placement
         ("envoy.filters.http.jwt_authn", _jwt_authn(settings, surface, where)),
         (LOCAL_RATE_LIMIT, _rate_limit(settings)),
         ("envoy.filters.http.buffer", _body_limit(settings)),
+        (strict_input.FILTER_NAME, _strict_input(settings, schema)),
         ("envoy.filters.http.grpc_json_transcoder", _transcoder(settings, surface, where)),
         ("envoy.filters.http.router", _typed("filters.http.router.v3.Router")),
     ]
@@ -323,32 +343,101 @@ def _request_guard(settings: MeshSettings) -> dict[str, Any]:
     return _typed("filters.http.lua.v3.Lua", default_source_code={"inline_string": code.lstrip()})
 
 
-def _local_replies() -> dict[str, Any]:
-    """Envoy's own answers (jwt_authn, the rate limit, the transcoder, the Lua guard,
-    direct responses, codec errors) in the services' JSON error shape."""
-    mappers = [
+def _strict_input(settings: MeshSettings, schema: strict_input.Schema) -> dict[str, Any]:
+    code = strict_input.lua_source(schema, settings.limits.gateway_max_json_depth)
+    return _typed("filters.http.lua.v3.Lua", default_source_code={"inline_string": code})
+
+
+def _local_replies(settings: MeshSettings) -> dict[str, Any]:
+    """Envoy's own answers (jwt_authn, the rate limit, the transcoder, the Lua filters,
+    direct responses, codec errors) in the services' google.rpc.Status JSON shape, with
+    an ErrorInfo naming a stable reason (and RetryInfo, QuotaFailure where they apply)."""
+    passed_on = {
+        # A Lua filter wrote the whole body already (strict input, the request guard).
+        "filter": {
+            "metadata_filter": {
+                "matcher": {
+                    "filter": REPLY_METADATA,
+                    "path": [{"key": "json"}],
+                    "value": {"bool_match": True},
+                },
+                "match_if_key_not_found": False,
+            }
+        },
+        "body_format_override": {
+            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+            "content_type": "application/json",
+        },
+    }
+    successes = {
+        # /healthz and other successes keep their (empty) body.
+        "filter": _status_filter("LE", 399),
+        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+    }
+    token_missing = {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    _status_filter("EQ", 401),
+                    {"header_filter": {"header": {"name": "authorization", "present_match": False}}},
+                ]
+            }
+        },
+        **_error_reply(401, *TOKEN_MISSING, settings),
+    }
+    mappers = [passed_on, successes, token_missing]
+    for status, (code, message, reason) in LOCAL_REPLIES.items():
+        mappers.append(
+            {"filter": _status_filter("EQ", status), **_error_reply(status, code, message, reason, settings)}
+        )
+    return {"mappers": mappers, "body_format": _error_body(UNKNOWN_CODE, [_error_info("UNKNOWN")])}
+
+
+def _error_reply(
+    status: int, code: int, message: str | None, reason: str, settings: MeshSettings
+) -> dict[str, Any]:
+    details = [_error_info(reason)]
+    if status == 429:
+        details += [_retry_info("%RESP(RETRY-AFTER)%s"), _quota_failure(settings.limits.gateway)]
+    elif status in RETRYABLE:
+        details.append(_retry_info(f"{RATE_LIMIT_RETRY_AFTER}s"))
+    mapper: dict[str, Any] = {"body_format_override": _error_body(code, details)}
+    if message is not None:
+        mapper["body"] = {"inline_string": message}
+    if status == 429 or status in RETRYABLE:
+        mapper["headers_to_add"] = [
+            {
+                "header": {"key": "retry-after", "value": RATE_LIMIT_RETRY_AFTER},
+                "append_action": "ADD_IF_ABSENT",
+            }
+        ]
+    return mapper
+
+
+def _error_info(reason: str) -> dict[str, Any]:
+    return {"@type": f"{RPC_TYPES}.ErrorInfo", "reason": reason, "domain": ERROR_DOMAIN, "metadata": {}}
+
+
+def _retry_info(delay: str) -> dict[str, Any]:
+    return {"@type": f"{RPC_TYPES}.RetryInfo", "retry_delay": delay}
+
+
+def _quota_failure(gateway: GatewayLimits) -> dict[str, Any]:
+    def rate(limit: RateLimit) -> str:
+        return f"{limit.requests} requests per {limit.per}"
+
+    violations = [
+        {"subject": "user", "description": f"{rate(gateway.per_user)} per signed-in user"},
         {
-            # /healthz and other successes keep their (empty) body.
-            "filter": _status_filter("LE", 399),
-            "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
-        }
+            "subject": "client address",
+            "description": f"{rate(gateway.per_ip)} per client address without a token",
+        },
+        {
+            "subject": "password routes",
+            "description": f"{rate(gateway.password_routes)} on signup, login, password change",
+        },
     ]
-    for status, (code, message) in LOCAL_REPLIES.items():
-        mapper: dict[str, Any] = {
-            "filter": _status_filter("EQ", status),
-            "body_format_override": _error_body(code),
-        }
-        if message is not None:
-            mapper["body"] = {"inline_string": message}
-        if status == 429:
-            mapper["headers_to_add"] = [
-                {
-                    "header": {"key": "retry-after", "value": RATE_LIMIT_RETRY_AFTER},
-                    "append_action": "ADD_IF_ABSENT",
-                }
-            ]
-        mappers.append(mapper)
-    return {"mappers": mappers, "body_format": _error_body(UNKNOWN_CODE)}
+    return {"@type": f"{RPC_TYPES}.QuotaFailure", "violations": violations}
 
 
 def _status_filter(op: str, status: int) -> dict[str, Any]:
@@ -356,9 +445,9 @@ def _status_filter(op: str, status: int) -> dict[str, Any]:
     return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
 
 
-def _error_body(code: int) -> dict[str, Any]:
+def _error_body(code: int, details: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+        "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": details},
         "content_type": "application/json",
     }
 
@@ -384,14 +473,19 @@ def _jwt_authn(settings: MeshSettings, surface: RestSurface, where: Placement) -
         # The rate limit keys an authenticated request by its subject (see _client_rate_limit).
         "payload_in_metadata": JWT_PAYLOAD,
     }
-    # Deny by default: the public routes are listed first without a requirement,
-    # and every other request (known route or not) needs a valid token.
-    public = [{"match": _route_match(route)} for route in surface.public(settings)]
-    everything_else = {"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}}
+    # Every route of the surface but the public ones needs a valid token. A path no route
+    # knows needs none: the not-found route answers it 404 without reaching a service
+    # (a 401 there would tell a client to fix its token, not its URL).
+    public = {route.name for route in surface.public(settings)}
+    requirement = {"provider_name": JWT_PROVIDER}
+    rules = [
+        {"match": _route_match(route), **({} if route.name in public else {"requires": requirement})}
+        for route in surface.routes
+    ]
     return _typed(
         "filters.http.jwt_authn.v3.JwtAuthentication",
         providers={JWT_PROVIDER: provider},
-        rules=[*public, everything_else],
+        rules=rules,
         bypass_cors_preflight=True,
     )
 
@@ -503,7 +597,9 @@ def _transcoder(settings: MeshSettings, surface: RestSurface, where: Placement) 
     )
 
 
-def _route_config(settings: MeshSettings, surface: RestSurface) -> dict[str, Any]:
+def _route_config(
+    settings: MeshSettings, surface: RestSurface, schema: strict_input.Schema
+) -> dict[str, Any]:
     origins = settings.cors.origins
     cors = _typed(
         "filters.http.cors.v3.CorsPolicy",
@@ -512,7 +608,7 @@ def _route_config(settings: MeshSettings, surface: RestSurface) -> dict[str, Any
         allow_headers="authorization,content-type",
         max_age="600",
     )
-    routes = [_route(settings, route) for route in surface.routes]
+    routes = [_route(settings, route, schema) for route in surface.routes]
     # Forwarded to any cluster (a mesh without services has none to forward to).
     allowed = [_preflight_route(name, origins) for name in settings.mesh.services[:1] if origins]
     preflight = [*allowed, _refused_preflight_route()]
@@ -536,11 +632,14 @@ def _route_match(route: HttpRoute) -> dict[str, Any]:
     return {**path, "headers": [{"name": ":method", "string_match": {"exact": route.verb}}]}
 
 
-def _route(settings: MeshSettings, route: HttpRoute) -> dict[str, Any]:
+def _route(settings: MeshSettings, route: HttpRoute, schema: strict_input.Schema) -> dict[str, Any]:
     config: dict[str, Any] = {
         "name": route.name,
         "match": _route_match(route),
-        "route": {"cluster": route.service, "timeout": f"{settings.limits.default_deadline_seconds:g}s"},
+        "metadata": {
+            "filter_metadata": {strict_input.FILTER_NAME: strict_input.route_metadata(schema, route)}
+        },
+        "route": {"cluster": route.service, "timeout": f"{_route_timeout(settings, route):g}s"},
         **_password_route_rate_limit(settings, route),
     }
     if route.response_type == TOKEN_RESPONSE:
@@ -551,6 +650,14 @@ def _route(settings: MeshSettings, route: HttpRoute) -> dict[str, Any]:
             }
         ]
     return config
+
+
+def _route_timeout(settings: MeshSettings, route: HttpRoute) -> float:
+    """Downloads (google.api.HttpBody streams, e.g. a 100,000-row CSV export) get longer
+    than one call's deadline; Envoy's route timeout bounds the whole response."""
+    if route.response_type == DOWNLOAD_RESPONSE:
+        return settings.limits.gateway_download_timeout_seconds
+    return settings.limits.default_deadline_seconds
 
 
 def _preflight_match(**origin: Any) -> dict[str, Any]:

@@ -35,6 +35,13 @@ class HttpRoute:
     proto_file: str  # e.g. "expense/auth/v1/auth.proto"
     name: str  # unique in the mesh, e.g. "auth-log-in"
     response_type: str  # e.g. "expense.auth.v1.AuthTokens"
+    request_type: str = ""  # e.g. "expense.auth.v1.LogInRequest"
+    body: str = ""  # the rule's body: "" (none: fields come from the query), "*" or a field
+
+    @property
+    def path_fields(self) -> tuple[str, ...]:
+        """The request fields bound by the path template, e.g. ("expense_id",)."""
+        return tuple(re.findall(r"\{([^}=]+)", self.template))
 
     @property
     def full_method(self) -> str:
@@ -107,7 +114,7 @@ def _file_routes(file: descriptor_pb2.FileDescriptorProto, packages: dict[str, s
             if not method.options.HasExtension(annotations_pb2.http):
                 continue
             bindings = _bindings(method.options.Extensions[annotations_pb2.http])
-            for index, (verb, template) in enumerate(bindings):
+            for index, (verb, template, body) in enumerate(bindings):
                 # additional_bindings share the method, so they get a numbered name.
                 suffix = f"-{index + 1}" if index else ""
                 yield HttpRoute(
@@ -119,13 +126,16 @@ def _file_routes(file: descriptor_pb2.FileDescriptorProto, packages: dict[str, s
                     proto_file=file.name,
                     name=f"{packages[file.package]}-{_kebab(method.name)}{suffix}",
                     response_type=method.output_type.removeprefix("."),
+                    request_type=method.input_type.removeprefix("."),
+                    body=body,
                 )
 
 
-def _bindings(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str]]:
+def _bindings(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str, str]]:
+    """(verb, path template, body) of the rule and its additional bindings."""
     for binding in (rule, *rule.additional_bindings):
         kind = binding.WhichOneof("pattern")
         if kind == "custom":
-            yield binding.custom.kind.upper(), binding.custom.path
+            yield binding.custom.kind.upper(), binding.custom.path, binding.body
         elif kind in HTTP_VERBS:
-            yield kind.upper(), getattr(binding, kind)
+            yield kind.upper(), getattr(binding, kind), binding.body

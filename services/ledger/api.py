@@ -15,13 +15,16 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
+from google.api import httpbody_pb2
 from google.protobuf.message import Message
 from typing_extensions import override
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from services.kit.db.idempotency import fingerprint
 from services.kit.domain.errors import InvalidArgument, Unavailable
+from services.kit.domain.etags import opaque
 from services.kit.domain.validation import parse_update_mask
+from services.kit.grpc.etags import requested_etag, send_etag
 from services.kit.identity.tokens import Identity, current_identity
 from services.ledger.convert import (
     category_proto,
@@ -32,15 +35,26 @@ from services.ledger.convert import (
     internal_category,
     internal_expense,
 )
-from services.ledger.domain import CATEGORY_FIELDS, EXPENSE_FIELDS
+from services.ledger.domain import (
+    CATEGORY_FIELDS,
+    EXPENSE_FIELDS,
+    EXPORT_COLUMNS,
+    CategoryTree,
+    export_csv,
+    export_header,
+    path_key,
+    unsafe_cell,
+)
 from services.ledger.inputs import (
     TAG_SEPARATOR,
     CategoryInput,
     ExpenseInput,
+    ExportInput,
     ListInput,
     RequestIdInput,
     validate,
 )
+from services.ledger.replica import CONSISTENCY_HEADER, WrittenVersion
 from services.ledger.settings import LedgerSettings
 from services.ledger.usecases import ImportRow, Ledger
 from services.user.client import Preferences, PreferencesClient
@@ -50,6 +64,17 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "expense.ledger.v1.LedgerService"
 INTERNAL_SERVICE_NAME = "expense.ledger.v1.LedgerInternalService"
 IMPORT_COLUMNS = ("request_id", "amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")
+# What ExportExpenses writes, read back: column -> the import column it fills. `source` is
+# the ledger's to set ("import"); `category` is a path, resolved to an id before validation.
+EXPORT_COLUMN_ALIASES = {
+    "date": "spent_on",
+    "category": "category_path",
+    "expense_id": "request_id",
+    "source": "source",
+}
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+# A category_id that is a category path to resolve (from an exported `category` column).
+CATEGORY_PATH_MARK = "path:"
 MAX_USER_ID_LENGTH = 36
 # Sources of expenses other services record for a user (billing paying a bill, SMS import).
 DELEGATED_SOURCES = ("recurring", "sms")
@@ -65,40 +90,50 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     @override
     async def CreateExpense(
-        self, request: ledger_pb2.CreateExpenseRequest, context: object
+        self, request: ledger_pb2.CreateExpenseRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.Expense:
         identity = current_identity()
         self._check_request_id(request.request_id)
         data = await self._with_defaults(identity, expense_data(request))
         fields = validate(ExpenseInput, data, self.settings)
-        return await self.ledger.create_expense(
+        created = await self.ledger.create_expense(
             identity.user_id, fields, request.request_id, request_fingerprint(request)
         )
+        await send_etag(context, created.etag, written(created.expense_id, created.etag))
+        return created
 
     @override
-    async def GetExpense(self, request: ledger_pb2.GetExpenseRequest, context: object) -> ledger_pb2.Expense:
+    async def GetExpense(
+        self, request: ledger_pb2.GetExpenseRequest, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.Expense:
         expense_id = required_id(request.expense_id, "expense_id")
-        return expense_proto(await self.ledger.get_expense(current_identity().user_id, expense_id))
+        expense = await self.ledger.get_expense(current_identity().user_id, expense_id)
+        await send_etag(context, expense.etag)
+        return expense_proto(expense)
 
     @override
     async def UpdateExpense(
-        self, request: ledger_pb2.UpdateExpenseRequest, context: object
+        self, request: ledger_pb2.UpdateExpenseRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.Expense:
         user_id = current_identity().user_id
         expense_id = required_id(request.expense_id, "expense_id")
         paths = mask_paths(request.update_mask, EXPENSE_FIELDS, request.expense)
         requested = {path: field_value(request.expense, path) for path in paths}
-        etag = request.etag or request.expense.etag
+        etag = requested_etag(context, request.etag or request.expense.etag)
         updated = await self.ledger.update_expense(user_id, user_id, expense_id, etag, requested)
+        await send_etag(context, updated.etag, written(expense_id, updated.etag))
         return expense_proto(updated)
 
     @override
     async def DeleteExpense(
-        self, request: ledger_pb2.DeleteExpenseRequest, context: object
+        self, request: ledger_pb2.DeleteExpenseRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.DeleteExpenseResponse:
         user_id = current_identity().user_id
         expense_id = required_id(request.expense_id, "expense_id")
-        await self.ledger.delete_expense(user_id, user_id, expense_id, request.etag)
+        version = await self.ledger.delete_expense(
+            user_id, user_id, expense_id, requested_etag(context, request.etag)
+        )
+        await send_etag(context, "", (CONSISTENCY_HEADER, WrittenVersion(expense_id, version).token))
         return ledger_pb2.DeleteExpenseResponse()
 
     @override
@@ -116,6 +151,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             "max_amount": request.max_amount,
             "tag": request.tag,
             "order_by": request.order_by,
+            "currency": request.currency,
         }
         query = validate(ListInput, data, self.settings)
         page = await self.ledger.list_expenses(current_identity().user_id, query)
@@ -137,11 +173,28 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         return ledger_pb2.GetExpenseHistoryResponse(entries=[history_proto(entry) for entry in entries])
 
     @override
+    async def ExportExpenses(
+        self, request: ledger_pb2.ExportExpensesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        """A CSV download: a header chunk, then one chunk per batch the ledger reads."""
+        data = {"from": getattr(request, "from"), "to": request.to, "format": request.format}
+        query = validate(ExportInput, data, self.settings)
+        user_id = current_identity().user_id
+        filename = f"expenses-{query.from_date or 'start'}-{query.to_date or 'now'}.csv"
+        await context.send_initial_metadata((("content-disposition", f'attachment; filename="{filename}"'),))
+        yield httpbody_pb2.HttpBody(content_type=CSV_CONTENT_TYPE, data=export_header().encode())
+        async for tree, batch in self.ledger.export_expenses(user_id, query.from_date, query.to_date):
+            text = export_csv(tree, batch, TAG_SEPARATOR)
+            yield httpbody_pb2.HttpBody(content_type=CSV_CONTENT_TYPE, data=text.encode())
+
+    @override
     async def ImportExpenses(
         self, request: ledger_pb2.ImportExpensesRequest, context: object
     ) -> ledger_pb2.ImportExpensesResponse:
         identity = current_identity()
         rows = import_rows(request, self.settings.max_import_rows)
+        if any(row.category_id.startswith(CATEGORY_PATH_MARK) for row in rows):
+            rows = resolve_category_paths(rows, await self.ledger.category_tree(identity.user_id))
         preferences = None
         if any(not row.currency or not row.spent_on for row in rows):
             preferences = await self._preferences(identity)
@@ -274,6 +327,11 @@ def request_fingerprint(request: ledger_pb2.CreateExpenseRequest | ledger_pb2.Cr
     return fingerprint(request) if request.request_id else ""
 
 
+def written(expense_id: str, etag: str) -> tuple[str, str]:
+    """The consistency-token header of a write that left the expense at `etag`."""
+    return CONSISTENCY_HEADER, WrittenVersion(expense_id, int(opaque(etag))).token
+
+
 def required_id(value: str, field: str) -> str:
     if not value.strip():
         raise InvalidArgument.of(field, "required")
@@ -334,12 +392,16 @@ def import_rows(request: ledger_pb2.ImportExpensesRequest, max_rows: int) -> lis
 
 
 def csv_rows(text: str, max_rows: int) -> list[ledger_pb2.ImportRow]:
-    """CSV with a header naming IMPORT_COLUMNS (any order, amount and request_id
-    required); tags are "|"-separated. Reads at most max_rows + 1 rows."""
+    """CSV with a header naming IMPORT_COLUMNS or what ExportExpenses writes (any order,
+    amount and request_id or expense_id required); tags are "|"-separated. Reads at most
+    max_rows + 1 rows."""
     reader = csv.reader(io.StringIO(text))
-    header = [name.strip().lower() for name in next(reader, [])]
-    unknown = [name for name in header if name not in IMPORT_COLUMNS]
+    header = import_header([name.strip().lower() for name in next(reader, [])])
+    known = (*IMPORT_COLUMNS, "category_path", "source")
+    unknown = [name for name in header if name not in known]
     missing = [name for name in ("request_id", "amount") if name not in header]
+    if "category_id" in header and "category_path" in header:
+        unknown.append("category")  # one of category_id or category
     if unknown or missing or len(set(header)) != len(header):
         problem = (
             f"unknown columns {unknown}"
@@ -348,7 +410,10 @@ def csv_rows(text: str, max_rows: int) -> list[ledger_pb2.ImportRow]:
             if missing
             else "repeated columns"
         )
-        raise InvalidArgument.of("csv", f"header line: {problem}; columns are {', '.join(IMPORT_COLUMNS)}")
+        raise InvalidArgument.of(
+            "csv",
+            f"header line: {problem}; columns are {', '.join(IMPORT_COLUMNS)} or {', '.join(EXPORT_COLUMNS)}",
+        )
     rows = []
     try:
         for values in reader:
@@ -366,6 +431,35 @@ def csv_rows(text: str, max_rows: int) -> list[ledger_pb2.ImportRow]:
     return rows
 
 
+def import_header(names: list[str]) -> list[str]:
+    """An exported header read as import columns (date -> spent_on, ...). expense_id is
+    the request id (re-importing an export dedupes) unless the file has request_id too."""
+    aliases = dict(EXPORT_COLUMN_ALIASES)
+    if "request_id" in names:
+        aliases.pop("expense_id")
+    return [aliases.get(name, name) for name in names]
+
+
 def csv_row(values: dict[str, str]) -> ledger_pb2.ImportRow:
-    tags = [tag for tag in values.pop("tags", "").split(TAG_SEPARATOR) if tag.strip()]
-    return ledger_pb2.ImportRow(tags=tags, **values)
+    values.pop("source", None)  # the ledger's to set: "import"
+    path = unsafe_cell(values.pop("category_path", "")).strip()
+    if path:
+        values["category_id"] = CATEGORY_PATH_MARK + path
+    tags = [
+        unsafe_cell(tag) for tag in unsafe_cell(values.pop("tags", "")).split(TAG_SEPARATOR) if tag.strip()
+    ]
+    text = {name: unsafe_cell(values.pop(name, "")) for name in ("merchant", "note")}
+    return ledger_pb2.ImportRow(tags=tags, **text, **values)
+
+
+def resolve_category_paths(
+    rows: list[ledger_pb2.ImportRow], tree: CategoryTree
+) -> list[ledger_pb2.ImportRow]:
+    """Exported category paths -> ids; an unknown path stays as given (that row is then
+    invalid, naming category_id)."""
+    index = tree.path_index()
+    for row in rows:
+        if row.category_id.startswith(CATEGORY_PATH_MARK):
+            path = row.category_id.removeprefix(CATEGORY_PATH_MARK)
+            row.category_id = index.get(path_key(path), path) if path else ""
+    return rows

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import hashlib
 import hmac
+import io
 import json
 import re
 import tomllib
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from services.kit.config.settings import REPO_ROOT
+from services.kit.domain import etags
 from services.kit.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -27,6 +30,22 @@ from services.kit.domain.errors import (
 from services.kit.domain.money import NOT_A_DECIMAL, MoneyError, currencies, format_amount
 
 SOURCES = ("manual", "sms", "recurring", "import")
+# A category's path in exports and imports: "Food & dining/Cafes".
+CATEGORY_PATH_SEPARATOR = "/"
+# Parent links are checked on write; a bound keeps a corrupt cycle from looping.
+MAX_PATH_DEPTH = 32
+# The columns ExportExpenses writes, in order; ImportExpenses reads them back.
+EXPORT_COLUMNS = (
+    "date",
+    "amount",
+    "currency",
+    "category",
+    "merchant",
+    "note",
+    "tags",
+    "source",
+    "expense_id",
+)
 EXPENSE_FIELDS = ("amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")
 CATEGORY_FIELDS = ("name", "parent_id", "color", "icon")
 # Amounts in every currency compare as exact decimals at this many places (the
@@ -120,8 +139,8 @@ def etag_of(version: int) -> str:
 
 
 def etag_matches(etag: str, version: int) -> bool:
-    """Weak or strong form of the same version (RFC 9110 weak comparison)."""
-    return etag.strip().removeprefix("W/") == etag_of(version)
+    """Weak or strong form of the same version, quoted or bare (kit/domain/etags.py)."""
+    return etags.etag_matches(etag, etag_of(version))
 
 
 def amount_value(amount_minor: int, currency: str) -> int:
@@ -144,6 +163,49 @@ def decimal_value(text: str) -> int:
 def search_text(merchant: str, note: str) -> str:
     """What `q` searches: merchant and note, case-folded the same way as the query."""
     return f"{merchant}\n{note}".lower()
+
+
+def path_key(path: str) -> str:
+    """A category path compared as its names are (name_key per level)."""
+    return CATEGORY_PATH_SEPARATOR.join(name_key(part) for part in path.split(CATEGORY_PATH_SEPARATOR))
+
+
+# Cells starting with these are formulas to spreadsheet programs (OWASP CSV injection):
+# the export prefixes them with "'", the import takes it off again.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
+
+
+def unsafe_cell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES) else text
+
+
+def export_csv(tree: CategoryTree, batch: Iterable[Expense], tag_separator: str) -> str:
+    """RFC 4180 rows of EXPORT_COLUMNS (no header) for a batch of expenses."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for expense in batch:
+        writer.writerow(
+            (
+                expense.spent_on.isoformat(),
+                expense.amount,
+                expense.currency,
+                safe_cell(tree.path(expense.category_id)),
+                safe_cell(expense.merchant),
+                safe_cell(expense.note),
+                safe_cell(tag_separator.join(expense.tags)),
+                expense.source,
+                expense.expense_id,
+            )
+        )
+    return buffer.getvalue()
+
+
+def export_header() -> str:
+    return ",".join(EXPORT_COLUMNS) + "\r\n"
 
 
 def name_key(name: str) -> str:
@@ -263,6 +325,7 @@ class ExpenseFilter:
     min_value: int | None = None
     max_value: int | None = None
     tag_key: str = ""
+    currency: str = ""
 
 
 @dataclass(frozen=True)
@@ -378,6 +441,19 @@ class CategoryTree:
             found.append(current)
             pending.extend(self.children.get(current, ()))
         return found
+
+    def path(self, category_id: str | None) -> str:
+        """ "Food & dining/Cafes": the names from the top level down ("" for none)."""
+        names: list[str] = []
+        current = self.categories.get(category_id or "")
+        while current is not None and len(names) < MAX_PATH_DEPTH:
+            names.append(current.name)
+            current = self.categories.get(current.parent_id or "")
+        return CATEGORY_PATH_SEPARATOR.join(reversed(names))
+
+    def path_index(self) -> dict[str, str]:
+        """path_key(path) -> category id, for every category."""
+        return {path_key(self.path(category_id)): category_id for category_id in self.categories}
 
     def depth(self, category_id: str) -> int:
         """1 for a top-level category."""

@@ -175,6 +175,7 @@ class ListInput(BaseModel):
     max_amount: int | None
     tag: str
     order_by: Ordering
+    currency: str
 
     def page_query(self) -> bytes:
         """The query a page token continues (AIP-158: the other fields must match), as the
@@ -188,6 +189,7 @@ class ListInput(BaseModel):
             str(self.min_amount),
             str(self.max_amount),
             self.tag,
+            self.currency,
         ]
         return json.dumps(parts).encode()
 
@@ -250,6 +252,16 @@ class ListInput(BaseModel):
     def _tag(cls, value: str, info: ValidationInfo) -> str:
         return single_line(value, _limits(info).max_tag_length).casefold()
 
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency(cls, value: str, info: ValidationInfo) -> str:
+        """Amount bounds compare amounts of one currency: 3500 JPY is not within 1000-5000 INR."""
+        code = canonical_currency(value) if value.strip() else ""
+        bounded = info.data.get("min_amount") is not None or info.data.get("max_amount") is not None
+        if bounded and not code:
+            raise ValueError("required with min_amount or max_amount (amounts compare within one currency)")
+        return code
+
     @field_validator("order_by", mode="before")
     @classmethod
     def _order_by(cls, value: str) -> Ordering:
@@ -309,3 +321,34 @@ class CategoryInput(BaseModel):
 
     def changes(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ExportInput(BaseModel):
+    """An export's range: inclusive dates, either or both may be absent."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    from_date: date | None = Field(None, alias="from")
+    to_date: date | None = Field(None, alias="to")
+    format: str
+
+    @field_validator("from_date", mode="before")
+    @classmethod
+    def _from(cls, value: str) -> date | None:
+        return iso_date(value) if value.strip() else None
+
+    @field_validator("to_date", mode="before")
+    @classmethod
+    def _to(cls, value: str, info: ValidationInfo) -> date | None:
+        day = iso_date(value) if value.strip() else None
+        first = info.data.get("from_date")
+        if day is not None and first is not None and day < first:
+            raise ValueError("must not be before from")
+        return day
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value.strip().lower() not in ("", "csv"):
+            raise ValueError('must be "csv"')
+        return "csv"

@@ -38,6 +38,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    or_,
     select,
     text,
     tuple_,
@@ -311,6 +312,7 @@ def _filter_values(user_id: str, where: ExpenseFilter) -> dict[str, Any]:
         "min_value": where.min_value,
         "max_value": where.max_value,
         "tag_key": where.tag_key or None,
+        "currency": where.currency or None,
     }
     return {name: value for name, value in values.items() if value is not None}
 
@@ -333,8 +335,10 @@ def _matching(names: frozenset[str]) -> ColumnElement[bool]:
         conditions.append(expenses.c.spent_on <= bindparam("to_date"))
     if "category_ids" in names:
         conditions.append(expenses.c.category_id.in_(bindparam("category_ids", expanding=True)))
+    if "currency" in names:
+        conditions.append(expenses.c.currency == bindparam("currency"))
     if "text" in names:
-        conditions.append(expenses.c.search_text.contains(bindparam("text"), escape=LIKE_ESCAPE))
+        conditions.append(_text_matches())
     if "min_value" in names:
         conditions.append(expenses.c.amount_value >= bindparam("min_value"))
     if "max_value" in names:
@@ -348,6 +352,26 @@ def _matching(names: frozenset[str]) -> ColumnElement[bool]:
             )
         )
     return and_(*conditions)
+
+
+def _text_matches() -> ColumnElement[bool]:
+    """`q`: in the merchant or note (search_text), the name of the expense's category, or
+    one of its tags; all lower-cased, matched as a literal substring."""
+    text = bindparam("text")
+    named_category = select(categories.c.id).where(
+        categories.c.user_id == bindparam("user_id"),
+        func.lower(categories.c.name).contains(text, escape=LIKE_ESCAPE),
+    )
+    tagged = exists().where(
+        expense_tags.c.expense_id == expenses.c.id,
+        expense_tags.c.user_id == bindparam("user_id"),
+        expense_tags.c.tag_key.contains(text, escape=LIKE_ESCAPE),
+    )
+    return or_(
+        expenses.c.search_text.contains(text, escape=LIKE_ESCAPE),
+        expenses.c.category_id.in_(named_category),
+        tagged,
+    )
 
 
 def _order_column(ordering: Ordering) -> Any:
@@ -421,6 +445,16 @@ async def expenses_in_categories(
     return [_expense(row) for row in (await session.execute(query.order_by(expenses.c.id))).all()]
 
 
+async def live_expense_ids(session: AsyncSession, user_id: str, candidates: Sequence[str]) -> set[str]:
+    """Which of these ids are live expenses of the user (a thousand at a time)."""
+    found: set[str] = set()
+    for start in range(0, len(candidates), 1000):
+        chunk = [value for value in candidates[start : start + 1000] if len(value) <= 36]
+        query = select(expenses.c.id).where(expenses.c.user_id == user_id, expenses.c.id.in_(chunk), _live)
+        found.update((await session.execute(query)).scalars())
+    return found
+
+
 async def has_live_expenses(session: AsyncSession, user_id: str, category_id: str) -> bool:
     query = select(expenses.c.id).where(
         expenses.c.user_id == user_id, expenses.c.category_id == category_id, _live
@@ -440,10 +474,20 @@ async def move_expenses(
 
 
 async def stream_expenses(
-    db: Queryable, user_id: str, after: tuple[date, str] | None, limit: int
+    db: Queryable,
+    user_id: str,
+    after: tuple[date, str] | None,
+    limit: int,
+    between: tuple[date | None, date | None] = (None, None),
 ) -> list[Expense]:
-    """A batch of one user's live expenses in (spent_on, id) order."""
+    """A batch of one user's live expenses in (spent_on, id) order, spent within the
+    inclusive `between` dates (None: unbounded)."""
     query = select(*_EXPENSE_ROW).where(expenses.c.user_id == user_id, _live)
+    first, last = between
+    if first is not None:
+        query = query.where(expenses.c.spent_on >= first)
+    if last is not None:
+        query = query.where(expenses.c.spent_on <= last)
     if after is not None:
         query = query.where(tuple_(expenses.c.spent_on, expenses.c.id) > after)
     query = query.order_by(expenses.c.spent_on, expenses.c.id).limit(limit)

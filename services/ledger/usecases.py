@@ -455,14 +455,18 @@ class Ledger:
                 ExpenseInput, with_money_pair(current, requested), self.settings, prefix="expense."
             )
             if etag and not etag_matches(etag, current.version):
-                raise Aborted("the expense changed since it was read: get it again and retry")
+                raise Aborted(
+                    "the expense changed since it was read: get it again and retry", "ETAG_MISMATCH"
+                )
             changes = fields.changes()
             if changes.get("category_id"):
                 await self._require_categories(unit.session, user_id, [changes["category_id"]])
             now = utcnow()
             updated = apply_expense_changes(current, changes, now)
             if not await storage.save_expense(unit.session, updated, current.version):
-                raise Aborted("the expense changed since it was read: get it again and retry")
+                raise Aborted(
+                    "the expense changed since it was read: get it again and retry", "ETAG_MISMATCH"
+                )
             await storage.add_entries(unit.session, [entry("update", actor, now, current, updated)])
             message = events_pb2.ExpenseUpdated(
                 before=expense_snapshot(current), after=expense_snapshot(updated)
@@ -470,20 +474,26 @@ class Ledger:
             await unit.publish(user_id, message)
         return updated
 
-    async def delete_expense(self, actor: str, user_id: str, expense_id: str, etag: str) -> None:
-        """Soft delete: gone from lists and reports, its history kept."""
+    async def delete_expense(self, actor: str, user_id: str, expense_id: str, etag: str) -> int:
+        """Soft delete: gone from lists and reports, its history kept. Returns the
+        deletion's version (the deleted state's, plus one)."""
         async with self.units.begin() as unit:
             current = await storage.find_expense(unit.session, user_id, expense_id, for_update=True)
             if current is None:
                 raise not_found(expense_id)
             if etag and not etag_matches(etag, current.version):
-                raise Aborted("the expense changed since it was read: get it again and retry")
+                raise Aborted(
+                    "the expense changed since it was read: get it again and retry", "ETAG_MISMATCH"
+                )
             now = utcnow()
             deleted = current._replace(version=current.version + 1, update_time=now, delete_time=now)
             if not await storage.save_expense(unit.session, deleted, current.version):
-                raise Aborted("the expense changed since it was read: get it again and retry")
+                raise Aborted(
+                    "the expense changed since it was read: get it again and retry", "ETAG_MISMATCH"
+                )
             await storage.add_entries(unit.session, [entry("delete", actor, now, current, None)])
             await unit.publish(user_id, events_pb2.ExpenseDeleted(before=expense_snapshot(current)))
+        return deleted.version
 
     async def history(self, user_id: str, expense_id: str) -> list[LedgerEntry]:
         async with self.db.read() as connection:
@@ -513,6 +523,7 @@ class Ledger:
                 min_value=query.min_amount,
                 max_value=query.max_amount,
                 tag_key=query.tag,
+                currency=query.currency,
             )
             rows, total = await storage.list_expenses(
                 connection,
@@ -587,10 +598,15 @@ class Ledger:
         known_categories = await storage.find_categories(
             unit.session, user_id, wanted_categories, share_lock=True
         )
+        # An exported row read back into the same account: its request id is the expense's id.
+        own = await storage.live_expense_ids(unit.session, user_id, list(keys))
         outcomes: dict[int, RowOutcome] = {}
         created: list[tuple[ImportRowInput, Expense]] = []
         now = utcnow()
         for index, fields in candidates.items():
+            if fields.request_id in own:
+                outcomes[index] = RowOutcome("duplicate", fields.request_id)
+                continue
             previous = stored.get(fields.request_id)
             refused = _refused_row(fields, rows[index].fingerprint, previous, known_categories)
             if refused is not None:
@@ -654,6 +670,28 @@ class Ledger:
                 return
             user_after = (batch[-1].spent_on, batch[-1].expense_id)
             all_after = batch[-1].expense_id
+
+    async def category_tree(self, user_id: str) -> CategoryTree:
+        async with self.db.read() as connection:
+            return CategoryTree.of(await storage.user_categories(connection, user_id))
+
+    async def export_expenses(
+        self, user_id: str, first: date | None, last: date | None
+    ) -> AsyncIterator[tuple[CategoryTree, list[Expense]]]:
+        """One user's live expenses spent in [first, last], oldest first, in batches (each
+        its own statement, so a long export holds no snapshot), with their category tree."""
+        size = self.settings.stream_batch_size
+        async with self.db.read() as connection:
+            tree = CategoryTree.of(await storage.user_categories(connection, user_id))
+        after: tuple[date, str] | None = None
+        while True:
+            async with self.db.read() as connection:
+                batch = await storage.stream_expenses(connection, user_id, after, size, (first, last))
+            if batch:
+                yield tree, batch
+            if len(batch) < size:
+                return
+            after = (batch[-1].spent_on, batch[-1].expense_id)
 
     async def stream_categories(self, user_id: str) -> AsyncIterator[list[Category]]:
         size = self.settings.stream_batch_size

@@ -8,14 +8,24 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+import grpc
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 from typing_extensions import override
 
 from expense.reporting.v1 import reporting_pb2, reporting_pb2_grpc
+from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.money import format_amount
 from services.kit.domain.validation import validated
 from services.kit.identity.tokens import current_identity
-from services.reporting.domain import CategoryShare, ChildTotal, CurrencyReport, TrendPoint, format_hundredths
+from services.ledger.replica import CONSISTENCY_HEADER, WrittenVersion
+from services.reporting.domain import (
+    CategoryShare,
+    ChildTotal,
+    CurrencyReport,
+    TrendPoint,
+    currency_series,
+    format_hundredths,
+)
 from services.reporting.usecases import (
     CategoryDetail,
     PeriodSummary,
@@ -28,6 +38,8 @@ ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 EARLIEST_DATE = date(1900, 1, 1)
 LATEST_DATE = date(2999, 12, 31)
 CSV_CONTENT_TYPE = "text/csv"
+# A custom report period spans at most a (leap) year.
+MAX_CUSTOM_DAYS = 366
 
 
 def _or_default(default: str) -> BeforeValidator:
@@ -36,28 +48,53 @@ def _or_default(default: str) -> BeforeValidator:
     )
 
 
-PeriodKind = Annotated[Literal["week", "month", "year"], _or_default("month")]
+TrendKind = Annotated[Literal["week", "month", "quarter", "year"], _or_default("month")]
+PeriodKind = Annotated[Literal["week", "month", "quarter", "year", "custom"], _or_default("month")]
+
+
+def _iso_date(value: Any) -> date | None:
+    if value in ("", None):
+        return None
+    if not isinstance(value, str) or not ISO_DATE.match(value):
+        raise ValueError("must be an ISO 8601 date such as 2026-11-21")
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("is not a calendar date") from None
+    if not EARLIEST_DATE <= parsed <= LATEST_DATE:
+        raise ValueError(f"must lie between {EARLIEST_DATE} and {LATEST_DATE}")
+    return parsed
+
+
+IsoDate = Annotated[date | None, BeforeValidator(_iso_date)]
 
 
 class PeriodQuery(BaseModel):
+    """A calendar period holding `date` (default today), or period "custom" from `from` to `to`."""
+
     period: PeriodKind = "month"
     # Named `day` here so it does not shadow the type; the request field is `date`.
-    day: date | None = Field(None, alias="date")
+    day: IsoDate = Field(None, alias="date")
+    first: IsoDate = Field(None, alias="from")
+    last: IsoDate = Field(None, alias="to")
 
-    @field_validator("day", mode="before")
-    @classmethod
-    def _iso_date(cls, value: Any) -> date | None:
-        if value in ("", None):
-            return None
-        if not isinstance(value, str) or not ISO_DATE.match(value):
-            raise ValueError("must be an ISO 8601 date such as 2026-11-21")
-        try:
-            parsed = date.fromisoformat(value)
-        except ValueError:
-            raise ValueError("is not a calendar date") from None
-        if not EARLIEST_DATE <= parsed <= LATEST_DATE:
-            raise ValueError(f"must lie between {EARLIEST_DATE} and {LATEST_DATE}")
-        return parsed
+    @model_validator(mode="after")
+    def _custom_range(self) -> PeriodQuery:
+        if self.period != "custom":
+            if self.first or self.last:
+                raise InvalidArgument.of("from", 'from and to are for period "custom" only')
+            return self
+        if self.first is None or self.last is None:
+            raise InvalidArgument.of("from" if self.first is None else "to", 'required with period "custom"')
+        if self.last < self.first:
+            raise InvalidArgument.of("to", "must not be before from")
+        if (self.last - self.first).days + 1 > MAX_CUSTOM_DAYS:
+            raise InvalidArgument.of("to", f"a custom period spans at most {MAX_CUSTOM_DAYS} days")
+        return self
+
+    @property
+    def custom(self) -> tuple[date, date] | None:
+        return (self.first, self.last) if self.first and self.last else None
 
 
 class CategoryQuery(PeriodQuery):
@@ -65,8 +102,9 @@ class CategoryQuery(PeriodQuery):
 
 
 class TrendQuery(BaseModel):
-    period: PeriodKind = "month"
+    period: TrendKind = "month"
     count: int
+    end: IsoDate = None
 
 
 def _money(minor: int, currency: str) -> str:
@@ -144,7 +182,13 @@ def summary_message(summary: PeriodSummary) -> reporting_pb2.Summary:
 
 
 def trend_message(trend: PeriodTrend) -> reporting_pb2.Trend:
-    return reporting_pb2.Trend(period=trend.kind, points=[_trend_point(point) for point in trend.points])
+    series = [
+        reporting_pb2.CurrencyTrend(currency=currency, points=[_trend_point(point) for point in points])
+        for currency, points in currency_series(trend.points).items()
+    ]
+    return reporting_pb2.Trend(
+        period=trend.kind, points=[_trend_point(point) for point in trend.points], series=series
+    )
 
 
 def category_report_message(detail: CategoryDetail) -> reporting_pb2.CategoryReport:
@@ -160,6 +204,29 @@ def category_report_message(detail: CategoryDetail) -> reporting_pb2.CategoryRep
     )
 
 
+def period_fields(request: Any) -> dict[str, Any]:
+    """A report request's period fields (`from` is a Python keyword)."""
+    fields = {"period": request.period, "date": request.date}
+    if hasattr(request, "to"):
+        fields |= {"from": getattr(request, "from"), "to": request.to}
+    return fields
+
+
+def written_version(context: grpc.aio.ServicerContext | None) -> WrittenVersion | None:
+    """The ledger write a read must include: its X-Consistency-Token header, if sent
+    (None: a call made in-process, without metadata)."""
+    metadata = context.invocation_metadata() if context is not None else None
+    token = next((str(value) for key, value in metadata or () if key == CONSISTENCY_HEADER), "")
+    if not token:
+        return None
+    try:
+        return WrittenVersion.parse(token)
+    except ValueError:
+        raise InvalidArgument.of(
+            CONSISTENCY_HEADER, "must be the x-consistency-token a ledger write answered"
+        ) from None
+
+
 SUMMARY = Response(reporting_pb2.Summary, summary_message)
 TREND = Response(reporting_pb2.Trend, trend_message)
 CATEGORY_REPORT = Response(reporting_pb2.CategoryReport, category_report_message)
@@ -171,26 +238,35 @@ class ReportingServicer(reporting_pb2_grpc.ReportingServiceServicer):
 
     @override
     async def GetSummary(
-        self, request: reporting_pb2.GetSummaryRequest, context: object
+        self, request: reporting_pb2.GetSummaryRequest, context: grpc.aio.ServicerContext
     ) -> reporting_pb2.Summary:
-        query = validated(PeriodQuery, {"period": request.period, "date": request.date})
-        return await self.reports.summary(current_identity(), query.period, query.day, SUMMARY)
+        query = validated(PeriodQuery, period_fields(request))
+        return await self.reports.summary(
+            current_identity(), query.period, query.day, SUMMARY, written_version(context), query.custom
+        )
 
     @override
-    async def GetTrend(self, request: reporting_pb2.GetTrendRequest, context: object) -> reporting_pb2.Trend:
-        query = validated(TrendQuery, {"period": request.period, "count": request.count})
-        return await self.reports.trend(current_identity(), query.period, query.count, TREND)
+    async def GetTrend(
+        self, request: reporting_pb2.GetTrendRequest, context: grpc.aio.ServicerContext
+    ) -> reporting_pb2.Trend:
+        query = validated(TrendQuery, {"period": request.period, "count": request.count, "end": request.end})
+        return await self.reports.trend(
+            current_identity(), query.period, query.count, TREND, written_version(context), query.end
+        )
 
     @override
     async def GetCategoryReport(
-        self, request: reporting_pb2.GetCategoryReportRequest, context: object
+        self, request: reporting_pb2.GetCategoryReportRequest, context: grpc.aio.ServicerContext
     ) -> reporting_pb2.CategoryReport:
-        query = validated(
-            CategoryQuery,
-            {"category_id": request.category_id, "period": request.period, "date": request.date},
-        )
+        query = validated(CategoryQuery, {"category_id": request.category_id, **period_fields(request)})
         return await self.reports.category(
-            current_identity(), query.category_id, query.period, query.day, CATEGORY_REPORT
+            current_identity(),
+            query.category_id,
+            query.period,
+            query.day,
+            CATEGORY_REPORT,
+            written_version(context),
+            query.custom,
         )
 
     @override

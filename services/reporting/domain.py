@@ -38,14 +38,12 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def series_buckets(period: Period) -> list[tuple[date, date]]:
-    """Days of a week or month; months of a year (inclusive ranges)."""
-    if period.kind == "year":
+    """Days of a week, month or custom range; months of a quarter or year (inclusive ranges)."""
+    if period.kind in ("quarter", "year"):
+        year = period.start.year
         return [
-            (
-                date(period.start.year, month, 1),
-                date(period.start.year, month, calendar.monthrange(period.start.year, month)[1]),
-            )
-            for month in range(1, 13)
+            (date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1]))
+            for month in range(period.start.month, period.end.month + 1)
         ]
     return [(day, day) for day in (period.start + timedelta(days=n) for n in range(period.days))]
 
@@ -262,12 +260,14 @@ def currency_reports(
     group_of: Callable[[str], str],
     default_currency: str,
 ) -> list[CurrencyReport]:
-    """One block per currency spent in the period or the one before; never summed across currencies."""
+    """One block per currency spent in the period (none for a currency spent only in the
+    one before: its previous_total would be the block's only figure); never summed across
+    currencies."""
     groups = grouped_by_currency(rows.categories, group_of)
     buckets = series_buckets(period)
     days = averaging_days(period, today)
     reports = []
-    for currency in currency_order([*groups, *rows.previous], default_currency):
+    for currency in currency_order(list(groups), default_currency):
         by_group = groups.get(currency, {})
         total = sum(by_group.values(), ZERO)
         previous = rows.previous.get(currency, ZERO)
@@ -328,6 +328,25 @@ class TrendPoint:
     currency: str
     total: Total
     by_category: list[CategoryShare]
+
+
+def quarters_of_months(rows: Mapping[tuple[date, str, str], Total]) -> dict[tuple[date, str, str], Total]:
+    """Monthly bucket totals summed into their quarters (keyed by the quarter's first day)."""
+    quarters: dict[tuple[date, str, str], Total] = defaultdict(Total)
+    for (month, currency, category_id), total in rows.items():
+        quarters[(month.replace(month=3 * ((month.month - 1) // 3) + 1), currency, category_id)] += total
+    return dict(quarters)
+
+
+def currency_series(points: Iterable[TrendPoint]) -> dict[str, list[TrendPoint]]:
+    """Per currency, its points from the first period with spending to the window's end:
+    zeros inside that span, none before it."""
+    series: dict[str, list[TrendPoint]] = defaultdict(list)
+    for point in points:
+        started = bool(series[point.currency]) or point.total.count > 0
+        if started:
+            series[point.currency].append(point)
+    return {currency: found for currency, found in series.items() if found}
 
 
 def trend_points(

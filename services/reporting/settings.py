@@ -38,6 +38,9 @@ class ReportingSettings(BaseModel):
     # Deadline of one LedgerInternalService stream during a rebuild.
     rebuild_stream_timeout_seconds: float = Field(600.0, gt=0)
     monthly: MonthlySettings = MonthlySettings()
+    # Read-your-writes: how long a read with a consistency token waits for its write.
+    consistency_wait_seconds: float = Field(2.0, gt=0, le=30)
+    consistency_poll_seconds: float = Field(0.01, gt=0, le=1)
 
 
 class ReportingMeshSettings(MeshSettings):

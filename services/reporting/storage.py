@@ -505,6 +505,14 @@ async def save_profile(session: AsyncSession, user_id: str, profile: StoredProfi
     await _execute(session, insert.on_conflict_do_update(index_elements=["user_id"], set_=values))
 
 
+async def expense_version(db: Queryable, user_id: str, expense_id: str) -> int | None:
+    """The ledger version of reporting's copy of an expense; None when it has none."""
+    statement = select(expenses.c.version).where(
+        expenses.c.user_id == user_id, expenses.c.expense_id == expense_id
+    )
+    return (await _execute(db, statement)).scalar()
+
+
 async def load_profile(db: Queryable, user_id: str) -> StoredProfile | None:
     row = (await _execute(db, select(profiles).where(profiles.c.user_id == user_id))).first()
     if row is None:

@@ -15,6 +15,7 @@ state reporting can be in anyway (and no BEGIN/COMMIT round trips per report).""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from typing import Generic, TypeVar
 from google.protobuf.message import Message
 
 from services.kit.db.engine import Database
-from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.kit.domain.periods import Period, last_periods, period_containing, today_in
+from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.kit.domain.periods import CUSTOM, Period, last_periods, period_containing, today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.identity.tokens import Identity
 from services.kit.responses import ResponseCache
+from services.ledger.replica import WrittenVersion
 from services.reporting import storage
 from services.reporting.domain import (
     ChildTotal,
@@ -39,6 +41,7 @@ from services.reporting.domain import (
     currency_reports,
     expenses_csv,
     export_filename,
+    quarters_of_months,
     trend_points,
 )
 from services.reporting.preferences import PreferenceSource
@@ -58,8 +61,13 @@ class Viewer:
     first_day_of_week: str
     default_currency: str
 
-    def period(self, kind: str, day: date | None) -> Period:
-        """The period of this kind holding `day`, by default the viewer's today."""
+    def period(self, kind: str, day: date | None, custom: tuple[date, date] | None = None) -> Period:
+        """The period of this kind holding `day`, by default the viewer's today; for
+        kind "custom", the `custom` range itself."""
+        if kind == CUSTOM:
+            if custom is None:
+                raise InvalidArgument.of("from", 'required with period "custom"')
+            return Period(CUSTOM, *custom)
         return period_containing(kind, day or self.today, self.first_day_of_week)
 
 
@@ -118,31 +126,45 @@ class ReportRequests:
         self.clock = clock
 
     async def summary(
-        self, identity: Identity, kind: str, day: date | None, response: Response[PeriodSummary, MessageT]
+        self,
+        identity: Identity,
+        kind: str,
+        day: date | None,
+        response: Response[PeriodSummary, MessageT],
+        written: WrittenVersion | None = None,
+        custom: tuple[date, date] | None = None,
     ) -> MessageT:
         viewer = await self._viewer(identity)
-        period = viewer.period(kind, day)
+        period = viewer.period(kind, day, custom)
 
         async def report() -> PeriodSummary:
             return PeriodSummary(period, await self.reports.summary(viewer, period))
 
-        parts = ("summary", period.kind, period.start.isoformat())
-        return await self._cached(viewer, parts, response, report)
+        parts = ("summary", period.kind, period.start.isoformat(), period.end.isoformat())
+        return await self._cached(viewer, parts, response, report, written)
 
     async def trend(
-        self, identity: Identity, kind: str, count: int, response: Response[PeriodTrend, MessageT]
+        self,
+        identity: Identity,
+        kind: str,
+        count: int,
+        response: Response[PeriodTrend, MessageT],
+        written: WrittenVersion | None = None,
+        end: date | None = None,
     ) -> MessageT:
-        """The last `count` periods (0: the configured default)."""
+        """The `count` periods (0: the configured default) ending with the one holding
+        `end` (default today)."""
         count = count or self.settings.trend_default_count
         if not 1 <= count <= self.settings.trend_max_count:
             raise InvalidArgument.of("count", f"must be between 1 and {self.settings.trend_max_count}")
         viewer = await self._viewer(identity)
+        last_day = end or viewer.today
 
         async def report() -> PeriodTrend:
-            return PeriodTrend(kind, await self.reports.trend(viewer, kind, count))
+            return PeriodTrend(kind, await self.reports.trend(viewer, kind, count, last_day))
 
-        parts = ("trend", kind, str(count), viewer.first_day_of_week)
-        return await self._cached(viewer, parts, response, report)
+        parts = ("trend", kind, str(count), viewer.first_day_of_week, last_day.isoformat())
+        return await self._cached(viewer, parts, response, report, written)
 
     async def category(
         self,
@@ -151,19 +173,23 @@ class ReportRequests:
         kind: str,
         day: date | None,
         response: Response[CategoryDetail, MessageT],
+        written: WrittenVersion | None = None,
+        custom: tuple[date, date] | None = None,
     ) -> MessageT:
         viewer = await self._viewer(identity)
-        period = viewer.period(kind, day)
-        parts = ("category", category_id, period.kind, period.start.isoformat())
+        period = viewer.period(kind, day, custom)
+        parts = ("category", category_id, period.kind, period.start.isoformat(), period.end.isoformat())
         return await self._cached(
-            viewer, parts, response, lambda: self.reports.category(viewer, category_id, period)
+            viewer, parts, response, lambda: self.reports.category(viewer, category_id, period), written
         )
 
-    async def export(self, identity: Identity, kind: str, day: date | None) -> Export:
+    async def export(
+        self, identity: Identity, kind: str, day: date | None, custom: tuple[date, date] | None = None
+    ) -> Export:
         """At most what one response may carry; the export command has no limit."""
         viewer = await self._viewer(identity)
         export = await self.reports.export(
-            viewer.user_id, viewer.period(kind, day), self.settings.export_max_rows
+            viewer.user_id, viewer.period(kind, day, custom), self.settings.export_max_rows
         )
         # What the gateway must buffer is the JSON string (CSV quotes and line ends get escaped).
         encoded_bytes = len(json.dumps(export.csv))
@@ -190,10 +216,16 @@ class ReportRequests:
         parts: tuple[str, ...],
         response: Response[ResultT, MessageT],
         report: Callable[[], Awaitable[ResultT]],
+        written: WrittenVersion | None = None,
     ) -> MessageT:
         async def compute() -> MessageT:
             return response.render(await report())
 
+        if written is not None:
+            # Read-your-writes: computed once the write is applied, never from the cache
+            # (an entry computed just before the event may not be invalidated yet).
+            await self.reports.wait_for(viewer.user_id, written)
+            return await compute()
         # "today" and the currency order are inputs of every report, so they are part of the key.
         key = (*parts, viewer.today.isoformat(), viewer.default_currency)
         return await self.cache.get_or_compute(viewer.user_id, key, response.message_type, compute)
@@ -205,17 +237,23 @@ class ReportRequests:
 TOTALS_ROLLUP = {
     "week": Rollup.DAILY_CATEGORY,
     "month": Rollup.MONTHLY_CATEGORY,
+    "quarter": Rollup.MONTHLY_CATEGORY,
     "year": Rollup.YEARLY_CATEGORY,
+    CUSTOM: Rollup.DAILY_CATEGORY,
 }
 MERCHANTS_ROLLUP = {
     "week": Rollup.DAILY_MERCHANT,
     "month": Rollup.MONTHLY_MERCHANT,
+    "quarter": Rollup.MONTHLY_MERCHANT,
     "year": Rollup.YEARLY_MERCHANT,
+    CUSTOM: Rollup.DAILY_MERCHANT,
 }
 SERIES_ROLLUP = {
     "week": Rollup.DAILY_CATEGORY,
     "month": Rollup.DAILY_CATEGORY,
+    "quarter": Rollup.MONTHLY_CATEGORY,
     "year": Rollup.MONTHLY_CATEGORY,
+    CUSTOM: Rollup.DAILY_CATEGORY,
 }
 
 
@@ -225,6 +263,22 @@ class Reports:
     def __init__(self, db: Database, settings: ReportingSettings) -> None:
         self.db = db
         self.settings = settings
+
+    async def wait_for(self, user_id: str, written: WrittenVersion) -> None:
+        """Returns once reporting's copy of the expense holds the write's version (or a
+        later one); past consistency_wait_seconds, UNAVAILABLE: never figures without it."""
+        deadline = asyncio.get_running_loop().time() + self.settings.consistency_wait_seconds
+        while True:
+            async with self.db.read() as connection:
+                version = await storage.expense_version(connection, user_id, written.expense_id)
+            if version is not None and version >= written.version:
+                return
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Unavailable(
+                    "the write named by the consistency token is not in reports yet; retry shortly",
+                    "WRITE_NOT_YET_APPLIED",
+                )
+            await asyncio.sleep(self.settings.consistency_poll_seconds)
 
     async def summary(self, viewer: Viewer, period: Period) -> list[CurrencyReport]:
         async with self.db.read() as connection:
@@ -251,8 +305,8 @@ class Reports:
         children = child_totals(tree, category_id, reports)
         return CategoryDetail(category_id, tree.name(category_id), period, reports, children)
 
-    async def trend(self, viewer: Viewer, kind: str, count: int) -> list[TrendPoint]:
-        periods = last_periods(kind, viewer.today, count, viewer.first_day_of_week)
+    async def trend(self, viewer: Viewer, kind: str, count: int, end: date) -> list[TrendPoint]:
+        periods = last_periods(kind, end, count, viewer.first_day_of_week)
         async with self.db.read() as connection:
             tree = await storage.category_tree(connection, viewer.user_id)
             rows = await storage.bucket_totals(
@@ -263,6 +317,8 @@ class Reports:
                 periods[-1].end,
                 weeks=kind == "week",
             )
+        if kind == "quarter":
+            rows = quarters_of_months(rows)
         return trend_points(periods, rows, tree, viewer.default_currency)
 
     async def export(self, user_id: str, period: Period, max_rows: int | None) -> Export:

@@ -91,6 +91,9 @@ BAD_LIST_FIELDS = [
     ("q", {"q": "q" * 101}),
     ("tag", {"tag": "t" * 33}),
     ("category_id", {"category_id": "c" * 37}),
+    ("currency", {"min_amount": "10"}),  # amounts compare within one currency
+    ("currency", {"max_amount": "10"}),
+    ("currency", {"currency": "XYZ"}),
 ]
 
 
@@ -125,7 +128,9 @@ async def test_a_page_token_only_continues_its_own_query(client: LedgerClient) -
 
 def _page_query(**fields: str) -> bytes:
     """What the ledger's page tokens are bound to, for a ListExpenses with these fields."""
-    data = dict.fromkeys(("page_token", "from", "to", "category_id", "q", "min_amount", "max_amount"), "")
+    data = dict.fromkeys(
+        ("page_token", "from", "to", "category_id", "q", "min_amount", "max_amount", "currency"), ""
+    )
     data |= {"page_size": 0, "tag": "", "order_by": ""} | fields
     return validate(ListInput, data, LedgerSettings()).page_query()
 

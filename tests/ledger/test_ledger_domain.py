@@ -156,9 +156,12 @@ def test_a_signed_page_token_at_the_largest_amount_value_is_accepted() -> None:
     assert TOKENS.decode(TOKENS.encode(cursor, b"q"), b"q", parse_ordering("amount")) == cursor
 
 
-def test_etags_compare_weakly() -> None:
-    assert etag_matches(etag_of(3), 3) and etag_matches(f"W/{etag_of(3)}", 3)
-    assert not etag_matches(etag_of(3), 4) and not etag_matches("3", 3) and not etag_matches("garbage", 3)
+def test_etags_compare_weakly_quoted_or_bare() -> None:
+    """A bare `3` is what a JSON client types after reading `"etag": "\"3\""` (issue 18)."""
+    assert etag_matches(etag_of(3), 3) and etag_matches(f"W/{etag_of(3)}", 3) and etag_matches("3", 3)
+    assert etag_matches(" 3 ", 3) and etag_matches("*", 3)
+    assert not etag_matches(etag_of(3), 4) and not etag_matches("4", 3) and not etag_matches("garbage", 3)
+    assert not etag_matches('"3', 3)
 
 
 def test_default_categories_come_from_the_data_file(tmp_path: Path) -> None:

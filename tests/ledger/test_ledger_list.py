@@ -67,11 +67,18 @@ async def test_each_filter(client: LedgerClient) -> None:
     assert await names(q="under_") == ["dinar"]
     assert await names(tag="WORK") == ["coffee", "lunch"]
     assert await names(tag="daily") == ["coffee"]
-    # Amount bounds compare the exact decimal amount, whatever the currency.
-    assert await names(min_amount="250", max_amount="300") == ["yen", "lunch"]
-    assert await names(max_amount="4.5") == ["coffee", "dinar"]
-    assert await names(min_amount="4.125", max_amount="4.125") == ["dinar"]
-    assert await names(min_amount="4.1251") == ["yen", "flight", "coffee", "lunch"]
+    # q also matches the category's name and the tags (issue 18).
+    assert await names(q="cafes") == ["coffee"]
+    assert await names(q="TRAVEL") == ["flight"]
+    assert await names(q="dail") == ["coffee"]
+    assert await names(currency="JPY") == ["yen"]
+    assert await names(currency="inr") == ["flight", "coffee", "lunch"]
+    # Amount bounds compare the exact decimal amount within the one currency asked for.
+    assert await names(currency="INR", min_amount="250", max_amount="300") == ["lunch"]
+    assert await names(currency="JPY", min_amount="250", max_amount="300") == ["yen"]
+    assert await names(currency="INR", max_amount="4.5") == ["coffee"]
+    assert await names(currency="KWD", min_amount="4.125", max_amount="4.125") == ["dinar"]
+    assert await names(currency="INR", min_amount="4.51") == ["flight", "lunch"]
     assert await names(q="house", tag="work", to="2026-01-10") == ["lunch"]
 
 
@@ -85,8 +92,8 @@ async def test_orderings_and_total_size(client: LedgerClient) -> None:
     assert ordered["spent_on"] == ordered["spent_on asc"] == ["dinar", "lunch", "coffee", "flight", "yen"]
     assert ordered["amount"] == ["dinar", "coffee", "lunch", "yen", "flight"]
     assert ordered["amount desc"] == list(reversed(ordered["amount"]))
-    page = await client.list(user, page_size=2, q="e")
-    assert page.total_size == 4 and len(page.expenses) == 2
+    page = await client.list(user, page_size=2, currency="INR")
+    assert page.total_size == 3 and len(page.expenses) == 2
 
 
 async def test_pages_have_no_duplicates_or_gaps_while_inserts_happen(client: LedgerClient) -> None:

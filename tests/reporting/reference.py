@@ -225,7 +225,8 @@ def _currency_blocks(
 ) -> list[reporting_pb2.CurrencySummary]:
     current = _in(expenses, start, end)
     before = _in(expenses, *previous)
-    currencies = sorted({e.currency for e in current + before}, key=lambda c: (c != default_currency, c))
+    # Only currencies spent in the period (issue 18: no block for one spent only before).
+    currencies = sorted({e.currency for e in current}, key=lambda c: (c != default_currency, c))
     days = (today - start).days + 1 if start <= today <= end else (end - start).days + 1
     blocks = []
     for currency in currencies:
@@ -363,7 +364,14 @@ def trend(model: LedgerModel, kind: str, count: int, view: Viewpoint) -> reporti
                     by_category=_category_totals(model, mine, lambda c: _top_level(model, c)),
                 )
             )
-    return reporting_pb2.Trend(period=kind, points=points)
+    # Per currency: from the first period it was spent in to the window's end (issue 18).
+    series = []
+    for currency in currencies:
+        own = [point for point in points if point.currency == currency]
+        first = next((i for i, point in enumerate(own) if point.count), None)
+        if first is not None:
+            series.append(reporting_pb2.CurrencyTrend(currency=currency, points=own[first:]))
+    return reporting_pb2.Trend(period=kind, points=points, series=series)
 
 
 def _path(model: LedgerModel, category_id: str) -> str:

@@ -93,6 +93,10 @@ class Limits(BaseModel):
     # the services' gRPC metadata limit (max_metadata_bytes) must hold both plus Envoy's own.
     gateway_max_url_bytes: int = Field(4096, ge=256)
     gateway_max_request_headers_kib: int = Field(8, ge=1, le=64)
+    # JSON bodies nested deeper are refused (400) by the gateway's strict-input check.
+    gateway_max_json_depth: int = Field(32, ge=4, le=128)
+    # A download (a streamed CSV export) may take this long at the gateway.
+    gateway_download_timeout_seconds: float = Field(300.0, gt=0)
     max_metadata_bytes: int = Field(32768, ge=8192)
     gateway: GatewayLimits = GatewayLimits()
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-PERIOD_KINDS = ("week", "month", "year")
+PERIOD_KINDS = ("week", "month", "quarter", "year")
+# A range of the caller's choosing (reports): not a calendar period, so no "containing".
+CUSTOM = "custom"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_FIRST_DAY_OF_WEEK = "monday"
 
@@ -28,13 +30,15 @@ class Period:
         return self.start <= day <= self.end
 
     def previous(self) -> Period:
-        if self.kind == "week":
-            return Period("week", self.start - timedelta(days=7), self.end - timedelta(days=7))
+        if self.kind in ("week", CUSTOM):
+            length = timedelta(days=self.days)
+            return Period(self.kind, self.start - length, self.end - length)
         return period_containing(self.kind, self.start - timedelta(days=1))
 
     def following(self) -> Period:
-        if self.kind == "week":
-            return Period("week", self.start + timedelta(days=7), self.end + timedelta(days=7))
+        if self.kind in ("week", CUSTOM):
+            length = timedelta(days=self.days)
+            return Period(self.kind, self.start + length, self.end + length)
         return period_containing(self.kind, self.end + timedelta(days=1))
 
 
@@ -46,6 +50,10 @@ def period_containing(kind: str, day: date, first_day_of_week: str = DEFAULT_FIR
     if kind == "month":
         last = calendar.monthrange(day.year, day.month)[1]
         return Period(kind, day.replace(day=1), day.replace(day=last))
+    if kind == "quarter":
+        first_month = 3 * ((day.month - 1) // 3) + 1
+        last = calendar.monthrange(day.year, first_month + 2)[1]
+        return Period(kind, date(day.year, first_month, 1), date(day.year, first_month + 2, last))
     if kind == "year":
         return Period(kind, date(day.year, 1, 1), date(day.year, 12, 31))
     raise ValueError(f"unknown period {kind!r}")

@@ -30,12 +30,51 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
+# pydantic's own checks, in the words every other message of the mesh uses (its
+# wording, e.g. "Input should be 'week', 'month' or 'year'", is not our API's).
+_OWN_WORDS: dict[str, str] = {
+    "missing": "required",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "string_too_long": "must be at most {max_length} characters",
+    "string_too_short": "must be at least {min_length} characters",
+    "too_long": "must have at most {max_length} items",
+    "too_short": "must have at least {min_length} items",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "extra_forbidden": "is not a field of this request",
+}
+
+
+def _own_words(item: Any) -> str:
+    kind, context = item["type"], item.get("ctx") or {}
+    if kind in ("literal_error", "enum"):
+        # ctx["expected"] is "'week', 'month' or 'year'".
+        choices = re.findall(r"'([^']*)'", str(context.get("expected", "")))
+        return f"must be one of {', '.join(choices)}" if choices else "is not an allowed value"
+    if kind in _OWN_WORDS:
+        return _OWN_WORDS[kind].format(**context)
+    if kind == "value_error":
+        # Our own validators' ValueError messages (see the field checks below).
+        return str(item["msg"]).removeprefix("Value error, ")
+    return "is not valid"
+
+
 def violations_of(error: ValidationError, prefix: str = "") -> list[FieldViolation]:
     result = []
     for item in error.errors(include_url=False):
         path = _field_path(tuple(item["loc"])) or "request"
-        message = str(item["msg"]).removeprefix("Value error, ")
-        result.append(FieldViolation(f"{prefix}{path}", message))
+        result.append(FieldViolation(f"{prefix}{path}", _own_words(item)))
     return result
 
 

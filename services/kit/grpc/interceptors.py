@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.kit import metrics, tracing
-from services.kit.domain.errors import DomainError, PermissionDenied
+from services.kit.domain.errors import DeadlineExceeded, DomainError, Internal, PermissionDenied, Unavailable
 from services.kit.grpc.status import to_grpc_status
 from services.kit.identity.access import Access, MethodAccess
 from services.kit.identity.tokens import Identity, TokenVerifier, reset_identity, set_identity
@@ -167,17 +167,21 @@ class KitInterceptor(ServerInterceptor):
         context: ServicerContext,
     ) -> Any:
         """Calls without a client deadline get the default one; longer ones are capped,
-        except a stream's: a rebuild's stream lasts as long as its client allows."""
+        except a stream's: a rebuild's stream lasts as long as its client allows, a
+        download through Envoy as long as its route timeout (which Envoy states in
+        x-envoy-expected-rq-timeout-ms, and sets itself at the edge)."""
         remaining = context.time_remaining()
         limit = self.default_deadline_seconds
         if remaining is not None:
             limit = remaining if streamed else min(remaining, limit * 10)
+        elif streamed:
+            limit = _gateway_route_timeout(context) or limit
         try:
             async with asyncio.timeout(limit):
                 identity = await self._authenticate(method, access, context)
                 return await self._mapped(method, identity, behavior, request, context)
         except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+            await context.abort_with_status(to_grpc_status(DeadlineExceeded("deadline exceeded")))
 
     async def _authenticate(self, method: str, access: Access, context: ServicerContext) -> Identity | None:
         """The user's identity for user methods; None for public and internal ones."""
@@ -197,7 +201,9 @@ class KitInterceptor(ServerInterceptor):
             await context.abort_with_status(to_grpc_status(error))
         except Exception:
             errors_log.exception("token verification unavailable", extra={"method": method})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "authentication temporarily unavailable")
+            await context.abort_with_status(
+                to_grpc_status(Unavailable("authentication temporarily unavailable", "AUTH_UNAVAILABLE"))
+            )
         raise AssertionError("unreachable: abort raises")
 
     @staticmethod
@@ -216,10 +222,12 @@ class KitInterceptor(ServerInterceptor):
         except (OperationalError, InterfaceError) as error:
             # The database is restarting or unreachable: retryable, not the caller's fault.
             errors_log.warning("database unavailable", extra={"method": method, "error": repr(error)})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "temporarily unavailable; retry")
+            await context.abort_with_status(
+                to_grpc_status(Unavailable("temporarily unavailable; retry", "DATABASE_UNAVAILABLE"))
+            )
         except Exception:
             errors_log.exception("unhandled error", extra={"method": method})
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            await context.abort_with_status(to_grpc_status(Internal("internal error")))
         finally:
             reset_identity(marker)
 
@@ -276,6 +284,13 @@ def _writing(behavior: Behavior) -> Behavior:
             await context.write(response)
 
     return write_all
+
+
+def _gateway_route_timeout(context: ServicerContext) -> float | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-envoy-expected-rq-timeout-ms" and str(value).isdigit():
+            return int(str(value)) / 1000
+    return None
 
 
 def _bearer_token(context: ServicerContext) -> str:

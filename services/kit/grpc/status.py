@@ -19,7 +19,15 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
+ERROR_DOMAIN = "expense-mesh"
+
+
 def _details(error: DomainError) -> list[any_pb2.Any]:
+    info = _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
+    return [*_specific_details(error), info]
+
+
+def _specific_details(error: DomainError) -> list[any_pb2.Any]:
     if isinstance(error, InvalidArgument):
         violations = [
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)

@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -150,7 +151,7 @@ class DeleteExpenseResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListExpensesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "to", "category_id", "q", "min_amount", "max_amount", "tag", "order_by")
+    __slots__ = ("page_size", "page_token", "to", "category_id", "q", "min_amount", "max_amount", "tag", "order_by", "currency")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FROM_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +162,7 @@ class ListExpensesRequest(_message.Message):
     MAX_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     to: str
@@ -170,7 +172,8 @@ class ListExpensesRequest(_message.Message):
     max_amount: str
     tag: str
     order_by: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., to: _Optional[str] = ..., category_id: _Optional[str] = ..., q: _Optional[str] = ..., min_amount: _Optional[str] = ..., max_amount: _Optional[str] = ..., tag: _Optional[str] = ..., order_by: _Optional[str] = ..., **kwargs) -> None: ...
+    currency: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., to: _Optional[str] = ..., category_id: _Optional[str] = ..., q: _Optional[str] = ..., min_amount: _Optional[str] = ..., max_amount: _Optional[str] = ..., tag: _Optional[str] = ..., order_by: _Optional[str] = ..., currency: _Optional[str] = ..., **kwargs) -> None: ...
 
 class ListExpensesResponse(_message.Message):
     __slots__ = ("expenses", "next_page_token", "total_size")
@@ -209,6 +212,15 @@ class GetExpenseHistoryResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[HistoryEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
+
+class ExportExpensesRequest(_message.Message):
+    __slots__ = ("to", "format")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    to: str
+    format: str
+    def __init__(self, to: _Optional[str] = ..., format: _Optional[str] = ..., **kwargs) -> None: ...
 
 class ImportRow(_message.Message):
     __slots__ = ("request_id", "amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")

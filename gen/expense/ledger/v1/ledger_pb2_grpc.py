@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from expense.ledger.v1 import ledger_pb2 as expense_dot_ledger_dot_v1_dot_ledger__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -65,6 +66,11 @@ class LedgerServiceStub:
                 '/expense.ledger.v1.LedgerService/GetExpenseHistory',
                 request_serializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.GetExpenseHistoryRequest.SerializeToString,
                 response_deserializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.GetExpenseHistoryResponse.FromString,
+                _registered_method=True)
+        self.ExportExpenses = channel.unary_stream(
+                '/expense.ledger.v1.LedgerService/ExportExpenses',
+                request_serializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.ExportExpensesRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ImportExpenses = channel.unary_unary(
                 '/expense.ledger.v1.LedgerService/ImportExpenses',
@@ -137,6 +143,16 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportExpenses(self, request, context):
+        """The expenses spent between from and to (inclusive; both optional, any range) as a
+        CSV download (text/csv; charset=utf-8), streamed in chunks. Columns: date, amount,
+        currency, category (its path, "Food & dining/Cafes"), merchant, note, tags ("|"
+        separated), source, expense_id: exactly what ImportExpenses reads back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ImportExpenses(self, request, context):
         """Creates many expenses in one call, idempotent per row.
         """
@@ -201,6 +217,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.GetExpenseHistory,
                     request_deserializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.GetExpenseHistoryRequest.FromString,
                     response_serializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.GetExpenseHistoryResponse.SerializeToString,
+            ),
+            'ExportExpenses': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportExpenses,
+                    request_deserializer=expense_dot_ledger_dot_v1_dot_ledger__pb2.ExportExpensesRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ImportExpenses': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportExpenses,
@@ -392,6 +413,33 @@ class LedgerService:
             '/expense.ledger.v1.LedgerService/GetExpenseHistory',
             expense_dot_ledger_dot_v1_dot_ledger__pb2.GetExpenseHistoryRequest.SerializeToString,
             expense_dot_ledger_dot_v1_dot_ledger__pb2.GetExpenseHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportExpenses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/expense.ledger.v1.LedgerService/ExportExpenses',
+            expense_dot_ledger_dot_v1_dot_ledger__pb2.ExportExpensesRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,12 +8,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetSummaryRequest(_message.Message):
-    __slots__ = ("period", "date")
+    __slots__ = ("period", "date", "to")
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     DATE_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
     period: str
     date: str
-    def __init__(self, period: _Optional[str] = ..., date: _Optional[str] = ...) -> None: ...
+    to: str
+    def __init__(self, period: _Optional[str] = ..., date: _Optional[str] = ..., to: _Optional[str] = ..., **kwargs) -> None: ...
 
 class CategoryTotal(_message.Message):
     __slots__ = ("category_id", "name", "total", "count", "share_percent")
@@ -86,12 +89,14 @@ class Summary(_message.Message):
     def __init__(self, period: _Optional[str] = ..., period_start: _Optional[str] = ..., period_end: _Optional[str] = ..., currencies: _Optional[_Iterable[_Union[CurrencySummary, _Mapping]]] = ...) -> None: ...
 
 class GetTrendRequest(_message.Message):
-    __slots__ = ("period", "count")
+    __slots__ = ("period", "count", "end")
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
     period: str
     count: int
-    def __init__(self, period: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+    end: str
+    def __init__(self, period: _Optional[str] = ..., count: _Optional[int] = ..., end: _Optional[str] = ...) -> None: ...
 
 class TrendPoint(_message.Message):
     __slots__ = ("period_start", "period_end", "currency", "total", "count", "by_category")
@@ -109,23 +114,36 @@ class TrendPoint(_message.Message):
     by_category: _containers.RepeatedCompositeFieldContainer[CategoryTotal]
     def __init__(self, period_start: _Optional[str] = ..., period_end: _Optional[str] = ..., currency: _Optional[str] = ..., total: _Optional[str] = ..., count: _Optional[int] = ..., by_category: _Optional[_Iterable[_Union[CategoryTotal, _Mapping]]] = ...) -> None: ...
 
+class CurrencyTrend(_message.Message):
+    __slots__ = ("currency", "points")
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    currency: str
+    points: _containers.RepeatedCompositeFieldContainer[TrendPoint]
+    def __init__(self, currency: _Optional[str] = ..., points: _Optional[_Iterable[_Union[TrendPoint, _Mapping]]] = ...) -> None: ...
+
 class Trend(_message.Message):
-    __slots__ = ("period", "points")
+    __slots__ = ("period", "points", "series")
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
     period: str
     points: _containers.RepeatedCompositeFieldContainer[TrendPoint]
-    def __init__(self, period: _Optional[str] = ..., points: _Optional[_Iterable[_Union[TrendPoint, _Mapping]]] = ...) -> None: ...
+    series: _containers.RepeatedCompositeFieldContainer[CurrencyTrend]
+    def __init__(self, period: _Optional[str] = ..., points: _Optional[_Iterable[_Union[TrendPoint, _Mapping]]] = ..., series: _Optional[_Iterable[_Union[CurrencyTrend, _Mapping]]] = ...) -> None: ...
 
 class GetCategoryReportRequest(_message.Message):
-    __slots__ = ("category_id", "period", "date")
+    __slots__ = ("category_id", "period", "date", "to")
     CATEGORY_ID_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     DATE_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
     category_id: str
     period: str
     date: str
-    def __init__(self, category_id: _Optional[str] = ..., period: _Optional[str] = ..., date: _Optional[str] = ...) -> None: ...
+    to: str
+    def __init__(self, category_id: _Optional[str] = ..., period: _Optional[str] = ..., date: _Optional[str] = ..., to: _Optional[str] = ..., **kwargs) -> None: ...
 
 class CategoryReport(_message.Message):
     __slots__ = ("category_id", "name", "period", "period_start", "period_end", "currencies", "children")

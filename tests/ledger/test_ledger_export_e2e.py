@@ -1,0 +1,117 @@
+"""Export and import through Envoy on a whole SQLite mesh (issue 18, item 6): the export is
+a CSV download (google.api.HttpBody) of any date range with notes, tags and category
+paths; importing it into another account recreates the same rows; importing it back into
+the same account changes nothing; the second export equals the first but for the ids and
+the source, which are the ledger's."""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.mesh import Mesh
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "violet-harbor-tune-42-export"
+HEADER = "date,amount,currency,category,merchant,note,tags,source,expense_id"
+
+
+@pytest.fixture
+async def http(mesh_sqlite: Mesh) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=mesh_sqlite.base_url, timeout=30, trust_env=False) as client:
+        yield client
+
+
+async def sign_up(http: httpx.AsyncClient) -> dict[str, str]:
+    body = {"email": f"export.{secrets.token_hex(6)}@example.org", "password": PASSWORD, "display_name": "E"}
+    answer = await http.post("/v1/auth/signup", json=body)
+    assert answer.status_code == 200, answer.text
+    headers = {"authorization": f"Bearer {answer.json()['access_token']}"}
+    categories = (await http.get("/v1/categories", headers=headers)).json()["categories"]
+    food = next(c["category_id"] for c in categories if c["name"] == "Food & dining")
+    cafes = await http.post("/v1/categories", json={"name": "Cafes", "parent_id": food}, headers=headers)
+    assert cafes.status_code == 200, cafes.text
+    headers["cafes"] = cafes.json()["category_id"]
+    return headers
+
+
+def without_ledger_columns(text: str) -> list[list[str]]:
+    """Rows minus source and expense_id (the ledger's own)."""
+    return [row[:7] for row in csv.reader(io.StringIO(text))]
+
+
+async def test_export_import_export(http: httpx.AsyncClient) -> None:
+    owner = await sign_up(http)
+    cafes = owner.pop("cafes")
+    spending = [
+        {
+            "amount": "4.50",
+            "spent_on": "2026-01-11",
+            "category_id": cafes,
+            "merchant": "Bean There",
+            "note": 'flat white, "large"\nsecond line',
+            "tags": ["work", "daily"],
+        },
+        {"amount": "12000.00", "spent_on": "2026-01-31", "merchant": "Air Lines", "note": "=1+1"},
+        {
+            "amount": "300",
+            "currency": "JPY",
+            "spent_on": "2026-02-01",
+            "merchant": "Konbini",
+            "tags": ["trip"],
+        },
+        {"amount": "7.00", "spent_on": "2025-12-31", "merchant": "Out of range"},
+    ]
+    for fields in spending:
+        created = await http.post(
+            "/v1/expenses",
+            json={"request_id": secrets.token_hex(8), "currency": "INR", **fields},
+            headers=owner,
+        )
+        assert created.status_code == 200, created.text
+
+    path = "/v1/expenses:export?from=2026-01-01&to=2026-12-31&format=csv"
+    exported = await http.get(path, headers={**owner, "accept": "text/csv"})
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-type"] == "text/csv; charset=utf-8"
+    assert (
+        exported.headers["content-disposition"] == 'attachment; filename="expenses-2026-01-01-2026-12-31.csv"'
+    )
+    text = exported.text
+    lines = list(csv.reader(io.StringIO(text)))
+    assert ",".join(lines[0]) == HEADER
+    assert [row[0] for row in lines[1:]] == ["2026-01-11", "2026-01-31", "2026-02-01"]
+    assert lines[1][3:7] == [
+        "Food & dining/Cafes",
+        "Bean There",
+        'flat white, "large"\nsecond line',
+        "work|daily",
+    ]
+    assert lines[2][5] == "'=1+1"  # a formula to a spreadsheet: quoted
+
+    other = await sign_up(http)
+    other.pop("cafes")
+    imported = await http.post("/v1/expenses:import", json={"csv": text}, headers=other)
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["created_count"] == 3, imported.json()
+    again = await http.get(path, headers={**other, "accept": "text/csv"})
+    assert without_ledger_columns(again.text) == without_ledger_columns(text)
+
+    # Read back into the same account: every row is its own expense already.
+    back = await http.post("/v1/expenses:import", json={"csv": text}, headers=owner)
+    assert back.status_code == 200, back.text
+    assert back.json()["duplicate_count"] == 3 and back.json()["created_count"] == 0
+    assert (await http.get(path, headers=owner)).text == text  # byte-identical
+
+
+async def test_a_bad_export_range_names_the_field(http: httpx.AsyncClient) -> None:
+    owner = await sign_up(http)
+    owner.pop("cafes")
+    refused = await http.get("/v1/expenses:export?from=2026-02-01&to=2026-01-01", headers=owner)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["details"][0]["field_violations"][0]["field"] == "to"
