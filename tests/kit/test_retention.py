@@ -125,9 +125,12 @@ def test_the_ledger_purges_its_outbox_inbox_and_idempotency_keys(tmp_path: Path)
 def test_reporting_purges_tombstones_as_long_kept_as_inbox_records(tmp_path: Path) -> None:
     settings = ReportingMeshSettings(data_dir=tmp_path)
     inbox_window = timedelta(hours=settings.retention.inbox_hours)
-    assert purged_by(reporting_app(settings)) == {  # reporting publishes no events
+    assert purged_by(reporting_app(settings)) == {
+        ("outbox", "published_at", timedelta(hours=settings.outbox.replay_window_hours)): None,
         ("inbox", "processed_at", inbox_window): None,
         ("expenses", "updated_at", inbox_window): "expenses.deleted",
+        # An erased user's late events are skipped for as long as they could arrive.
+        ("erased_users", "erased_at", inbox_window): None,
     }
 
 
