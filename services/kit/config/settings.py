@@ -260,6 +260,20 @@ class MetricsSettings(BaseModel):
     gateway_port: int = Field(9902, ge=1, le=65535)
 
 
+class WebSettings(BaseModel):
+    """The dashboard (services/web): a static single-page app and its session endpoint,
+    served through the gateway on the API's own origin."""
+
+    enabled: bool = True
+    port: int = Field(8090, ge=1, le=65535)
+    # The refresh token's cookie: HttpOnly, SameSite=Strict, and Secure unless turned off
+    # (browsers treat http://127.0.0.1 and localhost as secure, so `make up` keeps it on).
+    refresh_cookie_name: str = Field("em_refresh", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    refresh_cookie_secure: bool = True
+    # Deadline of a call to auth (log in, sign up, refresh, log out).
+    auth_call_timeout_seconds: float = Field(5.0, gt=0)
+
+
 class MeshLayout(BaseModel):
     # The services the launcher starts, in start order (config/mesh.toml names them).
     services: list[str] = []
@@ -325,6 +339,7 @@ class MeshSettings(BaseSettings):
     service_credential: SecretStr | None = Field(None, min_length=MIN_KEY_LENGTH)
     resilience: ResilienceSettings = ResilienceSettings()
     metrics: MetricsSettings = MetricsSettings()
+    web: WebSettings = WebSettings()
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}

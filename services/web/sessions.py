@@ -1,0 +1,101 @@
+"""The browser's session, per OWASP: the access token lives in the page's memory only,
+the refresh token in an HttpOnly, Secure, SameSite=Strict cookie that page scripts
+never see. This module trades credentials and the cookie's token with auth over gRPC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from expense.auth.v1 import auth_pb2, auth_pb2_grpc
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: dict[str, str]
+
+    def for_page(self) -> dict[str, object]:
+        """What the page may hold: everything but the refresh token."""
+        return {"access_token": self.access_token, "expires_in": self.expires_in, "user": self.user}
+
+
+class AuthRefused(Exception):
+    """Auth answered with an error the page shows as is (bad password, weak password...)."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# gRPC code -> the HTTP status the gateway would answer (google.rpc mapping).
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+class AuthClient:
+    """Auth's public RPCs, called with the browser's address and user agent as the
+    gateway would pass them (login throttling and the sessions list use both)."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+        self._stub = auth_pb2_grpc.AuthServiceStub(channel)
+        self._timeout = timeout
+
+    async def sign_up(self, email: str, password: str, display_name: str, client: Client) -> Tokens:
+        request = auth_pb2.SignUpRequest(email=email, password=password, display_name=display_name)
+        return await self._tokens(self._stub.SignUp, request, client)
+
+    async def log_in(self, email: str, password: str, client: Client) -> Tokens:
+        request = auth_pb2.LogInRequest(email=email, password=password)
+        return await self._tokens(self._stub.LogIn, request, client)
+
+    async def refresh(self, refresh_token: str, client: Client) -> Tokens:
+        request = auth_pb2.RefreshTokenRequest(refresh_token=refresh_token)
+        return await self._tokens(self._stub.RefreshToken, request, client)
+
+    async def log_out(self, refresh_token: str, client: Client) -> None:
+        await self._call(self._stub.LogOut, auth_pb2.LogOutRequest(refresh_token=refresh_token), client)
+
+    async def _tokens(self, method, request, client: Client) -> Tokens:  # type: ignore[no-untyped-def]
+        answer: auth_pb2.AuthTokens = await self._call(method, request, client)
+        user = {
+            "user_id": answer.user.user_id,
+            "email": answer.user.email,
+            "display_name": answer.user.display_name,
+        }
+        return Tokens(answer.access_token, answer.refresh_token, answer.expires_in, user)
+
+    async def _call(self, method, request, client: Client):  # type: ignore[no-untyped-def]
+        try:
+            return await method(request, timeout=self._timeout, metadata=client.metadata())
+        except grpc.aio.AioRpcError as error:
+            status = HTTP_STATUS.get(error.code(), 500)
+            # Auth's messages are written for users; anything unmapped stays generic.
+            message = error.details() or "" if status != 500 else "the sign-in service failed"
+            raise AuthRefused(status, error.code().value[0], message) from error
+
+
+@dataclass(frozen=True)
+class Client:
+    forwarded_for: str
+    user_agent: str
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        pairs = [("user-agent", self.user_agent)] if self.user_agent else []
+        if self.forwarded_for:
+            pairs.append(("x-forwarded-for", self.forwarded_for))
+        return tuple(pairs)
