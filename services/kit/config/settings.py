@@ -409,6 +409,15 @@ class MeshSettings(BaseSettings):
         explicit = self.metrics.ports.get(service)
         return explicit if explicit is not None else self.service_port(service) + self.metrics.port_offset
 
+    @property
+    def web_host(self) -> str:
+        """Where the gateway reaches the web service (EM_SERVICE_HOSTS__WEB in containers)."""
+        host = self.service_hosts.get("web", self.host)
+        return "127.0.0.1" if host in WILDCARD_HOSTS else host
+
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web.port}"
+
     def service_address(self, service: str) -> str:
         """Where to connect to a service (not where it binds: that is `host`)."""
         host = self.service_hosts.get(service, self.host)
