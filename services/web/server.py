@@ -9,11 +9,10 @@ import logging
 import signal
 from pathlib import Path
 
-import grpc
 from aiohttp import web
 
 from services.kit.config.settings import MeshSettings
-from services.web.sessions import AuthClient, AuthRefused, Client, Tokens
+from services.web.sessions import AuthClient, AuthRefused, Client, Tokens, UserAgentChannels
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("web")
@@ -185,9 +184,9 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def build_app(settings: MeshSettings, channel: grpc.aio.Channel) -> web.Application:
+def build_app(settings: MeshSettings, channels: UserAgentChannels) -> web.Application:
     app = web.Application(middlewares=[security_headers, auth_refusals], client_max_size=64 * 1024)
-    session = SessionEndpoint(AuthClient(channel, settings.web.auth_call_timeout_seconds), settings)
+    session = SessionEndpoint(AuthClient(channels, settings.web.auth_call_timeout_seconds), settings)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/assets/", STATIC_DIR, append_version=False, show_index=False)
@@ -199,8 +198,8 @@ def build_app(settings: MeshSettings, channel: grpc.aio.Channel) -> web.Applicat
 
 
 async def serve(settings: MeshSettings) -> None:
-    channel = grpc.aio.insecure_channel(settings.service_address("auth"))
-    runner = web.AppRunner(build_app(settings, channel), access_log=None)
+    channels = UserAgentChannels(settings.service_address("auth"))
+    runner = web.AppRunner(build_app(settings, channels), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.web.port)
     await site.start()
@@ -211,4 +210,4 @@ async def serve(settings: MeshSettings) -> None:
         loop.add_signal_handler(signum, stopped.set)
     await stopped.wait()
     await runner.cleanup()
-    await channel.close()
+    await channels.close()

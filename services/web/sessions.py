@@ -4,6 +4,8 @@ never see. This module trades credentials and the cookie's token with auth over 
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import grpc
@@ -47,28 +49,58 @@ HTTP_STATUS = {
 }
 
 
+class UserAgentChannels:
+    """Channels to auth, one per browser user agent. gRPC sets the user-agent header
+    itself (metadata cannot), and auth's sessions list shows it: a channel whose
+    primary user agent is the browser's makes the session read "Mozilla/5.0 ...".
+    Least recently used channels beyond `size` are closed."""
+
+    def __init__(self, target: str, size: int = 32) -> None:
+        self._target = target
+        self._size = size
+        self._channels: OrderedDict[str, grpc.aio.Channel] = OrderedDict()
+
+    def stub(self, user_agent: str) -> auth_pb2_grpc.AuthServiceStub:
+        channel = self._channels.pop(user_agent, None)
+        if channel is None:
+            options = [("grpc.primary_user_agent", user_agent)] if user_agent else []
+            channel = grpc.aio.insecure_channel(self._target, options=options)
+        self._channels[user_agent] = channel
+        while len(self._channels) > self._size:
+            _, oldest = self._channels.popitem(last=False)
+            # Calls in flight on it finish first (close's grace).
+            asyncio.get_running_loop().create_task(oldest.close(grace=5.0))
+        return auth_pb2_grpc.AuthServiceStub(channel)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+
 class AuthClient:
     """Auth's public RPCs, called with the browser's address and user agent as the
     gateway would pass them (login throttling and the sessions list use both)."""
 
-    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
-        self._stub = auth_pb2_grpc.AuthServiceStub(channel)
+    def __init__(self, channels: UserAgentChannels, timeout: float) -> None:
+        self._channels = channels
         self._timeout = timeout
 
     async def sign_up(self, email: str, password: str, display_name: str, client: Client) -> Tokens:
         request = auth_pb2.SignUpRequest(email=email, password=password, display_name=display_name)
-        return await self._tokens(self._stub.SignUp, request, client)
+        return await self._tokens(self._channels.stub(client.user_agent).SignUp, request, client)
 
     async def log_in(self, email: str, password: str, client: Client) -> Tokens:
         request = auth_pb2.LogInRequest(email=email, password=password)
-        return await self._tokens(self._stub.LogIn, request, client)
+        return await self._tokens(self._channels.stub(client.user_agent).LogIn, request, client)
 
     async def refresh(self, refresh_token: str, client: Client) -> Tokens:
         request = auth_pb2.RefreshTokenRequest(refresh_token=refresh_token)
-        return await self._tokens(self._stub.RefreshToken, request, client)
+        return await self._tokens(self._channels.stub(client.user_agent).RefreshToken, request, client)
 
     async def log_out(self, refresh_token: str, client: Client) -> None:
-        await self._call(self._stub.LogOut, auth_pb2.LogOutRequest(refresh_token=refresh_token), client)
+        stub = self._channels.stub(client.user_agent)
+        await self._call(stub.LogOut, auth_pb2.LogOutRequest(refresh_token=refresh_token), client)
 
     async def _tokens(self, method, request, client: Client) -> Tokens:  # type: ignore[no-untyped-def]
         answer: auth_pb2.AuthTokens = await self._call(method, request, client)
@@ -95,7 +127,5 @@ class Client:
     user_agent: str
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        pairs = [("user-agent", self.user_agent)] if self.user_agent else []
-        if self.forwarded_for:
-            pairs.append(("x-forwarded-for", self.forwarded_for))
-        return tuple(pairs)
+        # The user agent travels as the channel's (UserAgentChannels).
+        return (("x-forwarded-for", self.forwarded_for),) if self.forwarded_for else ()
