@@ -565,7 +565,7 @@ function profileForm() {
 async function loadSessions(el) {
   const { sessions } = await API.get("/v1/auth/sessions");
   el.replaceChildren(h("h2", {}, "Where you are signed in"), h("ul", { className: "alerts", id: "session-list" },
-    sessions.map((s) => h("li", {}, h("div", {}, s.user_agent || "unknown device", s.current ? h("strong", {}, " (this one)") : null),
+    sessions.map((s) => h("li", {}, h("div", {}, (s.user_agent || "unknown device").replace(/ grpc-python.*$/, ""), s.current ? h("strong", {}, " (this one)") : null),
       h("div", { className: "muted" }, `${s.ip_address} · last used ${dateTime(s.last_used_time)}`),
       s.current ? null : h("button", { type: "button", className: "danger", onclick: async () => {
         try { await API.del(`/v1/auth/sessions/${s.session_id}`); loadSessions(el); } catch (error) { toast(errorText(error)); }
