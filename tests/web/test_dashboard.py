@@ -38,6 +38,16 @@ def wait_for_text(page, selector: str, pattern: str, seconds: float = 20.0) -> s
         page.wait_for_timeout(300)
 
 
+def wait_until(page, expression: str, seconds: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """page.wait_for_function compiles its predicate in the page, which the strict CSP
+    forbids (no eval); page.evaluate goes through the DevTools protocol instead."""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never true: {expression}")
+        page.wait_for_timeout(100)
+
+
 def check_screen(page, name: str) -> None:  # type: ignore[no-untyped-def]
     screenshot(page, name)
     assert axe_violations(page) == [], f"accessibility violations on {name}"
@@ -60,15 +70,21 @@ def test_a_person_signs_up_spends_is_alerted_exports_and_logs_out(
     page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
 
-    strict_policy_everywhere(base)
-    sign_up(page, context, base, email)
-    set_budget(page, base)
-    add_expenses(page, base)
-    edit_then_conflict(page, base, email)
-    dashboard_follows(page, base)
-    threshold_alert_seen(page, base)
-    csv_round_trip(page, base, tmp_path)
-    sessions_then_log_out(page, context, base)
+    try:
+        strict_policy_everywhere(base)
+        sign_up(page, context, base, email)
+        set_budget(page, base)
+        add_expenses(page, base)
+        edit_then_conflict(page, base, email)
+        dashboard_follows(page, base)
+        threshold_alert_seen(page, base)
+        csv_round_trip(page, base, tmp_path)
+        sessions_then_log_out(page, context, base)
+    except Exception:
+        # What the screen showed when the story broke, beside the other screenshots.
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+        raise
     assert problems == []
     context.close()
 
@@ -166,7 +182,7 @@ def dashboard_follows(page, base: str) -> None:  # type: ignore[no-untyped-def]
     wait_for_text(page, "#budget-progress", r"90(\.0)?% spent")
     check_screen(page, "dashboard")
     page.locator("#by-category button", has_text="Transport").click()
-    page.wait_for_function("document.querySelector('#expense-rows')?.rows.length === 1")
+    wait_until(page, "document.querySelector('#expense-rows')?.rows.length === 1")
     assert "Metro card" in page.locator("#expense-rows").inner_text()
     assert "category_id=" in page.url
 
@@ -175,7 +191,7 @@ def threshold_alert_seen(page, base: str) -> None:  # type: ignore[no-untyped-de
     page.goto(f"{base}/#/alerts")
     alert = wait_for_text(page, "main", r"80% threshold")
     assert "warning" in alert.lower()
-    page.wait_for_function("!document.getElementById('unread').hidden")
+    wait_until(page, "!document.getElementById('unread').hidden")
     check_screen(page, "alerts")
 
 
@@ -190,7 +206,7 @@ def csv_round_trip(page, base: str, tmp_path) -> None:  # type: ignore[no-untype
     wait_for_text(page, "#import-result", r"Imported 2, already there 0", 10)
     assert page.locator("#import-progress").evaluate("p => p.value === p.max")
     page.get_by_role("button", name="Import", exact=True).click()
-    page.wait_for_function("document.getElementById('import-result').textContent.includes('already there 2')")
+    wait_until(page, "document.getElementById('import-result').textContent.includes('already there 2')")
     with page.expect_download() as download:
         page.locator("#export").click()
     exported = tmp_path / "out.csv"

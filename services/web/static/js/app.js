@@ -86,7 +86,7 @@ function authScreen(mode = "login") {
     submit.disabled = true;
     message.textContent = "";
     try {
-      if (signup) await API.signUp(email.value, password.value, name.value);
+      if (signup) await API.signUp(email.value, password.value, name.value.trim() || email.value.split("@")[0]);
       else await API.logIn(email.value, password.value);
       await start();
     } catch (error) {
@@ -152,8 +152,8 @@ async function dashboard() {
     }),
     section(budgets, async (el) => {
       const { budgets: list } = await API.get("/v1/budgets");
-      el.replaceChildren(h("h2", {}, "Budgets"), list.length ? list.map(budgetProgress)
-        : h("p", { className: "muted" }, "No budgets. ", h("a", { href: "#/budgets" }, "Set one")));
+      el.replaceChildren(h("h2", {}, "Budgets"), ...(list.length ? list.map(budgetProgress)
+        : [h("p", { className: "muted" }, "No budgets. ", h("a", { href: "#/budgets" }, "Set one"))]));
     }),
     section(bills, async (el) => {
       const { bills: list } = await API.get("/v1/bills");
@@ -199,7 +199,7 @@ async function expenses(params) {
   };
   const body = h("tbody", { id: "expense-rows" });
   const sentinel = h("div", { className: "sentinel" });
-  const status = h("p", { className: "muted", role: "status" });
+  const status = h("p", { className: "muted", role: "status", id: "list-status" });
   let pageToken = "";
   let loading = false;
   let done = false;
@@ -260,6 +260,7 @@ function addForm(body) {
       const created = await API.post("/v1/expenses", { request_id: API.requestId(), amount: amount.value,
         currency: currency.value.toUpperCase(), spent_on: spentOn.value, merchant: merchant.value, category_id: category.value });
       body.prepend(expenseRow(created));
+      document.getElementById("list-status").textContent = "";
       amount.value = ""; merchant.value = "";
       amount.focus();
       toast("Expense added");
@@ -281,15 +282,15 @@ function expenseRow(e) {
   return row;
 }
 
+// The row gives way to a notice; Reload puts the expense back as it now is.
 function conflict(row, e) {
-  const cell = h("td", { colSpan: 5, className: "conflict", role: "alert" }, "Changed elsewhere, reload. ",
+  const notice = h("tr", { dataset: { id: e.expense_id } });
+  notice.append(h("td", { colSpan: 5, className: "conflict", role: "alert" }, "Changed elsewhere, reload. ",
     h("button", { type: "button", className: "secondary", onclick: async () => {
-      try { row.replaceWith(expenseRow(await API.get(`/v1/expenses/${e.expense_id}`))); }
-      catch (error) { toast(errorText(error)); row.remove(); }
-    } }, "Reload"));
-  const replacement = h("tr", {}, cell);
-  row.replaceWith(replacement);
-  return replacement;
+      try { notice.replaceWith(expenseRow(await API.get(`/v1/expenses/${e.expense_id}`))); }
+      catch (error) { toast(errorText(error)); notice.remove(); }
+    } }, "Reload")));
+  row.replaceWith(notice);
 }
 
 async function remove(e, row) {
