@@ -581,6 +581,7 @@ async function route() {
   const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
   if (!API.signedIn()) { authScreen(path === "signup" ? "signup" : "login"); return; }
   const name = ROUTES[path] ? path : "dashboard";
+  refreshBadge();
   for (const link of document.querySelectorAll("[data-nav]")) {
     if (link.dataset.nav === name) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
@@ -602,7 +603,6 @@ async function start() {
   usePreferences(state.profile);
   await loadCategories();
   document.getElementById("bar").hidden = false;
-  refreshBadge();
   if (/^#\/?(login|signup)?$/.test(location.hash) || !location.hash) location.hash = "#/dashboard";
   else route();
 }
