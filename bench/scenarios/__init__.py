@@ -13,6 +13,7 @@ from bench.scenarios.event_lag import event_lag
 from bench.scenarios.expenses import create_expense, list_expenses
 from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
+from bench.scenarios.page_load import page_load
 from bench.scenarios.reports import summaries_cached, summaries_uncached
 
 Scenario = Callable[[Bench], Awaitable[None]]
@@ -23,6 +24,8 @@ SCENARIOS: dict[str, Scenario] = {
     "summary-cached": summaries_cached,
     "summary-uncached": summaries_uncached,
     "budget-status": budget_status,
+    # A browser's page load is a read too: before the writes.
+    "page-load": page_load,
     "create": create_expense,
     "event-lag": event_lag,
     "alert-latency": alert_latency,
