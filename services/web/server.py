@@ -153,9 +153,11 @@ def _text(body: dict[str, object], field: str) -> str:
     return value
 
 
-def _error(status: int, code: int, message: str) -> web.Response:
+def _error(
+    status: int, code: int, message: str, details: list[dict[str, object]] | None = None
+) -> web.Response:
     """The gateway's error shape, so the page reads one shape everywhere."""
-    body = {"code": code, "message": message, "details": []}
+    body = {"code": code, "message": message, "details": details or []}
     return web.json_response(body, status=status, headers={"cache-control": "no-store"})
 
 
@@ -172,7 +174,7 @@ async def auth_refusals(request: web.Request, handler):  # type: ignore[no-untyp
     try:
         return await handler(request)
     except AuthRefused as refused:
-        return _error(refused.status, refused.code, refused.message)
+        return _error(refused.status, refused.code, refused.message, refused.details)
 
 
 async def index(request: web.Request) -> web.FileResponse:

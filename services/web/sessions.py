@@ -9,6 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from expense.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -26,13 +27,37 @@ class Tokens:
 
 
 class AuthRefused(Exception):
-    """Auth answered with an error the page shows as is (bad password, weak password...)."""
+    """Auth answered with an error the page shows as is (bad password, weak password...),
+    with its field violations in the gateway's JSON shape."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(self, status: int, code: int, message: str, details: list[dict[str, object]]) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.details = details
+
+
+def error_details(error: grpc.aio.AioRpcError) -> list[dict[str, object]]:
+    """google.rpc.BadRequest field violations from the status details, as the
+    transcoder prints them (preserve_proto_field_names)."""
+    for key, value in error.trailing_metadata() or ():
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        details = []
+        for detail in status.details:
+            bad_request = error_details_pb2.BadRequest()
+            if detail.Unpack(bad_request):
+                violations = [
+                    {"field": v.field, "description": v.description} for v in bad_request.field_violations
+                ]
+                details.append({"@type": BAD_REQUEST_TYPE, "field_violations": violations})
+        return details
+    return []
+
+
+BAD_REQUEST_TYPE = f"type.googleapis.com/{error_details_pb2.BadRequest.DESCRIPTOR.full_name}"
 
 
 # gRPC code -> the HTTP status the gateway would answer (google.rpc mapping).
@@ -118,7 +143,8 @@ class AuthClient:
             status = HTTP_STATUS.get(error.code(), 500)
             # Auth's messages are written for users; anything unmapped stays generic.
             message = error.details() or "" if status != 500 else "the sign-in service failed"
-            raise AuthRefused(status, error.code().value[0], message) from error
+            details = error_details(error) if status == 400 else []
+            raise AuthRefused(status, error.code().value[0], message, details) from error
 
 
 @dataclass(frozen=True)
