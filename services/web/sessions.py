@@ -38,6 +38,9 @@ class AuthRefused(Exception):
         self.details = details
 
 
+BAD_REQUEST_TYPE = f"type.googleapis.com/{error_details_pb2.BadRequest.DESCRIPTOR.full_name}"
+
+
 def error_details(error: grpc.aio.AioRpcError) -> list[dict[str, object]]:
     """google.rpc.BadRequest field violations from the status details, as the
     transcoder prints them (preserve_proto_field_names)."""
@@ -55,9 +58,6 @@ def error_details(error: grpc.aio.AioRpcError) -> list[dict[str, object]]:
                 details.append({"@type": BAD_REQUEST_TYPE, "field_violations": violations})
         return details
     return []
-
-
-BAD_REQUEST_TYPE = f"type.googleapis.com/{error_details_pb2.BadRequest.DESCRIPTOR.full_name}"
 
 
 # gRPC code -> the HTTP status the gateway would answer (google.rpc mapping).
