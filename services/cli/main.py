@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from services.cli import csvimport
 from services.cli.client import DEFAULT_URL, Api, SessionStore, config_dir
@@ -247,7 +247,7 @@ def list_expenses(
 
     def render() -> None:
         names = category_names(api)
-        table = Table("date", "merchant", "category", "amount", "id", box=None)
+        table = Table("date", "merchant", "category", Column("amount", justify="right"), "id", box=None)
         for e in rows:
             table.add_row(
                 e["spent_on"],
@@ -290,7 +290,8 @@ def report(period: str, day: str | None) -> None:
                 f"\n[bold]{currency['total']} {code}[/] in {currency['count']} expenses "
                 f"(previous {currency['previous_total']}, change {change})"
             )
-            table = Table("category", "", "total", "share", box=None)
+            right = {"justify": "right"}
+            table = Table("category", "", Column("total", **right), Column("share", **right), box=None)
             for category in currency["by_category"]:
                 share = Decimal(category["share_percent"] or "0")
                 table.add_row(
@@ -307,6 +308,11 @@ def report(period: str, day: str | None) -> None:
 def _simple_list(path: str, key: str, columns: list[tuple[str, Any]]) -> None:
     context = obj()
     items = context.api.get(path)[key]
+    if key == "budgets":
+        names = category_names(context.api)
+        for item in items:
+            item_name = names.get(item.get("category_id", ""), "all spending")
+            item.setdefault("category_name", item_name)
 
     def render() -> None:
         table = Table(*[title for title, _ in columns], box=None)
@@ -325,8 +331,8 @@ def budgets() -> None:
         "/v1/budgets",
         "budgets",
         [
-            ("period", lambda b: b["period"]),
-            ("budget", lambda b: f"{b['amount']} {b['currency']}"),
+            ("budget", lambda b: f"{b['category_name']} ({b['period']})"),
+            ("amount", lambda b: f"{b['amount']} {b['currency']}"),
             ("spent", lambda b: b.get("status", {}).get("spent", "")),
             ("", lambda b: bar(min(Decimal(b.get("status", {}).get("percent") or "0"), Decimal(100)), 20)),
             ("%", lambda b: b.get("status", {}).get("percent", "")),

@@ -118,10 +118,10 @@ async function dashboard() {
       el.replaceChildren(h("h2", {}, "This month against last month"),
         currencies.length ? h("div", { className: "table-scroll" }, h("table", { id: "month-totals" },
           h("thead", {}, h("tr", {}, h("th", {}, "Currency"), h("th", { className: "num" }, "This month"),
-            h("th", { className: "num" }, "Last month"), h("th", { className: "num" }, "Change"))),
+            h("th", { className: "num hide-narrow" }, "Last month"), h("th", { className: "num" }, "Change"))),
           h("tbody", {}, currencies.map((c) => h("tr", {}, h("td", {}, c.currency),
             h("td", { className: "num big" }, money(c.total, c.currency)),
-            h("td", { className: "num" }, money(c.previous_total, c.currency)),
+            h("td", { className: "num hide-narrow" }, money(c.previous_total, c.currency)),
             h("td", { className: `num ${Number(c.change_percent) > 0 ? "up" : "down"}` },
               c.change_percent ? `${Number(c.change_percent) > 0 ? "+" : ""}${c.change_percent}%` : "—"))))))
           : h("p", { className: "muted" }, "No expenses this month yet. ", h("a", { href: "#/expenses" }, "Add one")));

@@ -1,7 +1,7 @@
 // Charts drawn with uPlot (vendored from npm, services/web/static/vendor). Every chart
 // comes with a table of the same numbers (visually hidden unless asked for), which is
 // what screen readers read and what the browser tests check.
-import { money, date, monthLabel } from "./format.js";
+import { money, date, monthLabel, number } from "./format.js";
 
 const COLORS = ["#1f5fbf", "#c05a00", "#1c7c3c", "#7b3fa0", "#b3261e", "#00796b"];
 
@@ -46,7 +46,8 @@ export function dailyBars(el, series, currency) {
   const chart = new window.uPlot({
     width: width(el), height: 200,
     scales: { x: { time: true } },
-    axes: [{}, { size: 70, values: (u, vals) => vals.map((v) => money(String(v), currency)) }],
+    axes: [{ values: (u, vals) => vals.map((v) => String(new Date(v * 1000).getUTCDate())) },
+      { size: 70, values: (u, vals) => vals.map((v) => money(String(v), currency)) }],
     series: [{}, {
       label: currency, fill: COLORS[0], stroke: COLORS[0],
       paths: window.uPlot.paths.bars({ size: [0.7, 40] }),
@@ -70,7 +71,8 @@ export function trendLines(el, points) {
   const chart = new window.uPlot({
     width: width(el), height: 220,
     scales: { x: { time: true } },
-    axes: [{ values: (u, vals) => vals.map((v) => monthLabel(new Date(v * 1000).toISOString().slice(0, 10))) }, { size: 70 }],
+    axes: [{ values: (u, vals) => vals.map((v) => monthLabel(new Date(v * 1000).toISOString().slice(0, 10))) },
+      { size: 70, values: (u, vals) => vals.map((v) => number(v)) }],
     series: [{ value: (u, v) => (v ? monthLabel(new Date(v * 1000).toISOString().slice(0, 10)) : "") },
       ...currencies.map((c, i) => ({
         label: c, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true },
