@@ -390,7 +390,7 @@ def _jwt_authn(settings: MeshSettings, surface: RestSurface, where: Placement) -
     # The dashboard's page, assets and session endpoint carry no token (the session
     # endpoint is how the page gets one).
     if settings.web.enabled:
-        public += [{"match": match} for match in WEB_MATCHES]
+        public += [{"match": match} for match in WEB_MATCHES.values()]
     everything_else = {"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}}
     return _typed(
         "filters.http.jwt_authn.v3.JwtAuthentication",
@@ -610,11 +610,14 @@ def _direct_response(name: str, match: dict[str, Any], status: int, message: str
 
 
 # What the gateway sends to the web service: the page, its assets, its session endpoint.
-WEB_MATCHES = [
-    {"path": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
-    {"prefix": "/assets/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
-    {"prefix": "/web/session/", "headers": [{"name": ":method", "string_match": {"exact": "POST"}}]},
-]
+WEB_MATCHES = {
+    "web-page": {"path": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+    "web-assets": {"prefix": "/assets/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+    "web-session": {
+        "prefix": "/web/session/",
+        "headers": [{"name": ":method", "string_match": {"exact": "POST"}}],
+    },
+}
 
 
 def _web_routes(settings: MeshSettings) -> list[dict[str, Any]]:
@@ -631,12 +634,12 @@ def _web_routes(settings: MeshSettings) -> list[dict[str, Any]]:
     timeout = f"{settings.web.auth_call_timeout_seconds + 1:g}s"
     return [
         {
-            "name": f"web-{index}",
+            "name": name,
             "match": match,
             "route": {"cluster": WEB_CLUSTER, "timeout": timeout},
             "typed_per_filter_config": transcoder_off,
         }
-        for index, match in enumerate(WEB_MATCHES)
+        for name, match in WEB_MATCHES.items()
     ]
 
 
