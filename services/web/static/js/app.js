@@ -599,9 +599,9 @@ async function loadProfile() {
 }
 
 async function start() {
-  state.profile = await loadProfile();
+  // Independent reads, in parallel: each round trip before the first screen counts.
+  [state.profile] = await Promise.all([loadProfile(), loadCategories()]);
   usePreferences(state.profile);
-  await loadCategories();
   document.getElementById("bar").hidden = false;
   if (/^#\/?(login|signup)?$/.test(location.hash) || !location.hash) location.hash = "#/dashboard";
   else route();
