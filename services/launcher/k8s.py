@@ -73,6 +73,7 @@ def resource_files(settings: MeshSettings) -> dict[str, list[dict[str, Any]]]:
         "nats-authorization": [_nats_authorization(settings)],
         "migrate": [_migrate_job()],
         **{name: _mesh_service(settings, name) for name in settings.mesh.services},
+        **({"web": _web(settings)} if settings.web.enabled else {}),
         "gateway": _gateway(settings),
     }
 
@@ -227,6 +228,34 @@ def _mesh_service(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
     }
     service_port = {"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"}
     return [deployment, _service(name, "service", service_port), _disruption_budget(name, "service")]
+
+
+def _web(settings: MeshSettings) -> list[dict[str, Any]]:
+    """The dashboard (services/web): static files and the session endpoint, behind the
+    gateway. No data, no NATS user, no service credential: it calls auth's public RPCs."""
+    port = settings.web.port
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}}
+    container = {
+        **_app_container("web", ["python", "-m", "services.web", "serve"]),
+        "ports": [{"name": "http", "containerPort": port}],
+        "readinessProbe": {**probe, "periodSeconds": 5},
+        "livenessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 2},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta("web", "web"),
+        "spec": {
+            "replicas": 2,
+            "selector": _selector("web"),
+            "template": {
+                "metadata": {"labels": _labels("web", "web")},
+                "spec": _pod_spec([container], APP_UID, _scratch_volumes()),
+            },
+        },
+    }
+    service_port = {"name": "http", "port": port, "targetPort": "http"}
+    return [deployment, _service("web", "web", service_port), _disruption_budget("web", "web")]
 
 
 def _metrics_container_port(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
