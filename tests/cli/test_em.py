@@ -7,8 +7,11 @@ import csv
 import io
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import httpx
 import pytest
 
 from services.cli import errors
+from services.kit.config.settings import REPO_ROOT
 from tests.mesh import Mesh
 
 pytestmark = pytest.mark.e2e
@@ -98,12 +102,12 @@ def test_errors_are_one_line_with_meaningful_codes(em: Em, tmp_path: Path) -> No
     assert down.returncode == errors.NOT_SIGNED_IN
 
 
-def bank_csv(rows: int) -> str:
+def bank_csv(rows: int, day: str = "2026-10-15") -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["amount", "currency", "spent_on", "merchant"])
     for index in range(rows):
-        writer.writerow([f"{10 + index}.25", "INR", "2026-10-15", f"shop {index}"])
+        writer.writerow([f"{10 + index}.25", "INR", day, f"shop {index}"])
     return out.getvalue()
 
 
@@ -126,6 +130,33 @@ def test_import_resumes_without_duplicates_then_exports(em: Em, tmp_path: Path) 
     assert exported.returncode == 0, exported.stderr
     lines = list(csv.reader(io.StringIO(exported.stdout)))
     assert len(lines) == 451 and "shop 449" in {cell for line in lines for cell in line}
+
+
+def test_import_shows_a_progress_bar_in_a_terminal(em: Em, tmp_path: Path) -> None:
+    """In a real terminal (tmux), as a person runs it: Rich's bar, then the totals."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    path = tmp_path / "statement.csv"
+    path.write_text(bank_csv(1200, day="2026-09-10"))
+    # A tmux server of its own (-L): other tmux users of the machine are left alone.
+    tmux = ["tmux", "-L", f"em-test-{uuid.uuid4().hex[:8]}"]
+    command = shlex.join([sys.executable, "-m", "services.cli", "import", str(path)])
+    keys = ("EM_URL", "EM_CLI_CONFIG_DIR", "PYTHONPATH")
+    env = [arg for key in keys if em.env.get(key) for arg in ("-e", f"{key}={em.env[key]}")]
+    size = ["-x", "120", "-y", "20"]
+    subprocess.run(
+        [*tmux, "new-session", "-d", *size, *env, f"{command}; sleep 60"], check=True, cwd=REPO_ROOT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        screen = ""
+        while "Imported" not in screen and time.monotonic() < deadline:
+            time.sleep(0.3)
+            screen = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run([*tmux, "kill-server"], check=False)
+    assert "importing" in screen and "━" in screen and "1200/1200" in screen, screen
+    assert "Imported 1200, already there 0, invalid 0 (of 1200 rows)" in screen
 
 
 def test_a_partly_invalid_import_says_which_lines(em: Em, tmp_path: Path) -> None:
