@@ -62,3 +62,7 @@ def test_refused_without_the_page_header_or_a_cookie(mesh_postgres: Mesh) -> Non
         # Other paths of the origin stay the API's: no token, no answer.
         assert client.get("/v1/expenses").status_code == 401
         assert client.get("/nothing-here").status_code == 401
+
+
+def test_up_prints_the_dashboard_url(mesh_postgres: Mesh) -> None:
+    assert f"dashboard            {mesh_postgres.base_url}/" in mesh_postgres.log
