@@ -117,10 +117,15 @@ def sign_up(page, context, base: str, email: str) -> None:  # type: ignore[no-un
 def set_budget(page, base: str) -> None:  # type: ignore[no-untyped-def]
     """1,000 a month, alerts at 80 % and 100 %."""
     page.goto(f"{base}/#/budgets")
-    page.locator("#budget-form input[name=amount]").fill("1000")
+    page.locator("#budget-form input[name=amount]").fill("2000")
     page.locator("#budget-form button[type=submit]").click()
     page.wait_for_selector("#budgets .budget")
     check_screen(page, "budgets")
+    # Edited down to 1,000 (sent with the budget's etag).
+    page.locator("#budgets .budget-item").get_by_role("button", name="Edit").click()
+    page.locator("#budgets .budget-item input[name=amount]").fill("1000")
+    page.locator("#budgets .budget-item").get_by_role("button", name="Save").click()
+    wait_until(page, "document.querySelector('#budgets .budget')?.textContent.includes('of ₹1,000.00')")
 
 
 EXPENSES = [
@@ -222,6 +227,12 @@ def sessions_then_log_out(page, context, base: str) -> None:  # type: ignore[no-
     page.wait_for_selector("#session-list li")
     assert "(this one)" in page.locator("#session-list").inner_text()
     check_screen(page, "settings")
+    # A new password ends the other session (the REST login of the conflict step), not this one.
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password").fill("a different horse battery staple")
+    page.get_by_role("button", name="Change password").click()
+    status = "document.querySelector('#password [role=status]').textContent"
+    wait_until(page, f"{status}.includes('1 other sessions signed out')")
     page.get_by_role("button", name="Log out").click()
     page.wait_for_selector("form button:has-text('Log in')")
     page.reload()

@@ -429,10 +429,7 @@ async function budgetsAndBills() {
   const load = () => Promise.all([
     section(budgets, async (el) => {
       const { budgets: list } = await API.get("/v1/budgets");
-      el.replaceChildren(h("h2", {}, "Budgets"), ...list.map((b) => h("div", {}, budgetProgress(b),
-        h("button", { type: "button", className: "danger", onclick: async () => {
-          try { await API.del(`/v1/budgets/${b.budget_id}`, { etag: b.etag }); load(); } catch (error) { toast(errorText(error)); }
-        } }, "Remove"))), budgetForm(load));
+      el.replaceChildren(h("h2", {}, "Budgets"), ...list.map((b) => budgetItem(b, load)), budgetForm(load));
     }),
     section(bills, async (el) => {
       const { bills: list } = await API.get("/v1/bills");
@@ -455,6 +452,35 @@ async function budgetsAndBills() {
     }),
   ]);
   await load();
+}
+
+// A budget with Edit (amount and alert thresholds, sent with its etag) and Remove.
+function budgetItem(b, reload) {
+  const item = h("div", { className: "budget-item", dataset: { budget: b.budget_id } });
+  const show = () => item.replaceChildren(budgetProgress(b), h("div", { className: "row" },
+    h("button", { type: "button", className: "secondary", onclick: edit }, "Edit"),
+    h("button", { type: "button", className: "danger", onclick: async () => {
+      try { await API.del(`/v1/budgets/${b.budget_id}`, { etag: b.etag }); reload(); } catch (error) { toast(errorText(error)); }
+    } }, "Remove")));
+  function edit() {
+    const amount = h("input", { name: "amount", value: b.amount, inputMode: "decimal" });
+    const thresholds = h("input", { name: "thresholds", value: b.thresholds.join(",") });
+    const message = h("p", { role: "alert", className: "error" });
+    item.replaceChildren(h("form", { className: "stack", onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        await API.patch(`/v1/budgets/${b.budget_id}`, { etag: b.etag, update_mask: "amount,thresholds",
+          budget: { amount: amount.value, thresholds: thresholds.value.split(",").map((t) => Number(t.trim())).filter(Boolean) } });
+        toast("Budget saved");
+        reload();
+      } catch (error) { message.textContent = errorText(error); }
+    } }, field("Amount", amount), field("Alert at (% of the budget)", thresholds),
+    h("div", { className: "row" }, h("button", { type: "submit" }, "Save"),
+      h("button", { type: "button", className: "link", onclick: show }, "Cancel")), message));
+    amount.focus();
+  }
+  show();
+  return item;
 }
 
 function budgetForm(reload) {
@@ -533,6 +559,8 @@ async function settings() {
   const profile = h("div", { className: "card", id: "profile" });
   const sessions = h("div", { className: "card", id: "sessions" });
   screen("Settings", h("div", { className: "grid" }, profile, sessions));
+  const password = h("div", { className: "card", id: "password" }, passwordForm());
+  main.querySelector(".grid").append(password);
   await Promise.all([section(profile, async (el) => el.replaceChildren(profileForm())), section(sessions, loadSessions)]);
 }
 
@@ -561,6 +589,22 @@ function profileForm() {
   field("Name", inputs.display_name), field("Currency", inputs.default_currency), field("Time zone", inputs.time_zone), zones,
   field("Locale (en-IN groups in lakhs)", inputs.locale), field("First day of the week", inputs.first_day_of_week),
   h("button", { type: "submit" }, "Save"), message);
+}
+
+// Changing the password ends every other session (auth); this one carries on.
+function passwordForm() {
+  const current = h("input", { type: "password", name: "current_password", autocomplete: "current-password", required: true });
+  const next = h("input", { type: "password", name: "new_password", autocomplete: "new-password", required: true });
+  const message = h("p", { role: "status" });
+  return h("form", { className: "stack", onsubmit: async (event) => {
+    event.preventDefault();
+    try {
+      const answer = await API.post("/v1/auth/password", { current_password: current.value, new_password: next.value });
+      current.value = ""; next.value = "";
+      message.textContent = `Password changed; ${answer.revoked_sessions || 0} other sessions signed out.`;
+    } catch (error) { message.textContent = error.status === 401 ? "The current password is wrong." : errorText(error); }
+  } }, h("h2", {}, "Password"), field("Current password", current), field("New password", next),
+  h("button", { type: "submit" }, "Change password"), message);
 }
 
 async function loadSessions(el) {
