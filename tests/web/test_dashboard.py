@@ -273,3 +273,28 @@ def test_the_dashboard_renders_fast_and_small(browser, mesh_postgres: Mesh) -> N
     assert rendered <= 1.5
     assert size <= 250 * 1024
     context.close()
+
+
+def test_two_tabs_reloading_at_once_keep_the_session(browser, mesh_postgres: Mesh) -> None:
+    """Both tabs refresh with the one cookie at the same moment; auth would end the session
+    on a rotated-out token coming back, so the tabs take turns (a Web Lock)."""
+    base = mesh_postgres.base_url
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    first = context.new_page()
+    first.goto(f"{base}/#/signup")
+    first.get_by_label("Email").fill(f"tabs-{uuid.uuid4().hex[:8]}@example.com")
+    first.get_by_label("Password").fill(PASSWORD)
+    first.get_by_role("button", name="Create account").click()
+    first.wait_for_selector("#totals h2")
+    second = context.new_page()
+    second.goto(f"{base}/#/dashboard")
+    second.wait_for_selector("#totals h2")
+    for _ in range(3):
+        first.evaluate("setTimeout(() => location.reload(), 0)")
+        second.evaluate("setTimeout(() => location.reload(), 0)")
+        first.wait_for_selector("#totals h2")
+        second.wait_for_selector("#totals h2")
+    third = context.new_page()
+    third.goto(f"{base}/#/dashboard")
+    third.wait_for_selector("#totals h2")
+    context.close()

@@ -37,8 +37,15 @@ async function session(action, body) {
 export const signUp = (email, password, displayName) =>
   session("signup", { email, password, display_name: displayName });
 export const logIn = (email, password) => session("login", { email, password });
+// Auth rotates the refresh token on each use and ends the session when a rotated one comes
+// back (reuse). Tabs share the cookie: a Web Lock makes their refreshes take turns, so the
+// second sends the cookie the first just received.
+function refreshSession() {
+  return navigator.locks ? navigator.locks.request("em-refresh", () => session("refresh")) : session("refresh");
+}
+
 export async function resume() {
-  try { return await session("refresh"); } catch { return null; }
+  try { return await refreshSession(); } catch { return null; }
 }
 export async function logOut() {
   try { await session("logout"); } finally { accessToken = null; }
@@ -46,7 +53,7 @@ export async function logOut() {
 
 let refreshing = null;
 async function refreshOnce() {
-  refreshing = refreshing || session("refresh").finally(() => { refreshing = null; });
+  refreshing = refreshing || refreshSession().finally(() => { refreshing = null; });
   return refreshing;
 }
 
