@@ -126,6 +126,17 @@ def set_budget(page, base: str) -> None:  # type: ignore[no-untyped-def]
     page.locator("#budgets .budget-item input[name=amount]").fill("1000")
     page.locator("#budgets .budget-item").get_by_role("button", name="Save").click()
     wait_until(page, "document.querySelector('#budgets .budget')?.textContent.includes('of ₹1,000.00')")
+    # A monthly bill from today; its first occurrence skipped (paying would add an expense).
+    bill = page.locator("#bill-form")
+    bill.get_by_label("Payee").fill("BESCOM")
+    bill.get_by_label("Amount").fill("1850")
+    bill.get_by_role("button", name="Add bill").click()
+    page.wait_for_selector("#bill-list li:has-text('BESCOM')")
+    page.get_by_role("button", name="Occurrences").click()
+    page.locator("#bill-list .occurrences").get_by_role("button", name="Skip").first.click()
+    page.wait_for_selector("#bill-list li:has-text('BESCOM')")
+    page.get_by_role("button", name="Occurrences").click()
+    wait_until(page, "document.querySelector('#bill-list .occurrences')?.textContent.includes('skipped')")
 
 
 EXPENSES = [

@@ -433,13 +433,8 @@ async function budgetsAndBills() {
     }),
     section(bills, async (el) => {
       const { bills: list } = await API.get("/v1/bills");
-      el.replaceChildren(h("h2", {}, "Bills"), h("ul", { className: "alerts" }, list.map((b) => h("li", {},
-        h("div", { className: "row" }, h("strong", {}, b.payee), h("span", {}, money(b.amount, b.currency))),
-        h("div", { className: "muted" }, `${b.recurrence} · next ${b.next_due ? date(b.next_due) : "—"}`),
-        b.next_due ? h("button", { type: "button", className: "secondary", onclick: async () => {
-          try { await API.post(`/v1/bills/${b.bill_id}/occurrences/${b.next_due}:pay`, {}); toast("Paid"); load(); }
-          catch (error) { toast(errorText(error)); }
-        } }, "Mark paid") : null))), billForm(load));
+      el.replaceChildren(h("h2", {}, "Bills"), h("ul", { className: "alerts", id: "bill-list" },
+        list.map((b) => billItem(b, load))), billForm(load));
     }),
     section(suggestions, async (el) => {
       const { suggestions: list } = await API.get("/v1/bills:suggestions");
@@ -502,6 +497,38 @@ function budgetForm(reload) {
   } }, h("h3", {}, "New budget"), field("Amount", amount), field("Currency", currency), field("Period", period),
   field("Category (none: all spending)", category), field("Alert at (% of the budget)", thresholds),
   h("button", { type: "submit" }, "Set budget"), message);
+}
+
+// A bill and, on demand, its occurrences (the default window around today), each paid,
+// skipped or still due.
+function billItem(b, reload) {
+  const occurrences = h("div", { className: "occurrences" });
+  const toggle = h("button", { type: "button", className: "link", "aria-expanded": "false", onclick: async () => {
+    const open = toggle.getAttribute("aria-expanded") === "true";
+    toggle.setAttribute("aria-expanded", String(!open));
+    if (open) { occurrences.replaceChildren(); return; }
+    await section(occurrences, async (el) => {
+      const { occurrences: items } = await API.get(`/v1/bills/${b.bill_id}/occurrences`);
+      el.replaceChildren(h("table", {}, h("tbody", {}, items.map((o) => h("tr", {},
+        h("td", {}, date(o.due_date)), h("td", { className: "num" }, money(o.amount, o.currency)), h("td", {}, o.status),
+        h("td", { className: "actions" }, o.status === "upcoming" || o.status === "overdue"
+          ? [occurrenceAction(b, o, "pay", "Paid", reload), occurrenceAction(b, o, "skip", "Skip", reload)] : null))))));
+    });
+  } }, "Occurrences");
+  return h("li", { dataset: { bill: b.bill_id } },
+    h("div", { className: "row" }, h("strong", {}, b.payee), h("span", {}, money(b.amount, b.currency))),
+    h("div", { className: "muted" }, `${b.recurrence} · next ${b.next_due ? date(b.next_due) : "—"}`),
+    b.next_due ? occurrenceAction(b, { due_date: b.next_due }, "pay", "Mark next paid", reload) : null, toggle, occurrences);
+}
+
+function occurrenceAction(b, occurrence, action, label, reload) {
+  return h("button", { type: "button", className: "secondary", onclick: async () => {
+    try {
+      await API.post(`/v1/bills/${b.bill_id}/occurrences/${occurrence.due_date}:${action}`, {});
+      toast(action === "pay" ? "Paid" : "Skipped");
+      reload();
+    } catch (error) { toast(errorText(error)); }
+  } }, label);
 }
 
 function billForm(reload) {
