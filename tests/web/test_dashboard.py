@@ -134,7 +134,8 @@ def set_budget(page, base: str) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_selector("#bill-list li:has-text('BESCOM')")
     page.get_by_role("button", name="Occurrences").click()
     page.locator("#bill-list .occurrences").get_by_role("button", name="Skip").first.click()
-    page.wait_for_selector("#bill-list li:has-text('BESCOM')")
+    # The list is drawn again, its occurrences folded: then unfold them anew.
+    wait_until(page, "document.querySelector('#bill-list .occurrences')?.childElementCount === 0")
     page.get_by_role("button", name="Occurrences").click()
     wait_until(page, "document.querySelector('#bill-list .occurrences')?.textContent.includes('skipped')")
 
