@@ -138,8 +138,8 @@ def test_import_shows_a_progress_bar_in_a_terminal(em: Em, tmp_path: Path) -> No
         pytest.skip("tmux is not installed")
     path = tmp_path / "statement.csv"
     path.write_text(bank_csv(1200, day="2026-09-10"))
-    # A tmux server of its own (-L): other tmux users of the machine are left alone.
-    tmux = ["tmux", "-L", f"em-test-{uuid.uuid4().hex[:8]}"]
+    # A tmux server of its own, its socket in the test's folder: other tmux users are left alone.
+    tmux = ["tmux", "-S", str(tmp_path / "tmux.sock")]
     command = shlex.join([sys.executable, "-m", "services.cli", "import", str(path)])
     keys = ("EM_URL", "EM_CLI_CONFIG_DIR", "PYTHONPATH")
     env = [arg for key in keys if em.env.get(key) for arg in ("-e", f"{key}={em.env[key]}")]
