@@ -32,8 +32,9 @@ from services.kit.db.bulk import libpq_dsn
 from services.launcher.up import tool
 
 Check = Callable[[ScenarioResult], bool]
-# Source address blocks (127.0.<block>.x): token logins, login load, throttling checks.
-TOKEN_BLOCK, LOGIN_BLOCK, THROTTLE_BLOCK = 2, 1, 3
+# Source address blocks (127.0.<block>.x): token logins, login load, throttling checks,
+# password reset requests.
+TOKEN_BLOCK, LOGIN_BLOCK, THROTTLE_BLOCK, RESET_BLOCK = 2, 1, 3, 4
 SETTLE_POLL_SECONDS = 0.25
 # pg_stat_database counters recorded per step: transactions, new connections, rows.
 DATABASE_COUNTERS = (

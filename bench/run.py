@@ -176,8 +176,8 @@ def _prepare(
 
 
 def _rebuild_reports(mesh: BenchMesh, run_info: dict[str, Any]) -> None:
-    """Reporting's rollups and billing's spend view, from the seeded ledger."""
-    for service in ("reporting", "billing"):
+    """Reporting's rollups, billing's spend view and ds's copies, from the seeded ledger."""
+    for service in ("reporting", "billing", "ds"):
         started = time.perf_counter()
         output = mesh.run_command("-m", f"services.{service}", "rebuild")
         run_info[f"{service}_rebuild"] = {

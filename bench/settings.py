@@ -50,6 +50,8 @@ class Targets(BaseModel):
     page_first_paint_max_ms: float
     page_rendered_max_ms: float
     page_assets_max_gzip_kib: float
+    sms_parse_min_messages_per_second: float
+    insights_max_p99_ms: float
 
 
 class Profile(BaseModel):

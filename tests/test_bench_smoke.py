@@ -33,9 +33,13 @@ EXPECTED_SCENARIOS = {
     "event lag (create)",
     "event lag",
     "budget status",
+    "insights",
+    "sms parse",
+    "sms ingest",
     "alert latency (create)",
     "alert latency",
     "login (argon2id)",
+    "password reset request",
     "login throttle",
     "bulk import",
 }

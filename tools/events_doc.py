@@ -44,6 +44,10 @@ failed on at each of its {MAX_DELIVER} deliveries, is a dead letter: it is copie
 `<event_prefix>.dead.<consumer>` in the same stream (headers `Dead-Letter-Reason` and
 `Dead-Letter-Subject`; kept as long as events are), terminated so it is never redelivered, and
 logged once with its event id. The rest of its batch is applied as usual.
+
+A type whose payload carries a secret (a single-use token) names the only services that may
+consume it (`consumers` in its declaration, "only ... may" below): the kit refuses any other
+service's consumer of it when the service starts.
 """
 
 
@@ -102,6 +106,8 @@ def render() -> str:
     for event_type in event_types():
         payload = event_type.payload.DESCRIPTOR.name
         listed = ", ".join(consumers[event_type.name]) or "none"
+        if event_type.consumers:
+            listed += f" (only {', '.join(event_type.consumers)} may)"
         lines.append(
             f"| `{event_type.name}` | {event_type.producer} | {listed} | [`{payload}`](#{payload.lower()}) |"
         )

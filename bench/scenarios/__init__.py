@@ -14,7 +14,9 @@ from bench.scenarios.expenses import create_expense, list_expenses
 from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
 from bench.scenarios.page_load import page_load
+from bench.scenarios.password_reset import password_reset_request
 from bench.scenarios.reports import summaries_cached, summaries_uncached
+from bench.scenarios.sms import insights, sms_ingest, sms_parse
 
 Scenario = Callable[[Bench], Awaitable[None]]
 
@@ -26,9 +28,13 @@ SCENARIOS: dict[str, Scenario] = {
     "budget-status": budget_status,
     # A browser's page load is a read too: before the writes.
     "page-load": page_load,
+    "insights": insights,
+    "sms-parse": sms_parse,
     "create": create_expense,
     "event-lag": event_lag,
     "alert-latency": alert_latency,
+    "sms-ingest": sms_ingest,
     "login": login,
+    "reset-request": password_reset_request,
     "import": bulk_import,
 }

@@ -21,13 +21,14 @@ from services.auth.domain import (
     normalise_email,
     password_length_problem,
 )
+from services.auth.recovery import Recovery
 from services.auth.service_identity import ServiceTokenIssuer
 from services.auth.tokens import SigningKeys
 from services.auth.usecases import Accounts
 from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.timestamps import rfc3339
 from services.kit.domain.validation import validated
-from services.kit.identity.tokens import current_identity
+from services.kit.identity.tokens import TokenVerifier, current_identity
 
 UNKNOWN_IP = "unknown"
 
@@ -75,6 +76,19 @@ class ChangePasswordInput(BaseModel):
     new_password: NewPassword
 
 
+class ResetRequestInput(BaseModel):
+    email: Email
+
+
+class ResetPasswordInput(BaseModel):
+    token: Required
+    new_password: NewPassword
+
+
+class DeleteAccountInput(BaseModel):
+    password: LoginPassword
+
+
 def client_ip(metadata: Iterable[tuple[str, str | bytes]], peer: str) -> str:
     """The client's address: Envoy's x-envoy-external-address (set from the TCP peer
     when use_remote_address is on), else the last x-forwarded-for hop (the address the
@@ -112,7 +126,21 @@ def client_of(context: ServicerContext) -> ClientInfo:
 
 
 def _user(account: Account) -> auth_pb2.AuthUser:
-    return auth_pb2.AuthUser(user_id=account.user_id, email=account.email, display_name=account.display_name)
+    return auth_pb2.AuthUser(
+        user_id=account.user_id,
+        email=account.email,
+        display_name=account.display_name,
+        email_verified=account.email_verified,
+    )
+
+
+def _bearer_token(context: ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""
 
 
 def _auth_tokens(tokens: IssuedTokens) -> auth_pb2.AuthTokens:
@@ -133,9 +161,14 @@ def _require(field: str, value: str) -> str:
 
 
 class AuthApi(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts, keys: SigningKeys) -> None:
+    def __init__(
+        self, accounts: Accounts, recovery: Recovery, keys: SigningKeys, verifier: TokenVerifier
+    ) -> None:
         self.accounts = accounts
+        self.recovery = recovery
         self.keys = keys
+        # LogOut is public (a refresh token suffices) but also takes an access token alone.
+        self.verifier = verifier
 
     async def SignUp(self, request: auth_pb2.SignUpRequest, context: ServicerContext) -> auth_pb2.AuthTokens:
         data = validated(
@@ -158,8 +191,14 @@ class AuthApi(auth_pb2_grpc.AuthServiceServicer):
     async def LogOut(
         self, request: auth_pb2.LogOutRequest, context: ServicerContext
     ) -> auth_pb2.LogOutResponse:
-        token = _require("refresh_token", request.refresh_token)
-        revoked = await self.accounts.log_out(token, request.all_sessions)
+        if request.refresh_token:
+            revoked = await self.accounts.log_out(request.refresh_token, request.all_sessions)
+            return auth_pb2.LogOutResponse(revoked_sessions=revoked)
+        access_token = _bearer_token(context)
+        if not access_token:
+            raise InvalidArgument.of("refresh_token", "is required without an access token")
+        identity = await self.verifier.verify(access_token)
+        revoked = await self.accounts.log_out_session(identity, request.all_sessions, client_of(context))
         return auth_pb2.LogOutResponse(revoked_sessions=revoked)
 
     async def ChangePassword(
@@ -199,6 +238,39 @@ class AuthApi(auth_pb2_grpc.AuthServiceServicer):
         session_id = _require("session_id", request.session_id)
         await self.accounts.delete_session(current_identity(), session_id)
         return auth_pb2.DeleteSessionResponse()
+
+    async def RequestPasswordReset(
+        self, request: auth_pb2.RequestPasswordResetRequest, context: ServicerContext
+    ) -> auth_pb2.RequestPasswordResetResponse:
+        data = validated(ResetRequestInput, {"email": request.email})
+        await self.recovery.request_password_reset(data.email, client_of(context).ip_address)
+        return auth_pb2.RequestPasswordResetResponse()
+
+    async def ResetPassword(
+        self, request: auth_pb2.ResetPasswordRequest, context: ServicerContext
+    ) -> auth_pb2.ResetPasswordResponse:
+        data = validated(ResetPasswordInput, {"token": request.token, "new_password": request.new_password})
+        revoked = await self.recovery.reset_password(data.token, data.new_password)
+        return auth_pb2.ResetPasswordResponse(revoked_sessions=revoked)
+
+    async def VerifyEmail(
+        self, request: auth_pb2.VerifyEmailRequest, context: ServicerContext
+    ) -> auth_pb2.VerifyEmailResponse:
+        account = await self.recovery.verify_email(_require("token", request.token))
+        return auth_pb2.VerifyEmailResponse(email=account.email)
+
+    async def ResendEmailVerification(
+        self, request: auth_pb2.ResendEmailVerificationRequest, context: ServicerContext
+    ) -> auth_pb2.ResendEmailVerificationResponse:
+        await self.recovery.resend_verification(current_identity())
+        return auth_pb2.ResendEmailVerificationResponse()
+
+    async def DeleteAccount(
+        self, request: auth_pb2.DeleteAccountRequest, context: ServicerContext
+    ) -> auth_pb2.DeleteAccountResponse:
+        data = validated(DeleteAccountInput, {"password": request.password})
+        await self.accounts.delete_account(current_identity(), data.password, client_of(context))
+        return auth_pb2.DeleteAccountResponse()
 
     async def GetJwks(
         self, request: auth_pb2.GetJwksRequest, context: ServicerContext

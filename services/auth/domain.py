@@ -31,6 +31,7 @@ class RevokeReason(enum.StrEnum):
     PASSWORD_CHANGE = "password_change"
     REFRESH_REUSE = "refresh_reuse"
     DELETED = "deleted"
+    PASSWORD_RESET = "password_reset"
 
 
 class RefreshVerdict(enum.Enum):
@@ -39,11 +40,30 @@ class RefreshVerdict(enum.Enum):
     ENDED = "ended"  # the session is over (revoked or expired)
 
 
+class TokenPurpose(enum.StrEnum):
+    PASSWORD_RESET = "password_reset"
+    EMAIL_VERIFICATION = "email_verification"
+
+
 @dataclass(frozen=True)
 class Account:
     user_id: str
     email: str
     display_name: str
+    email_verified: bool = False
+
+
+@dataclass(frozen=True)
+class OneTimeToken:
+    """A password reset or email verification token (only its hash is stored)."""
+
+    user_id: str
+    purpose: TokenPurpose
+    expires_at: datetime
+    used_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return self.used_at is None and self.expires_at > now
 
 
 @dataclass(frozen=True)
@@ -157,6 +177,26 @@ def new_refresh_token() -> str:
 def refresh_token_hash(token: str) -> str:
     """SHA-256 suffices (no salt, no stretching): the token has 256 bits of entropy."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# Password reset and email verification tokens are made and stored like refresh tokens.
+new_one_time_token = new_refresh_token
+one_time_token_hash = refresh_token_hash
+# A token as clients send it: 32 bytes in base64url are 43 characters.
+ONE_TIME_TOKEN_MAX_LENGTH = 64
+
+
+def link_with_token(template: str, token: str) -> str:
+    """The configured link ("...?token={token}") for a URL-safe token."""
+    return template.replace("{token}", token)
+
+
+def device_key(user_agent: str, network: str) -> str:
+    """What counts as one device: the user agent as sent and the client's network (an IPv4
+    /24, an IPv6 /56: throttle.client_network), hashed. A browser update or another
+    network reads as a new device (a notice too many, never one too few); no cookie or
+    client-held id is needed, so every client (curl, the apps) is covered alike."""
+    return hashlib.sha256(f"{user_agent}\n{network}".encode()).hexdigest()
 
 
 def refresh_verdict(record: RefreshTokenRecord, now: datetime) -> RefreshVerdict:

@@ -31,6 +31,7 @@ def seed_accounts(
                     "password_hash": password_hash,
                     "created_at": now,
                     "password_changed_at": now,
+                    "email_verified_at": now if account.email_verified else None,
                 }
             )
     return analyze_and_count(dsn, SCHEMA, [users])

@@ -6,6 +6,7 @@ from expense.auth.v1 import auth_pb2_grpc
 from services.auth import storage
 from services.auth.api import AuthApi, IdentityApi, ServiceTokenApi
 from services.auth.passwords import Passwords
+from services.auth.recovery import Recovery
 from services.auth.service_identity import ServiceTokenIssuer
 from services.auth.settings import AuthMeshSettings
 from services.auth.throttle import LoginThrottle, SignupThrottle
@@ -23,9 +24,10 @@ def build_app(settings: AuthMeshSettings) -> ServiceApp:
     keys = SigningKeys(settings)
     passwords = Passwords(settings.auth)
     session_feed = SessionFeed(runtime.bus, settings.jwt.session_push_heartbeat_seconds)
+    units = UnitsOfWork(runtime.db, runtime.outbox(storage.outbox))
     accounts = Accounts(
         settings,
-        UnitsOfWork(runtime.db, runtime.outbox(storage.outbox)),
+        units,
         runtime.cache,
         passwords,
         LoginThrottle(runtime.cache, settings.auth),
@@ -37,6 +39,7 @@ def build_app(settings: AuthMeshSettings) -> ServiceApp:
     # own ring, session checks straight against its database (and cache). It hears
     # ended sessions on the bus like every service, those of other replicas too.
     verifier = TokenVerifier(settings.jwt, keys.jwks, accounts.check_session, session_feed)
+    recovery = Recovery(settings.auth, units, runtime.cache, passwords, accounts.forget_sessions)
 
     async def signing_keys_loaded() -> bool:
         if not keys.ready:
@@ -48,12 +51,18 @@ def build_app(settings: AuthMeshSettings) -> ServiceApp:
     runtime.readiness["signing_keys"] = signing_keys_loaded
     runtime.background.append(accounts.purge_forever)
     runtime.background.append(session_feed.heartbeat_forever)
+    runtime.background.append(recovery.issue_resets_forever)
+
+    async def prune_secret_outbox() -> None:
+        await recovery.prune_secret_outbox_forever(settings.event_prefix)
+
+    runtime.background.append(prune_secret_outbox)
     app = runtime.app(
         verifier,
         [
             (
                 auth_pb2_grpc.add_AuthServiceServicer_to_server,
-                AuthApi(accounts, keys),
+                AuthApi(accounts, recovery, keys, verifier),
                 "expense.auth.v1.AuthService",
             ),
             (

@@ -33,6 +33,26 @@ class AuthSettings(BaseModel):
     signup_window_seconds: int = Field(3600, ge=1)
     # Redis TTL of a CheckSession answer; revoking a session overwrites it at once.
     session_cache_seconds: float = Field(5.0, gt=0, le=60)
+    # Password reset: a single-use token valid this long, mailed as this link ({token}).
+    password_reset_ttl_minutes: int = Field(30, ge=5, le=24 * 60)
+    password_reset_url: str = "https://app.example.com/reset-password?token={token}"
+    # Reset requests per email (beyond: answered alike, nothing mailed: no mail bombing)
+    # and per client IP (beyond: RESOURCE_EXHAUSTED), per window.
+    password_resets_per_email: int = Field(3, ge=1)
+    password_resets_per_ip: int = Field(20, ge=1)
+    password_reset_window_seconds: int = Field(3600, ge=1)
+    # Reset requests waiting for the worker; beyond that they are answered alike and dropped.
+    password_reset_queue: int = Field(1000, ge=1)
+    # Email verification: token lifetime, link, and resends per user per window.
+    email_verification_ttl_hours: int = Field(48, ge=1, le=24 * 30)
+    email_verification_url: str = "https://app.example.com/verify-email?token={token}"
+    verification_resends_per_user: int = Field(5, ge=1)
+    verification_resend_window_seconds: int = Field(3600, ge=1)
+    # A device not signed in from for this long is forgotten (its next login is "new" again).
+    device_memory_days: int = Field(180, ge=1)
+    # How often published outbox rows that carry a raw token are deleted (they are
+    # not kept for the replay window like other events).
+    secret_outbox_prune_seconds: float = Field(5.0, gt=0, le=300)
 
 
 class AuthMeshSettings(MeshSettings):

@@ -20,8 +20,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.auth.domain import Account, RefreshTokenRecord, RevokeReason, SessionRecord
+from services.auth.domain import (
+    Account,
+    OneTimeToken,
+    RefreshTokenRecord,
+    RevokeReason,
+    SessionRecord,
+    TokenPurpose,
+)
 from services.kit.db.engine import UtcDateTime
+from services.kit.db.sql import insert_ignore
 from services.kit.events.tables import add_event_tables
 
 metadata = MetaData()
@@ -37,6 +45,7 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("password_changed_at", UtcDateTime, nullable=False),
+    Column("email_verified_at", UtcDateTime, nullable=True),
 )
 
 sessions = Table(
@@ -68,6 +77,31 @@ refresh_tokens = Table(
     Index("ix_refresh_tokens_session_id", "session_id"),
 )
 
+# Password reset and email verification tokens: only the SHA-256 of each is stored.
+one_time_tokens = Table(
+    "one_time_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Index("ix_one_time_tokens_user_purpose", "user_id", "purpose"),
+    Index("ix_one_time_tokens_expires_at", "expires_at"),
+)
+
+# The devices (domain.device_key) each account signed in from: a login from another
+# one is a new-device security event.
+known_devices = Table(
+    "known_devices",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("device_key", String(64), primary_key=True),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+)
+
 _SESSION_COLUMNS = (
     sessions.c.id,
     sessions.c.user_id,
@@ -81,7 +115,20 @@ _SESSION_COLUMNS = (
 
 
 def _account(row: Row[Any]) -> Account:
-    return Account(user_id=row.user_id, email=row.email, display_name=row.display_name)
+    return Account(
+        user_id=row.user_id,
+        email=row.email,
+        display_name=row.display_name,
+        email_verified=row.email_verified_at is not None,
+    )
+
+
+_ACCOUNT_COLUMNS = (
+    users.c.id.label("user_id"),
+    users.c.email,
+    users.c.display_name,
+    users.c.email_verified_at,
+)
 
 
 def _session(row: Row[Any]) -> SessionRecord:
@@ -116,17 +163,13 @@ async def email_taken(db: AsyncSession, email: str) -> bool:
 
 async def credentials_by_email(db: AsyncSession, email: str) -> tuple[Account, str] | None:
     """The account and its password hash."""
-    query = select(
-        users.c.id.label("user_id"), users.c.email, users.c.display_name, users.c.password_hash
-    ).where(users.c.email == email)
+    query = select(*_ACCOUNT_COLUMNS, users.c.password_hash).where(users.c.email == email)
     row = (await db.execute(query)).first()
     return (_account(row), row.password_hash) if row else None
 
 
 async def credentials_by_id(db: AsyncSession, user_id: str) -> tuple[Account, str] | None:
-    query = select(
-        users.c.id.label("user_id"), users.c.email, users.c.display_name, users.c.password_hash
-    ).where(users.c.id == user_id)
+    query = select(*_ACCOUNT_COLUMNS, users.c.password_hash).where(users.c.id == user_id)
     row = (await db.execute(query)).first()
     return (_account(row), row.password_hash) if row else None
 
@@ -169,6 +212,7 @@ async def find_refresh_token(db: AsyncSession, token_hash: str) -> RefreshTokenR
             *_SESSION_COLUMNS,
             users.c.email,
             users.c.display_name,
+            users.c.email_verified_at,
         )
         .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
         .join(users, users.c.id == sessions.c.user_id)
@@ -238,9 +282,7 @@ async def revoke_sessions(
 
 
 async def account_by_id(db: AsyncSession, user_id: str) -> Account | None:
-    query = select(users.c.id.label("user_id"), users.c.email, users.c.display_name).where(
-        users.c.id == user_id
-    )
+    query = select(*_ACCOUNT_COLUMNS).where(users.c.id == user_id)
     row = (await db.execute(query)).first()
     return _account(row) if row else None
 
@@ -250,6 +292,144 @@ async def purge_sessions(db: AsyncSession, ended_before: datetime) -> int:
     result = await db.execute(
         delete(sessions).where(
             or_(sessions.c.expires_at < ended_before, sessions.c.revoked_at < ended_before)
+        )
+    )
+    return int(result.rowcount)
+
+
+async def account_by_email(db: AsyncSession, email: str) -> Account | None:
+    row = (await db.execute(select(*_ACCOUNT_COLUMNS).where(users.c.email == email))).first()
+    return _account(row) if row else None
+
+
+# --- one-time tokens ------------------------------------------------------------------
+
+
+async def replace_one_time_token(
+    db: AsyncSession, token: OneTimeToken, token_hash: str, now: datetime
+) -> None:
+    """Stores the token's hash; the user's earlier unused tokens of that purpose stop working."""
+    await db.execute(
+        delete(one_time_tokens).where(
+            one_time_tokens.c.user_id == token.user_id,
+            one_time_tokens.c.purpose == token.purpose.value,
+            one_time_tokens.c.used_at.is_(None),
+        )
+    )
+    await db.execute(
+        one_time_tokens.insert().values(
+            token_hash=token_hash,
+            user_id=token.user_id,
+            purpose=token.purpose.value,
+            created_at=now,
+            expires_at=token.expires_at,
+        )
+    )
+
+
+async def find_one_time_token(
+    db: AsyncSession, token_hash: str, purpose: TokenPurpose
+) -> tuple[OneTimeToken, Account] | None:
+    query = (
+        select(
+            one_time_tokens.c.user_id,
+            one_time_tokens.c.expires_at,
+            one_time_tokens.c.used_at,
+            users.c.email,
+            users.c.display_name,
+            users.c.email_verified_at,
+        )
+        .join(users, users.c.id == one_time_tokens.c.user_id)
+        .where(one_time_tokens.c.token_hash == token_hash, one_time_tokens.c.purpose == purpose.value)
+    )
+    row = (await db.execute(query)).first()
+    if row is None:
+        return None
+    token = OneTimeToken(row.user_id, purpose, row.expires_at, row.used_at)
+    return token, _account(row)
+
+
+async def use_one_time_token(db: AsyncSession, token_hash: str, purpose: TokenPurpose, now: datetime) -> bool:
+    """Marks a live token used; False when it was used (a concurrent use won), expired or unknown."""
+    result = await db.execute(
+        update(one_time_tokens)
+        .where(
+            one_time_tokens.c.token_hash == token_hash,
+            one_time_tokens.c.purpose == purpose.value,
+            one_time_tokens.c.used_at.is_(None),
+            one_time_tokens.c.expires_at > now,
+        )
+        .values(used_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def purge_one_time_tokens(db: AsyncSession, expired_before: datetime) -> int:
+    result = await db.execute(delete(one_time_tokens).where(one_time_tokens.c.expires_at < expired_before))
+    return int(result.rowcount)
+
+
+async def mark_email_verified(db: AsyncSession, user_id: str, now: datetime) -> None:
+    await db.execute(
+        update(users)
+        .where(users.c.id == user_id, users.c.email_verified_at.is_(None))
+        .values(email_verified_at=now)
+    )
+
+
+# --- devices ----------------------------------------------------------------------------
+
+
+async def remember_device(db: AsyncSession, user_id: str, device_key: str, now: datetime) -> bool:
+    """True when the account signed in from other devices before, never from this one.
+    An account with no device on record (older than this table, or seeded) learns its
+    first one silently: no notice for every account on the first login after an upgrade."""
+    added = await insert_ignore(
+        db,
+        known_devices,
+        {"user_id": user_id, "device_key": device_key, "first_seen_at": now, "last_seen_at": now},
+    )
+    if not added:
+        await db.execute(
+            update(known_devices)
+            .where(known_devices.c.user_id == user_id, known_devices.c.device_key == device_key)
+            .values(last_seen_at=now)
+        )
+        return False
+    others = select(known_devices.c.device_key).where(
+        known_devices.c.user_id == user_id, known_devices.c.device_key != device_key
+    )
+    return (await db.execute(others.limit(1))).first() is not None
+
+
+async def forget_devices(db: AsyncSession, last_seen_before: datetime) -> int:
+    result = await db.execute(delete(known_devices).where(known_devices.c.last_seen_at < last_seen_before))
+    return int(result.rowcount)
+
+
+# --- account deletion -------------------------------------------------------------------
+
+
+async def session_ids_of(db: AsyncSession, user_id: str) -> list[str]:
+    return list((await db.execute(select(sessions.c.id).where(sessions.c.user_id == user_id))).scalars())
+
+
+async def delete_account(db: AsyncSession, user_id: str) -> None:
+    """Every row of the user, children first (no reliance on the database's cascades)."""
+    session_ids = select(sessions.c.id).where(sessions.c.user_id == user_id)
+    await db.execute(delete(refresh_tokens).where(refresh_tokens.c.session_id.in_(session_ids)))
+    for table in (sessions, one_time_tokens, known_devices):
+        await db.execute(delete(table).where(table.c.user_id == user_id))
+    await db.execute(delete(users).where(users.c.id == user_id))
+
+
+async def delete_published_rows(db: AsyncSession, subjects: list[str], unpublished_before: datetime) -> int:
+    """Outbox rows of these subjects once published (or, unpublished, created before the
+    cutoff: their tokens have expired anyway)."""
+    result = await db.execute(
+        delete(outbox).where(
+            outbox.c.subject.in_(subjects),
+            or_(outbox.c.published_at.is_not(None), outbox.c.created_at < unpublished_before),
         )
     )
     return int(result.rowcount)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,20 +22,22 @@ from services.auth.domain import (
     RefreshVerdict,
     RevokeReason,
     SessionRecord,
+    device_key,
     new_refresh_token,
     refresh_token_hash,
     refresh_verdict,
     session_expiry,
 )
 from services.auth.passwords import Passwords
+from services.auth.recovery import issue_email_verification
 from services.auth.settings import AuthMeshSettings
-from services.auth.throttle import LoginThrottle, SignupThrottle
+from services.auth.throttle import LoginThrottle, SignupThrottle, client_network
 from services.auth.tokens import AccessTokens
 from services.kit.cache import Cache
-from services.kit.db.unit_of_work import UnitsOfWork
+from services.kit.db.unit_of_work import UnitOfWork, UnitsOfWork
 from services.kit.domain.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from services.kit.domain.ids import is_uuid, new_id
-from services.kit.domain.timestamps import utcnow
+from services.kit.domain.timestamps import rfc3339, utcnow
 from services.kit.identity.revocation import SessionFeed
 from services.kit.identity.tokens import Identity
 
@@ -95,6 +97,8 @@ class Accounts:
             async with self.units.begin() as unit:
                 await storage.insert_user(unit.session, account, password_hash, utcnow())
                 await unit.publish(account.user_id, user_registered(account))
+                await issue_email_verification(unit, self.settings.auth, account)
+                await storage.remember_device(unit.session, account.user_id, _device(client), utcnow())
                 session_id, refresh_token = await self._start_session(unit.session, account.user_id, client)
         except IntegrityError:
             raise _email_taken() from None  # a concurrent signup with the same email won
@@ -115,6 +119,12 @@ class Accounts:
         async with self.units.begin() as unit:
             if verification.upgraded_hash:
                 await storage.set_password_hash(unit.session, account.user_id, verification.upgraded_hash)
+            now = utcnow()
+            if await storage.remember_device(unit.session, account.user_id, _device(client), now):
+                await unit.publish(
+                    account.user_id,
+                    security_event(account, events_pb2.SecurityEvent.KIND_NEW_DEVICE_SIGN_IN, now, client),
+                )
             session_id, refresh_token = await self._start_session(unit.session, account.user_id, client)
         log.info("logged in", extra={"user_id": account.user_id, "session_id": session_id})
         return self._tokens(account, session_id, refresh_token)
@@ -143,7 +153,7 @@ class Accounts:
                 )
                 await storage.touch_session(unit.session, session_id, now)
         if reused:
-            await self._forget_sessions([session_id])
+            await self.forget_sessions([session_id])
             log.warning(
                 "refresh token reused; session revoked",
                 extra={"user_id": record.account.user_id, "session_id": session_id},
@@ -171,9 +181,63 @@ class Accounts:
             else:
                 reason, only = RevokeReason.LOGOUT, record.session.session_id
             revoked = await storage.revoke_sessions(unit.session, user_id, reason, now, only=only)
-        await self._forget_sessions(revoked)
+            if reason is RevokeReason.LOGOUT_ALL:
+                await self._publish_all_revoked(unit, record.account, now, len(revoked))
+        await self.forget_sessions(revoked)
         log.info("logged out", extra={"user_id": user_id, "sessions": len(revoked), "reason": reason.value})
         return len(revoked)
+
+    async def log_out_session(self, identity: Identity, all_sessions: bool, client: ClientInfo) -> int:
+        """Logout with only a valid access token (verified by the caller): its session, or
+        every session of its user. No refresh token needed, e.g. after losing it."""
+        async with self.units.begin() as unit:
+            now = utcnow()
+            if all_sessions:
+                reason, only = RevokeReason.LOGOUT_ALL, None
+            else:
+                reason, only = RevokeReason.LOGOUT, identity.session_id
+            revoked = await storage.revoke_sessions(unit.session, identity.user_id, reason, now, only=only)
+            account = await storage.account_by_id(unit.session, identity.user_id)
+            if all_sessions and account is not None:
+                await self._publish_all_revoked(unit, account, now, len(revoked), client)
+        await self.forget_sessions(revoked)
+        log.info(
+            "logged out",
+            extra={"user_id": identity.user_id, "sessions": len(revoked), "reason": reason.value},
+        )
+        return len(revoked)
+
+    @staticmethod
+    async def _publish_all_revoked(
+        unit: UnitOfWork, account: Account, now: datetime, revoked: int, client: ClientInfo | None = None
+    ) -> None:
+        event = security_event(account, events_pb2.SecurityEvent.KIND_ALL_SESSIONS_REVOKED, now, client)
+        event.revoked_sessions = revoked
+        await unit.publish(account.user_id, event)
+
+    async def delete_account(self, identity: Identity, password: str, client: ClientInfo) -> None:
+        """The password re-entered (throttled like a password change). Auth's rows go at once,
+        with user.deleted in the same transaction; every other service erases the user's
+        data when that event reaches it."""
+        throttle_subject = f"user:{identity.user_id}"
+        await self.throttle.admit(client.ip_address, throttle_subject)
+        async with self.db.transaction() as db:
+            found = await storage.credentials_by_id(db, identity.user_id)
+        if found is None:
+            raise Unauthenticated("account not found")
+        if not (await self.passwords.verify(found[1], password)).ok:
+            await self.throttle.failed(throttle_subject, client.ip_address)
+            raise InvalidArgument.of("password", "does not match the current password")
+        await self.throttle.succeeded(throttle_subject, client.ip_address)
+        async with self.units.begin() as unit:
+            session_ids = await storage.session_ids_of(unit.session, identity.user_id)
+            await storage.delete_account(unit.session, identity.user_id)
+            await unit.publish(
+                identity.user_id,
+                events_pb2.UserDeleted(user_id=identity.user_id, delete_time=rfc3339(utcnow())),
+            )
+        await self.forget_sessions(session_ids)
+        log.info("account deleted", extra={"user_id": identity.user_id})
 
     async def change_password(
         self, identity: Identity, current_password: str, new_password: str, client: ClientInfo
@@ -202,7 +266,10 @@ class Accounts:
             revoked = await storage.revoke_sessions(
                 unit.session, account.user_id, RevokeReason.PASSWORD_CHANGE, now, keep=identity.session_id
             )
-        await self._forget_sessions(revoked)
+            event = security_event(account, events_pb2.SecurityEvent.KIND_PASSWORD_CHANGED, now, client)
+            event.cause, event.revoked_sessions = "change", len(revoked)
+            await unit.publish(account.user_id, event)
+        await self.forget_sessions(revoked)
         log.info("password changed", extra={"user_id": account.user_id, "sessions_ended": len(revoked)})
         return len(revoked)
 
@@ -220,7 +287,7 @@ class Accounts:
                 )
         if not revoked:
             raise NotFound("session", session_id)
-        await self._forget_sessions(revoked)
+        await self.forget_sessions(revoked)
 
     async def get_account(self, user_id: str) -> Account:
         account = None
@@ -255,7 +322,7 @@ class Accounts:
         await self.cache.set(key, f"active:{record.user_id}".encode(), ttl, only_if_absent=True)
         return record.user_id == user_id
 
-    async def _forget_sessions(self, session_ids: list[str]) -> None:
+    async def forget_sessions(self, session_ids: list[str]) -> None:
         """After the commit: checks answer "ended" and verifiers caching "active" hear it."""
         await asyncio.gather(
             self.session_feed.announce(session_ids),
@@ -301,8 +368,10 @@ class Accounts:
             try:
                 async with self.units.begin() as unit:
                     purged = await storage.purge_sessions(unit.session, utcnow() - ENDED_SESSION_RETENTION)
-                if purged:
-                    log.info("purged ended sessions", extra={"count": purged})
+                    unused = utcnow() - timedelta(days=self.settings.auth.device_memory_days)
+                    forgotten = await storage.forget_devices(unit.session, unused)
+                if purged or forgotten:
+                    log.info("purged ended sessions", extra={"count": purged, "devices": forgotten})
             except Exception as error:
                 log.warning("session purge failed", extra={"error": repr(error)})
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
@@ -312,6 +381,23 @@ def user_registered(account: Account) -> events_pb2.UserRegistered:
     return events_pb2.UserRegistered(
         user_id=account.user_id, email=account.email, display_name=account.display_name
     )
+
+
+def security_event(
+    account: Account, kind: events_pb2.SecurityEvent.Kind.ValueType, now: datetime, client: ClientInfo | None
+) -> events_pb2.SecurityEvent:
+    return events_pb2.SecurityEvent(
+        user_id=account.user_id,
+        email=account.email,
+        kind=kind,
+        occur_time=rfc3339(now),
+        user_agent=client.user_agent if client else "",
+        ip_address=client.ip_address if client else "",
+    )
+
+
+def _device(client: ClientInfo) -> str:
+    return device_key(client.user_agent, client_network(client.ip_address))
 
 
 def _email_taken() -> AlreadyExists:

@@ -12,6 +12,7 @@ from services.billing.rules import AlertSink, RuleChecks
 from services.billing.scheduler import Scheduler
 from services.billing.settings import BillingMeshSettings
 from services.billing.usecases import Alerts, Bills, Budgets, Calendars, CategoryCopies
+from services.kit.db.erasure import ErasedUsers, OwnedThrough, erasing
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
@@ -24,8 +25,15 @@ EXPENSE_CHANGES = Subscription(
 )
 CATEGORY_CHANGES = Subscription("billing_categories", (events_pb2.CategoryChanged,))
 PROFILE_CHANGES = Subscription("billing_profiles", (events_pb2.ProfileUpdated,))
+DELETIONS = Subscription("billing_erasure", (events_pb2.UserDeleted,))
 # Every consumer the wiring starts; docs/events.md lists them.
-SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES)
+SUBSCRIPTIONS = (EXPENSE_CHANGES, CATEGORY_CHANGES, PROFILE_CHANGES, DELETIONS)
+# Billing's tables keyed through a parent of the user's, erased with it.
+OWNED_THROUGH = (
+    OwnedThrough(storage.budget_amounts, "budget_id", storage.budgets, "budget_id"),
+    OwnedThrough(storage.budget_spend, "budget_id", storage.budgets, "budget_id"),
+    OwnedThrough(storage.bill_settlements, "bill_id", storage.bills, "bill_id"),
+)
 
 
 def build_app(settings: BillingMeshSettings) -> ServiceApp:
@@ -37,9 +45,19 @@ def build_app(settings: BillingMeshSettings) -> ServiceApp:
     checks = RuleChecks(config, AlertSink(config))
     statuses = ResponseCache(runtime.cache, config.status_cache_seconds, "budgets")
     handlers = EventHandlers(units, calendars, checks, statuses)
-    runtime.consume_batches(storage.inbox_table, EXPENSE_CHANGES, handlers.on_expense_events)
-    runtime.consume(storage.inbox_table, CATEGORY_CHANGES, handlers.on_category_event)
-    runtime.consume(storage.inbox_table, PROFILE_CHANGES, handlers.on_profile_event)
+    # The ledger's and user's events of a user erased meanwhile are skipped (they would
+    # bring data back); the erasure records the user for as long as such events may come.
+    erased = ErasedUsers(storage.erased_users)
+    inbox = storage.inbox_table
+    runtime.consume_batches(inbox, EXPENSE_CHANGES, erased.skipping_batches(handlers.on_expense_events))
+    runtime.consume(inbox, CATEGORY_CHANGES, erased.skipping(handlers.on_category_event))
+    runtime.consume(inbox, PROFILE_CHANGES, erased.skipping(handlers.on_profile_event))
+    runtime.purger.keep(storage.erased_users, "erased_at", settings.retention.inbox_window)
+    runtime.consume(
+        storage.inbox_table,
+        DELETIONS,
+        erasing(storage.metadata, OWNED_THROUGH, statuses.invalidate, erased=erased),
+    )
     # A tombstone only has to outlast the events that could still arrive for its expense.
     runtime.purger.keep(
         storage.expenses, "updated_at", settings.retention.inbox_window, storage.expenses.c.deleted.is_(True)

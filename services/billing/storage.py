@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.billing.domain import Alert, Bill, Budget, Settlement
 from services.kit.db.engine import Queryable, UtcDateTime
+from services.kit.db.erasure import erased_users_table
 from services.kit.db.idempotency import idempotency_table
 from services.kit.db.sql import insert_ignore
 from services.kit.events.tables import add_event_tables
@@ -57,6 +58,8 @@ CHUNK = 500
 
 metadata = MetaData()
 outbox_table, inbox_table = add_event_tables(metadata)
+erased_users = erased_users_table(metadata)
+Index("ix_erased_users_erased_at", erased_users.c.erased_at)
 idempotency_keys = idempotency_table(metadata)
 
 budgets = Table(

@@ -95,6 +95,9 @@ class Runtime:
         self, inbox: Table, subscription: Subscription, handler: BatchHandler
     ) -> EventConsumer:
         """A consumer handing `handler` each fetched batch's fresh events at once."""
+        refused = [t.name for t in subscription.types.values() if not t.may_consume(self.name)]
+        if refused:
+            raise ValueError(f"{self.name} may not consume {', '.join(refused)} (see its `consumers`)")
         cfg = self.settings.consumers
         consumer = EventConsumer(
             self.bus, self.db, inbox, subscription, handler, cfg.batch_size, cfg.linger_ms / 1000

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from expense.events.v1 import events_pb2
 from expense.ledger.v1 import ledger_pb2_grpc
 from services.kit.config.secrets import symmetric_key
+from services.kit.db.erasure import erasing
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Event, Subscription
 from services.kit.grpc.server import ServiceApp
@@ -20,8 +21,9 @@ from services.ledger.usecases import Ledger
 from services.user.client import Preferences, PreferencesClient
 
 PREFERENCE_CHANGES = Subscription("ledger_preferences", (events_pb2.ProfileUpdated,))
+DELETIONS = Subscription("ledger_erasure", (events_pb2.UserDeleted,))
 # Every consumer the wiring starts; docs/events.md lists them.
-SUBSCRIPTIONS = (PREFERENCE_CHANGES,)
+SUBSCRIPTIONS = (PREFERENCE_CHANGES, DELETIONS)
 
 
 def build_app(settings: LedgerMeshSettings) -> ServiceApp:
@@ -47,6 +49,11 @@ def build_app(settings: LedgerMeshSettings) -> ServiceApp:
         preferences.forget(event.user_id, latest)
 
     runtime.consume(storage.inbox, PREFERENCE_CHANGES, forget_preferences)
+    runtime.consume(
+        storage.inbox,
+        DELETIONS,
+        erasing(storage.metadata, around=(storage.permit_erasure, storage.end_erasure)),
+    )
     runtime.purger.keep(storage.idempotency_keys, "created_at", settings.retention.idempotency_window)
     servicers = [
         (

@@ -151,7 +151,20 @@ category_owners = Table(
     Column("seed_time", UtcDateTime, nullable=False),
 )
 
-# Append-only: the migration adds triggers that refuse UPDATE and DELETE.
+# A user being erased (user.deleted): the append-only triggers let that user's entries be
+# deleted while the user's row exists here, only within the erasure's transaction.
+erasure_permits = Table("erasure_permits", metadata, Column("erased_user_id", String(36), primary_key=True))
+
+
+async def permit_erasure(session: AsyncSession, user_id: str) -> None:
+    await session.execute(erasure_permits.insert().values(erased_user_id=user_id))
+
+
+async def end_erasure(session: AsyncSession, user_id: str) -> None:
+    await session.execute(delete(erasure_permits).where(erasure_permits.c.erased_user_id == user_id))
+
+
+# Append-only: the migration adds triggers that refuse UPDATE and DELETE (but for an erasure).
 ledger_entries = Table(
     "ledger_entries",
     metadata,

@@ -100,7 +100,9 @@ class EventHandlers:
         if not event.user_id:
             log.warning("unusable profile event skipped", extra={"event_id": event.event_id})
             return
-        stored = storage.StoredProfile(profile.default_currency, profile.time_zone, profile.first_day_of_week)
+        stored = storage.StoredProfile(
+            profile.default_currency, profile.time_zone, profile.first_day_of_week, profile.locale
+        )
         await storage.save_profile(session, event.user_id, stored)
         self._forget_preferences(event.user_id)
         self._invalidate_after_commit(session, [event.user_id])

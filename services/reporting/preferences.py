@@ -42,7 +42,9 @@ class StoredPreferences:
         if profile is None:
             return self.complete(Preferences("", "", "", ""))
         return self.complete(
-            Preferences(profile.default_currency, profile.time_zone, profile.first_day_of_week, "")
+            Preferences(
+                profile.default_currency, profile.time_zone, profile.first_day_of_week, profile.locale
+            )
         )
 
     def complete(self, preferences: Preferences) -> Preferences:

@@ -10,6 +10,17 @@ from services.kit.config.settings import MeshSettings
 from services.user.settings import UserSettings
 
 
+class MonthlySettings(BaseModel):
+    """The monthly report: report.monthly_ready for last month, on the first day of the
+    month in each user's time zone (or the next `catch_up_days` after downtime)."""
+
+    interval_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(900.0, gt=0)
+    catch_up_days: int = Field(3, ge=1, le=27)
+    # Top-level categories listed per currency, largest first.
+    top_categories: int = Field(3, ge=1, le=20)
+
+
 class ReportingSettings(BaseModel):
     """Reporting: report sizes, cache lifetime and export bounds."""
 
@@ -26,6 +37,7 @@ class ReportingSettings(BaseModel):
     export_max_bytes: int = Field(786_432, ge=1024)
     # Deadline of one LedgerInternalService stream during a rebuild.
     rebuild_stream_timeout_seconds: float = Field(600.0, gt=0)
+    monthly: MonthlySettings = MonthlySettings()
 
 
 class ReportingMeshSettings(MeshSettings):

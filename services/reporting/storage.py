@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
@@ -40,6 +40,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
+    or_,
     select,
     tuple_,
     type_coerce,
@@ -50,7 +51,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import Queryable, UtcDateTime
-from services.kit.db.sql import execute_rows, rows_insert
+from services.kit.db.erasure import erased_users_table
+from services.kit.db.sql import execute_rows, insert_ignore, rows_insert
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.tables import add_event_tables
 from services.ledger.replica import CategoryInfo, CategoryTree, ExpenseKey, ExpenseLine, StoredExpense
@@ -69,6 +71,8 @@ CHUNK = 500
 
 metadata = MetaData()
 outbox_table, inbox_table = add_event_tables(metadata)
+erased_users = erased_users_table(metadata)
+Index("ix_erased_users_erased_at", erased_users.c.erased_at)
 
 expenses = Table(
     "expenses",
@@ -114,7 +118,30 @@ profiles = Table(
     Column("default_currency", String(3), nullable=False),
     Column("time_zone", String(64), nullable=False),
     Column("first_day_of_week", String(16), nullable=False),
+    # BCP 47; "" when the profile event did not say (then [user.defaults]).
+    Column("locale", String(35), nullable=False, server_default=""),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One row per (user, month) whose report.monthly_ready event was published: the key
+# that makes it once per user and month, whatever replicas and rounds do.
+monthly_reports = Table(
+    "monthly_reports",
+    metadata,
+    Column("user_id", Id, nullable=False),
+    # "2026-11"
+    Column("month", String(7), nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("user_id", "month"),
+)
+
+# A lease per background job: one replica at a time runs it (as in billing).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
 )
 
 
@@ -463,6 +490,7 @@ class StoredProfile:
     default_currency: str
     time_zone: str
     first_day_of_week: str
+    locale: str = ""
 
 
 async def save_profile(session: AsyncSession, user_id: str, profile: StoredProfile) -> None:
@@ -470,6 +498,7 @@ async def save_profile(session: AsyncSession, user_id: str, profile: StoredProfi
         "default_currency": profile.default_currency,
         "time_zone": profile.time_zone,
         "first_day_of_week": profile.first_day_of_week,
+        "locale": profile.locale,
         "updated_at": utcnow(),
     }
     insert = _dialect_insert(session)(profiles).values(user_id=user_id, **values)
@@ -478,7 +507,9 @@ async def save_profile(session: AsyncSession, user_id: str, profile: StoredProfi
 
 async def load_profile(db: Queryable, user_id: str) -> StoredProfile | None:
     row = (await _execute(db, select(profiles).where(profiles.c.user_id == user_id))).first()
-    return StoredProfile(row.default_currency, row.time_zone, row.first_day_of_week) if row else None
+    if row is None:
+        return None
+    return StoredProfile(row.default_currency, row.time_zone, row.first_day_of_week, row.locale)
 
 
 # ------------------------------------------------------------ report queries
@@ -650,3 +681,48 @@ def _week_of(dialect: str, day: Column[Any]) -> Any:
     # SQLite keeps dates as 'YYYY-MM-DD' text; its % truncates the day difference to an integer.
     offset = cast((func.julianday(day) - func.julianday(start)) % 7, String)
     return type_coerce(func.date(day, literal("-") + offset + literal(" days")), Date)
+
+
+# ------------------------------------------------------------ monthly reports
+
+
+async def take_lease(session: AsyncSession, name: str, holder: str, now: datetime, until: datetime) -> bool:
+    """Holds (or renews) the named lease until `until` unless another holder's is current."""
+    await insert_ignore(session, leases, {"name": name, "holder": holder, "expires_at": until})
+    result = await session.execute(
+        update(leases)
+        .where(leases.c.name == name, or_(leases.c.holder == holder, leases.c.expires_at < now))
+        .values(holder=holder, expires_at=until)
+        .returning(leases.c.name)
+    )
+    return result.first() is not None
+
+
+async def users_with_monthly_spending(db: Queryable, since: date, after: str, limit: int) -> list[str]:
+    """Users with spending in a month starting on or after `since`, by id after `after`."""
+    query = (
+        select(category_totals.c.user_id)
+        .where(
+            category_totals.c.grain == "month",
+            category_totals.c.period_start >= since,
+            category_totals.c.user_id > after,
+        )
+        .group_by(category_totals.c.user_id)
+        .order_by(category_totals.c.user_id)
+        .limit(limit)
+    )
+    return [row[0] for row in (await _execute(db, query)).all()]
+
+
+async def monthly_report_sent(db: Queryable, user_id: str, month: str) -> bool:
+    query = select(monthly_reports.c.month).where(
+        monthly_reports.c.user_id == user_id, monthly_reports.c.month == month
+    )
+    return (await _execute(db, query)).first() is not None
+
+
+async def claim_monthly_report(session: AsyncSession, user_id: str, month: str, now: datetime) -> bool:
+    """False when the (user, month) report was already published."""
+    return await insert_ignore(
+        session, monthly_reports, {"user_id": user_id, "month": month, "published_at": now}
+    )

@@ -16,6 +16,7 @@ from services.user.domain import UPDATABLE_PATHS, Profile, update_paths
 from services.user.usecases import Profiles
 
 SERVICE_NAME = "expense.user.v1.UserService"
+LIST_PATHS = ("notifications.channels", "sms_allowed_senders")
 
 
 class UserServicer(user_pb2_grpc.UserServiceServicer):
@@ -49,7 +50,7 @@ def _value_at(message: Message, path: str) -> Any:
     value: Any = message
     for name in path.split("."):
         value = getattr(value, name)
-    return list(value) if path == "notifications.channels" else value
+    return list(value) if path in LIST_PATHS else value
 
 
 def to_proto(profile: Profile) -> user_pb2.Profile:
@@ -68,6 +69,7 @@ def to_proto(profile: Profile) -> user_pb2.Profile:
             quiet_hours_end=notifications.quiet_hours_end,
         ),
         sms_auto_import=profile.sms_auto_import,
+        sms_allowed_senders=profile.sms_allowed_senders,
         create_time=rfc3339(profile.create_time),
         update_time=rfc3339(profile.update_time),
     )

@@ -33,6 +33,7 @@ UPDATABLE_PATHS = (
     "first_day_of_week",
     *NOTIFICATION_PATHS,
     "sms_auto_import",
+    "sms_allowed_senders",
 )
 # Mask paths that stand for several leaf paths.
 GROUP_PATHS = {"notifications": NOTIFICATION_PATHS}
@@ -48,6 +49,9 @@ _LOCALE = re.compile(
 # ASCII only: without it \d takes "٢٢" and IGNORECASE lets [a-z] take "K" (the Kelvin sign).
 _CLOCK_TIME = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$", re.ASCII)
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+# A DLT sender entity ("HDFCBK", "HDFCBK" of "VM-HDFCBK-S") or an issuer id ("hdfc").
+_SMS_SENDER = re.compile(r"^[A-Z0-9_]{2,11}$", re.ASCII)
+MAX_SMS_SENDERS = 50
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class Profile:
     sms_auto_import: bool
     create_time: datetime
     update_time: datetime
+    # Upper-case DLT entities or issuer ids whose SMS may become expenses.
+    sms_allowed_senders: tuple[str, ...] = ()
 
 
 def canonical_display_name(value: str) -> str:
@@ -82,6 +88,13 @@ def canonical_display_name(value: str) -> str:
     if any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
         raise ValueError("must not contain control characters")
     return name
+
+
+def canonical_sms_sender(value: str) -> str:
+    sender = value.strip().upper()
+    if not _SMS_SENDER.match(sender):
+        raise ValueError("must be a sender id such as HDFCBK (2-11 letters, digits or _)")
+    return sender
 
 
 def canonical_currency(value: str) -> str:
@@ -182,6 +195,8 @@ class ProfileRules:
             for path, value in values.items()
             if path.startswith("notifications.")
         }
+        if len(values.get("sms_allowed_senders", ())) > MAX_SMS_SENDERS:
+            raise InvalidArgument.of("profile.sms_allowed_senders", f"at most {MAX_SMS_SENDERS} senders")
         updated = replace(
             profile,
             **top_level,
@@ -221,6 +236,7 @@ class ProfileRules:
             "notifications.quiet_hours_start": canonical_clock_time,
             "notifications.quiet_hours_end": canonical_clock_time,
             "sms_auto_import": bool,
+            "sms_allowed_senders": canonical_sms_sender,
         }
 
     def _canonical_channel(self, value: str) -> str:

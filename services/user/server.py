@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2_grpc
+from services.kit.db.erasure import erasing
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
@@ -16,8 +17,9 @@ from services.user.settings import UserMeshSettings
 from services.user.usecases import ProfileProvisioner, Profiles
 
 SIGNUPS = Subscription("user_profiles", (events_pb2.UserRegistered,))
+DELETIONS = Subscription("user_erasure", (events_pb2.UserDeleted,))
 # Every consumer the wiring starts; docs/events.md lists them.
-SUBSCRIPTIONS = (SIGNUPS,)
+SUBSCRIPTIONS = (SIGNUPS, DELETIONS)
 
 
 def build_app(settings: UserMeshSettings) -> ServiceApp:
@@ -33,6 +35,7 @@ def build_app(settings: UserMeshSettings) -> ServiceApp:
     )
     provisioner = ProfileProvisioner(units, rules, accounts)
     runtime.consume(storage.inbox, SIGNUPS, provisioner.on_user_registered)
+    runtime.consume(storage.inbox, DELETIONS, erasing(storage.metadata))
     servicer = UserServicer(Profiles(units, rules, provisioner))
     app = runtime.app(verifier, [(user_pb2_grpc.add_UserServiceServicer_to_server, servicer, SERVICE_NAME)])
     app.on_stop.append(accounts.close)

@@ -32,6 +32,7 @@ profiles = Table(
     Column("quiet_hours_start", String(5), nullable=True),
     Column("quiet_hours_end", String(5), nullable=True),
     Column("sms_auto_import", Boolean, nullable=False),
+    Column("sms_allowed_senders", JSON, nullable=False, server_default="[]"),
     Column("create_time", UtcDateTime, nullable=False),
     Column("update_time", UtcDateTime, nullable=False),
 )
@@ -72,6 +73,7 @@ def _columns(profile: Profile) -> dict[str, Any]:
         "quiet_hours_start": notifications.quiet_hours_start or None,
         "quiet_hours_end": notifications.quiet_hours_end or None,
         "sms_auto_import": profile.sms_auto_import,
+        "sms_allowed_senders": list(profile.sms_allowed_senders),
         "create_time": profile.create_time,
         "update_time": profile.update_time,
     }
@@ -94,4 +96,5 @@ def _profile(row: Row[Any]) -> Profile:
         sms_auto_import=row.sms_auto_import,
         create_time=row.create_time,
         update_time=row.update_time,
+        sms_allowed_senders=tuple(row.sms_allowed_senders or ()),
     )

@@ -101,4 +101,6 @@ def profile_updated(profile: Profile) -> events_pb2.ProfileUpdated:
         time_zone=profile.time_zone,
         first_day_of_week=profile.first_day_of_week,
         locale=profile.locale,
+        sms_auto_import=profile.sms_auto_import,
+        sms_allowed_senders=profile.sms_allowed_senders,
     )

@@ -3,12 +3,18 @@ and refuses a server that would ignore a filter of several subjects."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from expense.events.v1 import events_pb2
+from services.kit.config.settings import MeshSettings
 from services.kit.events.bus import EventBus
 from services.kit.events.consumer import EventConsumer, per_event
+from services.kit.events.registry import event_type_of
 from services.kit.events.subscription import Subscription
+from services.kit.runtime import Runtime
+from services.reporting import storage as reporting_storage
 from tests.kit.test_consumer_batches import RecordingBus
 
 
@@ -19,7 +25,12 @@ def filters(*payloads: type) -> list[str]:
 def test_every_type_of_a_family_is_one_wildcard() -> None:
     expense = (events_pb2.ExpenseCreated, events_pb2.ExpenseUpdated, events_pb2.ExpenseDeleted)
     assert filters(*expense) == ["em.events.expense.>"]
-    assert filters(events_pb2.UserRegistered, events_pb2.ProfileUpdated) == ["em.events.user.>"]
+    user = (events_pb2.UserRegistered, events_pb2.ProfileUpdated, events_pb2.UserDeleted)
+    assert filters(*user) == ["em.events.user.>"]
+    assert filters(events_pb2.UserRegistered, events_pb2.ProfileUpdated) == [
+        "em.events.user.profile_updated",
+        "em.events.user.registered",
+    ]
     assert filters(events_pb2.CategoryChanged) == ["em.events.category.>"]
 
 
@@ -55,3 +66,18 @@ async def test_a_server_ignoring_filter_subjects_is_refused(monkeypatch: pytest.
     config = consumer._config()
     assert config.filter_subject is None
     assert config.filter_subjects == consumer.filter_subjects
+
+
+def test_a_type_with_named_consumers_refuses_every_other_service() -> None:
+    reset = event_type_of(events_pb2.PasswordResetRequested)
+    assert reset.consumers == ("notification",)
+    assert reset.may_consume("notification") and not reset.may_consume("reporting")
+    assert event_type_of(events_pb2.SecurityEvent).may_consume("reporting")  # no restriction
+
+
+async def test_the_runtime_refuses_a_consumer_of_a_type_restricted_to_others(tmp_path: Path) -> None:
+    runtime = Runtime("reporting", MeshSettings(data_dir=tmp_path))
+    sneaky = Subscription("reporting_resets", (events_pb2.PasswordResetRequested,))
+    with pytest.raises(ValueError, match=r"may not consume auth\.password_reset_requested"):
+        runtime.consume(reporting_storage.inbox_table, sneaky, lambda session, event: None)  # type: ignore[arg-type, return-value]
+    await runtime.db.dispose()

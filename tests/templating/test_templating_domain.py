@@ -36,7 +36,8 @@ SETTINGS = TemplatingSettings()
 CAPS = caps_of(SETTINGS)
 EN_IN = Locale.parse("en_IN")
 DEFAULTS = load_drafts(templates_dir(SETTINGS.templates_dir))
-# Every refusal must come well within the render time cap (plus compile time).
+# Every refusal must come well within the render time cap (plus compile time), counted as the
+# CPU time of the rendering thread like the cap itself, so a loaded machine does not fail it.
 REFUSED_WITHIN_SECONDS = CAPS.max_render_ms / 1000 + 0.5
 # What a refused template may allocate on the way: a few values of max_output_bytes.
 MAX_PEAK_BYTES = 2_000_000
@@ -89,10 +90,10 @@ def renderer() -> Renderer:
 
 @pytest.mark.parametrize("name", list(ESCAPES))
 def test_the_sandbox_refuses_escapes_and_runaways_within_its_caps(renderer: Renderer, name: str) -> None:
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(RenderRefused):
         renderer.render([ESCAPES[name]], {}, EN_IN)
-    assert time.monotonic() - started < REFUSED_WITHIN_SECONDS
+    assert time.thread_time() - started < REFUSED_WITHIN_SECONDS
 
 
 @pytest.mark.parametrize("name", list(ESCAPES))
@@ -114,10 +115,10 @@ def test_a_slow_template_stops_at_the_time_cap() -> None:
     # Within the iteration cap, but each step slow: only the deadline stops it.
     renderer = Renderer(caps_of(TemplatingSettings(max_render_ms=50, max_loop_iterations=1000000)))
     source = "{% for i in range(99999) %}{% for j in range(99999) %}{{ '' }}{% endfor %}{% endfor %}"
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(RenderRefused, match="longer than 50 ms"):
         renderer.render([source], {}, EN_IN)
-    assert time.monotonic() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 def test_ordinary_templates_still_work(renderer: Renderer) -> None:
@@ -214,9 +215,16 @@ def test_the_defaults_cover_every_source_channel_and_the_alerts_in_hindi() -> No
         "user.welcome", "user.verify_email", "auth.new_device", "auth.password_changed",
         "auth.sessions_revoked", "auth.password_reset", "report.monthly",
     }  # fmt: skip
-    assert keys == alerts | others
+    # The ds service's insight sentences: shown in the app only.
+    insights = {
+        "insight.projection", "insight.category_anomaly", "insight.trend", "insight.category_change",
+        "insight.subscription",
+    }  # fmt: skip
+    assert keys == alerts | others | insights
     present = {(d.template.key, d.template.channel, d.template.locale) for d in DEFAULTS}
-    for key in keys:
+    for key in insights:
+        assert {(key, "in_app", "en"), (key, "in_app", "hi")} <= present
+    for key in keys - insights:
         for channel in ("in_app", "email", "sms", "whatsapp", "webhook"):
             assert (key, channel, "en") in present
     for key in alerts:
@@ -289,3 +297,23 @@ def test_a_broken_default_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").unlink()
     [draft] = load_drafts(tmp_path)
     assert (draft.template, draft.body, draft.variables) == (TemplateId("a.b", "sms", "en"), "hi", ())
+
+
+MONTHLY = [draft for draft in DEFAULTS if draft.template.key == "report.monthly"]
+
+
+@pytest.mark.parametrize("draft", MONTHLY, ids=lambda d: f"{d.template.channel}/{d.template.locale}")
+def test_the_monthly_report_renders_without_a_previous_month_or_budgets(
+    renderer: Renderer, draft: VersionDraft
+) -> None:
+    """report.monthly_ready has no change for a currency new this month, and no budgets'
+    outcome yet: those variables are optional, and their sentences drop out."""
+    sample = {
+        name: value for name, value in draft.sample.items() if not name.startswith(("change", "budget"))
+    }
+    values = bind_variables(draft.variables, sample, "default")
+    _subject, body, *parameters = renderer.render(sources(draft), values, babel_locale(draft.template.locale))
+    assert body and "month before" not in body and "Budgets" not in body
+    assert "48,250.75" in body or "48250.75" in body or draft.template.channel == "whatsapp"
+    if draft.whatsapp is not None:
+        assert all(parameters)

@@ -268,3 +268,25 @@ def test_proto_and_event_carry_the_profile(profile) -> None:
     event = profile_updated(profile)
     assert (event.user_id, event.default_currency, event.time_zone) == ("u-1", "INR", "UTC")
     assert (event.first_day_of_week, event.locale) == ("monday", "en")
+
+
+def test_sms_senders_are_canonical_upper_case_ids_and_travel_in_the_event(
+    rules: ProfileRules, profile
+) -> None:
+    changes = {"sms_auto_import": True, "sms_allowed_senders": ["hdfcbk", " ICICIT ", "HDFCBK", "hdfc"]}
+    updated = rules.apply(profile, changes, T0)
+    assert updated.sms_allowed_senders == ("HDFCBK", "ICICIT", "HDFC")
+    event = profile_updated(updated)
+    assert event.sms_auto_import is True and list(event.sms_allowed_senders) == ["HDFCBK", "ICICIT", "HDFC"]
+    assert list(to_proto(updated).sms_allowed_senders) == ["HDFCBK", "ICICIT", "HDFC"]
+    request = user_pb2.UpdateProfileRequest(update_mask="sms_allowed_senders")
+    assert requested_changes(request) == {"sms_allowed_senders": []}
+
+
+def test_bad_sms_senders_name_the_item(rules: ProfileRules, profile) -> None:
+    with pytest.raises(InvalidArgument) as failure:
+        rules.apply(profile, {"sms_allowed_senders": ["HDFCBK", "VM-HDFCBK-S"]}, T0)
+    assert "profile.sms_allowed_senders[1]" in violations(failure)
+    with pytest.raises(InvalidArgument) as failure:
+        rules.apply(profile, {"sms_allowed_senders": [f"S{i:03d}" for i in range(51)]}, T0)
+    assert "at most 50" in violations(failure)["profile.sms_allowed_senders"]

@@ -18,6 +18,11 @@ class EventType:
     name: str
     producer: str
     payload: type[Message]
+    # Empty: any service may consume it; else only these (a payload carrying a secret).
+    consumers: tuple[str, ...] = ()
+
+    def may_consume(self, service: str) -> bool:
+        return not self.consumers or service in self.consumers
 
 
 def _declared(payload: type[Message]) -> events_pb2.EventType | None:
@@ -35,7 +40,7 @@ def event_types() -> tuple[EventType, ...]:
         payload = getattr(events_pb2, descriptor.name)
         option = _declared(payload)
         if option is not None:
-            declared.append(EventType(option.name, option.producer, payload))
+            declared.append(EventType(option.name, option.producer, payload, tuple(option.consumers)))
     return tuple(declared)
 
 
@@ -45,7 +50,7 @@ def event_type_of(payload: type[Message]) -> EventType:
     option = _declared(payload)
     if option is None:
         raise TypeError(f"{payload.DESCRIPTOR.full_name} is not declared an event type")
-    return EventType(option.name, option.producer, payload)
+    return EventType(option.name, option.producer, payload, tuple(option.consumers))
 
 
 @cache

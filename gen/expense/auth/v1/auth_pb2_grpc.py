@@ -72,6 +72,31 @@ class AuthServiceStub:
                 request_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/expense.auth.v1.AuthService/RequestPasswordReset',
+                request_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/expense.auth.v1.AuthService/ResetPassword',
+                request_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
+        self.VerifyEmail = channel.unary_unary(
+                '/expense.auth.v1.AuthService/VerifyEmail',
+                request_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.SerializeToString,
+                response_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailResponse.FromString,
+                _registered_method=True)
+        self.ResendEmailVerification = channel.unary_unary(
+                '/expense.auth.v1.AuthService/ResendEmailVerification',
+                request_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.ResendEmailVerificationRequest.SerializeToString,
+                response_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.ResendEmailVerificationResponse.FromString,
+                _registered_method=True)
+        self.DeleteAccount = channel.unary_unary(
+                '/expense.auth.v1.AuthService/DeleteAccount',
+                request_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.SerializeToString,
+                response_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/expense.auth.v1.AuthService/GetJwks',
                 request_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
@@ -108,7 +133,8 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LogOut(self, request, context):
-        """Ends the session of the refresh token, or every session of its user.
+        """Ends the session of the refresh token, or every session of its user. Without a
+        refresh token, a valid access token (Authorization header) names the session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,6 +156,43 @@ class AuthServiceServicer:
 
     def DeleteSession(self, request, context):
         """Ends one of the caller's sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPasswordReset(self, request, context):
+        """Mails a single-use password reset token. Answers the same (empty) whether the
+        email belongs to an account or not, after the same work.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Sets a new password with a reset token (single use) and ends every session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyEmail(self, request, context):
+        """Marks the account's email verified with the token mailed at signup (or resent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResendEmailVerification(self, request, context):
+        """Mails the caller a new email verification token (the older ones stop working).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAccount(self, request, context):
+        """Deletes the caller's account (the password re-entered): every session ends and
+        every service erases the user's data on the user.deleted event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +242,31 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.DeleteSession,
                     request_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionRequest.FromString,
                     response_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'VerifyEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmail,
+                    request_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.FromString,
+                    response_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailResponse.SerializeToString,
+            ),
+            'ResendEmailVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendEmailVerification,
+                    request_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.ResendEmailVerificationRequest.FromString,
+                    response_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.ResendEmailVerificationResponse.SerializeToString,
+            ),
+            'DeleteAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccount,
+                    request_deserializer=expense_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.FromString,
+                    response_serializer=expense_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -378,6 +466,141 @@ class AuthService:
             '/expense.auth.v1.AuthService/DeleteSession',
             expense_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionRequest.SerializeToString,
             expense_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expense.auth.v1.AuthService/RequestPasswordReset',
+            expense_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetRequest.SerializeToString,
+            expense_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expense.auth.v1.AuthService/ResetPassword',
+            expense_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+            expense_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expense.auth.v1.AuthService/VerifyEmail',
+            expense_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.SerializeToString,
+            expense_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendEmailVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expense.auth.v1.AuthService/ResendEmailVerification',
+            expense_dot_auth_dot_v1_dot_auth__pb2.ResendEmailVerificationRequest.SerializeToString,
+            expense_dot_auth_dot_v1_dot_auth__pb2.ResendEmailVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expense.auth.v1.AuthService/DeleteAccount',
+            expense_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.SerializeToString,
+            expense_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,

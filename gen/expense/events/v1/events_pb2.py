@@ -27,7 +27,7 @@ from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65xpense/events/v1/events.proto\x12\x11\x65xpense.events.v1\x1a\x19google/protobuf/any.proto\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\tEventType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08producer\x18\x02 \x01(\t\"\xac\x01\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x31\n\roccurred_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12%\n\x07payload\x18\x05 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08producer\x18\x06 \x01(\t\"c\n\x0eUserRegistered\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t:\x1b\xa2\xbb\x18\x17\n\x0fuser.registered\x12\x04\x61uth\"\xa7\x01\n\x0f\x45xpenseSnapshot\x12\x12\n\nexpense_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x10\n\x08spent_on\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x05 \x01(\t\x12\x10\n\x08merchant\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\"d\n\x0e\x45xpenseCreated\x12\x33\n\x07\x65xpense\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot:\x1d\xa2\xbb\x18\x19\n\x0f\x65xpense.created\x12\x06ledger\"\x96\x01\n\x0e\x45xpenseUpdated\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot\x12\x31\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot:\x1d\xa2\xbb\x18\x19\n\x0f\x65xpense.updated\x12\x06ledger\"c\n\x0e\x45xpenseDeleted\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot:\x1d\xa2\xbb\x18\x19\n\x0f\x65xpense.deleted\x12\x06ledger\"\x8f\x01\n\x0f\x43\x61tegoryChanged\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tparent_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\x12\x15\n\rreassigned_to\x18\x05 \x01(\t:\x1e\xa2\xbb\x18\x1a\n\x10\x63\x61tegory.changed\x12\x06ledger\"\x9b\x01\n\x0eProfileUpdated\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_currency\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12\x19\n\x11\x66irst_day_of_week\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t: \xa2\xbb\x18\x1c\n\x14user.profile_updated\x12\x04user\"\x82\x02\n\x0b\x41lertRaised\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12<\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32+.expense.events.v1.AlertRaised.DetailsEntry\x12\x12\n\ndedupe_key\x18\x06 \x01(\t\x12\x13\n\x0b\x63reate_time\x18\x07 \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:\x1b\xa2\xbb\x18\x17\n\x0c\x61lert.raised\x12\x07\x62illing\"$\n\rSessionsEnded\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t:S\n\nevent_type\x12\x1f.google.protobuf.MessageOptions\x18\xb4\x87\x03 \x01(\x0b\x32\x1c.expense.events.v1.EventTypeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65xpense/events/v1/events.proto\x12\x11\x65xpense.events.v1\x1a\x19google/protobuf/any.proto\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\">\n\tEventType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08producer\x18\x02 \x01(\t\x12\x11\n\tconsumers\x18\x03 \x03(\t\"\xac\x01\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x31\n\roccurred_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12%\n\x07payload\x18\x05 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08producer\x18\x06 \x01(\t\"c\n\x0eUserRegistered\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t:\x1b\xa2\xbb\x18\x17\n\x0fuser.registered\x12\x04\x61uth\"\xce\x01\n\x16PasswordResetRequested\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\x12\x11\n\treset_url\x18\x05 \x01(\t\x12\x13\n\x0b\x65xpire_time\x18\x06 \x01(\t\x12\x0e\n\x06locale\x18\x07 \x01(\t:7\xa2\xbb\x18\x33\n\x1d\x61uth.password_reset_requested\x12\x04\x61uth\x1a\x0cnotification\"\xd7\x01\n\x1a\x45mailVerificationRequested\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\x12\x12\n\nverify_url\x18\x05 \x01(\t\x12\x13\n\x0b\x65xpire_time\x18\x06 \x01(\t\x12\x0e\n\x06locale\x18\x07 \x01(\t:;\xa2\xbb\x18\x37\n!auth.email_verification_requested\x12\x04\x61uth\x1a\x0cnotification\"\xdf\x02\n\rSecurityEvent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x33\n\x04kind\x18\x03 \x01(\x0e\x32%.expense.events.v1.SecurityEvent.Kind\x12\x12\n\noccur_time\x18\x04 \x01(\t\x12\x12\n\nuser_agent\x18\x05 \x01(\t\x12\x12\n\nip_address\x18\x06 \x01(\t\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\x12\x18\n\x10revoked_sessions\x18\x08 \x01(\x05\"s\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17KIND_NEW_DEVICE_SIGN_IN\x10\x01\x12\x19\n\x15KIND_PASSWORD_CHANGED\x10\x02\x12\x1d\n\x19KIND_ALL_SESSIONS_REVOKED\x10\x03:\x1f\xa2\xbb\x18\x1b\n\x13\x61uth.security_event\x12\x04\x61uth\"M\n\x0bUserDeleted\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65lete_time\x18\x02 \x01(\t:\x18\xa2\xbb\x18\x14\n\x0cuser.deleted\x12\x04\x61uth\"\xab\x01\n\x16MonthlyCurrencySummary\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\t\x12\x16\n\x0eprevious_total\x18\x03 \x01(\t\x12\x16\n\x0e\x63hange_percent\x18\x04 \x01(\t\x12@\n\x0etop_categories\x18\x05 \x03(\x0b\x32(.expense.events.v1.MonthlyCategoryAmount\"J\n\x15MonthlyCategoryAmount\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\"\xbd\x01\n\x12MonthlyReportReady\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05month\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\x12=\n\ncurrencies\x18\x05 \x03(\x0b\x32).expense.events.v1.MonthlyCurrencySummary:%\xa2\xbb\x18!\n\x14report.monthly_ready\x12\treporting\"\xa7\x01\n\x0f\x45xpenseSnapshot\x12\x12\n\nexpense_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x10\n\x08spent_on\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x05 \x01(\t\x12\x10\n\x08merchant\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\"d\n\x0e\x45xpenseCreated\x12\x33\n\x07\x65xpense\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot:\x1d\xa2\xbb\x18\x19\n\x0f\x65xpense.created\x12\x06ledger\"\x96\x01\n\x0e\x45xpenseUpdated\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot\x12\x31\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot:\x1d\xa2\xbb\x18\x19\n\x0f\x65xpense.updated\x12\x06ledger\"c\n\x0e\x45xpenseDeleted\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\".expense.events.v1.ExpenseSnapshot:\x1d\xa2\xbb\x18\x19\n\x0f\x65xpense.deleted\x12\x06ledger\"\x8f\x01\n\x0f\x43\x61tegoryChanged\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tparent_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\x12\x15\n\rreassigned_to\x18\x05 \x01(\t:\x1e\xa2\xbb\x18\x1a\n\x10\x63\x61tegory.changed\x12\x06ledger\"\xd1\x01\n\x0eProfileUpdated\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_currency\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12\x19\n\x11\x66irst_day_of_week\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x17\n\x0fsms_auto_import\x18\x06 \x01(\x08\x12\x1b\n\x13sms_allowed_senders\x18\x07 \x03(\t: \xa2\xbb\x18\x1c\n\x14user.profile_updated\x12\x04user\"\x82\x02\n\x0b\x41lertRaised\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12<\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32+.expense.events.v1.AlertRaised.DetailsEntry\x12\x12\n\ndedupe_key\x18\x06 \x01(\t\x12\x13\n\x0b\x63reate_time\x18\x07 \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:\x1b\xa2\xbb\x18\x17\n\x0c\x61lert.raised\x12\x07\x62illing\"\xc0\x01\n\rDigestInsight\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x03 \x01(\t\x12\x10\n\x08merchant\x18\x04 \x01(\t\x12:\n\x05\x66\x61\x63ts\x18\x05 \x03(\x0b\x32+.expense.events.v1.DigestInsight.FactsEntry\x1a,\n\nFactsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\rInsightDigest\x12\x12\n\nweek_start\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12\x32\n\x08insights\x18\x04 \x03(\x0b\x32 .expense.events.v1.DigestInsight:\x18\xa2\xbb\x18\x14\n\x0einsight.digest\x12\x02\x64s\"$\n\rSessionsEnded\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t:S\n\nevent_type\x12\x1f.google.protobuf.MessageOptions\x18\xb4\x87\x03 \x01(\x0b\x32\x1c.expense.events.v1.EventTypeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USERREGISTERED']._loaded_options = None
   _globals['_USERREGISTERED']._serialized_options = b'\242\273\030\027\n\017user.registered\022\004auth'
+  _globals['_PASSWORDRESETREQUESTED']._loaded_options = None
+  _globals['_PASSWORDRESETREQUESTED']._serialized_options = b'\242\273\0303\n\035auth.password_reset_requested\022\004auth\032\014notification'
+  _globals['_EMAILVERIFICATIONREQUESTED']._loaded_options = None
+  _globals['_EMAILVERIFICATIONREQUESTED']._serialized_options = b'\242\273\0307\n!auth.email_verification_requested\022\004auth\032\014notification'
+  _globals['_SECURITYEVENT']._loaded_options = None
+  _globals['_SECURITYEVENT']._serialized_options = b'\242\273\030\033\n\023auth.security_event\022\004auth'
+  _globals['_USERDELETED']._loaded_options = None
+  _globals['_USERDELETED']._serialized_options = b'\242\273\030\024\n\014user.deleted\022\004auth'
+  _globals['_MONTHLYREPORTREADY']._loaded_options = None
+  _globals['_MONTHLYREPORTREADY']._serialized_options = b'\242\273\030!\n\024report.monthly_ready\022\treporting'
   _globals['_EXPENSECREATED']._loaded_options = None
   _globals['_EXPENSECREATED']._serialized_options = b'\242\273\030\031\n\017expense.created\022\006ledger'
   _globals['_EXPENSEUPDATED']._loaded_options = None
@@ -50,28 +60,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ALERTRAISED_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_ALERTRAISED']._loaded_options = None
   _globals['_ALERTRAISED']._serialized_options = b'\242\273\030\027\n\014alert.raised\022\007billing'
+  _globals['_DIGESTINSIGHT_FACTSENTRY']._loaded_options = None
+  _globals['_DIGESTINSIGHT_FACTSENTRY']._serialized_options = b'8\001'
+  _globals['_INSIGHTDIGEST']._loaded_options = None
+  _globals['_INSIGHTDIGEST']._serialized_options = b'\242\273\030\024\n\016insight.digest\022\002ds'
   _globals['_EVENTTYPE']._serialized_start=147
-  _globals['_EVENTTYPE']._serialized_end=190
-  _globals['_EVENTENVELOPE']._serialized_start=193
-  _globals['_EVENTENVELOPE']._serialized_end=365
-  _globals['_USERREGISTERED']._serialized_start=367
-  _globals['_USERREGISTERED']._serialized_end=466
-  _globals['_EXPENSESNAPSHOT']._serialized_start=469
-  _globals['_EXPENSESNAPSHOT']._serialized_end=636
-  _globals['_EXPENSECREATED']._serialized_start=638
-  _globals['_EXPENSECREATED']._serialized_end=738
-  _globals['_EXPENSEUPDATED']._serialized_start=741
-  _globals['_EXPENSEUPDATED']._serialized_end=891
-  _globals['_EXPENSEDELETED']._serialized_start=893
-  _globals['_EXPENSEDELETED']._serialized_end=992
-  _globals['_CATEGORYCHANGED']._serialized_start=995
-  _globals['_CATEGORYCHANGED']._serialized_end=1138
-  _globals['_PROFILEUPDATED']._serialized_start=1141
-  _globals['_PROFILEUPDATED']._serialized_end=1296
-  _globals['_ALERTRAISED']._serialized_start=1299
-  _globals['_ALERTRAISED']._serialized_end=1557
-  _globals['_ALERTRAISED_DETAILSENTRY']._serialized_start=1482
-  _globals['_ALERTRAISED_DETAILSENTRY']._serialized_end=1528
-  _globals['_SESSIONSENDED']._serialized_start=1559
-  _globals['_SESSIONSENDED']._serialized_end=1595
+  _globals['_EVENTTYPE']._serialized_end=209
+  _globals['_EVENTENVELOPE']._serialized_start=212
+  _globals['_EVENTENVELOPE']._serialized_end=384
+  _globals['_USERREGISTERED']._serialized_start=386
+  _globals['_USERREGISTERED']._serialized_end=485
+  _globals['_PASSWORDRESETREQUESTED']._serialized_start=488
+  _globals['_PASSWORDRESETREQUESTED']._serialized_end=694
+  _globals['_EMAILVERIFICATIONREQUESTED']._serialized_start=697
+  _globals['_EMAILVERIFICATIONREQUESTED']._serialized_end=912
+  _globals['_SECURITYEVENT']._serialized_start=915
+  _globals['_SECURITYEVENT']._serialized_end=1266
+  _globals['_SECURITYEVENT_KIND']._serialized_start=1118
+  _globals['_SECURITYEVENT_KIND']._serialized_end=1233
+  _globals['_USERDELETED']._serialized_start=1268
+  _globals['_USERDELETED']._serialized_end=1345
+  _globals['_MONTHLYCURRENCYSUMMARY']._serialized_start=1348
+  _globals['_MONTHLYCURRENCYSUMMARY']._serialized_end=1519
+  _globals['_MONTHLYCATEGORYAMOUNT']._serialized_start=1521
+  _globals['_MONTHLYCATEGORYAMOUNT']._serialized_end=1595
+  _globals['_MONTHLYREPORTREADY']._serialized_start=1598
+  _globals['_MONTHLYREPORTREADY']._serialized_end=1787
+  _globals['_EXPENSESNAPSHOT']._serialized_start=1790
+  _globals['_EXPENSESNAPSHOT']._serialized_end=1957
+  _globals['_EXPENSECREATED']._serialized_start=1959
+  _globals['_EXPENSECREATED']._serialized_end=2059
+  _globals['_EXPENSEUPDATED']._serialized_start=2062
+  _globals['_EXPENSEUPDATED']._serialized_end=2212
+  _globals['_EXPENSEDELETED']._serialized_start=2214
+  _globals['_EXPENSEDELETED']._serialized_end=2313
+  _globals['_CATEGORYCHANGED']._serialized_start=2316
+  _globals['_CATEGORYCHANGED']._serialized_end=2459
+  _globals['_PROFILEUPDATED']._serialized_start=2462
+  _globals['_PROFILEUPDATED']._serialized_end=2671
+  _globals['_ALERTRAISED']._serialized_start=2674
+  _globals['_ALERTRAISED']._serialized_end=2932
+  _globals['_ALERTRAISED_DETAILSENTRY']._serialized_start=2857
+  _globals['_ALERTRAISED_DETAILSENTRY']._serialized_end=2903
+  _globals['_DIGESTINSIGHT']._serialized_start=2935
+  _globals['_DIGESTINSIGHT']._serialized_end=3127
+  _globals['_DIGESTINSIGHT_FACTSENTRY']._serialized_start=3083
+  _globals['_DIGESTINSIGHT_FACTSENTRY']._serialized_end=3127
+  _globals['_INSIGHTDIGEST']._serialized_start=3130
+  _globals['_INSIGHTDIGEST']._serialized_end=3285
+  _globals['_SESSIONSENDED']._serialized_start=3287
+  _globals['_SESSIONSENDED']._serialized_end=3323
 # @@protoc_insertion_point(module_scope)

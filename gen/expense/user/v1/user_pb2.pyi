@@ -18,7 +18,7 @@ class NotificationSettings(_message.Message):
     def __init__(self, channels: _Optional[_Iterable[str]] = ..., quiet_hours_start: _Optional[str] = ..., quiet_hours_end: _Optional[str] = ...) -> None: ...
 
 class Profile(_message.Message):
-    __slots__ = ("user_id", "email", "display_name", "default_currency", "time_zone", "locale", "first_day_of_week", "notifications", "sms_auto_import", "create_time", "update_time")
+    __slots__ = ("user_id", "email", "display_name", "default_currency", "time_zone", "locale", "first_day_of_week", "notifications", "sms_auto_import", "create_time", "update_time", "sms_allowed_senders")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class Profile(_message.Message):
     SMS_AUTO_IMPORT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SMS_ALLOWED_SENDERS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     email: str
     display_name: str
@@ -41,7 +42,8 @@ class Profile(_message.Message):
     sms_auto_import: bool
     create_time: str
     update_time: str
-    def __init__(self, user_id: _Optional[str] = ..., email: _Optional[str] = ..., display_name: _Optional[str] = ..., default_currency: _Optional[str] = ..., time_zone: _Optional[str] = ..., locale: _Optional[str] = ..., first_day_of_week: _Optional[str] = ..., notifications: _Optional[_Union[NotificationSettings, _Mapping]] = ..., sms_auto_import: _Optional[bool] = ..., create_time: _Optional[str] = ..., update_time: _Optional[str] = ...) -> None: ...
+    sms_allowed_senders: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_id: _Optional[str] = ..., email: _Optional[str] = ..., display_name: _Optional[str] = ..., default_currency: _Optional[str] = ..., time_zone: _Optional[str] = ..., locale: _Optional[str] = ..., first_day_of_week: _Optional[str] = ..., notifications: _Optional[_Union[NotificationSettings, _Mapping]] = ..., sms_auto_import: _Optional[bool] = ..., create_time: _Optional[str] = ..., update_time: _Optional[str] = ..., sms_allowed_senders: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetProfileRequest(_message.Message):
     __slots__ = ()

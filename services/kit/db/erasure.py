@@ -1,0 +1,142 @@
+"""Erasing a user (the `user.deleted` event): every row of the user in a service's own
+tables, in one transaction (the consumer's inbox transaction, so a redelivery finds
+nothing left to delete and changes nothing).
+
+A table holding the user's rows has a `user_id` column; a table keyed only through a
+parent (billing's budget amounts under budgets) is named with that parent. The kit's
+own tables (outbox, inbox, leases) carry no user column: the service's published events
+go with the outbox's replay window."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Column, MetaData, String, Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from expense.events.v1 import events_pb2
+from services.kit.db.engine import UtcDateTime
+from services.kit.db.sql import insert_ignore
+from services.kit.domain.timestamps import utcnow
+from services.kit.events.consumer import BatchHandler, Handler
+from services.kit.events.subscription import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OwnedThrough:
+    """Rows of `table` whose `column` is a `parent_column` of the user's `parent` rows."""
+
+    table: Table
+    column: str
+    parent: Table
+    parent_column: str
+
+
+def user_tables(metadata: MetaData) -> list[Table]:
+    """Tables with a user_id column, dependents before the tables they reference."""
+    return [table for table in reversed(metadata.sorted_tables) if "user_id" in table.c]
+
+
+# Runs around the deletes in the same transaction (the ledger opens its append-only
+# history to the erasure and closes it again).
+ErasureHook = Callable[[AsyncSession, str], Awaitable[None]]
+
+
+async def erase_user(
+    session: AsyncSession,
+    metadata: MetaData,
+    user_id: str,
+    owned_through: Sequence[OwnedThrough] = (),
+    around: tuple[ErasureHook, ErasureHook] | None = None,
+) -> dict[str, int]:
+    """Deletes the user's rows; answers the rows deleted per table (tables left alone
+    absent). Rows owned through a parent go first, while the parent still names them."""
+    if around is not None:
+        await around[0](session, user_id)
+    deleted: dict[str, int] = {}
+    for owned in owned_through:
+        parents = select(owned.parent.c[owned.parent_column]).where(owned.parent.c.user_id == user_id)
+        result = await session.execute(delete(owned.table).where(owned.table.c[owned.column].in_(parents)))
+        deleted[owned.table.name] = int(result.rowcount)
+    for table in user_tables(metadata):
+        result = await session.execute(delete(table).where(table.c.user_id == user_id))
+        deleted[table.name] = int(result.rowcount)
+    if around is not None:
+        await around[1](session, user_id)
+    return {name: rows for name, rows in deleted.items() if rows}
+
+
+def erasing(
+    metadata: MetaData,
+    owned_through: Sequence[OwnedThrough] = (),
+    forget: Callable[[list[str]], Awaitable[None]] | None = None,
+    around: tuple[ErasureHook, ErasureHook] | None = None,
+    erased: ErasedUsers | None = None,
+) -> Callable[[AsyncSession, Event[events_pb2.UserDeleted]], Awaitable[None]]:
+    """The handler of a service's `user.deleted` consumer; `forget` drops what the service
+    caches of these users (after the deletes, before the commit: a read racing it may
+    cache the old answer again until its TTL; the data itself is gone); `erased` records
+    the erasure for services that must skip the user's late events."""
+
+    async def on_user_deleted(session: AsyncSession, event: Event[events_pb2.UserDeleted]) -> None:
+        user_id = event.payload.user_id or event.user_id
+        deleted = await erase_user(session, metadata, user_id, owned_through, around)
+        if erased is not None:
+            await erased.remember(session, user_id)
+        if forget is not None:
+            await forget([user_id])
+        log.info("user erased", extra={"user_id": user_id, "rows": deleted})
+
+    return on_user_deleted
+
+
+# --- late events ------------------------------------------------------------------------
+
+
+def erased_users_table(metadata: MetaData) -> Table:
+    """Users erased lately, by id alone: kept as long as an event published before the erasure
+    could still arrive (retention.inbox_hours, which outlasts the stream), then purged."""
+    return Table(
+        "erased_users",
+        metadata,
+        Column("erased_user_id", String(64), primary_key=True),
+        Column("erased_at", UtcDateTime, nullable=False),
+    )
+
+
+class ErasedUsers:
+    """A service whose copies are fed by other producers' events (an expense published by
+    the ledger before the erasure may reach reporting after it) records each erasure and
+    skips the events of erased users, so a late event cannot bring their data back."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    async def remember(self, session: AsyncSession, user_id: str) -> None:
+        await insert_ignore(session, self.table, {"erased_user_id": user_id, "erased_at": utcnow()})
+
+    async def _erased(self, session: AsyncSession, user_ids: set[str]) -> set[str]:
+        column = self.table.c.erased_user_id
+        found = await session.execute(select(column).where(column.in_(sorted(user_ids))))
+        return set(found.scalars())
+
+    def skipping(self, handler: Handler) -> Handler:
+        async def handle(session: AsyncSession, event: Event[Any]) -> None:
+            if not await self._erased(session, {event.user_id}):
+                await handler(session, event)
+
+        return handle
+
+    def skipping_batches(self, handler: BatchHandler) -> BatchHandler:
+        async def handle(session: AsyncSession, events: Sequence[Event[Any]]) -> None:
+            erased = await self._erased(session, {event.user_id for event in events})
+            kept = [event for event in events if event.user_id not in erased] if erased else events
+            if kept:
+                await handler(session, kept)
+
+        return handle

@@ -1,0 +1,26 @@
+"""profiles.sms_allowed_senders: the senders whose SMS the ds service may import.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-07
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | Sequence[str] | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "profiles", sa.Column("sms_allowed_senders", sa.JSON(), nullable=False, server_default="[]")
+    )
+
+
+def downgrade() -> None:
+    op.drop_column("profiles", "sms_allowed_senders")
