@@ -310,3 +310,26 @@ def test_two_tabs_reloading_at_once_keep_the_session(browser, mesh_postgres: Mes
     third.goto(f"{base}/#/dashboard")
     third.wait_for_selector("#totals h2")
     context.close()
+
+
+def test_password_reset_screens(browser, mesh_postgres: Mesh) -> None:
+    """Asking for the link answers alike for any email; a link whose token is not valid
+    says so (the mailed token's whole path is tests/auth's)."""
+    base = mesh_postgres.base_url
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{base}/#/login")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email").fill(f"nobody-{uuid.uuid4().hex[:8]}@example.com")
+    page.get_by_role("button", name="Send the link").click()
+    wait_until(page, "document.getElementById('reset-status').textContent.includes('is on its way')")
+    assert page.locator("#bar").is_hidden()
+    check_screen(page, "forgot-password")
+    page.goto(f"{base}/#/reset-password?token=not-a-real-token")
+    page.get_by_label("New password").fill("a brand new horse battery staple")
+    page.get_by_role("button", name="Set the new password").click()
+    wait_until(page, "document.getElementById('reset-status').textContent.length > 0")
+    assert "no longer valid" in page.locator("#reset-status").inner_text()
+    assert page.locator("#bar").is_hidden()
+    check_screen(page, "reset-password")
+    context.close()

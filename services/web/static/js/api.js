@@ -72,6 +72,14 @@ export async function api(method, path, body, retried = false) {
   return data;
 }
 
+// The public routes that need no token (password reset).
+export async function publicPost(path, body) {
+  const response = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
 export const get = (path, query) => api("GET", query ? `${path}?${new URLSearchParams(clean(query))}` : path);
 export const post = (path, body) => api("POST", path, body || {});
 export const patch = (path, body) => api("PATCH", path, body);

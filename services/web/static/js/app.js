@@ -95,9 +95,50 @@ function authScreen(mode = "login") {
   } },
   signup ? field("Your name", name) : null, field("Email", email), field("Password", password), submit, message,
   h("p", {}, signup ? "Have an account? " : "New here? ",
-    h("a", { href: signup ? "#/login" : "#/signup" }, signup ? "Log in" : "Sign up")));
+    h("a", { href: signup ? "#/login" : "#/signup" }, signup ? "Log in" : "Sign up")),
+  signup ? null : h("p", {}, h("a", { href: "#/forgot-password" }, "Forgot your password?")));
   screen(signup ? "Create your account" : "Log in", form);
   email.focus();
+}
+
+// Password reset, without a session: auth mails a one-time link to
+// `[auth] password_reset_url`, which points here (#/reset-password?token=...; a fragment, so
+// the token never reaches a server's access log).
+function forgotPasswordScreen() {
+  document.getElementById("bar").hidden = true;
+  const email = h("input", { type: "email", name: "email", required: true, autocomplete: "email" });
+  const message = h("p", { role: "status", id: "reset-status" });
+  const form = h("form", { className: "stack card", onsubmit: async (event) => {
+    event.preventDefault();
+    try {
+      await API.publicPost("/v1/auth/password:reset-request", { email: email.value });
+      // The same answer whether or not the email has an account.
+      message.textContent = "If this email has an account, a link to choose a new password is on its way.";
+    } catch (error) { message.textContent = errorText(error); }
+  } }, field("Email", email), h("button", { type: "submit" }, "Send the link"), message,
+  h("p", {}, h("a", { href: "#/login" }, "Back to log in")));
+  screen("Reset your password", form);
+  email.focus();
+}
+
+function resetPasswordScreen(params) {
+  document.getElementById("bar").hidden = true;
+  const password = h("input", { type: "password", name: "new_password", required: true, autocomplete: "new-password" });
+  const message = h("p", { role: "status", id: "reset-status" });
+  const form = h("form", { className: "stack card", onsubmit: async (event) => {
+    event.preventDefault();
+    try {
+      await API.publicPost("/v1/auth/password:reset", { token: params.get("token") || "", new_password: password.value });
+      message.replaceChildren("Your password is changed and every session ended. ", h("a", { href: "#/login" }, "Log in"));
+    } catch (error) {
+      const expired = error.fields.some((v) => v.field === "token");
+      message.replaceChildren(...(expired
+        ? ["This link is no longer valid: ", h("a", { href: "#/forgot-password" }, "ask for a new one"), "."]
+        : [errorText(error)]));
+    }
+  } }, field("New password", password), h("button", { type: "submit" }, "Set the new password"), message);
+  screen("Choose a new password", form);
+  password.focus();
 }
 
 // ------------------------------------------------------------------ dashboard
@@ -650,6 +691,8 @@ const ROUTES = { dashboard, expenses, budgets: budgetsAndBills, alerts, settings
 
 async function route() {
   const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
+  if (path === "forgot-password") { forgotPasswordScreen(); return; }
+  if (path === "reset-password") { resetPasswordScreen(new URLSearchParams(query || "")); return; }
   if (!API.signedIn()) { authScreen(path === "signup" ? "signup" : "login"); return; }
   const name = ROUTES[path] ? path : "dashboard";
   refreshBadge();
