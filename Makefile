@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test gen lint buf bench clean-data
+.PHONY: up test gen lint buf bench clean-data vendor
 
 $(STAMP): pyproject.toml package.json
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests bench tools
 	$(VENV)/bin/ruff format --check services tests bench tools
 	npx --no-install buf lint
+
+# The dashboard's third-party assets, copied from the pinned npm packages (commit the result).
+vendor: $(STAMP)
+	$(VPY) tools/vendor_web.py
 
 bench: $(STAMP)
 	$(VPY) -m bench

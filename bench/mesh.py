@@ -101,7 +101,9 @@ class BenchMesh:
         base = load_settings()
         self.services = [*base.mesh.services, *self.overrides.extra_services]
         self.public_methods = [*base.mesh.public_methods, *self.overrides.extra_public_methods]
-        self.gateway_port, self.admin_port, self.nats_port, *ports = free_ports(3 + len(self.services))
+        self.gateway_port, self.admin_port, self.nats_port, self.web_port, *ports = free_ports(
+            4 + len(self.services)
+        )
         self.ports = dict(zip(self.services, ports, strict=True))
         self.config_file = self.data_dir / "bench-mesh.toml"
         # `EM_METRICS__ENABLED=false python -m bench ...` measures the mesh without metrics, and
@@ -149,6 +151,7 @@ class BenchMesh:
             EM_ENVOY_ADMIN_PORT=str(self.admin_port),
             EM_EMBEDDED_NATS_PORT=str(self.nats_port),
             EM_EVENT_PREFIX=self.event_prefix,
+            EM_WEB__PORT=str(self.web_port),
             DATABASE_URL=self.database_url,
             REDIS_URL=REDIS_URL,
             NATS_URL=NATS_URL,

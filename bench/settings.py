@@ -47,6 +47,9 @@ class Targets(BaseModel):
     import_max_seconds: float
     budget_status_max_p99_ms: float
     alert_latency_max_p99_ms: float
+    page_first_paint_max_ms: float
+    page_rendered_max_ms: float
+    page_assets_max_gzip_kib: float
     sms_parse_min_messages_per_second: float
     insights_max_p99_ms: float
 

@@ -81,8 +81,8 @@ class Mesh:
     ) -> None:
         self.data_dir = data_dir
         self.services = list(load_settings().mesh.services if services is None else services)
-        self.gateway_port, self.admin_port, self.nats_port, *service_ports = free_ports(
-            3 + 2 * len(self.services)
+        self.gateway_port, self.admin_port, self.nats_port, self.web_port, *service_ports = free_ports(
+            4 + 2 * len(self.services)
         )
         self.ports = dict(zip(self.services, service_ports[: len(self.services)], strict=True))
         # Free ports for the metrics too: gRPC port + [metrics] port_offset may be taken.
@@ -112,6 +112,9 @@ class Mesh:
             EM_BILLING__SCHEDULER__INTERVAL_SECONDS="0.5",
             # Metrics gauges (backlog, lag, pools) sampled twice a second, so tests see them soon.
             EM_METRICS__SAMPLE_INTERVAL_SECONDS="0.5",
+            # The dashboard only where there is an auth to sign in with.
+            EM_WEB__ENABLED=json.dumps("auth" in self.services),
+            EM_WEB__PORT=str(self.web_port),
             PYTHONUNBUFFERED="1",
             **SUITE_LIMITS,
             **{f"EM_PORTS__{name.upper()}": str(port) for name, port in self.ports.items()},

@@ -103,8 +103,14 @@ def envoy_compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def kong_routes() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The mesh services' REST routes (the web service's are tested on their own)."""
     config = kong.kong_config(SETTINGS, SURFACE)
-    return [(service, route) for service in config["services"] for route in service["routes"]]
+    return [
+        (service, route)
+        for service in config["services"]
+        if service["name"] != "web"
+        for route in service["routes"]
+    ]
 
 
 def test_the_rest_surface_comes_from_the_mesh_services() -> None:
@@ -154,7 +160,8 @@ def test_envoy_routes_nothing_else(envoy_compose: dict[str, Any]) -> None:
     names = [r["name"] for r in _envoy_routes(envoy_compose)]
     # No origin is allowed by default, so no preflight is forwarded.
     assert not SETTINGS.cors.origins
-    assert set(names) == {rule.name for rule in SURFACE.routes} | EXTRA_ENVOY_ROUTES - {"cors-preflight"}
+    expected = {rule.name for rule in SURFACE.routes} | set(envoy.WEB_MATCHES) | EXTRA_ENVOY_ROUTES
+    assert set(names) == expected - {"cors-preflight"}
     assert len(names) == len(set(names))
     assert names[-1] == "not-found"
     not_found = _envoy_routes(envoy_compose)[-1]
@@ -169,6 +176,49 @@ def test_envoy_requires_a_token_exactly_on_non_public_rules(
     rules = _http_filter(envoy_compose, "envoy.filters.http.jwt_authn")["rules"]
     first = next(r for r in rules if envoy_match(r["match"], rule.verb, sample_path(rule)))
     assert ("requires" in first) is (rule.full_method not in PUBLIC)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "to_web"),
+    [
+        ("GET", "/", True),
+        ("GET", "/assets/js/app.js", True),
+        ("POST", "/web/session/login", True),
+        ("POST", "/", False),
+        ("GET", "/web/session/login", False),
+        ("GET", "/v1/expenses", False),
+        ("GET", "/favicon.ico", False),
+    ],
+)
+def test_envoy_sends_the_dashboard_to_the_web_service_without_a_token(
+    envoy_compose: dict[str, Any], method: str, path: str, to_web: bool
+) -> None:
+    first = next((r for r in _envoy_routes(envoy_compose) if envoy_match(r["match"], method, path)), {})
+    assert (first.get("route", {}).get("cluster") == envoy.WEB_CLUSTER) is to_web
+    rules = _http_filter(envoy_compose, "envoy.filters.http.jwt_authn")["rules"]
+    rule = next((r for r in rules if envoy_match(r["match"], method, path)), None)
+    if to_web:
+        assert rule is not None and "requires" not in rule
+        # Not gRPC: the transcoder stays out of the way.
+        assert first["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]["disabled"]
+    elif rule is not None and not path.startswith("/v1/auth/"):
+        # A route of the API: its token is required (an unknown path has no rule: 404).
+        assert rule["requires"] == {"provider_name": envoy.JWT_PROVIDER}
+
+
+def test_kong_sends_the_dashboard_to_the_web_service() -> None:
+    web = next(s for s in kong.kong_config(SETTINGS, SURFACE)["services"] if s["name"] == "web")
+    assert (web["protocol"], web["host"], web["port"]) == ("http", "web", SETTINGS.web.port)
+    routes = {route["name"]: route for route in web["routes"]}
+    assert routes["web-page"]["paths"] == ["~/$"] and routes["web-page"]["methods"] == ["GET"]
+    assert routes["web-session"]["methods"] == ["POST"]
+    session_limit = routes["web-session"]["plugins"][0]["config"]
+    assert (
+        session_limit[SETTINGS.limits.gateway.password_routes.per]
+        == SETTINGS.limits.gateway.password_routes.requests
+    )
+    # No jwt plugin: the page gets its token from the session route.
+    assert all(plugin["name"] != "jwt" for route in web["routes"] for plugin in route["plugins"])
 
 
 def test_envoy_needs_a_token_on_every_private_route_and_none_on_unknown_paths(
@@ -210,6 +260,10 @@ def test_envoy_filter_chain_and_transcoder(envoy_compose: dict[str, Any]) -> Non
 def test_envoy_clusters_match_the_launcher(envoy_compose: dict[str, Any]) -> None:
     clusters = {c["name"]: c for c in envoy_compose["static_resources"]["clusters"]}
     assert clusters.pop(envoy.ADMIN_CLUSTER)["type"] == "STATIC"  # the stats listener's
+    web = clusters.pop(envoy.WEB_CLUSTER)
+    web_address = web["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert web_address["socket_address"] == {"address": "web", "port_value": SETTINGS.web.port}
+    assert web["health_checks"][0]["http_health_check"] == {"path": "/healthz"}
     assert list(clusters) == SETTINGS.mesh.services
     for name, cluster in clusters.items():
         address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
@@ -640,6 +694,10 @@ def _get_until_ready(url: str, count: int) -> list[tuple[int, dict[str, str], by
 def test_downloads_get_the_download_timeout(envoy_compose: dict[str, Any]) -> None:
     """A streamed export outlives one call's deadline; every other route keeps it."""
     host = _listener_config(envoy_compose)["route_config"]["virtual_hosts"][0]
-    timeouts = {route["name"]: route["route"]["timeout"] for route in host["routes"] if "route" in route}
+    timeouts = {
+        route["name"]: route["route"]["timeout"]
+        for route in host["routes"]
+        if "route" in route and route["route"]["cluster"] != envoy.WEB_CLUSTER
+    }
     assert timeouts.pop("ledger-export-expenses") == f"{SETTINGS.limits.gateway_download_timeout_seconds:g}s"
     assert set(timeouts.values()) <= {f"{SETTINGS.limits.default_deadline_seconds:g}s"}

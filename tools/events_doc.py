@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections import defaultdict
 from pathlib import Path
+from typing import get_type_hints
 
 from google.protobuf import descriptor_pb2
 
@@ -17,6 +18,7 @@ from expense.events.v1 import events_pb2
 from services.kit.events.consumer import MAX_DELIVER
 from services.kit.events.registry import event_types
 from services.kit.events.subscription import Subscription
+from services.kit.grpc.server import ServiceApp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC = REPO_ROOT / "docs" / "events.md"
@@ -52,11 +54,14 @@ service's consumer of it when the service starts.
 
 
 def subscriptions_by_service() -> dict[str, tuple[Subscription, ...]]:
-    """Every service's declared consumers, read from services/<name>/server.py."""
+    """Every gRPC service's declared consumers, read from services/<name>/server.py (the
+    dashboard's web server is no member of the event plane)."""
     declared = {}
     for server in sorted((REPO_ROOT / "services").glob("*/server.py")):
         service = server.parent.name
         module = importlib.import_module(f"services.{service}.server")
+        if get_type_hints(module.build_app).get("return") is not ServiceApp:
+            continue
         declared[service] = tuple(getattr(module, "SUBSCRIPTIONS", ()))
     return declared
 

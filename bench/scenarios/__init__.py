@@ -14,6 +14,7 @@ from bench.scenarios.expenses import create_expense, list_expenses
 from bench.scenarios.exports import custom_range_summary, export_month
 from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
+from bench.scenarios.page_load import page_load
 from bench.scenarios.password_reset import password_reset_request
 from bench.scenarios.reports import summaries_cached, summaries_uncached
 from bench.scenarios.sms import insights, sms_ingest, sms_parse
@@ -28,6 +29,8 @@ SCENARIOS: dict[str, Scenario] = {
     "summary-custom": custom_range_summary,
     "export": export_month,
     "budget-status": budget_status,
+    # A browser's page load is a read too: before the writes.
+    "page-load": page_load,
     "insights": insights,
     "sms-parse": sms_parse,
     "create": create_expense,

@@ -61,6 +61,7 @@ def app_environment(settings: MeshSettings) -> dict[str, str]:
         "NATS_URL": "nats://nats:4222",
         "EM_TRACING__OTLP_ENDPOINT": TRACING_ENDPOINT,
         **{f"EM_SERVICE_HOSTS__{name.upper()}": name for name in settings.mesh.services},
+        **({"EM_SERVICE_HOSTS__WEB": "web"} if settings.web.enabled else {}),
     }
 
 
@@ -69,6 +70,7 @@ def compose_config(settings: MeshSettings) -> dict[str, Any]:
         **_engines(settings),
         "migrate": _migrate(settings),
         **{name: _mesh_service(settings, name) for name in settings.mesh.services},
+        **({"web": _web(settings)} if settings.web.enabled else {}),
         "envoy": _envoy(settings),
         "kong": _kong(),
     }
@@ -181,6 +183,19 @@ def _mesh_service(settings: MeshSettings, name: str) -> dict[str, Any]:
         service["environment"] = {**service["environment"], "EM_PAGE_TOKEN_KEY": PAGE_TOKEN_KEY}
     service["environment"] = {**service["environment"], **service_identity_env(settings, name)}
     return service
+
+
+def _web(settings: MeshSettings) -> dict[str, Any]:
+    """The dashboard (services/web): static files and the session endpoint; it calls auth only."""
+    port = settings.web.port
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=2)"
+    return {
+        **_app(settings, ["python", "-m", "services.web", "serve"]),
+        "expose": [str(port)],
+        "depends_on": {"auth": {"condition": "service_healthy"}},
+        "healthcheck": _healthcheck(["CMD", "python", "-c", probe]),
+        "restart": "unless-stopped",
+    }
 
 
 def credential_variable(name: str) -> str:

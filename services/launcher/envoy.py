@@ -30,6 +30,7 @@ Target = Literal["local", "compose"]
 TARGETS: tuple[Target, ...] = ("local", "compose")
 JWT_PROVIDER = "expense_auth"
 HEALTHZ = "/healthz"
+WEB_CLUSTER = "web"
 TYPES = "type.googleapis.com/envoy.extensions"
 # In the compose/k8s gateway container (see docker-compose.yml and the Dockerfile).
 CONTAINER_DESCRIPTOR = "/etc/envoy/expense_mesh.binpb"
@@ -99,7 +100,8 @@ def placement(settings: MeshSettings, target: Target) -> Placement:
             health_interval="1s",
             upstream_hosts={
                 name: settings.service_address(name).rpartition(":")[0] for name in settings.mesh.services
-            },
+            }
+            | {WEB_CLUSTER: settings.web_host},
         )
     return Placement(
         listen_host="0.0.0.0",
@@ -107,7 +109,7 @@ def placement(settings: MeshSettings, target: Target) -> Placement:
         jwks=CONTAINER_JWKS,
         cluster_type="STRICT_DNS",
         health_interval="5s",
-        upstream_hosts={name: name for name in settings.mesh.services},
+        upstream_hosts={name: name for name in [*settings.mesh.services, WEB_CLUSTER]},
     )
 
 
@@ -126,6 +128,7 @@ def envoy_config(settings: MeshSettings, surface: RestSurface, target: Target) -
             ],
             "clusters": [
                 *(_cluster(settings, name, where) for name in settings.mesh.services),
+                *([_web_cluster(settings, where)] if settings.web.enabled else []),
                 *([_admin_cluster(settings)] if stats else []),
                 *([_collector_cluster(settings)] if settings.tracing.enabled else []),
             ],
@@ -482,6 +485,10 @@ def _jwt_authn(settings: MeshSettings, surface: RestSurface, where: Placement) -
         {"match": _route_match(route), **({} if route.name in public else {"requires": requirement})}
         for route in surface.routes
     ]
+    # The dashboard's page, assets and session endpoint carry no token (the session
+    # endpoint is how the page gets one).
+    if settings.web.enabled:
+        rules += [{"match": match} for match in WEB_MATCHES.values()]
     return _typed(
         "filters.http.jwt_authn.v3.JwtAuthentication",
         providers={JWT_PROVIDER: provider},
@@ -618,7 +625,7 @@ def _route_config(
             {
                 "name": "expense-mesh",
                 "domains": ["*"],
-                "routes": [*routes, *preflight, _not_found_route()],
+                "routes": [*routes, *preflight, *_web_routes(settings), _not_found_route()],
                 # On the virtual host, so preflights of any path get an answer.
                 "typed_per_filter_config": {"envoy.filters.http.cors": cors},
             }
@@ -746,6 +753,63 @@ def _collector_cluster(settings: MeshSettings) -> dict[str, Any]:
         "dns_lookup_family": "V4_ONLY",
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": http2},
         "load_assignment": {"cluster_name": COLLECTOR_CLUSTER, "endpoints": [{"lb_endpoints": [address]}]},
+    }
+
+
+# What the gateway sends to the web service: the page, its assets, its session endpoint.
+WEB_MATCHES = {
+    "web-page": {"path": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+    "web-assets": {"prefix": "/assets/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+    "web-session": {
+        "prefix": "/web/session/",
+        "headers": [{"name": ":method", "string_match": {"exact": "POST"}}],
+    },
+}
+
+
+def _web_routes(settings: MeshSettings) -> list[dict[str, Any]]:
+    """The dashboard (services/web) on the API's origin: no CORS, and the refresh cookie
+    is first-party. The transcoder stays out of these routes (they are not gRPC)."""
+    if not settings.web.enabled:
+        return []
+    transcoder_off = {
+        "envoy.filters.http.grpc_json_transcoder": {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+            "disabled": True,
+        }
+    }
+    timeout = f"{settings.web.auth_call_timeout_seconds + 1:g}s"
+    return [
+        {
+            "name": name,
+            "match": match,
+            "route": {"cluster": WEB_CLUSTER, "timeout": timeout},
+            "typed_per_filter_config": transcoder_off,
+        }
+        for name, match in WEB_MATCHES.items()
+    ]
+
+
+def _web_cluster(settings: MeshSettings, where: Placement) -> dict[str, Any]:
+    endpoint = {"endpoint": {"address": _socket(where.upstream_hosts[WEB_CLUSTER], settings.web.port)}}
+    return {
+        "name": WEB_CLUSTER,
+        "type": where.cluster_type,
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        **({"dns_lookup_family": "V4_ONLY"} if where.cluster_type == "STRICT_DNS" else {}),
+        "load_assignment": {"cluster_name": WEB_CLUSTER, "endpoints": [{"lb_endpoints": [endpoint]}]},
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": where.health_interval,
+                "no_traffic_interval": where.health_interval,
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "http_health_check": {"path": "/healthz"},
+            }
+        ],
+        **_resilience(settings.resilience.gateway),
     }
 
 

@@ -22,7 +22,7 @@ import yaml
 
 from services.kit.config.settings import MeshSettings
 from services.kit.grpc.server import LIVENESS
-from services.launcher.callers import callers
+from services.launcher.callers import GATEWAYS, callers
 from services.launcher.compose import NATS_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, app_environment
 from services.launcher.nats import authorization_config, nats_users, password_variable
 from services.launcher.routes import RestSurface, rest_surface
@@ -123,6 +123,7 @@ def base_resources(settings: MeshSettings, surface: RestSurface) -> dict[str, li
         "nats-authorization": [_nats_authorization(settings)],
         "migrate": [_migrate_job()],
         **{name: _mesh_service(settings, name) for name in settings.mesh.services},
+        **({"web": _web(settings)} if settings.web.enabled else {}),
         "gateway": _gateway(settings),
         "kong": _kong(),
     }
@@ -332,6 +333,44 @@ def _spread(name: str) -> list[dict[str, Any]]:
             "labelSelector": _selector(name),
         }
         for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]
+
+
+def _web(settings: MeshSettings) -> list[dict[str, Any]]:
+    """The dashboard (services/web): static files and the session endpoint, behind the
+    gateways. No data, no NATS user, no service credential: it calls auth's public RPCs."""
+    port = settings.web.port
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}}
+    container = {
+        **_app_container("web", ["python", "-m", "services.web", "serve"]),
+        "env": [],  # no database: it keeps nothing
+        "ports": [{"name": "http", "containerPort": port}],
+        "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 30},
+        "readinessProbe": {**probe, "periodSeconds": 5},
+        "livenessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 2},
+    }
+    pod = {**_pod_spec([container], APP_UID, _scratch_volumes()), "topologySpreadConstraints": _spread("web")}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta("web", "web"),
+        # No replicas: the HorizontalPodAutoscaler owns them.
+        "spec": {
+            "selector": _selector("web"),
+            "template": {"metadata": {"labels": _labels("web", "web")}, "spec": pod},
+        },
+    }
+    service_port = {"name": "http", "port": port, "targetPort": "http"}
+    # Only the gateways reach it: browsers come through them, on the API's origin.
+    admitted = _policy(
+        "web-callers", _selector("web"), [{"from": _from_pods(list(GATEWAYS)), "ports": _tcp(port)}]
+    )
+    return [
+        deployment,
+        _service("web", "web", service_port),
+        _disruption_budget("web", "web"),
+        _autoscaler("web", "web"),
+        admitted,
     ]
 
 

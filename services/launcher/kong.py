@@ -52,6 +52,8 @@ def kong_config(
     settings: MeshSettings, surface: RestSurface, jwks: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     services = [_service(settings, name, surface.for_service(name)) for name in settings.mesh.services]
+    if settings.web.enabled:
+        services.append(_web_service(settings))
     consumer: dict[str, Any] = {"username": CONSUMER}
     if jwks is not None:
         consumer["jwt_secrets"] = jwt_secrets(jwks)
@@ -103,6 +105,34 @@ def _service(settings: MeshSettings, name: str, routes: tuple[HttpRoute, ...]) -
         "host": name,
         "port": settings.service_port(name),
         "routes": [_route(settings, route) for route in routes],
+    }
+
+
+def _web_service(settings: MeshSettings) -> dict[str, Any]:
+    """The dashboard (services/web), plain HTTP, on the API's origin: the page, its assets,
+    and its session endpoint (which trades a password, so the password routes' limit)."""
+    gateway = settings.limits.gateway
+
+    def route(name: str, method: str, path: str, limit: RateLimit) -> dict[str, Any]:
+        return {
+            "name": f"web-{name}",
+            "protocols": ["http", "https"],
+            "methods": [method],
+            "paths": [path],
+            "strip_path": False,
+            "plugins": [_rate_limiting(limit, is_public=True)],
+        }
+
+    return {
+        "name": "web",
+        "protocol": "http",
+        "host": "web",
+        "port": settings.web.port,
+        "routes": [
+            route("page", "GET", "~/$", gateway.per_ip),
+            route("assets", "GET", "/assets/", gateway.per_ip),
+            route("session", "POST", "/web/session/", gateway.password_routes),
+        ],
     }
 
 

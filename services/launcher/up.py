@@ -81,6 +81,9 @@ async def _start_nats(settings: MeshSettings, supervisor: Supervisor, ready_seco
 async def _start_services(settings: MeshSettings, supervisor: Supervisor) -> None:
     for name in settings.mesh.services:
         await supervisor.start(name, [sys.executable, "-m", f"services.{name}", "serve"])
+    if settings.web.enabled:
+        # The dashboard: no gRPC, no data, no events; only its HTTP port (services/web).
+        await supervisor.start("web", [sys.executable, "-m", "services.web", "serve"])
 
 
 async def _start_envoy(settings: MeshSettings, supervisor: Supervisor) -> None:
@@ -100,6 +103,8 @@ async def _wait_ready(settings: MeshSettings, ready_seconds: float) -> None:
         )
     )
     await wait_until(lambda: http_ok(gateway_url(settings) + HEALTHZ), "envoy", ready_seconds)
+    if settings.web.enabled:
+        await wait_until(lambda: http_ok(f"{settings.web_url()}/healthz"), "web", ready_seconds)
 
 
 async def start_mesh(settings: MeshSettings, supervisor: Supervisor, ready_seconds: float) -> None:
@@ -115,6 +120,11 @@ async def start_mesh(settings: MeshSettings, supervisor: Supervisor, ready_secon
 def gateway_url(settings: MeshSettings) -> str:
     host = "127.0.0.1" if settings.host in WILDCARD_HOSTS else settings.host
     return f"http://{host}:{settings.gateway_port}"
+
+
+def dashboard_url(settings: MeshSettings) -> str:
+    """The dashboard, through the gateway on the API's origin."""
+    return f"{gateway_url(settings)}/"
 
 
 def redact(url: str) -> str:
@@ -141,8 +151,10 @@ def banner(settings: MeshSettings) -> list[str]:
         else f"{settings.resolved_nats_url} (embedded, store {settings.data_dir / 'nats'}, "
         f"passwords in {settings.keys_dir / 'nats'})"
     )
+    dashboard = [f"  dashboard            {dashboard_url(settings)}"] if settings.web.enabled else []
     return [
         "",
+        *dashboard,
         f"  gateway (REST/JSON)  {gateway_url(settings)}   health: {gateway_url(settings)}{HEALTHZ}",
         f"  envoy admin          http://127.0.0.1:{settings.envoy_admin_port}",
         "  services (gRPC, reflection and grpc.health.v1 on each):",

@@ -282,6 +282,20 @@ class TracingSettings(BaseModel):
         return bool(self.otlp_endpoint)
 
 
+class WebSettings(BaseModel):
+    """The dashboard (services/web): a static single-page app and its session endpoint,
+    served through the gateway on the API's own origin."""
+
+    enabled: bool = True
+    port: int = Field(8090, ge=1, le=65535)
+    # The refresh token's cookie: HttpOnly, SameSite=Strict, and Secure unless turned off
+    # (browsers treat http://127.0.0.1 and localhost as secure, so `make up` keeps it on).
+    refresh_cookie_name: str = Field("em_refresh", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    refresh_cookie_secure: bool = True
+    # Deadline of a call to auth (log in, sign up, refresh, log out).
+    auth_call_timeout_seconds: float = Field(5.0, gt=0)
+
+
 class MeshLayout(BaseModel):
     # The services the launcher starts, in start order (config/mesh.toml names them).
     services: list[str] = []
@@ -355,6 +369,8 @@ class MeshSettings(BaseSettings):
     resilience: ResilienceSettings = ResilienceSettings()
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
+
+    web: WebSettings = WebSettings()
     # Where the other services reach a service when not at `host`: compose and k8s set
     # EM_SERVICE_HOSTS__AUTH=auth (the container / Service DNS name) and so on.
     service_hosts: dict[str, str] = {}
@@ -423,6 +439,15 @@ class MeshSettings(BaseSettings):
         """Where a service serves its Prometheus metrics (GET /metrics)."""
         explicit = self.metrics.ports.get(service)
         return explicit if explicit is not None else self.service_port(service) + self.metrics.port_offset
+
+    @property
+    def web_host(self) -> str:
+        """Where the gateway reaches the web service (EM_SERVICE_HOSTS__WEB in containers)."""
+        host = self.service_hosts.get("web", self.host)
+        return "127.0.0.1" if host in WILDCARD_HOSTS else host
+
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web.port}"
 
     def service_address(self, service: str) -> str:
         """Where to connect to a service (not where it binds: that is `host`)."""

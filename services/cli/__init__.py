@@ -1,0 +1,1 @@
+"""em, the expense-mesh command line (README.md)."""
