@@ -1,0 +1,66 @@
+"""What the HTTP fakes share: an aiohttp app on a free loopback port, and the switches a
+test flips to make the provider fail (an outage answering 5xx, a stall, a rate limit)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Self
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FakeHttpServer:
+    def __init__(self) -> None:
+        # While set, every API request is answered with this status (and `failure_body`).
+        self.failing_status: int | None = None
+        self.failure_body: dict[str, object] = {}
+        self.failure_headers: dict[str, str] = {}
+        # Requests answered while failing: how many attempts the outage saw.
+        self.failed_requests = 0
+        # Seconds to stall before answering: a provider that accepted the connection but hangs.
+        self.delay_seconds = 0.0
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def outage(self, status: int = 500, body: dict[str, object] | None = None, **headers: str) -> None:
+        self.failing_status = status
+        self.failure_body = body or {"message": "fake outage"}
+        self.failure_headers = headers
+
+    def recover(self) -> None:
+        self.failing_status = None
+
+    async def __aenter__(self) -> Self:
+        app = web.Application(middlewares=[self._failures])
+        app.add_routes(self.routes())
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    @web.middleware
+    async def _failures(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        if self.failing_status is not None:
+            self.failed_requests += 1
+            return web.json_response(
+                self.failure_body, status=self.failing_status, headers=self.failure_headers
+            )
+        return await handler(request)

@@ -1,0 +1,83 @@
+"""The fakes on free loopback ports, and adapters configured to talk to them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from pydantic import SecretStr
+
+from services.notification.providers.settings import (
+    EmailSettings,
+    SmsSettings,
+    TimeoutSettings,
+    WebhookSettings,
+    WhatsAppSettings,
+)
+from tests.fakes.graph import FakeGraphApi
+from tests.fakes.smtp import FakeSmtpServer
+from tests.fakes.twilio import FakeTwilio
+
+# Short enough that a stalled fake fails a test in well under a second.
+FAST_TIMEOUTS = TimeoutSettings(connect_seconds=1.0, total_seconds=0.5)
+
+
+@pytest.fixture
+async def smtp_server() -> AsyncIterator[FakeSmtpServer]:
+    async with FakeSmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    async with FakeTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[FakeGraphApi]:
+    async with FakeGraphApi() as fake:
+        yield fake
+
+
+def email_settings(server: FakeSmtpServer, **overrides: object) -> EmailSettings:
+    values: dict[str, object] = {
+        "enabled": True,
+        "host": server.host,
+        "port": server.port,
+        "username": server.username,
+        "password": SecretStr(server.password),
+        "from_address": "Expense Mesh <alerts@mesh.example>",
+        "ca_file": str(server.certificate.cert_file),
+        "timeouts": FAST_TIMEOUTS,
+    }
+    return EmailSettings.model_validate(values | overrides)
+
+
+def sms_settings(fake: FakeTwilio, **overrides: object) -> SmsSettings:
+    values: dict[str, object] = {
+        "enabled": True,
+        "base_url": fake.base_url,
+        "account_sid": fake.account_sid,
+        "auth_token": SecretStr(fake.auth_token),
+        "from_number": "+15005550006",
+        "timeouts": FAST_TIMEOUTS,
+    }
+    return SmsSettings.model_validate(values | overrides)
+
+
+def whatsapp_settings(fake: FakeGraphApi, **overrides: object) -> WhatsAppSettings:
+    values: dict[str, object] = {
+        "enabled": True,
+        "base_url": fake.base_url,
+        "phone_number_id": fake.phone_number_id,
+        "access_token": SecretStr(fake.access_token),
+        "app_secret": SecretStr(fake.app_secret),
+        "timeouts": FAST_TIMEOUTS,
+    }
+    return WhatsAppSettings.model_validate(values | overrides)
+
+
+def webhook_settings(**overrides: object) -> WebhookSettings:
+    values: dict[str, object] = {"enabled": True, "allow_http_localhost": True, "timeouts": FAST_TIMEOUTS}
+    return WebhookSettings.model_validate(values | overrides)
