@@ -21,6 +21,7 @@ from services.kit.domain.validation import parse_update_mask
 from services.kit.identity.tokens import current_identity
 from services.notification import storage
 from services.notification.domain import CONTACT_CHANNELS, Preferences, parse_clock
+from services.notification.queue import DeadLetterRecord
 from services.notification.settings import CHANNELS, NotificationSettings
 from services.notification.usecases import (
     ContactPoints,
@@ -29,7 +30,6 @@ from services.notification.usecases import (
     PreferenceCases,
     ProviderCallbacks,
 )
-from services.notification.queue import DeadLetterRecord
 
 SERVICE_NAME = "expense.notification.v1.NotificationService"
 CALLBACK_SERVICE_NAME = "expense.notification.v1.NotificationCallbackService"
@@ -87,7 +87,9 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         return preferences_proto(await self.preferences.get(current_identity().user_id))
 
     @override
-    async def UpdatePreferences(self, request: pb.UpdatePreferencesRequest, context: object) -> pb.Preferences:
+    async def UpdatePreferences(
+        self, request: pb.UpdatePreferencesRequest, context: object
+    ) -> pb.Preferences:
         paths = parse_update_mask(request.update_mask, set(PREFERENCE_FIELDS)) or list(PREFERENCE_FIELDS)
         changes = preference_changes(request.preferences, paths, set(self.settings.sources))
         return preferences_proto(await self.preferences.update(current_identity().user_id, changes))
@@ -111,7 +113,9 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         )
 
     @override
-    async def VerifyContactPoint(self, request: pb.VerifyContactPointRequest, context: object) -> pb.ContactPoint:
+    async def VerifyContactPoint(
+        self, request: pb.VerifyContactPointRequest, context: object
+    ) -> pb.ContactPoint:
         contact_id = required_id(request.contact_point_id, "contact_point_id")
         if not request.code.strip().isdigit() or len(request.code.strip()) > 12:
             raise InvalidArgument.of("code", "the digits we sent")
@@ -184,7 +188,9 @@ class NotificationInternalServicer(notification_pb2_grpc.NotificationInternalSer
     async def ReplayDeadLetter(
         self, request: pb.ReplayDeadLetterRequest, context: object
     ) -> pb.ReplayDeadLetterResponse:
-        return pb.ReplayDeadLetterResponse(delivery_id=await self.dead_letters.replay(sequence(request.sequence)))
+        return pb.ReplayDeadLetterResponse(
+            delivery_id=await self.dead_letters.replay(sequence(request.sequence))
+        )
 
 
 # ---------------------------------------------------------------- conversions
@@ -232,10 +238,14 @@ def preference_changes(message: pb.Preferences, paths: list[str], sources: set[s
         rules: dict[str, tuple[str, ...]] = {}
         for index, rule in enumerate(message.rules):
             if rule.source not in sources:
-                raise InvalidArgument.of(f"preferences.rules[{index}].source", f"one of {', '.join(sorted(sources))}")
+                raise InvalidArgument.of(
+                    f"preferences.rules[{index}].source", f"one of {', '.join(sorted(sources))}"
+                )
             unknown = [channel for channel in rule.channels if channel not in CHANNELS]
             if unknown:
-                raise InvalidArgument.of(f"preferences.rules[{index}].channels", f"unknown: {', '.join(unknown)}")
+                raise InvalidArgument.of(
+                    f"preferences.rules[{index}].channels", f"unknown: {', '.join(unknown)}"
+                )
             rules[rule.source] = tuple(dict.fromkeys(rule.channels))
         changes["rules"] = rules
     if "quiet_hours" in paths:
@@ -260,7 +270,10 @@ def preference_changes(message: pb.Preferences, paths: list[str], sources: set[s
 
 def preferences_proto(prefs: Preferences) -> pb.Preferences:
     return pb.Preferences(
-        rules=[pb.ChannelRule(source=source, channels=list(channels)) for source, channels in sorted(prefs.rules.items())],
+        rules=[
+            pb.ChannelRule(source=source, channels=list(channels))
+            for source, channels in sorted(prefs.rules.items())
+        ],
         quiet_hours=pb.QuietHours(
             start=prefs.quiet_start.strftime("%H:%M") if prefs.quiet_start else "",
             end=prefs.quiet_end.strftime("%H:%M") if prefs.quiet_end else "",

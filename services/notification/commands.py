@@ -80,7 +80,9 @@ def _run(work: Callable[[DeadLetters], Awaitable[T]]) -> T:
         raise click.ClickException(f"NATS at {settings.resolved_nats_url} did not answer") from None
 
 
-async def _with_dead_letters(settings: NotificationMeshSettings, work: Callable[[DeadLetters], Awaitable[T]]) -> T:
+async def _with_dead_letters(
+    settings: NotificationMeshSettings, work: Callable[[DeadLetters], Awaitable[T]]
+) -> T:
     password = nats_password(settings, SERVICE)
     bus = EventBus(
         settings.resolved_nats_url,

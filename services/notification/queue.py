@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, RawStreamMsg, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RawStreamMsg,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, NotFoundError
 
 from services.kit.domain.timestamps import utcnow
@@ -149,11 +157,13 @@ class DeliveryQueue:
         await self.ensure_streams()
         js = self.bus.js
         await js.add_consumer(self.stream, self._consumer_config())
-        subscription = await js.pull_subscribe_bind(durable=DELIVERIES.durable(self.prefix), stream=self.stream)
+        subscription = await js.pull_subscribe_bind(
+            durable=DELIVERIES.durable(self.prefix), stream=self.stream
+        )
         slots = asyncio.Semaphore(self.settings.concurrency)
         running: set[asyncio.Task[None]] = set()
         while True:
-            free = max(1, min(self.settings.fetch_batch, slots._value))  # noqa: SLF001
+            free = max(1, min(self.settings.fetch_batch, slots._value))
             try:
                 messages = await subscription.fetch(free, timeout=1)
             except TimeoutError:

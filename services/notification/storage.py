@@ -378,9 +378,13 @@ async def hold_for_digest(session: AsyncSession, delivery_id: str, until: dateti
     )
 
 
-async def sent_today(session: AsyncSession, user_id: str, channel: str, start: datetime, end: datetime) -> int:
+async def sent_today(
+    session: AsyncSession, user_id: str, channel: str, start: datetime, end: datetime
+) -> int:
     """Messages the channel carried for the user in [start, end) (a digest counts once)."""
-    query = select(func.count(func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id))))
+    query = select(
+        func.count(func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id)))
+    )
     query = query.where(
         deliveries.c.user_id == user_id,
         deliveries.c.channel == channel,
@@ -390,7 +394,9 @@ async def sent_today(session: AsyncSession, user_id: str, channel: str, start: d
     return int((await session.execute(query)).scalar_one())
 
 
-async def due_for_queue(session: AsyncSession, now: datetime, unqueued_before: datetime, limit: int) -> list[DeliveryRow]:
+async def due_for_queue(
+    session: AsyncSession, now: datetime, unqueued_before: datetime, limit: int
+) -> list[DeliveryRow]:
     """Deliveries to (re)queue: never queued since committed (a crash in between) or
     deferred until now, not in a digest, not dead-lettered. Marked queued at once."""
     query = (
@@ -497,7 +503,9 @@ async def get_preferences(db: Queryable, user_id: str, default: Preferences) -> 
 
 async def save_preferences(session: AsyncSession, user_id: str, prefs: Preferences, now: datetime) -> None:
     values = {
-        "rules": json.dumps({source: list(channels) for source, channels in prefs.rules.items()}, sort_keys=True),
+        "rules": json.dumps(
+            {source: list(channels) for source, channels in prefs.rules.items()}, sort_keys=True
+        ),
         "quiet_start": prefs.quiet_start.strftime("%H:%M") if prefs.quiet_start else "",
         "quiet_end": prefs.quiet_end.strftime("%H:%M") if prefs.quiet_end else "",
         "time_zone": prefs.time_zone,
@@ -508,7 +516,10 @@ async def save_preferences(session: AsyncSession, user_id: str, prefs: Preferenc
         "updated_at": now,
     }
     changed = await session.execute(
-        update(preferences).where(preferences.c.user_id == user_id).values(**values).returning(preferences.c.user_id)
+        update(preferences)
+        .where(preferences.c.user_id == user_id)
+        .values(**values)
+        .returning(preferences.c.user_id)
     )
     if changed.first() is None:
         await insert_ignore(session, preferences, {"user_id": user_id, **values})
@@ -550,9 +561,13 @@ async def add_contact_point(session: AsyncSession, row: ContactPointRow) -> bool
     return await insert_ignore(session, contact_points, dict(row.__dict__))
 
 
-async def find_contact_point(session: AsyncSession, user_id: str, channel: str, address: str) -> ContactPointRow | None:
+async def find_contact_point(
+    session: AsyncSession, user_id: str, channel: str, address: str
+) -> ContactPointRow | None:
     query = select(contact_points).where(
-        contact_points.c.user_id == user_id, contact_points.c.channel == channel, contact_points.c.address == address
+        contact_points.c.user_id == user_id,
+        contact_points.c.channel == channel,
+        contact_points.c.address == address,
     )
     row = (await session.execute(query)).first()
     return _contact(row) if row else None

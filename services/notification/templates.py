@@ -38,7 +38,11 @@ class TemplateUnusable(Exception):
 
 class TemplatingClient:
     def __init__(
-        self, target: str, timeout_seconds: float, tokens: ServiceTokens, resilience: ResilienceSettings | None
+        self,
+        target: str,
+        timeout_seconds: float,
+        tokens: ServiceTokens,
+        resilience: ResilienceSettings | None,
     ) -> None:
         self.tokens = tokens
         self.timeout_seconds = timeout_seconds
@@ -54,7 +58,9 @@ class TemplatingClient:
         request = templating_pb2.RenderRequest(key=key, channel=channel, locale=locale, variables=struct)
         stub = templating_pb2_grpc.TemplatingInternalServiceStub(self.channel.get())
         try:
-            answer = await stub.Render(request, metadata=await self.tokens.metadata(), timeout=self.timeout_seconds)
+            answer = await stub.Render(
+                request, metadata=await self.tokens.metadata(), timeout=self.timeout_seconds
+            )
         except grpc.aio.AioRpcError as error:
             if error.code() in PERMANENT:
                 raise TemplateUnusable(f"{key}/{channel}: {error.details()}") from None

@@ -34,7 +34,6 @@ from services.notification import metrics, storage
 from services.notification.channels import Channel
 from services.notification.domain import (
     CODE_CHANNELS,
-    DELIVERED,
     FAILED,
     QUEUED,
     SENT,
@@ -45,12 +44,12 @@ from services.notification.domain import (
     contact_address,
     day_of,
     new_code,
-    new_webhook_secret,
     next_digest_time,
     our_status,
     plan_of,
     quiet_until,
 )
+from services.notification.providers.base import OutboundMessage, ProviderError, SendResult, WhatsAppTemplate
 from services.notification.providers.callbacks import (
     meta_status_updates,
     twilio_status_update,
@@ -59,7 +58,11 @@ from services.notification.providers.callbacks import (
 )
 from services.notification.providers.settings import ProvidersSettings
 from services.notification.providers.twilio import with_query
-from services.notification.providers.base import OutboundMessage, ProviderError, SendResult, WhatsAppTemplate
+from services.notification.providers.webhook import (
+    WebhookUrlRefused,
+    check_webhook_url,
+    generate_webhook_secret,
+)
 from services.notification.queue import DONE, DeadLetterRecord, DeliveryQueue, Job, Outcome
 from services.notification.settings import NotificationSettings
 from services.notification.templates import Rendered, TemplateUnusable, TemplatingClient
@@ -118,7 +121,9 @@ class Intake:
             return []
         prefs = await storage.get_preferences(session, event.user_id, default_preferences(self.settings))
         channels = prefs.channels_for(event.type, source.default_channels)
-        return await self.notify(session, event.user_id, event.event_id, event.type, plan, channels, prefs, now)
+        return await self.notify(
+            session, event.user_id, event.event_id, event.type, plan, channels, prefs, now
+        )
 
     async def notify(
         self,
@@ -158,8 +163,8 @@ class Intake:
                 event_id=event_id, channel=channel, address=address, status=QUEUED, attempts=0,
                 provider_message_id=None, error="", template="",
                 deferred_until=next_digest_time(prefs, now) if held else None, in_digest=held,
-                digest_delivery_id=None, claimed_until=None, enqueued_at=None, dead_lettered_at=None, created_at=now,
-                updated_at=now, sent_at=None,
+                digest_delivery_id=None, claimed_until=None, enqueued_at=None, dead_lettered_at=None,
+                created_at=now, updated_at=now, sent_at=None,
             )  # fmt: skip
             if not await storage.add_delivery(session, delivery):
                 continue
@@ -173,7 +178,9 @@ class Intake:
                 fresh.append(NewDelivery(delivery.delivery_id, channel))
         return fresh
 
-    async def _address(self, session: AsyncSession, user_id: str, channel: str, notification_id: str) -> str | None:
+    async def _address(
+        self, session: AsyncSession, user_id: str, channel: str, notification_id: str
+    ) -> str | None:
         if channel == "in_app":
             return notification_id
         contact = await storage.verified_address(session, user_id, channel)
@@ -255,10 +262,17 @@ class Deliveries:
         now = utcnow()
         async with self.db.read() as connection:
             delivery = await storage.get_delivery(connection, job.delivery_id)
-            if delivery is None or delivery.status != QUEUED or delivery.dead_lettered_at or delivery.in_digest:
+            if (
+                delivery is None
+                or delivery.status != QUEUED
+                or delivery.dead_lettered_at
+                or delivery.in_digest
+            ):
                 return DONE
             notification = await storage.notification_by_id(connection, delivery.notification_id)
-            prefs = await storage.get_preferences(connection, delivery.user_id, default_preferences(self.settings))
+            prefs = await storage.get_preferences(
+                connection, delivery.user_id, default_preferences(self.settings)
+            )
         if notification is None:
             return DONE
         if await self._held_back(delivery, notification, prefs, now):
@@ -302,7 +316,11 @@ class Deliveries:
         return DONE
 
     async def _held_back(
-        self, delivery: storage.DeliveryRow, notification: storage.NotificationRow, prefs: Preferences, now: datetime
+        self,
+        delivery: storage.DeliveryRow,
+        notification: storage.NotificationRow,
+        prefs: Preferences,
+        now: datetime,
     ) -> bool:
         """Quiet hours and daily caps defer (never drop) what is not critical."""
         if notification.severity == "critical" or delivery.channel == "in_app":
@@ -331,7 +349,10 @@ class Deliveries:
         if notification.source == DIGEST_SOURCE:
             variables = {"count": str(len(variables["items"])), "items": variables["items"]}
         return await self.templating.render(
-            notification.template_key, delivery.channel, prefs.locale or self.settings.default_locale, variables
+            notification.template_key,
+            delivery.channel,
+            prefs.locale or self.settings.default_locale,
+            variables,
         )
 
     async def _message(
@@ -394,7 +415,9 @@ class Sweep:
     """Queues what is due: deliveries never queued (a crash between commit and publish),
     deferred ones whose time came, and each user's digest at their digest time."""
 
-    def __init__(self, db: Database, settings: NotificationSettings, queue: DeliveryQueue, intake: Intake) -> None:
+    def __init__(
+        self, db: Database, settings: NotificationSettings, queue: DeliveryQueue, intake: Intake
+    ) -> None:
         self.db = db
         self.settings = settings
         self.queue = queue
@@ -430,9 +453,9 @@ class Sweep:
             by_user: dict[str, list[storage.DeliveryRow]] = {}
             for delivery in held:
                 by_user.setdefault(delivery.user_id, []).append(delivery)
-            for user_id, items in by_user.items():
-                items = items[: self.settings.max_digest_items]
-                titles = []
+            for user_id, all_items in by_user.items():
+                items = all_items[: self.settings.max_digest_items]
+                titles: list[str] = []
                 for item in items:
                     notification = await storage.notification_by_id(session, item.notification_id)
                     if notification is not None and notification.title not in titles:
@@ -526,7 +549,11 @@ class ContactPoints:
     their own channel's adapter; a webhook endpoint gets its signing secret once."""
 
     def __init__(
-        self, db: Database, settings: NotificationSettings, channels: dict[str, Channel], templating: TemplatingClient
+        self,
+        db: Database,
+        settings: NotificationSettings,
+        channels: dict[str, Channel],
+        templating: TemplatingClient,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -543,7 +570,12 @@ class ContactPoints:
             raise FailedPrecondition(f"{channel} messages are not available")
         now = utcnow()
         contact_id = new_id()
-        secret = new_webhook_secret() if channel == "webhook" else ""
+        if channel == "webhook":
+            try:
+                check_webhook_url(address, self.settings.providers.webhook)
+            except WebhookUrlRefused as refused:
+                raise InvalidArgument.of("address", str(refused)) from None
+        secret = generate_webhook_secret() if channel == "webhook" else ""
         code = new_code(self.settings.verification.code_digits) if channel in CODE_CHANNELS else ""
         ttl = timedelta(minutes=self.settings.verification.code_ttl_minutes)
         row = storage.ContactPointRow(
@@ -643,7 +675,9 @@ class Receipts:
                 if not ids and update.delivery_id:
                     # The send's answer was lost (a crash): the receipt names our record.
                     ids = [update.delivery_id]
-                    await storage.advance(session, ids, SENT, now, provider_message_id=update.provider_message_id)
+                    await storage.advance(
+                        session, ids, SENT, now, provider_message_id=update.provider_message_id
+                    )
                 if not ids:
                     continue
                 moved = await storage.advance(session, ids, status, now)
@@ -667,13 +701,22 @@ class ProviderCallbacks:
         if sms.auth_token is None or not sms.status_callback_url:
             raise Unauthenticated("twilio callbacks are not configured")
         form = dict(parse_qsl(raw_form.decode("utf-8", "replace"), keep_blank_values=True))
-        url = with_query(sms.status_callback_url, delivery_id=delivery_id) if delivery_id else sms.status_callback_url
-        if not signature or not verify_twilio_signature(url, form, signature, sms.auth_token.get_secret_value()):
+        url = (
+            with_query(sms.status_callback_url, delivery_id=delivery_id)
+            if delivery_id
+            else sms.status_callback_url
+        )
+        if not signature or not verify_twilio_signature(
+            url, form, signature, sms.auth_token.get_secret_value()
+        ):
             raise Unauthenticated("bad signature")
-        update = twilio_status_update(form)
-        if update is None:
-            return 0
-        return await self.receipts.apply([StatusUpdateIn(update.provider_message_id, update.status, delivery_id)])
+        try:
+            update = twilio_status_update(form)
+        except ValueError as error:
+            raise InvalidArgument.of("body", str(error)) from None
+        return await self.receipts.apply(
+            [StatusUpdateIn(update.provider_message_id, update.status, delivery_id)]
+        )
 
     async def meta(self, raw_body: bytes, signature: str) -> int:
         secret = self.providers.whatsapp.app_secret
@@ -685,7 +728,10 @@ class ProviderCallbacks:
             document = json.loads(raw_body)
         except ValueError:
             raise InvalidArgument.of("body", "not JSON") from None
-        updates = [StatusUpdateIn(u.provider_message_id, u.status) for u in meta_status_updates(document)]
+        updates = [
+            StatusUpdateIn(u.provider_message_id, u.status, u.delivery_id or "")
+            for u in meta_status_updates(document)
+        ]
         return await self.receipts.apply(updates)
 
 
