@@ -35,6 +35,9 @@ class HttpRoute:
     proto_file: str  # e.g. "expense/auth/v1/auth.proto"
     name: str  # unique in the mesh, e.g. "auth-log-in"
     response_type: str  # e.g. "expense.auth.v1.AuthTokens"
+    # The body is a google.api.HttpBody: passed as it came, whatever its content type
+    # (a provider's form-urlencoded callback), instead of JSON.
+    raw_body: bool = False
 
     @property
     def full_method(self) -> str:
@@ -102,12 +105,13 @@ def rest_surface(settings: MeshSettings, path: Path = DESCRIPTOR_SET) -> RestSur
 
 
 def _file_routes(file: descriptor_pb2.FileDescriptorProto, packages: dict[str, str]) -> Iterator[HttpRoute]:
+    messages = {f".{file.package}.{message.name}": message for message in file.message_type}
     for service in file.service:
         for method in service.method:
             if not method.options.HasExtension(annotations_pb2.http):
                 continue
             bindings = _bindings(method.options.Extensions[annotations_pb2.http])
-            for index, (verb, template) in enumerate(bindings):
+            for index, (verb, template, body) in enumerate(bindings):
                 # additional_bindings share the method, so they get a numbered name.
                 suffix = f"-{index + 1}" if index else ""
                 yield HttpRoute(
@@ -119,13 +123,22 @@ def _file_routes(file: descriptor_pb2.FileDescriptorProto, packages: dict[str, s
                     proto_file=file.name,
                     name=f"{packages[file.package]}-{_kebab(method.name)}{suffix}",
                     response_type=method.output_type.removeprefix("."),
+                    raw_body=_is_http_body(messages.get(method.input_type), body),
                 )
 
 
-def _bindings(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str]]:
+def _is_http_body(message: descriptor_pb2.DescriptorProto | None, body: str) -> bool:
+    """True when the binding's body field is a google.api.HttpBody."""
+    if message is None or not body or body == "*":
+        return False
+    field = next((field for field in message.field if field.name == body), None)
+    return field is not None and field.type_name == ".google.api.HttpBody"
+
+
+def _bindings(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str, str]]:
     for binding in (rule, *rule.additional_bindings):
         kind = binding.WhichOneof("pattern")
         if kind == "custom":
-            yield binding.custom.kind.upper(), binding.custom.path
+            yield binding.custom.kind.upper(), binding.custom.path, binding.body
         elif kind in HTTP_VERBS:
-            yield kind.upper(), getattr(binding, kind)
+            yield kind.upper(), getattr(binding, kind), binding.body
