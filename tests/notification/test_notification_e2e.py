@@ -1,0 +1,273 @@
+"""The notification story through Envoy on one mesh (PostgreSQL, the machine's NATS,
+the providers' fakes): a signup brings a welcome in-app and by email; a member verifies
+an SMS and a WhatsApp number with the codes those providers carried, chooses channels,
+and a budget alert then arrives once per channel, each delivery reaching `delivered`
+(in-app at once, SMS and WhatsApp through their signed callbacks; a forged callback is a
+401 that changes nothing). Quiet hours hold an email back, which goes once they end.
+A redelivered alert event makes no second message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from sqlalchemy import update
+
+from services.kit.db.engine import Database
+from services.kit.events.bus import stream_name, subject_for
+from services.notification import storage
+from tests.fakes.graph import FakeGraphApi
+from tests.fakes.smtp import FakeSmtpServer
+from tests.fakes.twilio import FakeTwilio
+from tests.infra import fresh_postgres_database, require
+from tests.mesh import Mesh, forget_run
+from tests.notification.harness import Fakes, Member, eventually, notification_mesh, sign_up, verify_number
+
+pytestmark = pytest.mark.e2e
+ALERT_CHANNELS = ["in_app", "email", "sms", "whatsapp"]
+
+
+@pytest.fixture(scope="module")
+async def fakes() -> AsyncIterator[Fakes]:
+    async with FakeSmtpServer() as smtp, FakeTwilio() as twilio, FakeGraphApi() as graph:
+        yield Fakes(smtp, twilio, graph)
+
+
+@pytest.fixture(scope="module")
+async def mesh(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+    require("NATS", "127.0.0.1", 4222)
+    require("Redis", "127.0.0.1", 6379)
+    with fresh_postgres_database() as database_url:
+        mesh = notification_mesh(tmp_path_factory.mktemp("notification"), database_url, fakes)
+        try:
+            # In a thread: the fakes answer on this loop while the mesh starts.
+            await asyncio.to_thread(mesh.start)
+            yield mesh
+        finally:
+            await asyncio.to_thread(mesh.stop)
+            forget_run(mesh)
+
+
+@pytest.fixture
+async def client(mesh: Mesh) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=mesh.base_url, timeout=15, trust_env=False) as http:
+        yield http
+
+
+@pytest.fixture
+async def database(mesh: Mesh) -> AsyncIterator[Database]:
+    db = Database(mesh.env["DATABASE_URL"], schema="notification")
+    yield db
+    await db.dispose()
+
+
+def deliveries_by_channel(notification: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {delivery["channel"]: delivery for delivery in notification["deliveries"]}
+
+
+async def member_on_every_channel(client: httpx.AsyncClient, fakes: Fakes) -> Member:
+    member = await sign_up(client)
+    await verify_number(member, fakes, "sms", "+919876500001")
+    await verify_number(member, fakes, "whatsapp", "+919876500002")
+    rules = [{"source": "alert.raised", "channels": ALERT_CHANNELS}]
+    await member.ok(
+        "PATCH", "/v1/notificationPreferences", params={"update_mask": "rules"}, json={"rules": rules}
+    )
+    return member
+
+
+async def test_a_signup_is_welcomed_in_app_and_by_email(client: httpx.AsyncClient, fakes: Fakes) -> None:
+    member = await sign_up(client)
+    welcome = await eventually(
+        lambda: member.notification_of("user.registered"), lambda seen: seen is not None
+    )
+    assert "Asha" in welcome["title"] and welcome["read_time"] == ""
+    mails = await eventually(
+        lambda: asyncio.sleep(0, [m for m in fakes.smtp.messages if member.email in m.recipients]),
+        lambda seen: len(seen) == 1,
+    )
+    assert "Welcome" in mails[0].message["Subject"] and mails[0].over_tls
+    listed = await member.notifications()
+    assert listed["unread_count"] == 1
+    contacts = await member.ok("GET", "/v1/contactPoints")
+    assert [(c["channel"], c["address"], c["verified"]) for c in contacts["contact_points"]] == [
+        ("email", member.email, True)
+    ]
+
+
+async def test_a_budget_alert_arrives_once_per_channel_and_is_delivered(
+    client: httpx.AsyncClient, fakes: Fakes, mesh: Mesh
+) -> None:
+    member = await member_on_every_channel(client, fakes)
+    await member.spend_past_a_budget()
+    alert = await eventually(lambda: member.notification_of("alert.raised"), lambda seen: seen is not None)
+    assert "Food" in alert["title"] and "90" in alert["body"] and alert["severity"] == "warning"
+
+    path = f"/v1/notifications/{alert['notification_id']}"
+    sent = await eventually(
+        lambda: member.ok("GET", path),
+        lambda seen: (
+            {d["channel"]: d["status"] for d in seen["deliveries"]}
+            == {"in_app": "delivered", "email": "sent", "sms": "sent", "whatsapp": "sent"}
+        ),
+    )
+    deliveries = deliveries_by_channel(sent)
+    assert {d["template"] for d in deliveries.values()} == {"budget.threshold@1"}
+    assert all(d["attempts"] == 1 and d["error"] == "" for d in deliveries.values())
+
+    sms = fakes.twilio.message(deliveries["sms"]["provider_message_id"])
+    whatsapp = fakes.graph.message(deliveries["whatsapp"]["provider_message_id"])
+    assert "Food" in sms.body and sms.to == "+919876500001"
+    assert whatsapp.payload["type"] == "template"
+    assert whatsapp.payload["template"]["name"] == "budget_threshold_alert"
+
+    # A forged receipt: 401, nothing moves.
+    forged = await fakes.twilio.send_status_callback(sms.sid, "delivered", signing_token="not-the-token")
+    assert forged.status_code == 401, forged.text
+    meta_url = f"{mesh.base_url}/v1/notificationCallbacks/meta"
+    forged_meta = await fakes.graph.post_webhook(
+        meta_url, fakes.graph.status_payload(whatsapp.wamid, "delivered"), signing_secret="wrong"
+    )
+    assert forged_meta.status_code == 401, forged_meta.text
+    unchanged = deliveries_by_channel(await member.ok("GET", path))
+    assert unchanged["sms"]["status"] == unchanged["whatsapp"]["status"] == "sent"
+
+    # Signed receipts: delivered; a late "sent" after it changes nothing.
+    answer = await fakes.twilio.send_status_callback(sms.sid, "delivered")
+    assert answer.status_code == 200 and answer.json()["updated"] == 1, answer.text
+    answer = await fakes.graph.post_webhook(meta_url, fakes.graph.status_payload(whatsapp.wamid, "delivered"))
+    assert answer.status_code == 200 and answer.json()["updated"] == 1, answer.text
+    late = await fakes.twilio.send_status_callback(sms.sid, "sent")
+    assert late.status_code == 200 and late.json()["updated"] == 0
+    done = deliveries_by_channel(await member.ok("GET", path))
+    assert (done["sms"]["status"], done["whatsapp"]["status"]) == ("delivered", "delivered")
+
+    # One message per channel for the one alert.
+    assert len([m for m in fakes.twilio.messages if m.to == "+919876500001"]) == 2  # the code, the alert
+    assert len([m for m in fakes.smtp.messages if member.email in m.recipients]) == 2  # welcome, alert
+
+    # Read state: the alert and the welcome are unread until marked.
+    assert (await member.notifications())["unread_count"] == 2
+    read = await member.ok("POST", f"{path}:read", json={})
+    assert read["read_time"] != ""
+    unread = await member.notifications(unread_only=True)
+    assert [n["source"] for n in unread["notifications"]] == ["user.registered"]
+    assert unread["unread_count"] == 1
+    marked = await member.ok("POST", "/v1/notifications:read-all", json={})
+    assert marked["marked_count"] == 1
+    assert (await member.notifications())["unread_count"] == 0
+
+    # Another member sees none of it.
+    other = await sign_up(client)
+    assert (await other.call("GET", path)).status_code == 404
+
+
+async def test_a_redelivered_alert_event_makes_no_second_message(
+    client: httpx.AsyncClient, fakes: Fakes, mesh: Mesh, database: Database
+) -> None:
+    member = await member_on_every_channel(client, fakes)
+    await member.spend_past_a_budget()
+    alert = await eventually(lambda: member.notification_of("alert.raised"), lambda seen: seen is not None)
+    path = f"/v1/notifications/{alert['notification_id']}"
+    await eventually(
+        lambda: member.ok("GET", path), lambda seen: all(d["status"] != "queued" for d in seen["deliveries"])
+    )
+    # The alert event again, as a redelivery would bring it (past JetStream's dedupe).
+    connection = await nats.connect(mesh.nats_url_as())
+    try:
+        js = connection.jetstream()
+        subject = subject_for(mesh.event_prefix, "alert.raised")
+        last = await js.get_last_msg(stream_name(mesh.event_prefix), subject)
+        await js.publish(subject, last.data, headers={"Nats-Msg-Id": f"again-{last.seq}"})
+    finally:
+        await connection.close()
+    await asyncio.sleep(2.0)
+    texts = [m for m in fakes.twilio.messages if m.to == "+919876500001"]
+    assert len(texts) == 2  # the code and the alert, once
+    deliveries = deliveries_by_channel(await member.ok("GET", path))
+    assert sorted(deliveries) == sorted(ALERT_CHANNELS)
+    assert all(d["attempts"] == 1 for d in deliveries.values())
+
+
+async def test_quiet_hours_hold_an_email_back_until_they_end(
+    client: httpx.AsyncClient, fakes: Fakes, database: Database
+) -> None:
+    member = await sign_up(client)
+    await eventually(lambda: member.notification_of("user.registered"), lambda seen: seen is not None)
+    now = datetime.now(UTC)
+    quiet = {
+        "start": (now - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (now + timedelta(hours=2)).strftime("%H:%M"),
+    }
+    await member.ok(
+        "PATCH",
+        "/v1/notificationPreferences",
+        params={"update_mask": "quiet_hours"},
+        json={"quiet_hours": quiet},
+    )
+    await member.spend_past_a_budget()
+    alert = await eventually(lambda: member.notification_of("alert.raised"), lambda seen: seen is not None)
+    path = f"/v1/notifications/{alert['notification_id']}"
+    held = await eventually(
+        lambda: member.ok("GET", path),
+        lambda seen: deliveries_by_channel(seen).get("email", {}).get("deferred_until", "") != "",
+    )
+    email = deliveries_by_channel(held)["email"]
+    assert email["status"] == "queued" and email["error"] == "deferred: quiet hours"
+    assert email["deferred_until"].startswith((now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    assert deliveries_by_channel(held)["in_app"]["status"] == "delivered"  # in-app disturbs nobody
+    assert len([m for m in fakes.smtp.messages if member.email in m.recipients]) == 1  # the welcome
+
+    # The quiet hours end (the clock moved on: the deferral is due now).
+    async with database.transaction() as session:
+        await session.execute(
+            update(storage.deliveries)
+            .where(storage.deliveries.c.notification_id == alert["notification_id"])
+            .where(storage.deliveries.c.channel == "email")
+            .values(deferred_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    await member.ok(
+        "PATCH",
+        "/v1/notificationPreferences",
+        params={"update_mask": "quiet_hours"},
+        json={"quiet_hours": {}},
+    )
+    sent = await eventually(
+        lambda: member.ok("GET", path), lambda seen: deliveries_by_channel(seen)["email"]["status"] == "sent"
+    )
+    assert deliveries_by_channel(sent)["email"]["attempts"] == 1
+    mails = [m for m in fakes.smtp.messages if member.email in m.recipients]
+    assert len(mails) == 2 and "Food" in mails[1].message["Subject"]
+
+
+async def test_bad_requests_name_their_fields(client: httpx.AsyncClient) -> None:
+    member = await sign_up(client)
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
+        ("GET", "/v1/notifications?page_token=zzz", {}, "page_token"),
+        ("GET", "/v1/notifications/not-an-id", {}, "notification_id"),
+        ("POST", "/v1/contactPoints", {"json": {"channel": "sms", "address": "12345"}}, "address"),
+        ("POST", "/v1/contactPoints", {"json": {"channel": "pigeon", "address": "x"}}, "channel"),
+        (
+            "PATCH",
+            "/v1/notificationPreferences?update_mask=quiet_hours",
+            {"json": {"quiet_hours": {"start": "25:00", "end": "07:00"}}},
+            "preferences.quiet_hours.start",
+        ),
+        (
+            "PATCH",
+            "/v1/notificationPreferences?update_mask=rules",
+            {"json": {"rules": [{"source": "alert.raised", "channels": ["fax"]}]}},
+            "preferences.rules[0].channels",
+        ),
+    ]
+    for method, path, kwargs, field in cases:
+        response = await member.call(method, path, **kwargs)
+        assert response.status_code == 400, f"{method} {path}: {response.status_code} {response.text}"
+        body = json.dumps(response.json())
+        assert field in body, body
