@@ -35,13 +35,17 @@ from services.notification.usecases import (
     Sweep,
 )
 
-# The event types that become notifications: each needs its [notification.sources]
-# section in config/mesh.toml (template, variables, severity, default channels).
-SOURCES = Subscription("notification_sources", (events_pb2.AlertRaised, events_pb2.UserRegistered))
+# The event types that become notifications, a consumer each (one filter subject: any
+# NATS takes it); each needs its [notification.sources] section in config/mesh.toml
+# (template, variables, severity, default channels).
+SOURCES = (
+    Subscription("notification_alerts", (events_pb2.AlertRaised,)),
+    Subscription("notification_signups", (events_pb2.UserRegistered,)),
+)
 # The user's time zone and locale (quiet hours, digests, templates).
 PROFILE_CHANGES = Subscription("notification_profiles", (events_pb2.ProfileUpdated,))
 # Every consumer the wiring starts; docs/events.md lists them.
-SUBSCRIPTIONS = (SOURCES, PROFILE_CHANGES)
+SUBSCRIPTIONS = (*SOURCES, PROFILE_CHANGES)
 # Its own JetStream work queues (NATS permissions: kit/events/permissions.py).
 WORK_QUEUES = (DELIVERIES,)
 
@@ -52,7 +56,8 @@ def build_app(settings: NotificationMeshSettings) -> ServiceApp:
     config = settings.notification
     queue = DeliveryQueue(runtime.bus, config.delivery)
     intake = Intake(runtime.db, config, queue)
-    runtime.consume_batches(storage.inbox_table, SOURCES, intake.on_events)
+    for source in SOURCES:
+        runtime.consume_batches(storage.inbox_table, source, intake.on_events)
     runtime.consume(storage.inbox_table, PROFILE_CHANGES, intake.on_profile)
     templating = TemplatingClient(
         settings.service_address("templating"),

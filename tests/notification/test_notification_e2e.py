@@ -51,7 +51,7 @@ async def mesh(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
             yield mesh
         finally:
             await asyncio.to_thread(mesh.stop)
-            forget_run(mesh)
+            await asyncio.to_thread(forget_run, mesh)
 
 
 @pytest.fixture
