@@ -297,9 +297,9 @@ class Deliveries:
         try:
             result = await self._send(channel, await self._message(claimed, notification, rendered))
         except CircuitOpen:
-            # The provider is down: wait for the breaker to try again; nothing is lost.
-            await self._note(claimed, "waiting: the provider's circuit is open")
-            return Outcome(retry_in=self.settings.breaker.open_seconds)
+            # The provider is down: wait while the breaker is open; nothing is lost.
+            error = "waiting: the provider's circuit is open"
+            return await self._retry(claimed, job, error, self.settings.breaker.open_seconds)
         except ProviderError as error:
             if not error.retryable:
                 await self._finish(claimed, FAILED, error=str(error), template=rendered.template)
@@ -384,8 +384,13 @@ class Deliveries:
         result: SendResult = await self.breakers[channel.channel].call(lambda: channel.send(message))
         return result
 
-    async def _retry(self, delivery: storage.DeliveryRow, job: Job, error: str) -> Outcome:
+    async def _retry(
+        self, delivery: storage.DeliveryRow, job: Job, error: str, wait: float | None = None
+    ) -> Outcome:
+        """Again later (after `wait`, else the back-off step), or dead past max_deliver."""
         outcome = self.queue.retry_or_dead(job, error)
+        if wait is not None and outcome.retry_in is not None:
+            outcome = Outcome(retry_in=wait)
         now = utcnow()
         async with self.db.transaction() as session:
             if outcome.dead_reason:
@@ -393,10 +398,6 @@ class Deliveries:
             else:
                 await storage.note_error(session, delivery.delivery_id, error, now)
         return outcome
-
-    async def _note(self, delivery: storage.DeliveryRow, error: str) -> None:
-        async with self.db.transaction() as session:
-            await storage.note_error(session, delivery.delivery_id, error, utcnow())
 
     async def _finish(self, delivery: storage.DeliveryRow, status: str, **values: Any) -> None:
         """The result, and the same for the items a digest carried."""

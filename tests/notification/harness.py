@@ -67,6 +67,8 @@ def notification_mesh(data_dir: Path, database_url: str, fakes: Fakes, **extra: 
             "EM_NOTIFICATION__DELIVERY__BACKOFF_SECONDS": "[0.5, 1, 1, 1, 1, 1, 1]",
             "EM_NOTIFICATION__DELIVERY__SWEEP_INTERVAL_SECONDS": "0.3",
             "EM_NOTIFICATION__BREAKER__OPEN_SECONDS": "1.0",
+            # A killed worker's job comes back after this long.
+            "EM_NOTIFICATION__DELIVERY__ACK_WAIT_SECONDS": "5",
             # Templating checks each default at start within its render cap: on a loaded
             # machine that cap is the neighbours' business, not this test's.
             "EM_TEMPLATING__MAX_RENDER_MS": "5000",

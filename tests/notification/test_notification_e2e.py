@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import secrets
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import httpx
 import nats
 import pytest
 from sqlalchemy import update
 
+from expense.notification.v1 import notification_pb2, notification_pb2_grpc
+from services.kit.config.settings import REPO_ROOT
 from services.kit.db.engine import Database
 from services.kit.events.bus import stream_name, subject_for
 from services.notification import storage
@@ -29,6 +37,7 @@ from tests.fakes.twilio import FakeTwilio
 from tests.infra import fresh_postgres_database, require
 from tests.mesh import Mesh, forget_run
 from tests.notification.harness import Fakes, Member, eventually, notification_mesh, sign_up, verify_number
+from tests.service_identity import operator_bearer
 
 pytestmark = pytest.mark.e2e
 ALERT_CHANNELS = ["in_app", "email", "sms", "whatsapp"]
@@ -277,3 +286,137 @@ async def test_bad_requests_name_their_fields(client: httpx.AsyncClient) -> None
         assert response.status_code == 400, f"{method} {path}: {response.status_code} {response.text}"
         body = json.dumps(response.json())
         assert field in body, body
+
+
+async def test_a_provider_outage_waits_then_dead_letters_and_an_operator_replays(
+    client: httpx.AsyncClient, fakes: Fakes, mesh: Mesh
+) -> None:
+    member = await member_on_every_channel(client, fakes)
+    log_start = len(mesh.output)
+    fakes.twilio.outage(500)
+    try:
+        await member.spend_past_a_budget()
+        alert = await eventually(
+            lambda: member.notification_of("alert.raised"), lambda seen: seen is not None
+        )
+        path = f"/v1/notifications/{alert['notification_id']}"
+        # Every try fails: the breaker opens, the job waits, and past max_deliver it is a dead letter.
+        dead = await eventually(
+            lambda: member.ok("GET", path),
+            lambda seen: deliveries_by_channel(seen)["sms"]["dead_lettered"],
+            within=60,
+        )
+    finally:
+        fakes.twilio.recover()
+    sms = deliveries_by_channel(dead)["sms"]
+    assert sms["status"] == "queued" and sms["attempts"] >= 2 and "failed 8 times" in sms["error"]
+    assert deliveries_by_channel(dead)["email"]["status"] == "sent"  # the other channels went on
+    opened = [
+        line
+        for line in mesh.output[log_start:]
+        if "circuit breaker opened" in line and "provider-sms" in line
+    ]
+    assert opened, "the SMS provider's breaker never opened"
+
+    # An operator lists and inspects it over gRPC (a user's token is refused) and with the command.
+    channel = grpc.aio.insecure_channel(mesh.address("notification"))
+    stub = notification_pb2_grpc.NotificationInternalServiceStub(channel)
+    try:
+        operator = operator_bearer(mesh.data_dir)
+        listed = await stub.ListDeadLetters(notification_pb2.ListDeadLettersRequest(), metadata=operator)
+        letter = next(d for d in listed.dead_letters if d.channel == "sms" and d.attempts == 8)
+        assert listed.total >= 1 and "failed 8 times" in letter.reason
+        shown = await stub.GetDeadLetter(
+            notification_pb2.GetDeadLetterRequest(sequence=letter.sequence), metadata=operator
+        )
+        assert shown.delivery_id == letter.delivery_id
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ListDeadLetters(
+                notification_pb2.ListDeadLettersRequest(), metadata=tuple(member.headers.items())
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        command = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "services.notification", "dlq", "show", str(letter.sequence)],
+            env=mesh.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert command.returncode == 0, command.stderr
+        assert letter.delivery_id in command.stdout and "failed 8 times" in command.stdout
+
+        # Replayed once the provider is back: delivered, and the dead letter is gone.
+        replay = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "services.notification", "dlq", "replay", str(letter.sequence)],
+            env=mesh.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert replay.returncode == 0, replay.stderr
+        sent = await eventually(
+            lambda: member.ok("GET", path),
+            lambda seen: deliveries_by_channel(seen)["sms"]["status"] == "sent",
+        )
+        assert not deliveries_by_channel(sent)["sms"]["dead_lettered"]
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await stub.GetDeadLetter(
+                notification_pb2.GetDeadLetterRequest(sequence=letter.sequence), metadata=operator
+            )
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        await channel.close()
+    assert len([m for m in fakes.twilio.messages if m.to == member.phone]) == 2  # the code, the alert
+
+
+async def test_a_short_outage_is_retried_through_to_the_provider(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    member = await member_on_every_channel(client, fakes)
+    fakes.twilio.outage(503)
+    await member.spend_past_a_budget()
+    alert = await eventually(lambda: member.notification_of("alert.raised"), lambda seen: seen is not None)
+    path = f"/v1/notifications/{alert['notification_id']}"
+    await eventually(lambda: asyncio.sleep(0, fakes.twilio.failed_requests), lambda failed: failed >= 2)
+    fakes.twilio.recover()
+    sent = await eventually(
+        lambda: member.ok("GET", path), lambda seen: deliveries_by_channel(seen)["sms"]["status"] == "sent"
+    )
+    assert deliveries_by_channel(sent)["sms"]["attempts"] >= 2
+    assert len([m for m in fakes.twilio.messages if m.to == member.phone]) == 2  # the code, the alert
+
+
+async def test_a_crash_between_send_and_ack_sends_each_channel_once(
+    client: httpx.AsyncClient, fakes: Fakes, mesh: Mesh
+) -> None:
+    """Kills the notification service while Twilio holds its request; Twilio accepts the
+    message and reports it (its status callback names our delivery); the restarted
+    service's redelivered job finds the delivery sent and sends nothing again."""
+    member = await member_on_every_channel(client, fakes)
+    fakes.twilio.delay_seconds = 3.0
+    try:
+        await member.spend_past_a_budget()
+        alert = await eventually(
+            lambda: member.notification_of("alert.raised"), lambda seen: seen is not None
+        )
+        await asyncio.sleep(1.0)  # the SMS request is at Twilio, stalled
+        os.kill(notification_pid(mesh), signal.SIGKILL)
+        texts = await eventually(
+            lambda: asyncio.sleep(0, [m for m in fakes.twilio.messages if m.to == member.phone]),
+            lambda seen: len(seen) == 2,
+        )
+    finally:
+        fakes.twilio.delay_seconds = 0.0
+    answer = await fakes.twilio.send_status_callback(texts[-1].sid, "sent")
+    assert answer.status_code == 200, answer.text
+    path = f"/v1/notifications/{alert['notification_id']}"
+    settled = await eventually(
+        lambda: member.ok("GET", path),
+        lambda seen: all(d["status"] in ("sent", "delivered") for d in seen["deliveries"]),
+        within=40,
+    )
+    await asyncio.sleep(6.0)  # past ack_wait: any redelivered job has run
+    assert len([m for m in fakes.twilio.messages if m.to == member.phone]) == 2
+    assert deliveries_by_channel(settled)["sms"]["provider_message_id"] == texts[-1].sid
+
+
+def notification_pid(mesh: Mesh) -> int:
+    found = re.findall(r"(?:started|restarted) notification \(pid (\d+)\)", mesh.log)
+    assert found, mesh.log
+    return int(found[-1])
