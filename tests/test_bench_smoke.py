@@ -35,6 +35,8 @@ EXPECTED_SCENARIOS = {
     "budget status",
     "alert latency (create)",
     "alert latency",
+    "notification fan-out (publish)",
+    "notification fan-out",
     "login (argon2id)",
     "login throttle",
     "bulk import",

@@ -13,6 +13,7 @@ from bench.scenarios.event_lag import event_lag
 from bench.scenarios.expenses import create_expense, list_expenses
 from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
+from bench.scenarios.notifications import notification_fanout
 from bench.scenarios.reports import summaries_cached, summaries_uncached
 
 Scenario = Callable[[Bench], Awaitable[None]]
@@ -26,6 +27,7 @@ SCENARIOS: dict[str, Scenario] = {
     "create": create_expense,
     "event-lag": event_lag,
     "alert-latency": alert_latency,
+    "notifications": notification_fanout,
     "login": login,
     "import": bulk_import,
 }
