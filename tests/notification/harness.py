@@ -63,6 +63,8 @@ def notification_mesh(data_dir: Path, database_url: str, fakes: Fakes, **extra: 
             f"{providers}WHATSAPP__PHONE_NUMBER_ID": fakes.graph.phone_number_id,
             f"{providers}WHATSAPP__ACCESS_TOKEN": fakes.graph.access_token,
             f"{providers}WHATSAPP__APP_SECRET": fakes.graph.app_secret,
+            f"{providers}WEBHOOK__ENABLED": "true",
+            f"{providers}WEBHOOK__ALLOW_HTTP_LOCALHOST": "true",
             # Tests see retries and the sweep soon.
             "EM_NOTIFICATION__DELIVERY__BACKOFF_SECONDS": "[0.5, 1, 1, 1, 1, 1, 1]",
             "EM_NOTIFICATION__DELIVERY__SWEEP_INTERVAL_SECONDS": "0.3",

@@ -34,6 +34,7 @@ from services.notification import storage
 from tests.fakes.graph import FakeGraphApi
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.twilio import FakeTwilio
+from tests.fakes.webhook_receiver import FakeWebhookReceiver
 from tests.infra import fresh_postgres_database, require
 from tests.mesh import Mesh, forget_run
 from tests.notification.harness import Fakes, Member, eventually, notification_mesh, sign_up, verify_number
@@ -178,6 +179,36 @@ async def test_a_budget_alert_arrives_once_per_channel_and_is_delivered(
     # Another member sees none of it.
     other = await sign_up(client)
     assert (await other.call("GET", path)).status_code == 404
+
+
+async def test_a_webhook_endpoint_gets_its_secret_once_and_signed_alerts(client: httpx.AsyncClient) -> None:
+    member = await sign_up(client)
+    async with FakeWebhookReceiver(secret="unknown-yet") as receiver:
+        created = await member.ok(
+            "POST", "/v1/contactPoints", json={"channel": "webhook", "address": receiver.url}
+        )
+        secret = created["webhook_secret"]
+        assert secret.startswith("whsec_") and created["contact_point"]["verified"] is True
+        listed = await member.ok("GET", "/v1/contactPoints")
+        assert secret not in json.dumps(listed)  # shown once
+        receiver.secret = secret
+        rules = [{"source": "alert.raised", "channels": ["in_app", "webhook"]}]
+        await member.ok(
+            "PATCH", "/v1/notificationPreferences", params={"update_mask": "rules"}, json={"rules": rules}
+        )
+        await member.spend_past_a_budget()
+        alert = await eventually(
+            lambda: member.notification_of("alert.raised"), lambda seen: seen is not None
+        )
+        path = f"/v1/notifications/{alert['notification_id']}"
+        done = await eventually(
+            lambda: member.ok("GET", path),
+            lambda seen: deliveries_by_channel(seen).get("webhook", {}).get("status") == "delivered",
+        )
+        (received,) = receiver.received
+    assert received.verified, received.headers
+    assert received.webhook_id == deliveries_by_channel(done)["webhook"]["provider_message_id"]
+    assert "Food" in received.body.decode() and "budget.threshold" in received.body.decode()
 
 
 async def test_a_redelivered_alert_event_makes_no_second_message(
