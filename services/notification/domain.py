@@ -93,8 +93,10 @@ def plan_of(source: SourceSettings, payload: Mapping[str, Any]) -> MessagePlan |
 
 
 def variables_of(mapping: TemplateMapping, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The template's variables from the payload; absent fields are left out (the
-    template says whether it needs them)."""
+    """The template's variables from the payload; absent fields, and money without an
+    amount, are left out (the template says whether it needs them). An empty text stays:
+    a producer that knew no name (a category billing has not heard of yet) still
+    makes a message."""
     variables: dict[str, Any] = {}
     for name, path in mapping.variables.items():
         if isinstance(path, MoneyField):
@@ -103,7 +105,7 @@ def variables_of(mapping: TemplateMapping, payload: Mapping[str, Any]) -> dict[s
                 variables[name] = {"amount": str(amount), "currency": str(currency)}
             continue
         value = field_value(payload, path)
-        if value not in (None, ""):
+        if value is not None:
             variables[name] = value
     return variables
 

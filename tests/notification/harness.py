@@ -142,6 +142,20 @@ class Member:
         }
         await self.ok("POST", "/v1/expenses", json=expense)
 
+    async def spend_large(self, amount: str, merchant: str) -> None:
+        """An expense past the INR large-expense limit: a large_expense alert (info)."""
+        listed = await self.ok("GET", "/v1/categories")
+        shopping = next(c["category_id"] for c in listed["categories"] if c["name"] == "Shopping")
+        expense = {
+            "request_id": secrets.token_hex(16),
+            "amount": amount,
+            "currency": "INR",
+            "spent_on": date.today().isoformat(),
+            "category_id": shopping,
+            "merchant": merchant,
+        }
+        await self.ok("POST", "/v1/expenses", json=expense)
+
 
 async def sign_up(client: httpx.AsyncClient) -> Member:
     email = f"notify.{secrets.token_hex(6)}@example.org"

@@ -123,6 +123,17 @@ def test_an_unmapped_alert_type_makes_no_message_and_severity_comes_from_the_eve
     assert plan is not None and plan.critical
 
 
+def test_an_empty_name_still_makes_a_message_and_money_needs_an_amount() -> None:
+    source = SETTINGS.sources["alert.raised"]
+    details = {"merchant": "Croma", "category": "", "amount": "150000.00", "typical": "", "currency": "INR"}
+    plan = plan_of(source, {"type": "large_expense", "severity": "info", "details": details})
+    assert plan is not None and plan.variables == {
+        "merchant": "Croma",
+        "category": "",
+        "amount": {"amount": "150000.00", "currency": "INR"},
+    }
+
+
 def test_a_signup_maps_onto_the_welcome() -> None:
     plan = plan_of(
         SETTINGS.sources["user.registered"], {"user_id": "u", "email": "a@b.c", "display_name": "Asha"}

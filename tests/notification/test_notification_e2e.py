@@ -176,6 +176,12 @@ async def test_a_budget_alert_arrives_once_per_channel_and_is_delivered(
     assert marked["marked_count"] == 1
     assert (await member.notifications())["unread_count"] == 0
 
+    # Counted by channel and status.
+    async with httpx.AsyncClient(trust_env=False) as scraper:
+        scraped = (await scraper.get(mesh.metrics_url("notification"))).text
+    assert 'em_notification_deliveries_total{channel="sms",status="delivered"}' in scraped
+    assert "em_notification_dead_letters " in scraped
+
     # Another member sees none of it.
     other = await sign_up(client)
     assert (await other.call("GET", path)).status_code == 404
@@ -290,6 +296,56 @@ async def test_quiet_hours_hold_an_email_back_until_they_end(
     assert deliveries_by_channel(sent)["email"]["attempts"] == 1
     mails = [m for m in fakes.smtp.messages if member.email in m.recipients]
     assert len(mails) == 2 and "Food" in mails[1].message["Subject"]
+
+
+async def test_digest_mode_collects_low_severity_items_into_one_daily_message(
+    client: httpx.AsyncClient, fakes: Fakes, database: Database
+) -> None:
+    member = await sign_up(client)
+    await eventually(
+        lambda: asyncio.sleep(0, [m for m in fakes.smtp.messages if member.email in m.recipients]),
+        lambda seen: len(seen) == 1,
+    )  # the welcome, before the digest mode
+    await member.ok(
+        "PATCH",
+        "/v1/notificationPreferences",
+        params={"update_mask": "digest,digest_time"},
+        json={"digest": True, "digest_time": "08:00"},
+    )
+    await member.spend_large("150000.00", "Croma")  # large_expense: severity info
+    await member.spend_large("160000.00", "Tanishq")
+    large = await eventually(
+        lambda: member.notifications(page_size=50),
+        lambda seen: len([n for n in seen["notifications"] if n["source"] == "alert.raised"]) == 2,
+    )
+    alerts = [n for n in large["notifications"] if n["source"] == "alert.raised"]
+    for alert in alerts:
+        held = deliveries_by_channel(await member.ok("GET", f"/v1/notifications/{alert['notification_id']}"))
+        assert held["in_app"]["status"] == "delivered"  # the inbox has it at once
+        assert held["email"]["in_digest"] and held["email"]["status"] == "queued"
+        assert held["email"]["deferred_until"].endswith("T08:00:00.000Z")
+
+    # Digest time (the clock moved on): one email carries both.
+    async with database.transaction() as session:
+        await session.execute(
+            update(storage.deliveries)
+            .where(storage.deliveries.c.user_id == member.user_id, storage.deliveries.c.in_digest.is_(True))
+            .values(deferred_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    mails = await eventually(
+        lambda: asyncio.sleep(0, [m for m in fakes.smtp.messages if member.email in m.recipients]),
+        lambda seen: len(seen) == 2,
+    )
+    digest = mails[1].message
+    assert "2 updates" in digest["Subject"]
+    text = digest.get_content()
+    assert "Croma" in text and "Tanishq" in text
+    for alert in alerts:
+        sent = deliveries_by_channel(await member.ok("GET", f"/v1/notifications/{alert['notification_id']}"))
+        assert sent["email"]["status"] == "sent"
+        assert sent["email"]["provider_message_id"] == digest["Message-ID"]
+    await asyncio.sleep(1.0)
+    assert len([m for m in fakes.smtp.messages if member.email in m.recipients]) == 2
 
 
 async def test_bad_requests_name_their_fields(client: httpx.AsyncClient) -> None:
