@@ -72,9 +72,8 @@ class FakeGraphApi(FakeHttpServer):
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/{version}/{phone_number_id}/messages", self._send_message)]
 
-    def outage(self, status: int = 500, body: dict[str, object] | None = None, **headers: str) -> None:
-        error = {"message": "An unknown error has occurred.", "type": "OAuthException", "code": 1}
-        super().outage(status, body or {"error": error}, **headers)
+    def default_failure_body(self, status: int) -> dict[str, object]:
+        return {"error": {"message": "An unknown error has occurred.", "type": "OAuthException", "code": 1}}
 
     async def _send_message(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.access_token}":

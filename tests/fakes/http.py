@@ -14,10 +14,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class FakeHttpServer:
     def __init__(self) -> None:
-        # While set, every API request is answered with this status (and `failure_body`).
+        # While set, every API request is answered with this status (and `failure_body`),
+        # for `failures_left` more requests when that is set, then the fake recovers by itself.
         self.failing_status: int | None = None
         self.failure_body: dict[str, object] = {}
         self.failure_headers: dict[str, str] = {}
+        self.failures_left: int | None = None
         # Requests answered while failing: how many attempts the outage saw.
         self.failed_requests = 0
         # Seconds to stall before answering: a provider that accepted the connection but hangs.
@@ -32,13 +34,25 @@ class FakeHttpServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
 
-    def outage(self, status: int = 500, body: dict[str, object] | None = None, **headers: str) -> None:
+    def outage(
+        self,
+        status: int = 500,
+        body: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        requests: int | None = None,
+    ) -> None:
+        """Answers `status` from now on (for `requests` requests if given, else until recover())."""
         self.failing_status = status
-        self.failure_body = body or {"message": "fake outage"}
-        self.failure_headers = headers
+        self.failure_body = body or self.default_failure_body(status)
+        self.failure_headers = headers or {}
+        self.failures_left = requests
+
+    def default_failure_body(self, status: int) -> dict[str, object]:
+        return {"message": "fake outage", "status": status}
 
     def recover(self) -> None:
         self.failing_status = None
+        self.failures_left = None
 
     async def __aenter__(self) -> Self:
         app = web.Application(middlewares=[self._failures])
@@ -58,9 +72,12 @@ class FakeHttpServer:
     async def _failures(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
-        if self.failing_status is not None:
-            self.failed_requests += 1
-            return web.json_response(
-                self.failure_body, status=self.failing_status, headers=self.failure_headers
-            )
-        return await handler(request)
+        status = self.failing_status
+        if status is None:
+            return await handler(request)
+        self.failed_requests += 1
+        if self.failures_left is not None:
+            self.failures_left -= 1
+            if self.failures_left <= 0:
+                self.recover()
+        return web.json_response(self.failure_body, status=status, headers=self.failure_headers)

@@ -61,10 +61,8 @@ class FakeTwilio(FakeHttpServer):
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/2010-04-01/Accounts/{account_sid}/Messages.json", self._create_message)]
 
-    def outage(self, status: int = 500, body: dict[str, object] | None = None, **headers: str) -> None:
-        super().outage(
-            status, body or {"code": 20500, "message": "Internal Server Error", "status": status}, **headers
-        )
+    def default_failure_body(self, status: int) -> dict[str, object]:
+        return {"code": 20500, "message": "Internal Server Error", "status": status}
 
     async def _create_message(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

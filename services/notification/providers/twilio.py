@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
-
 from services.notification.providers.base import OutboundMessage, ProviderError, SendResult
 from services.notification.providers.http import json_or_empty, make_client, post, status_error
 from services.notification.providers.settings import SmsSettings
@@ -19,14 +17,14 @@ CREATED = 201
 class TwilioSmsProvider:
     channel = "sms"
 
-    def __init__(self, settings: SmsSettings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: SmsSettings) -> None:
         if settings.auth_token is None:
             raise ValueError("sms needs an auth_token")
         self._settings = settings
         self._url = (
             f"{settings.base_url.rstrip('/')}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
         )
-        self._client = client or make_client(
+        self._client = make_client(
             settings.timeouts, auth=(settings.account_sid, settings.auth_token.get_secret_value())
         )
 

@@ -14,7 +14,6 @@ import socket
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import httpx
 from standardwebhooks import Webhook
 
 from services.notification.providers.base import OutboundMessage, ProviderError, SendResult
@@ -76,9 +75,9 @@ async def resolve_public(url: str, settings: WebhookSettings) -> None:
 class StandardWebhookProvider:
     channel = "webhook"
 
-    def __init__(self, settings: WebhookSettings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: WebhookSettings) -> None:
         self._settings = settings
-        self._client = client or make_client(settings.timeouts)
+        self._client = make_client(settings.timeouts)
 
     async def send(self, message: OutboundMessage) -> SendResult:
         if not message.webhook_secret:

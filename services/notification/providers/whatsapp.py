@@ -23,13 +23,13 @@ RETRYABLE_ERROR_CODES = frozenset({2, 4, 80007, 130429, 131056})
 class WhatsAppCloudProvider:
     channel = "whatsapp"
 
-    def __init__(self, settings: WhatsAppSettings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: WhatsAppSettings) -> None:
         if settings.access_token is None:
             raise ValueError("whatsapp needs an access_token")
         self._url = (
             f"{settings.base_url.rstrip('/')}/{settings.api_version}/{settings.phone_number_id}/messages"
         )
-        self._client = client or make_client(
+        self._client = make_client(
             settings.timeouts,
             headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
         )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from pydantic import SecretStr
 
 from services.notification.providers.settings import (
@@ -14,30 +11,15 @@ from services.notification.providers.settings import (
     WebhookSettings,
     WhatsAppSettings,
 )
+from tests.fakes.fixtures import fake_graph, fake_smtp, fake_twilio
 from tests.fakes.graph import FakeGraphApi
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.twilio import FakeTwilio
 
+__all__ = ["fake_graph", "fake_smtp", "fake_twilio"]
+
 # Short enough that a stalled fake fails a test in well under a second.
 FAST_TIMEOUTS = TimeoutSettings(connect_seconds=1.0, total_seconds=0.5)
-
-
-@pytest.fixture
-async def smtp_server() -> AsyncIterator[FakeSmtpServer]:
-    async with FakeSmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    async with FakeTwilio() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraphApi]:
-    async with FakeGraphApi() as fake:
-        yield fake
 
 
 def email_settings(server: FakeSmtpServer, **overrides: object) -> EmailSettings:

@@ -26,27 +26,27 @@ def message(**overrides: object) -> OutboundMessage:
 
 
 @pytest.fixture
-async def sink(twilio: FakeTwilio) -> AsyncIterator[StatusSink]:
-    async with StatusSink(twilio_auth_token=twilio.auth_token) as server:
+async def sink(fake_twilio: FakeTwilio) -> AsyncIterator[StatusSink]:
+    async with StatusSink(twilio_auth_token=fake_twilio.auth_token) as server:
         yield server
 
 
 @pytest.fixture
-async def provider(twilio: FakeTwilio, sink: StatusSink) -> AsyncIterator[TwilioSmsProvider]:
-    adapter = TwilioSmsProvider(sms_settings(twilio, status_callback_url=sink.twilio_url))
+async def provider(fake_twilio: FakeTwilio, sink: StatusSink) -> AsyncIterator[TwilioSmsProvider]:
+    adapter = TwilioSmsProvider(sms_settings(fake_twilio, status_callback_url=sink.twilio_url))
     yield adapter
     await adapter.aclose()
 
 
 async def test_sends_form_with_basic_auth_and_gets_queued_sid(
-    twilio: FakeTwilio, sink: StatusSink, provider: TwilioSmsProvider
+    fake_twilio: FakeTwilio, sink: StatusSink, provider: TwilioSmsProvider
 ) -> None:
     result = await provider.send(message())
 
     assert result.status == "queued"
     assert result.provider_message_id.startswith("SM")
     assert len(result.provider_message_id) == 34
-    [sent] = twilio.messages
+    [sent] = fake_twilio.messages
     assert sent.sid == result.provider_message_id
     assert (sent.to, sent.from_, sent.body) == (
         "+919876543210",
@@ -57,21 +57,21 @@ async def test_sends_form_with_basic_auth_and_gets_queued_sid(
     assert sent.status_callback == f"{sink.twilio_url}?delivery_id=dlv_sms_1"
 
 
-async def test_messaging_service_replaces_from(twilio: FakeTwilio) -> None:
+async def test_messaging_service_replaces_from(fake_twilio: FakeTwilio) -> None:
     service = "MG" + "1" * 32
-    provider = TwilioSmsProvider(sms_settings(twilio, from_number=None, messaging_service_sid=service))
+    provider = TwilioSmsProvider(sms_settings(fake_twilio, from_number=None, messaging_service_sid=service))
 
     result = await provider.send(message())
 
     assert result.status == "accepted"
-    assert twilio.messages[0].messaging_service_sid == service
-    assert "From" not in twilio.messages[0].form
-    assert "StatusCallback" not in twilio.messages[0].form
+    assert fake_twilio.messages[0].messaging_service_sid == service
+    assert "From" not in fake_twilio.messages[0].form
+    assert "StatusCallback" not in fake_twilio.messages[0].form
     await provider.aclose()
 
 
-async def test_wrong_auth_token_is_not_retryable(twilio: FakeTwilio) -> None:
-    provider = TwilioSmsProvider(sms_settings(twilio, auth_token=SecretStr("wrong-token")))
+async def test_wrong_auth_token_is_not_retryable(fake_twilio: FakeTwilio) -> None:
+    provider = TwilioSmsProvider(sms_settings(fake_twilio, auth_token=SecretStr("wrong-token")))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
@@ -79,12 +79,12 @@ async def test_wrong_auth_token_is_not_retryable(twilio: FakeTwilio) -> None:
     assert not raised.value.retryable
     assert raised.value.provider_code == "20003"
     assert "wrong-token" not in str(raised.value)
-    assert twilio.unauthorized_requests == 1
-    assert twilio.messages == []
+    assert fake_twilio.unauthorized_requests == 1
+    assert fake_twilio.messages == []
     await provider.aclose()
 
 
-async def test_invalid_number_is_not_retryable(twilio: FakeTwilio, provider: TwilioSmsProvider) -> None:
+async def test_invalid_number_is_not_retryable(fake_twilio: FakeTwilio, provider: TwilioSmsProvider) -> None:
     with pytest.raises(ProviderError) as raised:
         await provider.send(message(to="98765"))
 
@@ -94,26 +94,44 @@ async def test_invalid_number_is_not_retryable(twilio: FakeTwilio, provider: Twi
 
 
 async def test_outage_is_retryable_and_recovery_sends(
-    twilio: FakeTwilio, provider: TwilioSmsProvider
+    fake_twilio: FakeTwilio, provider: TwilioSmsProvider
 ) -> None:
-    twilio.outage(500)
+    fake_twilio.outage(500)
     for _ in range(3):
         with pytest.raises(ProviderError) as raised:
             await provider.send(message())
         assert raised.value.retryable
         assert "HTTP 500" in str(raised.value)
 
-    twilio.recover()
+    fake_twilio.recover()
     result = await provider.send(message())
 
-    assert twilio.failed_requests == 3
-    assert [sent.sid for sent in twilio.messages] == [result.provider_message_id]
+    assert fake_twilio.failed_requests == 3
+    assert [sent.sid for sent in fake_twilio.messages] == [result.provider_message_id]
+
+
+async def test_outage_for_a_number_of_requests_ends_by_itself(
+    fake_twilio: FakeTwilio, provider: TwilioSmsProvider
+) -> None:
+    fake_twilio.outage(503, requests=2)
+
+    outcomes = []
+    for _ in range(3):
+        try:
+            outcomes.append((await provider.send(message())).status)
+        except ProviderError as error:
+            outcomes.append(f"retryable={error.retryable}")
+
+    assert outcomes == ["retryable=True", "retryable=True", "queued"]
+    assert len(fake_twilio.messages) == 1
 
 
 async def test_rate_limit_is_retryable_with_retry_after(
-    twilio: FakeTwilio, provider: TwilioSmsProvider
+    fake_twilio: FakeTwilio, provider: TwilioSmsProvider
 ) -> None:
-    twilio.outage(429, {"code": 20429, "message": "Too Many Requests", "status": 429}, **{"Retry-After": "7"})
+    fake_twilio.outage(
+        429, {"code": 20429, "message": "Too Many Requests", "status": 429}, {"Retry-After": "7"}
+    )
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
@@ -123,8 +141,8 @@ async def test_rate_limit_is_retryable_with_retry_after(
     assert raised.value.retry_after_seconds == 7.0
 
 
-async def test_stalled_api_times_out_retryably(twilio: FakeTwilio, provider: TwilioSmsProvider) -> None:
-    twilio.delay_seconds = 2.0
+async def test_stalled_api_times_out_retryably(fake_twilio: FakeTwilio, provider: TwilioSmsProvider) -> None:
+    fake_twilio.delay_seconds = 2.0
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
@@ -134,12 +152,12 @@ async def test_stalled_api_times_out_retryably(twilio: FakeTwilio, provider: Twi
 
 
 async def test_signed_status_callback_is_accepted_and_read(
-    twilio: FakeTwilio, sink: StatusSink, provider: TwilioSmsProvider
+    fake_twilio: FakeTwilio, sink: StatusSink, provider: TwilioSmsProvider
 ) -> None:
     sid = (await provider.send(message())).provider_message_id
 
-    sent = await twilio.send_status_callback(sid, "sent")
-    delivered = await twilio.send_status_callback(sid, "undelivered", error_code="30005")
+    sent = await fake_twilio.send_status_callback(sid, "sent")
+    delivered = await fake_twilio.send_status_callback(sid, "undelivered", error_code="30005")
 
     assert (sent.status_code, delivered.status_code) == (204, 204)
     assert [(update.provider_message_id, update.status) for update in sink.updates] == [
@@ -151,11 +169,11 @@ async def test_signed_status_callback_is_accepted_and_read(
 
 
 async def test_status_callback_signed_with_another_token_is_refused(
-    twilio: FakeTwilio, sink: StatusSink, provider: TwilioSmsProvider
+    fake_twilio: FakeTwilio, sink: StatusSink, provider: TwilioSmsProvider
 ) -> None:
     sid = (await provider.send(message())).provider_message_id
 
-    answer = await twilio.send_status_callback(sid, "delivered", signing_token="an-impostors-token")
+    answer = await fake_twilio.send_status_callback(sid, "delivered", signing_token="an-impostors-token")
 
     assert answer.status_code == 401
     assert sink.refused == 1

@@ -30,20 +30,20 @@ def message(**overrides: object) -> OutboundMessage:
 
 
 @pytest.fixture
-async def provider(graph: FakeGraphApi) -> AsyncIterator[WhatsAppCloudProvider]:
-    adapter = WhatsAppCloudProvider(whatsapp_settings(graph))
+async def provider(fake_graph: FakeGraphApi) -> AsyncIterator[WhatsAppCloudProvider]:
+    adapter = WhatsAppCloudProvider(whatsapp_settings(fake_graph))
     yield adapter
     await adapter.aclose()
 
 
 async def test_outside_the_window_sends_the_template_with_parameters_in_order(
-    graph: FakeGraphApi, provider: WhatsAppCloudProvider
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
 ) -> None:
     result = await provider.send(message())
 
     assert result.status == "accepted"
     assert result.provider_message_id.startswith("wamid.")
-    [sent] = graph.messages
+    [sent] = fake_graph.messages
     assert sent.wamid == result.provider_message_id
     assert sent.payload == {
         "messaging_product": "whatsapp",
@@ -69,29 +69,29 @@ async def test_outside_the_window_sends_the_template_with_parameters_in_order(
 
 
 async def test_inside_the_window_sends_free_text(
-    graph: FakeGraphApi, provider: WhatsAppCloudProvider
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
 ) -> None:
     await provider.send(message(whatsapp_session_open=True))
 
-    [sent] = graph.messages
+    [sent] = fake_graph.messages
     assert sent.type == "text"
     assert sent.payload["text"] == {"body": "Budget Food at 80%: ₹8,000 of ₹10,000", "preview_url": False}
     assert "template" not in sent.payload
 
 
 async def test_outside_the_window_without_template_is_refused_unsent(
-    graph: FakeGraphApi, provider: WhatsAppCloudProvider
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
 ) -> None:
     with pytest.raises(ProviderError) as raised:
         await provider.send(message(whatsapp_template=None))
 
     assert not raised.value.retryable
     assert "template" in str(raised.value)
-    assert graph.messages == []
+    assert fake_graph.messages == []
 
 
-async def test_wrong_token_is_not_retryable(graph: FakeGraphApi) -> None:
-    provider = WhatsAppCloudProvider(whatsapp_settings(graph, access_token=SecretStr("expired-token")))
+async def test_wrong_token_is_not_retryable(fake_graph: FakeGraphApi) -> None:
+    provider = WhatsAppCloudProvider(whatsapp_settings(fake_graph, access_token=SecretStr("expired-token")))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
@@ -99,22 +99,22 @@ async def test_wrong_token_is_not_retryable(graph: FakeGraphApi) -> None:
     assert not raised.value.retryable
     assert raised.value.provider_code == "190"
     assert "expired-token" not in str(raised.value)
-    assert graph.unauthorized_requests == 1
+    assert fake_graph.unauthorized_requests == 1
     await provider.aclose()
 
 
 async def test_outage_is_retryable_then_recovers(
-    graph: FakeGraphApi, provider: WhatsAppCloudProvider
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
 ) -> None:
-    graph.outage(503)
+    fake_graph.outage(503)
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
     assert raised.value.retryable
 
-    graph.recover()
+    fake_graph.recover()
     result = await provider.send(message())
 
-    assert [sent.wamid for sent in graph.messages] == [result.provider_message_id]
+    assert [sent.wamid for sent in fake_graph.messages] == [result.provider_message_id]
 
 
 @pytest.mark.parametrize(
@@ -127,9 +127,9 @@ async def test_outage_is_retryable_then_recovers(
     ],
 )
 async def test_graph_error_codes_decide_retry(
-    graph: FakeGraphApi, provider: WhatsAppCloudProvider, status: int, code: int, retryable: bool
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider, status: int, code: int, retryable: bool
 ) -> None:
-    graph.outage(status, {"error": {"message": "refused", "type": "OAuthException", "code": code}})
+    fake_graph.outage(status, {"error": {"message": "refused", "type": "OAuthException", "code": code}})
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
@@ -139,7 +139,7 @@ async def test_graph_error_codes_decide_retry(
 
 
 async def test_invalid_number_is_refused_by_the_api(
-    graph: FakeGraphApi, provider: WhatsAppCloudProvider
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
 ) -> None:
     with pytest.raises(ProviderError) as raised:
         await provider.send(message(to="+91 98765 43210"))
@@ -148,8 +148,10 @@ async def test_invalid_number_is_refused_by_the_api(
     assert raised.value.provider_code == "100"
 
 
-async def test_stalled_api_times_out_retryably(graph: FakeGraphApi, provider: WhatsAppCloudProvider) -> None:
-    graph.delay_seconds = 2.0
+async def test_stalled_api_times_out_retryably(
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
+) -> None:
+    fake_graph.delay_seconds = 2.0
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
@@ -158,14 +160,18 @@ async def test_stalled_api_times_out_retryably(graph: FakeGraphApi, provider: Wh
 
 
 async def test_signed_status_webhooks_are_accepted_and_name_our_delivery(
-    graph: FakeGraphApi, provider: WhatsAppCloudProvider
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
 ) -> None:
     wamid = (await provider.send(message())).provider_message_id
     failure = [{"code": 131026, "title": "Message undeliverable"}]
 
-    async with StatusSink(meta_app_secret=graph.app_secret) as sink:
-        delivered = await graph.post_webhook(sink.meta_url, graph.status_payload(wamid, "delivered"))
-        failed = await graph.post_webhook(sink.meta_url, graph.status_payload(wamid, "failed", failure))
+    async with StatusSink(meta_app_secret=fake_graph.app_secret) as sink:
+        delivered = await fake_graph.post_webhook(
+            sink.meta_url, fake_graph.status_payload(wamid, "delivered")
+        )
+        failed = await fake_graph.post_webhook(
+            sink.meta_url, fake_graph.status_payload(wamid, "failed", failure)
+        )
 
     assert (delivered.status_code, failed.status_code) == (200, 200)
     assert [(update.provider_message_id, update.status, update.delivery_id) for update in sink.updates] == [
@@ -176,13 +182,13 @@ async def test_signed_status_webhooks_are_accepted_and_name_our_delivery(
 
 
 async def test_webhook_signed_with_another_secret_is_refused(
-    graph: FakeGraphApi, provider: WhatsAppCloudProvider
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
 ) -> None:
     wamid = (await provider.send(message())).provider_message_id
 
-    async with StatusSink(meta_app_secret=graph.app_secret) as sink:
-        answer = await graph.post_webhook(
-            sink.meta_url, graph.status_payload(wamid, "read"), signing_secret="not-the-app-secret"
+    async with StatusSink(meta_app_secret=fake_graph.app_secret) as sink:
+        answer = await fake_graph.post_webhook(
+            sink.meta_url, fake_graph.status_payload(wamid, "read"), signing_secret="not-the-app-secret"
         )
 
     assert answer.status_code == 401
