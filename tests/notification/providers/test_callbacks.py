@@ -11,11 +11,13 @@ from services.notification.providers.callbacks import (
     meta_inbound_messages,
     meta_status_updates,
     meta_verify_challenge,
+    twilio_form,
     twilio_status_update,
     verify_meta_signature,
     verify_twilio_signature,
 )
 from tests.fakes.graph import FakeGraphApi
+from tests.fakes.twilio import sign_twilio_request
 
 # Twilio's own example (their docs and RequestValidator's tests).
 TWILIO_TOKEN = "12345"
@@ -113,6 +115,17 @@ def test_meta_documented_example_verifies() -> None:
 )
 def test_meta_signature_refused(body: bytes, header: str, secret: str) -> None:
     assert not verify_meta_signature(body, header, secret)
+
+
+def test_twilio_form_keeps_empty_parameters_the_signature_covers() -> None:
+    raw = b"MessageSid=SM1&MessageStatus=delivered&ErrorCode=&To=%2B919876543210"
+    form = twilio_form(raw)
+    url = "https://api.mesh.example/v1/providers/twilio/status?delivery_id=d1"
+    signature = sign_twilio_request(TWILIO_TOKEN, url, form)
+
+    assert form == {"MessageSid": "SM1", "MessageStatus": "delivered", "ErrorCode": "", "To": "+919876543210"}
+    assert verify_twilio_signature(url, form, signature, TWILIO_TOKEN)
+    assert not verify_twilio_signature(url, {k: v for k, v in form.items() if v}, signature, TWILIO_TOKEN)
 
 
 def test_twilio_status_update_reads_the_form() -> None:
