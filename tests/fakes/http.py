@@ -57,7 +57,9 @@ class FakeHttpServer:
     async def __aenter__(self) -> Self:
         app = web.Application(middlewares=[self._failures])
         app.add_routes(self.routes())
-        self._runner = web.AppRunner(app, access_log=None)
+        # handler_cancellation: a stalled answer ends with its client (a timed-out adapter),
+        # so stopping the fake does not wait for it.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -18,8 +18,11 @@ from tests.fakes.twilio import FakeTwilio
 
 __all__ = ["fake_graph", "fake_smtp", "fake_twilio"]
 
-# Short enough that a stalled fake fails a test in well under a second.
-FAST_TIMEOUTS = TimeoutSettings(connect_seconds=1.0, total_seconds=0.5)
+# The adapters' own defaults: generous on a loaded machine. The stall tests use STALL_TIMEOUTS
+# with a fake that stalls far longer (STALL_SECONDS), so they fail fast yet never by chance.
+TIMEOUTS = TimeoutSettings()
+STALL_TIMEOUTS = TimeoutSettings(connect_seconds=5.0, total_seconds=0.3)
+STALL_SECONDS = 3.0
 
 
 def email_settings(server: FakeSmtpServer, **overrides: object) -> EmailSettings:
@@ -31,7 +34,7 @@ def email_settings(server: FakeSmtpServer, **overrides: object) -> EmailSettings
         "password": SecretStr(server.password),
         "from_address": "Expense Mesh <alerts@mesh.example>",
         "ca_file": str(server.certificate.cert_file),
-        "timeouts": FAST_TIMEOUTS,
+        "timeouts": TIMEOUTS,
     }
     return EmailSettings.model_validate(values | overrides)
 
@@ -43,7 +46,7 @@ def sms_settings(fake: FakeTwilio, **overrides: object) -> SmsSettings:
         "account_sid": fake.account_sid,
         "auth_token": SecretStr(fake.auth_token),
         "from_number": "+15005550006",
-        "timeouts": FAST_TIMEOUTS,
+        "timeouts": TIMEOUTS,
     }
     return SmsSettings.model_validate(values | overrides)
 
@@ -55,11 +58,11 @@ def whatsapp_settings(fake: FakeGraphApi, **overrides: object) -> WhatsAppSettin
         "phone_number_id": fake.phone_number_id,
         "access_token": SecretStr(fake.access_token),
         "app_secret": SecretStr(fake.app_secret),
-        "timeouts": FAST_TIMEOUTS,
+        "timeouts": TIMEOUTS,
     }
     return WhatsAppSettings.model_validate(values | overrides)
 
 
 def webhook_settings(**overrides: object) -> WebhookSettings:
-    values: dict[str, object] = {"enabled": True, "allow_http_localhost": True, "timeouts": FAST_TIMEOUTS}
+    values: dict[str, object] = {"enabled": True, "allow_http_localhost": True, "timeouts": TIMEOUTS}
     return WebhookSettings.model_validate(values | overrides)

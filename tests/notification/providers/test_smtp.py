@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from pydantic import SecretStr
@@ -10,7 +11,7 @@ from pydantic import SecretStr
 from services.notification.providers.base import OutboundMessage, ProviderError
 from services.notification.providers.smtp import SmtpEmailProvider
 from tests.fakes.smtp import FakeSmtpServer
-from tests.notification.providers.conftest import email_settings
+from tests.notification.providers.conftest import STALL_SECONDS, STALL_TIMEOUTS, email_settings
 
 
 def message(**overrides: object) -> OutboundMessage:
@@ -85,14 +86,17 @@ async def test_relay_reply_class_decides_retry(
 
 
 async def test_stalled_relay_times_out_retryably(fake_smtp: FakeSmtpServer) -> None:
-    fake_smtp.data_delay_seconds = 3.0
-    provider = SmtpEmailProvider(email_settings(fake_smtp))
+    fake_smtp.data_delay_seconds = STALL_SECONDS
+    provider = SmtpEmailProvider(email_settings(fake_smtp, timeouts=STALL_TIMEOUTS))
+    started = time.monotonic()
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
 
     assert raised.value.retryable
     assert "timed out" in str(raised.value)
+    # Given up at the timeout, not after the relay's late reply (no polite QUIT first).
+    assert time.monotonic() - started < STALL_SECONDS - 1
 
 
 async def test_relay_down_is_retryable(fake_smtp: FakeSmtpServer) -> None:

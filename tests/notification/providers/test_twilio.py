@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from services.notification.providers.base import OutboundMessage, ProviderError
 from services.notification.providers.twilio import TwilioSmsProvider
 from tests.fakes.twilio import FakeTwilio
-from tests.notification.providers.conftest import sms_settings
+from tests.notification.providers.conftest import STALL_SECONDS, STALL_TIMEOUTS, sms_settings
 from tests.notification.providers.sinks import StatusSink
 
 
@@ -141,14 +141,16 @@ async def test_rate_limit_is_retryable_with_retry_after(
     assert raised.value.retry_after_seconds == 7.0
 
 
-async def test_stalled_api_times_out_retryably(fake_twilio: FakeTwilio, provider: TwilioSmsProvider) -> None:
-    fake_twilio.delay_seconds = 2.0
+async def test_stalled_api_times_out_retryably(fake_twilio: FakeTwilio) -> None:
+    fake_twilio.delay_seconds = STALL_SECONDS
+    provider = TwilioSmsProvider(sms_settings(fake_twilio, timeouts=STALL_TIMEOUTS))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
 
     assert raised.value.retryable
     assert "timed out" in str(raised.value)
+    await provider.aclose()
 
 
 async def test_signed_status_callback_is_accepted_and_read(

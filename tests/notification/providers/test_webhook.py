@@ -18,7 +18,7 @@ from services.notification.providers.webhook import (
     generate_webhook_secret,
 )
 from tests.fakes.webhook_receiver import FakeWebhookReceiver
-from tests.notification.providers.conftest import webhook_settings
+from tests.notification.providers.conftest import STALL_SECONDS, STALL_TIMEOUTS, webhook_settings
 
 SECRET = generate_webhook_secret()
 
@@ -105,15 +105,16 @@ async def test_receiver_outage_is_retryable(
     assert receiver.failed_requests == 1
 
 
-async def test_stalled_receiver_times_out_retryably(
-    receiver: FakeWebhookReceiver, provider: StandardWebhookProvider
-) -> None:
-    receiver.delay_seconds = 2.0
+async def test_stalled_receiver_times_out_retryably(receiver: FakeWebhookReceiver) -> None:
+    receiver.delay_seconds = STALL_SECONDS
+    provider = StandardWebhookProvider(webhook_settings(timeouts=STALL_TIMEOUTS))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message(receiver.url))
 
     assert raised.value.retryable
+    assert "timed out" in str(raised.value)
+    await provider.aclose()
 
 
 async def test_loopback_is_refused_unless_allowed(receiver: FakeWebhookReceiver) -> None:

@@ -11,7 +11,7 @@ from services.notification.providers.base import OutboundMessage, ProviderError,
 from services.notification.providers.callbacks import meta_inbound_messages
 from services.notification.providers.whatsapp import WhatsAppCloudProvider
 from tests.fakes.graph import FakeGraphApi
-from tests.notification.providers.conftest import whatsapp_settings
+from tests.notification.providers.conftest import STALL_SECONDS, STALL_TIMEOUTS, whatsapp_settings
 from tests.notification.providers.sinks import StatusSink
 
 BUDGET_ALERT = WhatsAppTemplate(name="budget_alert", language="en_US", parameters=["Food", "80%", "₹8,000"])
@@ -148,15 +148,16 @@ async def test_invalid_number_is_refused_by_the_api(
     assert raised.value.provider_code == "100"
 
 
-async def test_stalled_api_times_out_retryably(
-    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
-) -> None:
-    fake_graph.delay_seconds = 2.0
+async def test_stalled_api_times_out_retryably(fake_graph: FakeGraphApi) -> None:
+    fake_graph.delay_seconds = STALL_SECONDS
+    provider = WhatsAppCloudProvider(whatsapp_settings(fake_graph, timeouts=STALL_TIMEOUTS))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
 
     assert raised.value.retryable
+    assert "timed out" in str(raised.value)
+    await provider.aclose()
 
 
 async def test_signed_status_webhooks_are_accepted_and_name_our_delivery(
