@@ -24,7 +24,10 @@ class SmtpEmailProvider:
         self._message_id_domain = settings.message_id_domain or _domain_of(settings.from_address)
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        email = self.compose(message)
+        try:
+            email = self.compose(message)
+        except ValueError as error:
+            raise ProviderError(f"email: cannot be composed: {error}", retryable=False) from None
         client = self._client()
         try:
             # Bounded as a whole; on any failure the connection is dropped, not QUIT politely
@@ -57,6 +60,11 @@ class SmtpEmailProvider:
         )
 
     def compose(self, message: OutboundMessage) -> EmailMessage:
+        """The MIME message; ValueError when `to` is not exactly one address or a header
+        would carry a line break (header injection)."""
+        recipients = getaddresses([message.to])
+        if len(recipients) != 1 or "@" not in recipients[0][1]:
+            raise ValueError("the recipient must be one email address")
         email = EmailMessage()
         email["From"] = self._settings.from_address
         email["To"] = message.to

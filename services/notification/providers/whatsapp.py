@@ -70,6 +70,9 @@ def message_payload(message: OutboundMessage) -> dict[str, Any]:
         raise ProviderError(
             "whatsapp: outside the 24-hour window only a template message may be sent", retryable=False
         )
+    if not all(value.strip() for value in template.parameters):
+        # Meta refuses an empty parameter (code 100); better said before sending.
+        raise ProviderError("whatsapp: a template parameter is empty", retryable=False)
     payload["type"] = "template"
     payload["template"] = {"name": template.name, "language": {"code": template.language}}
     if template.parameters:

@@ -132,3 +132,23 @@ async def test_no_clear_text_fallback_when_tls_is_off(fake_smtp: FakeSmtpServer)
     assert not raised.value.retryable
     assert "AUTH" in str(raised.value)
     assert fake_smtp.messages == []
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"subject": "Alert\r\nBcc: someone@else.example"},  # header injection
+        {"to": "asha@example.com, someone@else.example"},
+        {"to": "not an address"},
+    ],
+)
+async def test_message_that_cannot_be_composed_safely_is_refused_unsent(
+    fake_smtp: FakeSmtpServer, overrides: dict[str, str]
+) -> None:
+    provider = SmtpEmailProvider(email_settings(fake_smtp))
+
+    with pytest.raises(ProviderError) as raised:
+        await provider.send(message(**overrides))
+
+    assert not raised.value.retryable
+    assert fake_smtp.messages == []

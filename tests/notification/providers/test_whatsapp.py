@@ -90,6 +90,18 @@ async def test_outside_the_window_without_template_is_refused_unsent(
     assert fake_graph.messages == []
 
 
+async def test_empty_template_parameter_is_refused_unsent(
+    fake_graph: FakeGraphApi, provider: WhatsAppCloudProvider
+) -> None:
+    template = WhatsAppTemplate(name="budget_alert", language="en_US", parameters=["Food", " ", "₹8,000"])
+
+    with pytest.raises(ProviderError) as raised:
+        await provider.send(message(whatsapp_template=template))
+
+    assert not raised.value.retryable
+    assert fake_graph.messages == []
+
+
 async def test_wrong_token_is_not_retryable(fake_graph: FakeGraphApi) -> None:
     provider = WhatsAppCloudProvider(whatsapp_settings(fake_graph, access_token=SecretStr("expired-token")))
 
