@@ -4,9 +4,10 @@ test flips to make the provider fail (an outage answering 5xx, a stall, a rate l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Self
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Self
 
+import httpx
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -26,6 +27,11 @@ class FakeHttpServer:
         self.delay_seconds = 0.0
         self._runner: web.AppRunner | None = None
         self._port = 0
+        # What the fake does on its own after answering (a provider's status callbacks).
+        self._background: set[asyncio.Task[Any]] = set()
+        # (what, HTTP status of the answer; 0: no answer) for each callback posted by itself.
+        self.callback_answers: list[tuple[str, int]] = []
+        self._http: httpx.AsyncClient | None = None
 
     def routes(self) -> list[web.RouteDef]:
         raise NotImplementedError
@@ -68,7 +74,35 @@ class FakeHttpServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._runner is not None
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
         await self._runner.cleanup()
+
+    async def post_callback(self, url: str, **kwargs: Any) -> httpx.Response:
+        """POSTs to a callback URL (ours, usually the gateway) on one pooled client."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10)
+        return await self._http.post(url, **kwargs)
+
+    async def report(self, what: str, post: Coroutine[Any, Any, httpx.Response]) -> None:
+        try:
+            answer = (await post).status_code
+        except httpx.HTTPError:
+            answer = 0
+        self.callback_answers.append((what, answer))
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settled(self) -> None:
+        """Waits until what the fake does on its own (callbacks) is done."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     @web.middleware
     async def _failures(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -180,3 +180,27 @@ async def test_status_callback_signed_with_another_token_is_refused(
     assert answer.status_code == 401
     assert sink.refused == 1
     assert sink.updates == []
+
+
+async def test_twilio_reports_statuses_on_its_own_like_the_real_one(sink: StatusSink) -> None:
+    async with FakeTwilio(auto_statuses=("sent", "delivered"), auth_token="another-accounts-token") as twilio:
+        provider = TwilioSmsProvider(sms_settings(twilio, status_callback_url=sink.twilio_url))
+        sid = (await provider.send(message())).provider_message_id
+        await twilio.settled()
+        await provider.aclose()
+
+    assert twilio.callback_answers == [(f"{sid} sent", 401), (f"{sid} delivered", 401)]
+    assert sink.refused == 2  # signed with a token the sink does not know
+    assert sink.updates == []
+
+    async with FakeTwilio(auto_statuses=("sent", "delivered"), auth_token=sink.twilio_auth_token) as twilio:
+        provider = TwilioSmsProvider(sms_settings(twilio, status_callback_url=sink.twilio_url))
+        sid = (await provider.send(message())).provider_message_id
+        await twilio.settled()
+        await provider.aclose()
+
+    assert twilio.callback_answers == [(f"{sid} sent", 204), (f"{sid} delivered", 204)]
+    assert [(update.provider_message_id, update.status) for update in sink.updates] == [
+        (sid, "sent"),
+        (sid, "delivered"),
+    ]

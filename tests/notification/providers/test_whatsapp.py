@@ -217,3 +217,19 @@ def test_inbound_message_opens_the_window() -> None:
     assert inbound.sender == "+919876543210"
     assert inbound.text == "STOP"
     assert inbound.provider_message_id.startswith("wamid.")
+
+
+async def test_meta_reports_statuses_on_its_own_like_the_real_one() -> None:
+    async with StatusSink(meta_app_secret="fake-app-secret") as sink:
+        graph = FakeGraphApi(webhook_url=sink.meta_url, auto_statuses=("sent", "read"))
+        async with graph:
+            provider = WhatsAppCloudProvider(whatsapp_settings(graph))
+            wamid = (await provider.send(message())).provider_message_id
+            await graph.settled()
+            await provider.aclose()
+
+    assert graph.callback_answers == [(f"{wamid} sent", 200), (f"{wamid} read", 200)]
+    assert [(update.status, update.delivery_id) for update in sink.updates] == [
+        ("sent", "dlv_wa_1"),
+        ("read", "dlv_wa_1"),
+    ]
