@@ -24,12 +24,15 @@ class TwilioSmsProvider:
         self._url = (
             f"{settings.base_url.rstrip('/')}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
         )
+        self._total_seconds = settings.timeouts.total_seconds
         self._client = make_client(
             settings.timeouts, auth=(settings.account_sid, settings.auth_token.get_secret_value())
         )
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        response = await post("twilio", self._client, self._url, data=self._form(message))
+        response = await post(
+            "twilio", self._client, self._url, data=self._form(message), total_seconds=self._total_seconds
+        )
         document = json_or_empty(response)
         if response.status_code != CREATED:
             code = document.get("code")

@@ -29,13 +29,20 @@ class WhatsAppCloudProvider:
         self._url = (
             f"{settings.base_url.rstrip('/')}/{settings.api_version}/{settings.phone_number_id}/messages"
         )
+        self._total_seconds = settings.timeouts.total_seconds
         self._client = make_client(
             settings.timeouts,
             headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
         )
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        response = await post("whatsapp", self._client, self._url, json=message_payload(message))
+        response = await post(
+            "whatsapp",
+            self._client,
+            self._url,
+            json=message_payload(message),
+            total_seconds=self._total_seconds,
+        )
         document = json_or_empty(response)
         if response.status_code != OK:
             raise _error(response, document)
