@@ -128,15 +128,25 @@ async def test_loopback_is_refused_unless_allowed(receiver: FakeWebhookReceiver)
     await provider.aclose()
 
 
-async def test_host_name_resolving_to_loopback_is_refused(receiver: FakeWebhookReceiver) -> None:
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",  # a name resolving to loopback
+        "2130706433",  # 127.0.0.1 written as one number: no IP literal to refuse before resolving
+    ],
+)
+async def test_host_resolving_to_loopback_is_refused_at_send(
+    receiver: FakeWebhookReceiver, host: str
+) -> None:
     provider = StandardWebhookProvider(webhook_settings(allow_http_localhost=False))
-    url = receiver.url.replace("http://127.0.0.1", "https://localhost")
+    url = receiver.url.replace("http://127.0.0.1", f"https://{host}")
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message(url))
 
     assert not raised.value.retryable
     assert "private network" in str(raised.value)
+    assert receiver.received == []
     await provider.aclose()
 
 
