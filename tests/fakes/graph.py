@@ -11,6 +11,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +61,15 @@ class FakeGraphApi(FakeHttpServer):
         phone_number_id: str = "106540352242922",
         app_secret: str = "fake-app-secret",
         display_phone_number: str = "15550783881",
+        webhook_url: str | None = None,
+        auto_statuses: Sequence[str] = (),
     ) -> None:
+        """webhook_url + auto_statuses: each status posted in order (signed) to our webhook
+        right after a message is accepted, as Meta does (e.g. ("sent", "delivered", "read"));
+        answers in `callback_answers`."""
         super().__init__()
+        self.webhook_url = webhook_url
+        self.auto_statuses = tuple(auto_statuses)
         self.access_token = access_token
         self.phone_number_id = phone_number_id
         self.app_secret = app_secret
@@ -72,9 +80,8 @@ class FakeGraphApi(FakeHttpServer):
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/{version}/{phone_number_id}/messages", self._send_message)]
 
-    def outage(self, status: int = 500, body: dict[str, object] | None = None, **headers: str) -> None:
-        error = {"message": "An unknown error has occurred.", "type": "OAuthException", "code": 1}
-        super().outage(status, body or {"error": error}, **headers)
+    def default_failure_body(self, status: int) -> dict[str, object]:
+        return {"error": {"message": "An unknown error has occurred.", "type": "OAuthException", "code": 1}}
 
     async def _send_message(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.access_token}":
@@ -95,6 +102,8 @@ class FakeGraphApi(FakeHttpServer):
             return graph_error(400, 100, problem)
         message = GraphMessage(wamid=_wamid(), to=payload["to"], payload=payload)
         self.messages.append(message)
+        if self.webhook_url and self.auto_statuses:
+            self.in_background(self._report(self.webhook_url, message.wamid))
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
@@ -102,6 +111,10 @@ class FakeGraphApi(FakeHttpServer):
                 "messages": [{"id": message.wamid}],
             }
         )
+
+    async def _report(self, url: str, wamid: str) -> None:
+        for status in self.auto_statuses:
+            await self.report(f"{wamid} {status}", self.post_webhook(url, self.status_payload(wamid, status)))
 
     def message(self, wamid: str) -> GraphMessage:
         return next(message for message in self.messages if message.wamid == wamid)
@@ -140,12 +153,11 @@ class FakeGraphApi(FakeHttpServer):
         """Posts payload as Meta does, signed with the app secret (or `signing_secret`)."""
         body = json.dumps(payload).encode()
         signature = sign_meta_body(signing_secret or self.app_secret, body)
-        async with httpx.AsyncClient(timeout=10) as client:
-            return await client.post(
-                url,
-                content=body,
-                headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
-            )
+        return await self.post_callback(
+            url,
+            content=body,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+        )
 
     def _webhook(self, value: dict[str, Any]) -> dict[str, Any]:
         metadata = {

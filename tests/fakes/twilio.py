@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -51,20 +52,26 @@ def sign_twilio_request(auth_token: str, url: str, form: dict[str, str]) -> str:
 
 
 class FakeTwilio(FakeHttpServer):
-    def __init__(self, account_sid: str = "AC" + "0" * 32, auth_token: str = "fake-twilio-token") -> None:
+    def __init__(
+        self,
+        account_sid: str = "AC" + "0" * 32,
+        auth_token: str = "fake-twilio-token",
+        auto_statuses: Sequence[str] = (),
+    ) -> None:
+        """auto_statuses: posted in order to each message's StatusCallback right after it is
+        created, as Twilio does (e.g. ("sent", "delivered")); answers in `callback_answers`."""
         super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
+        self.auto_statuses = tuple(auto_statuses)
         self.messages: list[TwilioMessage] = []
         self.unauthorized_requests = 0
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/2010-04-01/Accounts/{account_sid}/Messages.json", self._create_message)]
 
-    def outage(self, status: int = 500, body: dict[str, object] | None = None, **headers: str) -> None:
-        super().outage(
-            status, body or {"code": 20500, "message": "Internal Server Error", "status": status}, **headers
-        )
+    def default_failure_body(self, status: int) -> dict[str, object]:
+        return {"code": 20500, "message": "Internal Server Error", "status": status}
 
     async def _create_message(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -89,6 +96,8 @@ class FakeTwilio(FakeHttpServer):
             form=form,
         )
         self.messages.append(message)
+        if self.auto_statuses and message.status_callback:
+            self.in_background(self._report(message.sid))
         return web.json_response(self._resource(message, "accepted" if service else "queued"), status=201)
 
     def _authorized(self, request: web.Request) -> bool:
@@ -118,6 +127,10 @@ class FakeTwilio(FakeHttpServer):
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message.sid}.json",
         }
 
+    async def _report(self, sid: str) -> None:
+        for status in self.auto_statuses:
+            await self.report(f"{sid} {status}", self.send_status_callback(sid, status))
+
     def message(self, sid: str) -> TwilioMessage:
         return next(message for message in self.messages if message.sid == sid)
 
@@ -141,7 +154,6 @@ class FakeTwilio(FakeHttpServer):
         if error_code:
             form["ErrorCode"] = error_code
         signature = sign_twilio_request(signing_token or self.auth_token, message.status_callback, form)
-        async with httpx.AsyncClient(timeout=10) as client:
-            return await client.post(
-                message.status_callback, data=form, headers={"X-Twilio-Signature": signature}
-            )
+        return await self.post_callback(
+            message.status_callback, data=form, headers={"X-Twilio-Signature": signature}
+        )

@@ -71,10 +71,11 @@ class FakeWebhookReceiver(FakeHttpServer):
         body = await request.read()
         headers = {name.lower(): value for name, value in request.headers.items()}
         verified = standard_webhook_valid(self.secret, headers, body, time.time())
+        timestamp = headers.get("webhook-timestamp", "")
         self.received.append(
             ReceivedWebhook(
                 webhook_id=headers.get("webhook-id", ""),
-                timestamp=int(headers.get("webhook-timestamp", "0") or 0),
+                timestamp=int(timestamp) if timestamp.isdigit() else 0,
                 headers=headers,
                 body=body,
                 verified=verified,

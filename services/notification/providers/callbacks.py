@@ -12,7 +12,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
 META_SIGNATURE_PREFIX = "sha256="
@@ -35,6 +35,12 @@ class InboundWhatsApp:
     provider_message_id: str
     received_at: datetime
     text: str | None
+
+
+def twilio_form(raw_body: bytes) -> dict[str, str]:
+    """The parameters of Twilio's form body, empty ones kept: the signature covers them
+    (`ErrorCode=` on a status without error), so dropping one breaks verification."""
+    return dict(parse_qsl(raw_body.decode(), keep_blank_values=True, strict_parsing=False))
 
 
 def twilio_signature(url: str, form: dict[str, str], auth_token: str) -> str:

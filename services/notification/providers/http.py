@@ -3,6 +3,7 @@ and the mapping of a failed exchange to a ProviderError."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -21,14 +22,33 @@ def make_client(timeouts: TimeoutSettings, **kwargs: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=timeout, follow_redirects=False, **kwargs)
 
 
-async def post(provider: str, client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Response:
-    """POSTs; a transport failure (refused, reset, timed out) is a retryable ProviderError."""
+async def post(
+    provider: str,
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    total_seconds: float,
+    read_body: bool = True,
+    **kwargs: Any,
+) -> httpx.Response:
+    """POSTs within total_seconds for the whole exchange (httpx's own timeouts bound each
+    read, not a server dripping its answer). read_body=False keeps only the status line and
+    headers: a stranger's endpoint may answer gigabytes. A transport failure (refused,
+    reset, timed out) is a retryable ProviderError."""
+    request = client.build_request("POST", url, **kwargs)
     try:
-        return await client.post(url, **kwargs)
-    except httpx.TimeoutException:
+        async with asyncio.timeout(total_seconds):
+            response = await client.send(request, stream=True)
+            try:
+                if read_body:
+                    await response.aread()
+            finally:
+                await response.aclose()
+    except (TimeoutError, httpx.TimeoutException):
         raise ProviderError(f"{provider}: timed out", retryable=True) from None
     except httpx.TransportError as error:
         raise ProviderError(f"{provider}: {type(error).__name__}", retryable=True) from None
+    return response
 
 
 def is_retryable_status(status_code: int) -> bool:
@@ -72,17 +92,3 @@ def json_or_empty(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return document if isinstance(document, dict) else {}
-
-
-async def post_streamed(provider: str, client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Response:
-    """POSTs without reading the answer's body (a stranger's endpoint may send gigabytes):
-    the status line and headers are all we keep."""
-    request = client.build_request("POST", url, **kwargs)
-    try:
-        response = await client.send(request, stream=True)
-    except httpx.TimeoutException:
-        raise ProviderError(f"{provider}: timed out", retryable=True) from None
-    except httpx.TransportError as error:
-        raise ProviderError(f"{provider}: {type(error).__name__}", retryable=True) from None
-    await response.aclose()
-    return response

@@ -91,7 +91,8 @@ class WebhookSettings(BaseModel):
     """Users' own HTTPS endpoints, signed per Standard Webhooks."""
 
     enabled: bool = False
-    # Plain http only to loopback hosts (tests, a local receiver); https everywhere else.
+    # Tests and a local receiver only: endpoints on loopback (127.0.0.1, ::1, localhost) are
+    # allowed, over http too. Otherwise https only, and never to a non-public address.
     allow_http_localhost: bool = False
     timeouts: TimeoutSettings = TimeoutSettings()
 

@@ -24,34 +24,47 @@ class SmtpEmailProvider:
         self._message_id_domain = settings.message_id_domain or _domain_of(settings.from_address)
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        email = self.compose(message)
-        settings = self._settings
         try:
-            async with asyncio.timeout(settings.timeouts.total_seconds):
-                await aiosmtplib.send(
-                    email,
-                    hostname=settings.host,
-                    port=settings.port,
-                    username=settings.username,
-                    password=settings.password.get_secret_value() if settings.password else None,
-                    use_tls=settings.security == "tls",
-                    # True: refuse a relay without STARTTLS rather than send in clear.
-                    start_tls=settings.security == "starttls",
-                    validate_certs=settings.validate_certs,
-                    cert_bundle=settings.ca_file,
-                    timeout=settings.timeouts.connect_seconds,
-                )
-        except TimeoutError:
-            raise ProviderError("email: timed out", retryable=True) from None
-        except aiosmtplib.SMTPException as error:
-            raise smtp_error(error) from None
-        except ssl.SSLCertVerificationError:
-            raise ProviderError("email: relay certificate not trusted", retryable=False) from None
-        except OSError as error:
-            raise ProviderError(f"email: {type(error).__name__}", retryable=True) from None
+            email = self.compose(message)
+        except ValueError as error:
+            raise ProviderError(f"email: cannot be composed: {error}", retryable=False) from None
+        client = self._client()
+        try:
+            # Bounded as a whole; on any failure the connection is dropped, not QUIT politely
+            # (aiosmtplib's context manager would wait for the stalled reply first).
+            async with asyncio.timeout(self._settings.timeouts.total_seconds):
+                await client.connect()
+                await client.send_message(email)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
+            client.close()
+            raise provider_error(error) from None
+        except BaseException:
+            client.close()
+            raise
+        await _say_goodbye(client, self._settings.timeouts.connect_seconds)
         return SendResult(provider_message_id=str(email["Message-ID"]), status="sent")
 
+    def _client(self) -> aiosmtplib.SMTP:
+        settings = self._settings
+        return aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            use_tls=settings.security == "tls",
+            # True: refuse a relay without STARTTLS rather than send in clear.
+            start_tls=settings.security == "starttls",
+            validate_certs=settings.validate_certs,
+            cert_bundle=settings.ca_file,
+            timeout=settings.timeouts.connect_seconds,
+        )
+
     def compose(self, message: OutboundMessage) -> EmailMessage:
+        """The MIME message; ValueError when `to` is not exactly one address or a header
+        would carry a line break (header injection)."""
+        recipients = getaddresses([message.to])
+        if len(recipients) != 1 or "@" not in recipients[0][1]:
+            raise ValueError("the recipient must be one email address")
         email = EmailMessage()
         email["From"] = self._settings.from_address
         email["To"] = message.to
@@ -69,6 +82,27 @@ class SmtpEmailProvider:
 
     async def aclose(self) -> None:
         """Nothing held between messages."""
+
+
+async def _say_goodbye(client: aiosmtplib.SMTP, timeout_seconds: float) -> None:
+    """QUIT after the relay accepted the message: whatever happens now, it was sent."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            await client.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        pass
+    finally:
+        client.close()
+
+
+def provider_error(error: Exception) -> ProviderError:
+    if isinstance(error, TimeoutError):
+        return ProviderError("email: timed out", retryable=True)
+    if isinstance(error, aiosmtplib.SMTPException):
+        return smtp_error(error)
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return ProviderError("email: relay certificate not trusted", retryable=False)
+    return ProviderError(f"email: {type(error).__name__}", retryable=True)
 
 
 def smtp_error(error: aiosmtplib.SMTPException) -> ProviderError:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
-
 from services.notification.providers.base import OutboundMessage, ProviderError, SendResult
 from services.notification.providers.http import json_or_empty, make_client, post, status_error
 from services.notification.providers.settings import SmsSettings
@@ -19,19 +17,22 @@ CREATED = 201
 class TwilioSmsProvider:
     channel = "sms"
 
-    def __init__(self, settings: SmsSettings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: SmsSettings) -> None:
         if settings.auth_token is None:
             raise ValueError("sms needs an auth_token")
         self._settings = settings
         self._url = (
             f"{settings.base_url.rstrip('/')}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
         )
-        self._client = client or make_client(
+        self._total_seconds = settings.timeouts.total_seconds
+        self._client = make_client(
             settings.timeouts, auth=(settings.account_sid, settings.auth_token.get_secret_value())
         )
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        response = await post("twilio", self._client, self._url, data=self._form(message))
+        response = await post(
+            "twilio", self._client, self._url, data=self._form(message), total_seconds=self._total_seconds
+        )
         document = json_or_empty(response)
         if response.status_code != CREATED:
             code = document.get("code")

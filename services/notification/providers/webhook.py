@@ -14,11 +14,10 @@ import socket
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import httpx
 from standardwebhooks import Webhook
 
 from services.notification.providers.base import OutboundMessage, ProviderError, SendResult
-from services.notification.providers.http import make_client, post_streamed, status_error
+from services.notification.providers.http import make_client, post, status_error
 from services.notification.providers.settings import WebhookSettings
 
 SECRET_PREFIX = "whsec_"
@@ -76,9 +75,9 @@ async def resolve_public(url: str, settings: WebhookSettings) -> None:
 class StandardWebhookProvider:
     channel = "webhook"
 
-    def __init__(self, settings: WebhookSettings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: WebhookSettings) -> None:
         self._settings = settings
-        self._client = client or make_client(settings.timeouts)
+        self._client = make_client(settings.timeouts)
 
     async def send(self, message: OutboundMessage) -> SendResult:
         if not message.webhook_secret:
@@ -96,7 +95,15 @@ class StandardWebhookProvider:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": sign_webhook(message.webhook_secret, message.delivery_id, now, body),
         }
-        response = await post_streamed("webhook", self._client, message.to, content=body, headers=headers)
+        response = await post(
+            "webhook",
+            self._client,
+            message.to,
+            content=body,
+            headers=headers,
+            total_seconds=self._settings.timeouts.total_seconds,
+            read_body=False,
+        )
         if not response.is_success:
             raise status_error("webhook", response, response.reason_phrase)
         return SendResult(provider_message_id=message.delivery_id, status="delivered")

@@ -23,19 +23,26 @@ RETRYABLE_ERROR_CODES = frozenset({2, 4, 80007, 130429, 131056})
 class WhatsAppCloudProvider:
     channel = "whatsapp"
 
-    def __init__(self, settings: WhatsAppSettings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: WhatsAppSettings) -> None:
         if settings.access_token is None:
             raise ValueError("whatsapp needs an access_token")
         self._url = (
             f"{settings.base_url.rstrip('/')}/{settings.api_version}/{settings.phone_number_id}/messages"
         )
-        self._client = client or make_client(
+        self._total_seconds = settings.timeouts.total_seconds
+        self._client = make_client(
             settings.timeouts,
             headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
         )
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        response = await post("whatsapp", self._client, self._url, json=message_payload(message))
+        response = await post(
+            "whatsapp",
+            self._client,
+            self._url,
+            json=message_payload(message),
+            total_seconds=self._total_seconds,
+        )
         document = json_or_empty(response)
         if response.status_code != OK:
             raise _error(response, document)
@@ -70,6 +77,9 @@ def message_payload(message: OutboundMessage) -> dict[str, Any]:
         raise ProviderError(
             "whatsapp: outside the 24-hour window only a template message may be sent", retryable=False
         )
+    if not all(value.strip() for value in template.parameters):
+        # Meta refuses an empty parameter (code 100); better said before sending.
+        raise ProviderError("whatsapp: a template parameter is empty", retryable=False)
     payload["type"] = "template"
     payload["template"] = {"name": template.name, "language": {"code": template.language}}
     if template.parameters:

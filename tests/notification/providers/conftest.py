@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from pydantic import SecretStr
 
 from services.notification.providers.settings import (
@@ -14,30 +11,18 @@ from services.notification.providers.settings import (
     WebhookSettings,
     WhatsAppSettings,
 )
+from tests.fakes.fixtures import fake_graph, fake_smtp, fake_twilio
 from tests.fakes.graph import FakeGraphApi
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.twilio import FakeTwilio
 
-# Short enough that a stalled fake fails a test in well under a second.
-FAST_TIMEOUTS = TimeoutSettings(connect_seconds=1.0, total_seconds=0.5)
+__all__ = ["fake_graph", "fake_smtp", "fake_twilio"]
 
-
-@pytest.fixture
-async def smtp_server() -> AsyncIterator[FakeSmtpServer]:
-    async with FakeSmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    async with FakeTwilio() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraphApi]:
-    async with FakeGraphApi() as fake:
-        yield fake
+# The adapters' own defaults: generous on a loaded machine. The stall tests use STALL_TIMEOUTS
+# with a fake that stalls far longer (STALL_SECONDS), so they fail fast yet never by chance.
+TIMEOUTS = TimeoutSettings()
+STALL_TIMEOUTS = TimeoutSettings(connect_seconds=5.0, total_seconds=0.3)
+STALL_SECONDS = 3.0
 
 
 def email_settings(server: FakeSmtpServer, **overrides: object) -> EmailSettings:
@@ -49,7 +34,7 @@ def email_settings(server: FakeSmtpServer, **overrides: object) -> EmailSettings
         "password": SecretStr(server.password),
         "from_address": "Expense Mesh <alerts@mesh.example>",
         "ca_file": str(server.certificate.cert_file),
-        "timeouts": FAST_TIMEOUTS,
+        "timeouts": TIMEOUTS,
     }
     return EmailSettings.model_validate(values | overrides)
 
@@ -61,7 +46,7 @@ def sms_settings(fake: FakeTwilio, **overrides: object) -> SmsSettings:
         "account_sid": fake.account_sid,
         "auth_token": SecretStr(fake.auth_token),
         "from_number": "+15005550006",
-        "timeouts": FAST_TIMEOUTS,
+        "timeouts": TIMEOUTS,
     }
     return SmsSettings.model_validate(values | overrides)
 
@@ -73,11 +58,11 @@ def whatsapp_settings(fake: FakeGraphApi, **overrides: object) -> WhatsAppSettin
         "phone_number_id": fake.phone_number_id,
         "access_token": SecretStr(fake.access_token),
         "app_secret": SecretStr(fake.app_secret),
-        "timeouts": FAST_TIMEOUTS,
+        "timeouts": TIMEOUTS,
     }
     return WhatsAppSettings.model_validate(values | overrides)
 
 
 def webhook_settings(**overrides: object) -> WebhookSettings:
-    values: dict[str, object] = {"enabled": True, "allow_http_localhost": True, "timeouts": FAST_TIMEOUTS}
+    values: dict[str, object] = {"enabled": True, "allow_http_localhost": True, "timeouts": TIMEOUTS}
     return WebhookSettings.model_validate(values | overrides)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from pydantic import SecretStr
@@ -10,7 +11,7 @@ from pydantic import SecretStr
 from services.notification.providers.base import OutboundMessage, ProviderError
 from services.notification.providers.smtp import SmtpEmailProvider
 from tests.fakes.smtp import FakeSmtpServer
-from tests.notification.providers.conftest import email_settings
+from tests.notification.providers.conftest import STALL_SECONDS, STALL_TIMEOUTS, email_settings
 
 
 def message(**overrides: object) -> OutboundMessage:
@@ -25,14 +26,14 @@ def message(**overrides: object) -> OutboundMessage:
     return OutboundMessage(**(values | overrides))  # type: ignore[arg-type]
 
 
-async def test_sends_text_and_html_over_starttls_with_auth(smtp_server: FakeSmtpServer) -> None:
-    provider = SmtpEmailProvider(email_settings(smtp_server))
+async def test_sends_text_and_html_over_starttls_with_auth(fake_smtp: FakeSmtpServer) -> None:
+    provider = SmtpEmailProvider(email_settings(fake_smtp))
 
     result = await provider.send(message())
 
     assert result.status == "sent"
     assert result.provider_message_id == "<dlv_01JEXAMPLE@mesh.example>"
-    [received] = smtp_server.messages
+    [received] = fake_smtp.messages
     assert received.over_tls
     assert received.login == "mailer"
     assert received.mail_from == "alerts@mesh.example"
@@ -46,17 +47,17 @@ async def test_sends_text_and_html_over_starttls_with_auth(smtp_server: FakeSmtp
     assert "<b>₹8,000</b>" in email.get_body(("html",)).get_content()
 
 
-async def test_text_only_message_is_not_multipart(smtp_server: FakeSmtpServer) -> None:
-    provider = SmtpEmailProvider(email_settings(smtp_server, message_id_domain="mail.mesh.example"))
+async def test_text_only_message_is_not_multipart(fake_smtp: FakeSmtpServer) -> None:
+    provider = SmtpEmailProvider(email_settings(fake_smtp, message_id_domain="mail.mesh.example"))
 
     result = await provider.send(message(html=None))
 
     assert result.provider_message_id == "<dlv_01JEXAMPLE@mail.mesh.example>"
-    assert smtp_server.messages[0].message.get_content_type() == "text/plain"
+    assert fake_smtp.messages[0].message.get_content_type() == "text/plain"
 
 
-async def test_wrong_password_is_not_retryable(smtp_server: FakeSmtpServer) -> None:
-    provider = SmtpEmailProvider(email_settings(smtp_server, password=SecretStr("not-the-password")))
+async def test_wrong_password_is_not_retryable(fake_smtp: FakeSmtpServer) -> None:
+    provider = SmtpEmailProvider(email_settings(fake_smtp, password=SecretStr("not-the-password")))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
@@ -64,18 +65,18 @@ async def test_wrong_password_is_not_retryable(smtp_server: FakeSmtpServer) -> N
     assert not raised.value.retryable
     assert raised.value.provider_code == "535"
     assert "not-the-password" not in str(raised.value)
-    assert smtp_server.failed_logins > 0
-    assert smtp_server.messages == []
+    assert fake_smtp.failed_logins > 0
+    assert fake_smtp.messages == []
 
 
 @pytest.mark.parametrize(
     ("reply", "retryable"), [("451 4.3.0 Try again later", True), ("554 5.7.1 Rejected", False)]
 )
 async def test_relay_reply_class_decides_retry(
-    smtp_server: FakeSmtpServer, reply: str, retryable: bool
+    fake_smtp: FakeSmtpServer, reply: str, retryable: bool
 ) -> None:
-    smtp_server.data_reply = reply
-    provider = SmtpEmailProvider(email_settings(smtp_server))
+    fake_smtp.data_reply = reply
+    provider = SmtpEmailProvider(email_settings(fake_smtp))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
@@ -84,22 +85,25 @@ async def test_relay_reply_class_decides_retry(
     assert raised.value.provider_code == reply[:3]
 
 
-async def test_stalled_relay_times_out_retryably(smtp_server: FakeSmtpServer) -> None:
-    smtp_server.data_delay_seconds = 3.0
-    provider = SmtpEmailProvider(email_settings(smtp_server))
+async def test_stalled_relay_times_out_retryably(fake_smtp: FakeSmtpServer) -> None:
+    fake_smtp.data_delay_seconds = STALL_SECONDS
+    provider = SmtpEmailProvider(email_settings(fake_smtp, timeouts=STALL_TIMEOUTS))
+    started = time.monotonic()
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
 
     assert raised.value.retryable
     assert "timed out" in str(raised.value)
+    # Given up at the timeout, not after the relay's late reply (no polite QUIT first).
+    assert time.monotonic() - started < STALL_SECONDS - 1
 
 
-async def test_relay_down_is_retryable(smtp_server: FakeSmtpServer) -> None:
+async def test_relay_down_is_retryable(fake_smtp: FakeSmtpServer) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    provider = SmtpEmailProvider(email_settings(smtp_server, port=closed_port))
+    provider = SmtpEmailProvider(email_settings(fake_smtp, port=closed_port))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
@@ -107,24 +111,44 @@ async def test_relay_down_is_retryable(smtp_server: FakeSmtpServer) -> None:
     assert raised.value.retryable
 
 
-async def test_untrusted_relay_certificate_is_refused(smtp_server: FakeSmtpServer) -> None:
-    provider = SmtpEmailProvider(email_settings(smtp_server, ca_file=None))
+async def test_untrusted_relay_certificate_is_refused(fake_smtp: FakeSmtpServer) -> None:
+    provider = SmtpEmailProvider(email_settings(fake_smtp, ca_file=None))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
 
     assert not raised.value.retryable
     assert "certificate" in str(raised.value)
-    assert smtp_server.messages == []
+    assert fake_smtp.messages == []
 
 
-async def test_no_clear_text_fallback_when_tls_is_off(smtp_server: FakeSmtpServer) -> None:
+async def test_no_clear_text_fallback_when_tls_is_off(fake_smtp: FakeSmtpServer) -> None:
     """With security "none" the relay (which requires STARTTLS) refuses; nothing goes in clear."""
-    provider = SmtpEmailProvider(email_settings(smtp_server, security="none"))
+    provider = SmtpEmailProvider(email_settings(fake_smtp, security="none"))
 
     with pytest.raises(ProviderError) as raised:
         await provider.send(message())
 
     assert not raised.value.retryable
     assert "AUTH" in str(raised.value)
-    assert smtp_server.messages == []
+    assert fake_smtp.messages == []
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"subject": "Alert\r\nBcc: someone@else.example"},  # header injection
+        {"to": "asha@example.com, someone@else.example"},
+        {"to": "not an address"},
+    ],
+)
+async def test_message_that_cannot_be_composed_safely_is_refused_unsent(
+    fake_smtp: FakeSmtpServer, overrides: dict[str, str]
+) -> None:
+    provider = SmtpEmailProvider(email_settings(fake_smtp))
+
+    with pytest.raises(ProviderError) as raised:
+        await provider.send(message(**overrides))
+
+    assert not raised.value.retryable
+    assert fake_smtp.messages == []
