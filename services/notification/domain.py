@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -126,10 +126,15 @@ class Preferences:
     daily_caps: dict[str, int] = field(default_factory=dict)
     locale: str = ""
 
-    def channels_for(self, source: str, defaults: list[str]) -> tuple[str, ...]:
-        """The channels an event of `source` goes to: in_app always, first."""
-        chosen = self.rules.get(source, tuple(defaults))
-        return ("in_app", *(channel for channel in CHANNELS if channel in chosen and channel != "in_app"))
+    def channels_for(
+        self, source: str, defaults: Sequence[str], mandatory: Sequence[str] = ()
+    ) -> tuple[str, ...]:
+        """The channels an event of `source` goes to, in_app first: the user's choice (else
+        the defaults), in_app whenever the defaults hold it, and the mandatory ones."""
+        chosen = {*self.rules.get(source, defaults), *mandatory}
+        if "in_app" in defaults:
+            chosen.add("in_app")
+        return tuple(channel for channel in CHANNELS if channel in chosen)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -40,8 +40,11 @@ class SourceSettings(BaseModel):
     # The payload field holding the severity (an empty value: `severity`), or none.
     severity_field: str = ""
     severity: str = "info"
-    # Channels it goes to unless the user's preferences say otherwise (in_app always).
+    # Channels it goes to unless the user's preferences say otherwise; in_app stays when
+    # listed here (the inbox is the record of what was said).
     default_channels: list[str] = ["in_app"]
+    # Channels the user cannot turn off (a password reset's email).
+    mandatory_channels: list[str] = []
     # A verified email address the event carries ("email": user.registered's).
     email_field: str = ""
 
@@ -51,7 +54,7 @@ class SourceSettings(BaseModel):
             raise ValueError("a source names either `template` or `template_field` with `templates`")
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
-        unknown = set(self.default_channels) - set(CHANNELS)
+        unknown = set(self.default_channels + self.mandatory_channels) - set(CHANNELS)
         if unknown:
             raise ValueError(f"unknown channels {sorted(unknown)}")
         return self

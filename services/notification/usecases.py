@@ -120,7 +120,7 @@ class Intake:
         if plan is None:
             return []
         prefs = await storage.get_preferences(session, event.user_id, default_preferences(self.settings))
-        channels = prefs.channels_for(event.type, source.default_channels)
+        channels = prefs.channels_for(event.type, source.default_channels, source.mandatory_channels)
         return await self.notify(
             session, event.user_id, event.event_id, event.type, plan, channels, prefs, now
         )

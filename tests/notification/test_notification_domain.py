@@ -95,6 +95,11 @@ def test_channels_and_caps_of_a_user() -> None:
     prefs = Preferences(rules={"alert.raised": ("sms", "email")}, daily_caps={"sms": 3, "email": 500})
     assert prefs.channels_for("alert.raised", ["in_app"]) == ("in_app", "email", "sms")
     assert prefs.channels_for("user.registered", ["in_app", "email"]) == ("in_app", "email")
+    # A source without the inbox (a password reset's mail) stays out of it; a mandatory
+    # channel cannot be turned off.
+    quiet = Preferences(rules={"auth.password_reset_requested": ()})
+    assert quiet.channels_for("auth.password_reset_requested", ["email"], ["email"]) == ("email",)
+    assert quiet.channels_for("auth.password_reset_requested", ["email"]) == ()
     assert prefs.cap("sms", {"sms": 10}) == 3  # the user's lower cap
     assert prefs.cap("email", {"email": 50}) == 50  # never above the configured one
     assert prefs.cap("webhook", {}) is None
