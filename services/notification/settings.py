@@ -76,6 +76,9 @@ class DeliverySettings(BaseModel):
     # deferred ones when their time comes. The sweep runs this often.
     sweep_interval_seconds: float = Field(2.0, gt=0)
     unqueued_after_seconds: float = Field(10.0, gt=0)
+    # A job queued this long ago whose delivery is still waiting was lost (its last try died
+    # with its worker: JetStream delivers it no more): queued again. Beyond the back-off's sum.
+    lost_after_seconds: float = Field(7200.0, gt=0)
     # Dead letters are kept this long.
     dead_letter_days: int = Field(30, ge=1)
 

@@ -395,21 +395,35 @@ async def sent_today(
 
 
 async def due_for_queue(
-    session: AsyncSession, now: datetime, unqueued_before: datetime, limit: int
+    session: AsyncSession,
+    now: datetime,
+    unqueued_before: datetime,
+    limit: int,
+    lost_before: datetime | None = None,
 ) -> list[DeliveryRow]:
-    """Deliveries to (re)queue: never queued since committed (a crash in between) or
-    deferred until now, not in a digest, not dead-lettered. Marked queued at once."""
+    """Deliveries to (re)queue, not in a digest, not dead-lettered: never queued since
+    committed (a crash in between), deferred until now, or queued before `lost_before`,
+    unclaimed and still waiting (a job lost with its worker). Marked queued at once."""
+    due = and_(
+        deliveries.c.enqueued_at.is_(None),
+        or_(
+            and_(deliveries.c.deferred_until.is_(None), deliveries.c.created_at < unqueued_before),
+            deliveries.c.deferred_until <= now,
+        ),
+    )
+    if lost_before is not None:
+        lost = and_(
+            deliveries.c.enqueued_at < lost_before,
+            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+        )
+        due = or_(due, lost)
     query = (
         select(deliveries)
         .where(
             deliveries.c.status == QUEUED,
-            deliveries.c.enqueued_at.is_(None),
             deliveries.c.in_digest.is_(False),
             deliveries.c.dead_lettered_at.is_(None),
-            or_(
-                and_(deliveries.c.deferred_until.is_(None), deliveries.c.created_at < unqueued_before),
-                deliveries.c.deferred_until <= now,
-            ),
+            due,
         )
         .limit(limit)
     )

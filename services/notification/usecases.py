@@ -439,9 +439,11 @@ class Sweep:
     async def once(self) -> int:
         now = utcnow()
         await self.digests(now)
-        unqueued_before = now - timedelta(seconds=self.settings.delivery.unqueued_after_seconds)
+        delivery = self.settings.delivery
+        unqueued_before = now - timedelta(seconds=delivery.unqueued_after_seconds)
+        lost_before = now - timedelta(seconds=delivery.lost_after_seconds)
         async with self.db.transaction() as session:
-            due = await storage.due_for_queue(session, now, unqueued_before, SWEEP_BATCH)
+            due = await storage.due_for_queue(session, now, unqueued_before, SWEEP_BATCH, lost_before)
         for delivery in due:
             await self.queue.enqueue(delivery.delivery_id, delivery.channel, now)
         return len(due)

@@ -145,3 +145,20 @@ async def test_the_sweep_finds_the_unqueued_and_the_due_again(db: Database, inta
         later = now + timedelta(minutes=6)
         (due,) = await storage.due_for_queue(session, later, later, 100)
     assert due.delivery_id == unqueued.delivery_id and due.error == "deferred: quiet hours"
+
+
+async def test_a_job_lost_with_its_worker_is_queued_again(db: Database, intake: Intake) -> None:
+    user_id = new_id()
+    await notify(db, intake, user_id, new_id())
+    now = utcnow()
+    async with db.transaction() as session:
+        (queued,) = await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100)
+        # Its last try claimed it and died: nothing while the queue's schedule lasts.
+        claimed = await storage.start_attempt(session, queued.delivery_id, now, now + timedelta(minutes=1))
+        assert claimed is not None
+        assert await storage.due_for_queue(session, now, now, 100, lost_before=now - timedelta(hours=2)) == []
+        hours_later = now + timedelta(hours=3)
+        (lost,) = await storage.due_for_queue(
+            session, hours_later, hours_later, 100, lost_before=hours_later - timedelta(hours=2)
+        )
+    assert lost.delivery_id == queued.delivery_id and lost.attempts == 1
