@@ -348,7 +348,7 @@ async def test_digest_mode_collects_low_severity_items_into_one_daily_message(
     assert len([m for m in fakes.smtp.messages if member.email in m.recipients]) == 2
 
 
-async def test_bad_requests_name_their_fields(client: httpx.AsyncClient) -> None:
+async def test_bad_requests_name_their_fields(client: httpx.AsyncClient, fakes: Fakes) -> None:
     member = await sign_up(client)
     cases: list[tuple[str, str, dict[str, Any], str]] = [
         ("GET", "/v1/notifications?page_token=zzz", {}, "page_token"),
@@ -368,11 +368,20 @@ async def test_bad_requests_name_their_fields(client: httpx.AsyncClient) -> None
             "preferences.rules[0].channels",
         ),
     ]
+    number = f"+9197{secrets.randbelow(10**8):08d}"
+    created = await member.ok("POST", "/v1/contactPoints", json={"channel": "sms", "address": number})
+    contact_id = created["contact_point"]["contact_point_id"]
+    cases.append(("POST", f"/v1/contactPoints/{contact_id}:verify", {"json": {"code": "12ab"}}, "code"))
+    sent_code = next(m.body for m in reversed(fakes.twilio.messages) if m.to == number)
+    wrong = "000000" if "000000" not in sent_code else "111111"
+    cases.append(("POST", f"/v1/contactPoints/{contact_id}:verify", {"json": {"code": wrong}}, "code"))
     for method, path, kwargs, field in cases:
         response = await member.call(method, path, **kwargs)
         assert response.status_code == 400, f"{method} {path}: {response.status_code} {response.text}"
         body = json.dumps(response.json())
         assert field in body, body
+    listed = await member.ok("GET", "/v1/contactPoints")
+    assert [c["verified"] for c in listed["contact_points"] if c["address"] == number] == [False]
 
 
 async def test_a_provider_outage_waits_then_dead_letters_and_an_operator_replays(
