@@ -9,6 +9,7 @@ import base64
 import binascii
 from typing import Any
 
+from google.api.httpbody_pb2 import HttpBody
 from grpc.aio import ServicerContext
 from typing_extensions import override
 
@@ -150,6 +151,13 @@ class CallbackServicer(notification_pb2_grpc.NotificationCallbackServiceServicer
     ) -> pb.ProviderCallbackResponse:
         signature = header(context, "x-hub-signature-256")
         return pb.ProviderCallbackResponse(updated=await self.callbacks.meta(request.body.data, signature))
+
+    @override
+    async def MetaWebhookVerify(self, request: pb.MetaWebhookVerifyRequest, context: object) -> HttpBody:
+        challenge = self.callbacks.meta_challenge(
+            request.hub.mode, request.hub.verify_token, request.hub.challenge
+        )
+        return HttpBody(content_type="text/plain", data=challenge.encode())
 
 
 class NotificationInternalServicer(notification_pb2_grpc.NotificationInternalServiceServicer):

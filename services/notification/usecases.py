@@ -23,6 +23,7 @@ from services.kit.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
 )
@@ -52,6 +53,7 @@ from services.notification.domain import (
 from services.notification.providers.base import OutboundMessage, ProviderError, SendResult, WhatsAppTemplate
 from services.notification.providers.callbacks import (
     meta_status_updates,
+    meta_verify_challenge,
     twilio_status_update,
     verify_meta_signature,
     verify_twilio_signature,
@@ -720,6 +722,15 @@ class ProviderCallbacks:
         return await self.receipts.apply(
             [StatusUpdateIn(update.provider_message_id, update.status, delivery_id)]
         )
+
+    def meta_challenge(self, mode: str, verify_token: str, challenge: str) -> str:
+        """Meta's subscription handshake: the challenge back when the verify token is ours."""
+        ours = self.providers.whatsapp.verify_token
+        params = {"hub.mode": mode, "hub.verify_token": verify_token, "hub.challenge": challenge}
+        answer = meta_verify_challenge(params, ours.get_secret_value() if ours else "")
+        if answer is None:
+            raise PermissionDenied("not our verify token")
+        return answer
 
     async def meta(self, raw_body: bytes, signature: str) -> int:
         secret = self.providers.whatsapp.app_secret

@@ -25,6 +25,7 @@ from tests.mesh import Mesh
 
 PASSWORD = "violet-harbor-tune-42-notify"
 WITHIN_SECONDS = 20.0
+META_VERIFY_TOKEN = "meta-verify-token-of-the-tests"
 NOTIFICATION_MESH = ["auth", "user", "ledger", "billing", "templating", "notification"]
 
 
@@ -63,6 +64,7 @@ def notification_mesh(data_dir: Path, database_url: str, fakes: Fakes, **extra: 
             f"{providers}WHATSAPP__PHONE_NUMBER_ID": fakes.graph.phone_number_id,
             f"{providers}WHATSAPP__ACCESS_TOKEN": fakes.graph.access_token,
             f"{providers}WHATSAPP__APP_SECRET": fakes.graph.app_secret,
+            f"{providers}WHATSAPP__VERIFY_TOKEN": META_VERIFY_TOKEN,
             f"{providers}WEBHOOK__ENABLED": "true",
             f"{providers}WEBHOOK__ALLOW_HTTP_LOCALHOST": "true",
             # Tests see retries and the sweep soon.

@@ -37,7 +37,15 @@ from tests.fakes.twilio import FakeTwilio
 from tests.fakes.webhook_receiver import FakeWebhookReceiver
 from tests.infra import fresh_postgres_database, require
 from tests.mesh import Mesh, forget_run
-from tests.notification.harness import Fakes, Member, eventually, notification_mesh, sign_up, verify_number
+from tests.notification.harness import (
+    META_VERIFY_TOKEN,
+    Fakes,
+    Member,
+    eventually,
+    notification_mesh,
+    sign_up,
+    verify_number,
+)
 from tests.service_identity import operator_bearer
 
 pytestmark = pytest.mark.e2e
@@ -215,6 +223,22 @@ async def test_a_webhook_endpoint_gets_its_secret_once_and_signed_alerts(client:
     assert received.verified, received.headers
     assert received.webhook_id == deliveries_by_channel(done)["webhook"]["provider_message_id"]
     assert "Food" in received.body.decode() and "budget.threshold" in received.body.decode()
+
+
+async def test_metas_subscription_handshake_answers_our_verify_token_only(mesh: Mesh) -> None:
+    # Meta's subscription handshake: the challenge back for our verify token only.
+    handshake = {
+        "hub.mode": "subscribe",
+        "hub.challenge": "1158201444",
+        "hub.verify_token": META_VERIFY_TOKEN,
+    }
+    async with httpx.AsyncClient(base_url=mesh.base_url, trust_env=False) as meta:
+        answered = await meta.get("/v1/notificationCallbacks/meta", params=handshake)
+        assert (answered.status_code, answered.text) == (200, "1158201444"), answered.text
+        refused = await meta.get(
+            "/v1/notificationCallbacks/meta", params={**handshake, "hub.verify_token": "x"}
+        )
+        assert refused.status_code == 403, refused.text
 
 
 async def test_a_redelivered_alert_event_makes_no_second_message(

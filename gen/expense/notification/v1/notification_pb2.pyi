@@ -213,6 +213,22 @@ class TwilioStatusRequest(_message.Message):
     delivery_id: str
     def __init__(self, body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ..., delivery_id: _Optional[str] = ...) -> None: ...
 
+class MetaWebhookVerifyRequest(_message.Message):
+    __slots__ = ("hub",)
+    HUB_FIELD_NUMBER: _ClassVar[int]
+    hub: Hub
+    def __init__(self, hub: _Optional[_Union[Hub, _Mapping]] = ...) -> None: ...
+
+class Hub(_message.Message):
+    __slots__ = ("mode", "verify_token", "challenge")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    verify_token: str
+    challenge: str
+    def __init__(self, mode: _Optional[str] = ..., verify_token: _Optional[str] = ..., challenge: _Optional[str] = ...) -> None: ...
+
 class MetaWebhookRequest(_message.Message):
     __slots__ = ("body",)
     BODY_FIELD_NUMBER: _ClassVar[int]

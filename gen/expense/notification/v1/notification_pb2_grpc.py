@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from expense.notification.v1 import notification_pb2 as expense_dot_notification_dot_v1_dot_notification__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -511,6 +512,11 @@ class NotificationCallbackServiceStub:
                 request_serializer=expense_dot_notification_dot_v1_dot_notification__pb2.TwilioStatusRequest.SerializeToString,
                 response_deserializer=expense_dot_notification_dot_v1_dot_notification__pb2.ProviderCallbackResponse.FromString,
                 _registered_method=True)
+        self.MetaWebhookVerify = channel.unary_unary(
+                '/expense.notification.v1.NotificationCallbackService/MetaWebhookVerify',
+                request_serializer=expense_dot_notification_dot_v1_dot_notification__pb2.MetaWebhookVerifyRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.MetaWebhook = channel.unary_unary(
                 '/expense.notification.v1.NotificationCallbackService/MetaWebhook',
                 request_serializer=expense_dot_notification_dot_v1_dot_notification__pb2.MetaWebhookRequest.SerializeToString,
@@ -530,6 +536,15 @@ class NotificationCallbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MetaWebhookVerify(self, request, context):
+        """Meta's webhook subscription handshake (GET ?hub.mode=subscribe&hub.verify_token=…
+        &hub.challenge=…): the challenge as plain text when the verify token is ours, else
+        PERMISSION_DENIED (403).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def MetaWebhook(self, request, context):
         """Meta's WhatsApp Cloud API webhook: JSON signed by X-Hub-Signature-256.
         """
@@ -544,6 +559,11 @@ def add_NotificationCallbackServiceServicer_to_server(servicer, server):
                     servicer.TwilioStatus,
                     request_deserializer=expense_dot_notification_dot_v1_dot_notification__pb2.TwilioStatusRequest.FromString,
                     response_serializer=expense_dot_notification_dot_v1_dot_notification__pb2.ProviderCallbackResponse.SerializeToString,
+            ),
+            'MetaWebhookVerify': grpc.unary_unary_rpc_method_handler(
+                    servicer.MetaWebhookVerify,
+                    request_deserializer=expense_dot_notification_dot_v1_dot_notification__pb2.MetaWebhookVerifyRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'MetaWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.MetaWebhook,
@@ -580,6 +600,33 @@ class NotificationCallbackService:
             '/expense.notification.v1.NotificationCallbackService/TwilioStatus',
             expense_dot_notification_dot_v1_dot_notification__pb2.TwilioStatusRequest.SerializeToString,
             expense_dot_notification_dot_v1_dot_notification__pb2.ProviderCallbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MetaWebhookVerify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expense.notification.v1.NotificationCallbackService/MetaWebhookVerify',
+            expense_dot_notification_dot_v1_dot_notification__pb2.MetaWebhookVerifyRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
