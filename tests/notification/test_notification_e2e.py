@@ -406,6 +406,13 @@ async def test_bad_requests_name_their_fields(client: httpx.AsyncClient, fakes: 
         assert field in body, body
     listed = await member.ok("GET", "/v1/contactPoints")
     assert [c["verified"] for c in listed["contact_points"] if c["address"] == number] == [False]
+    # Only the providers' callbacks take a body that is not JSON.
+    form = await member.client.post(
+        "/v1/contactPoints",
+        content=b"channel=sms&address=%2B919800000000",
+        headers={**member.headers, "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 415, form.text
 
 
 async def test_a_provider_outage_waits_then_dead_letters_and_an_operator_replays(
