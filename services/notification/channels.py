@@ -28,7 +28,7 @@ class InAppChannel:
 
     channel = "in_app"
 
-    def __init__(self, db: Database, notification_of: dict[str, str] | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     async def send(self, message: OutboundMessage) -> SendResult:

@@ -306,7 +306,9 @@ class Deliveries:
             if not error.retryable:
                 await self._finish(claimed, FAILED, error=str(error), template=rendered.template)
                 return DONE
-            return await self._retry(claimed, job, str(error))
+            # A provider's Retry-After (429) wins over the back-off step.
+            return await self._retry(claimed, job, str(error), error.retry_after_seconds)
+        # Accepted ("queued", "accepted") is sent for us: it left our hands.
         status = our_status(result.status) or SENT
         await self._finish(
             claimed,
