@@ -77,8 +77,11 @@ async def _subscribe(bench: Bench, receiver: Receiver) -> list[str]:
         if response.status_code != 200 and "already registered" not in response.text:
             response.raise_for_status()
         rules = {"rules": [{"source": "alert.raised", "channels": ["in_app", "webhook"]}]}
-        response = await client.patch(
-            "/v1/notificationPreferences?update_mask=rules", content=json.dumps(rules), headers=headers
+        response = await client.request(
+            "PATCH",
+            "/v1/notificationPreferences?update_mask=rules",
+            {"content-type": "application/json", **headers},
+            json.dumps(rules).encode(),
         )
         response.raise_for_status()
         user_ids.append(user.user_id)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 DELIVERIES = WorkQueue("notification", "deliveries")
 DAY_SECONDS = 86400
+# How long a fetch of the jobs already waiting may take (they come in the no-wait probe).
+WAITING_FETCH_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -164,12 +167,17 @@ class DeliveryQueue:
         running: set[asyncio.Task[None]] = set()
         while True:
             free = max(1, min(self.settings.fetch_batch, slots._value))
+            # One job first, then what else is waiting: a fetch of many waits out its whole
+            # timeout for a full batch once the first has come (nats-py), a second a job
+            # does not have.
             try:
-                messages = await subscription.fetch(free, timeout=1)
+                messages = await subscription.fetch(1, timeout=1)
             except TimeoutError:
                 continue
             except NotFoundError:
                 return
+            if free > 1:
+                messages += await _waiting(subscription, free - 1)
             for message in messages:
                 await slots.acquire()
                 task = asyncio.create_task(self._run(handler, message, slots))
@@ -251,6 +259,14 @@ class DeliveryQueue:
 
     async def forget_dead_letter(self, sequence: int) -> None:
         await self.bus.js.delete_msg(self.dead_stream, sequence)
+
+
+async def _waiting(subscription: JetStreamContext.PullSubscription, at_most: int) -> list[Msg]:
+    """The jobs already waiting (up to at_most), without waiting for more."""
+    try:
+        return await subscription.fetch(at_most, timeout=WAITING_FETCH_SECONDS)
+    except TimeoutError:
+        return []
 
 
 def _record(message: RawStreamMsg) -> DeadLetterRecord:
