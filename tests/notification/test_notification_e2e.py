@@ -93,6 +93,11 @@ def deliveries_by_channel(notification: dict[str, Any]) -> dict[str, dict[str, A
 async def member_on_every_channel(client: httpx.AsyncClient, fakes: Fakes) -> Member:
     """A member with verified numbers of their own (member.phone) and every channel chosen."""
     member = await sign_up(client)
+    # The account's address becomes the email contact point once its signup event is applied.
+    await eventually(
+        lambda: member.ok("GET", "/v1/contactPoints"),
+        lambda seen: any(c["channel"] == "email" for c in seen["contact_points"]),
+    )
     member.phone = f"+9198{secrets.randbelow(10**8):08d}"
     await verify_number(member, fakes, "sms", member.phone)
     await verify_number(member, fakes, "whatsapp", member.phone)
