@@ -138,7 +138,11 @@ class BenchMesh:
             f"services = {toml_list(self.services)}\n"
             f"public_methods = {toml_list(self.public_methods)}\n\n"
             "[limits.gateway]\n"
-            f"per_user = {bucket}\nper_ip = {bucket}\npassword_routes = {bucket}\n"
+            f"per_user = {bucket}\nper_ip = {bucket}\npassword_routes = {bucket}\n\n"
+            # The notification fan-out's webhooks go to a receiver of the bench on loopback,
+            # uncapped (the default cap is a person's day, not a load test's).
+            "[notification.providers.webhook]\nenabled = true\nallow_http_localhost = true\n\n"
+            "[notification.daily_caps]\nwebhook = 100000000\n"
         )
 
     @property

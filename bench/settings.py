@@ -52,6 +52,7 @@ class Targets(BaseModel):
     page_assets_max_gzip_kib: float
     sms_parse_min_messages_per_second: float
     insights_max_p99_ms: float
+    notification_fanout_max_p99_ms: float
 
 
 class Profile(BaseModel):
@@ -74,6 +75,8 @@ class Profile(BaseModel):
     lag_poll_ms: float = Field(gt=0)
     # Creates per second of the alert-latency step (issue 15's target is at 100/s).
     alert_rate: float = Field(100.0, gt=0)
+    # alert.raised events per second of the notification fan-out step (issue 16: 500/s).
+    notification_rate: float = Field(500.0, gt=0)
     import_rows: int = Field(ge=1)
     import_batch_rows: int = Field(ge=1)
     import_concurrency: int = Field(ge=1)

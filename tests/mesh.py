@@ -31,6 +31,7 @@ import redis
 from services.kit.config.settings import REPO_ROOT, load_settings
 from services.kit.events.permissions import ADMIN
 from services.launcher.up import READY_LINE
+from services.notification.server import WORK_QUEUES
 from tests.infra import (
     NATS_URL,
     REDIS_URL,
@@ -240,6 +241,9 @@ def forget_run(mesh: Mesh) -> None:
 
     if mesh.env.get("NATS_URL") == NATS_URL:
         asyncio.run(delete_stream(NATS_URL, f"{mesh.event_prefix.upper()}_EVENTS"))
+        for queue in WORK_QUEUES:
+            asyncio.run(delete_stream(NATS_URL, queue.stream(mesh.event_prefix)))
+            asyncio.run(delete_stream(NATS_URL, queue.dead_stream(mesh.event_prefix)))
     with redis.Redis.from_url(REDIS_URL) as cache:
         keys = list(cache.scan_iter(f"{mesh.event_prefix}:*"))
         if keys:

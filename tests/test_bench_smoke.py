@@ -40,6 +40,8 @@ EXPECTED_SCENARIOS = {
     "sms ingest",
     "alert latency (create)",
     "alert latency",
+    "notification fan-out (publish)",
+    "notification fan-out",
     "login (argon2id)",
     "password reset request",
     "login throttle",

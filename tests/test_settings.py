@@ -47,9 +47,18 @@ def test_an_invalid_section_names_its_field(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_the_kit_settings_hold_no_service_section() -> None:
     settings = MeshSettings()
-    services = {"auth", "user", "ledger", "reporting", "billing", "templating", "ds"}
+    services = {"auth", "user", "ledger", "reporting", "billing", "templating", "ds", "notification"}
     assert not services & set(MeshSettings.model_fields)
-    assert settings.mesh.services == ["auth", "user", "ledger", "reporting", "billing", "templating", "ds"]
+    assert settings.mesh.services == [
+        "auth",
+        "user",
+        "ledger",
+        "reporting",
+        "billing",
+        "templating",
+        "ds",
+        "notification",
+    ]
     with pytest.raises(ValueError, match="no port for service 'payroll'"):
         settings.service_port("payroll")
 

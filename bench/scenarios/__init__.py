@@ -14,6 +14,7 @@ from bench.scenarios.expenses import create_expense, list_expenses
 from bench.scenarios.exports import custom_range_summary, export_month
 from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
+from bench.scenarios.notifications import notification_fanout
 from bench.scenarios.page_load import page_load
 from bench.scenarios.password_reset import password_reset_request
 from bench.scenarios.reports import summaries_cached, summaries_uncached
@@ -37,6 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     "event-lag": event_lag,
     "alert-latency": alert_latency,
     "sms-ingest": sms_ingest,
+    "notifications": notification_fanout,
     "login": login,
     "reset-request": password_reset_request,
     "import": bulk_import,

@@ -239,7 +239,7 @@ def _http_filters(
         ("envoy.filters.http.header_mutation", _security_headers()),
         ("envoy.filters.http.health_check", _health_check(settings)),
         ("envoy.filters.http.cors", _typed("filters.http.cors.v3.Cors")),
-        ("envoy.filters.http.lua", _request_guard(settings)),
+        ("envoy.filters.http.lua", _request_guard(settings, surface)),
         ("envoy.filters.http.jwt_authn", _jwt_authn(settings, surface, where)),
         (LOCAL_RATE_LIMIT, _rate_limit(settings)),
         ("envoy.filters.http.buffer", _body_limit(settings)),
@@ -269,6 +269,9 @@ def _security_headers() -> dict[str, Any]:
 # back into the HTTP status and JSON body every other client gets.
 _REQUEST_GUARD = """
 local MAX_URL_BYTES = @MAX_URL_BYTES@
+-- Paths whose body goes to the service as it came (google.api.HttpBody): providers'
+-- callbacks, form-urlencoded or JSON, signed over their exact bytes.
+local RAW_BODY_PATHS = {@RAW_BODY_PATHS@}
 local REFUSED = "expense.gateway.refused"
 
 -- RFC 3629: a lead byte and the continuation bytes it announces; no overlong forms,
@@ -320,7 +323,8 @@ function envoy_on_request(handle)
     refuse(handle, "400", "the URL is not valid UTF-8")
   else
     local content_type = headers:get("content-type")
-    if content_type ~= nil and not is_json(content_type) then
+    local raw_body = RAW_BODY_PATHS[path:match("^[^?]*")] == true
+    if content_type ~= nil and not raw_body and not is_json(content_type) then
       refuse(handle, "415", "content-type must be application/json")
     end
   end
@@ -341,8 +345,11 @@ end
 """
 
 
-def _request_guard(settings: MeshSettings) -> dict[str, Any]:
-    code = _REQUEST_GUARD.replace("@MAX_URL_BYTES@", str(settings.limits.gateway_max_url_bytes))
+def _request_guard(settings: MeshSettings, surface: RestSurface) -> dict[str, Any]:
+    raw_paths = sorted(route.template for route in surface.routes if route.raw_body and route.is_literal)
+    code = _REQUEST_GUARD.replace("@MAX_URL_BYTES@", str(settings.limits.gateway_max_url_bytes)).replace(
+        "@RAW_BODY_PATHS@", ", ".join(f'["{path}"] = true' for path in raw_paths)
+    )
     return _typed("filters.http.lua.v3.Lua", default_source_code={"inline_string": code.lstrip()})
 
 

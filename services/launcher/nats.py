@@ -14,6 +14,7 @@ from services.kit.config.secrets import nats_password
 from services.kit.config.settings import MeshSettings
 from services.kit.events.permissions import ADMIN, service_permissions
 from services.kit.events.subscription import Subscription
+from services.kit.events.work_queue import WorkQueue
 
 CONFIG_HEADER = (
     "# NATS users of the mesh, rendered by the launcher from the event registry\n"
@@ -38,9 +39,18 @@ def consumers_of(service: str) -> list[str]:
     return [subscription.consumer for subscription in subscriptions]
 
 
+def work_queues_of(service: str) -> list[WorkQueue]:
+    """The work queues a service declares: WORK_QUEUES of its server module."""
+    module = importlib.import_module(f"services.{service}.server")
+    return list(getattr(module, "WORK_QUEUES", ()))
+
+
 def authorization_config(prefix: str, services: Sequence[str]) -> str:
     """nats-server config text (include it, or pass it with -c) requiring a user per service."""
-    users = [_user(name, service_permissions(name, prefix, consumers_of(name))) for name in services]
+    users = [
+        _user(name, service_permissions(name, prefix, consumers_of(name), work_queues_of(name)))
+        for name in services
+    ]
     users.append(_user(ADMIN, None))
     return CONFIG_HEADER + "authorization {\n  users: [\n" + "\n".join(users) + "\n  ]\n}\n"
 

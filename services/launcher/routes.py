@@ -37,6 +37,9 @@ class HttpRoute:
     response_type: str  # e.g. "expense.auth.v1.AuthTokens"
     request_type: str = ""  # e.g. "expense.auth.v1.LogInRequest"
     body: str = ""  # the rule's body: "" (none: fields come from the query), "*" or a field
+    # The body is a google.api.HttpBody: passed as it came, whatever its content type
+    # (a provider's form-urlencoded callback), instead of JSON.
+    raw_body: bool = False
 
     @property
     def path_fields(self) -> tuple[str, ...]:
@@ -109,6 +112,7 @@ def rest_surface(settings: MeshSettings, path: Path = DESCRIPTOR_SET) -> RestSur
 
 
 def _file_routes(file: descriptor_pb2.FileDescriptorProto, packages: dict[str, str]) -> Iterator[HttpRoute]:
+    messages = {f".{file.package}.{message.name}": message for message in file.message_type}
     for service in file.service:
         for method in service.method:
             if not method.options.HasExtension(annotations_pb2.http):
@@ -128,7 +132,16 @@ def _file_routes(file: descriptor_pb2.FileDescriptorProto, packages: dict[str, s
                     response_type=method.output_type.removeprefix("."),
                     request_type=method.input_type.removeprefix("."),
                     body=body,
+                    raw_body=_is_http_body(messages.get(method.input_type), body),
                 )
+
+
+def _is_http_body(message: descriptor_pb2.DescriptorProto | None, body: str) -> bool:
+    """True when the binding's body field is a google.api.HttpBody."""
+    if message is None or not body or body == "*":
+        return False
+    field = next((field for field in message.field if field.name == body), None)
+    return field is not None and field.type_name == ".google.api.HttpBody"
 
 
 def _bindings(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str, str]]:

@@ -23,7 +23,7 @@ from tests.kit.conftest import database_with
 metadata = MetaData()
 outbox_table, _ = add_event_tables(metadata)
 answers_table = idempotency_table(metadata)
-SERVICES = {"auth", "user", "ledger", "reporting", "billing", "templating", "ds"}
+SERVICES = {"auth", "user", "ledger", "reporting", "billing", "templating", "ds", "notification"}
 
 
 def test_every_event_type_is_declared_once_with_a_known_producer() -> None:

@@ -220,11 +220,18 @@ def test_the_defaults_cover_every_source_channel_and_the_alerts_in_hindi() -> No
         "insight.projection", "insight.category_anomaly", "insight.trend", "insight.category_change",
         "insight.subscription",
     }  # fmt: skip
-    assert keys == alerts | others | insights
+    # Notification's own messages: a number's one-time code (SMS and WhatsApp only) and the
+    # daily digest (every channel but the inbox, which has each item already).
+    notification_own = {"contact.verify_code", "notification.digest"}
+    assert keys == alerts | others | insights | notification_own
     present = {(d.template.key, d.template.channel, d.template.locale) for d in DEFAULTS}
     for key in insights:
         assert {(key, "in_app", "en"), (key, "in_app", "hi")} <= present
-    for key in keys - insights:
+    assert {(c, "en") for k, c, _ in present if k == "contact.verify_code"} == {
+        ("sms", "en"),
+        ("whatsapp", "en"),
+    }
+    for key in keys - insights - notification_own:
         for channel in ("in_app", "email", "sms", "whatsapp", "webhook"):
             assert (key, channel, "en") in present
     for key in alerts:

@@ -5,7 +5,10 @@ A service publishes only the event types the registry names it the producer of, 
 consumers' dead letters and, for auth, the ended-sessions broadcast; on JetStream it may
 create and read the events stream and work its own durable consumers (create, fetch,
 ack), never delete or purge. It subscribes only to its own reply inboxes (JetStream
-acks and fetched events come there) and to the ended-sessions broadcast."""
+acks and fetched events come there) and to the ended-sessions broadcast. A service
+with work queues (events/work_queue.py) also publishes jobs and dead letters to its own
+queues, manages their streams, works their consumer, and reads and deletes its own
+dead letters (an operator's replay)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 
 from services.kit.events.bus import dead_letter_subject, durable_name, inbox_prefix, stream_name, subject_for
 from services.kit.events.registry import event_types
+from services.kit.events.work_queue import WorkQueue
 from services.kit.identity.revocation import SESSIONS_BROADCASTER, sessions_ended_subject
 
 # The user with every permission: operators' tools (`nats stream info`), and the tests.
@@ -20,7 +24,9 @@ ADMIN = "admin"
 Permissions = dict[str, dict[str, list[str]]]
 
 
-def service_permissions(service: str, prefix: str, consumers: Sequence[str]) -> Permissions:
+def service_permissions(
+    service: str, prefix: str, consumers: Sequence[str], work_queues: Sequence[WorkQueue] = ()
+) -> Permissions:
     """Allow-lists of a service whose durable consumers are named `consumers`."""
     publish = [subject_for(prefix, t.name) for t in event_types() if t.producer == service]
     publish += [dead_letter_subject(prefix, consumer) for consumer in consumers]
@@ -31,6 +37,8 @@ def service_permissions(service: str, prefix: str, consumers: Sequence[str]) -> 
     publish += [f"$JS.API.STREAM.{action}.{stream}" for action in ("CREATE", "UPDATE", "INFO")]
     for consumer in consumers:
         publish += _consumer_api(stream, durable_name(prefix, consumer))
+    for queue in work_queues:
+        publish += _work_queue_api(queue, prefix)
     subscribe = [f"{inbox_prefix(service)}.>", sessions_ended_subject(prefix)]
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 
@@ -47,3 +55,12 @@ def _consumer_api(stream: str, durable: str) -> list[str]:
         # Ack, nak and term go to the reply subject of each delivered message.
         f"$JS.ACK.{stream}.{durable}.>",
     ]
+
+
+def _work_queue_api(queue: WorkQueue, prefix: str) -> list[str]:
+    stream, dead = queue.stream(prefix), queue.dead_stream(prefix)
+    allowed = [queue.subjects(prefix), queue.dead_subjects(prefix)]
+    for name in (stream, dead):
+        allowed += [f"$JS.API.STREAM.{action}.{name}" for action in ("CREATE", "UPDATE", "INFO")]
+    allowed += [f"$JS.API.STREAM.MSG.{action}.{dead}" for action in ("GET", "DELETE")]
+    return allowed + _consumer_api(stream, queue.durable(prefix))

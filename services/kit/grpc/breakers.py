@@ -63,16 +63,17 @@ def _answered(error: BaseException) -> bool:
 
 
 class Breaker:
-    """The breaker of one peer (`peer` names it in logs and counts)."""
+    """The breaker of one peer (`peer` names it in logs and counts). `exclude`: the
+    exceptions (purgatory's form) that mean the peer answered; by default a gRPC answer."""
 
-    def __init__(self, peer: str, settings: BreakerSettings) -> None:
+    def __init__(self, peer: str, settings: BreakerSettings, exclude: list[Any] | None = None) -> None:
         self.peer = peer
         self._factory = AsyncCircuitBreakerFactory(
             default_threshold=settings.failure_threshold,
             default_ttl=settings.open_seconds,
             # The peer answered (NOT_FOUND, INVALID_ARGUMENT...). A call cancelled because
             # our caller gave up on a slow peer counts as failed.
-            exclude=[(grpc.aio.AioRpcError, _answered)],
+            exclude=exclude if exclude is not None else [(grpc.aio.AioRpcError, _answered)],
         )
         self._factory.add_listener(self._changed)
 
@@ -106,10 +107,12 @@ class Breaker:
 _BREAKERS: dict[tuple[str, str], Breaker] = {}
 
 
-def breaker_for(peer: str, target: str, settings: BreakerSettings) -> Breaker:
+def breaker_for(
+    peer: str, target: str, settings: BreakerSettings, exclude: list[Any] | None = None
+) -> Breaker:
     key = (peer, target)
     if key not in _BREAKERS:
-        _BREAKERS[key] = Breaker(peer, settings)
+        _BREAKERS[key] = Breaker(peer, settings, exclude)
     return _BREAKERS[key]
 
 

@@ -1,0 +1,192 @@
+"""Notifications: alert.raised events fanned out to two channels (in-app and a signed
+webhook to a receiver in this process), at a fixed rate (open loop): throughput, the
+p99 from an event's publication to the webhook's arrival (the provider call), and the
+delivery work queue's depth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from itertools import count
+
+from aiohttp import web
+from google.protobuf.any_pb2 import Any as AnyMessage
+
+from bench.api import bearer
+from bench.context import Bench, p99_at_most
+from bench.stats import OK, Measurement, ScenarioResult
+from expense.events.v1 import events_pb2
+from services.kit.domain.ids import new_id
+
+USERS = 20
+ARRIVAL_TIMEOUT_SECONDS = 60.0
+DEPTH_SAMPLE_SECONDS = 0.5
+
+
+class Receiver:
+    """Users' webhook endpoint: notes when each alert's webhook arrived (by its merchant)."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+        self._wanted: set[str] = set()
+        self._all_arrived = asyncio.Event()
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.add_routes([web.post("/hook/{user}", self._hook)])
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        marker = body.split(b"bench-alert-", 1)[-1].split(b'"', 1)[0].split(b"\\", 1)[0].decode()
+        self.arrived.setdefault(marker, time.perf_counter())
+        if self._wanted and self._wanted <= self.arrived.keys():
+            self._all_arrived.set()
+        return web.Response(status=204)
+
+    async def all_arrived(self, markers: set[str]) -> None:
+        """Until every marker's webhook arrived."""
+        self._wanted = markers
+        if not markers <= self.arrived.keys():
+            await self._all_arrived.wait()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def _subscribe(bench: Bench, receiver: Receiver) -> list[str]:
+    """Up to USERS users with a webhook contact point and alerts on in-app and webhook."""
+    client = bench.rest.get()
+    user_ids = []
+    # The light users (the smoke profile may seed none: then anyone seeded).
+    for user in (bench.seed.of_role("light") or bench.seed.users)[:USERS]:
+        headers = bearer(await bench.tokens.token(user))
+        url = f"http://127.0.0.1:{receiver.port}/hook/{user.user_id}"
+        response = await client.post(
+            "/v1/contactPoints", content=json.dumps({"channel": "webhook", "address": url}), headers=headers
+        )
+        if response.status_code != 200 and "already registered" not in response.text:
+            response.raise_for_status()
+        rules = {"rules": [{"source": "alert.raised", "channels": ["in_app", "webhook"]}]}
+        response = await client.request(
+            "PATCH",
+            "/v1/notificationPreferences?update_mask=rules",
+            {"content-type": "application/json", **headers},
+            json.dumps(rules).encode(),
+        )
+        response.raise_for_status()
+        user_ids.append(user.user_id)
+    return user_ids
+
+
+def _alert(user_id: str, number: int) -> bytes:
+    """An alert.raised envelope as billing publishes it (a large expense)."""
+    alert = events_pb2.AlertRaised(
+        alert_id=new_id(),
+        type="large_expense",
+        severity="info",
+        title=f"Large expense at bench-alert-{number}",
+        details={
+            "merchant": f"bench-alert-{number}",
+            "category": "Shopping",
+            "amount": "150000.00",
+            "typical": "2000.00",
+            "currency": "INR",
+        },
+    )
+    payload = AnyMessage()
+    payload.Pack(alert)
+    envelope = events_pb2.EventEnvelope(
+        event_id=new_id(), type="alert.raised", user_id=user_id, producer="billing", payload=payload
+    )
+    return envelope.SerializeToString()
+
+
+async def notification_fanout(bench: Bench) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        await _fanout(bench, receiver)
+    finally:
+        await receiver.stop()
+
+
+async def _fanout(bench: Bench, receiver: Receiver) -> None:
+    user_ids = await _subscribe(bench, receiver)
+    prefix = bench.mesh.event_prefix
+    js = bench.nats.jetstream()
+    subject = f"{prefix}.events.alert.raised"
+    published: dict[str, float] = {}
+    numbers = count()
+    rate = bench.profile.notification_rate
+    depths: list[int] = []
+    sampling = True
+
+    async def sample_depth() -> None:
+        stream = f"{prefix.upper()}_NOTIFICATION_DELIVERIES"
+        while sampling:
+            with contextlib.suppress(Exception):
+                depths.append((await js.stream_info(stream)).state.messages)
+            await asyncio.sleep(DEPTH_SAMPLE_SECONDS)
+
+    async def publish() -> str:
+        number = next(numbers)
+        data = _alert(user_ids[number % len(user_ids)], number)
+        published[str(number)] = time.perf_counter()
+        await js.publish(subject, data, headers={"Nats-Msg-Id": f"{bench.nonce}-alert-{number}"})
+        return OK
+
+    sampler = asyncio.create_task(sample_depth())
+    started = time.perf_counter()
+    try:
+        sent = await bench.open_step(
+            "notification fan-out (publish)",
+            f"NATS {rate:g}/s",
+            publish,
+            rate,
+            path="NATS",
+            tool="nats-py",
+            seconds=bench.profile.lag_seconds,
+            warmup=False,
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ARRIVAL_TIMEOUT_SECONDS):
+                await receiver.all_arrived(set(published))
+    finally:
+        sampling = False
+        await sampler
+    elapsed = max(receiver.arrived.values(), default=started) - started
+    measurement = Measurement(seconds=sent.seconds)
+    for number, at in published.items():
+        if number in receiver.arrived:
+            measurement.add((receiver.arrived[number] - at) * 1000, OK)
+        else:
+            measurement.outcomes["no webhook"] += 1
+    row = ScenarioResult.from_measurement(
+        "notification fan-out",
+        f"alert.raised → webhook call, {rate:g}/s, 2 channels",
+        f"open-loop nats-py, {rate:g}/s",
+        measurement,
+        unit="alerts/s",
+    )
+    row.extra.update(
+        published=len(published),
+        webhooks=len(receiver.arrived),
+        sustained_alerts_per_second=round(len(receiver.arrived) / elapsed, 1) if elapsed > 0 else 0.0,
+        max_queue_depth=max(depths, default=0),
+        users=len(user_ids),
+    )
+    row.notes.append(
+        "from the event's publication on NATS to its webhook's arrival (consumer → notification "
+        "rows → work queue → templating Render → signed POST); in-app is the second channel"
+    )
+    bench.record(row, p99_at_most(bench.targets.notification_fanout_max_p99_ms))

@@ -1,0 +1,607 @@
+"""notification's tables and the queries on them.
+
+- `notifications`: one per source event and user (UNIQUE event_id): what the event
+  said (template, variables, severity) and its in-app rendering, read or not.
+- `deliveries`: one per event and channel (UNIQUE(event_id, channel): a redelivered
+  event, a second replica or a replayed job never makes a second message), its
+  status (moving forward only), attempts, provider message id, error and template.
+- `preferences`, `contact_points`: the user's choices and addresses.
+- `inbox`: the kit's record of applied events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kit.db.engine import Queryable, UtcDateTime
+from services.kit.db.sql import insert_ignore
+from services.kit.events.consumer import inbox_table as kit_inbox_table
+from services.notification.domain import QUEUED, STATUS_RANK, Preferences, can_move
+
+metadata = MetaData()
+inbox_table = kit_inbox_table(metadata)
+ID = String(36)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("notification_id", ID, primary_key=True),
+    Column("user_id", ID, nullable=False),
+    Column("event_id", String(100), nullable=False, unique=True),
+    Column("source", String(100), nullable=False),
+    Column("template_key", String(100), nullable=False),
+    Column("variables", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    # Set once its in-app delivery is done: the inbox lists only those.
+    Column("shown", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("read_at", UtcDateTime, nullable=True),
+    Index("ix_notifications_user", "user_id", "notification_id"),
+)
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("delivery_id", ID, primary_key=True),
+    Column("notification_id", ID, nullable=False),
+    Column("user_id", ID, nullable=False),
+    Column("event_id", String(100), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("provider_message_id", String(200), nullable=True),
+    Column("error", Text, nullable=False),
+    Column("template", String(120), nullable=False),
+    Column("deferred_until", UtcDateTime, nullable=True),
+    Column("in_digest", Boolean, nullable=False),
+    Column("digest_delivery_id", ID, nullable=True),
+    # A worker is sending it until then (another job for it waits); NULL: nobody.
+    Column("claimed_until", UtcDateTime, nullable=True),
+    # When its job was last put on the work queue; NULL: not queued (new, deferred, replayed).
+    Column("enqueued_at", UtcDateTime, nullable=True),
+    Column("dead_lettered_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    UniqueConstraint("event_id", "channel", name="uq_deliveries_event_channel"),
+    Index("ix_deliveries_notification", "notification_id"),
+    Index("ix_deliveries_provider_message", "provider_message_id"),
+    Index("ix_deliveries_user_sent", "user_id", "channel", "sent_at"),
+    Index("ix_deliveries_unqueued", "status", "enqueued_at"),
+)
+preferences = Table(
+    "preferences",
+    metadata,
+    Column("user_id", ID, primary_key=True),
+    Column("rules", Text, nullable=False),
+    Column("quiet_start", String(5), nullable=False),
+    Column("quiet_end", String(5), nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("digest", Boolean, nullable=False),
+    Column("digest_time", String(5), nullable=False),
+    Column("daily_caps", Text, nullable=False),
+    Column("locale", String(35), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+contact_points = Table(
+    "contact_points",
+    metadata,
+    Column("contact_point_id", ID, primary_key=True),
+    Column("user_id", ID, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("verified_at", UtcDateTime, nullable=True),
+    Column("code_digest", String(64), nullable=False),
+    Column("code_expires_at", UtcDateTime, nullable=True),
+    Column("code_attempts", Integer, nullable=False),
+    # Webhooks: the signing secret (needed to sign every message).
+    Column("secret", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("user_id", "channel", "address", name="uq_contact_points_address"),
+)
+
+
+@dataclass(frozen=True)
+class NotificationRow:
+    notification_id: str
+    user_id: str
+    event_id: str
+    source: str
+    template_key: str
+    variables: dict[str, Any]
+    severity: str
+    title: str
+    body: str
+    shown: bool
+    created_at: datetime
+    read_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    delivery_id: str
+    notification_id: str
+    user_id: str
+    event_id: str
+    channel: str
+    address: str
+    status: str
+    attempts: int
+    provider_message_id: str | None
+    error: str
+    template: str
+    deferred_until: datetime | None
+    in_digest: bool
+    digest_delivery_id: str | None
+    claimed_until: datetime | None
+    enqueued_at: datetime | None
+    dead_lettered_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ContactPointRow:
+    contact_point_id: str
+    user_id: str
+    channel: str
+    address: str
+    verified_at: datetime | None
+    code_digest: str
+    code_expires_at: datetime | None
+    code_attempts: int
+    secret: str
+    created_at: datetime
+
+
+def _notification(row: Any) -> NotificationRow:
+    values = row._asdict()
+    values["variables"] = json.loads(values["variables"])
+    return NotificationRow(**values)
+
+
+def _delivery(row: Any) -> DeliveryRow:
+    return DeliveryRow(**row._asdict())
+
+
+def _contact(row: Any) -> ContactPointRow:
+    return ContactPointRow(**row._asdict())
+
+
+# ---------------------------------------------------------------- notifications
+
+
+async def add_notification(session: AsyncSession, row: NotificationRow) -> bool:
+    """False when the event already has its notification."""
+    values = {**row.__dict__, "variables": json.dumps(row.variables, sort_keys=True)}
+    return await insert_ignore(session, notifications, values)
+
+
+async def notification_of_event(session: AsyncSession, event_id: str) -> NotificationRow | None:
+    row = (await session.execute(select(notifications).where(notifications.c.event_id == event_id))).first()
+    return _notification(row) if row else None
+
+
+async def list_notifications(
+    db: Queryable, user_id: str, after: str, limit: int, unread_only: bool
+) -> list[NotificationRow]:
+    """Newest first (ids are UUIDv7), those older than `after` when set."""
+    query = select(notifications).where(notifications.c.user_id == user_id, notifications.c.shown.is_(True))
+    if after:
+        query = query.where(notifications.c.notification_id < after)
+    if unread_only:
+        query = query.where(notifications.c.read_at.is_(None))
+    query = query.order_by(notifications.c.notification_id.desc()).limit(limit)
+    return [_notification(row) for row in await db.execute(query)]
+
+
+async def unread_count(db: Queryable, user_id: str) -> int:
+    query = select(func.count()).where(
+        notifications.c.user_id == user_id, notifications.c.shown.is_(True), notifications.c.read_at.is_(None)
+    )
+    return int((await db.execute(query)).scalar_one())
+
+
+async def get_notification(db: Queryable, user_id: str, notification_id: str) -> NotificationRow | None:
+    query = select(notifications).where(
+        notifications.c.user_id == user_id, notifications.c.notification_id == notification_id
+    )
+    row = (await db.execute(query)).first()
+    return _notification(row) if row else None
+
+
+async def mark_read(session: AsyncSession, user_id: str, notification_id: str, now: datetime) -> None:
+    await session.execute(
+        update(notifications)
+        .where(
+            notifications.c.user_id == user_id,
+            notifications.c.notification_id == notification_id,
+            notifications.c.read_at.is_(None),
+        )
+        .values(read_at=now)
+    )
+
+
+async def mark_all_read(session: AsyncSession, user_id: str, now: datetime) -> int:
+    result = await session.execute(
+        update(notifications)
+        .where(
+            notifications.c.user_id == user_id,
+            notifications.c.shown.is_(True),
+            notifications.c.read_at.is_(None),
+        )
+        .values(read_at=now)
+        .returning(notifications.c.notification_id)
+    )
+    return len(result.all())
+
+
+async def show(session: AsyncSession, notification_id: str, title: str, body: str) -> None:
+    await session.execute(
+        update(notifications)
+        .where(notifications.c.notification_id == notification_id)
+        .values(shown=True, title=title, body=body)
+    )
+
+
+async def notification_by_id(db: Queryable, notification_id: str) -> NotificationRow | None:
+    row = (
+        await db.execute(select(notifications).where(notifications.c.notification_id == notification_id))
+    ).first()
+    return _notification(row) if row else None
+
+
+# ---------------------------------------------------------------- deliveries
+
+
+async def add_delivery(session: AsyncSession, row: DeliveryRow) -> bool:
+    """False when the event already has a delivery on this channel."""
+    return await insert_ignore(session, deliveries, dict(row.__dict__))
+
+
+async def deliveries_of(db: Queryable, notification_id: str) -> list[DeliveryRow]:
+    query = select(deliveries).where(deliveries.c.notification_id == notification_id)
+    return [_delivery(row) for row in await db.execute(query.order_by(deliveries.c.channel))]
+
+
+async def get_delivery(db: Queryable, delivery_id: str) -> DeliveryRow | None:
+    row = (await db.execute(select(deliveries).where(deliveries.c.delivery_id == delivery_id))).first()
+    return _delivery(row) if row else None
+
+
+async def start_attempt(
+    session: AsyncSession, delivery_id: str, now: datetime, claim_until: datetime
+) -> DeliveryRow | None:
+    """Counts an attempt and claims the delivery before anything is sent; None when it
+    is no longer to be sent (done, dead-lettered, held back) or another worker has it."""
+    result = await session.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.delivery_id == delivery_id,
+            deliveries.c.status == QUEUED,
+            deliveries.c.dead_lettered_at.is_(None),
+            deliveries.c.in_digest.is_(False),
+            or_(deliveries.c.deferred_until.is_(None), deliveries.c.deferred_until <= now),
+            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+        )
+        .values(
+            attempts=deliveries.c.attempts + 1, updated_at=now, deferred_until=None, claimed_until=claim_until
+        )
+        .returning(*deliveries.c)
+    )
+    row = result.first()
+    return _delivery(row) if row else None
+
+
+async def advance(
+    session: AsyncSession,
+    delivery_ids: list[str],
+    status: str,
+    now: datetime,
+    *,
+    provider_message_id: str | None = None,
+    template: str | None = None,
+    error: str | None = None,
+) -> int:
+    """Moves deliveries to `status` where it is a step forward; how many moved."""
+    lower = [current for current, rank in STATUS_RANK.items() if can_move(current, status)]
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if provider_message_id is not None:
+        values["provider_message_id"] = provider_message_id
+    if template is not None:
+        values["template"] = template
+    if error is not None:
+        values["error"] = error
+    values["claimed_until"] = None
+    if status != QUEUED:
+        values["sent_at"] = func.coalesce(deliveries.c.sent_at, now)
+    result = await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id.in_(delivery_ids), deliveries.c.status.in_(lower))
+        .values(**values)
+        .returning(deliveries.c.delivery_id)
+    )
+    return len(result.all())
+
+
+async def delivery_ids_of_provider_message(session: AsyncSession, provider_message_id: str) -> list[str]:
+    query = select(deliveries.c.delivery_id).where(deliveries.c.provider_message_id == provider_message_id)
+    return [row.delivery_id for row in await session.execute(query)]
+
+
+async def note_error(session: AsyncSession, delivery_id: str, error: str, now: datetime) -> None:
+    await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id == delivery_id)
+        .values(error=error, updated_at=now, claimed_until=None)
+    )
+
+
+async def defer(session: AsyncSession, delivery_id: str, until: datetime, now: datetime, reason: str) -> None:
+    """Held back until `until`: the sweep queues it again then."""
+    await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == QUEUED)
+        .values(deferred_until=until, enqueued_at=None, error=reason, updated_at=now, claimed_until=None)
+    )
+
+
+async def hold_for_digest(session: AsyncSession, delivery_id: str, until: datetime, now: datetime) -> None:
+    await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == QUEUED)
+        .values(in_digest=True, deferred_until=until, enqueued_at=None, updated_at=now)
+    )
+
+
+async def sent_today(
+    session: AsyncSession, user_id: str, channel: str, start: datetime, end: datetime
+) -> int:
+    """Messages the channel carried for the user in [start, end) (a digest counts once)."""
+    query = select(
+        func.count(func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id)))
+    )
+    query = query.where(
+        deliveries.c.user_id == user_id,
+        deliveries.c.channel == channel,
+        deliveries.c.sent_at >= start,
+        deliveries.c.sent_at < end,
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def due_for_queue(
+    session: AsyncSession,
+    now: datetime,
+    unqueued_before: datetime,
+    limit: int,
+    lost_before: datetime | None = None,
+) -> list[DeliveryRow]:
+    """Deliveries to (re)queue, not in a digest, not dead-lettered: never queued since
+    committed (a crash in between), deferred until now, or queued before `lost_before`,
+    unclaimed and still waiting (a job lost with its worker). Marked queued at once."""
+    due = and_(
+        deliveries.c.enqueued_at.is_(None),
+        or_(
+            and_(deliveries.c.deferred_until.is_(None), deliveries.c.created_at < unqueued_before),
+            deliveries.c.deferred_until <= now,
+        ),
+    )
+    if lost_before is not None:
+        lost = and_(
+            deliveries.c.enqueued_at < lost_before,
+            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+        )
+        due = or_(due, lost)
+    query = (
+        select(deliveries)
+        .where(
+            deliveries.c.status == QUEUED,
+            deliveries.c.in_digest.is_(False),
+            deliveries.c.dead_lettered_at.is_(None),
+            due,
+        )
+        .limit(limit)
+    )
+    if session.bind.dialect.name == "postgresql":
+        # Two replicas' sweeps take different rows.
+        query = query.with_for_update(skip_locked=True)
+    rows = [_delivery(row) for row in await session.execute(query)]
+    if rows:
+        await mark_enqueued(session, [row.delivery_id for row in rows], now)
+    return rows
+
+
+async def mark_enqueued(session: AsyncSession, delivery_ids: list[str], now: datetime) -> None:
+    await session.execute(
+        update(deliveries).where(deliveries.c.delivery_id.in_(delivery_ids)).values(enqueued_at=now)
+    )
+
+
+async def digests_due(session: AsyncSession, now: datetime, limit: int) -> list[DeliveryRow]:
+    """Deliveries held for a digest whose time has come, oldest first."""
+    query = (
+        select(deliveries)
+        .where(
+            deliveries.c.status == QUEUED,
+            deliveries.c.in_digest.is_(True),
+            deliveries.c.digest_delivery_id.is_(None),
+            deliveries.c.deferred_until <= now,
+        )
+        .order_by(deliveries.c.user_id, deliveries.c.channel, deliveries.c.delivery_id)
+        .limit(limit)
+    )
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [_delivery(row) for row in await session.execute(query)]
+
+
+async def attach_to_digest(session: AsyncSession, delivery_ids: list[str], digest_delivery_id: str) -> None:
+    await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id.in_(delivery_ids))
+        .values(digest_delivery_id=digest_delivery_id)
+    )
+
+
+async def digest_members(session: AsyncSession, digest_delivery_id: str) -> list[str]:
+    query = select(deliveries.c.delivery_id).where(deliveries.c.digest_delivery_id == digest_delivery_id)
+    return [row.delivery_id for row in await session.execute(query)]
+
+
+async def mark_dead(session: AsyncSession, delivery_id: str, error: str, now: datetime) -> None:
+    await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id == delivery_id)
+        .values(dead_lettered_at=now, error=error, updated_at=now, claimed_until=None)
+    )
+
+
+async def revive(session: AsyncSession, delivery_id: str, now: datetime) -> bool:
+    """A replayed dead letter: queued again (enqueued now by the replay itself)."""
+    result = await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id == delivery_id, deliveries.c.dead_lettered_at.is_not(None))
+        .values(dead_lettered_at=None, enqueued_at=now, updated_at=now)
+        .returning(deliveries.c.delivery_id)
+    )
+    return result.first() is not None
+
+
+# ---------------------------------------------------------------- preferences
+
+
+def _clock(value: str) -> time | None:
+    return time.fromisoformat(value) if value else None
+
+
+async def get_preferences(db: Queryable, user_id: str, default: Preferences) -> Preferences:
+    row = (await db.execute(select(preferences).where(preferences.c.user_id == user_id))).first()
+    if row is None:
+        return default
+    return Preferences(
+        rules={source: tuple(channels) for source, channels in json.loads(row.rules).items()},
+        quiet_start=_clock(row.quiet_start),
+        quiet_end=_clock(row.quiet_end),
+        time_zone=row.time_zone,
+        digest=row.digest,
+        digest_time=_clock(row.digest_time) or default.digest_time,
+        daily_caps=json.loads(row.daily_caps),
+        locale=row.locale,
+    )
+
+
+async def save_preferences(session: AsyncSession, user_id: str, prefs: Preferences, now: datetime) -> None:
+    values = {
+        "rules": json.dumps(
+            {source: list(channels) for source, channels in prefs.rules.items()}, sort_keys=True
+        ),
+        "quiet_start": prefs.quiet_start.strftime("%H:%M") if prefs.quiet_start else "",
+        "quiet_end": prefs.quiet_end.strftime("%H:%M") if prefs.quiet_end else "",
+        "time_zone": prefs.time_zone,
+        "digest": prefs.digest,
+        "digest_time": prefs.digest_time.strftime("%H:%M"),
+        "daily_caps": json.dumps(prefs.daily_caps, sort_keys=True),
+        "locale": prefs.locale,
+        "updated_at": now,
+    }
+    changed = await session.execute(
+        update(preferences)
+        .where(preferences.c.user_id == user_id)
+        .values(**values)
+        .returning(preferences.c.user_id)
+    )
+    if changed.first() is None:
+        await insert_ignore(session, preferences, {"user_id": user_id, **values})
+
+
+# ---------------------------------------------------------------- contact points
+
+
+async def contact_points_of(db: Queryable, user_id: str) -> list[ContactPointRow]:
+    query = select(contact_points).where(contact_points.c.user_id == user_id)
+    return [_contact(row) for row in await db.execute(query.order_by(contact_points.c.contact_point_id))]
+
+
+async def get_contact_point(db: Queryable, user_id: str, contact_point_id: str) -> ContactPointRow | None:
+    query = select(contact_points).where(
+        contact_points.c.user_id == user_id, contact_points.c.contact_point_id == contact_point_id
+    )
+    row = (await db.execute(query)).first()
+    return _contact(row) if row else None
+
+
+async def verified_address(db: Queryable, user_id: str, channel: str) -> ContactPointRow | None:
+    """The user's newest verified contact point of a channel."""
+    query = (
+        select(contact_points)
+        .where(
+            contact_points.c.user_id == user_id,
+            contact_points.c.channel == channel,
+            contact_points.c.verified_at.is_not(None),
+        )
+        .order_by(contact_points.c.verified_at.desc(), contact_points.c.contact_point_id.desc())
+        .limit(1)
+    )
+    row = (await db.execute(query)).first()
+    return _contact(row) if row else None
+
+
+async def add_contact_point(session: AsyncSession, row: ContactPointRow) -> bool:
+    return await insert_ignore(session, contact_points, dict(row.__dict__))
+
+
+async def find_contact_point(
+    session: AsyncSession, user_id: str, channel: str, address: str
+) -> ContactPointRow | None:
+    query = select(contact_points).where(
+        contact_points.c.user_id == user_id,
+        contact_points.c.channel == channel,
+        contact_points.c.address == address,
+    )
+    row = (await session.execute(query)).first()
+    return _contact(row) if row else None
+
+
+async def count_contact_points(session: AsyncSession, user_id: str) -> int:
+    query = select(func.count()).where(contact_points.c.user_id == user_id)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def update_contact_point(session: AsyncSession, contact_point_id: str, **values: Any) -> None:
+    await session.execute(
+        update(contact_points).where(contact_points.c.contact_point_id == contact_point_id).values(**values)
+    )
+
+
+async def delete_contact_point(session: AsyncSession, user_id: str, contact_point_id: str) -> bool:
+    result = await session.execute(
+        delete(contact_points)
+        .where(contact_points.c.user_id == user_id, contact_points.c.contact_point_id == contact_point_id)
+        .returning(contact_points.c.contact_point_id)
+    )
+    return result.first() is not None

@@ -1,0 +1,164 @@
+"""notification's storage on a migrated SQLite file and a fresh PostgreSQL database:
+one notification per event and one delivery per (event, channel) however often an
+event comes; one worker claims a delivery at a time; statuses only move forward;
+the sweep finds what was never queued and what is due again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from services.kit.db import migrations
+from services.kit.db.engine import Database
+from services.kit.domain.ids import new_id
+from services.kit.domain.timestamps import utcnow
+from services.kit.events.bus import EventBus
+from services.notification import storage
+from services.notification.domain import DELIVERED, SENT, MessagePlan, Preferences
+from services.notification.queue import DeliveryQueue
+from services.notification.settings import NotificationMeshSettings
+from services.notification.usecases import Intake
+
+CHANNELS = ("in_app", "email", "sms")
+
+
+@pytest.fixture
+async def db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
+    settings = NotificationMeshSettings(database_url=database_url, data_dir=tmp_path)
+    await asyncio.to_thread(migrations.upgrade, "notification", settings)
+    database = Database.for_service(settings, "notification")
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def intake(db: Database) -> Intake:
+    settings = NotificationMeshSettings().notification
+    # The bus is never started: notify() only writes rows.
+    queue = DeliveryQueue(EventBus("nats://127.0.0.1:1", "unused", "test"), settings.delivery)
+    return Intake(db, settings, queue)
+
+
+async def contact(db: Database, user_id: str, channel: str, address: str) -> None:
+    now = utcnow()
+    async with db.transaction() as session:
+        row = storage.ContactPointRow(new_id(), user_id, channel, address, now, "", None, 0, "", now)
+        assert await storage.add_contact_point(session, row)
+
+
+async def notify(db: Database, intake: Intake, user_id: str, event_id: str) -> list[str]:
+    plan = MessagePlan("budget.threshold", {"budget": "Food"}, "warning")
+    async with db.transaction() as session:
+        fresh = await intake.notify(
+            session, user_id, event_id, "alert.raised", plan, CHANNELS, Preferences(), utcnow()
+        )
+    return [delivery.channel for delivery in fresh]
+
+
+async def test_an_event_makes_one_notification_and_one_delivery_per_channel(
+    db: Database, intake: Intake
+) -> None:
+    user_id, event_id = new_id(), new_id()
+    await contact(db, user_id, "email", "asha@example.org")
+    await contact(db, user_id, "sms", "+919876543210")
+    assert await notify(db, intake, user_id, event_id) == list(CHANNELS)
+    assert await notify(db, intake, user_id, event_id) == []  # the event again: nothing new
+    async with db.read() as connection:
+        notification = await storage.notification_of_event(connection, event_id)  # type: ignore[arg-type]
+        assert notification is not None
+        deliveries = await storage.deliveries_of(connection, notification.notification_id)
+    assert sorted(d.channel for d in deliveries) == sorted(CHANNELS)
+    assert {d.address for d in deliveries} == {
+        notification.notification_id,
+        "asha@example.org",
+        "+919876543210",
+    }
+
+
+async def test_a_channel_without_a_verified_address_gets_no_delivery(db: Database, intake: Intake) -> None:
+    user_id = new_id()
+    assert await notify(db, intake, user_id, new_id()) == ["in_app"]
+
+
+async def test_one_worker_claims_a_delivery_at_a_time(db: Database, intake: Intake) -> None:
+    user_id, event_id = new_id(), new_id()
+    await notify(db, intake, user_id, event_id)
+    async with db.read() as connection:
+        notification = await storage.notification_of_event(connection, event_id)  # type: ignore[arg-type]
+        assert notification is not None
+        (delivery,) = await storage.deliveries_of(connection, notification.notification_id)
+    now = utcnow()
+
+    async def claim() -> storage.DeliveryRow | None:
+        async with db.transaction() as session:
+            return await storage.start_attempt(
+                session, delivery.delivery_id, now, now + timedelta(seconds=30)
+            )
+
+    claims = await asyncio.gather(claim(), claim(), claim())
+    assert len([c for c in claims if c is not None]) == 1
+    assert [c.attempts for c in claims if c is not None] == [1]
+    async with db.transaction() as session:  # the claim lapsed: a crashed worker's job may go on
+        later = now + timedelta(seconds=31)
+        again = await storage.start_attempt(
+            session, delivery.delivery_id, later, later + timedelta(seconds=30)
+        )
+    assert again is not None and again.attempts == 2
+
+
+async def test_statuses_only_move_forward(db: Database, intake: Intake) -> None:
+    user_id, event_id = new_id(), new_id()
+    await notify(db, intake, user_id, event_id)
+    async with db.read() as connection:
+        notification = await storage.notification_of_event(connection, event_id)  # type: ignore[arg-type]
+        assert notification is not None
+        (delivery,) = await storage.deliveries_of(connection, notification.notification_id)
+    ids, now = [delivery.delivery_id], utcnow()
+    async with db.transaction() as session:
+        assert await storage.advance(session, ids, SENT, now, provider_message_id="SM1") == 1
+        assert await storage.advance(session, ids, DELIVERED, now) == 1
+        assert await storage.advance(session, ids, SENT, now) == 0  # late
+        assert await storage.advance(session, ids, "failed", now) == 0  # final stays final
+    async with db.read() as connection:
+        stored = await storage.get_delivery(connection, delivery.delivery_id)
+    assert stored is not None and (stored.status, stored.provider_message_id) == (DELIVERED, "SM1")
+
+
+async def test_the_sweep_finds_the_unqueued_and_the_due_again(db: Database, intake: Intake) -> None:
+    user_id = new_id()
+    await notify(db, intake, user_id, new_id())
+    now = utcnow()
+    async with db.transaction() as session:
+        assert await storage.due_for_queue(session, now, now - timedelta(seconds=10), 100) == []  # too fresh
+        (unqueued,) = await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100)
+        assert (
+            await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100) == []
+        )  # marked queued
+        await storage.defer(
+            session, unqueued.delivery_id, now + timedelta(minutes=5), now, "deferred: quiet hours"
+        )
+        assert await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100) == []
+        later = now + timedelta(minutes=6)
+        (due,) = await storage.due_for_queue(session, later, later, 100)
+    assert due.delivery_id == unqueued.delivery_id and due.error == "deferred: quiet hours"
+
+
+async def test_a_job_lost_with_its_worker_is_queued_again(db: Database, intake: Intake) -> None:
+    user_id = new_id()
+    await notify(db, intake, user_id, new_id())
+    now = utcnow()
+    async with db.transaction() as session:
+        (queued,) = await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100)
+        # Its last try claimed it and died: nothing while the queue's schedule lasts.
+        claimed = await storage.start_attempt(session, queued.delivery_id, now, now + timedelta(minutes=1))
+        assert claimed is not None
+        assert await storage.due_for_queue(session, now, now, 100, lost_before=now - timedelta(hours=2)) == []
+        hours_later = now + timedelta(hours=3)
+        (lost,) = await storage.due_for_queue(
+            session, hours_later, hours_later, 100, lost_before=hours_later - timedelta(hours=2)
+        )
+    assert lost.delivery_id == queued.delivery_id and lost.attempts == 1
