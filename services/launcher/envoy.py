@@ -668,8 +668,9 @@ def _route(settings: MeshSettings, route: HttpRoute, schema: strict_input.Schema
 
 def _route_timeout(settings: MeshSettings, route: HttpRoute) -> float:
     """Downloads (google.api.HttpBody streams, e.g. a 100,000-row CSV export) get longer
-    than one call's deadline; Envoy's route timeout bounds the whole response."""
-    if route.response_type == DOWNLOAD_RESPONSE:
+    than one call's deadline; Envoy's route timeout bounds the whole response. A single
+    HttpBody answer (a provider's handshake) is one call."""
+    if route.response_type == DOWNLOAD_RESPONSE and route.response_streams:
         return settings.limits.gateway_download_timeout_seconds
     return settings.limits.default_deadline_seconds
 

@@ -35,6 +35,7 @@ class HttpRoute:
     proto_file: str  # e.g. "expense/auth/v1/auth.proto"
     name: str  # unique in the mesh, e.g. "auth-log-in"
     response_type: str  # e.g. "expense.auth.v1.AuthTokens"
+    response_streams: bool = False  # a server stream (an export's chunks)
     request_type: str = ""  # e.g. "expense.auth.v1.LogInRequest"
     body: str = ""  # the rule's body: "" (none: fields come from the query), "*" or a field
     # The body is a google.api.HttpBody: passed as it came, whatever its content type
@@ -130,6 +131,7 @@ def _file_routes(file: descriptor_pb2.FileDescriptorProto, packages: dict[str, s
                     proto_file=file.name,
                     name=f"{packages[file.package]}-{_kebab(method.name)}{suffix}",
                     response_type=method.output_type.removeprefix("."),
+                    response_streams=method.server_streaming,
                     request_type=method.input_type.removeprefix("."),
                     body=body,
                     raw_body=_is_http_body(messages.get(method.input_type), body),
