@@ -15,7 +15,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.kit.domain.errors import InvalidArgument
-from services.notification.settings import CHANNELS, MoneyField, SourceSettings, TemplateMapping
+from services.notification.settings import (
+    CHANNELS,
+    ComputedField,
+    MoneyField,
+    SourceSettings,
+    TemplateMapping,
+)
 
 QUEUED, SENT, DELIVERED, FAILED, UNDELIVERED = "queued", "sent", "delivered", "failed", "undelivered"
 # A status only moves to a higher rank: a late "sent" never overwrites "delivered",
@@ -81,18 +87,19 @@ def field_value(payload: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def plan_of(source: SourceSettings, payload: Mapping[str, Any]) -> MessagePlan | None:
-    """The message an event makes by its source's mapping; None when it makes none."""
+def plan_of(source: SourceSettings, payload: Mapping[str, Any], now: datetime) -> MessagePlan | None:
+    """The message an event makes by its source's mapping (computed variables as of
+    `now`, the intake); None when it makes none."""
     mapping = source.template
     if mapping is None:
         mapping = source.templates.get(str(field_value(payload, source.template_field) or ""))
         if mapping is None:
             return None
     severity = str(field_value(payload, source.severity_field) or "") if source.severity_field else ""
-    return MessagePlan(mapping.key, variables_of(mapping, payload), severity or source.severity)
+    return MessagePlan(mapping.key, variables_of(mapping, payload, now), severity or source.severity)
 
 
-def variables_of(mapping: TemplateMapping, payload: Mapping[str, Any]) -> dict[str, Any]:
+def variables_of(mapping: TemplateMapping, payload: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """The template's variables from the payload; absent fields, and money without an
     amount, are left out (the template says whether it needs them). An empty text stays:
     a producer that knew no name (a category billing has not heard of yet) still
@@ -104,10 +111,32 @@ def variables_of(mapping: TemplateMapping, payload: Mapping[str, Any]) -> dict[s
             if amount not in (None, "") and currency:
                 variables[name] = {"amount": str(amount), "currency": str(currency)}
             continue
-        value = field_value(payload, path)
+        value = computed_value(path, payload, now) if isinstance(path, ComputedField) else field_value(payload, path)
         if value is not None:
             variables[name] = value
     return variables
+
+
+def computed_value(computed: ComputedField, payload: Mapping[str, Any], now: datetime) -> Any:
+    """A computed variable; None when its field is absent or not of the expected form
+    (the template then refuses the message if it needs the variable)."""
+    if computed.month_start:
+        month = str(field_value(payload, computed.month_start) or "")
+        try:
+            return date.fromisoformat(f"{month}-01").isoformat()
+        except ValueError:
+            return None
+    path, unit = (
+        (computed.minutes_until, 60) if computed.minutes_until else (computed.hours_until, 3600)
+    )
+    try:
+        until = datetime.fromisoformat(str(field_value(payload, path) or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if until.tzinfo is None:
+        return None
+    # Rounded: a 30-minute token read a moment after its issue is still "30 minutes".
+    return max(0, round((until - now).total_seconds() / unit))
 
 
 # ---------------------------------------------------------------- preferences

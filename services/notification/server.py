@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from expense.events.v1 import events_pb2
 from expense.notification.v1 import notification_pb2_grpc
+from services.kit.db.erasure import ErasedUsers, erasing
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
 from services.kit.runtime import Runtime
@@ -41,11 +42,16 @@ from services.notification.usecases import (
 SOURCES = (
     Subscription("notification_alerts", (events_pb2.AlertRaised,)),
     Subscription("notification_signups", (events_pb2.UserRegistered,)),
+    Subscription("notification_password_resets", (events_pb2.PasswordResetRequested,)),
+    Subscription("notification_email_verifications", (events_pb2.EmailVerificationRequested,)),
+    Subscription("notification_security_events", (events_pb2.SecurityEvent,)),
 )
 # The user's time zone and locale (quiet hours, digests, templates).
 PROFILE_CHANGES = Subscription("notification_profiles", (events_pb2.ProfileUpdated,))
+# The account is gone: its rows go (services/kit/db/erasure.py).
+DELETIONS = Subscription("notification_erasure", (events_pb2.UserDeleted,))
 # Every consumer the wiring starts; docs/events.md lists them.
-SUBSCRIPTIONS = (*SOURCES, PROFILE_CHANGES)
+SUBSCRIPTIONS = (*SOURCES, PROFILE_CHANGES, DELETIONS)
 # Its own JetStream work queues (NATS permissions: kit/events/permissions.py).
 WORK_QUEUES = (DELIVERIES,)
 
@@ -56,9 +62,14 @@ def build_app(settings: NotificationMeshSettings) -> ServiceApp:
     config = settings.notification
     queue = DeliveryQueue(runtime.bus, config.delivery)
     intake = Intake(runtime.db, config, queue)
+    # Other producers' events of a user erased meanwhile are skipped (they would bring
+    # rows back, or message a deleted account); the record lasts as long as they may come.
+    erased = ErasedUsers(storage.erased_users)
     for source in SOURCES:
-        runtime.consume_batches(storage.inbox_table, source, intake.on_events)
-    runtime.consume(storage.inbox_table, PROFILE_CHANGES, intake.on_profile)
+        runtime.consume_batches(storage.inbox_table, source, erased.skipping_batches(intake.on_events))
+    runtime.consume(storage.inbox_table, PROFILE_CHANGES, erased.skipping(intake.on_profile))
+    runtime.consume(storage.inbox_table, DELETIONS, erasing(storage.metadata, erased=erased))
+    runtime.purger.keep(storage.erased_users, "erased_at", settings.retention.inbox_window)
     templating = TemplatingClient(
         settings.service_address("templating"),
         settings.internal_call_timeout_seconds,

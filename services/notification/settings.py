@@ -5,7 +5,7 @@ is a section and a subscription, no code."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.kit.config.settings import BreakerSettings, MeshSettings
 from services.notification.providers.settings import ProvidersSettings
@@ -17,16 +17,38 @@ SEVERITIES = ("info", "warning", "critical")
 class MoneyField(BaseModel):
     """A money variable from two payload fields: a decimal string and its currency."""
 
+    model_config = ConfigDict(extra="forbid")
+
     amount: str
     currency: str
 
 
+class ComputedField(BaseModel):
+    """A variable computed from one payload field, for a template that wants another
+    form than the event carries: whole minutes or hours from the event's intake until
+    an RFC 3339 time (a token's expiry), or the first day of a "YYYY-MM" month.
+    Exactly one is set, naming the payload field path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minutes_until: str = ""
+    hours_until: str = ""
+    month_start: str = ""
+
+    @model_validator(mode="after")
+    def _one(self) -> ComputedField:
+        if sum(bool(path) for path in (self.minutes_until, self.hours_until, self.month_start)) != 1:
+            raise ValueError("a computed variable names one of minutes_until, hours_until, month_start")
+        return self
+
+
 class TemplateMapping(BaseModel):
     """One template (its key) and where each of its variables comes from: a payload
-    field path ("details.budget", "display_name") or a money pair."""
+    field path ("details.budget", "display_name"), a money pair, or a value computed
+    from a field ({ minutes_until = "expire_time" })."""
 
     key: str
-    variables: dict[str, str | MoneyField] = {}
+    variables: dict[str, str | MoneyField | ComputedField] = {}
 
 
 class SourceSettings(BaseModel):
@@ -47,6 +69,10 @@ class SourceSettings(BaseModel):
     mandatory_channels: list[str] = []
     # A verified email address the event carries ("email": user.registered's).
     email_field: str = ""
+    # Channels whose delivery goes to an address the event carries, not to the user's
+    # contact point ({ email = "email" }: a password reset reaches the account's address
+    # even before any contact point exists, and an address being verified is not one).
+    address_fields: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _one_way(self) -> SourceSettings:
@@ -54,7 +80,9 @@ class SourceSettings(BaseModel):
             raise ValueError("a source names either `template` or `template_field` with `templates`")
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
-        unknown = set(self.default_channels + self.mandatory_channels) - set(CHANNELS)
+        unknown = set(self.default_channels + self.mandatory_channels + list(self.address_fields)) - set(
+            CHANNELS
+        )
         if unknown:
             raise ValueError(f"unknown channels {sorted(unknown)}")
         return self

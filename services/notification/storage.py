@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import Queryable, UtcDateTime
+from services.kit.db.erasure import erased_users_table
 from services.kit.db.sql import insert_ignore
 from services.kit.events.consumer import inbox_table as kit_inbox_table
 from services.notification.domain import QUEUED, STATUS_RANK, Preferences, can_move
@@ -122,6 +123,10 @@ contact_points = Table(
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("user_id", "channel", "address", name="uq_contact_points_address"),
 )
+# Users erased lately: their late source events (a reset requested just before the
+# deletion) make no message and bring no row back.
+erased_users = erased_users_table(metadata)
+Index("ix_erased_users_erased_at", erased_users.c.erased_at)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +44,7 @@ from services.notification.domain import (
     code_matches,
     contact_address,
     day_of,
+    field_value,
     new_code,
     next_digest_time,
     our_status,
@@ -86,6 +87,18 @@ def payload_dict(event: Event[Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- intake
 
 
+def event_addresses(fields: Mapping[str, str], payload: Mapping[str, Any]) -> dict[str, str]:
+    """The addresses an event carries for its channels (`address_fields`); an absent or
+    malformed one is left out (the channel then falls back to the contact point)."""
+    addresses = {}
+    for channel, path in fields.items():
+        try:
+            addresses[channel] = contact_address(channel, str(field_value(payload, path) or ""))
+        except InvalidArgument:
+            log.warning("unusable address in an event", extra={"channel": channel})
+    return addresses
+
+
 @dataclass(frozen=True)
 class NewDelivery:
     delivery_id: str
@@ -118,13 +131,14 @@ class Intake:
         now = utcnow()
         if source.email_field and payload.get(source.email_field):
             await self._account_email(session, event.user_id, str(payload[source.email_field]), now)
-        plan = plan_of(source, payload)
+        plan = plan_of(source, payload, now)
         if plan is None:
             return []
         prefs = await storage.get_preferences(session, event.user_id, default_preferences(self.settings))
         channels = prefs.channels_for(event.type, source.default_channels, source.mandatory_channels)
+        addresses = event_addresses(source.address_fields, payload)
         return await self.notify(
-            session, event.user_id, event.event_id, event.type, plan, channels, prefs, now
+            session, event.user_id, event.event_id, event.type, plan, channels, prefs, now, addresses=addresses
         )
 
     async def notify(
@@ -138,8 +152,10 @@ class Intake:
         prefs: Preferences,
         now: datetime,
         digest_members: Sequence[str] = (),
+        addresses: Mapping[str, str] | None = None,
     ) -> list[NewDelivery]:
-        """The notification and its deliveries (once per event: UNIQUE keys)."""
+        """The notification and its deliveries (once per event: UNIQUE keys); a channel
+        in `addresses` goes there instead of to the user's contact point."""
         notification = storage.NotificationRow(
             new_id(), user_id, event_id, source, plan.template, plan.variables, plan.severity,
             "", "", False, now, None,
@@ -151,12 +167,15 @@ class Intake:
             notification = existing
         fresh: list[NewDelivery] = []
         for channel in channels:
-            address = await self._address(session, user_id, channel, notification.notification_id)
+            address = (addresses or {}).get(channel) or await self._address(
+                session, user_id, channel, notification.notification_id
+            )
             if address is None:
                 continue
             held = (
                 channel != "in_app"
                 and not digest_members
+                and not plan.critical
                 and prefs.digest
                 and plan.severity in self.settings.digest_severities
             )
