@@ -111,7 +111,11 @@ def variables_of(mapping: TemplateMapping, payload: Mapping[str, Any], now: date
             if amount not in (None, "") and currency:
                 variables[name] = {"amount": str(amount), "currency": str(currency)}
             continue
-        value = computed_value(path, payload, now) if isinstance(path, ComputedField) else field_value(payload, path)
+        value = (
+            computed_value(path, payload, now)
+            if isinstance(path, ComputedField)
+            else field_value(payload, path)
+        )
         if value is not None:
             variables[name] = value
     return variables
@@ -126,9 +130,7 @@ def computed_value(computed: ComputedField, payload: Mapping[str, Any], now: dat
             return date.fromisoformat(f"{month}-01").isoformat()
         except ValueError:
             return None
-    path, unit = (
-        (computed.minutes_until, 60) if computed.minutes_until else (computed.hours_until, 3600)
-    )
+    path, unit = (computed.minutes_until, 60) if computed.minutes_until else (computed.hours_until, 3600)
     try:
         until = datetime.fromisoformat(str(field_value(payload, path) or "").replace("Z", "+00:00"))
     except ValueError:

@@ -138,7 +138,15 @@ class Intake:
         channels = prefs.channels_for(event.type, source.default_channels, source.mandatory_channels)
         addresses = event_addresses(source.address_fields, payload)
         return await self.notify(
-            session, event.user_id, event.event_id, event.type, plan, channels, prefs, now, addresses=addresses
+            session,
+            event.user_id,
+            event.event_id,
+            event.type,
+            plan,
+            channels,
+            prefs,
+            now,
+            addresses=addresses,
         )
 
     async def notify(

@@ -5,10 +5,13 @@ contact addresses and codes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
 
+from expense.events.v1 import events_pb2
 from services.kit.domain.errors import InvalidArgument
 from services.notification.domain import (
     DELIVERED,
@@ -28,10 +31,15 @@ from services.notification.domain import (
     plan_of,
     quiet_until,
     time_zone,
+    variables_of,
 )
-from services.notification.settings import NotificationMeshSettings
+from services.notification.settings import ComputedField, NotificationMeshSettings, TemplateMapping
+from services.notification.usecases import event_addresses
 from services.templating.defaults import load_drafts, templates_dir
+from services.templating.domain import babel_locale, bind_variables
+from services.templating.rendering import Renderer
 from services.templating.settings import TemplatingSettings
+from services.templating.usecases import caps_of, sources
 
 SETTINGS = NotificationMeshSettings().notification
 TEMPLATES = load_drafts(templates_dir(TemplatingSettings().templates_dir))
@@ -111,7 +119,9 @@ def test_each_alert_type_maps_onto_its_templates_declared_variables(alert_type: 
     template = next(draft for draft in TEMPLATES if draft.template.key == mapping.key)
     declared = {spec.name: spec for spec in template.variables}
     details = {path.split(".", 1)[1]: "12.50" for path in _paths(mapping.variables)} | {"currency": "INR"}
-    plan = plan_of(SETTINGS.sources["alert.raised"], {"type": alert_type, "severity": "", "details": details})
+    plan = plan_of(
+        SETTINGS.sources["alert.raised"], {"type": alert_type, "severity": "", "details": details}, NOW
+    )
     assert plan is not None and plan.template == mapping.key and plan.severity == "warning"
     assert set(plan.variables) <= set(declared), "a variable the template does not declare"
     required = {name for name, spec in declared.items() if spec.required}
@@ -123,15 +133,15 @@ def test_each_alert_type_maps_onto_its_templates_declared_variables(alert_type: 
 
 def test_an_unmapped_alert_type_makes_no_message_and_severity_comes_from_the_event() -> None:
     source = SETTINGS.sources["alert.raised"]
-    assert plan_of(source, {"type": "horoscope", "details": {}}) is None
-    plan = plan_of(source, {"type": "bill_overdue", "severity": "critical", "details": {"payee": "X"}})
+    assert plan_of(source, {"type": "horoscope", "details": {}}, NOW) is None
+    plan = plan_of(source, {"type": "bill_overdue", "severity": "critical", "details": {"payee": "X"}}, NOW)
     assert plan is not None and plan.critical
 
 
 def test_an_empty_name_still_makes_a_message_and_money_needs_an_amount() -> None:
     source = SETTINGS.sources["alert.raised"]
     details = {"merchant": "Croma", "category": "", "amount": "150000.00", "typical": "", "currency": "INR"}
-    plan = plan_of(source, {"type": "large_expense", "severity": "info", "details": details})
+    plan = plan_of(source, {"type": "large_expense", "severity": "info", "details": details}, NOW)
     assert plan is not None and plan.variables == {
         "merchant": "Croma",
         "category": "",
@@ -141,7 +151,7 @@ def test_an_empty_name_still_makes_a_message_and_money_needs_an_amount() -> None
 
 def test_a_signup_maps_onto_the_welcome() -> None:
     plan = plan_of(
-        SETTINGS.sources["user.registered"], {"user_id": "u", "email": "a@b.c", "display_name": "Asha"}
+        SETTINGS.sources["user.registered"], {"user_id": "u", "email": "a@b.c", "display_name": "Asha"}, NOW
     )
     assert plan is not None and (plan.template, plan.variables) == ("user.welcome", {"name": "Asha"})
 
@@ -185,3 +195,102 @@ def _paths(variables: dict[str, object]) -> list[str]:
     for path in variables.values():
         paths += [path] if isinstance(path, str) else [path.amount, path.currency]  # type: ignore[attr-defined]
     return paths
+
+
+NOW = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+SECURITY_KINDS = {
+    events_pb2.SecurityEvent.KIND_NEW_DEVICE_SIGN_IN: "auth.new_device",
+    events_pb2.SecurityEvent.KIND_PASSWORD_CHANGED: "auth.password_changed",
+    events_pb2.SecurityEvent.KIND_ALL_SESSIONS_REVOKED: "auth.sessions_revoked",
+}
+
+
+def _auth_events() -> list[tuple[str, Message, str]]:
+    """Auth's events as auth fills them, and the template each must reach."""
+    expire = (NOW + timedelta(minutes=30)).isoformat()
+    events: list[tuple[str, Message, str]] = [
+        (
+            "auth.password_reset_requested",
+            events_pb2.PasswordResetRequested(
+                user_id="u1", email="asha@example.org", display_name="Asha", token="tok",
+                reset_url="https://app.example.com/reset?token=tok", expire_time=expire,
+            ),
+            "auth.password_reset",
+        ),
+        (
+            "auth.email_verification_requested",
+            events_pb2.EmailVerificationRequested(
+                user_id="u1", email="asha@example.org", display_name="Asha", token="tok",
+                verify_url="https://app.example.com/verify?token=tok",
+                expire_time=(NOW + timedelta(hours=24)).isoformat(),
+            ),
+            "user.verify_email",
+        ),
+    ]  # fmt: skip
+    for kind, key in SECURITY_KINDS.items():
+        event = events_pb2.SecurityEvent(
+            user_id="u1", email="asha@example.org", kind=kind, occur_time=NOW.isoformat(),
+            user_agent="Firefox on Linux", ip_address="203.0.113.9", cause="reset", revoked_sessions=2,
+        )  # fmt: skip
+        events.append(("auth.security_event", event, key))
+    return events
+
+
+@pytest.mark.parametrize(("source", "event", "key"), _auth_events(), ids=lambda v: getattr(v, "__name__", ""))
+def test_auth_events_render_through_each_channel_of_their_template(
+    source: str, event: Message, key: str
+) -> None:
+    """The mapped variables, as they cross the wire (a Struct), are exactly what
+    templating's Render binds: none missing, none extra, on every channel."""
+    settings = SETTINGS.sources[source]
+    payload = json_format.MessageToDict(event, preserving_proto_field_name=True)
+    plan = plan_of(settings, payload, NOW)
+    assert plan is not None and plan.template == key and plan.critical
+    assert "email" in settings.mandatory_channels and event_addresses(settings.address_fields, payload) == {
+        "email": "asha@example.org"
+    }
+    wire = struct_pb2.Struct()
+    wire.update(plan.variables)
+    variables = json_format.MessageToDict(wire)
+    renderer = Renderer(caps_of(TemplatingSettings()))
+    drafts = [draft for draft in TEMPLATES if draft.template.key == key]
+    assert {draft.template.channel for draft in drafts} >= {"email", "in_app"}
+    for draft in drafts:
+        values = bind_variables(draft.variables, variables, key)
+        _subject, body, *_ = renderer.render(sources(draft), values, babel_locale("en"))
+        assert body.strip(), draft.template
+    email = next(draft for draft in drafts if draft.template.channel == "email")
+    text = "".join(
+        renderer.render(sources(email), bind_variables(email.variables, variables, key), babel_locale("en"))
+    )
+    if key == "auth.password_reset":
+        assert "https://app.example.com/reset?token=tok" in text and "30 minutes" in text
+    if key == "user.verify_email":
+        assert "Hi Asha" in text and "24 hours" in text
+    if key == "auth.sessions_revoked":
+        assert "2" in text
+
+
+def test_computed_variables_count_from_the_intake_and_refuse_bad_times() -> None:
+    mapping = TemplateMapping(
+        key="k",
+        variables={
+            "minutes": ComputedField(minutes_until="expire"),
+            "hours": ComputedField(hours_until="expire"),
+            "month": ComputedField(month_start="month"),
+        },
+    )
+    later = (NOW + timedelta(minutes=29, seconds=59)).isoformat()
+    assert variables_of(mapping, {"expire": later, "month": "2026-11"}, NOW) == {
+        "minutes": 30,
+        "hours": 0,
+        "month": "2026-11-01",
+    }
+    past = (NOW - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    assert variables_of(mapping, {"expire": past}, NOW) == {"minutes": 0, "hours": 0}
+    assert variables_of(mapping, {"expire": "tomorrow", "month": "2026-13"}, NOW) == {}
+    assert variables_of(mapping, {"expire": "2026-12-07T02:00:00"}, NOW) == {}  # no zone: refused
+    with pytest.raises(ValueError):
+        ComputedField(minutes_until="a", hours_until="b")
+    with pytest.raises(ValueError):
+        ComputedField()
