@@ -20,11 +20,11 @@ from tests.mesh import Mesh, forget_run, on_secured_nats
 pytestmark = pytest.mark.e2e
 PASSWORD = "violet-harbor-tune-42-life"
 ERASURE_TIMEOUT_SECONDS = 30.0
-SCHEMAS = ("auth", "user", "ledger", "reporting", "billing", "ds")
+SCHEMAS = ("auth", "user", "ledger", "reporting", "billing", "ds", "notification")
 
 
 # Every service holding user data (templating holds none: templates only).
-SERVICES = ["auth", "user", "ledger", "reporting", "billing", "ds"]
+SERVICES = ["auth", "user", "ledger", "reporting", "billing", "ds", "notification"]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,12 @@ async def test_a_deleted_account_leaves_no_row_in_any_schema(
     # What stays is the record of the erasure, the id alone, in the services fed by other
     # producers' events: a late expense event of the user is skipped, then the record goes
     # with retention.inbox_hours.
-    erasure_records = {"reporting.erased_users": 1, "billing.erased_users": 1, "ds.erased_users": 1}
+    erasure_records = {
+        "reporting.erased_users": 1,
+        "billing.erased_users": 1,
+        "ds.erased_users": 1,
+        "notification.erased_users": 1,
+    }
 
     async def nothing_left() -> bool:
         return await _rows_of(dsn, user_id) == erasure_records

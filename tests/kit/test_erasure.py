@@ -28,6 +28,7 @@ from services.kit.db.engine import Database
 from services.kit.db.erasure import ErasedUsers, ErasureHook, OwnedThrough, erasing
 from services.kit.events.subscription import Event
 from services.ledger import storage as ledger_storage
+from services.notification import storage as notification_storage
 from services.reporting import storage as reporting_storage
 from services.user import storage as user_storage
 
@@ -45,6 +46,7 @@ SERVICES: dict[str, tuple[MetaData, Sequence[OwnedThrough], Around, Table | None
     "reporting": (reporting_storage.metadata, (), None, reporting_storage.erased_users),
     "billing": (billing_storage.metadata, OWNED_THROUGH, None, billing_storage.erased_users),
     "ds": (ds_storage.metadata, (), None, ds_storage.erased_users),
+    "notification": (notification_storage.metadata, (), None, notification_storage.erased_users),
 }
 
 
