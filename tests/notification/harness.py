@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.fakes.graph import FakeGraphApi
-from tests.fakes.smtp import FakeSmtpServer
+from tests.fakes.smtp import FakeSmtpServer, ReceivedEmail
 from tests.fakes.twilio import FakeTwilio
 from tests.infra import NATS_URL, REDIS_URL
 from tests.mesh import Mesh
@@ -27,6 +27,8 @@ PASSWORD = "violet-harbor-tune-42-notify"
 WITHIN_SECONDS = 20.0
 META_VERIFY_TOKEN = "meta-verify-token-of-the-tests"
 NOTIFICATION_MESH = ["auth", "user", "ledger", "billing", "templating", "notification"]
+# Auth's verification mail, which every signup brings beside the welcome.
+VERIFY_SUBJECT = "Verify your email address"
 
 
 class Fakes:
@@ -80,6 +82,19 @@ def notification_mesh(data_dir: Path, database_url: str, fakes: Fakes, **extra: 
         }
     )
     return mesh
+
+
+def mails_to(fakes: Fakes, email: str, subject_part: str = "") -> list[ReceivedEmail]:
+    """The mails the fake SMTP server took for `email`, in arrival order."""
+    return [
+        m for m in fakes.smtp.messages if email in m.recipients and subject_part in str(m.message["Subject"])
+    ]
+
+
+def notices_to(fakes: Fakes, email: str) -> list[ReceivedEmail]:
+    """The mails for `email` other than auth's signup verification mail (critical: it
+    comes whatever the preferences, at a time of its own)."""
+    return [m for m in mails_to(fakes, email) if m.message["Subject"] != VERIFY_SUBJECT]
 
 
 async def eventually(

@@ -39,9 +39,12 @@ from tests.infra import fresh_postgres_database, require
 from tests.mesh import Mesh, forget_run
 from tests.notification.harness import (
     META_VERIFY_TOKEN,
+    VERIFY_SUBJECT,
     Fakes,
     Member,
     eventually,
+    mails_to,
+    notices_to,
     notification_mesh,
     sign_up,
     verify_number,
@@ -115,7 +118,7 @@ async def test_a_signup_is_welcomed_in_app_and_by_email(client: httpx.AsyncClien
     )
     assert "Asha" in welcome["title"] and welcome["read_time"] == ""
     mails = await eventually(
-        lambda: asyncio.sleep(0, [m for m in fakes.smtp.messages if member.email in m.recipients]),
+        lambda: asyncio.sleep(0, notices_to(fakes, member.email)),
         lambda seen: len(seen) == 1,
     )
     assert "Welcome" in mails[0].message["Subject"] and mails[0].over_tls
@@ -125,6 +128,92 @@ async def test_a_signup_is_welcomed_in_app_and_by_email(client: httpx.AsyncClien
     assert [(c["channel"], c["address"], c["verified"]) for c in contacts["contact_points"]] == [
         ("email", member.email, True)
     ]
+
+
+def link_token(text: str, path: str) -> str:
+    """The token of the link to `path` a mail carries (auth's [auth] *_url)."""
+    found = re.search(rf"https://app\.example\.com/{path}\?token=([^\s&]+)", text)
+    assert found, text
+    return found[1]
+
+
+async def test_the_signup_mails_a_verification_link_that_verifies_the_address(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    member = await sign_up(client)
+    mails = await eventually(
+        lambda: asyncio.sleep(0, mails_to(fakes, member.email, VERIFY_SUBJECT)), lambda seen: len(seen) == 1
+    )
+    text = mails[0].message.get_content()
+    assert "Hi Asha" in text and "48 hours" in text  # [auth] email_verification_ttl_hours
+    token = link_token(text, "verify-email")
+    verified = await client.post("/v1/auth/email:verify", json={"token": token})
+    assert verified.status_code == 200 and verified.json()["email"] == member.email, verified.text
+    assert (await client.post("/v1/auth/email:verify", json={"token": token})).status_code == 400  # once
+    assert await member.notification_of("auth.email_verification_requested") is None  # email only
+
+
+async def test_a_password_reset_mails_a_working_token_and_the_change_is_told_whatever_the_preferences(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    """Security messages are critical and their email mandatory: no contact point, quiet
+    hours, the digest or a rule leaving email out holds them back."""
+    member = await sign_up(client)
+    contacts = await eventually(
+        lambda: member.ok("GET", "/v1/contactPoints"),
+        lambda seen: any(c["channel"] == "email" for c in seen["contact_points"]),
+    )
+    for contact in contacts["contact_points"]:
+        await member.ok("DELETE", f"/v1/contactPoints/{contact['contact_point_id']}")
+    now = datetime.now(UTC)
+    quiet = {
+        "start": (now - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (now + timedelta(hours=2)).strftime("%H:%M"),
+    }
+    await member.ok(
+        "PATCH",
+        "/v1/notificationPreferences",
+        params={"update_mask": "rules,quiet_hours,digest"},
+        json={
+            "rules": [{"source": "auth.security_event", "channels": ["in_app"]}],
+            "quiet_hours": quiet,
+            "digest": True,
+        },
+    )
+
+    requested = await client.post("/v1/auth/password:reset-request", json={"email": member.email})
+    assert requested.status_code == 200, requested.text
+    mails = await eventually(
+        lambda: asyncio.sleep(0, mails_to(fakes, member.email, "Reset your password")),
+        lambda seen: len(seen) == 1,
+    )
+    text = mails[0].message.get_content()
+    assert "30 minutes" in text  # [auth] password_reset_ttl_minutes, from the event's expire_time
+    token = link_token(text, "reset-password")
+    new_password = "amber-lantern-quiet-77-river"
+    reset = await client.post("/v1/auth/password:reset", json={"token": token, "new_password": new_password})
+    assert reset.status_code == 200 and reset.json()["revoked_sessions"] == 1, reset.text
+    again = await client.post("/v1/auth/password:reset", json={"token": token, "new_password": new_password})
+    assert again.status_code == 400  # single use
+    login = await client.post("/v1/auth/login", json={"email": member.email, "password": new_password})
+    assert login.status_code == 200, login.text
+
+    changed = await eventually(
+        lambda: asyncio.sleep(0, mails_to(fakes, member.email, "Your password was changed")),
+        lambda seen: len(seen) == 1,
+    )
+    assert changed[0].over_tls
+    member = Member(client, login.json(), member.email)
+    notice = await eventually(
+        lambda: member.notification_of("auth.security_event"), lambda seen: seen is not None
+    )
+    assert notice["severity"] == "critical" and "password" in notice["title"].lower()
+    email = deliveries_by_channel(await member.ok("GET", f"/v1/notifications/{notice['notification_id']}"))[
+        "email"
+    ]
+    assert email["status"] == "sent" and not email["in_digest"] and email["deferred_until"] == ""
+    # The reset itself leaves no inbox entry: its link is for the mailbox alone.
+    assert await member.notification_of("auth.password_reset_requested") is None
 
 
 async def test_a_budget_alert_arrives_once_per_channel_and_is_delivered(
@@ -176,7 +265,7 @@ async def test_a_budget_alert_arrives_once_per_channel_and_is_delivered(
 
     # One message per channel for the one alert.
     assert len([m for m in fakes.twilio.messages if m.to == member.phone]) == 2  # the code, the alert
-    assert len([m for m in fakes.smtp.messages if member.email in m.recipients]) == 2  # welcome, alert
+    assert len(notices_to(fakes, member.email)) == 2  # welcome, alert
 
     # Read state: the alert and the welcome are unread until marked.
     assert (await member.notifications())["unread_count"] == 2
@@ -278,7 +367,7 @@ async def test_quiet_hours_hold_an_email_back_until_they_end(
 ) -> None:
     member = await sign_up(client)
     await eventually(
-        lambda: asyncio.sleep(0, [m for m in fakes.smtp.messages if member.email in m.recipients]),
+        lambda: asyncio.sleep(0, notices_to(fakes, member.email)),
         lambda seen: len(seen) == 1,
     )  # the welcome, before the quiet hours
     now = datetime.now(UTC)
@@ -303,7 +392,7 @@ async def test_quiet_hours_hold_an_email_back_until_they_end(
     assert email["status"] == "queued" and email["error"] == "deferred: quiet hours"
     assert email["deferred_until"].startswith((now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
     assert deliveries_by_channel(held)["in_app"]["status"] == "delivered"  # in-app disturbs nobody
-    assert len([m for m in fakes.smtp.messages if member.email in m.recipients]) == 1  # the welcome
+    assert len(notices_to(fakes, member.email)) == 1  # the welcome
 
     # The quiet hours end (the clock moved on: the deferral is due now).
     async with database.transaction() as session:
@@ -323,7 +412,7 @@ async def test_quiet_hours_hold_an_email_back_until_they_end(
         lambda: member.ok("GET", path), lambda seen: deliveries_by_channel(seen)["email"]["status"] == "sent"
     )
     assert deliveries_by_channel(sent)["email"]["attempts"] == 1
-    mails = [m for m in fakes.smtp.messages if member.email in m.recipients]
+    mails = notices_to(fakes, member.email)
     assert len(mails) == 2 and "Food" in mails[1].message["Subject"]
 
 
@@ -332,7 +421,7 @@ async def test_digest_mode_collects_low_severity_items_into_one_daily_message(
 ) -> None:
     member = await sign_up(client)
     await eventually(
-        lambda: asyncio.sleep(0, [m for m in fakes.smtp.messages if member.email in m.recipients]),
+        lambda: asyncio.sleep(0, notices_to(fakes, member.email)),
         lambda seen: len(seen) == 1,
     )  # the welcome, before the digest mode
     await member.ok(
@@ -362,7 +451,7 @@ async def test_digest_mode_collects_low_severity_items_into_one_daily_message(
             .values(deferred_until=datetime.now(UTC) - timedelta(seconds=1))
         )
     mails = await eventually(
-        lambda: asyncio.sleep(0, [m for m in fakes.smtp.messages if member.email in m.recipients]),
+        lambda: asyncio.sleep(0, notices_to(fakes, member.email)),
         lambda seen: len(seen) == 2,
     )
     digest = mails[1].message
@@ -374,7 +463,7 @@ async def test_digest_mode_collects_low_severity_items_into_one_daily_message(
         assert sent["email"]["status"] == "sent"
         assert sent["email"]["provider_message_id"] == digest["Message-ID"]
     await asyncio.sleep(1.0)
-    assert len([m for m in fakes.smtp.messages if member.email in m.recipients]) == 2
+    assert len(notices_to(fakes, member.email)) == 2
 
 
 async def test_bad_requests_name_their_fields(client: httpx.AsyncClient, fakes: Fakes) -> None:
