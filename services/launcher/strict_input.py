@@ -124,13 +124,25 @@ class Schema:
             return {"k": kind, **({"d": True} if decimal else {})}
         return {"k": "integer"}
 
+    def body_type(self, route: HttpRoute) -> str:
+        """The message the route's JSON body is: the request (`body: "*"`), the message
+        field the rule names (`body: "preferences"`), or "" for none."""
+        if route.body == "*":
+            return self.request(route.request_type)
+        if not route.body:
+            return ""
+        field = next(f for f in self._messages[f".{route.request_type}"].field if f.name == route.body)
+        return self.request(field.type_name.removeprefix("."))
+
     def query_fields(self, route: HttpRoute) -> dict[str, str]:
-        """What a bodiless route's query may set: each scalar field not bound by the path,
-        nested messages' fields as dotted paths (`a.b=1`), as the transcoder maps them."""
-        if route.body:
+        """What a route's query may set: each scalar field bound neither by the path nor
+        by the body (none when the body is the whole request), nested messages' fields as
+        dotted paths (`a.b=1`), as the transcoder maps them."""
+        if route.body == "*":
             return {}
         self.request(route.request_type)
-        return dict(self._query_paths(route.request_type, "", set(route.path_fields)))
+        bound = {*route.path_fields, *([route.body] if route.body else [])}
+        return dict(self._query_paths(route.request_type, "", bound))
 
     def _query_paths(self, type_name: str, prefix: str, bound: set[str]) -> Iterator[tuple[str, str]]:
         for name, spec in self.types[type_name].items():
@@ -148,11 +160,11 @@ def _lower_camel(name: str) -> str:
 
 
 def route_metadata(schema: Schema, route: HttpRoute) -> dict[str, Any]:
-    """What the Lua filter reads for one route (route metadata under FILTER_NAME)."""
-    return {
-        "body": schema.request(route.request_type) if route.body == "*" else "",
-        "query": schema.query_fields(route),
-    }
+    """What the Lua filter reads for one route (route metadata under FILTER_NAME); none
+    for a google.api.HttpBody route (its bytes pass as they came: a provider's callback)."""
+    if route.raw_body:
+        return {}
+    return {"body": schema.body_type(route), "query": schema.query_fields(route)}
 
 
 def lua_source(schema: Schema, max_json_depth: int) -> str:
