@@ -18,7 +18,9 @@ from services.kit.domain.errors import InvalidArgument
 from services.notification.settings import (
     CHANNELS,
     ComputedField,
+    ListField,
     MoneyField,
+    Scalar,
     SourceSettings,
     TemplateMapping,
 )
@@ -106,10 +108,26 @@ def variables_of(mapping: TemplateMapping, payload: Mapping[str, Any], now: date
     makes a message."""
     variables: dict[str, Any] = {}
     for name, path in mapping.variables.items():
+        if isinstance(path, ListField):
+            items = field_value(payload, path.list)
+            items = items if isinstance(items, list) else []
+            variables[name] = [_values(path.each, {**payload, **_fields(item)}, now) for item in items]
+        else:
+            variables |= _values({name: path}, payload, now)
+    return variables
+
+
+def _fields(item: Any) -> Mapping[str, Any]:
+    return item if isinstance(item, Mapping) else {}
+
+
+def _values(mapping: Mapping[str, Scalar], payload: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, path in mapping.items():
         if isinstance(path, MoneyField):
             amount, currency = field_value(payload, path.amount), field_value(payload, path.currency)
             if amount not in (None, "") and currency:
-                variables[name] = {"amount": str(amount), "currency": str(currency)}
+                values[name] = {"amount": str(amount), "currency": str(currency)}
             continue
         value = (
             computed_value(path, payload, now)
@@ -117,8 +135,17 @@ def variables_of(mapping: TemplateMapping, payload: Mapping[str, Any], now: date
             else field_value(payload, path)
         )
         if value is not None:
-            variables[name] = value
-    return variables
+            values[name] = value
+    return values
+
+
+def message_payloads(source: SourceSettings, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The payloads an event's messages are made of: itself, or one per item of its
+    `each` list (the item at `item`)."""
+    if not source.each:
+        return [dict(payload)]
+    items = field_value(payload, source.each)
+    return [{**payload, "item": item} for item in items] if isinstance(items, list) else []
 
 
 def computed_value(computed: ComputedField, payload: Mapping[str, Any], now: datetime) -> Any:
@@ -156,6 +183,8 @@ class Preferences:
     digest_time: time = time(8, 0)
     daily_caps: dict[str, int] = field(default_factory=dict)
     locale: str = ""
+    # From the signup: templates greet by it when the event names nobody.
+    display_name: str = ""
 
     def channels_for(
         self, source: str, defaults: Sequence[str], mandatory: Sequence[str] = ()

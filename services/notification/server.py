@@ -45,6 +45,7 @@ SOURCES = (
     Subscription("notification_password_resets", (events_pb2.PasswordResetRequested,)),
     Subscription("notification_email_verifications", (events_pb2.EmailVerificationRequested,)),
     Subscription("notification_security_events", (events_pb2.SecurityEvent,)),
+    Subscription("notification_monthly_reports", (events_pb2.MonthlyReportReady,)),
 )
 # The user's time zone and locale (quiet hours, digests, templates).
 PROFILE_CHANGES = Subscription("notification_profiles", (events_pb2.ProfileUpdated,))

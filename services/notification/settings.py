@@ -42,13 +42,29 @@ class ComputedField(BaseModel):
         return self
 
 
+Scalar = str | MoneyField | ComputedField
+
+
+class ListField(BaseModel):
+    """A list variable from a payload list: each item a mapping of its own fields (a
+    path resolves in the item first, then in the enclosing payload: the item's currency
+    may be the parent's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    list: str
+    each: dict[str, Scalar]
+
+
 class TemplateMapping(BaseModel):
     """One template (its key) and where each of its variables comes from: a payload
     field path ("details.budget", "display_name"), a money pair, or a value computed
-    from a field ({ minutes_until = "expire_time" })."""
+    from a field ({ minutes_until = "expire_time" }), or a list of items mapped alike.
+    `recipient.name` is the user's display name (from their signup), for events that
+    do not carry it."""
 
     key: str
-    variables: dict[str, str | MoneyField | ComputedField] = {}
+    variables: dict[str, Scalar | ListField] = {}
 
 
 class SourceSettings(BaseModel):
@@ -69,6 +85,12 @@ class SourceSettings(BaseModel):
     mandatory_channels: list[str] = []
     # A verified email address the event carries ("email": user.registered's).
     email_field: str = ""
+    # The user's display name the event carries, kept as `recipient.name` for the
+    # sources whose events have none (the monthly report).
+    name_field: str = ""
+    # A payload list: one message per item (a monthly report per currency), the item
+    # at `item.` in the variables' paths.
+    each: str = ""
     # Channels whose delivery goes to an address the event carries, not to the user's
     # contact point ({ email = "email" }: a password reset reaches the account's address
     # even before any contact point exists, and an address being verified is not one).

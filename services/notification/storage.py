@@ -105,6 +105,7 @@ preferences = Table(
     Column("digest_time", String(5), nullable=False),
     Column("daily_caps", Text, nullable=False),
     Column("locale", String(35), nullable=False),
+    Column("display_name", String(200), nullable=False, server_default=""),
     Column("updated_at", UtcDateTime, nullable=False),
 )
 contact_points = Table(
@@ -517,6 +518,7 @@ async def get_preferences(db: Queryable, user_id: str, default: Preferences) -> 
         digest_time=_clock(row.digest_time) or default.digest_time,
         daily_caps=json.loads(row.daily_caps),
         locale=row.locale,
+        display_name=row.display_name,
     )
 
 
@@ -532,6 +534,7 @@ async def save_preferences(session: AsyncSession, user_id: str, prefs: Preferenc
         "digest_time": prefs.digest_time.strftime("%H:%M"),
         "daily_caps": json.dumps(prefs.daily_caps, sort_keys=True),
         "locale": prefs.locale,
+        "display_name": prefs.display_name,
         "updated_at": now,
     }
     changed = await session.execute(

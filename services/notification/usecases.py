@@ -45,6 +45,7 @@ from services.notification.domain import (
     contact_address,
     day_of,
     field_value,
+    message_payloads,
     new_code,
     next_digest_time,
     our_status,
@@ -131,23 +132,35 @@ class Intake:
         now = utcnow()
         if source.email_field and payload.get(source.email_field):
             await self._account_email(session, event.user_id, str(payload[source.email_field]), now)
-        plan = plan_of(source, payload, now)
-        if plan is None:
-            return []
         prefs = await storage.get_preferences(session, event.user_id, default_preferences(self.settings))
+        name = str(field_value(payload, source.name_field) or "") if source.name_field else ""
+        if name and name != prefs.display_name:
+            prefs = replace(prefs, display_name=name)
+            await storage.save_preferences(session, event.user_id, prefs, now)
         channels = prefs.channels_for(event.type, source.default_channels, source.mandatory_channels)
         addresses = event_addresses(source.address_fields, payload)
-        return await self.notify(
-            session,
-            event.user_id,
-            event.event_id,
-            event.type,
-            plan,
-            channels,
-            prefs,
-            now,
-            addresses=addresses,
-        )
+        # The payload's own fields win over `recipient` (the user as notification knows them).
+        scope = {"recipient": {"name": prefs.display_name}, **payload}
+        fresh: list[NewDelivery] = []
+        for index, message in enumerate(message_payloads(source, scope)):
+            plan = plan_of(source, message, now)
+            if plan is None:
+                continue
+            # One message per item, each under a key of its own (notifications' and
+            # deliveries' UNIQUE event ids): a redelivery still makes none twice.
+            message_id = f"{event.event_id}/{index}" if source.each else event.event_id
+            fresh += await self.notify(
+                session,
+                event.user_id,
+                message_id,
+                event.type,
+                plan,
+                channels,
+                prefs,
+                now,
+                addresses=addresses,
+            )
+        return fresh
 
     async def notify(
         self,

@@ -25,6 +25,7 @@ from services.notification.domain import (
     code_matches,
     contact_address,
     day_of,
+    message_payloads,
     next_digest_time,
     our_status,
     parse_clock,
@@ -294,3 +295,57 @@ def test_computed_variables_count_from_the_intake_and_refuse_bad_times() -> None
         ComputedField(minutes_until="a", hours_until="b")
     with pytest.raises(ValueError):
         ComputedField()
+
+
+def test_a_monthly_report_makes_one_message_per_currency_that_renders() -> None:
+    source = SETTINGS.sources["report.monthly_ready"]
+    event = events_pb2.MonthlyReportReady(
+        user_id="u1",
+        month="2026-11",
+        time_zone="Asia/Kolkata",
+        currencies=[
+            events_pb2.MonthlyCurrencySummary(
+                currency="INR", total="48250.75", previous_total="55143.00", change_percent="-12.50",
+                top_categories=[
+                    events_pb2.MonthlyCategoryAmount(category_id="c1", name="Rent", amount="20000.00"),
+                    events_pb2.MonthlyCategoryAmount(category_id="c2", name="Groceries", amount="15200.00"),
+                ],
+            ),
+            events_pb2.MonthlyCurrencySummary(currency="EUR", total="120.00"),  # nothing the month before
+        ],
+    )  # fmt: skip
+    payload = json_format.MessageToDict(event, preserving_proto_field_name=True)
+    scope = {"recipient": {"name": "Asha"}, **payload}
+    plans = [plan_of(source, message, NOW) for message in message_payloads(source, scope)]
+    assert [plan.variables if plan else None for plan in plans] == [
+        {
+            "name": "Asha",
+            "month": "2026-11-01",
+            "total": {"amount": "48250.75", "currency": "INR"},
+            "change_percent": "-12.50",
+            "top_categories": [
+                {"name": "Rent", "amount": {"amount": "20000.00", "currency": "INR"}},
+                {"name": "Groceries", "amount": {"amount": "15200.00", "currency": "INR"}},
+            ],
+        },
+        {
+            "name": "Asha",
+            "month": "2026-11-01",
+            "total": {"amount": "120.00", "currency": "EUR"},
+            "top_categories": [],
+        },
+    ]
+    renderer = Renderer(caps_of(TemplatingSettings()))
+    drafts = [draft for draft in TEMPLATES if draft.template.key == "report.monthly"]
+    for plan in plans:
+        assert plan is not None
+        for draft in drafts:
+            values = bind_variables(draft.variables, plan.variables, "report.monthly")
+            rendered = "".join(renderer.render(sources(draft), values, babel_locale("en")))
+            assert any(month in rendered for month in ("Nov 2026", "November 2026", '"2026-11-01"'))
+    email = next(draft for draft in drafts if draft.template.channel == "email")
+    first = renderer.render(
+        sources(email), bind_variables(email.variables, plans[0].variables, "k"), babel_locale("en")
+    )
+    assert "Hi Asha" in first[1] and "-12.5%" in first[1] and "Rent: ₹20,000.00" in first[1]
+    assert message_payloads(source, {"currencies": []}) == []  # a month without spending: no message
