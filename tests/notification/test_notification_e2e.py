@@ -26,10 +26,11 @@ import nats
 import pytest
 from sqlalchemy import update
 
+from expense.events.v1 import events_pb2
 from expense.notification.v1 import notification_pb2, notification_pb2_grpc
 from services.kit.config.settings import REPO_ROOT
 from services.kit.db.engine import Database
-from services.kit.events.bus import stream_name, subject_for
+from services.kit.events.bus import make_envelope, stream_name, subject_for
 from services.notification import storage
 from tests.fakes.graph import FakeGraphApi
 from tests.fakes.smtp import FakeSmtpServer
@@ -360,6 +361,50 @@ async def test_a_redelivered_alert_event_makes_no_second_message(
     deliveries = deliveries_by_channel(await member.ok("GET", path))
     assert sorted(deliveries) == sorted(ALERT_CHANNELS)
     assert all(d["attempts"] == 1 for d in deliveries.values())
+
+
+async def test_a_monthly_report_mails_one_summary_per_currency_greeting_by_the_signups_name(
+    client: httpx.AsyncClient, fakes: Fakes, mesh: Mesh
+) -> None:
+    member = await sign_up(client)
+    await eventually(
+        lambda: member.ok("GET", "/v1/contactPoints"),
+        lambda seen: any(c["channel"] == "email" for c in seen["contact_points"]),
+    )  # the signup applied: its email and name are known
+    report = events_pb2.MonthlyReportReady(
+        user_id=member.user_id,
+        month="2026-11",
+        time_zone="UTC",
+        currencies=[
+            events_pb2.MonthlyCurrencySummary(
+                currency="INR", total="48250.75", previous_total="55143.00", change_percent="-12.50",
+                top_categories=[
+                    events_pb2.MonthlyCategoryAmount(category_id="c", name="Rent", amount="20000.00")
+                ],
+            ),
+            events_pb2.MonthlyCurrencySummary(currency="EUR", total="120.00"),
+        ],
+    )  # fmt: skip
+    # As reporting's outbox publishes it (this mesh runs no reporting).
+    envelope = make_envelope("report.monthly_ready", member.user_id, report, "reporting")
+    connection = await nats.connect(mesh.nats_url_as())
+    try:
+        subject = subject_for(mesh.event_prefix, "report.monthly_ready")
+        await connection.jetstream().publish(
+            subject, envelope.SerializeToString(), headers={"Nats-Msg-Id": envelope.event_id}
+        )
+    finally:
+        await connection.close()
+    mails = await eventually(
+        lambda: asyncio.sleep(0, mails_to(fakes, member.email, "November 2026 in numbers")),
+        lambda seen: len(seen) == 2,
+    )
+    texts = sorted(m.message.get_content() for m in mails)
+    assert all(text.startswith("Hi Asha") for text in texts)
+    assert "€120.00" in texts[0] and "against the month before" not in texts[0]
+    assert "₹48,250.75, -12.5% against the month before" in texts[1] and "Rent: ₹20,000.00" in texts[1]
+    listed = await member.notifications(page_size=50)
+    assert len([n for n in listed["notifications"] if n["source"] == "report.monthly_ready"]) == 2
 
 
 async def test_quiet_hours_hold_an_email_back_until_they_end(
