@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time
 from typing import Any
 
@@ -523,7 +523,20 @@ async def get_preferences(db: Queryable, user_id: str, default: Preferences) -> 
 
 
 async def save_preferences(session: AsyncSession, user_id: str, prefs: Preferences, now: datetime) -> None:
-    values = {
+    """The user's choices and profile copy; the display name only on a new row (its one
+    writer is set_display_name, so a save racing the signup never erases it)."""
+    changed = (
+        update(preferences).where(preferences.c.user_id == user_id).values(**_preference_values(prefs, now))
+    )
+    if (await session.execute(changed.returning(preferences.c.user_id))).first() is not None:
+        return
+    if not await _insert_preferences(session, user_id, prefs, now):
+        # Another transaction made the row first (the signup's name): these choices win.
+        await session.execute(changed)
+
+
+def _preference_values(prefs: Preferences, now: datetime) -> dict[str, Any]:
+    return {
         "rules": json.dumps(
             {source: list(channels) for source, channels in prefs.rules.items()}, sort_keys=True
         ),
@@ -534,17 +547,25 @@ async def save_preferences(session: AsyncSession, user_id: str, prefs: Preferenc
         "digest_time": prefs.digest_time.strftime("%H:%M"),
         "daily_caps": json.dumps(prefs.daily_caps, sort_keys=True),
         "locale": prefs.locale,
-        "display_name": prefs.display_name,
         "updated_at": now,
     }
-    changed = await session.execute(
-        update(preferences)
-        .where(preferences.c.user_id == user_id)
-        .values(**values)
-        .returning(preferences.c.user_id)
-    )
-    if changed.first() is None:
-        await insert_ignore(session, preferences, {"user_id": user_id, **values})
+
+
+async def _insert_preferences(session: AsyncSession, user_id: str, prefs: Preferences, now: datetime) -> bool:
+    values = {"user_id": user_id, "display_name": prefs.display_name, **_preference_values(prefs, now)}
+    return await insert_ignore(session, preferences, values)
+
+
+async def set_display_name(
+    session: AsyncSession, user_id: str, name: str, default: Preferences, now: datetime
+) -> None:
+    """Only the name changes: the user's own choices saved meanwhile stay."""
+    changed = update(preferences).where(preferences.c.user_id == user_id).values(display_name=name)
+    if (await session.execute(changed.returning(preferences.c.user_id))).first() is not None:
+        return
+    if not await _insert_preferences(session, user_id, replace(default, display_name=name), now):
+        # Another transaction made the row first (it waited for its commit): name it now.
+        await session.execute(changed)
 
 
 # ---------------------------------------------------------------- contact points

@@ -135,8 +135,8 @@ class Intake:
         prefs = await storage.get_preferences(session, event.user_id, default_preferences(self.settings))
         name = str(field_value(payload, source.name_field) or "") if source.name_field else ""
         if name and name != prefs.display_name:
+            await storage.set_display_name(session, event.user_id, name, prefs, now)
             prefs = replace(prefs, display_name=name)
-            await storage.save_preferences(session, event.user_id, prefs, now)
         channels = prefs.channels_for(event.type, source.default_channels, source.mandatory_channels)
         addresses = event_addresses(source.address_fields, payload)
         # The payload's own fields win over `recipient` (the user as notification knows them).
