@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from expense.events.v1 import events_pb2
 from services.kit.db import migrations
 from services.kit.db.engine import Database
 from services.kit.domain.ids import new_id
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.bus import EventBus
+from services.kit.events.subscription import Event
 from services.notification import storage
 from services.notification.domain import DELIVERED, SENT, MessagePlan, Preferences
 from services.notification.queue import DeliveryQueue
@@ -162,3 +164,45 @@ async def test_a_job_lost_with_its_worker_is_queued_again(db: Database, intake: 
             session, hours_later, hours_later, 100, lost_before=hours_later - timedelta(hours=2)
         )
     assert lost.delivery_id == queued.delivery_id and lost.attempts == 1
+
+
+async def test_the_signups_name_and_the_users_choices_never_erase_each_other(db: Database) -> None:
+    default = Preferences(time_zone="UTC", locale="en")
+    chosen = Preferences(rules={"alert.raised": ("webhook",)}, time_zone="UTC", locale="en")
+    first, second = new_id(), new_id()
+    async with db.transaction() as session:
+        # The user's choices first, then the name (the signup event applied late).
+        await storage.save_preferences(session, first, chosen, utcnow())
+        await storage.set_display_name(session, first, "Asha", default, utcnow())
+        # The name first, then choices read before it (a PATCH racing the signup).
+        await storage.set_display_name(session, second, "Ravi", default, utcnow())
+        await storage.save_preferences(session, second, chosen, utcnow())
+    async with db.read() as connection:
+        for user_id, name in ((first, "Asha"), (second, "Ravi")):
+            saved = await storage.get_preferences(connection, user_id, default)
+            assert (saved.rules, saved.display_name) == ({"alert.raised": ("webhook",)}, name)
+
+
+async def test_a_monthly_report_makes_one_message_per_currency_once(db: Database, intake: Intake) -> None:
+    user_id = new_id()
+    await contact(db, user_id, "email", "asha@example.org")
+    report = events_pb2.MonthlyReportReady(
+        user_id=user_id,
+        month="2026-11",
+        currencies=[
+            events_pb2.MonthlyCurrencySummary(currency="INR", total="10.00"),
+            events_pb2.MonthlyCurrencySummary(currency="EUR", total="2.00"),
+        ],
+    )
+    event = Event(new_id(), "report.monthly_ready", user_id, "reporting", report)
+    made = []
+    for _ in range(2):  # the second time as a redelivery: nothing more
+        async with db.transaction() as session:
+            made.append(len(await intake.on_event(session, event)))
+    assert made == [4, 0]  # in-app and email per currency, once
+    async with db.transaction() as session:
+        totals = [
+            (await storage.notification_of_event(session, f"{event.event_id}/{index}")).variables["total"]  # type: ignore[union-attr]
+            for index in (0, 1)
+        ]
+    assert totals == [{"amount": "10.00", "currency": "INR"}, {"amount": "2.00", "currency": "EUR"}]
