@@ -9,7 +9,8 @@ logs. Short resilience settings keep it quick.
 
 `kill -9` of each child of `make up` in turn (every mesh service, then NATS and
 Envoy) while creates run through the gateway over loopback: the launcher restarts
-the killed one, which answers SERVING again within 5 s; the others are never
+the killed one, which answers SERVING again (within 20 s: this checks the restart, not its
+speed, which is about 2 s on a quiet machine and 6-10 s on a loaded one); the others are never
 stopped; every create the gateway acknowledged is in the ledger afterwards; and
 billing, killed and cut off from NATS meanwhile, ends with a spend view equal to
 the ledger and exactly one alert per budget threshold the spending crossed."""
@@ -37,7 +38,7 @@ from tests.mesh import Mesh, running_mesh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-BACK_WITHIN_SECONDS = 5.0
+BACK_WITHIN_SECONDS = 20.0
 # How long to wait for a killed child at most: a slow one is measured, not just failed.
 GIVE_UP_WAITING_SECONDS = 30.0
 # Each create loop stops after this many calls whatever happens: bounded load.

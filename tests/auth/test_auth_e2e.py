@@ -103,7 +103,8 @@ async def test_signup_login_refresh_logout(gateway: Gateway) -> None:
         "session_id",
     }
     assert (signed_up["token_type"], signed_up["expires_in"]) == ("Bearer", 900)
-    assert set(signed_up["user"]) == {"user_id", "email", "display_name"}
+    assert set(signed_up["user"]) == {"user_id", "email", "display_name", "email_verified"}
+    assert signed_up["user"]["email_verified"] is False  # until the mailed link is followed
     email = signed_up["user"]["email"]
 
     login = await gateway.log_in(email.upper())

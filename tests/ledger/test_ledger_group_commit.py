@@ -62,6 +62,16 @@ class RecordingLedger(Ledger):
         return await super()._create_alone(create)
 
 
+class ResponseHeaders:
+    """The servicer context as CreateExpense uses it: its ETag and consistency headers."""
+
+    def __init__(self) -> None:
+        self.sent: tuple[tuple[str, str], ...] = ()
+
+    async def send_initial_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.sent = tuple(metadata)
+
+
 class World:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -83,7 +93,8 @@ class World:
         fields.setdefault("spent_on", "2026-03-01")
         marker = set_identity(Identity(user_id, "session", "token", 0))
         try:
-            return await self.servicer.CreateExpense(ledger_pb2.CreateExpenseRequest(**fields), None)
+            request = ledger_pb2.CreateExpenseRequest(**fields)
+            return await self.servicer.CreateExpense(request, ResponseHeaders())  # type: ignore[arg-type]
         finally:
             reset_identity(marker)
 
