@@ -125,12 +125,25 @@ class Schema:
         return {"k": "integer"}
 
     def query_fields(self, route: HttpRoute) -> dict[str, str]:
-        """What a bodiless route's query may set: each scalar field not bound by the path,
-        nested messages' fields as dotted paths (`a.b=1`), as the transcoder maps them."""
-        if route.body:
+        """What a route's query may set: each scalar field bound neither by the path nor by
+        the body (all of them with body "*"), nested messages' fields as dotted paths
+        (`a.b=1`), as the transcoder maps them."""
+        if route.body == "*":
             return {}
         self.request(route.request_type)
-        return dict(self._query_paths(route.request_type, "", set(route.path_fields)))
+        bound = {*route.path_fields, *([route.body] if route.body else [])}
+        return dict(self._query_paths(route.request_type, "", bound))
+
+    def body_type(self, route: HttpRoute) -> str:
+        """The message the route's body is: the request ("*"), the named field's, or none ("")."""
+        if route.body == "*":
+            return self.request(route.request_type)
+        if not route.body:
+            return ""
+        request = self._messages[f".{route.request_type}"]
+        field = next(field for field in request.field if field.name == route.body)
+        self._add(field.type_name)
+        return field.type_name.removeprefix(".")
 
     def _query_paths(self, type_name: str, prefix: str, bound: set[str]) -> Iterator[tuple[str, str]]:
         for name, spec in self.types[type_name].items():
@@ -149,10 +162,11 @@ def _lower_camel(name: str) -> str:
 
 def route_metadata(schema: Schema, route: HttpRoute) -> dict[str, Any]:
     """What the Lua filter reads for one route (route metadata under FILTER_NAME)."""
-    return {
-        "body": schema.request(route.request_type) if route.body == "*" else "",
-        "query": schema.query_fields(route),
-    }
+    if route.raw_body:
+        # An HttpBody (providers' callbacks) goes to the service as it came; no "query" key
+        # leaves the route unchecked.
+        return {}
+    return {"body": schema.body_type(route), "query": schema.query_fields(route)}
 
 
 def lua_source(schema: Schema, max_json_depth: int) -> str:
