@@ -32,6 +32,6 @@ export async function insightsCard(el, categoryName) {
       // Without templating ds answers no sentence: the numbers still tell.
       h("p", {}, i.text || h("span", { className: "muted" }, "No explanation right now; the numbers:")),
       i.low && i.high ? h("p", { className: "muted" }, `Likely between ${money(i.low, i.currency)} and ${money(i.high, i.currency)}`) : null,
-      h("dl", { className: "facts" }, (i.facts || []).map((f) => [h("dt", {}, label(f.name)), h("dd", {}, factValue(f.name, f.value, i.currency))])))))
+      h("dl", { className: "facts" }, (i.facts || []).flatMap((f) => [h("dt", {}, label(f.name)), h("dd", {}, factValue(f.name, f.value, i.currency))])))))
     : h("p", { className: "muted" }, `Nothing stands out between ${date(answer.period_start)} and ${date(answer.period_end)} yet.`));
 }
