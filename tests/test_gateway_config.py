@@ -701,3 +701,15 @@ def test_downloads_get_the_download_timeout(envoy_compose: dict[str, Any]) -> No
     }
     assert timeouts.pop("ledger-export-expenses") == f"{SETTINGS.limits.gateway_download_timeout_seconds:g}s"
     assert set(timeouts.values()) <= {f"{SETTINGS.limits.default_deadline_seconds:g}s"}
+
+
+def test_strict_input_of_a_field_body_and_of_raw_bodies(envoy_compose: dict[str, Any]) -> None:
+    """A body naming a field (`body: "preferences"`) is checked as that field's message and
+    leaves the other fields to the query; an HttpBody (providers' callbacks) passes unchecked."""
+    routes = {route["name"]: route for route in _envoy_routes(envoy_compose)}
+    preferences = routes["notification-update-preferences"]["metadata"]["filter_metadata"][
+        "expense.strict_input"
+    ]
+    assert preferences == {"body": "expense.notification.v1.Preferences", "query": {"update_mask": "string"}}
+    for name in ("notification-twilio-status", "notification-meta-webhook"):
+        assert routes[name]["metadata"]["filter_metadata"]["expense.strict_input"] == {}

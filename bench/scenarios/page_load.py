@@ -18,7 +18,16 @@ from bench.stats import LatencySummary, ScenarioResult
 
 LOADS = 10
 # Every card of the dashboard, each loaded on its own (services/web/static/js/app.js).
-CARDS = ["totals", "by-category", "daily", "trend", "budget-progress", "upcoming-bills", "latest-alerts"]
+CARDS = [
+    "totals",
+    "by-category",
+    "daily",
+    "trend",
+    "budget-progress",
+    "upcoming-bills",
+    "latest-alerts",
+    "insights",
+]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -482,5 +482,170 @@ def health() -> None:
         sys.exit(UNAVAILABLE)
 
 
+@ops.group(
+    epilog="\b\nExamples:\n  em ops dlq list\n  em ops dlq show 42\n  em ops dlq replay 42\n"
+    "  EM_OPERATOR_TOKEN=$(python -m services.auth operator-token) em ops dlq list --json"
+)
+def dlq() -> None:
+    """Notification's dead letters: deliveries that failed every try.
+
+    The operator token is EM_OPERATOR_TOKEN, else one minted with auth's keys when this
+    machine holds them."""
+
+
+@dlq.command("list", epilog="\b\nExamples:\n  em ops dlq list --limit 20\n  em ops dlq list --after TOKEN")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--after", "page_token", default="", help="The next_page_token of the previous page.")
+@json_option
+def dlq_list(limit: int, page_token: str) -> None:
+    """The dead letters, oldest first."""
+    from services.cli.ops import dead_letters
+
+    context = obj()
+    answer = dead_letters(limit, page_token)
+
+    def render() -> None:
+        table = Table("seq", "channel", "delivery", "attempts", "dead since", "reason")
+        for letter in answer["dead_letters"]:
+            table.add_row(
+                str(letter["sequence"]),
+                letter["channel"],
+                letter["delivery_id"],
+                str(letter["attempts"]),
+                letter["dead_time"],
+                letter["reason"],
+            )
+        console.print(table)
+        console.print(f"{answer['total']} dead letter(s) held")
+        if answer["next_page_token"]:
+            console.print(f"more: em ops dlq list --after {answer['next_page_token']}")
+
+    context.emit(answer, render)
+
+
+@dlq.command("show", epilog="\b\nExamples:\n  em ops dlq show 42")
+@click.argument("sequence", type=click.IntRange(1))
+@json_option
+def dlq_show(sequence: int) -> None:
+    """One dead letter by its sequence number."""
+    from services.cli.ops import dead_letter
+
+    context = obj()
+    letter = dead_letter(sequence)
+
+    def render() -> None:
+        table = Table(show_header=False)
+        for name, value in letter.items():
+            table.add_row(name, str(value))
+        console.print(table)
+
+    context.emit(letter, render)
+
+
+@dlq.command("replay", epilog="\b\nExamples:\n  em ops dlq replay 42")
+@click.argument("sequence", type=click.IntRange(1))
+@json_option
+def dlq_replay(sequence: int) -> None:
+    """Queue the delivery again (its dead mark cleared) and drop the dead letter."""
+    from services.cli.ops import replay
+
+    context = obj()
+    answer = replay(sequence)
+    context.emit(answer, lambda: console.print(f"Delivery {answer['delivery_id']} queued again"))
+
+
+@ops.group(
+    epilog="\b\nExamples:\n  em ops templates list --key budget.threshold\n"
+    "  em ops templates publish budget.threshold email en 3\n"
+    "  em ops templates rollback budget.threshold email en"
+)
+def templates() -> None:
+    """The templating service's message templates: versions, publish, roll back.
+
+    The operator token is EM_OPERATOR_TOKEN, else one minted with auth's keys when this
+    machine holds them."""
+
+
+def _published(template: dict[str, Any]) -> str:
+    name = f"{template['key']} {template['channel']} {template['locale']}"
+    return f"{name}: v{template['published_version']} published"
+
+
+@templates.command(
+    "list", epilog="\b\nExamples:\n  em ops templates list\n  em ops templates list --channel sms --json"
+)
+@click.option("--key", default="", help="Only this template key.")
+@click.option("--channel", default="", help="email, sms, whatsapp, in_app or webhook.")
+@click.option("--locale", default="", help="e.g. en, hi.")
+@json_option
+def templates_list(key: str, channel: str, locale: str) -> None:
+    """Templates with their published version."""
+    from services.cli.ops import templates as list_templates
+
+    context = obj()
+    found = list_templates(key, channel, locale)
+
+    def render() -> None:
+        table = Table("key", "channel", "locale", "published")
+        for template in found:
+            table.add_row(
+                template["key"], template["channel"], template["locale"], str(template["published_version"])
+            )
+        console.print(table)
+
+    context.emit(found, render)
+
+
+@templates.command("publish", epilog="\b\nExamples:\n  em ops templates publish budget.threshold email en 3")
+@click.argument("key")
+@click.argument("channel")
+@click.argument("locale")
+@click.argument("version", type=click.IntRange(1))
+@json_option
+def templates_publish(key: str, channel: str, locale: str, version: int) -> None:
+    """Make a stored version the one rendered from now on."""
+    from services.cli.ops import publish
+
+    context = obj()
+    template = publish(key, channel, locale, version)
+    context.emit(template, lambda: console.print(_published(template)))
+
+
+@templates.command("rollback", epilog="\b\nExamples:\n  em ops templates rollback budget.threshold email en")
+@click.argument("key")
+@click.argument("channel")
+@click.argument("locale")
+@json_option
+def templates_rollback(key: str, channel: str, locale: str) -> None:
+    """Publish again the version published before the current one."""
+    from services.cli.ops import rollback
+
+    context = obj()
+    template = rollback(key, channel, locale)
+    context.emit(template, lambda: console.print(_published(template)))
+
+
+@ops.command(
+    epilog="\b\nExamples:\n  em ops rebuild reporting\n  em ops rebuild billing --user-id 01a2...\n"
+    "  em ops rebuild reporting --json"
+)
+@click.argument("service", type=click.Choice(["reporting", "billing"]))
+@click.option("--user-id", default=None, help="Rebuild only this user (default: everyone).")
+@json_option
+def rebuild(service: str, user_id: str | None) -> None:
+    """Recompute a service's copies and rollups from the ledger, one transaction per user."""
+    from services.cli.ops import rebuild as rebuild_service
+
+    context = obj()
+    counts = rebuild_service(service, user_id)
+    answer = {"service": service, "users": len(counts), "expenses": sum(counts.values())}
+    context.emit(
+        answer,
+        lambda: console.print(
+            f"{service}: rebuilt {answer['users']} user(s), {answer['expenses']} expense(s)"
+        ),
+    )
+
+
 def main() -> None:
     cli(prog_name="em")

@@ -184,10 +184,75 @@ def test_ops_health_checks_every_part(em: Em, mesh_postgres: Mesh) -> None:
     assert not billing["healthy"]
 
 
+def test_ops_dead_letters_and_rebuilds(em: Em) -> None:
+    """notification's operator RPCs with a token minted from auth's keys (the mesh's data
+    dir); a token that is not one is refused; the rebuilds recount the ledger."""
+    listed = em.json("ops", "dlq", "list")
+    assert listed["dead_letters"] == [] and int(listed["total"]) == 0
+    for command in ("show", "replay"):
+        missing = em.run("ops", "dlq", command, "999999")
+        assert missing.returncode == errors.NOT_FOUND, missing.stderr
+        assert missing.stderr.startswith("em: ") and missing.stderr.count("\n") == 1
+    forged = em.run("ops", "dlq", "list", env={"EM_OPERATOR_TOKEN": "not-an-operator-token"})
+    assert forged.returncode == errors.NOT_SIGNED_IN, forged.stderr
+    expenses = len(em.json("ls", "--limit", "0"))
+    assert expenses >= 2
+    for service in ("reporting", "billing"):
+        rebuilt = em.json("ops", "rebuild", service)
+        assert rebuilt["service"] == service and rebuilt["users"] >= 1
+        assert rebuilt["expenses"] >= expenses
+    table = em.run("ops", "rebuild", "reporting")
+    assert table.returncode == 0 and "reporting: rebuilt" in table.stdout
+
+
+def test_ops_templates_publish_and_roll_back(em: Em, mesh_postgres: Mesh) -> None:
+    """A second version of a template (made over gRPC with an operator token, as an operator
+    would), published with em, then rolled back to the first."""
+    import grpc
+
+    from expense.templating.v1 import templating_pb2 as pb
+    from expense.templating.v1 import templating_pb2_grpc as pb_grpc
+
+    which = ("budget.threshold", "in_app", "en")
+    (listed,) = em.json(
+        "ops", "templates", "list", "--key", which[0], "--channel", which[1], "--locale", which[2]
+    )
+    first = listed["published_version"]
+    assert first >= 1
+    token = subprocess.run(
+        [sys.executable, "-m", "services.auth", "operator-token"], env=em.env, capture_output=True, text=True
+    ).stdout.strip()
+    with grpc.insecure_channel(mesh_postgres.address("templating")) as channel:
+        stub = pb_grpc.TemplatingInternalServiceStub(channel)
+        metadata = (("authorization", f"Bearer {token}"),)
+        template = stub.GetTemplate(
+            pb.GetTemplateRequest(key=which[0], channel=which[1], locale=which[2]), metadata=metadata
+        )
+        published = next(v for v in template.versions if v.version == first)
+        draft = stub.CreateTemplateVersion(
+            pb.CreateTemplateVersionRequest(
+                key=which[0],
+                channel=which[1],
+                locale=which[2],
+                subject=published.subject + " (v2)",
+                body=published.body,
+                variables=published.variables,
+                sample=published.sample,
+            ),
+            metadata=metadata,
+        )
+    assert em.run("ops", "templates", "publish", *which, "999").returncode == errors.NOT_FOUND
+    shown = em.run("ops", "templates", "publish", *which, str(draft.version))
+    assert shown.returncode == 0 and f"v{draft.version} published" in shown.stdout, shown.stderr
+    rolled = em.json("ops", "templates", "rollback", *which)
+    assert rolled["published_version"] == first
+
+
 def test_help_shows_examples_and_exit_codes(em: Em) -> None:
     top = em.run("--help")
     assert "em import bank.csv" in top.stdout and "Exit codes" in top.stdout
     assert "em add 450 coffee --category food --date yesterday" in em.run("add", "--help").stdout
+    assert "em ops dlq replay 42" in em.run("ops", "dlq", "replay", "--help").stdout
 
 
 def test_logout_ends_the_session(em: Em) -> None:

@@ -197,6 +197,10 @@ def dashboard_follows(page, base: str) -> None:  # type: ignore[no-untyped-def]
     assert spent_days == ["₹900.00"]
     assert page.locator("#trend canvas").count() == 1 and page.locator("#daily canvas").count() == 1
     wait_for_text(page, "#budget-progress", r"90(\.0)?% spent")
+    # ds's insights: this month's projection, its sentence and the numbers behind it.
+    insights = wait_for_text(page, "#insights", r"Spent so far\s+₹900")
+    assert "Projection" in insights and "Days left" in insights
+    assert page.locator("#insight-list li[data-type=projection] p").first.inner_text().strip()
     check_screen(page, "dashboard")
     page.locator("#by-category button", has_text="Transport").click()
     wait_until(page, "document.querySelector('#expense-rows')?.rows.length === 1")

@@ -89,10 +89,4 @@ function clean(query) {
   return Object.fromEntries(Object.entries(query).filter(([, v]) => v !== undefined && v !== null && v !== ""));
 }
 
-// A feature another service is still building answers 404 (no route) or 501 (UNIMPLEMENTED):
-// its screen is then left out rather than shown broken.
-export async function available(path) {
-  try { await get(path); return true; } catch (error) { return !(error.status === 404 || error.status === 501); }
-}
-
 export function requestId() { return crypto.randomUUID(); }

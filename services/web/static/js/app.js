@@ -3,58 +3,11 @@
 import * as API from "./api.js";
 import { usePreferences, money, date, dateTime, today, number } from "./format.js";
 import { dailyBars, trendLines, categoryBars } from "./charts.js";
-
-const main = document.getElementById("main");
+import { notifications, refreshBadge } from "./notifications.js";
+import { insightsCard } from "./insights.js";
+import { smsReview } from "./smsreview.js";
+import { main, h, field, toast, errorText, screen, failure, section } from "./ui.js";
 const state = { profile: null, categories: [], categoryNames: new Map() };
-
-// ------------------------------------------------------------------ helpers
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else if (key === "dataset") Object.assign(el.dataset, value);
-    else if (key in el && key !== "list") el[key] = value;
-    else el.setAttribute(key, value === true ? "" : value);
-  }
-  el.append(...children.flat().filter((c) => c !== undefined && c !== null && c !== false));
-  return el;
-}
-
-function field(label, input) { return h("label", {}, label, input); }
-
-function toast(message) {
-  const el = document.getElementById("toast");
-  el.textContent = message;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { el.textContent = ""; }, 4000);
-}
-
-function errorText(error) {
-  if (error.status === 409 || error.status === 412) return "Changed elsewhere, reload.";
-  const fields = error.fields || [];
-  if (fields.length) return fields.map((v) => `${v.field}: ${v.description}`).join("; ");
-  if (error.status === 429) return "Too many attempts: wait a moment and try again.";
-  if (error.status >= 500 || !error.status) return "The service is not answering right now; try again shortly.";
-  return error.message;
-}
-
-function screen(title, ...children) {
-  document.title = `${title} · expense-mesh`;
-  main.replaceChildren(h("h1", {}, title), ...children);
-  main.focus({ preventScroll: true });
-}
-
-function failure(where, error) {
-  return h("p", { className: "error", role: "alert" }, `${where}: ${errorText(error)}`);
-}
-
-async function section(el, load) {
-  // Each card loads on its own: one failing service leaves a message, never a blank screen.
-  el.replaceChildren(h("p", { className: "loading" }, "Loading…"));
-  try { await load(el); } catch (error) { el.replaceChildren(failure("Could not load", error)); }
-}
 
 function categoryName(id) { return state.categoryNames.get(id) || (id ? "…" : "Uncategorised"); }
 
@@ -151,7 +104,8 @@ async function dashboard() {
   const budgets = h("div", { className: "card", id: "budget-progress" });
   const bills = h("div", { className: "card", id: "upcoming-bills" });
   const alerts = h("div", { className: "card", id: "latest-alerts" });
-  screen("Dashboard", h("div", { className: "grid" }, totals, byCategory, daily, trend, budgets, bills, alerts));
+  const insights = h("div", { className: "card wide", id: "insights" });
+  screen("Dashboard", h("div", { className: "grid" }, totals, byCategory, daily, trend, budgets, bills, alerts, insights));
   const summary = API.get("/v1/reports/summary", { period: "month" });
   await Promise.all([
     section(totals, async (el) => {
@@ -208,6 +162,7 @@ async function dashboard() {
       const { alerts: list } = await API.get("/v1/alerts", { page_size: 5 });
       el.replaceChildren(h("h2", {}, "Latest alerts"), alertList(list));
     }),
+    section(insights, (el) => insightsCard(el, categoryName)),
   ]);
 }
 
@@ -611,16 +566,6 @@ async function alerts() {
   });
 }
 
-async function refreshBadge() {
-  const badge = document.getElementById("unread");
-  try {
-    const { alerts: items } = await API.get("/v1/alerts", { unacknowledged_only: true, page_size: 50 });
-    badge.textContent = items.length >= 50 ? "50+" : String(items.length);
-    badge.hidden = items.length === 0;
-    badge.setAttribute("aria-label", `${items.length} unread`);
-  } catch { badge.hidden = true; }
-}
-
 // ------------------------------------------------------------------ settings
 
 async function settings() {
@@ -687,7 +632,8 @@ async function loadSessions(el) {
 
 // ------------------------------------------------------------------ routing
 
-const ROUTES = { dashboard, expenses, budgets: budgetsAndBills, alerts, settings };
+const ROUTES = { dashboard, expenses, budgets: budgetsAndBills, alerts, notifications, settings,
+  "sms-review": (params) => smsReview(params, { profile: state.profile, categorySelect }) };
 
 async function route() {
   const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
@@ -717,6 +663,8 @@ async function start() {
   [state.profile] = await Promise.all([loadProfile(), loadCategories()]);
   usePreferences(state.profile);
   document.getElementById("bar").hidden = false;
+  // The review queue exists only for those who let ds read their bank's SMS.
+  document.getElementById("sms-nav").hidden = !state.profile.sms_auto_import;
   if (/^#\/?(login|signup)?$/.test(location.hash) || !location.hash) location.hash = "#/dashboard";
   else route();
 }
