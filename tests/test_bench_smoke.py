@@ -35,6 +35,7 @@ EXPECTED_SCENARIOS = {
     "event lag (create)",
     "event lag",
     "budget status",
+    "page-load",
     "insights",
     "sms parse",
     "sms ingest",

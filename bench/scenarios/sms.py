@@ -93,7 +93,9 @@ async def sms_ingest(bench: Bench) -> None:
     client = bench.rest.get()
     profile = {"sms_auto_import": True, "sms_allowed_senders": ["HDFCBK"]}
     consent = {"profile": profile, "update_mask": "sms_auto_import,sms_allowed_senders"}
-    outcome = rest_outcome(await client.patch("/v1/users/me", json=consent, headers=bearer(token)))
+    headers = {"content-type": "application/json", **bearer(token)}
+    answer = await client.request("PATCH", "/v1/users/me", headers, json.dumps(consent).encode())
+    outcome = rest_outcome(answer)
     assert outcome == OK, f"consent not turned on: {outcome}"
     references = count(10**11 + int(time.time()) % 10**9 * 100)
     day = datetime.now(UTC).strftime("%d/%m/%y")
