@@ -79,11 +79,14 @@ class _Budget:
     def __init__(self, caps: Caps, locale: Locale) -> None:
         self.caps = caps
         self.locale = locale
-        # CPU time of the rendering thread, not the wall clock: a loaded machine must not
-        # refuse a template that is cheap, while a runaway loop still hits the cap.
-        self.deadline = time.thread_time() + caps.max_render_ms / 1000
+        self.start_clock()
         self.steps = 0
         self.work = 0
+
+    def start_clock(self) -> None:
+        # CPU time of the rendering thread, not the wall clock: a loaded machine must not
+        # refuse a template that is cheap, while a runaway loop still hits the cap.
+        self.deadline = time.thread_time() + self.caps.max_render_ms / 1000
 
     def step(self) -> None:
         self.steps += 1
@@ -405,7 +408,11 @@ class Renderer:
         budget = _Budget(self.caps, locale)
         reset = _current.set(budget)
         try:
-            results = [self._render_one(source, variables, budget) for source in sources]
+            # Compiling (bounded by max_source_chars; cached) is not rendering: the clock
+            # starts after it, so a first render's compile and locale loading never count.
+            compiled = [self._compiled(source) for source in sources]
+            budget.start_clock()
+            results = [self._render_one(template, variables, budget) for template in compiled]
         except RenderRefused:
             raise
         except TemplateInvalid as error:
@@ -424,10 +431,10 @@ class Renderer:
             _current.reset(reset)
         return results
 
-    def _render_one(self, source: str, variables: Mapping[str, Any], budget: _Budget) -> str:
+    def _render_one(self, template: Any, variables: Mapping[str, Any], budget: _Budget) -> str:
         chunks: list[str] = []
         size = 0
-        for chunk in self._compiled(source).generate(dict(variables)):
+        for chunk in template.generate(dict(variables)):
             size += len(chunk.encode())
             if size > self.caps.max_output_bytes:
                 raise RenderRefused(f"output longer than {self.caps.max_output_bytes} bytes")
