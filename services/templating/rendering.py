@@ -73,6 +73,12 @@ class Caps:
     max_source_chars: int
 
 
+def _load_locale_data(locale: Locale) -> None:
+    """Babel reads a locale's CLDR data on first use (a few hundred ms of CPU): read it
+    before the render clock starts, so a process's first render in a locale is not refused."""
+    locale.number_symbols  # noqa: B018 - the attribute read loads the data
+
+
 class _Budget:
     """One render's meter: loop steps, bytes emitted and the deadline."""
 
@@ -411,6 +417,7 @@ class Renderer:
             # Compiling (bounded by max_source_chars; cached) is not rendering: the clock
             # starts after it, so a first render's compile and locale loading never count.
             compiled = [self._compiled(source) for source in sources]
+            _load_locale_data(locale)
             budget.start_clock()
             results = [self._render_one(template, variables, budget) for template in compiled]
         except RenderRefused:
