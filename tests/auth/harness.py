@@ -27,6 +27,7 @@ from services.kit.grpc.server import ServiceApp
 from services.kit.identity.auth_client import AuthServiceClient
 from services.kit.identity.service_tokens import ServiceTokens, service_credential
 from services.kit.identity.tokens import TokenVerifier
+from services.kit.tasks import cancel_and_wait
 from tests.infra import NATS_URL, fresh_postgres_database, require, unique_prefix
 
 READY_TIMEOUT_SECONDS = 20.0
@@ -110,9 +111,7 @@ class AuthUnderTest:
         await self.tokens.close()
         if self.server is not None:
             await self.server.stop(None)
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_and_wait(self.tasks)
         if self.app is not None:
             for hook in self.app.on_stop:
                 await hook()

@@ -21,6 +21,7 @@ from services.kit.events.outbox import Outbox, OutboxRelay
 from services.kit.events.registry import event_type_of
 from services.kit.events.subscription import Event, Subscription
 from services.kit.events.tables import add_event_tables
+from services.kit.tasks import cancel_and_wait
 from tests.infra import NatsServer, delete_stream, unique_prefix
 
 metadata = MetaData()
@@ -78,9 +79,7 @@ class World:
         return seen
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_and_wait(self.tasks)
         await self.bus.close()
         await delete_stream(self.nats_url, self.bus.stream)
         await self.db.dispose()

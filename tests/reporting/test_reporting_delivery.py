@@ -31,6 +31,7 @@ from services.kit.events.bus import EventBus, subject_for
 from services.kit.events.consumer import EventConsumer, per_event
 from services.kit.events.permissions import ADMIN
 from services.kit.events.subscription import Event
+from services.kit.tasks import cancel_and_wait
 from services.reporting import storage
 from services.reporting.api import currency_summary
 from services.reporting.server import CATEGORY_CHANGES, EXPENSE_CHANGES
@@ -152,9 +153,7 @@ async def test_duplicates_past_jetstream_dedupe_change_nothing(reporting: Report
             assert got == expected
         assert consumer.applied == 2 * sum(e.type.startswith("expense.") for e in events)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
 
 async def wait_drained(bus: EventBus, durables: list[str], timeout: float = APPLY_TIMEOUT_SECONDS) -> None:
@@ -322,9 +321,7 @@ async def test_a_failing_event_neither_blocks_nor_doubles_its_batch(
     try:
         await wait_drained(bus, [consumer.durable for consumer in consumers])
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
     assert failures == [poison, poison]
     for got, expected in await summaries(reporting.db, model):
         assert got == expected

@@ -28,6 +28,7 @@ from services.kit.grpc.interceptors import AccessLog, KitInterceptor
 from services.kit.identity.access import MethodAccess
 from services.kit.identity.tokens import TokenVerifier
 from services.kit.metrics import MetricsServer
+from services.kit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,7 @@ class ServiceApp:
         log.info("stopping", extra={"service": self.name})
         await health_servicer.enter_graceful_shutdown()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         if metrics_server is not None:
             metrics_server.stop()
         for hook in self.on_stop:
