@@ -92,8 +92,13 @@ class EventHandlers:
         calendar = Calendar(
             profile.time_zone or default.time_zone, profile.first_day_of_week or default.first_day_of_week
         )
-        before = await self.calendars.of(session, event.user_id)
-        await storage.save_calendar(session, event.user_id, calendar)
+        before = await self.calendars.of(session, event.user_id, lock=True)
+        if not await storage.save_calendar(session, event.user_id, calendar, profile.version):
+            # An older profile redelivered after a newer one: its calendar is not the user's.
+            log.info(
+                "stale profile event ignored", extra={"event_id": event.event_id, "version": profile.version}
+            )
+            return
         if before.first_day_of_week != calendar.first_day_of_week:
             await self._refresh_budgets(session, event.user_id, ("week",))
         self._invalidate_after_commit(session, [event.user_id])

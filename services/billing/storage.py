@@ -48,7 +48,7 @@ from services.billing.domain import Alert, Bill, Budget, Settlement
 from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.erasure import erased_users_table
 from services.kit.db.idempotency import idempotency_table
-from services.kit.db.sql import insert_ignore
+from services.kit.db.sql import insert_ignore, upsert_if_newer
 from services.kit.events.tables import add_event_tables
 from services.ledger.replica import CategoryInfo, CategoryTree, ExpenseKey, ExpenseLine, StoredExpense
 
@@ -153,6 +153,9 @@ profiles = Table(
     Column("user_id", Id, primary_key=True),
     Column("time_zone", String(64), nullable=False),
     Column("first_day_of_week", String(16), nullable=False),
+    # ProfileUpdated.version of the event applied: an event not above it is an older one
+    # redelivered, and ignored (0: none applied, or from a user service without versions).
+    Column("version", BigInteger, nullable=False, server_default="0"),
 )
 
 bills = Table(
@@ -610,17 +613,24 @@ class Calendar:
     first_day_of_week: str
 
 
-async def load_calendars(connection: Queryable, user_ids: Collection[str]) -> dict[str, Calendar]:
+async def load_calendars(
+    connection: Queryable, user_ids: Collection[str], *, lock: bool = False
+) -> dict[str, Calendar]:
+    """`lock` holds the rows (PostgreSQL) until the transaction ends, so the calendar read is
+    still the one a following save_calendar replaces (SQLite serialises transactions)."""
     if not user_ids:
         return {}
-    rows = await connection.execute(select(profiles).where(profiles.c.user_id.in_(sorted(user_ids))))
+    query = select(profiles).where(profiles.c.user_id.in_(sorted(user_ids)))
+    rows = await connection.execute(query.with_for_update() if lock else query)
     return {row.user_id: Calendar(row.time_zone, row.first_day_of_week) for row in rows}
 
 
-async def save_calendar(session: AsyncSession, user_id: str, calendar: Calendar) -> None:
+async def save_calendar(session: AsyncSession, user_id: str, calendar: Calendar, version: int) -> bool:
+    """The calendar of profile `version`, unless the copy holds this version or a newer one;
+    True when saved."""
     values = {"time_zone": calendar.time_zone, "first_day_of_week": calendar.first_day_of_week}
-    statement = _dialect(session).insert(profiles).values(user_id=user_id, **values)
-    await session.execute(statement.on_conflict_do_update(index_elements=["user_id"], set_=values))
+    row = {"user_id": user_id, "version": version, **values}
+    return await upsert_if_newer(session, profiles, row, values, "version")
 
 
 # ---------------------------------------------------------------- bills

@@ -68,8 +68,9 @@ class Calendars:
     def __init__(self, defaults: ProfileDefaults) -> None:
         self.default = Calendar(defaults.time_zone, defaults.first_day_of_week)
 
-    async def of(self, connection: Queryable, user_id: str) -> Calendar:
-        return (await storage.load_calendars(connection, [user_id])).get(user_id, self.default)
+    async def of(self, connection: Queryable, user_id: str, *, lock: bool = False) -> Calendar:
+        """`lock`: see storage.load_calendars."""
+        return (await storage.load_calendars(connection, [user_id], lock=lock)).get(user_id, self.default)
 
     async def today(self, connection: Queryable, user_id: str) -> tuple[Calendar, date]:
         calendar = await self.of(connection, user_id)

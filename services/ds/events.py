@@ -1,7 +1,7 @@
 """Events ds applies, each inside its consumer's inbox transaction (applied once however
 often delivered): the ledger's expenses and categories into its copies and daily rollup
-(ledger/replica.py rules), and the user's consent and calendar from user.profile_updated.
-Turning consent off deletes the raw messages kept so far."""
+(ledger/replica.py rules), and the user's consent and calendar from user.profile_updated,
+only when newer than the copy's version. Turning consent off deletes the raw messages kept so far."""
 
 from __future__ import annotations
 
@@ -73,8 +73,14 @@ class EventHandlers:
         consent = Consent(
             profile.sms_auto_import, frozenset(sender.upper() for sender in profile.sms_allowed_senders)
         )
-        before = await storage.load_consent(session, event.user_id)
-        await storage.save_profile(session, event.user_id, consent, calendar)
+        before = await storage.load_consent(session, event.user_id, lock=True)
+        if not await storage.save_profile(session, event.user_id, consent, calendar, profile.version):
+            # An older profile redelivered after a newer one: applying it would, e.g., take
+            # back a consent given since and delete the messages kept under it.
+            log.info(
+                "stale profile event ignored", extra={"event_id": event.event_id, "version": profile.version}
+            )
+            return
         if before.auto_import and not consent.auto_import:
             await storage.forget_raw_messages(session, event.user_id)
             log.info("SMS consent withdrawn: raw messages deleted", extra={"user_id": event.user_id})

@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.ds.domain import Consent, Direction, Outcome, ParsedSms, SpendCopy
 from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.erasure import erased_users_table
+from services.kit.db.sql import upsert_if_newer
 from services.kit.events.tables import add_event_tables
 from services.ledger.replica import CategoryInfo, ExpenseKey, ExpenseLine, StoredExpense
 
@@ -66,6 +67,9 @@ profiles = Table(
     Column("time_zone", String(64), nullable=False),
     Column("first_day_of_week", String(9), nullable=False),
     Column("locale", String(35), nullable=False),
+    # ProfileUpdated.version of the event applied: an event not above it is an older one
+    # redelivered, and ignored (0: none applied, or from a user service without versions).
+    Column("version", BigInteger, nullable=False, server_default="0"),
 )
 
 sms_messages = Table(
@@ -180,8 +184,11 @@ class Calendar:
     locale: str
 
 
-async def load_consent(connection: Queryable, user_id: str) -> Consent:
-    row = (await connection.execute(select(profiles).where(profiles.c.user_id == user_id))).first()
+async def load_consent(connection: Queryable, user_id: str, *, lock: bool = False) -> Consent:
+    """`lock` holds the row (PostgreSQL) until the transaction ends, so the consent read is
+    still the one a following save_profile replaces (SQLite serialises transactions)."""
+    query = select(profiles).where(profiles.c.user_id == user_id)
+    row = (await connection.execute(query.with_for_update() if lock else query)).first()
     if row is None:
         return Consent()
     return Consent(bool(row.sms_auto_import), frozenset(row.sms_allowed_senders or ()))
@@ -192,7 +199,10 @@ async def load_calendar(connection: Queryable, user_id: str, default: Calendar) 
     return default if row is None else Calendar(row.time_zone, row.first_day_of_week, row.locale)
 
 
-async def save_profile(session: AsyncSession, user_id: str, consent: Consent, calendar: Calendar) -> None:
+async def save_profile(
+    session: AsyncSession, user_id: str, consent: Consent, calendar: Calendar, version: int
+) -> bool:
+    """The profile at `version`, unless the copy holds this version or a newer one; True when saved."""
     values = {
         "sms_auto_import": consent.auto_import,
         "sms_allowed_senders": sorted(consent.allowed_senders),
@@ -200,8 +210,8 @@ async def save_profile(session: AsyncSession, user_id: str, consent: Consent, ca
         "first_day_of_week": calendar.first_day_of_week,
         "locale": calendar.locale,
     }
-    statement = _dialect(session).insert(profiles).values(user_id=user_id, **values)
-    await session.execute(statement.on_conflict_do_update(index_elements=["user_id"], set_=values))
+    row = {"user_id": user_id, "version": version, **values}
+    return await upsert_if_newer(session, profiles, row, values, "version")
 
 
 async def forget_raw_messages(session: AsyncSession, user_id: str) -> None:

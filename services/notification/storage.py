@@ -16,6 +16,7 @@ from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Index,
@@ -36,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.erasure import erased_users_table
-from services.kit.db.sql import insert_ignore
+from services.kit.db.sql import insert_ignore, upsert_if_newer
 from services.kit.events.consumer import inbox_table as kit_inbox_table
 from services.notification.domain import QUEUED, STATUS_RANK, Preferences, can_move
 
@@ -107,6 +108,9 @@ preferences = Table(
     Column("locale", String(35), nullable=False),
     Column("display_name", String(200), nullable=False, server_default=""),
     Column("updated_at", UtcDateTime, nullable=False),
+    # ProfileUpdated.version behind time_zone and locale (the profile copy): an event not
+    # above it is an older one redelivered, and ignored (0: none applied yet).
+    Column("profile_version", BigInteger, nullable=False, server_default="0"),
 )
 contact_points = Table(
     "contact_points",
@@ -523,8 +527,10 @@ async def get_preferences(db: Queryable, user_id: str, default: Preferences) -> 
 
 
 async def save_preferences(session: AsyncSession, user_id: str, prefs: Preferences, now: datetime) -> None:
-    """The user's choices and profile copy; the display name only on a new row (its one
-    writer is set_display_name, so a save racing the signup never erases it)."""
+    """The user's choices. The profile copy (time zone, locale) only on a new row: its one
+    writer is save_profile_copy, so a save that read the copy before a newer profile event
+    committed never puts the older one back. The display name likewise (set_display_name),
+    so a save racing the signup never erases it."""
     changed = (
         update(preferences).where(preferences.c.user_id == user_id).values(**_preference_values(prefs, now))
     )
@@ -535,6 +541,35 @@ async def save_preferences(session: AsyncSession, user_id: str, prefs: Preferenc
         await session.execute(changed)
 
 
+@dataclass(frozen=True)
+class ProfileCopy:
+    """What notification keeps of the user's profile (user.profile_updated); "" unknown."""
+
+    time_zone: str
+    locale: str
+    version: int
+
+
+async def save_profile_copy(
+    session: AsyncSession, user_id: str, copy: ProfileCopy, default: Preferences, now: datetime
+) -> bool:
+    """The time zone and locale of profile `copy.version` (an empty one keeps what the row
+    has), unless the row holds this version or a newer one; a new row gets `default`'s
+    choices. True when saved."""
+    changes = {
+        name: value for name, value in (("time_zone", copy.time_zone), ("locale", copy.locale)) if value
+    }
+    prefs = replace(default, **changes)
+    row = {
+        "user_id": user_id,
+        "display_name": prefs.display_name,
+        **_preference_values(prefs, now),
+        **_profile_values(prefs),
+        "profile_version": copy.version,
+    }
+    return await upsert_if_newer(session, preferences, row, {**changes, "updated_at": now}, "profile_version")
+
+
 def _preference_values(prefs: Preferences, now: datetime) -> dict[str, Any]:
     return {
         "rules": json.dumps(
@@ -542,17 +577,24 @@ def _preference_values(prefs: Preferences, now: datetime) -> dict[str, Any]:
         ),
         "quiet_start": prefs.quiet_start.strftime("%H:%M") if prefs.quiet_start else "",
         "quiet_end": prefs.quiet_end.strftime("%H:%M") if prefs.quiet_end else "",
-        "time_zone": prefs.time_zone,
         "digest": prefs.digest,
         "digest_time": prefs.digest_time.strftime("%H:%M"),
         "daily_caps": json.dumps(prefs.daily_caps, sort_keys=True),
-        "locale": prefs.locale,
         "updated_at": now,
     }
 
 
+def _profile_values(prefs: Preferences) -> dict[str, Any]:
+    return {"time_zone": prefs.time_zone, "locale": prefs.locale}
+
+
 async def _insert_preferences(session: AsyncSession, user_id: str, prefs: Preferences, now: datetime) -> bool:
-    values = {"user_id": user_id, "display_name": prefs.display_name, **_preference_values(prefs, now)}
+    values = {
+        "user_id": user_id,
+        "display_name": prefs.display_name,
+        **_preference_values(prefs, now),
+        **_profile_values(prefs),
+    }
     return await insert_ignore(session, preferences, values)
 
 

@@ -240,17 +240,17 @@ class Intake:
         )
 
     async def on_profile(self, session: AsyncSession, event: Event[Any]) -> None:
-        """The user's time zone and locale, from their profile (the user service's)."""
+        """The user's time zone and locale, from their profile (the user service's), unless
+        an older profile event is redelivered after a newer one."""
         profile = event.payload
         if not event.user_id:
             return
-        prefs = await storage.get_preferences(session, event.user_id, default_preferences(self.settings))
-        prefs = replace(
-            prefs,
-            time_zone=profile.time_zone or prefs.time_zone,
-            locale=profile.locale or prefs.locale,
-        )
-        await storage.save_preferences(session, event.user_id, prefs, utcnow())
+        copy = storage.ProfileCopy(profile.time_zone, profile.locale, profile.version)
+        default = default_preferences(self.settings)
+        if not await storage.save_profile_copy(session, event.user_id, copy, default, utcnow()):
+            log.info(
+                "stale profile event ignored", extra={"event_id": event.event_id, "version": copy.version}
+            )
 
     def _enqueue_soon(self, deliveries: list[NewDelivery]) -> None:
         task = asyncio.get_running_loop().create_task(self.enqueue(deliveries))

@@ -103,7 +103,12 @@ class EventHandlers:
         stored = storage.StoredProfile(
             profile.default_currency, profile.time_zone, profile.first_day_of_week, profile.locale
         )
-        await storage.save_profile(session, event.user_id, stored)
+        if not await storage.save_profile(session, event.user_id, stored, profile.version):
+            # An older profile redelivered after a newer one: the copy keeps the newer.
+            log.info(
+                "stale profile event ignored", extra={"event_id": event.event_id, "version": profile.version}
+            )
+            return
         self._forget_preferences(event.user_id)
         self._invalidate_after_commit(session, [event.user_id])
 

@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.erasure import erased_users_table
-from services.kit.db.sql import execute_rows, insert_ignore, rows_insert
+from services.kit.db.sql import execute_rows, insert_ignore, rows_insert, upsert_if_newer
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.tables import add_event_tables
 from services.ledger.replica import CategoryInfo, CategoryTree, ExpenseKey, ExpenseLine, StoredExpense
@@ -121,6 +121,9 @@ profiles = Table(
     # BCP 47; "" when the profile event did not say (then [user.defaults]).
     Column("locale", String(35), nullable=False, server_default=""),
     Column("updated_at", UtcDateTime, nullable=False),
+    # ProfileUpdated.version of the event applied: an event not above it is an older one
+    # redelivered, and ignored (0: none applied, or from a user service without versions).
+    Column("version", BigInteger, nullable=False, server_default="0"),
 )
 
 # One row per (user, month) whose report.monthly_ready event was published: the key
@@ -493,7 +496,8 @@ class StoredProfile:
     locale: str = ""
 
 
-async def save_profile(session: AsyncSession, user_id: str, profile: StoredProfile) -> None:
+async def save_profile(session: AsyncSession, user_id: str, profile: StoredProfile, version: int) -> bool:
+    """The profile at `version`, unless the copy holds this version or a newer one; True when saved."""
     values = {
         "default_currency": profile.default_currency,
         "time_zone": profile.time_zone,
@@ -501,8 +505,8 @@ async def save_profile(session: AsyncSession, user_id: str, profile: StoredProfi
         "locale": profile.locale,
         "updated_at": utcnow(),
     }
-    insert = _dialect_insert(session)(profiles).values(user_id=user_id, **values)
-    await _execute(session, insert.on_conflict_do_update(index_elements=["user_id"], set_=values))
+    row = {"user_id": user_id, "version": version, **values}
+    return await upsert_if_newer(session, profiles, row, values, "version")
 
 
 async def expense_version(db: Queryable, user_id: str, expense_id: str) -> int | None:

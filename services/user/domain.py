@@ -77,6 +77,9 @@ class Profile:
     update_time: datetime
     # Upper-case DLT entities or issuer ids whose SMS may become expenses.
     sms_allowed_senders: tuple[str, ...] = ()
+    # 1 at creation, one more with each update: user.profile_updated carries it so that
+    # consumers can tell a redelivered older event from the latest.
+    version: int = 1
 
 
 def canonical_display_name(value: str) -> str:
@@ -202,6 +205,7 @@ class ProfileRules:
             **top_level,
             notifications=replace(profile.notifications, **notification_changes),
             update_time=now,
+            version=profile.version + 1,
         )
         check_quiet_hours(updated.notifications)
         return updated

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2_grpc
-from services.kit.db.erasure import erasing
+from services.kit.db.erasure import ErasedUsers, erasing
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
@@ -34,8 +34,12 @@ def build_app(settings: UserMeshSettings) -> ServiceApp:
         settings.resilience,
     )
     provisioner = ProfileProvisioner(units, rules, accounts)
-    runtime.consume(storage.inbox, SIGNUPS, provisioner.on_user_registered)
-    runtime.consume(storage.inbox, DELETIONS, erasing(storage.metadata))
+    # Auth's signup of a user erased meanwhile is skipped (redelivered after user.deleted,
+    # it would create the profile again); the record lasts as long as such events may come.
+    erased = ErasedUsers(storage.erased_users)
+    runtime.consume(storage.inbox, SIGNUPS, erased.skipping(provisioner.on_user_registered))
+    runtime.consume(storage.inbox, DELETIONS, erasing(storage.metadata, erased=erased))
+    runtime.purger.keep(storage.erased_users, "erased_at", settings.retention.inbox_window)
     servicer = UserServicer(Profiles(units, rules, provisioner))
     app = runtime.app(verifier, [(user_pb2_grpc.add_UserServiceServicer_to_server, servicer, SERVICE_NAME)])
     app.on_stop.append(accounts.close)

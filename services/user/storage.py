@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, MetaData, String, Table, select
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, MetaData, String, Table, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import UtcDateTime
+from services.kit.db.erasure import erased_users_table
 from services.kit.db.sql import insert_ignore
 from services.kit.events.tables import add_event_tables
 from services.user.domain import DISPLAY_NAME_MAX_LENGTH, Notifications, Profile
 
 metadata = MetaData()
 outbox, inbox = add_event_tables(metadata)
+# A user.registered redelivered after the user's user.deleted must not create the profile again.
+erased_users = erased_users_table(metadata)
+Index("ix_erased_users_erased_at", erased_users.c.erased_at)
 
 profiles = Table(
     "profiles",
@@ -33,6 +37,8 @@ profiles = Table(
     Column("quiet_hours_end", String(5), nullable=True),
     Column("sms_auto_import", Boolean, nullable=False),
     Column("sms_allowed_senders", JSON, nullable=False, server_default="[]"),
+    # Profile.version: written under the row lock of the update, so it only grows.
+    Column("version", BigInteger, nullable=False, server_default="1"),
     Column("create_time", UtcDateTime, nullable=False),
     Column("update_time", UtcDateTime, nullable=False),
 )
@@ -76,6 +82,7 @@ def _columns(profile: Profile) -> dict[str, Any]:
         "sms_allowed_senders": list(profile.sms_allowed_senders),
         "create_time": profile.create_time,
         "update_time": profile.update_time,
+        "version": profile.version,
     }
 
 
@@ -97,4 +104,5 @@ def _profile(row: Row[Any]) -> Profile:
         create_time=row.create_time,
         update_time=row.update_time,
         sms_allowed_senders=tuple(row.sms_allowed_senders or ()),
+        version=row.version,
     )

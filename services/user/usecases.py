@@ -103,4 +103,5 @@ def profile_updated(profile: Profile) -> events_pb2.ProfileUpdated:
         locale=profile.locale,
         sms_auto_import=profile.sms_auto_import,
         sms_allowed_senders=profile.sms_allowed_senders,
+        version=profile.version,
     )

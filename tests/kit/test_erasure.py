@@ -36,7 +36,7 @@ KIT_TABLES = {"outbox", "inbox", "leases", "erasure_permits", "erased_users"}
 Around = tuple[ErasureHook, ErasureHook] | None
 # Each service's handler, as its server.py wires it.
 SERVICES: dict[str, tuple[MetaData, Sequence[OwnedThrough], Around, Table | None]] = {
-    "user": (user_storage.metadata, (), None, None),
+    "user": (user_storage.metadata, (), None, user_storage.erased_users),
     "ledger": (
         ledger_storage.metadata,
         (),

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
-from sqlalchemy import JSON, BigInteger, Column, Integer, String, Table, bindparam, func, select
+from sqlalchemy import JSON, BigInteger, Column, Integer, String, Table, and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -40,6 +40,26 @@ async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, A
     statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(first_column)
     result = await session.execute(statement)
     return result.first() is not None
+
+
+async def upsert_if_newer(
+    session: AsyncSession, table: Table, values: dict[str, Any], changes: dict[str, Any], version: str
+) -> bool:
+    """A copy kept from versioned events: INSERT `values` (the whole row, `version` column
+    included), or on a key conflict UPDATE SET `changes` and the version only where the stored
+    version is below the new one; True when the row was written. One statement, so it is a
+    compare-and-set whatever else runs (PostgreSQL re-checks the condition on the locked row):
+    an older event redelivered after a newer one changes nothing. Version 0 means unversioned
+    (a producer older than the field): it replaces only an unversioned row, as before versions."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(table).values(**values)
+    stored, new = table.c[version], insert.excluded[version]
+    statement = insert.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={**changes, version: new},
+        where=or_(stored < new, and_(new == 0, stored == 0)),
+    ).returning(next(iter(table.primary_key.columns)))
+    return (await session.execute(statement)).first() is not None
 
 
 @cache

@@ -217,7 +217,7 @@ class CategoryChanged(_message.Message):
     def __init__(self, category_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_id: _Optional[str] = ..., deleted: _Optional[bool] = ..., reassigned_to: _Optional[str] = ...) -> None: ...
 
 class ProfileUpdated(_message.Message):
-    __slots__ = ("user_id", "default_currency", "time_zone", "first_day_of_week", "locale", "sms_auto_import", "sms_allowed_senders")
+    __slots__ = ("user_id", "default_currency", "time_zone", "first_day_of_week", "locale", "sms_auto_import", "sms_allowed_senders", "version")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +225,7 @@ class ProfileUpdated(_message.Message):
     LOCALE_FIELD_NUMBER: _ClassVar[int]
     SMS_AUTO_IMPORT_FIELD_NUMBER: _ClassVar[int]
     SMS_ALLOWED_SENDERS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     default_currency: str
     time_zone: str
@@ -232,7 +233,8 @@ class ProfileUpdated(_message.Message):
     locale: str
     sms_auto_import: bool
     sms_allowed_senders: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., default_currency: _Optional[str] = ..., time_zone: _Optional[str] = ..., first_day_of_week: _Optional[str] = ..., locale: _Optional[str] = ..., sms_auto_import: _Optional[bool] = ..., sms_allowed_senders: _Optional[_Iterable[str]] = ...) -> None: ...
+    version: int
+    def __init__(self, user_id: _Optional[str] = ..., default_currency: _Optional[str] = ..., time_zone: _Optional[str] = ..., first_day_of_week: _Optional[str] = ..., locale: _Optional[str] = ..., sms_auto_import: _Optional[bool] = ..., sms_allowed_senders: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class AlertRaised(_message.Message):
     __slots__ = ("alert_id", "type", "severity", "title", "details", "dedupe_key", "create_time")

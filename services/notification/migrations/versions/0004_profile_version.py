@@ -1,0 +1,28 @@
+"""preferences.profile_version: the ProfileUpdated.version notification applied last, so that an older
+profile event redelivered after a newer one is ignored. 0 (existing rows): none applied yet,
+any versioned event is newer.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-08
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "preferences", sa.Column("profile_version", sa.BigInteger(), nullable=False, server_default="0")
+    )
+
+
+def downgrade() -> None:
+    op.drop_column("preferences", "profile_version")
