@@ -268,6 +268,14 @@ def test_proto_and_event_carry_the_profile(profile) -> None:
     event = profile_updated(profile)
     assert (event.user_id, event.default_currency, event.time_zone) == ("u-1", "INR", "UTC")
     assert (event.first_day_of_week, event.locale) == ("monday", "en")
+    assert event.version == profile.version == 1
+
+
+def test_each_update_is_a_new_version(rules: ProfileRules, profile) -> None:
+    once = rules.apply(profile, {"locale": "fr"}, T0)
+    twice = rules.apply(once, {"time_zone": "Asia/Tokyo"}, T0)
+    assert (profile.version, once.version, twice.version) == (1, 2, 3)
+    assert profile_updated(twice).version == 3
 
 
 def test_sms_senders_are_canonical_upper_case_ids_and_travel_in_the_event(

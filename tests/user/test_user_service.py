@@ -14,6 +14,7 @@ from expense.events.v1 import events_pb2
 from expense.user.v1 import user_pb2
 from services.kit.config.settings import BreakerSettings, ResilienceSettings
 from services.kit.domain.ids import new_id
+from services.kit.events.bus import make_envelope
 from services.kit.grpc.status import field_violations
 from services.kit.identity.tokens import Identity
 from services.user.client import Preferences, PreferencesClient
@@ -234,6 +235,36 @@ async def test_every_update_publishes_profile_updated(user_service: UserServiceU
         "sunday",
     )
     assert (payload.default_currency, payload.locale) == ("INR", "en")
+    # Created at version 1; each update one more, so consumers can tell a redelivered older event.
+    assert payload.version == 2
+    await user_service.update(account, "locale", locale="fr")
+
+    async def republished() -> bool:
+        envelope = await user_service.last_event("user.profile_updated")
+        return envelope is not None and envelope.event_id != last.event_id
+
+    last = envelope
+    await wait_until(republished, "user.profile_updated for the second update")
+    envelope = await user_service.last_event("user.profile_updated")
+    assert envelope is not None and envelope.payload.Unpack(payload)
+    assert (payload.locale, payload.time_zone, payload.version) == ("fr", "Asia/Tokyo", 3)
+
+
+async def test_a_signup_event_arriving_after_the_erasure_creates_no_profile(
+    user_service: UserServiceUnderTest, auth
+) -> None:
+    """JetStream may deliver auth's user.registered after its user.deleted (a redelivery):
+    the erasure is on record, so the late signup is skipped instead of creating the profile again."""
+    account = await auth.signup("Gone Soon")
+    signup = await auth.signup_event(account)
+    deleted = make_envelope(
+        "user.deleted", account.user_id, events_pb2.UserDeleted(user_id=account.user_id), "auth"
+    )
+    await user_service.deliver(deleted)
+    await user_service.wait_applied(deleted.event_id)
+    await user_service.deliver(signup)
+    await user_service.wait_applied(signup.event_id)
+    assert await user_service.profile_rows(account.user_id) == 0
 
 
 async def test_each_user_sees_and_changes_only_their_own(user_service: UserServiceUnderTest, auth) -> None:
