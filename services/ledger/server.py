@@ -41,12 +41,12 @@ def build_app(settings: LedgerMeshSettings) -> ServiceApp:
 
     async def forget_preferences(session: AsyncSession, event: Event[events_pb2.ProfileUpdated]) -> None:
         # A changed currency or time zone applies to the very next expense; while the user
-        # service is down, the event's preferences are the fallback.
+        # service is down, the event's preferences are the fallback (not an older event's).
         changed = event.payload
         latest = Preferences(
             changed.default_currency, changed.time_zone, changed.first_day_of_week, changed.locale
         )
-        preferences.forget(event.user_id, latest)
+        preferences.forget(event.user_id, latest, changed.version)
 
     runtime.consume(storage.inbox, PREFERENCE_CHANGES, forget_preferences)
     runtime.consume(

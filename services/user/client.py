@@ -43,6 +43,9 @@ class PreferencesClient:
         self.max_entries = resilience.preferences_max_entries
         # user id -> (fresh until, usable as the fallback until: monotonic; the preferences)
         self._cache: dict[str, tuple[float, float, Preferences]] = {}
+        # user id -> the highest ProfileUpdated.version forget() was given: an older event
+        # redelivered after it must not become the fallback.
+        self._event_versions: dict[str, int] = {}
 
     def _stub(self) -> user_pb2_grpc.UserServiceStub:
         return user_pb2_grpc.UserServiceStub(self.channel.get())
@@ -73,11 +76,18 @@ class PreferencesClient:
     def _keep(self, user_id: str, fresh_until: float, preferences: Preferences) -> None:
         if len(self._cache) >= self.max_entries:
             self._cache.clear()
+            self._event_versions.clear()
         self._cache[user_id] = (fresh_until, time.monotonic() + self.stale_seconds, preferences)
 
-    def forget(self, user_id: str, latest: Preferences | None = None) -> None:
+    def forget(self, user_id: str, latest: Preferences | None = None, version: int = 0) -> None:
         """Called when a profile.updated event arrives, so changes apply at once: the next
-        call asks the user service; the event's preferences (`latest`) are its fallback."""
+        call asks the user service; the event's preferences (`latest`, of profile `version`)
+        are its fallback, unless an event of this version or a newer one came already (this
+        one is an older event redelivered). Version 0: unversioned, always taken."""
+        if version:
+            if version <= self._event_versions.get(user_id, 0):
+                return
+            self._event_versions[user_id] = version
         if latest is None:
             self._cache.pop(user_id, None)
         else:

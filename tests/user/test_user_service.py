@@ -349,7 +349,7 @@ async def test_other_services_fall_back_on_the_last_preferences_while_it_is_down
     user_service: UserServiceUnderTest, auth
 ) -> None:
     """PreferencesClient (ledger, reporting): fresh answers, then, with the service stopped,
-    the last answer or the last profile event's preferences; nothing to fall back on is an
+    the last answer or the newest profile event's preferences; nothing to fall back on is an
     error, at once once the breaker is open."""
     account = await auth.signup("Fallback Person")
     await user_service.update(account, "default_currency", default_currency="EUR")
@@ -367,8 +367,10 @@ async def test_other_services_fall_back_on_the_last_preferences_while_it_is_down
     try:
         assert (await client.get(identity)).default_currency == "EUR"  # the last answer
         latest = Preferences("JPY", "Asia/Tokyo", "sunday", "ja")
-        client.forget(account.user_id, latest)
-        assert await client.get(identity) == latest  # the event's
+        client.forget(account.user_id, latest, version=3)
+        # An older event redelivered after it does not become the fallback.
+        client.forget(account.user_id, Preferences("GBP", "Europe/London", "monday", "en"), version=2)
+        assert await client.get(identity) == latest  # the newer event's
         with pytest.raises(grpc.aio.AioRpcError) as nothing_cached:
             await client.get(stranger)
         assert nothing_cached.value.code() == grpc.StatusCode.UNAVAILABLE  # the breaker is open
