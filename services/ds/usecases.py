@@ -142,12 +142,15 @@ class Sms:
                     first_of_key[key] = index
                 results.append(None)
         limit = asyncio.Semaphore(self.settings.ingest_concurrency)
+        firsts = list(first_of_key.values())
+        # Ids in the call's order, before the work runs concurrently: reviews are listed by
+        # id, oldest first, so the messages of one call keep their order there.
+        message_ids = {index: new_id() for index in firsts}
 
         async def work(index: int) -> Ingested:
             async with limit:
-                return await self._ingest_one(user_id, messages[index], suggested[index])
+                return await self._ingest_one(user_id, messages[index], suggested[index], message_ids[index])
 
-        firsts = list(first_of_key.values())
         for index, result in zip(firsts, await asyncio.gather(*(work(i) for i in firsts)), strict=True):
             results[index] = result
         for index, first in duplicates:
@@ -159,7 +162,9 @@ class Sms:
             )
         return [result for result in results if result is not None]
 
-    async def _ingest_one(self, user_id: str, message: SmsInput, item: Suggested) -> Ingested:
+    async def _ingest_one(
+        self, user_id: str, message: SmsInput, item: Suggested, message_id: str
+    ) -> Ingested:
         parsed = item.parsed
         key = dedupe_key(parsed)
         async with self.db.read() as connection:
@@ -168,7 +173,7 @@ class Sms:
             return Ingested(parsed, item.category_id, "duplicate", known.expense_id, _review_id(known))
         now = utcnow()
         stored = StoredMessage(
-            message_id=new_id(),
+            message_id=message_id,
             user_id=user_id,
             dedupe_key=key,
             state="pending",
