@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -181,6 +182,29 @@ async def test_the_signups_name_and_the_users_choices_never_erase_each_other(db:
         for user_id, name in ((first, "Asha"), (second, "Ravi")):
             saved = await storage.get_preferences(connection, user_id, default)
             assert (saved.rules, saved.display_name) == ({"alert.raised": ("webhook",)}, name)
+
+
+async def test_the_users_choices_never_put_an_older_profile_copy_back(db: Database) -> None:
+    """A PATCH of the user's choices that read the row before a newer profile event committed
+    writes the choices only: time zone and locale are the profile copy's, by version."""
+    default = Preferences(time_zone="UTC", locale="en")
+    user_id = new_id()
+    async with db.transaction() as session:
+        await storage.save_preferences(session, user_id, default, utcnow())
+    async with db.read() as connection:
+        read_before = await storage.get_preferences(connection, user_id, default)
+    newer = storage.ProfileCopy("Asia/Tokyo", "ja", 2)
+    async with db.transaction() as session:
+        assert await storage.save_profile_copy(session, user_id, newer, default, utcnow())
+        chosen = replace(read_before, rules={"alert.raised": ("webhook",)})
+        await storage.save_preferences(session, user_id, chosen, utcnow())
+        # An older profile event redelivered after the newer one changes nothing either.
+        older = storage.ProfileCopy("Europe/Paris", "fr", 1)
+        assert not await storage.save_profile_copy(session, user_id, older, default, utcnow())
+    async with db.read() as connection:
+        saved = await storage.get_preferences(connection, user_id, default)
+    assert (saved.time_zone, saved.locale) == ("Asia/Tokyo", "ja")
+    assert saved.rules == {"alert.raised": ("webhook",)}
 
 
 async def test_a_monthly_report_makes_one_message_per_currency_once(db: Database, intake: Intake) -> None:
