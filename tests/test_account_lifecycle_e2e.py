@@ -138,9 +138,10 @@ async def test_a_deleted_account_leaves_no_row_in_any_schema(
     assert deleted.status_code == 200, deleted.text
 
     # What stays is the record of the erasure, the id alone, in the services fed by other
-    # producers' events: a late expense event of the user is skipped, then the record goes
-    # with retention.inbox_hours.
+    # producers' events: a late expense, profile or signup event of the user is skipped, then
+    # the record goes with retention.inbox_hours.
     erasure_records = {
+        "user.erased_users": 1,
         "reporting.erased_users": 1,
         "billing.erased_users": 1,
         "ds.erased_users": 1,
