@@ -33,8 +33,23 @@ string.lower string.match string.rep string.reverse string.sub string.upper
 table.concat table.insert table.maxn table.remove table.sort
 ]]
 
+-- OpenResty's ngx.decode_base64 (padding optional, as nginx's decoder): nil when malformed.
+local ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function decode_base64(text)
+  text = text:gsub("=+$", "")
+  if text:find("[^%w%+/]") or #text % 4 == 1 then return nil end
+  local bits = text:gsub(".", function(c)
+    local n, out = ALPHABET:find(c, 1, true) - 1, ""
+    for bit = 5, 0, -1 do out = out .. (math.floor(n / 2 ^ bit) % 2) end
+    return out
+  end)
+  bits = bits:sub(1, #bits - #bits % 8)
+  return (bits:gsub("%d%d%d%d%d%d%d%d", function(byte) return string.char(tonumber(byte, 2)) end))
+end
+
 local function sandbox_env(kong)
-  local env = {kong = kong, ngx = {}}
+  -- Kong's sandbox passes the whole ngx; the chunks use decode_base64 of it.
+  local env = {kong = kong, ngx = {decode_base64 = decode_base64}}
   for id in SAFE:gmatch("%S+") do
     local module, name = id:match("([^%.]+)%.([^%.]+)")
     if module then
@@ -110,6 +125,10 @@ local function pdk(case, state)
       allowed("kong.response.set_header", {access = true, header_filter = true})
       assert(type(name) == "string" and type(value) == "string", "header name and value are strings")
       state.answer.headers[name:lower()] = value
+    end,
+    clear_header = function(name)
+      allowed("kong.response.clear_header", {access = true, header_filter = true})
+      state.answer.headers[name:lower()] = nil
     end,
     set_raw_body = function(body)
       allowed("kong.response.set_raw_body", {body_filter = true})

@@ -14,13 +14,17 @@ post-function."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
+from google.protobuf import any_pb2, duration_pb2, json_format
+from google.rpc import error_details_pb2, status_pb2
 
 from services.kit.config.settings import REPO_ROOT
 from services.launcher import generated
@@ -76,6 +80,72 @@ def _case(case_id: str, verb: str, template: str | None, **request: Any) -> dict
         case["body"] = body
         case["headers"].setdefault("Content-Length", str(len(body.encode())))
     return case
+
+
+def _detail(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+# A service's errors as services/kit/grpc/status.py makes them.
+SERVICE_ERRORS = {
+    "service_not_found": status_pb2.Status(
+        code=NOT_FOUND,
+        message="expense not found",
+        details=[
+            _detail(error_details_pb2.ErrorInfo(reason="NOT_FOUND", domain="expense-mesh")),
+            _detail(error_details_pb2.ResourceInfo(resource_type="expense", resource_name="e-1")),
+        ],
+    ),
+    "service_bad_request": status_pb2.Status(
+        code=INVALID_ARGUMENT,
+        message="invalid argument: amount, period",
+        details=[
+            _detail(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field="amount", description="must be ≥ ₹1"
+                        ),
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field="period", description='"week" or "month"'
+                        ),
+                    ]
+                )
+            ),
+            _detail(
+                error_details_pb2.ErrorInfo(
+                    reason="INVALID_FIELD", domain="expense-mesh", metadata={"a": "b"}
+                )
+            ),
+        ],
+    ),
+    "service_unavailable": status_pb2.Status(
+        code=UNAVAILABLE,
+        message="temporarily unavailable; retry",
+        details=[
+            _detail(error_details_pb2.ErrorInfo(reason="DATABASE_UNAVAILABLE", domain="expense-mesh")),
+            _detail(
+                error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1, nanos=500_000_000))
+            ),
+        ],
+    ),
+}
+# grpc-gateway's HTTP status of each.
+HTTP_STATUS = {NOT_FOUND: 404, INVALID_ARGUMENT: 400, UNAVAILABLE: 503}
+
+
+def _grpc_error(status: status_pb2.Status, padded: bool) -> dict[str, Any]:
+    """What grpc-gateway passes on of a service's error: the status, the grpc-* headers
+    (details base64, with or without padding: gRPC accepts both), no body."""
+    encoded = base64.b64encode(status.SerializeToString()).decode()
+    headers = {
+        "grpc-status": str(status.code),
+        "grpc-message": quote(status.message),
+        "grpc-status-details-bin": encoded if padded else encoded.rstrip("="),
+    }
+    return {"status": HTTP_STATUS[status.code], "body": "", "headers": headers}
 
 
 EXPENSE = {"request_id": "6f1c2a3e", "amount": "45.00", "currency": "INR"}
@@ -141,18 +211,25 @@ CASES = [
     _case("upstream_502", "GET", "/v1/expenses", upstream_error=502),
     _case("upstream_504", "GET", "/v1/expenses", upstream_error=504),
     _case("method_not_allowed", "GET", "/v1/expenses", plugin_exit={"status": 405, "body": "no"}),
-    # --- services' answers pass as they are
+    # --- services' answers: a gRPC error in Envoy's rendering of its status, the rest as they are
     _case("service_ok", "GET", "/v1/expenses", service={"status": 200, "body": '{"expenses":[]}'}),
-    _case(
-        "service_error",
-        "GET",
-        "/v1/expenses/{expense_id}",
-        service={
-            "status": 404,
-            "body": "",
-            "headers": {"grpc-status": "5", "grpc-message": "expense not found"},
-        },
+    *(
+        _case(case_id, "GET", "/v1/expenses/{expense_id}", service=_grpc_error(status, padded=index % 2 == 0))
+        for index, (case_id, status) in enumerate(SERVICE_ERRORS.items())
     ),
+    _case(
+        "service_error_without_details",
+        "GET",
+        "/v1/expenses",
+        service={"status": 500, "headers": {"grpc-status": "13", "grpc-message": "internal%20error"}},
+    ),
+    _case(
+        "service_error_unreadable",
+        "GET",
+        "/v1/expenses",
+        service={"status": 500, "headers": {"grpc-status": "13", "grpc-status-details-bin": "%%%"}},
+    ),
+    _case("dashboard_404", "GET", "/v1/expenses", service={"status": 404, "body": "<html>not here</html>"}),
 ]
 
 
@@ -373,8 +450,29 @@ def test_a_status_without_an_entry_is_unknown_in_the_same_shape(answers: dict[st
     assert reason(error(answers["method_not_allowed"], 405)) == "UNKNOWN"
 
 
-def test_services_answers_pass_unchanged(answers: dict[str, Any]) -> None:
+@pytest.mark.parametrize("case_id", list(SERVICE_ERRORS))
+def test_a_service_error_gets_envoys_json_of_its_status(answers: dict[str, Any], case_id: str) -> None:
+    """grpc-gateway passes a service's error as a bare status and grpc-* headers; the answer
+    is its google.rpc.Status as Envoy's transcoder prints it (snake_case, fields without
+    presence printed), checked against protobuf's own JSON printer."""
+    status = SERVICE_ERRORS[case_id]
+    answer = answers[case_id]
+    body = error(answer, HTTP_STATUS[status.code])
+    expected = json_format.MessageToDict(
+        status, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    assert body == expected
+    assert not {"grpc-status", "grpc-message", "grpc-status-details-bin"} & set(answer["headers"])
+
+
+def test_a_service_error_without_details_keeps_its_code_and_message(answers: dict[str, Any]) -> None:
+    answer = answers["service_error_without_details"]
+    assert answer["status"] == 500 and answer["headers"]["content-type"] == "application/json"
+    assert json.loads(answer["body"]) == {"code": 13, "message": "internal error", "details": []}
+
+
+def test_other_answers_of_services_pass_unchanged(answers: dict[str, Any]) -> None:
     assert answers["service_ok"]["body"] == '{"expenses":[]}'
-    service_error = answers["service_error"]
-    assert service_error["status"] == 404 and service_error["body"] == ""
-    assert service_error["headers"]["grpc-message"] == "expense not found"
+    assert answers["dashboard_404"]["body"] == "<html>not here</html>"
+    unreadable = answers["service_error_unreadable"]
+    assert unreadable["body"] == "" and unreadable["headers"]["grpc-status-details-bin"] == "%%%"

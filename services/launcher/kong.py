@@ -18,7 +18,11 @@ Rate limits (limits.gateway), with the rate-limiting plugin: a global instance p
 access token, and on each public route its own instance per client IP (tighter on the
 password routes). Every token belongs to the one consumer above, so `limit_by: consumer`
 would be one bucket for everyone; the token (verified by the jwt plugin, which runs
-first) is one bucket per session, the nearest Kong comes to per user."""
+first) is one bucket per session, the nearest Kong comes to per user.
+
+Strict input and one error shape (issue 18): a global pre-function and post-function carry
+Lua rendered from the protos, the same rules and error table as Envoy's (strict_input.py,
+gateway_errors.py; docs/errors.md, "Kong")."""
 
 from __future__ import annotations
 
@@ -94,6 +98,20 @@ def _strict_input_and_error_shape(settings: MeshSettings, surface: RestSurface) 
         {"name": "pre-function", "config": {"access": [check]}},
         {"name": "post-function", "config": post},
     ]
+
+
+def kong_edge_env(settings: MeshSettings) -> dict[str, str]:
+    """Kong settings the pre-/post-function rely on, for its container's environment:
+    bodies up to the limit stay in memory (beyond client_body_buffer_size nginx buffers them
+    to a file and kong.request.get_raw_body gives nil: strict input could not read them), and
+    any answer no plugin reaches is at least JSON (Kong's own `{"message": ...}` template).
+    The serverless plugins run in Kong's Lua sandbox, its default, named here: with
+    `untrusted_lua = off` Kong would refuse the config."""
+    return {
+        "KONG_UNTRUSTED_LUA": "sandbox",
+        "KONG_CLIENT_BODY_BUFFER_SIZE": f"{-(-settings.limits.gateway_max_body_bytes // 1024)}k",
+        "KONG_ERROR_DEFAULT_TYPE": "application/json",
+    }
 
 
 def _request_size_limiting(max_body_bytes: int) -> dict[str, Any]:

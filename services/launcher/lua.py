@@ -9,7 +9,9 @@ from typing import Any
 
 
 def literal(value: Any) -> str:
-    """A Lua expression for a dict, bool, int or (ASCII) str."""
+    """A Lua expression for a dict, list, bool, int or (ASCII) str."""
+    if isinstance(value, list):
+        return "{" + ",".join(literal(item) for item in value) + "}"
     if isinstance(value, dict):
         items = ",".join(f"[{literal(key)}]={literal(item)}" for key, item in value.items())
         return "{" + items + "}"
