@@ -501,14 +501,17 @@ end
 _ENVOY = r"""
 local REPLY = "expense.gateway.reply"
 
+-- Everything the route's metadata and the headers give is read before handle:body(), which
+-- waits for the whole body: Envoy's objects fetched before that wait are out of scope after it.
 function envoy_on_request(handle)
   local metadata = handle:metadata()
   local allowed_query = metadata:get("query")
   if allowed_query == nil then return end
+  local body_type = metadata:get("body")
+  local query = handle:headers():get(":path"):match("%?(.*)$")
   local body = handle:body()
   local text = body and body:getBytes(0, body:length()) or ""
-  local query = handle:headers():get(":path"):match("%?(.*)$")
-  local refused = check(metadata:get("body"), allowed_query, query, text)
+  local refused = check(body_type, allowed_query, query, text)
   if refused then
     handle:streamInfo():dynamicMetadata():set(REPLY, "json", true)
     handle:respond({[":status"] = "400"}, refused)
