@@ -127,7 +127,10 @@ def test_each_kong_plugin_block_matches_its_schema(tmp_path: Path, deployed_kong
     committed = _check_plugins(KONG_FILE, tmp_path / "committed")
     deployed = _check_plugins(deployed_kong, tmp_path / "deployed")
     production = {"grpc-gateway", "jwt", "rate-limiting", "response-transformer", "prometheus"}
-    assert production | {"request-size-limiting", "correlation-id"} <= set(committed)
+    strict_input_and_errors = {"pre-function", "post-function"}
+    assert production | strict_input_and_errors | {"request-size-limiting", "correlation-id"} <= set(
+        committed
+    )
     assert set(deployed) == set(committed) | {"cors"}
 
 
@@ -151,6 +154,8 @@ def test_each_kong_plugin_block_matches_its_schema(tmp_path: Path, deployed_kong
         {"name": "request-size-limiting", "config": {"allowed_payload_size": 1, "size_unit": "megabytes"}},
         {"name": "prometheus", "config": {"status_code_metrics": True, "latency_metrics": True}},
         {"name": "grpc-gateway", "config": {"proto": "/usr/local/kong/include/a.proto"}},
+        {"name": "pre-function", "config": {"access": ["kong.log.err('Hello Kong!')"]}},
+        {"name": "post-function", "config": {"header_filter": ["return function() end"], "log": []}},
     ],
     ids=lambda plugin: plugin["name"],
 )
@@ -181,6 +186,11 @@ def test_the_plugin_schemas_accept_kongs_documented_examples(plugin: dict[str, A
         ({"name": "correlation-id", "config": {"generator": "uuid4"}}, "'uuid4' is not one of"),
         ({"name": "request-size-limiting", "config": {"size_unit": "gigabytes"}}, "is not one of"),
         ({"name": "prometheus", "config": {"per_consumers": True}}, "'per_consumers' was unexpected"),
+        # Kong 3.0 dropped the 0.x `functions` field; a phase is named, and at least one given.
+        ({"name": "pre-function", "config": {"functions": ["return 1"]}}, "'functions' was unexpected"),
+        ({"name": "pre-function", "config": {"acess": ["return 1"]}}, "'acess' was unexpected"),
+        ({"name": "post-function", "config": {"access": []}}, "is not valid under any of"),
+        ({"name": "post-function", "config": {"access": "return 1"}}, "is not of type 'array'"),
     ],
     ids=lambda value: value.get("name", "") if isinstance(value, dict) else value,
 )

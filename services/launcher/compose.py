@@ -8,7 +8,7 @@ from typing import Any
 
 from services.kit.config.settings import MeshSettings
 from services.launcher.envoy import CONTAINER_DESCRIPTOR
-from services.launcher.kong import KONG_INCLUDE
+from services.launcher.kong import KONG_INCLUDE, kong_edge_env
 from services.launcher.nats import nats_users, password_variable
 
 IMAGE = "expense-mesh:local"
@@ -72,7 +72,7 @@ def compose_config(settings: MeshSettings) -> dict[str, Any]:
         **{name: _mesh_service(settings, name) for name in settings.mesh.services},
         **({"web": _web(settings)} if settings.web.enabled else {}),
         "envoy": _envoy(settings),
-        "kong": _kong(),
+        "kong": _kong(settings),
     }
     for name, service in services.items():
         cpus, memory = LIMITS.get(name, LIMITS["service"])
@@ -236,11 +236,12 @@ def _envoy(settings: MeshSettings) -> dict[str, Any]:
     }
 
 
-def _kong() -> dict[str, Any]:
+def _kong(settings: MeshSettings) -> dict[str, Any]:
     return {
         "image": KONG_IMAGE,
         "environment": {
             "KONG_DATABASE": "off",
+            **kong_edge_env(settings),
             # kong/kong.yml plus the consumer's public keys, rendered by `migrate`.
             "KONG_DECLARATIVE_CONFIG": "/etc/kong/published/kong.yml",
             "KONG_PROXY_LISTEN": f"0.0.0.0:{KONG_PROXY_PORT}",

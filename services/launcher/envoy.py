@@ -24,6 +24,16 @@ from urllib.parse import urlsplit
 
 from services.kit.config.settings import GatewayLimits, GatewayResilience, MeshSettings, RateLimit
 from services.launcher import strict_input
+from services.launcher.gateway_errors import (
+    LOCAL_REPLIES,
+    RATE_LIMIT_RETRY_AFTER,
+    RETRYABLE,
+    TOKEN_MISSING,
+    UNKNOWN,
+    error_info,
+    quota_failure,
+    retry_info,
+)
 from services.launcher.routes import DESCRIPTOR_SET, HttpRoute, RestSurface, load_descriptor_set
 
 Target = Literal["local", "compose"]
@@ -40,36 +50,9 @@ SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-
 # Answers carrying tokens must not be stored by a browser or a proxy.
 TOKEN_RESPONSE = "expense.auth.v1.AuthTokens"
 DOWNLOAD_RESPONSE = "google.api.HttpBody"
-# HTTP status of an answer Envoy makes itself -> the gRPC code its JSON body names (the
-# inverse of the transcoder's mapping), its message in our words (None: Envoy's text, the
-# transcoder naming a bad field) and ErrorInfo's stable reason (docs/errors.md).
-LOCAL_REPLIES: dict[int, tuple[int, str | None, str]] = {
-    400: (3, None, "INVALID_REQUEST"),
-    401: (16, "the access token is invalid or expired", "TOKEN_INVALID"),
-    403: (7, None, "PERMISSION_DENIED"),
-    404: (5, "no such route", "NO_ROUTE"),
-    413: (3, "request body too large", "BODY_TOO_LARGE"),
-    414: (3, "request URL too long", "URL_TOO_LONG"),
-    415: (3, "content-type must be application/json", "UNSUPPORTED_CONTENT_TYPE"),
-    429: (8, "too many requests", "RATE_LIMITED"),
-    431: (3, "request headers too large", "HEADERS_TOO_LARGE"),
-    500: (13, "internal error", "INTERNAL"),
-    502: (14, "service unavailable, try again shortly", "UNAVAILABLE"),
-    503: (14, "service unavailable, try again shortly", "UNAVAILABLE"),
-    504: (4, "deadline exceeded", "DEADLINE_EXCEEDED"),
-}
-# A 401 without any Authorization header: missing, not invalid.
-TOKEN_MISSING = (16, "an access token is required: Authorization: Bearer <token>", "TOKEN_MISSING")
-# Answers the gateway may retry for the client after a pause (google.rpc.RetryInfo).
-RETRYABLE = {502, 503}
-ERROR_DOMAIN = "expense-mesh"
-RPC_TYPES = "type.googleapis.com/google.rpc"
 # Lua filters that write a whole google.rpc.Status body mark their answer so in this
 # dynamic metadata namespace; local_reply_config then passes the body on unchanged.
 REPLY_METADATA = "expense.gateway.reply"
-UNKNOWN_CODE = 2
-# Retry-After of a 429 that brings none of its own (the rate limit sets its period's).
-RATE_LIMIT_RETRY_AFTER = "1"
 LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
 # Where jwt_authn puts a verified token's claims (dynamic metadata, which clients cannot set).
 JWT_PAYLOAD = "jwt_payload"
@@ -400,17 +383,17 @@ def _local_replies(settings: MeshSettings) -> dict[str, Any]:
         mappers.append(
             {"filter": _status_filter("EQ", status), **_error_reply(status, code, message, reason, settings)}
         )
-    return {"mappers": mappers, "body_format": _error_body(UNKNOWN_CODE, [_error_info("UNKNOWN")])}
+    return {"mappers": mappers, "body_format": _error_body(UNKNOWN[0], [error_info(UNKNOWN[2])])}
 
 
 def _error_reply(
     status: int, code: int, message: str | None, reason: str, settings: MeshSettings
 ) -> dict[str, Any]:
-    details = [_error_info(reason)]
+    details = [error_info(reason)]
     if status == 429:
-        details += [_retry_info("%RESP(RETRY-AFTER)%s"), _quota_failure(settings.limits.gateway)]
+        details += [retry_info("%RESP(RETRY-AFTER)%s"), quota_failure(settings.limits.gateway)]
     elif status in RETRYABLE:
-        details.append(_retry_info(f"{RATE_LIMIT_RETRY_AFTER}s"))
+        details.append(retry_info(f"{RATE_LIMIT_RETRY_AFTER}s"))
     mapper: dict[str, Any] = {"body_format_override": _error_body(code, details)}
     if message is not None:
         mapper["body"] = {"inline_string": message}
@@ -422,32 +405,6 @@ def _error_reply(
             }
         ]
     return mapper
-
-
-def _error_info(reason: str) -> dict[str, Any]:
-    return {"@type": f"{RPC_TYPES}.ErrorInfo", "reason": reason, "domain": ERROR_DOMAIN, "metadata": {}}
-
-
-def _retry_info(delay: str) -> dict[str, Any]:
-    return {"@type": f"{RPC_TYPES}.RetryInfo", "retry_delay": delay}
-
-
-def _quota_failure(gateway: GatewayLimits) -> dict[str, Any]:
-    def rate(limit: RateLimit) -> str:
-        return f"{limit.requests} requests per {limit.per}"
-
-    violations = [
-        {"subject": "user", "description": f"{rate(gateway.per_user)} per signed-in user"},
-        {
-            "subject": "client address",
-            "description": f"{rate(gateway.per_ip)} per client address without a token",
-        },
-        {
-            "subject": "password routes",
-            "description": f"{rate(gateway.password_routes)} on signup, login, password change",
-        },
-    ]
-    return {"@type": f"{RPC_TYPES}.QuotaFailure", "violations": violations}
 
 
 def _status_filter(op: str, status: int) -> dict[str, Any]:

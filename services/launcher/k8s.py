@@ -24,6 +24,7 @@ from services.kit.config.settings import MeshSettings
 from services.kit.grpc.server import LIVENESS
 from services.launcher.callers import GATEWAYS, callers
 from services.launcher.compose import NATS_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, app_environment
+from services.launcher.kong import kong_edge_env
 from services.launcher.nats import authorization_config, nats_users, password_variable
 from services.launcher.routes import RestSurface, rest_surface
 
@@ -125,7 +126,7 @@ def base_resources(settings: MeshSettings, surface: RestSurface) -> dict[str, li
         **{name: _mesh_service(settings, name) for name in settings.mesh.services},
         **({"web": _web(settings)} if settings.web.enabled else {}),
         "gateway": _gateway(settings),
-        "kong": _kong(),
+        "kong": _kong(settings),
     }
 
 
@@ -536,7 +537,7 @@ def _gateway(settings: MeshSettings) -> list[dict[str, Any]]:
     ]
 
 
-def _kong() -> list[dict[str, Any]]:
+def _kong(settings: MeshSettings) -> list[dict[str, Any]]:
     """Kong as the ingress: DB-less, reading the config `prepare` renders (kong/kong.yml with
     the consumer's public keys), from the ConfigMap the operator makes of it. Its image is
     kong plus the protos grpc-gateway reads (Dockerfile target `kong`)."""
@@ -553,6 +554,7 @@ def _kong() -> list[dict[str, Any]]:
             {"name": "KONG_STATUS_LISTEN", "value": f"0.0.0.0:{KONG_STATUS_PORT}"},
             {"name": "KONG_PROXY_ACCESS_LOG", "value": "/dev/stdout"},
             {"name": "KONG_PROXY_ERROR_LOG", "value": "/dev/stderr"},
+            *({"name": name, "value": value} for name, value in kong_edge_env(settings).items()),
         ],
         "ports": [
             {"name": "proxy", "containerPort": KONG_PROXY_PORT},

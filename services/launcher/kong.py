@@ -18,7 +18,11 @@ Rate limits (limits.gateway), with the rate-limiting plugin: a global instance p
 access token, and on each public route its own instance per client IP (tighter on the
 password routes). Every token belongs to the one consumer above, so `limit_by: consumer`
 would be one bucket for everyone; the token (verified by the jwt plugin, which runs
-first) is one bucket per session, the nearest Kong comes to per user."""
+first) is one bucket per session, the nearest Kong comes to per user.
+
+Strict input and one error shape (issue 18): a global pre-function and post-function carry
+Lua rendered from the protos, the same rules and error table as Envoy's (strict_input.py,
+gateway_errors.py; docs/errors.md, "Kong")."""
 
 from __future__ import annotations
 
@@ -32,7 +36,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.kit.config.settings import MeshSettings, RateLimit
-from services.launcher.routes import HttpRoute, RestSurface
+from services.launcher import strict_input
+from services.launcher.gateway_errors import kong_error_filters
+from services.launcher.routes import HttpRoute, RestSurface, load_descriptor_set
 
 # Where docker-compose.yml mounts proto/ (and the vendored google/api protos).
 KONG_INCLUDE = "/usr/local/kong/include"
@@ -58,6 +64,7 @@ def kong_config(
     if jwks is not None:
         consumer["jwt_secrets"] = jwt_secrets(jwks)
     plugins = [
+        *_strict_input_and_error_shape(settings, surface),
         _rate_limiting(settings.limits.gateway.per_user, is_public=False),
         _request_size_limiting(settings.limits.gateway_max_body_bytes),
         _correlation_id(),
@@ -67,6 +74,44 @@ def kong_config(
     if settings.metrics.enabled:
         plugins.append(_prometheus())
     return {"_format_version": "3.0", "services": services, "consumers": [consumer], "plugins": plugins}
+
+
+def _strict_input_and_error_shape(settings: MeshSettings, surface: RestSurface) -> list[dict[str, Any]]:
+    """Issue 18 behind Kong, with Kong OSS's serverless plugins (Lua in Kong's sandbox).
+    pre-function (first in the access phase) checks the body and query against the route's
+    request message, the same rules as Envoy's strict-input filter (strict_input.py), and
+    keeps its verdict; post-function (last) answers it after jwt, the rate limits and the
+    body limit, and rewrites every answer Kong makes itself into the google.rpc.Status shape
+    (gateway_errors.py; docs/errors.md)."""
+    schema = strict_input.Schema(load_descriptor_set().file)
+    limits = settings.limits
+    check = strict_input.kong_access_source(
+        schema, surface.routes, limits.gateway_max_json_depth, limits.gateway_max_body_bytes
+    )
+    header_filter, body_filter = kong_error_filters(limits.gateway, strict_input.KONG_VERDICT)
+    post = {
+        "access": [strict_input.KONG_REFUSE],
+        "header_filter": [header_filter],
+        "body_filter": [body_filter],
+    }
+    return [
+        {"name": "pre-function", "config": {"access": [check]}},
+        {"name": "post-function", "config": post},
+    ]
+
+
+def kong_edge_env(settings: MeshSettings) -> dict[str, str]:
+    """Kong settings the pre-/post-function rely on, for its container's environment:
+    bodies up to the limit stay in memory (beyond client_body_buffer_size nginx buffers them
+    to a file and kong.request.get_raw_body gives nil: strict input could not read them), and
+    any answer no plugin reaches is at least JSON (Kong's own `{"message": ...}` template).
+    The serverless plugins run in Kong's Lua sandbox, its default, named here: with
+    `untrusted_lua = off` Kong would refuse the config."""
+    return {
+        "KONG_UNTRUSTED_LUA": "sandbox",
+        "KONG_CLIENT_BODY_BUFFER_SIZE": f"{-(-settings.limits.gateway_max_body_bytes // 1024)}k",
+        "KONG_ERROR_DEFAULT_TYPE": "application/json",
+    }
 
 
 def _request_size_limiting(max_body_bytes: int) -> dict[str, Any]:

@@ -14,16 +14,18 @@ message type); each route names its request type in its metadata."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from google.protobuf import descriptor_pb2
 
+from services.launcher import lua
 from services.launcher.routes import HttpRoute
 
 FieldProto = descriptor_pb2.FieldDescriptorProto
+# Where Kong's pre-function leaves its verdict (kong.ctx.shared) for the post-function.
+KONG_VERDICT = "expense.strict_input"
 # Route metadata namespace: the Lua filter's name in the chain (Envoy keys route
 # metadata for a Lua filter by the filter's name).
 FILTER_NAME = "expense.strict_input"
@@ -168,23 +170,31 @@ def route_metadata(schema: Schema, route: HttpRoute) -> dict[str, Any]:
 
 
 def lua_source(schema: Schema, max_json_depth: int) -> str:
+    """Envoy's strict-input filter: the checks, then Envoy's entry point."""
+    return _core(schema, max_json_depth) + _ENVOY
+
+
+def kong_access_source(
+    schema: Schema, routes: Iterable[HttpRoute], max_json_depth: int, max_body: int
+) -> str:
+    """Kong's strict input (the global pre-function, access phase): the same checks, each
+    route's rules found by the matched route's name. The chunk returns the function Kong
+    runs per request (compiled once per worker), in Kong's sandbox (no require, no
+    setmetatable). The verdict waits in kong.ctx.shared for KONG_REFUSE (the post-function,
+    last in the access phase), so that jwt, the rate limits and the body limit answer first,
+    as in Envoy's filter order."""
+    rules = {route.name: metadata for route in routes if (metadata := route_metadata(schema, route))}
+    adapter = _KONG.replace("@ROUTES@", lua.literal(rules)).replace("@MAX_BODY@", str(max_body))
+    return _core(schema, max_json_depth) + adapter
+
+
+def _core(schema: Schema, max_json_depth: int) -> str:
     return (
-        _STRICT_INPUT.replace("@TYPES@", _lua_literal(schema.types))
+        _STRICT_INPUT.replace("@TYPES@", lua.literal(schema.types))
         .replace("@MAX_DEPTH@", str(max_json_depth))
+        .replace("@QUOTE@", lua.JSON_QUOTE)
         .lstrip()
     )
-
-
-def _lua_literal(value: Any) -> str:
-    if isinstance(value, dict):
-        items = ",".join(f"[{_lua_literal(key)}]={_lua_literal(item)}" for key, item in value.items())
-        return "{" + items + "}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        # JSON's escapes of a str are valid in a Lua string literal (ASCII only).
-        return json.dumps(value)
-    raise TypeError(f"no Lua literal for {value!r}")
 
 
 # JSON is parsed into tagged values ({t = "object", keys = {...}, vals = {...}}, ...), so
@@ -192,19 +202,17 @@ def _lua_literal(value: Any) -> str:
 _STRICT_INPUT = r"""
 local TYPES = @TYPES@
 local MAX_DEPTH = @MAX_DEPTH@
-local REPLY = "expense.gateway.reply"
 local BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 local ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 local DOMAIN = "expense-mesh"
 local MAX_VIOLATIONS = 20
 
 -- ------------------------------------------------------------------ JSON text
-local function quote(s)
-  s = s:gsub('[%c"\\]', function(c)
-    local named = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t'}
-    return named[c] or string.format("\\u%04x", c:byte())
-  end)
-  return '"' .. s .. '"'
+@QUOTE@
+-- An object of a class: the methods copied in (Kong's sandbox has no setmetatable).
+local function new(class, fields)
+  for name, method in pairs(class) do fields[name] = method end
+  return fields
 end
 
 local function utf8_char(code)
@@ -214,7 +222,6 @@ local function utf8_char(code)
 end
 
 local Parser = {}
-Parser.__index = Parser
 
 local function fail(position, what)
   error({json = true, message = what .. " at character " .. position}, 0)
@@ -332,7 +339,7 @@ function Parser:array(depth)
 end
 
 local function parse(text)
-  local parser = setmetatable({text = text, i = 1}, Parser)
+  local parser = new(Parser, {text = text, i = 1})
   local value = parser:value(0)
   parser:skip()
   if parser.i <= #text then fail(parser.i, "unexpected text after the JSON value") end
@@ -366,7 +373,6 @@ local function expected(spec)
 end
 
 local Checker = {}
-Checker.__index = Checker
 
 function Checker:violate(field, description, reason)
   if #self.violations < MAX_VIOLATIONS then
@@ -427,9 +433,7 @@ local function unescape(s)
   return (s:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
 end
 
-function Checker:query(path, allowed)
-  local query = path:match("%?(.*)$")
-  if query == nil then return end
+function Checker:query(query, allowed)
   for pair in query:gmatch("[^&]+") do
     local name, value = pair:match("^([^=]*)=?(.*)$")
     name, value = unescape(name), unescape(value)
@@ -444,8 +448,23 @@ function Checker:query(path, allowed)
   end
 end
 
+-- ------------------------------------------------------------------ body
+function Checker:body(body_type, text)
+  if not text:match("[^ \t\r\n]") then return end
+  if body_type == "" then return self:violate("", "this request takes no body", "UNEXPECTED_BODY") end
+  local ok, parsed = pcall(parse, text)
+  if not ok then
+    if type(parsed) ~= "table" or not parsed.json then error(parsed, 0) end
+    self:violate("", "the body is not valid JSON: " .. parsed.message, "MALFORMED_JSON")
+  elseif parsed.t ~= "object" then
+    self:violate("", "the body must be a JSON object", "WRONG_TYPE")
+  else
+    self:object(parsed, body_type, "")
+  end
+end
+
 -- ------------------------------------------------------------------ answer
-local function refuse(handle, checker)
+local function refusal(checker)
   local violations, first = {}, checker.violations[1]
   for _, v in ipairs(checker.violations) do
     violations[#violations + 1] =
@@ -459,36 +478,79 @@ local function refuse(handle, checker)
     for _, v in ipairs(checker.violations) do names[#names + 1] = v.field end
     message = "invalid fields: " .. table.concat(names, ", ")
   end
-  local body = '{"code":3,"message":' .. quote(message) .. ',"details":['
+  return '{"code":3,"message":' .. quote(message) .. ',"details":['
     .. '{"@type":"' .. BAD_REQUEST .. '","field_violations":[' .. table.concat(violations, ",") .. "]},"
     .. '{"@type":"' .. ERROR_INFO .. '","reason":"' .. checker.reason
     .. '","domain":"' .. DOMAIN .. '","metadata":{}}]}'
-  handle:streamInfo():dynamicMetadata():set(REPLY, "json", true)
-  handle:respond({[":status"] = "400"}, body)
 end
 
+-- The 400 body (google.rpc.Status JSON) refusing a request to a route whose body is a
+-- `body_type` ("" for none) and whose query may set `allowed_query`; nil when it may pass.
+-- With `text` nil (the body is not at hand) only the query is checked.
+local function check(body_type, allowed_query, query, text)
+  local checker = new(Checker, {violations = {}})
+  if query ~= nil and query ~= "" then checker:query(query, allowed_query) end
+  if text ~= nil then checker:body(body_type, text) end
+  if #checker.violations > 0 then return refusal(checker) end
+  return nil
+end
+"""
+
+# Envoy: the route's rules are its metadata under FILTER_NAME; the filter answers itself and
+# marks the answer for local_reply_config to pass on unchanged.
+_ENVOY = r"""
+local REPLY = "expense.gateway.reply"
+
+-- Everything the route's metadata and the headers give is read before handle:body(), which
+-- waits for the whole body: Envoy's objects fetched before that wait are out of scope after it.
 function envoy_on_request(handle)
   local metadata = handle:metadata()
   local allowed_query = metadata:get("query")
   if allowed_query == nil then return end
-  local checker = setmetatable({violations = {}}, Checker)
-  checker:query(handle:headers():get(":path"), allowed_query)
   local body_type = metadata:get("body")
+  local query = handle:headers():get(":path"):match("%?(.*)$")
   local body = handle:body()
   local text = body and body:getBytes(0, body:length()) or ""
-  if body_type == "" then
-    if text:match("[^ \t\r\n]") then checker:violate("", "this request takes no body", "UNEXPECTED_BODY") end
-  elseif text:match("[^ \t\r\n]") then
-    local ok, parsed = pcall(parse, text)
-    if not ok then
-      if type(parsed) ~= "table" or not parsed.json then error(parsed, 0) end
-      checker:violate("", "the body is not valid JSON: " .. parsed.message, "MALFORMED_JSON")
-    elseif parsed.t ~= "object" then
-      checker:violate("", "the body must be a JSON object", "WRONG_TYPE")
-    else
-      checker:object(parsed, body_type, "")
-    end
+  local refused = check(body_type, allowed_query, query, text)
+  if refused then
+    handle:streamInfo():dynamicMetadata():set(REPLY, "json", true)
+    handle:respond({[":status"] = "400"}, refused)
   end
-  if #checker.violations > 0 then refuse(handle, checker) end
 end
 """
+
+# Kong: the rules of every route by its name; the verdict is kept, not answered (see
+# kong_access_source). A body over the limit is not read: request-size-limiting answers 413.
+# get_raw_body gives nil for a body Kong buffered to disk (over client_body_buffer_size,
+# which compose and k8s set to the limit): its query is still checked.
+_KONG = (
+    r"""
+local ROUTES = @ROUTES@
+local MAX_BODY = @MAX_BODY@
+"""
+    + f'local VERDICT = "{KONG_VERDICT}"\n'
+    + r"""
+return function()
+  local route = kong.router.get_route()
+  local rules = route and ROUTES[route.name]
+  if rules == nil then return end
+  local text
+  local length = tonumber(kong.request.get_header("content-length") or "")
+  if length == nil or length <= MAX_BODY then text = kong.request.get_raw_body() end
+  kong.ctx.shared[VERDICT] = check(rules.body, rules.query, kong.request.get_raw_query(), text)
+end
+"""
+)
+
+# Kong's post-function, last in the access phase: answers the pre-function's verdict once the
+# plugins before it (jwt, rate-limiting, request-size-limiting) let the request through.
+KONG_REFUSE = f"""
+local VERDICT = "{KONG_VERDICT}"
+
+return function()
+  local refused = kong.ctx.shared[VERDICT]
+  if refused then
+    return kong.response.exit(400, refused, {{["Content-Type"] = "application/json"}})
+  end
+end
+""".lstrip()
