@@ -75,8 +75,10 @@ class Profile(BaseModel):
     lag_poll_ms: float = Field(gt=0)
     # Creates per second of the alert-latency step (issue 15's target is at 100/s).
     alert_rate: float = Field(100.0, gt=0)
-    # alert.raised events per second of the notification fan-out step (issue 16: 500/s).
-    notification_rate: float = Field(500.0, gt=0)
+    # alert.raised events per second of the notification fan-out steps (issue 16: the
+    # target is at 500/s; 1,000/s is the load it names) and how long each publishes.
+    notification_rates: list[float] = Field([500.0, 1000.0], min_length=1)
+    notification_seconds: float = Field(10.0, gt=0)
     import_rows: int = Field(ge=1)
     import_batch_rows: int = Field(ge=1)
     import_concurrency: int = Field(ge=1)

@@ -10,6 +10,7 @@ import contextlib
 import json
 import time
 from itertools import count
+from statistics import fmean
 
 from aiohttp import web
 from google.protobuf.any_pb2 import Any as AnyMessage
@@ -19,10 +20,14 @@ from bench.context import Bench, p99_at_most
 from bench.stats import OK, Measurement, ScenarioResult
 from expense.events.v1 import events_pb2
 from services.kit.domain.ids import new_id
+from services.kit.events.bus import durable_name, stream_name
+from services.notification.queue import DELIVERIES
 
 USERS = 20
 ARRIVAL_TIMEOUT_SECONDS = 60.0
 DEPTH_SAMPLE_SECONDS = 0.5
+# notification's durable consumer of alert.raised, and its delivery work queue.
+ALERTS_CONSUMER = "notification_alerts"
 
 
 class Receiver:
@@ -53,8 +58,9 @@ class Receiver:
         return web.Response(status=204)
 
     async def all_arrived(self, markers: set[str]) -> None:
-        """Until every marker's webhook arrived."""
+        """Until every marker's webhook arrived (one step's markers at a time)."""
         self._wanted = markers
+        self._all_arrived = asyncio.Event()
         if not markers <= self.arrived.keys():
             await self._all_arrived.wait()
 
@@ -115,28 +121,60 @@ async def notification_fanout(bench: Bench) -> None:
     receiver = Receiver()
     await receiver.start()
     try:
-        await _fanout(bench, receiver)
+        user_ids = await _subscribe(bench, receiver)
+        numbers = count()
+        for rate in bench.profile.notification_rates:
+            await _fanout(bench, receiver, user_ids, rate, numbers)
     finally:
         await receiver.stop()
 
 
-async def _fanout(bench: Bench, receiver: Receiver) -> None:
-    user_ids = await _subscribe(bench, receiver)
-    prefix = bench.mesh.event_prefix
-    js = bench.nats.jetstream()
-    subject = f"{prefix}.events.alert.raised"
-    published: dict[str, float] = {}
-    numbers = count()
-    rate = bench.profile.notification_rate
-    depths: list[int] = []
-    sampling = True
+class DepthSampler:
+    """Samples, every DEPTH_SAMPLE_SECONDS, the two queues an alert waits in: the alert
+    consumer's pending events (JetStream num_pending + num_ack_pending) and the delivery
+    work queue's jobs (its WorkQueue stream holds exactly the jobs not yet acked)."""
 
-    async def sample_depth() -> None:
-        stream = f"{prefix.upper()}_NOTIFICATION_DELIVERIES"
-        while sampling:
+    def __init__(self, bench: Bench) -> None:
+        prefix = bench.mesh.event_prefix
+        self.js = bench.nats.jetstream()
+        self.events_stream = stream_name(prefix)
+        self.alerts_durable = durable_name(prefix, ALERTS_CONSUMER)
+        self.work_stream = DELIVERIES.stream(prefix)
+        self.consumer_depths: list[int] = []
+        self.work_depths: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
             with contextlib.suppress(Exception):
-                depths.append((await js.stream_info(stream)).state.messages)
+                info = await self.js.consumer_info(self.events_stream, self.alerts_durable)
+                self.consumer_depths.append((info.num_pending or 0) + (info.num_ack_pending or 0))
+            with contextlib.suppress(Exception):
+                self.work_depths.append((await self.js.stream_info(self.work_stream)).state.messages)
             await asyncio.sleep(DEPTH_SAMPLE_SECONDS)
+
+    def __enter__(self) -> DepthSampler:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "max_consumer_pending": max(self.consumer_depths, default=0),
+            "mean_consumer_pending": round(fmean(self.consumer_depths), 1) if self.consumer_depths else 0.0,
+            "max_queue_depth": max(self.work_depths, default=0),
+            "mean_queue_depth": round(fmean(self.work_depths), 1) if self.work_depths else 0.0,
+        }
+
+
+async def _fanout(bench: Bench, receiver: Receiver, user_ids: list[str], rate: float, numbers: count) -> None:
+    """One open-loop step at `rate` alerts/s, then until every webhook arrived (bounded)."""
+    js = bench.nats.jetstream()
+    subject = f"{bench.mesh.event_prefix}.events.alert.raised"
+    published: dict[str, float] = {}
 
     async def publish() -> str:
         number = next(numbers)
@@ -145,9 +183,8 @@ async def _fanout(bench: Bench, receiver: Receiver) -> None:
         await js.publish(subject, data, headers={"Nats-Msg-Id": f"{bench.nonce}-alert-{number}"})
         return OK
 
-    sampler = asyncio.create_task(sample_depth())
     started = time.perf_counter()
-    try:
+    with DepthSampler(bench) as depths:
         sent = await bench.open_step(
             "notification fan-out (publish)",
             f"NATS {rate:g}/s",
@@ -155,16 +192,14 @@ async def _fanout(bench: Bench, receiver: Receiver) -> None:
             rate,
             path="NATS",
             tool="nats-py",
-            seconds=bench.profile.lag_seconds,
+            seconds=bench.profile.notification_seconds,
             warmup=False,
         )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(ARRIVAL_TIMEOUT_SECONDS):
                 await receiver.all_arrived(set(published))
-    finally:
-        sampling = False
-        await sampler
-    elapsed = max(receiver.arrived.values(), default=started) - started
+    arrivals = [receiver.arrived[number] for number in published if number in receiver.arrived]
+    elapsed = max(arrivals, default=started) - started
     measurement = Measurement(seconds=sent.seconds)
     for number, at in published.items():
         if number in receiver.arrived:
@@ -179,11 +214,15 @@ async def _fanout(bench: Bench, receiver: Receiver) -> None:
         unit="alerts/s",
     )
     row.extra.update(
+        rate=rate,
         published=len(published),
-        webhooks=len(receiver.arrived),
-        sustained_alerts_per_second=round(len(receiver.arrived) / elapsed, 1) if elapsed > 0 else 0.0,
-        max_queue_depth=max(depths, default=0),
+        webhooks=len(arrivals),
+        # Alerts (each 2 deliveries) done per second, from the first publication to the
+        # last webhook: below the offered rate when the mesh cannot keep up.
+        sustained_alerts_per_second=round(len(arrivals) / elapsed, 1) if elapsed > 0 else 0.0,
+        drain_seconds=round(max(arrivals, default=started) - started - sent.seconds, 2),
         users=len(user_ids),
+        **depths.summary(),
     )
     row.notes.append(
         "from the event's publication on NATS to its webhook's arrival (consumer → notification "
