@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.db.engine import Database, after_commit
+from services.kit.db.engine import Database, Queryable, after_commit
 from services.kit.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -32,9 +32,10 @@ from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Event
 from services.kit.grpc.breakers import Breaker, CircuitOpen, breaker_for
 from services.notification import metrics, storage
-from services.notification.channels import Channel
+from services.notification.channels import Channel, InAppChannel
 from services.notification.domain import (
     CODE_CHANNELS,
+    DELIVERED,
     FAILED,
     QUEUED,
     SENT,
@@ -68,6 +69,7 @@ from services.notification.providers.webhook import (
     generate_webhook_secret,
 )
 from services.notification.queue import DONE, DeadLetterRecord, DeliveryQueue, Job, Outcome
+from services.notification.secrets import SecretBox
 from services.notification.settings import NotificationSettings
 from services.notification.templates import Rendered, TemplateUnusable, TemplatingClient
 
@@ -98,6 +100,14 @@ def event_addresses(fields: Mapping[str, str], payload: Mapping[str, Any]) -> di
         except InvalidArgument:
             log.warning("unusable address in an event", extra={"channel": channel})
     return addresses
+
+
+class CapReached(Exception):
+    """The user's daily cap of a channel is reached: the claim rolls back."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"the daily cap of {cap} is reached")
+        self.cap = cap
 
 
 @dataclass(frozen=True)
@@ -282,14 +292,16 @@ class Deliveries:
         db: Database,
         settings: NotificationSettings,
         queue: DeliveryQueue,
-        channels: dict[str, Channel],
+        channels: Mapping[str, Channel | InAppChannel],
         templating: TemplatingClient,
+        secrets: SecretBox,
     ) -> None:
         self.db = db
         self.settings = settings
         self.queue = queue
         self.channels = channels
         self.templating = templating
+        self.secrets = secrets
         self.breakers: dict[str, Breaker] = {
             name: breaker_for(
                 f"provider-{name}",
@@ -297,7 +309,8 @@ class Deliveries:
                 settings.breaker,
                 exclude=[(ProviderError, lambda error: not error.retryable)],
             )
-            for name in channels
+            for name, channel in channels.items()
+            if not isinstance(channel, InAppChannel)
         }
 
     async def handle(self, job: Job) -> Outcome:
@@ -315,18 +328,16 @@ class Deliveries:
             prefs = await storage.get_preferences(
                 connection, delivery.user_id, default_preferences(self.settings)
             )
+            secret = await self._webhook_secret(connection, delivery)
         if notification is None:
-            return DONE
-        if await self._held_back(delivery, notification, prefs, now):
             return DONE
         channel = self.channels.get(delivery.channel)
         if channel is None:
             await self._finish(delivery, FAILED, error=f"no provider is configured for {delivery.channel}")
             return DONE
-        async with self.db.transaction() as session:
-            # Counted before anything is sent: a crash after the send is a known attempt.
-            claim_until = now + timedelta(seconds=self.settings.delivery.ack_wait_seconds)
-            claimed = await storage.start_attempt(session, delivery.delivery_id, now, claim_until)
+        if isinstance(channel, InAppChannel):
+            return await self._show(channel, delivery, notification, prefs, job)
+        claimed = await self.claim(delivery, notification, prefs, now)
         if claimed is None:
             return DONE
         try:
@@ -337,7 +348,7 @@ class Deliveries:
         except grpc.aio.AioRpcError as error:
             return await self._retry(claimed, job, f"templating: {error.code().name}")
         try:
-            result = await self._send(channel, await self._message(claimed, notification, rendered))
+            result = await self._send(channel, self._message(claimed, notification, rendered, secret))
         except CircuitOpen:
             # The provider is down: wait while the breaker is open; nothing is lost.
             error = "waiting: the provider's circuit is open"
@@ -359,32 +370,92 @@ class Deliveries:
         )
         return DONE
 
-    async def _held_back(
+    async def _webhook_secret(self, connection: Queryable, delivery: storage.DeliveryRow) -> str | None:
+        """The signing secret of the user's webhook endpoint (webhook deliveries only)."""
+        if delivery.channel != "webhook":
+            return None
+        contact = await storage.verified_address(connection, delivery.user_id, "webhook")
+        return self.secrets.reveal(contact.secret) if contact else None
+
+    async def _show(
+        self,
+        channel: InAppChannel,
+        delivery: storage.DeliveryRow,
+        notification: storage.NotificationRow,
+        prefs: Preferences,
+        job: Job,
+    ) -> Outcome:
+        """In-app: nothing leaves the database, so there is no send to record beforehand:
+        rendered, then the attempt, the inbox entry and `delivered` in one transaction."""
+        try:
+            rendered = await self._render(notification, delivery, prefs)
+        except TemplateUnusable as error:
+            await self._finish(delivery, FAILED, error=str(error))
+            return DONE
+        except grpc.aio.AioRpcError as error:
+            return await self._retry(delivery, job, f"templating: {error.code().name}")
+        now = utcnow()
+        async with self.db.transaction() as session:
+            claimed = await storage.start_attempt(session, delivery.delivery_id, now, self._claim_until(now))
+            if claimed is None:
+                return DONE
+            result = await channel.show(session, self._message(claimed, notification, rendered, None))
+            moved = await storage.advance(
+                session, [claimed.delivery_id], DELIVERED, now,
+                provider_message_id=result.provider_message_id, template=rendered.template, error="",
+            )  # fmt: skip
+        if moved:
+            metrics.DELIVERIES.labels(claimed.channel, DELIVERED).inc(moved)
+        return DONE
+
+    def _claim_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.settings.delivery.ack_wait_seconds)
+
+    async def claim(
         self,
         delivery: storage.DeliveryRow,
         notification: storage.NotificationRow,
         prefs: Preferences,
         now: datetime,
-    ) -> bool:
-        """Quiet hours and daily caps defer (never drop) what is not critical."""
-        if notification.severity == "critical" or delivery.channel == "in_app":
-            return False
-        until, reason = None, ""
-        if delivery.channel in self.settings.quiet_channels:
+    ) -> storage.DeliveryRow | None:
+        """Counts the attempt and claims the delivery before anything is sent (a crash
+        after the send is a known attempt), unless it is held back: quiet hours and a
+        reached daily cap defer (never drop) what is not critical. The cap is counted
+        after the claim, in its transaction, under the user's channel lock: concurrent
+        jobs of one user cannot pass it. None: held back, or not this worker's to send."""
+        critical = notification.severity == "critical"
+        if not critical and delivery.channel in self.settings.quiet_channels:
             until = quiet_until(prefs, now)
-            reason = "deferred: quiet hours"
-        cap = prefs.cap(delivery.channel, self.settings.daily_caps)
-        if until is None and cap is not None:
-            start, end = day_of(prefs, now)
+            if until is not None:
+                await self._defer(delivery, until, now, "deferred: quiet hours")
+                return None
+        cap = None if critical else prefs.cap(delivery.channel, self.settings.daily_caps)
+        start, end = day_of(prefs, now)
+        try:
             async with self.db.transaction() as session:
-                sent = await storage.sent_today(session, delivery.user_id, delivery.channel, start, end)
-            if sent >= cap:
-                until, reason = end, f"deferred: the daily cap of {cap} is reached"
-        if until is None:
-            return False
+                if cap is not None:
+                    await storage.lock_daily_cap(session, delivery.user_id, delivery.channel)
+                claimed = await storage.start_attempt(
+                    session, delivery.delivery_id, now, self._claim_until(now)
+                )
+                if claimed is None or cap is None:
+                    return claimed
+                # This claim counts itself (in flight): over the cap, it rolls back.
+                if (
+                    await storage.used_today(session, delivery.user_id, delivery.channel, start, end, now)
+                    > cap
+                ):
+                    raise CapReached(cap)
+        except CapReached as reached:
+            await self._defer(delivery, end, now, f"deferred: the daily cap of {reached.cap} is reached")
+            return None
+        return claimed
+
+    async def _defer(
+        self, delivery: storage.DeliveryRow, until: datetime, now: datetime, reason: str
+    ) -> None:
         async with self.db.transaction() as session:
             await storage.defer(session, delivery.delivery_id, until, now, reason)
-        return True
 
     async def _render(
         self, notification: storage.NotificationRow, delivery: storage.DeliveryRow, prefs: Preferences
@@ -399,14 +470,13 @@ class Deliveries:
             variables,
         )
 
-    async def _message(
-        self, delivery: storage.DeliveryRow, notification: storage.NotificationRow, rendered: Rendered
+    def _message(
+        self,
+        delivery: storage.DeliveryRow,
+        notification: storage.NotificationRow,
+        rendered: Rendered,
+        webhook_secret: str | None,
     ) -> OutboundMessage:
-        secret = None
-        if delivery.channel == "webhook":
-            async with self.db.read() as connection:
-                contact = await storage.verified_address(connection, delivery.user_id, "webhook")
-            secret = contact.secret if contact else None
         whatsapp = None
         if rendered.whatsapp_name:
             whatsapp = WhatsAppTemplate(
@@ -419,7 +489,7 @@ class Deliveries:
             subject=rendered.subject or None,
             body=rendered.body,
             whatsapp_template=whatsapp,
-            webhook_secret=secret,
+            webhook_secret=webhook_secret,
             webhook_event_type=notification.source,
         )
 
@@ -599,13 +669,15 @@ class ContactPoints:
         self,
         db: Database,
         settings: NotificationSettings,
-        channels: dict[str, Channel],
+        channels: Mapping[str, Channel],
         templating: TemplatingClient,
+        secrets: SecretBox,
     ) -> None:
         self.db = db
         self.settings = settings
         self.channels = channels
         self.templating = templating
+        self.secrets = secrets
 
     async def list(self, user_id: str) -> list[storage.ContactPointRow]:
         async with self.db.read() as connection:
@@ -630,7 +702,8 @@ class ContactPoints:
             # Email (the account's or another) and webhooks need no code; numbers do.
             verified_at=None if code else now,
             code_digest=code_digest(contact_id, code) if code else "",
-            code_expires_at=now + ttl if code else None, code_attempts=0, secret=secret, created_at=now,
+            code_expires_at=now + ttl if code else None, code_attempts=0,
+            secret=self.secrets.seal(secret) if secret else "", created_at=now,
         )  # fmt: skip
         async with self.db.transaction() as session:
             if await storage.count_contact_points(session, user_id) >= self.settings.max_contact_points:
