@@ -76,6 +76,8 @@ from services.notification.templates import Rendered, TemplateUnusable, Templati
 log = logging.getLogger(__name__)
 
 DIGEST_SOURCE = "notification.digest"
+# A digest notification's event id: this prefix and its first item's delivery id.
+DIGEST_EVENT_PREFIX = "digest:"
 SWEEP_BATCH = 500
 
 
@@ -520,7 +522,9 @@ class Deliveries:
         """The result, and the same for the items a digest carried."""
         now = utcnow()
         async with self.db.transaction() as session:
-            ids = [delivery.delivery_id, *await storage.digest_members(session, delivery.delivery_id)]
+            ids = [delivery.delivery_id]
+            if delivery.event_id.startswith(DIGEST_EVENT_PREFIX):  # only a digest carries items
+                ids += await storage.digest_members(session, delivery.delivery_id)
             moved = await storage.advance(session, ids, status, now, **values)
         if moved:
             metrics.DELIVERIES.labels(delivery.channel, status).inc(moved)
@@ -584,8 +588,9 @@ class Sweep:
                 plan = MessagePlan(self.settings.digest_template, {"items": titles}, "info")
                 channels = sorted({item.channel for item in items})
                 members = [f"{item.channel}/{item.delivery_id}" for item in items]
+                event_id = f"{DIGEST_EVENT_PREFIX}{items[0].delivery_id}"
                 fresh += await self.intake.notify(
-                    session, user_id, f"digest:{items[0].delivery_id}", DIGEST_SOURCE, plan, channels, prefs,
+                    session, user_id, event_id, DIGEST_SOURCE, plan, channels, prefs,
                     now, digest_members=members,
                 )  # fmt: skip
         if fresh:
