@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.db.engine import Database, Queryable, after_commit
+from services.kit.db.engine import Database, after_commit
 from services.kit.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -104,12 +104,23 @@ def event_addresses(fields: Mapping[str, str], payload: Mapping[str, Any]) -> di
     return addresses
 
 
-class CapReached(Exception):
-    """The user's daily cap of a channel is reached: the claim rolls back."""
+class HeldBack(Exception):
+    """A delivery waits until `until` (quiet hours, a reached daily cap): its claim rolls back."""
 
-    def __init__(self, cap: int) -> None:
-        super().__init__(f"the daily cap of {cap} is reached")
-        self.cap = cap
+    def __init__(self, until: datetime, reason: str) -> None:
+        super().__init__(reason)
+        self.until = until
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this worker is sending, with what the message is made of."""
+
+    delivery: storage.DeliveryRow
+    notification: storage.NotificationRow
+    prefs: Preferences
+    webhook_secret: str | None
 
 
 @dataclass(frozen=True)
@@ -319,41 +330,25 @@ class Deliveries:
         }
 
     async def handle(self, job: Job) -> Outcome:
-        now = utcnow()
-        async with self.db.read() as connection:
-            delivery = await storage.get_delivery(connection, job.delivery_id)
-            if (
-                delivery is None
-                or delivery.status != QUEUED
-                or delivery.dead_lettered_at
-                or delivery.in_digest
-            ):
-                return DONE
-            notification = await storage.notification_by_id(connection, delivery.notification_id)
-            prefs = await storage.get_preferences(
-                connection, delivery.user_id, default_preferences(self.settings)
-            )
-            secret = await self._webhook_secret(connection, delivery)
-        if notification is None:
-            return DONE
-        channel = self.channels.get(delivery.channel)
+        channel = self.channels.get(job.channel)
         if channel is None:
-            await self._finish(delivery, FAILED, error=f"no provider is configured for {delivery.channel}")
-            return DONE
+            return await self._unsendable(job)
         if isinstance(channel, InAppChannel):
-            return await self._show(channel, delivery, notification, prefs, job)
-        claimed = await self.claim(delivery, notification, prefs, now)
-        if claimed is None:
+            return await self._show(channel, job)
+        claim = await self.claim(job.delivery_id, utcnow())
+        if claim is None:
             return DONE
+        claimed, notification = claim.delivery, claim.notification
         try:
-            rendered = await self._render(notification, claimed, prefs)
+            rendered = await self._render(notification, claimed, claim.prefs)
         except TemplateUnusable as error:
             await self._finish(claimed, FAILED, error=str(error))
             return DONE
         except grpc.aio.AioRpcError as error:
             return await self._retry(claimed, job, f"templating: {error.code().name}")
+        message = self._message(claimed, notification, rendered, claim.webhook_secret)
         try:
-            result = await self._send(channel, self._message(claimed, notification, rendered, secret))
+            result = await self._send(channel, message)
         except CircuitOpen:
             # The provider is down: wait while the breaker is open; nothing is lost.
             error = "waiting: the provider's circuit is open"
@@ -375,23 +370,26 @@ class Deliveries:
         )
         return DONE
 
-    async def _webhook_secret(self, connection: Queryable, delivery: storage.DeliveryRow) -> str | None:
-        """The signing secret of the user's webhook endpoint (webhook deliveries only)."""
-        if delivery.channel != "webhook":
-            return None
-        contact = await storage.verified_address(connection, delivery.user_id, "webhook")
-        return self.secrets.reveal(contact.secret) if contact else None
+    async def _unsendable(self, job: Job) -> Outcome:
+        async with self.db.read() as connection:
+            delivery = await storage.get_delivery(connection, job.delivery_id)
+        if delivery is not None and delivery.status == QUEUED:
+            await self._finish(delivery, FAILED, error=f"no provider is configured for {job.channel}")
+        return DONE
 
-    async def _show(
-        self,
-        channel: InAppChannel,
-        delivery: storage.DeliveryRow,
-        notification: storage.NotificationRow,
-        prefs: Preferences,
-        job: Job,
-    ) -> Outcome:
+    async def _show(self, channel: InAppChannel, job: Job) -> Outcome:
         """In-app: nothing leaves the database, so there is no send to record beforehand:
         rendered, then the attempt, the inbox entry and `delivered` in one transaction."""
+        async with self.db.read() as connection:
+            delivery = await storage.get_delivery(connection, job.delivery_id)
+            if delivery is None or delivery.status != QUEUED or delivery.dead_lettered_at:
+                return DONE
+            notification = await storage.notification_by_id(connection, delivery.notification_id)
+            prefs = await storage.get_preferences(
+                connection, delivery.user_id, default_preferences(self.settings)
+            )
+        if notification is None:
+            return DONE
         try:
             rendered = await self._render(notification, delivery, prefs)
         except TemplateUnusable as error:
@@ -416,51 +414,63 @@ class Deliveries:
     def _claim_until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.settings.delivery.ack_wait_seconds)
 
-    async def claim(
+    async def claim(self, delivery_id: str, now: datetime) -> Claim | None:
+        """Counts the attempt and claims the delivery before anything is sent (a crash
+        after the send is a known attempt), with what sending it needs, in one
+        transaction; unless it is held back: quiet hours and a reached daily cap defer
+        (never drop) what is not critical, and the claim rolls back. The cap is counted
+        after the claim under the user's channel lock: concurrent jobs of one user cannot
+        pass it. None: held back, or not this worker's to send (done, dead, in a digest,
+        deferred, claimed by another)."""
+        try:
+            async with self.db.transaction() as session:
+                delivery = await storage.start_attempt(session, delivery_id, now, self._claim_until(now))
+                if delivery is None:
+                    return None
+                notification = await storage.notification_by_id(session, delivery.notification_id)
+                if notification is None:
+                    return None
+                prefs = await storage.get_preferences(
+                    session, delivery.user_id, default_preferences(self.settings)
+                )
+                await self._hold_back(session, delivery, notification, prefs, now)
+                secret = await self._webhook_secret(session, delivery)
+        except HeldBack as held:
+            async with self.db.transaction() as session:
+                await storage.defer(session, delivery_id, held.until, now, held.reason)
+            return None
+        return Claim(delivery, notification, prefs, secret)
+
+    async def _hold_back(
         self,
+        session: AsyncSession,
         delivery: storage.DeliveryRow,
         notification: storage.NotificationRow,
         prefs: Preferences,
         now: datetime,
-    ) -> storage.DeliveryRow | None:
-        """Counts the attempt and claims the delivery before anything is sent (a crash
-        after the send is a known attempt), unless it is held back: quiet hours and a
-        reached daily cap defer (never drop) what is not critical. The cap is counted
-        after the claim, in its transaction, under the user's channel lock: concurrent
-        jobs of one user cannot pass it. None: held back, or not this worker's to send."""
-        critical = notification.severity == "critical"
-        if not critical and delivery.channel in self.settings.quiet_channels:
+    ) -> None:
+        """HeldBack in quiet hours, or when the day's cap is reached counting this claim."""
+        if notification.severity == "critical":
+            return
+        if delivery.channel in self.settings.quiet_channels:
             until = quiet_until(prefs, now)
             if until is not None:
-                await self._defer(delivery, until, now, "deferred: quiet hours")
-                return None
-        cap = None if critical else prefs.cap(delivery.channel, self.settings.daily_caps)
+                raise HeldBack(until, "deferred: quiet hours")
+        cap = prefs.cap(delivery.channel, self.settings.daily_caps)
+        if cap is None:
+            return
+        await storage.lock_daily_cap(session, delivery.user_id, delivery.channel)
         start, end = day_of(prefs, now)
-        try:
-            async with self.db.transaction() as session:
-                if cap is not None:
-                    await storage.lock_daily_cap(session, delivery.user_id, delivery.channel)
-                claimed = await storage.start_attempt(
-                    session, delivery.delivery_id, now, self._claim_until(now)
-                )
-                if claimed is None or cap is None:
-                    return claimed
-                # This claim counts itself (in flight): over the cap, it rolls back.
-                if (
-                    await storage.used_today(session, delivery.user_id, delivery.channel, start, end, now)
-                    > cap
-                ):
-                    raise CapReached(cap)
-        except CapReached as reached:
-            await self._defer(delivery, end, now, f"deferred: the daily cap of {reached.cap} is reached")
-            return None
-        return claimed
+        # The claim counts itself (in flight, committed or not: this transaction's).
+        if await storage.used_today(session, delivery.user_id, delivery.channel, start, end, now) > cap:
+            raise HeldBack(end, f"deferred: the daily cap of {cap} is reached")
 
-    async def _defer(
-        self, delivery: storage.DeliveryRow, until: datetime, now: datetime, reason: str
-    ) -> None:
-        async with self.db.transaction() as session:
-            await storage.defer(session, delivery.delivery_id, until, now, reason)
+    async def _webhook_secret(self, session: AsyncSession, delivery: storage.DeliveryRow) -> str | None:
+        """The signing secret of the user's webhook endpoint (webhook deliveries only)."""
+        if delivery.channel != "webhook":
+            return None
+        contact = await storage.verified_address(session, delivery.user_id, "webhook")
+        return self.secrets.reveal(contact.secret) if contact else None
 
     async def _render(
         self, notification: storage.NotificationRow, delivery: storage.DeliveryRow, prefs: Preferences
