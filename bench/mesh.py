@@ -23,6 +23,7 @@ import nats
 import psycopg
 import redis
 from nats.js.errors import NotFoundError
+from sqlalchemy import make_url
 
 from bench.settings import MeshOverrides
 from services.kit.config.settings import REPO_ROOT, load_settings
@@ -31,7 +32,8 @@ from services.launcher.up import READY_LINE
 POSTGRES_ADMIN_DSN = os.environ.get("EM_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("EM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 NATS_URL = os.environ.get("EM_BENCH_NATS_URL", "nats://127.0.0.1:4222")
-START_TIMEOUT_SECONDS = 120.0
+# A shared 2-core machine under load can take minutes to run every migration and boot.
+START_TIMEOUT_SECONDS = 300.0
 STOP_TIMEOUT_SECONDS = 30.0
 # Settings of the outer environment that must not leak into the benchmark mesh.
 OUTER_SETTINGS = ("DATABASE_URL", "REDIS_URL", "NATS_URL", "EM_CONFIG_FILE")
@@ -80,7 +82,9 @@ def fresh_database(keep: bool) -> Iterator[tuple[str, str]]:
     with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        # The same server as the admin DSN (EM_BENCH_POSTGRES_DSN may name another port).
+        url = make_url(POSTGRES_ADMIN_DSN).set(drivername="postgresql+psycopg", database=name)
+        yield name, url.render_as_string(hide_password=False)
     finally:
         if not keep:
             with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:

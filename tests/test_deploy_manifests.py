@@ -92,6 +92,19 @@ def test_every_ledger_replica_gets_the_page_token_key_from_outside_git(compose: 
     }
 
 
+def test_every_notification_replica_gets_the_webhook_secrets_key_from_outside_git(
+    compose: dict[str, Any],
+) -> None:
+    environment = compose["services"]["notification"]["environment"]
+    assert environment["EM_NOTIFICATION_SECRETS_KEY"].startswith("${EM_NOTIFICATION_SECRETS_KEY:?")
+    assert not {"EM_NOTIFICATION_SECRETS_KEY"} & set(compose["services"]["ledger"]["environment"])
+    (container,) = _find("Deployment", "notification")["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["EM_NOTIFICATION_SECRETS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "expense-mesh-notification-secrets", "key": "key"}
+    }
+
+
 def test_each_service_has_its_own_nats_user_with_the_password_from_outside_git(
     compose: dict[str, Any],
 ) -> None:

@@ -26,6 +26,11 @@ POSTGRES_PASSWORD = "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD (environment or 
 DATABASE_URL = "postgresql+psycopg://expense:${POSTGRES_PASSWORD}@postgres:5432/expense"
 # The ledger's page-token key, likewise: every ledger container must sign with the same one.
 PAGE_TOKEN_KEY = "${EM_PAGE_TOKEN_KEY:?set EM_PAGE_TOKEN_KEY (environment or .env), 32 characters or more}"
+# Notification's key for webhook secrets at rest: every notification container opens them.
+NOTIFICATION_SECRETS_KEY = (
+    "${EM_NOTIFICATION_SECRETS_KEY:?set EM_NOTIFICATION_SECRETS_KEY (environment or .env), "
+    "32 characters or more}"
+)
 # NATS's authorization (services/launcher/nats.py), rendered by `deploy-files`.
 NATS_CONFIG = "nats/nats.conf"
 
@@ -93,6 +98,8 @@ def env_example(settings: MeshSettings) -> str:
         "POSTGRES_PASSWORD=",
         f"# The key every ledger container signs its page tokens with ({token})",
         "EM_PAGE_TOKEN_KEY=",
+        f"# The key notification encrypts webhook secrets at rest with ({token})",
+        "EM_NOTIFICATION_SECRETS_KEY=",
         f"# A NATS password per user: a letter, then 31+ letters and digits ({nats})",
         *(f"{password_variable(user)}=" for user in nats_users(settings.mesh.services)),
         f"# Each service's credential for mesh-internal calls, auth checks them ({token})",
@@ -181,6 +188,9 @@ def _mesh_service(settings: MeshSettings, name: str) -> dict[str, Any]:
         service["volumes"] = ["mesh-data:/data"]
     if name == "ledger":
         service["environment"] = {**service["environment"], "EM_PAGE_TOKEN_KEY": PAGE_TOKEN_KEY}
+    if name == "notification":
+        secrets_key = {"EM_NOTIFICATION_SECRETS_KEY": NOTIFICATION_SECRETS_KEY}
+        service["environment"] = {**service["environment"], **secrets_key}
     service["environment"] = {**service["environment"], **service_identity_env(settings, name)}
     return service
 

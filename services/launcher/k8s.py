@@ -35,6 +35,7 @@ CONFIG_MAP = "mesh-config"
 DB_SECRET = "expense-mesh-db"
 SIGNING_KEYS_SECRET = "expense-mesh-signing-keys"
 PAGE_TOKEN_SECRET = "expense-mesh-page-token"
+NOTIFICATION_SECRETS_SECRET = "expense-mesh-notification-secrets"
 # NATS: a Secret per user (`password`); the authorization the operator's NATS includes.
 NATS_SECRET = "expense-mesh-nats-{user}"
 NATS_AUTHORIZATION = "expense-mesh-nats-authorization"
@@ -281,6 +282,10 @@ def _mesh_service(settings: MeshSettings, name: str) -> list[dict[str, Any]]:
         # Every replica signs and checks page tokens with the same key.
         key = {"secretKeyRef": {"name": PAGE_TOKEN_SECRET, "key": "key"}}
         container["env"] = [*container["env"], {"name": "EM_PAGE_TOKEN_KEY", "valueFrom": key}]
+    if name == "notification":
+        # Every replica opens the webhook secrets the others sealed.
+        key = {"secretKeyRef": {"name": NOTIFICATION_SECRETS_SECRET, "key": "key"}}
+        container["env"] = [*container["env"], {"name": "EM_NOTIFICATION_SECRETS_KEY", "valueFrom": key}]
     container["env"] = [*container["env"], *_service_identity_env(settings, name)]
     pod = {**_pod_spec([container], APP_UID, _scratch_volumes()), "topologySpreadConstraints": _spread(name)}
     if name == "auth":

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from services.kit.db.engine import Database
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.notification import storage
 from services.notification.domain import DELIVERED
 from services.notification.providers.base import OutboundMessage, SendResult
@@ -24,16 +25,13 @@ class Channel(Protocol):
 
 class InAppChannel:
     """The user's inbox: "sending" shows the notification, with the in-app rendering
-    as its title and body. Delivered at once; the notification id is the message id."""
+    as its title and body, in the worker's transaction (nothing leaves the database).
+    Delivered at once; the notification id is the message id."""
 
     channel = "in_app"
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def send(self, message: OutboundMessage) -> SendResult:
-        async with self.db.transaction() as session:
-            await storage.show(session, message.to, message.subject or "", message.body)
+    async def show(self, session: AsyncSession, message: OutboundMessage) -> SendResult:
+        await storage.show(session, message.to, message.subject or "", message.body)
         return SendResult(provider_message_id=message.to, status=DELIVERED)
 
     async def aclose(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from expense.events.v1 import events_pb2
 from expense.notification.v1 import notification_pb2_grpc
+from services.kit.config.secrets import symmetric_key
 from services.kit.db.erasure import ErasedUsers, erasing
 from services.kit.events.subscription import Subscription
 from services.kit.grpc.server import ServiceApp
@@ -22,6 +23,7 @@ from services.notification.api import (
 from services.notification.channels import Channel, InAppChannel
 from services.notification.providers import build_providers
 from services.notification.queue import DELIVERIES, DeliveryQueue
+from services.notification.secrets import SecretBox
 from services.notification.settings import NotificationMeshSettings
 from services.notification.templates import TemplatingClient
 from services.notification.usecases import (
@@ -78,8 +80,11 @@ def build_app(settings: NotificationMeshSettings) -> ServiceApp:
         settings.resilience,
     )
     providers = build_providers(config.providers)
-    channels: dict[str, Channel] = {"in_app": InAppChannel(runtime.db), **providers}
-    deliveries = Deliveries(runtime.db, config, queue, channels, templating)
+    channels: dict[str, Channel | InAppChannel] = {"in_app": InAppChannel(), **providers}
+    secrets = SecretBox(
+        symmetric_key(settings.notification_secrets_key, settings.notification_secrets_key_file)
+    )
+    deliveries = Deliveries(runtime.db, config, queue, channels, templating, secrets)
     dead_letters = DeadLetters(runtime.db, queue)
 
     async def work() -> None:
@@ -93,7 +98,7 @@ def build_app(settings: NotificationMeshSettings) -> ServiceApp:
             NotificationServicer(
                 Inbox(runtime.db),
                 PreferenceCases(runtime.db, config),
-                ContactPoints(runtime.db, config, channels, templating),
+                ContactPoints(runtime.db, config, providers, templating, secrets),
                 config,
             ),
             SERVICE_NAME,

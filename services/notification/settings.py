@@ -5,8 +5,11 @@ is a section and a subscription, no code."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from services.kit.config.secrets import MIN_KEY_LENGTH
 from services.kit.config.settings import BreakerSettings, MeshSettings
 from services.notification.providers.settings import ProvidersSettings
 
@@ -168,3 +171,11 @@ class NotificationSettings(BaseModel):
 
 class NotificationMeshSettings(MeshSettings):
     notification: NotificationSettings = NotificationSettings()
+    # Encrypts webhook signing secrets at rest (EM_NOTIFICATION_SECRETS_KEY, from a Secret:
+    # every replica needs the same one). Unset: a key generated on first run into
+    # <data_dir>/keys/notification-secrets.key.
+    notification_secrets_key: SecretStr | None = Field(None, min_length=MIN_KEY_LENGTH)
+
+    @property
+    def notification_secrets_key_file(self) -> Path:
+        return self.keys_dir / "notification-secrets.key"

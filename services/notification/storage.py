@@ -388,18 +388,30 @@ async def hold_for_digest(session: AsyncSession, delivery_id: str, until: dateti
     )
 
 
-async def sent_today(
-    session: AsyncSession, user_id: str, channel: str, start: datetime, end: datetime
+async def lock_daily_cap(session: AsyncSession, user_id: str, channel: str) -> None:
+    """Serialises the cap's count-then-claim of one user's channel until the transaction
+    ends (PostgreSQL: a transaction advisory lock). SQLite needs none: the claim that
+    follows takes its database-wide write lock before the count is read."""
+    if session.bind.dialect.name == "postgresql":
+        key = func.hashtextextended(f"notification-cap:{user_id}:{channel}", 0)
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+async def used_today(
+    session: AsyncSession, user_id: str, channel: str, start: datetime, end: datetime, now: datetime
 ) -> int:
-    """Messages the channel carried for the user in [start, end) (a digest counts once)."""
+    """Messages the channel carried for the user in [start, end) (a digest counts once),
+    plus those being sent now (claimed by a worker): a cap counts them before they land."""
+    sent = and_(deliveries.c.sent_at >= start, deliveries.c.sent_at < end)
+    # sent_at IS NULL first: both halves are ranges of ix_deliveries_user_sent.
+    in_flight = and_(
+        deliveries.c.sent_at.is_(None), deliveries.c.status == QUEUED, deliveries.c.claimed_until > now
+    )
     query = select(
         func.count(func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id)))
     )
     query = query.where(
-        deliveries.c.user_id == user_id,
-        deliveries.c.channel == channel,
-        deliveries.c.sent_at >= start,
-        deliveries.c.sent_at < end,
+        deliveries.c.user_id == user_id, deliveries.c.channel == channel, or_(sent, in_flight)
     )
     return int((await session.execute(query)).scalar_one())
 

@@ -32,9 +32,10 @@ from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Event
 from services.kit.grpc.breakers import Breaker, CircuitOpen, breaker_for
 from services.notification import metrics, storage
-from services.notification.channels import Channel
+from services.notification.channels import Channel, InAppChannel
 from services.notification.domain import (
     CODE_CHANNELS,
+    DELIVERED,
     FAILED,
     QUEUED,
     SENT,
@@ -68,12 +69,15 @@ from services.notification.providers.webhook import (
     generate_webhook_secret,
 )
 from services.notification.queue import DONE, DeadLetterRecord, DeliveryQueue, Job, Outcome
+from services.notification.secrets import SecretBox
 from services.notification.settings import NotificationSettings
 from services.notification.templates import Rendered, TemplateUnusable, TemplatingClient
 
 log = logging.getLogger(__name__)
 
 DIGEST_SOURCE = "notification.digest"
+# A digest notification's event id: this prefix and its first item's delivery id.
+DIGEST_EVENT_PREFIX = "digest:"
 SWEEP_BATCH = 500
 
 
@@ -98,6 +102,25 @@ def event_addresses(fields: Mapping[str, str], payload: Mapping[str, Any]) -> di
         except InvalidArgument:
             log.warning("unusable address in an event", extra={"channel": channel})
     return addresses
+
+
+class HeldBack(Exception):
+    """A delivery waits until `until` (quiet hours, a reached daily cap): its claim rolls back."""
+
+    def __init__(self, until: datetime, reason: str) -> None:
+        super().__init__(reason)
+        self.until = until
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this worker is sending, with what the message is made of."""
+
+    delivery: storage.DeliveryRow
+    notification: storage.NotificationRow
+    prefs: Preferences
+    webhook_secret: str | None
 
 
 @dataclass(frozen=True)
@@ -260,11 +283,14 @@ class Intake:
     async def enqueue(self, deliveries: list[NewDelivery]) -> None:
         """Publishes the jobs, then marks them queued; a failure leaves them to the sweep."""
         now = utcnow()
-        try:
-            for delivery in deliveries:
-                await self.queue.enqueue(delivery.delivery_id, delivery.channel, now)
-        except Exception as error:
-            log.warning("deliveries left to the sweep", extra={"error": repr(error)})
+        # All at once: one JetStream round trip for the batch rather than one per job.
+        published = await asyncio.gather(
+            *(self.queue.enqueue(delivery.delivery_id, delivery.channel, now) for delivery in deliveries),
+            return_exceptions=True,
+        )
+        errors = [result for result in published if isinstance(result, Exception)]
+        if errors:
+            log.warning("deliveries left to the sweep", extra={"error": repr(errors[0])})
             return
         async with self.db.transaction() as session:
             await storage.mark_enqueued(session, [d.delivery_id for d in deliveries], now)
@@ -282,14 +308,16 @@ class Deliveries:
         db: Database,
         settings: NotificationSettings,
         queue: DeliveryQueue,
-        channels: dict[str, Channel],
+        channels: Mapping[str, Channel | InAppChannel],
         templating: TemplatingClient,
+        secrets: SecretBox,
     ) -> None:
         self.db = db
         self.settings = settings
         self.queue = queue
         self.channels = channels
         self.templating = templating
+        self.secrets = secrets
         self.breakers: dict[str, Breaker] = {
             name: breaker_for(
                 f"provider-{name}",
@@ -297,47 +325,30 @@ class Deliveries:
                 settings.breaker,
                 exclude=[(ProviderError, lambda error: not error.retryable)],
             )
-            for name in channels
+            for name, channel in channels.items()
+            if not isinstance(channel, InAppChannel)
         }
 
     async def handle(self, job: Job) -> Outcome:
-        now = utcnow()
-        async with self.db.read() as connection:
-            delivery = await storage.get_delivery(connection, job.delivery_id)
-            if (
-                delivery is None
-                or delivery.status != QUEUED
-                or delivery.dead_lettered_at
-                or delivery.in_digest
-            ):
-                return DONE
-            notification = await storage.notification_by_id(connection, delivery.notification_id)
-            prefs = await storage.get_preferences(
-                connection, delivery.user_id, default_preferences(self.settings)
-            )
-        if notification is None:
-            return DONE
-        if await self._held_back(delivery, notification, prefs, now):
-            return DONE
-        channel = self.channels.get(delivery.channel)
+        channel = self.channels.get(job.channel)
         if channel is None:
-            await self._finish(delivery, FAILED, error=f"no provider is configured for {delivery.channel}")
+            return await self._unsendable(job)
+        if isinstance(channel, InAppChannel):
+            return await self._show(channel, job)
+        claim = await self.claim(job.delivery_id, utcnow())
+        if claim is None:
             return DONE
-        async with self.db.transaction() as session:
-            # Counted before anything is sent: a crash after the send is a known attempt.
-            claim_until = now + timedelta(seconds=self.settings.delivery.ack_wait_seconds)
-            claimed = await storage.start_attempt(session, delivery.delivery_id, now, claim_until)
-        if claimed is None:
-            return DONE
+        claimed, notification = claim.delivery, claim.notification
         try:
-            rendered = await self._render(notification, claimed, prefs)
+            rendered = await self._render(notification, claimed, claim.prefs)
         except TemplateUnusable as error:
             await self._finish(claimed, FAILED, error=str(error))
             return DONE
         except grpc.aio.AioRpcError as error:
             return await self._retry(claimed, job, f"templating: {error.code().name}")
+        message = self._message(claimed, notification, rendered, claim.webhook_secret)
         try:
-            result = await self._send(channel, await self._message(claimed, notification, rendered))
+            result = await self._send(channel, message)
         except CircuitOpen:
             # The provider is down: wait while the breaker is open; nothing is lost.
             error = "waiting: the provider's circuit is open"
@@ -359,32 +370,107 @@ class Deliveries:
         )
         return DONE
 
-    async def _held_back(
+    async def _unsendable(self, job: Job) -> Outcome:
+        async with self.db.read() as connection:
+            delivery = await storage.get_delivery(connection, job.delivery_id)
+        if delivery is not None and delivery.status == QUEUED:
+            await self._finish(delivery, FAILED, error=f"no provider is configured for {job.channel}")
+        return DONE
+
+    async def _show(self, channel: InAppChannel, job: Job) -> Outcome:
+        """In-app: nothing leaves the database, so there is no send to record beforehand:
+        rendered, then the attempt, the inbox entry and `delivered` in one transaction."""
+        async with self.db.read() as connection:
+            delivery = await storage.get_delivery(connection, job.delivery_id)
+            if delivery is None or delivery.status != QUEUED or delivery.dead_lettered_at:
+                return DONE
+            notification = await storage.notification_by_id(connection, delivery.notification_id)
+            prefs = await storage.get_preferences(
+                connection, delivery.user_id, default_preferences(self.settings)
+            )
+        if notification is None:
+            return DONE
+        try:
+            rendered = await self._render(notification, delivery, prefs)
+        except TemplateUnusable as error:
+            await self._finish(delivery, FAILED, error=str(error))
+            return DONE
+        except grpc.aio.AioRpcError as error:
+            return await self._retry(delivery, job, f"templating: {error.code().name}")
+        now = utcnow()
+        async with self.db.transaction() as session:
+            claimed = await storage.start_attempt(session, delivery.delivery_id, now, self._claim_until(now))
+            if claimed is None:
+                return DONE
+            result = await channel.show(session, self._message(claimed, notification, rendered, None))
+            moved = await storage.advance(
+                session, [claimed.delivery_id], DELIVERED, now,
+                provider_message_id=result.provider_message_id, template=rendered.template, error="",
+            )  # fmt: skip
+        if moved:
+            metrics.DELIVERIES.labels(claimed.channel, DELIVERED).inc(moved)
+        return DONE
+
+    def _claim_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.settings.delivery.ack_wait_seconds)
+
+    async def claim(self, delivery_id: str, now: datetime) -> Claim | None:
+        """Counts the attempt and claims the delivery before anything is sent (a crash
+        after the send is a known attempt), with what sending it needs, in one
+        transaction; unless it is held back: quiet hours and a reached daily cap defer
+        (never drop) what is not critical, and the claim rolls back. The cap is counted
+        after the claim under the user's channel lock: concurrent jobs of one user cannot
+        pass it. None: held back, or not this worker's to send (done, dead, in a digest,
+        deferred, claimed by another)."""
+        try:
+            async with self.db.transaction() as session:
+                delivery = await storage.start_attempt(session, delivery_id, now, self._claim_until(now))
+                if delivery is None:
+                    return None
+                notification = await storage.notification_by_id(session, delivery.notification_id)
+                if notification is None:
+                    return None
+                prefs = await storage.get_preferences(
+                    session, delivery.user_id, default_preferences(self.settings)
+                )
+                await self._hold_back(session, delivery, notification, prefs, now)
+                secret = await self._webhook_secret(session, delivery)
+        except HeldBack as held:
+            async with self.db.transaction() as session:
+                await storage.defer(session, delivery_id, held.until, now, held.reason)
+            return None
+        return Claim(delivery, notification, prefs, secret)
+
+    async def _hold_back(
         self,
+        session: AsyncSession,
         delivery: storage.DeliveryRow,
         notification: storage.NotificationRow,
         prefs: Preferences,
         now: datetime,
-    ) -> bool:
-        """Quiet hours and daily caps defer (never drop) what is not critical."""
-        if notification.severity == "critical" or delivery.channel == "in_app":
-            return False
-        until, reason = None, ""
+    ) -> None:
+        """HeldBack in quiet hours, or when the day's cap is reached counting this claim."""
+        if notification.severity == "critical":
+            return
         if delivery.channel in self.settings.quiet_channels:
             until = quiet_until(prefs, now)
-            reason = "deferred: quiet hours"
+            if until is not None:
+                raise HeldBack(until, "deferred: quiet hours")
         cap = prefs.cap(delivery.channel, self.settings.daily_caps)
-        if until is None and cap is not None:
-            start, end = day_of(prefs, now)
-            async with self.db.transaction() as session:
-                sent = await storage.sent_today(session, delivery.user_id, delivery.channel, start, end)
-            if sent >= cap:
-                until, reason = end, f"deferred: the daily cap of {cap} is reached"
-        if until is None:
-            return False
-        async with self.db.transaction() as session:
-            await storage.defer(session, delivery.delivery_id, until, now, reason)
-        return True
+        if cap is None:
+            return
+        await storage.lock_daily_cap(session, delivery.user_id, delivery.channel)
+        start, end = day_of(prefs, now)
+        # The claim counts itself (in flight, committed or not: this transaction's).
+        if await storage.used_today(session, delivery.user_id, delivery.channel, start, end, now) > cap:
+            raise HeldBack(end, f"deferred: the daily cap of {cap} is reached")
+
+    async def _webhook_secret(self, session: AsyncSession, delivery: storage.DeliveryRow) -> str | None:
+        """The signing secret of the user's webhook endpoint (webhook deliveries only)."""
+        if delivery.channel != "webhook":
+            return None
+        contact = await storage.verified_address(session, delivery.user_id, "webhook")
+        return self.secrets.reveal(contact.secret) if contact else None
 
     async def _render(
         self, notification: storage.NotificationRow, delivery: storage.DeliveryRow, prefs: Preferences
@@ -399,14 +485,13 @@ class Deliveries:
             variables,
         )
 
-    async def _message(
-        self, delivery: storage.DeliveryRow, notification: storage.NotificationRow, rendered: Rendered
+    def _message(
+        self,
+        delivery: storage.DeliveryRow,
+        notification: storage.NotificationRow,
+        rendered: Rendered,
+        webhook_secret: str | None,
     ) -> OutboundMessage:
-        secret = None
-        if delivery.channel == "webhook":
-            async with self.db.read() as connection:
-                contact = await storage.verified_address(connection, delivery.user_id, "webhook")
-            secret = contact.secret if contact else None
         whatsapp = None
         if rendered.whatsapp_name:
             whatsapp = WhatsAppTemplate(
@@ -419,7 +504,7 @@ class Deliveries:
             subject=rendered.subject or None,
             body=rendered.body,
             whatsapp_template=whatsapp,
-            webhook_secret=secret,
+            webhook_secret=webhook_secret,
             webhook_event_type=notification.source,
         )
 
@@ -447,7 +532,9 @@ class Deliveries:
         """The result, and the same for the items a digest carried."""
         now = utcnow()
         async with self.db.transaction() as session:
-            ids = [delivery.delivery_id, *await storage.digest_members(session, delivery.delivery_id)]
+            ids = [delivery.delivery_id]
+            if delivery.event_id.startswith(DIGEST_EVENT_PREFIX):  # only a digest carries items
+                ids += await storage.digest_members(session, delivery.delivery_id)
             moved = await storage.advance(session, ids, status, now, **values)
         if moved:
             metrics.DELIVERIES.labels(delivery.channel, status).inc(moved)
@@ -511,8 +598,9 @@ class Sweep:
                 plan = MessagePlan(self.settings.digest_template, {"items": titles}, "info")
                 channels = sorted({item.channel for item in items})
                 members = [f"{item.channel}/{item.delivery_id}" for item in items]
+                event_id = f"{DIGEST_EVENT_PREFIX}{items[0].delivery_id}"
                 fresh += await self.intake.notify(
-                    session, user_id, f"digest:{items[0].delivery_id}", DIGEST_SOURCE, plan, channels, prefs,
+                    session, user_id, event_id, DIGEST_SOURCE, plan, channels, prefs,
                     now, digest_members=members,
                 )  # fmt: skip
         if fresh:
@@ -599,13 +687,15 @@ class ContactPoints:
         self,
         db: Database,
         settings: NotificationSettings,
-        channels: dict[str, Channel],
+        channels: Mapping[str, Channel],
         templating: TemplatingClient,
+        secrets: SecretBox,
     ) -> None:
         self.db = db
         self.settings = settings
         self.channels = channels
         self.templating = templating
+        self.secrets = secrets
 
     async def list(self, user_id: str) -> list[storage.ContactPointRow]:
         async with self.db.read() as connection:
@@ -630,7 +720,8 @@ class ContactPoints:
             # Email (the account's or another) and webhooks need no code; numbers do.
             verified_at=None if code else now,
             code_digest=code_digest(contact_id, code) if code else "",
-            code_expires_at=now + ttl if code else None, code_attempts=0, secret=secret, created_at=now,
+            code_expires_at=now + ttl if code else None, code_attempts=0,
+            secret=self.secrets.seal(secret) if secret else "", created_at=now,
         )  # fmt: skip
         async with self.db.transaction() as session:
             if await storage.count_contact_points(session, user_id) >= self.settings.max_contact_points:

@@ -23,8 +23,9 @@ from services.kit.events.subscription import Event
 from services.notification import storage
 from services.notification.domain import DELIVERED, SENT, MessagePlan, Preferences
 from services.notification.queue import DeliveryQueue
+from services.notification.secrets import SecretBox
 from services.notification.settings import NotificationMeshSettings
-from services.notification.usecases import Intake
+from services.notification.usecases import Deliveries, Intake
 
 CHANNELS = ("in_app", "email", "sms")
 
@@ -230,3 +231,27 @@ async def test_a_monthly_report_makes_one_message_per_currency_once(db: Database
             for index in (0, 1)
         ]
     assert totals == [{"amount": "10.00", "currency": "INR"}, {"amount": "2.00", "currency": "EUR"}]
+
+
+async def test_concurrent_jobs_of_one_user_never_pass_a_daily_cap(db: Database, intake: Intake) -> None:
+    settings = intake.settings.model_copy(update={"daily_caps": {"webhook": 3}})
+    # claim() renders and sends nothing: no templating client, no channels.
+    worker = Deliveries(db, settings, intake.queue, {}, None, SecretBox(b"k" * 32))  # type: ignore[arg-type]
+    user_id, prefs, now = new_id(), Preferences(), utcnow()
+    await contact(db, user_id, "webhook", "https://hooks.example.org/in")
+    plan = MessagePlan("budget.threshold", {"budget": "Food"}, "warning")
+    fresh = []
+    async with db.transaction() as session:
+        for _ in range(8):
+            fresh += await intake.notify(
+                session, user_id, new_id(), "alert.raised", plan, ["webhook"], prefs, now
+            )
+    assert len(fresh) == 8
+    claims = await asyncio.gather(*(worker.claim(new.delivery_id, now) for new in fresh))
+    assert len([c for c in claims if c is not None]) == 3
+    async with db.read() as connection:
+        stored = [await storage.get_delivery(connection, new.delivery_id) for new in fresh]
+    held = [d for d in stored if d is not None and d.deferred_until is not None]
+    assert len(held) == 5
+    assert {d.error for d in held} == {"deferred: the daily cap of 3 is reached"}
+    assert {d.attempts for d in held} == {0}  # a held-back job is no attempt
