@@ -130,10 +130,11 @@ async def test_a_deleted_account_leaves_no_row_in_any_schema(
     assert await _until(everywhere), await _rows_of(dsn, user_id)
     assert "user.profiles" in await _rows_of(dsn, user_id)
 
-    wrong = await client.post("/v1/auth/account:delete", json={"password": "nope"}, headers=_bearer(tokens))
+    wrong = await client.request("DELETE", "/v1/users/me", json={"password": "nope"}, headers=_bearer(tokens))
     assert wrong.status_code == 400, wrong.text
-    deleted = await client.post(
-        "/v1/auth/account:delete", json={"password": PASSWORD}, headers=_bearer(tokens)
+    assert wrong.json()["details"][0]["fieldViolations"][0]["field"] == "password", wrong.text
+    deleted = await client.request(
+        "DELETE", "/v1/users/me", json={"password": PASSWORD}, headers=_bearer(tokens)
     )
     assert deleted.status_code == 200, deleted.text
 

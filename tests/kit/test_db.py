@@ -124,6 +124,10 @@ async def test_reads_process_values_and_name_columns_as_sqlalchemy_does(db: Data
             (await connection.execute(select(events.c.id))).scalar_one()
         with pytest.raises(NoResultFound):
             (await connection.execute(select(events.c.id).where(events.c.id > 9))).scalar_one()
+        # scalar(), as Result's: the first row's first column, None without rows (reporting's
+        # read-your-writes wait reads its copy's version so, on either backend).
+        assert (await connection.execute(select(events.c.id).order_by(events.c.id))).scalar() == 1
+        assert (await connection.execute(select(events.c.id).where(events.c.id > 9))).scalar() is None
 
 
 async def test_read_errors_are_sqlalchemys(db: Database, database_url: str) -> None:

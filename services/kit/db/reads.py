@@ -46,6 +46,10 @@ class Rows:
     def first(self) -> Any | None:
         return self._rows[0] if self._rows else None
 
+    def scalar(self) -> Any | None:
+        """The first column of the first row; None without rows (as Result.scalar)."""
+        return self._rows[0][0] if self._rows else None
+
     def scalar_one(self) -> Any:
         if not self._rows:
             raise NoResultFound("No row was found when one was required")
