@@ -132,7 +132,7 @@ async def test_a_deleted_account_leaves_no_row_in_any_schema(
 
     wrong = await client.request("DELETE", "/v1/users/me", json={"password": "nope"}, headers=_bearer(tokens))
     assert wrong.status_code == 400, wrong.text
-    assert wrong.json()["details"][0]["fieldViolations"][0]["field"] == "password", wrong.text
+    assert wrong.json()["details"][0]["field_violations"][0]["field"] == "password", wrong.text
     deleted = await client.request(
         "DELETE", "/v1/users/me", json={"password": PASSWORD}, headers=_bearer(tokens)
     )

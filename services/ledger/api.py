@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from typing_extensions import override
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from services.kit.consistency import CONSISTENCY_HEADER, WrittenVersion
 from services.kit.db.idempotency import fingerprint
 from services.kit.domain.errors import InvalidArgument, Unavailable
 from services.kit.domain.etags import opaque
@@ -54,7 +55,6 @@ from services.ledger.inputs import (
     RequestIdInput,
     validate,
 )
-from services.ledger.replica import CONSISTENCY_HEADER, WrittenVersion
 from services.ledger.settings import LedgerSettings
 from services.ledger.usecases import ImportRow, Ledger
 from services.user.client import Preferences, PreferencesClient

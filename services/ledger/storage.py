@@ -46,6 +46,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.idempotency import idempotency_table
@@ -356,22 +359,53 @@ def _matching(names: frozenset[str]) -> ColumnElement[bool]:
 
 def _text_matches() -> ColumnElement[bool]:
     """`q`: in the merchant or note (search_text), the name of the expense's category, or
-    one of its tags; all lower-cased, matched as a literal substring."""
+    one of its tags; all lower-cased, matched as a literal substring.
+
+    Each of the three is a condition an index answers (search_text's trigram GIN index,
+    the user's category index, the primary key), with the categories and tags named
+    looked up once (_InSelect): PostgreSQL can then OR three bitmap index scans for a
+    rare word, or walk the user's rows in order and stop at the page for a common one."""
     text = bindparam("text")
     named_category = select(categories.c.id).where(
         categories.c.user_id == bindparam("user_id"),
         func.lower(categories.c.name).contains(text, escape=LIKE_ESCAPE),
     )
-    tagged = exists().where(
-        expense_tags.c.expense_id == expenses.c.id,
+    tagged = select(expense_tags.c.expense_id).where(
         expense_tags.c.user_id == bindparam("user_id"),
         expense_tags.c.tag_key.contains(text, escape=LIKE_ESCAPE),
     )
     return or_(
         expenses.c.search_text.contains(text, escape=LIKE_ESCAPE),
-        expenses.c.category_id.in_(named_category),
-        tagged,
+        _InSelect(expenses.c.category_id, named_category),
+        _InSelect(expenses.c.id, tagged),
     )
+
+
+class _InSelect(ColumnElement[bool]):
+    """`column IN (SELECT ...)` of an uncorrelated query; on PostgreSQL written
+    `column = ANY(ARRAY(SELECT ...))`, which runs the query once (an InitPlan) and hands
+    its values to an index scan, where IN (SELECT ...) would be a semi-join or a filter
+    that no bitmap OR can take part in."""
+
+    inherit_cache = True
+    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy's cache-key declaration)
+        ("column", InternalTraversal.dp_clauseelement),
+        ("query", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], query: Select[Any]) -> None:
+        self.column = column
+        self.query = query
+
+
+@compiles(_InSelect)
+def _in_select(element: _InSelect, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} IN ({compiler.process(element.query, **kw)})"
+
+
+@compiles(_InSelect, "postgresql")
+def _any_of_array(element: _InSelect, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} = ANY(ARRAY({compiler.process(element.query, **kw)}))"
 
 
 def _order_column(ordering: Ordering) -> Any:
