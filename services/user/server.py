@@ -13,6 +13,7 @@ from services.user import storage
 from services.user.accounts import AccountDirectory
 from services.user.api import SERVICE_NAME, UserServicer
 from services.user.domain import ProfileRules
+from services.user.portability import DataExport, Peers
 from services.user.settings import UserMeshSettings
 from services.user.usecases import ProfileProvisioner, Profiles
 
@@ -36,7 +37,10 @@ def build_app(settings: UserMeshSettings) -> ServiceApp:
     provisioner = ProfileProvisioner(units, rules, accounts)
     runtime.consume(storage.inbox, SIGNUPS, provisioner.on_user_registered)
     runtime.consume(storage.inbox, DELETIONS, erasing(storage.metadata))
-    servicer = UserServicer(Profiles(units, rules, provisioner))
+    peers = Peers.of(settings, settings.internal_call_timeout_seconds)
+    export = DataExport(peers, accounts, settings.internal_call_timeout_seconds)
+    servicer = UserServicer(Profiles(units, rules, provisioner), export)
     app = runtime.app(verifier, [(user_pb2_grpc.add_UserServiceServicer_to_server, servicer, SERVICE_NAME)])
     app.on_stop.append(accounts.close)
+    app.on_stop.append(peers.close)
     return app
