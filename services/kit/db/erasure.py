@@ -175,6 +175,8 @@ async def _advisory_locks(session: AsyncSession, user_ids: set[str], exclusive: 
     if session.get_bind().dialect.name != "postgresql":
         return
     function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    statement = text(f"SELECT {function}(:lock_class, hashtext(:user_id))")
-    for user_id in sorted(user_ids):
-        await session.execute(statement, {"lock_class": ERASURE_LOCK_CLASS, "user_id": user_id})
+    # One round trip for a batch's users; unnest keeps the array's (sorted) order.
+    statement = text(
+        f"SELECT {function}(:lock_class, hashtext(user_id)) FROM unnest(CAST(:user_ids AS text[])) AS user_id"
+    )
+    await session.execute(statement, {"lock_class": ERASURE_LOCK_CLASS, "user_ids": sorted(user_ids)})
