@@ -112,6 +112,42 @@ async def test_reset_request_answers_alike_and_logout_needs_only_an_access_token
         assert refused.status_code == 401
 
 
+async def test_the_export_holds_all_of_the_users_data_and_no_one_elses(client: httpx.AsyncClient) -> None:
+    email, tokens = await _sign_up(client)
+    _, other = await _sign_up(client)
+    expenses = []
+    for index in range(3):
+        body = {
+            "request_id": secrets.token_hex(8),
+            "amount": f"1{index}.00",
+            "currency": "INR",
+            "note": "tea",
+        }
+        created = await client.post("/v1/expenses", json=body, headers=_bearer(tokens))
+        assert created.status_code == 200, created.text
+        expenses.append(created.json()["expense_id"])
+    others = {"request_id": secrets.token_hex(8), "amount": "99.00", "currency": "INR"}
+    assert (await client.post("/v1/expenses", json=others, headers=_bearer(other))).status_code == 200
+    budget = {"request_id": secrets.token_hex(8), "period": "month", "amount": "500.00", "currency": "INR"}
+    made = await client.post("/v1/budgets", json=budget, headers=_bearer(tokens))
+    assert made.status_code == 200, made.text
+
+    answer = await client.get("/v1/users/me:export", headers=_bearer(tokens))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    assert "attachment" in answer.headers["content-disposition"]
+    document = answer.json()
+    assert document["account"]["email"] == email and document["profile"]["display_name"] == "Life Cycle"
+    assert sorted(e["expense_id"] for e in document["expenses"]) == sorted(expenses)
+    assert {e["note"] for e in document["expenses"]} == {"tea"}
+    assert [b["budget_id"] for b in document["budgets"]] == [made.json()["budget_id"]]
+    assert len(document["categories"]) >= 10  # the defaults
+    for part in ("bills", "alerts", "notifications", "contact_points", "sms_reviews"):
+        assert isinstance(document[part], list), part
+    assert "time_zone" in document["notification_preferences"]
+    assert (await client.get("/v1/users/me:export")).status_code == 401
+
+
 async def test_a_deleted_account_leaves_no_row_in_any_schema(
     client: httpx.AsyncClient, lifecycle_mesh: Mesh
 ) -> None:
@@ -130,10 +166,11 @@ async def test_a_deleted_account_leaves_no_row_in_any_schema(
     assert await _until(everywhere), await _rows_of(dsn, user_id)
     assert "user.profiles" in await _rows_of(dsn, user_id)
 
-    wrong = await client.post("/v1/auth/account:delete", json={"password": "nope"}, headers=_bearer(tokens))
+    wrong = await client.request("DELETE", "/v1/users/me", json={"password": "nope"}, headers=_bearer(tokens))
     assert wrong.status_code == 400, wrong.text
-    deleted = await client.post(
-        "/v1/auth/account:delete", json={"password": PASSWORD}, headers=_bearer(tokens)
+    assert wrong.json()["details"][0]["field_violations"][0]["field"] == "password", wrong.text
+    deleted = await client.request(
+        "DELETE", "/v1/users/me", json={"password": PASSWORD}, headers=_bearer(tokens)
     )
     assert deleted.status_code == 200, deleted.text
 

@@ -699,7 +699,9 @@ def test_downloads_get_the_download_timeout(envoy_compose: dict[str, Any]) -> No
         for route in host["routes"]
         if "route" in route and route["route"]["cluster"] != envoy.WEB_CLUSTER
     }
-    assert timeouts.pop("ledger-export-expenses") == f"{SETTINGS.limits.gateway_download_timeout_seconds:g}s"
+    download = f"{SETTINGS.limits.gateway_download_timeout_seconds:g}s"
+    assert timeouts.pop("ledger-export-expenses") == download
+    assert timeouts.pop("user-export-my-data") == download
     assert set(timeouts.values()) <= {f"{SETTINGS.limits.default_deadline_seconds:g}s"}
 
 

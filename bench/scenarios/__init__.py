@@ -10,7 +10,7 @@ from bench.context import Bench
 from bench.scenarios.baseline import baseline
 from bench.scenarios.billing import alert_latency, budget_status
 from bench.scenarios.event_lag import event_lag
-from bench.scenarios.expenses import create_expense, list_expenses
+from bench.scenarios.expenses import create_expense, list_expenses, list_expenses_by_text
 from bench.scenarios.exports import custom_range_summary, export_month
 from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
@@ -25,6 +25,7 @@ Scenario = Callable[[Bench], Awaitable[None]]
 SCENARIOS: dict[str, Scenario] = {
     "baseline": baseline,
     "list": list_expenses,
+    "list-q": list_expenses_by_text,
     "summary-cached": summaries_cached,
     "summary-uncached": summaries_uncached,
     "summary-custom": custom_range_summary,

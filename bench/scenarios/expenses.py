@@ -154,3 +154,25 @@ async def _check_committed(bench: Bench, row: ScenarioResult, in_flight: int) ->
     if not answered <= committed <= answered + in_flight:
         row.errors += abs(committed - answered)
         row.passed = False
+
+
+# `q` over the heavy user's 100,000 expenses, no date range: a merchant's word, a
+# category's name, a tag, a rare word and one that matches nothing (the whole-index case).
+SEARCH_TERMS = ("coffee", "fuel", "reimb", "bookmy", "zzqx")
+
+
+async def list_expenses_by_text(bench: Bench) -> None:
+    """One page (50) of the heavy user's expenses matching `q`, terms rotating."""
+    token = await bench.tokens.token(bench.seed.heavy)
+    target = p99_at_most(bench.targets.list_max_p99_ms)
+    paths = [f"/v1/expenses?q={term}&page_size=50" for term in SEARCH_TERMS]
+    variants = [wrk.Variant("GET", path, token=token) for path in paths]
+    await bench.wrk_step("list q page", "REST", variants, bench.profile.read_connections, target)
+    client = bench.rest.get()
+    rest_paths = cycle(paths)
+
+    async def page_rest() -> str:
+        return rest_outcome(await client.get(next(rest_paths), headers=bearer(token)))
+
+    for rate in bench.profile.open_loop_rates:
+        await bench.open_step("list q page", f"REST {rate:g}/s", page_rest, rate, target=target)

@@ -21,6 +21,7 @@ from services.billing.inputs import (
 )
 from services.billing.settings import BillingSettings
 from services.billing.usecases import Alerts, Bills, Budgets
+from services.kit.consistency import written_version
 from services.kit.db.idempotency import fingerprint
 from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.validation import parse_update_mask, validated
@@ -67,16 +68,18 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self, request: billing_pb2.GetBudgetRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Budget:
         budget = await self.budgets.get(
-            current_identity().user_id, required_id(request.budget_id, "budget_id")
+            current_identity().user_id, required_id(request.budget_id, "budget_id"), written_version(context)
         )
         await send_etag(context, budget.etag)
         return budget
 
     @override
     async def ListBudgets(
-        self, request: billing_pb2.ListBudgetsRequest, context: object
+        self, request: billing_pb2.ListBudgetsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ListBudgetsResponse:
-        return await self.budgets.list(current_identity().user_id, request.page_size, request.page_token)
+        return await self.budgets.list(
+            current_identity().user_id, request.page_size, request.page_token, written_version(context)
+        )
 
     @override
     async def UpdateBudget(

@@ -88,6 +88,10 @@ class BillingSettings(BaseModel):
     max_page_size: int = Field(200, ge=1, le=1000)
     history_default_periods: int = Field(12, ge=1)
     history_max_periods: int = Field(120, ge=1, le=1000)
+    # Read-your-writes: how long a read with a ledger write's consistency token waits for
+    # the write's event to reach this service's copy, and how often it looks.
+    consistency_wait_seconds: float = Field(2.0, gt=0, le=30)
+    consistency_poll_seconds: float = Field(0.01, gt=0, le=1)
     # ListBillOccurrences' default window around today, in days each way.
     occurrence_window_days: int = Field(90, ge=1, le=3660)
     max_remind_days_before: int = Field(60, ge=0, le=365)

@@ -861,3 +861,12 @@ async def take_lease(session: AsyncSession, name: str, holder: str, now: datetim
         .returning(leases.c.name)
     )
     return result.first() is not None
+
+
+async def expense_version(connection: Queryable, user_id: str, expense_id: str) -> int | None:
+    """The ledger version of this service's copy of an expense (a tombstone's too); None
+    when it has none (read-your-writes, services/kit/consistency.py)."""
+    query = select(expenses.c.version).where(
+        expenses.c.user_id == user_id, expenses.c.expense_id == expense_id
+    )
+    return (await connection.execute(query)).scalar()

@@ -39,6 +39,7 @@ from services.billing.rules import RuleChecks, budget_views, past_periods, refre
 from services.billing.settings import BillingSettings
 from services.billing.storage import Calendar
 from services.billing.subscriptions import Charge, DetectionRules, Suggestion, detect_subscriptions
+from services.kit.consistency import Consistency, WrittenVersion
 from services.kit.db.engine import Database, Queryable
 from services.kit.db.idempotency import RequestKey
 from services.kit.db.unit_of_work import UnitOfWork, UnitsOfWork
@@ -127,6 +128,13 @@ class Budgets:
         # Answers of get and list, per user; invalidated by every change to the user's
         # budgets or spending (here and in events.py), else kept status_cache_seconds.
         self.statuses = statuses
+        self.consistency = Consistency(
+            db,
+            storage.expense_version,
+            settings.consistency_wait_seconds,
+            settings.consistency_poll_seconds,
+            "budgets",
+        )
 
     async def create(
         self, user_id: str, fields: BudgetInput, request_id: str, fingerprint: str
@@ -166,7 +174,14 @@ class Budgets:
         await self.statuses.invalidate([user_id])
         return created
 
-    async def get(self, user_id: str, budget_id: str) -> billing_pb2.Budget:
+    async def get(
+        self, user_id: str, budget_id: str, written: WrittenVersion | None = None
+    ) -> billing_pb2.Budget:
+        if written is not None:
+            # Read-your-writes: computed once the write is in the spend copy, never from the
+            # cache (an entry computed just before the event may not be invalidated yet).
+            await self.consistency.wait_for(user_id, written)
+            return await self._get(user_id, budget_id)
         return await self.statuses.get_or_compute(
             user_id, ("get", budget_id), billing_pb2.Budget, lambda: self._get(user_id, budget_id)
         )
@@ -181,9 +196,14 @@ class Budgets:
             [view] = await budget_views(connection, [budget], tree, calendar, today)
         return budget_proto(view)
 
-    async def list(self, user_id: str, page_size: int, page_token: str) -> billing_pb2.ListBudgetsResponse:
+    async def list(
+        self, user_id: str, page_size: int, page_token: str, written: WrittenVersion | None = None
+    ) -> billing_pb2.ListBudgetsResponse:
         size = page_size_of(page_size, self.settings)
         after = decode_page_token(page_token, "budgets")
+        if written is not None:
+            await self.consistency.wait_for(user_id, written)
+            return await self._list(user_id, size, after)
         return await self.statuses.get_or_compute(
             user_id,
             ("list", str(size), after),

@@ -30,6 +30,11 @@ def config_dir() -> Path:
     return Path(os.environ.get("EM_CLI_CONFIG_DIR") or click.get_app_dir("expense-mesh"))
 
 
+# The ledger's answer to a write, and what report reads send back to wait for it.
+CONSISTENCY_HEADER = "x-consistency-token"
+REPORTS = "/v1/reports/"
+
+
 class SessionStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -114,19 +119,24 @@ class Api:
             return tokens["access_token"]
 
     # -- calls
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"authorization": f"Bearer {self.access_token()}"}
+    def call(self, method: str, path: str, extra_headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        headers = {"authorization": f"Bearer {self.access_token()}", **(extra_headers or {})}
         try:
             return self._send(method, path, headers=headers, **kwargs)
         except EmError as error:
             if error.exit_code != NOT_SIGNED_IN:
                 raise
             # Revoked or expired early: one refresh, one retry.
-            headers = {"authorization": f"Bearer {self.access_token(force_refresh=True)}"}
+            headers = {**headers, "authorization": f"Bearer {self.access_token(force_refresh=True)}"}
             return self._send(method, path, headers=headers, **kwargs)
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.call("GET", path, params={k: v for k, v in params.items() if v not in (None, "")})
+        # Read-your-writes (docs/consistency.md): a report waits for this user's last write
+        # from this machine, so `em add` then `em report` shows the expense.
+        written = self.store.load().get("consistency_token") if path.startswith(REPORTS) else None
+        extra = {CONSISTENCY_HEADER: written} if written else None
+        query = {k: v for k, v in params.items() if v not in (None, "")}
+        return self.call("GET", path, extra_headers=extra, params=query)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.call("POST", path, json=body)
@@ -142,4 +152,12 @@ class Api:
             body = {"message": response.text[:200]}
         if response.status_code >= 400:
             raise http_error(response.status_code, body)
+        if written := response.headers.get(CONSISTENCY_HEADER):
+            self._remember_write(written)
         return body
+
+    def _remember_write(self, token: str) -> None:
+        with self.store.locked():
+            session = self.store.load()
+            if session:
+                self.store.save({**session, "consistency_token": token})

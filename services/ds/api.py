@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
+import grpc
 from typing_extensions import override
 
 from expense.ds.v1 import ds_pb2, ds_pb2_grpc
@@ -15,6 +16,7 @@ from services.ds.insights import Insight
 from services.ds.settings import DsSettings
 from services.ds.storage import StoredMessage
 from services.ds.usecases import Corrections, ExplainedReport, Ingested, Insights, Sms, SmsInput
+from services.kit.consistency import written_version
 from services.kit.domain.errors import FieldViolation, InvalidArgument
 from services.kit.domain.ids import is_uuid
 from services.kit.domain.money import currencies
@@ -95,12 +97,13 @@ class DsServicer(ds_pb2_grpc.DsServiceServicer):
 
     @override
     async def GetInsights(
-        self, request: ds_pb2.GetInsightsRequest, context: object
+        self, request: ds_pb2.GetInsightsRequest, context: grpc.aio.ServicerContext
     ) -> ds_pb2.GetInsightsResponse:
         period = request.period or "month"
         if period not in PERIODS:
             raise InvalidArgument.of("period", f"must be one of {', '.join(PERIODS)}")
-        return report_proto(await self.insights.of(current_identity().user_id, period))
+        written = written_version(context)
+        return report_proto(await self.insights.of(current_identity().user_id, period, written))
 
 
 # ---------------------------------------------------------------- requests

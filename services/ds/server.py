@@ -20,6 +20,7 @@ from services.ds.storage import Calendar
 from services.ds.templates import ParserConfig
 from services.ds.usecases import InsightComputer, Insights, Sms
 from services.kit.config.settings import REPO_ROOT
+from services.kit.consistency import Consistency
 from services.kit.db.erasure import ErasedUsers, erasing
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.events.subscription import Subscription
@@ -83,7 +84,14 @@ def build_app(settings: DsMeshSettings) -> ServiceApp:
     if config.digest.enabled:
         digest = WeeklyDigest(runtime.db, units, computer, config.digest, calendar)
         runtime.background.append(digest.run)
-    insights = Insights(computer, sentences)
+    consistency = Consistency(
+        runtime.db,
+        storage.expense_version,
+        config.consistency_wait_seconds,
+        config.consistency_poll_seconds,
+        "insights",
+    )
+    insights = Insights(computer, sentences, consistency)
     servicer = DsServicer(Sms(runtime.db, units, parser, rules, ledger, config), insights, config)
     app = runtime.app(verifier, [(ds_pb2_grpc.add_DsServiceServicer_to_server, servicer, SERVICE_NAME)])
     app.on_stop.append(ledger.close)

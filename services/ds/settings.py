@@ -64,6 +64,10 @@ class DsSettings(BaseModel):
     refund_window_days: int = Field(120, ge=1, le=800)
     default_page_size: int = Field(50, ge=1)
     max_page_size: int = Field(200, ge=1, le=1000)
+    # Read-your-writes: how long a read with a ledger write's consistency token waits for
+    # the write's event to reach this service's copy, and how often it looks.
+    consistency_wait_seconds: float = Field(2.0, gt=0, le=30)
+    consistency_poll_seconds: float = Field(0.01, gt=0, le=1)
     insights: InsightSettings = InsightSettings()
     digest: DigestSettings = DigestSettings()
 

@@ -623,3 +623,12 @@ async def clear_copies(session: AsyncSession, user_id: str) -> None:
     """Drops a user's copies and rollup before a rebuild (merchant rules and messages stay)."""
     for table in (expenses, daily_spend, merchant_months, categories):
         await session.execute(delete(table).where(table.c.user_id == user_id))
+
+
+async def expense_version(connection: Queryable, user_id: str, expense_id: str) -> int | None:
+    """The ledger version of this service's copy of an expense (a tombstone's too); None
+    when it has none (read-your-writes, services/kit/consistency.py)."""
+    query = select(expenses.c.version).where(
+        expenses.c.user_id == user_id, expenses.c.expense_id == expense_id
+    )
+    return (await connection.execute(query)).scalar()

@@ -31,6 +31,7 @@ from services.ds.parser import SmsParser, bookable, sender_header
 from services.ds.sentences import Sentences
 from services.ds.settings import DsSettings
 from services.ds.storage import Calendar, StoredMessage
+from services.kit.consistency import Consistency, WrittenVersion
 from services.kit.db.engine import Database
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -381,11 +382,17 @@ class InsightComputer:
 class Insights:
     """GetInsights: the computed insights with their sentences (the templating service)."""
 
-    def __init__(self, computer: InsightComputer, sentences: Sentences) -> None:
+    def __init__(self, computer: InsightComputer, sentences: Sentences, consistency: Consistency) -> None:
         self.computer = computer
         self.sentences = sentences
+        self.consistency = consistency
 
-    async def of(self, user_id: str, period_kind: str) -> ExplainedReport:
+    async def of(
+        self, user_id: str, period_kind: str, written: WrittenVersion | None = None
+    ) -> ExplainedReport:
+        if written is not None:
+            # Read-your-writes: the insights include the write once ds's copy holds it.
+            await self.consistency.wait_for(user_id, written)
         report = await self.computer.compute(user_id, period_kind)
         texts = await self.sentences.render(report.insights, report.locale, report.category_names)
         return ExplainedReport(report, texts)

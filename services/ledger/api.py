@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from typing_extensions import override
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from services.kit.consistency import CONSISTENCY_HEADER, WrittenVersion
 from services.kit.db.idempotency import fingerprint
 from services.kit.domain.errors import InvalidArgument, Unavailable
 from services.kit.domain.etags import opaque
@@ -32,6 +33,7 @@ from services.ledger.convert import (
     expense_proto,
     history_proto,
     import_response,
+    import_response_of,
     internal_category,
     internal_expense,
 )
@@ -54,8 +56,8 @@ from services.ledger.inputs import (
     RequestIdInput,
     validate,
 )
-from services.ledger.replica import CONSISTENCY_HEADER, WrittenVersion
 from services.ledger.settings import LedgerSettings
+from services.ledger.statements import ColumnMapping, Skipped, statement_rows
 from services.ledger.usecases import ImportRow, Ledger
 from services.user.client import Preferences, PreferencesClient
 
@@ -81,10 +83,17 @@ DELEGATED_SOURCES = ("recurring", "sms")
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, ledger: Ledger, preferences: PreferencesClient) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        preferences: PreferencesClient,
+        mappings: Mapping[str, ColumnMapping] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.settings: LedgerSettings = ledger.settings
         self.preferences = preferences
+        # Bank statement shapes by name (config/import_mappings.toml).
+        self.mappings = mappings or {}
 
     # -------------------------------------------------------------- expenses
 
@@ -191,8 +200,30 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     async def ImportExpenses(
         self, request: ledger_pb2.ImportExpensesRequest, context: object
     ) -> ledger_pb2.ImportExpensesResponse:
-        identity = current_identity()
+        mapping = statement_mapping(request, self.mappings)
+        if mapping is not None:
+            return await self._import_statement(request.csv, mapping)
         rows = import_rows(request, self.settings.max_import_rows)
+        return await self._import(rows)
+
+    async def _import_statement(self, text: str, mapping: ColumnMapping) -> ledger_pb2.ImportExpensesResponse:
+        """A bank statement's rows: its expenses imported, the rest answered as skipped."""
+        read = statement_rows(text, mapping, self.settings.max_import_rows)
+        bounded(read, "csv", self.settings.max_import_rows)
+        rows = [ledger_pb2.ImportRow(**row) for row in read if not isinstance(row, Skipped)]
+        imported = iter((await self._import(rows)).results) if rows else iter(())
+        results = [
+            ledger_pb2.ImportRowResult(
+                status="skipped", errors=[ledger_pb2.FieldError(field=row.column, description=row.reason)]
+            )
+            if isinstance(row, Skipped)
+            else next(imported)
+            for row in read
+        ]
+        return import_response_of(results)
+
+    async def _import(self, rows: list[ledger_pb2.ImportRow]) -> ledger_pb2.ImportExpensesResponse:
+        identity = current_identity()
         if any(row.category_id.startswith(CATEGORY_PATH_MARK) for row in rows):
             rows = resolve_category_paths(rows, await self.ledger.category_tree(identity.user_id))
         preferences = None
@@ -384,11 +415,43 @@ def import_rows(request: ledger_pb2.ImportExpensesRequest, max_rows: int) -> lis
         raise InvalidArgument.of("csv", "send rows or csv, not both")
     field = "csv" if request.csv else "rows"
     rows = csv_rows(request.csv, max_rows) if request.csv else list(request.rows)
+    bounded(rows, field, max_rows)
+    return rows
+
+
+def bounded(rows: Sequence[object], field: str, max_rows: int) -> None:
     if not rows:
         raise InvalidArgument.of(field, "no rows to import")
     if len(rows) > max_rows:
         raise InvalidArgument.of(field, f"at most {max_rows} rows per call")
-    return rows
+
+
+# ColumnMapping's fields a client may send (the proto's, date_formats apart).
+STATEMENT_FIELDS = (
+    "date", "amount", "debit", "credit", "merchant", "note", "reference", "currency", "currency_column",
+)  # fmt: skip
+
+
+def statement_mapping(
+    request: ledger_pb2.ImportExpensesRequest, mappings: Mapping[str, ColumnMapping]
+) -> ColumnMapping | None:
+    """The bank statement mapping the request names or gives (its own over the named
+    one); None for an import of our own columns."""
+    given = request.HasField("column_mapping")
+    if not request.mapping and not given:
+        return None
+    if not request.csv:
+        raise InvalidArgument.of("csv", "a mapping reads a statement: send it as csv")
+    base = ColumnMapping()
+    if request.mapping:
+        if request.mapping not in mappings:
+            raise InvalidArgument.of("mapping", f"must be one of {', '.join(sorted(mappings))}")
+        base = mappings[request.mapping]
+    if not given:
+        return base
+    own = request.column_mapping
+    values = {name: getattr(own, name) for name in STATEMENT_FIELDS}
+    return ColumnMapping(**values, date_formats=tuple(own.date_formats)).over(base)
 
 
 def csv_rows(text: str, max_rows: int) -> list[ledger_pb2.ImportRow]:

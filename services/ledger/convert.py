@@ -11,7 +11,7 @@ from expense.ledger.v1 import ledger_pb2
 from services.kit.domain.timestamps import rfc3339
 from services.ledger.domain import Category, Expense, LedgerEntry, RowOutcome, from_snapshot
 
-IMPORT_STATUSES = ("created", "duplicate", "invalid")
+IMPORT_STATUSES = ("created", "duplicate", "invalid", "skipped")
 
 
 def expense_proto(expense: Expense) -> ledger_pb2.Expense:
@@ -64,21 +64,31 @@ def category_proto(category: Category) -> ledger_pb2.Category:
 
 
 def import_response(outcomes: Sequence[RowOutcome]) -> ledger_pb2.ImportExpensesResponse:
-    results = [
-        ledger_pb2.ImportRowResult(
-            index=index,
-            status=outcome.status,
-            expense_id=outcome.expense_id,
-            errors=[ledger_pb2.FieldError(field=v.field, description=v.description) for v in outcome.errors],
-        )
-        for index, outcome in enumerate(outcomes)
-    ]
-    counts = {status: sum(1 for o in outcomes if o.status == status) for status in IMPORT_STATUSES}
+    return import_response_of(
+        [
+            ledger_pb2.ImportRowResult(
+                status=outcome.status,
+                expense_id=outcome.expense_id,
+                errors=[
+                    ledger_pb2.FieldError(field=v.field, description=v.description) for v in outcome.errors
+                ],
+            )
+            for outcome in outcomes
+        ]
+    )
+
+
+def import_response_of(results: Sequence[ledger_pb2.ImportRowResult]) -> ledger_pb2.ImportExpensesResponse:
+    """The per-row results in request order (numbered here) and their counts."""
+    for index, result in enumerate(results):
+        result.index = index
+    counts = {status: sum(1 for r in results if r.status == status) for status in IMPORT_STATUSES}
     return ledger_pb2.ImportExpensesResponse(
         results=results,
         created_count=counts["created"],
         duplicate_count=counts["duplicate"],
         invalid_count=counts["invalid"],
+        skipped_count=counts["skipped"],
     )
 
 

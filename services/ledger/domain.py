@@ -12,7 +12,7 @@ import io
 import json
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -92,7 +92,7 @@ class Expense(NamedTuple):
 
     @property
     def search_text(self) -> str:
-        return search_text(self.merchant, self.note)
+        return search_text(self.merchant, self.note, self.tags)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class LedgerEntry:
 class RowOutcome:
     """What became of one import row."""
 
-    status: str  # "created", "duplicate" or "invalid"
+    status: str  # "created", "duplicate", "invalid" or "skipped" (a statement's row that is no expense)
     expense_id: str = ""
     errors: list[FieldViolation] = field(default_factory=list)
 
@@ -160,9 +160,12 @@ def decimal_value(text: str) -> int:
     return min(value, BIGINT_MAX)
 
 
-def search_text(merchant: str, note: str) -> str:
-    """What `q` searches: merchant and note, case-folded the same way as the query."""
-    return f"{merchant}\n{note}".lower()
+def search_text(merchant: str, note: str, tags: Sequence[str] = ()) -> str:
+    """What `q` searches on the row itself, one trigram index over it all: merchant and
+    note, case-folded as the query is, and the tags as the tag filter keys them (a line
+    each). Category names are matched through the category instead (a rename would
+    otherwise rewrite every expense of the category)."""
+    return "\n".join([f"{merchant}\n{note}".lower(), *(tag_key(tag) for tag in tags)])
 
 
 def path_key(path: str) -> str:

@@ -16,10 +16,6 @@ from datetime import date
 from expense.events.v1 import events_pb2
 
 UNCATEGORIZED_NAME = "Uncategorized"
-# The response header of a ledger write naming it, and the request header of a read that
-# must include it (read-your-writes across the event stream; docs/consistency.md).
-CONSISTENCY_HEADER = "x-consistency-token"
-_TOKEN_SEPARATOR = "."
 # Parent links come from events; a bound keeps a corrupt cycle from looping forever.
 MAX_CATEGORY_DEPTH = 32
 
@@ -291,28 +287,3 @@ class CategoryTree:
                 return current
             current = node.reassigned_to
         return current
-
-
-# ---------------------------------------------------------------- consistency tokens
-
-
-@dataclass(frozen=True)
-class WrittenVersion:
-    """One ledger write: the expense and the version it left (a deletion is the version
-    after the state it deleted, as expense_change counts it). A copy holding this
-    version or a later one of that expense has applied the write."""
-
-    expense_id: str
-    version: int
-
-    @property
-    def token(self) -> str:
-        return f"{self.expense_id}{_TOKEN_SEPARATOR}{self.version}"
-
-    @classmethod
-    def parse(cls, token: str) -> WrittenVersion:
-        """Raises ValueError for anything a ledger write did not answer."""
-        expense_id, separator, version = token.strip().rpartition(_TOKEN_SEPARATOR)
-        if not separator or not expense_id or len(expense_id) > 36 or not version.isdigit():
-            raise ValueError("not a consistency token")
-        return cls(expense_id, int(version))

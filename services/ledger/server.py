@@ -17,6 +17,7 @@ from services.ledger import storage
 from services.ledger.api import INTERNAL_SERVICE_NAME, SERVICE_NAME, LedgerInternalServicer, LedgerServicer
 from services.ledger.domain import PageTokens, load_default_categories
 from services.ledger.settings import LedgerMeshSettings
+from services.ledger.statements import load_mappings
 from services.ledger.usecases import Ledger
 from services.user.client import Preferences, PreferencesClient
 
@@ -58,7 +59,7 @@ def build_app(settings: LedgerMeshSettings) -> ServiceApp:
     servicers = [
         (
             ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
-            LedgerServicer(ledger, preferences),
+            LedgerServicer(ledger, preferences, load_mappings(settings.ledger.import_mappings_file)),
             SERVICE_NAME,
         ),
         (

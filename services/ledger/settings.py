@@ -38,6 +38,9 @@ class LedgerSettings(BaseModel):
     create_batching: GroupCommitSettings = GroupCommitSettings()
     # The categories every user starts with (a data file, relative to the repo root).
     default_categories_file: Path = Path("config/default_categories.toml")
+    # Bank statement CSV shapes ImportExpenses reads by name (a data file, relative to the
+    # repo root; services/ledger/statements.py).
+    import_mappings_file: Path = Path("config/import_mappings.toml")
 
 
 class LedgerMeshSettings(MeshSettings):

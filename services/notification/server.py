@@ -64,10 +64,11 @@ def build_app(settings: NotificationMeshSettings) -> ServiceApp:
     verifier = runtime.remote_verifier()
     config = settings.notification
     queue = DeliveryQueue(runtime.bus, config.delivery)
-    intake = Intake(runtime.db, config, queue)
     # Other producers' events of a user erased meanwhile are skipped (they would bring
     # rows back, or message a deleted account); the record lasts as long as they may come.
+    # The sweep's digests (Intake.notify) refuse erased users too.
     erased = ErasedUsers(storage.erased_users)
+    intake = Intake(runtime.db, config, queue, erased)
     for source in SOURCES:
         runtime.consume_batches(storage.inbox_table, source, erased.skipping_batches(intake.on_events))
     runtime.consume(storage.inbox_table, PROFILE_CHANGES, erased.skipping(intake.on_profile))

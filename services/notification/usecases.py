@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import Database, after_commit
+from services.kit.db.erasure import ErasedUsers
 from services.kit.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -133,10 +134,13 @@ class Intake:
     """Turns source events into a notification and one delivery per channel, in the
     consumer's inbox transaction; the deliveries are queued once it commits."""
 
-    def __init__(self, db: Database, settings: NotificationSettings, queue: DeliveryQueue) -> None:
+    def __init__(
+        self, db: Database, settings: NotificationSettings, queue: DeliveryQueue, erased: ErasedUsers
+    ) -> None:
         self.db = db
         self.settings = settings
         self.queue = queue
+        self.erased = erased
         self._pending: set[asyncio.Task[None]] = set()
 
     async def on_events(self, session: AsyncSession, events: Sequence[Event[Any]]) -> None:
@@ -199,7 +203,10 @@ class Intake:
         addresses: Mapping[str, str] | None = None,
     ) -> list[NewDelivery]:
         """The notification and its deliveries (once per event: UNIQUE keys); a channel
-        in `addresses` goes there instead of to the user's contact point."""
+        in `addresses` goes there instead of to the user's contact point. None for an
+        erased user: the sweep's digest of held items may race the erasure (ErasedUsers)."""
+        if await self.erased.refuses(session, user_id):
+            return []
         notification = storage.NotificationRow(
             new_id(), user_id, event_id, source, plan.template, plan.variables, plan.severity,
             "", "", False, now, None,

@@ -13,11 +13,11 @@ from pydantic import BaseModel, BeforeValidator, Field, model_validator
 from typing_extensions import override
 
 from expense.reporting.v1 import reporting_pb2, reporting_pb2_grpc
+from services.kit.consistency import written_version
 from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.money import format_amount
 from services.kit.domain.validation import validated
 from services.kit.identity.tokens import current_identity
-from services.ledger.replica import CONSISTENCY_HEADER, WrittenVersion
 from services.reporting.domain import (
     CategoryShare,
     ChildTotal,
@@ -210,21 +210,6 @@ def period_fields(request: Any) -> dict[str, Any]:
     if hasattr(request, "to"):
         fields |= {"from": getattr(request, "from"), "to": request.to}
     return fields
-
-
-def written_version(context: grpc.aio.ServicerContext | None) -> WrittenVersion | None:
-    """The ledger write a read must include: its X-Consistency-Token header, if sent
-    (None: a call made in-process, without metadata)."""
-    metadata = context.invocation_metadata() if context is not None else None
-    token = next((str(value) for key, value in metadata or () if key == CONSISTENCY_HEADER), "")
-    if not token:
-        return None
-    try:
-        return WrittenVersion.parse(token)
-    except ValueError:
-        raise InvalidArgument.of(
-            CONSISTENCY_HEADER, "must be the x-consistency-token a ledger write answered"
-        ) from None
 
 
 SUMMARY = Response(reporting_pb2.Summary, summary_message)

@@ -15,7 +15,6 @@ state reporting can be in anyway (and no BEGIN/COMMIT round trips per report).""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,13 +23,13 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from services.kit.consistency import Consistency, WrittenVersion
 from services.kit.db.engine import Database
-from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.kit.domain.periods import CUSTOM, Period, last_periods, period_containing, today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.identity.tokens import Identity
 from services.kit.responses import ResponseCache
-from services.ledger.replica import WrittenVersion
 from services.reporting import storage
 from services.reporting.domain import (
     ChildTotal,
@@ -267,18 +266,13 @@ class Reports:
     async def wait_for(self, user_id: str, written: WrittenVersion) -> None:
         """Returns once reporting's copy of the expense holds the write's version (or a
         later one); past consistency_wait_seconds, UNAVAILABLE: never figures without it."""
-        deadline = asyncio.get_running_loop().time() + self.settings.consistency_wait_seconds
-        while True:
-            async with self.db.read() as connection:
-                version = await storage.expense_version(connection, user_id, written.expense_id)
-            if version is not None and version >= written.version:
-                return
-            if asyncio.get_running_loop().time() >= deadline:
-                raise Unavailable(
-                    "the write named by the consistency token is not in reports yet; retry shortly",
-                    "WRITE_NOT_YET_APPLIED",
-                )
-            await asyncio.sleep(self.settings.consistency_poll_seconds)
+        await Consistency(
+            self.db,
+            storage.expense_version,
+            self.settings.consistency_wait_seconds,
+            self.settings.consistency_poll_seconds,
+            "reports",
+        ).wait_for(user_id, written)
 
     async def summary(self, viewer: Viewer, period: Period) -> list[CurrencyReport]:
         async with self.db.read() as connection:

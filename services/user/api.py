@@ -4,8 +4,11 @@ verified token, never from the request."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
+from google.api import httpbody_pb2
 from google.protobuf.message import Message
 from typing_extensions import override
 
@@ -13,15 +16,19 @@ from expense.user.v1 import user_pb2, user_pb2_grpc
 from services.kit.domain.timestamps import rfc3339
 from services.kit.identity.tokens import current_identity
 from services.user.domain import UPDATABLE_PATHS, Profile, update_paths
+from services.user.portability import DataExport
 from services.user.usecases import Profiles
 
 SERVICE_NAME = "expense.user.v1.UserService"
+EXPORT_CONTENT_TYPE = "application/json; charset=utf-8"
+EXPORT_FILENAME = "expense-mesh-export.json"
 LIST_PATHS = ("notifications.channels", "sms_allowed_senders")
 
 
 class UserServicer(user_pb2_grpc.UserServiceServicer):
-    def __init__(self, profiles: Profiles) -> None:
+    def __init__(self, profiles: Profiles, export: DataExport) -> None:
         self.profiles = profiles
+        self.export = export
 
     @override
     async def GetProfile(self, request: user_pb2.GetProfileRequest, context: object) -> user_pb2.Profile:
@@ -33,6 +40,19 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     ) -> user_pb2.Profile:
         user_id = current_identity().user_id
         return to_proto(await self.profiles.update(user_id, requested_changes(request)))
+
+    @override
+    async def ExportMyData(
+        self, request: user_pb2.ExportMyDataRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        """A JSON download, one chunk per part or page as the peers answer."""
+        identity = current_identity()
+        profile = to_proto(await self.profiles.get(identity.user_id))
+        await context.send_initial_metadata(
+            (("content-disposition", f'attachment; filename="{EXPORT_FILENAME}"'),)
+        )
+        async for chunk in self.export.chunks(identity, profile):
+            yield httpbody_pb2.HttpBody(content_type=EXPORT_CONTENT_TYPE, data=chunk.encode())
 
 
 def requested_changes(request: user_pb2.UpdateProfileRequest) -> dict[str, Any]:

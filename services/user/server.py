@@ -13,6 +13,7 @@ from services.user import storage
 from services.user.accounts import AccountDirectory
 from services.user.api import SERVICE_NAME, UserServicer
 from services.user.domain import ProfileRules
+from services.user.portability import DataExport, Peers
 from services.user.settings import UserMeshSettings
 from services.user.usecases import ProfileProvisioner, Profiles
 
@@ -40,7 +41,10 @@ def build_app(settings: UserMeshSettings) -> ServiceApp:
     runtime.consume(storage.inbox, SIGNUPS, erased.skipping(provisioner.on_user_registered))
     runtime.consume(storage.inbox, DELETIONS, erasing(storage.metadata, erased=erased))
     runtime.purger.keep(storage.erased_users, "erased_at", settings.retention.inbox_window)
-    servicer = UserServicer(Profiles(units, rules, provisioner))
+    peers = Peers.of(settings, settings.internal_call_timeout_seconds)
+    export = DataExport(peers, accounts, settings.internal_call_timeout_seconds)
+    servicer = UserServicer(Profiles(units, rules, provisioner), export)
     app = runtime.app(verifier, [(user_pb2_grpc.add_UserServiceServicer_to_server, servicer, SERVICE_NAME)])
     app.on_stop.append(accounts.close)
+    app.on_stop.append(peers.close)
     return app

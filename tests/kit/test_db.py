@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound, OperationalError
 
 from services.kit.db.engine import Database, UtcDateTime
+from services.kit.db.reads import PLAN_EACH_TIME
 from services.kit.db.sql import fetch_together
 
 metadata = MetaData()
@@ -124,6 +125,10 @@ async def test_reads_process_values_and_name_columns_as_sqlalchemy_does(db: Data
             (await connection.execute(select(events.c.id))).scalar_one()
         with pytest.raises(NoResultFound):
             (await connection.execute(select(events.c.id).where(events.c.id > 9))).scalar_one()
+        # scalar(), as Result's: the first row's first column, None without rows (reporting's
+        # read-your-writes wait reads its copy's version so, on either backend).
+        assert (await connection.execute(select(events.c.id).order_by(events.c.id))).scalar() == 1
+        assert (await connection.execute(select(events.c.id).where(events.c.id > 9))).scalar() is None
 
 
 async def test_read_errors_are_sqlalchemys(db: Database, database_url: str) -> None:
@@ -166,3 +171,21 @@ async def test_fetch_together_errors_are_sqlalchemys_and_roll_back(db: Database)
             await fetch_together(session, [(count_items, {}), (text("SELECT * FROM no_such_table"), {})])
     async with db.read() as connection:
         assert (await connection.execute(count_items)).scalar_one() == 0
+
+
+async def test_a_statement_planned_each_time_is_never_prepared(db: Database) -> None:
+    """psycopg prepares a statement from its 5th run, and PostgreSQL then may plan it once
+    for any values; a statement with PLAN_EACH_TIME stays unprepared (the ledger's `q`)."""
+    if not db.is_postgres:
+        pytest.skip("SQLite prepares nothing on the server")
+    await _add_events(db)
+    by_id = select(events.c.id).where(events.c.id > bindparam("after"))
+    each_time = by_id.where(events.c.id < 100).execution_options(**{PLAN_EACH_TIME: True})
+    prepared = text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%< %'")
+    async with db.read() as connection:  # one connection: prepared statements are its own
+        for _ in range(8):
+            assert len((await connection.execute(each_time, {"after": 1})).all()) == 4
+        assert (await connection.execute(prepared)).scalar_one() == 0
+        for _ in range(8):
+            await connection.execute(by_id.where(events.c.id < 50), {"after": 1})
+        assert (await connection.execute(prepared)).scalar_one() == 1

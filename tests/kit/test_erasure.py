@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, MetaData, Table, TypeDecorator, delete, func, or_, select
+from sqlalchemy import JSON, MetaData, Table, TypeDecorator, delete, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
 from expense.events.v1 import events_pb2
@@ -31,6 +31,7 @@ from services.ledger import storage as ledger_storage
 from services.notification import storage as notification_storage
 from services.reporting import storage as reporting_storage
 from services.user import storage as user_storage
+from tests.infra import fresh_postgres_database, require
 
 KIT_TABLES = {"outbox", "inbox", "leases", "erasure_permits", "erased_users"}
 Around = tuple[ErasureHook, ErasureHook] | None
@@ -177,3 +178,68 @@ async def _assert_late_events_are_skipped(db: Database, erased: ErasedUsers, gon
         await erased.skipping_batches(batch_handler)(session, late)
         await erased.skipping_batches(batch_handler)(session, [late[0]])
     assert handled == [kept, kept]
+
+
+async def _waiting_on_advisory_lock(db: Database) -> None:
+    """Returns once some session of this database waits on an advisory lock."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+    )
+    for _ in range(400):
+        async with db.read() as connection:
+            if (await connection.execute(waiting)).scalar_one():
+                return
+        await asyncio.sleep(0.025)
+    raise AssertionError("no session ever waited on the erasure lock")
+
+
+async def test_a_write_racing_the_erasure_leaves_no_row_whichever_commits_first(tmp_path: Path) -> None:
+    """PostgreSQL (READ COMMITTED): a writer that passed the check before the erasure still
+    commits its row, and the erasure waits for it and deletes it; a writer that comes while
+    the erasure runs waits for it and then refuses. Either way no row of the user stays."""
+    require("PostgreSQL", "127.0.0.1", 5432)
+    metadata, erased = notification_storage.metadata, ErasedUsers(notification_storage.erased_users)
+    preferences = notification_storage.preferences
+    with fresh_postgres_database() as url:
+        settings = MeshSettings(database_url=url, data_dir=tmp_path)
+        await asyncio.to_thread(migrations.upgrade, "notification", settings)
+        db = Database.for_service(settings, "notification", pool_size=4)
+        try:
+            gone = str(uuid.uuid4())
+            handler = erasing(metadata, erased=erased)
+            event = Event("e1", "user.deleted", gone, "auth", events_pb2.UserDeleted(user_id=gone))
+
+            async def erase() -> None:
+                async with db.transaction() as session:
+                    await handler(session, event)
+
+            # The writer first: the erasure waits for its commit, then deletes its row.
+            async with db.transaction() as session:
+                assert not await erased.refuses(session, gone)
+                erasure = asyncio.create_task(erase())
+                await _waiting_on_advisory_lock(db)
+                await session.execute(preferences.insert().values(**_row(preferences, gone)))
+            await erasure
+            assert await _rows_of(db, metadata, gone) == dict.fromkeys(_rows_of_names(metadata), 0)
+
+            # The erasure first: the writer waits for its commit, then refuses (without the
+            # wait it would read no record yet, the erasure being uncommitted).
+            later = str(uuid.uuid4())
+            late_event = Event("e2", "user.deleted", later, "auth", events_pb2.UserDeleted(user_id=later))
+            async with db.transaction() as session:
+                await handler(session, late_event)
+                refusal = asyncio.create_task(_refuses(db, erased, later))
+                await _waiting_on_advisory_lock(db)
+            assert await refusal
+        finally:
+            await db.dispose()
+
+
+def _rows_of_names(metadata: MetaData) -> list[str]:
+    return [table.name for table in _user_tables(metadata)]
+
+
+async def _refuses(db: Database, erased: ErasedUsers, user_id: str) -> bool:
+    async with db.transaction() as session:
+        return await erased.refuses(session, user_id)

@@ -115,3 +115,60 @@ async def test_a_bad_export_range_names_the_field(http: httpx.AsyncClient) -> No
     refused = await http.get("/v1/expenses:export?from=2026-02-01&to=2026-01-01", headers=owner)
     assert refused.status_code == 400, refused.text
     assert refused.json()["details"][0]["field_violations"][0]["field"] == "to"
+
+
+# An HDFC statement as its CSV export writes it: account details before the header, dates
+# dd/mm/yy, debit and credit columns with thousands separators, a closing line.
+HDFC = """HDFC BANK Ltd.,,,,,,
+Account No :,50100012345678,,,,,
+Date,Narration,Chq./Ref.No.,Value Dt,Withdrawal Amt.,Deposit Amt.,Closing Balance
+02/11/26,UPI-SWIGGY-SWIGGY8@YBL-4711,000000431,02/11/26,"1,249.50",,"98,750.50"
+03/11/26,NEFT CR-SALARY ACME,N30012,03/11/26,,"85,000.00","183,750.50"
+05/11/26,POS 4321 BIG BAZAAR,000000432,05/11/26,612.00,,"183,138.50"
+31/13/26,POS 4321 BAD DATE,000000433,31/13/26,10.00,,"183,128.50"
+,,,,,,
+STATEMENT SUMMARY :-,,,,,,
+"""
+
+
+async def test_a_bank_statement_imports_by_a_named_mapping_once(http: httpx.AsyncClient) -> None:
+    headers = await sign_up(http)
+    headers.pop("cafes")
+    body = {"csv": HDFC, "mapping": "hdfc"}
+    answer = await http.post("/v1/expenses:import", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["status"] for r in results] == ["created", "skipped", "created", "invalid", "skipped"]
+    assert results[1]["errors"][0]["field"] == "Deposit Amt."
+    assert results[3]["errors"][0]["field"] == "spent_on"
+    listed = (await http.get("/v1/expenses?order_by=spent_on", headers=headers)).json()["expenses"]
+    got = [(e["spent_on"], e["amount"], e["currency"], e["merchant"], e["note"]) for e in listed]
+    assert got == [
+        ("2026-11-02", "1249.50", "INR", "UPI-SWIGGY-SWIGGY8@YBL-4711", "ref 000000431"),
+        ("2026-11-05", "612.00", "INR", "POS 4321 BIG BAZAAR", "ref 000000432"),
+    ]
+    again = (await http.post("/v1/expenses:import", json=body, headers=headers)).json()
+    assert (again.get("created_count", 0), again["duplicate_count"], again["skipped_count"]) == (0, 2, 2)
+
+
+async def test_a_client_maps_its_own_columns_and_bad_mappings_are_400s(http: httpx.AsyncClient) -> None:
+    headers = await sign_up(http)
+    headers.pop("cafes")
+    text = "When;What;Money\n"  # a semicolon file is not CSV: its one column names none of them
+    mapping = {"date": "Txn Day", "merchant": "Payee", "amount": "Amount (USD)", "currency": "USD"}
+    own = "Txn Day,Payee,Amount (USD)\n2026-10-04,Coffee Shop,-3.00\n2026-10-05,Book Store,18.25 Dr\n"
+    body = {"csv": own, "column_mapping": {**mapping, "date_formats": ["%Y-%m-%d"]}}
+    answer = await http.post("/v1/expenses:import", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert [r["status"] for r in answer.json()["results"]] == ["skipped", "created"]
+    listed = (await http.get("/v1/expenses", headers=headers)).json()["expenses"]
+    assert [(e["merchant"], e["amount"], e["currency"]) for e in listed] == [("Book Store", "18.25", "USD")]
+    for wrong, field in [
+        ({"csv": own, "mapping": "nobank"}, "mapping"),
+        ({"csv": text, "column_mapping": mapping}, "csv"),
+        ({"csv": own, "column_mapping": {"merchant": "Payee"}}, "column_mapping.date"),
+        ({"rows": [{"amount": "1.00"}], "mapping": "hdfc"}, "csv"),
+    ]:
+        refused = await http.post("/v1/expenses:import", json=wrong, headers=headers)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["details"][0]["field_violations"][0]["field"] == field

@@ -225,3 +225,34 @@ async def test_import_keys_are_probed_per_id_and_found(db: Database) -> None:
     assert "Hash Join" not in {node["Node Type"] for node in nodes}
     conditions = [node.get("Index Cond", "") for node in nodes]
     assert any("(request_id)::text = (wanted.request_id)::text" in c for c in conditions), conditions
+
+
+async def test_migration_0004_adds_older_rows_tags_to_their_search_text(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Rows written before 0004 searched merchant and note alone: the upgrade appends their
+    tags' keys, so `q` finds them by tag as it finds new rows."""
+    settings = MeshSettings(database_url=database_url, data_dir=tmp_path)
+    await asyncio.to_thread(migrations.upgrade, "ledger", settings, "0003")
+    database = Database(database_url, schema="ledger", pool_size=1)
+    try:
+        user_id, old = new_id(), _expense(new_id(), 1, 100)._replace(tags=("Work", "Trip"))
+        old = old._replace(user_id=user_id)
+        async with database.transaction() as session:
+            await storage.insert_expenses(session, [old])
+            # As 0003's code wrote it: merchant and note only.
+            await session.execute(
+                storage.expenses.update()
+                .values(search_text="shop\n")
+                .where(storage.expenses.c.id == old.expense_id)
+            )
+        await asyncio.to_thread(migrations.upgrade, "ledger", settings)
+        async with database.read() as connection:
+            stored = await connection.execute(select(storage.expenses.c.search_text))
+            assert sorted(stored.scalar().split("\n")) == sorted(["shop", "", "work", "trip"])
+            page, total = await storage.list_expenses(
+                connection, user_id, ExpenseFilter(text="trip"), parse_ordering(""), None, 10, 100
+            )
+        assert ([e.expense_id for e in page], total) == ([old.expense_id], 1)
+    finally:
+        await database.dispose()

@@ -16,6 +16,7 @@ import pytest
 from expense.events.v1 import events_pb2
 from services.kit.db import migrations
 from services.kit.db.engine import Database
+from services.kit.db.erasure import ErasedUsers
 from services.kit.domain.ids import new_id
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.bus import EventBus
@@ -44,7 +45,7 @@ def intake(db: Database) -> Intake:
     settings = NotificationMeshSettings().notification
     # The bus is never started: notify() only writes rows.
     queue = DeliveryQueue(EventBus("nats://127.0.0.1:1", "unused", "test"), settings.delivery)
-    return Intake(db, settings, queue)
+    return Intake(db, settings, queue, ErasedUsers(storage.erased_users))
 
 
 async def contact(db: Database, user_id: str, channel: str, address: str) -> None:

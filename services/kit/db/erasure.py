@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, delete, select
+from sqlalchemy import Column, MetaData, String, Table, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from expense.events.v1 import events_pb2
@@ -85,6 +85,10 @@ def erasing(
 
     async def on_user_deleted(session: AsyncSession, event: Event[events_pb2.UserDeleted]) -> None:
         user_id = event.payload.user_id or event.user_id
+        if erased is not None:
+            # Waits for the user's writes under way, and holds back the next ones until
+            # the commit: they then find the record and write nothing.
+            await erased.lock_out(session, user_id)
         deleted = await erase_user(session, metadata, user_id, owned_through, around)
         if erased is not None:
             await erased.remember(session, user_id)
@@ -109,10 +113,23 @@ def erased_users_table(metadata: MetaData) -> Table:
     )
 
 
+# The advisory lock class of the per-user erasure locks (PostgreSQL's two-key form: the
+# second key is the user id's hash); "ERAS" in ASCII, apart from any other lock's keys.
+ERASURE_LOCK_CLASS = 0x45524153
+
+
 class ErasedUsers:
     """A service whose copies are fed by other producers' events (an expense published by
     the ledger before the erasure may reach reporting after it) records each erasure and
-    skips the events of erased users, so a late event cannot bring their data back."""
+    skips the events of erased users, so a late event cannot bring their data back.
+
+    A check alone would race the erasure: a writer that read "not erased" just before the
+    erasure's commit would insert its rows just after the deletes, and they would stay. So
+    on PostgreSQL each writer holds a shared advisory lock on the user until its commit and
+    the erasure an exclusive one: an erasure waits for the writes under way (and deletes
+    what they wrote), a later writer waits for the erasure (and then finds its record).
+    SQLite runs one write transaction at a time: a writer whose check the erasure's commit
+    made stale fails on its write (a busy snapshot) and is retried."""
 
     def __init__(self, table: Table) -> None:
         self.table = table
@@ -120,7 +137,17 @@ class ErasedUsers:
     async def remember(self, session: AsyncSession, user_id: str) -> None:
         await insert_ignore(session, self.table, {"erased_user_id": user_id, "erased_at": utcnow()})
 
+    async def lock_out(self, session: AsyncSession, user_id: str) -> None:
+        """The erasure's exclusive lock on the user, held until its transaction ends."""
+        await _advisory_locks(session, {user_id}, exclusive=True)
+
+    async def refuses(self, session: AsyncSession, user_id: str) -> bool:
+        """True for an erased user: a writer must then write nothing for them. Otherwise
+        the user stays locked against erasure until the writer's transaction ends."""
+        return bool(await self._erased(session, {user_id}))
+
     async def _erased(self, session: AsyncSession, user_ids: set[str]) -> set[str]:
+        await _advisory_locks(session, user_ids, exclusive=False)
         column = self.table.c.erased_user_id
         found = await session.execute(select(column).where(column.in_(sorted(user_ids))))
         return set(found.scalars())
@@ -140,3 +167,16 @@ class ErasedUsers:
                 await handler(session, kept)
 
         return handle
+
+
+async def _advisory_locks(session: AsyncSession, user_ids: set[str], exclusive: bool) -> None:
+    """Transaction-scoped advisory locks on the users, in one order (no deadlock between
+    two writers of several users); none on SQLite (see ErasedUsers)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    # One round trip for a batch's users; unnest keeps the array's (sorted) order.
+    statement = text(
+        f"SELECT {function}(:lock_class, hashtext(user_id)) FROM unnest(CAST(:user_ids AS text[])) AS user_id"
+    )
+    await session.execute(statement, {"lock_class": ERASURE_LOCK_CLASS, "user_ids": sorted(user_ids)})

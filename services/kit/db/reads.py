@@ -25,6 +25,12 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from services.kit import tracing
 
+# The execution option by which a statement opts out of psycopg's server-side prepared
+# statements: a prepared statement soon runs PostgreSQL's generic plan, made for no
+# parameter values in particular; without, each execution is planned for its own values
+# (the ledger's text search: a generic plan walked a 100,000-expense user's every row).
+PLAN_EACH_TIME = "plan_each_time"
+
 # Compiled statements kept per pool; statements are built once per shape in storage
 # modules, so this bounds memory only against a bug.
 MAX_PLANS = 2_000
@@ -45,6 +51,10 @@ class Rows:
 
     def first(self) -> Any | None:
         return self._rows[0] if self._rows else None
+
+    def scalar(self) -> Any | None:
+        """The first column of the first row; None without rows (as Result.scalar)."""
+        return self._rows[0][0] if self._rows else None
 
     def scalar_one(self) -> Any:
         if not self._rows:
@@ -104,11 +114,12 @@ class ReadConnection:
                     self._plans.clear()
                 self._plans[key.key] = plan
         sql, values = self._sql_and_values(plan, parameters, key.bindparams if key is not None else None)
+        prepare = False if statement.get_execution_options().get(PLAN_EACH_TIME) else None
         try:
             if tracing.enabled():
-                cursor, rows = await self._traced(sql, values)
+                cursor, rows = await self._traced(sql, values, prepare)
             else:
-                cursor = await self.connection.execute(sql, values)
+                cursor = await self.connection.execute(sql, values, prepare=prepare)
                 rows = await cursor.fetchall()
         except psycopg.Error as error:
             # SQLAlchemy's exception types, as from any other statement.
@@ -120,11 +131,13 @@ class ReadConnection:
             plan.row = namedtuple("Row", names, rename=True)._make  # type: ignore[misc]
         return Rows(self._rows(plan, rows))
 
-    async def _traced(self, sql: str, values: Any) -> tuple[psycopg.AsyncCursor[Any], list[Any]]:
+    async def _traced(
+        self, sql: str, values: Any, prepare: bool | None
+    ) -> tuple[psycopg.AsyncCursor[Any], list[Any]]:
         """The statement as a CLIENT span, as the SQLAlchemy instrumentation names the others."""
         attributes = {"db.system": "postgresql", "db.statement": sql}
         with tracing.span(sql.split(None, 1)[0], SpanKind.CLIENT, attributes=attributes):
-            cursor = await self.connection.execute(sql, values)
+            cursor = await self.connection.execute(sql, values, prepare=prepare)
             return cursor, await cursor.fetchall()
 
     @staticmethod

@@ -191,8 +191,10 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAccount(self, request, context):
-        """Deletes the caller's account (the password re-entered): every session ends and
-        every service erases the user's data on the user.deleted event.
+        """Deletes the caller's account (the password re-entered, in the body): every session
+        ends and every service erases the user's data on the user.deleted event.
+        `DELETE /v1/users/me` is the documented form; `POST /v1/auth/account:delete` stays
+        for clients that cannot send a DELETE with a body.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -243,12 +243,40 @@ class ImportRow(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., spent_on: _Optional[str] = ..., category_id: _Optional[str] = ..., merchant: _Optional[str] = ..., note: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ImportExpensesRequest(_message.Message):
-    __slots__ = ("rows", "csv")
+    __slots__ = ("rows", "csv", "mapping", "column_mapping")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     CSV_FIELD_NUMBER: _ClassVar[int]
+    MAPPING_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_MAPPING_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[ImportRow]
     csv: str
-    def __init__(self, rows: _Optional[_Iterable[_Union[ImportRow, _Mapping]]] = ..., csv: _Optional[str] = ...) -> None: ...
+    mapping: str
+    column_mapping: ColumnMapping
+    def __init__(self, rows: _Optional[_Iterable[_Union[ImportRow, _Mapping]]] = ..., csv: _Optional[str] = ..., mapping: _Optional[str] = ..., column_mapping: _Optional[_Union[ColumnMapping, _Mapping]] = ...) -> None: ...
+
+class ColumnMapping(_message.Message):
+    __slots__ = ("date", "date_formats", "amount", "debit", "credit", "merchant", "note", "reference", "currency", "currency_column")
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    DATE_FORMATS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    DEBIT_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    date: str
+    date_formats: _containers.RepeatedScalarFieldContainer[str]
+    amount: str
+    debit: str
+    credit: str
+    merchant: str
+    note: str
+    reference: str
+    currency: str
+    currency_column: str
+    def __init__(self, date: _Optional[str] = ..., date_formats: _Optional[_Iterable[str]] = ..., amount: _Optional[str] = ..., debit: _Optional[str] = ..., credit: _Optional[str] = ..., merchant: _Optional[str] = ..., note: _Optional[str] = ..., reference: _Optional[str] = ..., currency: _Optional[str] = ..., currency_column: _Optional[str] = ...) -> None: ...
 
 class FieldError(_message.Message):
     __slots__ = ("field", "description")
@@ -271,16 +299,18 @@ class ImportRowResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., status: _Optional[str] = ..., expense_id: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[FieldError, _Mapping]]] = ...) -> None: ...
 
 class ImportExpensesResponse(_message.Message):
-    __slots__ = ("results", "created_count", "duplicate_count", "invalid_count")
+    __slots__ = ("results", "created_count", "duplicate_count", "invalid_count", "skipped_count")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     CREATED_COUNT_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_COUNT_FIELD_NUMBER: _ClassVar[int]
     INVALID_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_COUNT_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[ImportRowResult]
     created_count: int
     duplicate_count: int
     invalid_count: int
-    def __init__(self, results: _Optional[_Iterable[_Union[ImportRowResult, _Mapping]]] = ..., created_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., invalid_count: _Optional[int] = ...) -> None: ...
+    skipped_count: int
+    def __init__(self, results: _Optional[_Iterable[_Union[ImportRowResult, _Mapping]]] = ..., created_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., invalid_count: _Optional[int] = ..., skipped_count: _Optional[int] = ...) -> None: ...
 
 class Category(_message.Message):
     __slots__ = ("category_id", "name", "parent_id", "color", "icon", "create_time", "update_time")

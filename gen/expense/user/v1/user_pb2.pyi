@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -56,3 +57,7 @@ class UpdateProfileRequest(_message.Message):
     profile: Profile
     update_mask: str
     def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ..., update_mask: _Optional[str] = ...) -> None: ...
+
+class ExportMyDataRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from expense.user.v1 import user_pb2 as expense_dot_user_dot_v1_dot_user__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -45,6 +46,11 @@ class UserServiceStub:
                 request_serializer=expense_dot_user_dot_v1_dot_user__pb2.UpdateProfileRequest.SerializeToString,
                 response_deserializer=expense_dot_user_dot_v1_dot_user__pb2.Profile.FromString,
                 _registered_method=True)
+        self.ExportMyData = channel.unary_stream(
+                '/expense.user.v1.UserService/ExportMyData',
+                request_serializer=expense_dot_user_dot_v1_dot_user__pb2.ExportMyDataRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -65,6 +71,16 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportMyData(self, request, context):
+        """Everything the mesh holds about the caller as one JSON document (data portability):
+        profile, account, categories, expenses, budgets, bills, alerts, notifications,
+        notification preferences, contact points and SMS review items, gathered from each
+        service on the caller's behalf and streamed as it is read (expenses page by page).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +93,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.UpdateProfile,
                     request_deserializer=expense_dot_user_dot_v1_dot_user__pb2.UpdateProfileRequest.FromString,
                     response_serializer=expense_dot_user_dot_v1_dot_user__pb2.Profile.SerializeToString,
+            ),
+            'ExportMyData': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportMyData,
+                    request_deserializer=expense_dot_user_dot_v1_dot_user__pb2.ExportMyDataRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +155,33 @@ class UserService:
             '/expense.user.v1.UserService/UpdateProfile',
             expense_dot_user_dot_v1_dot_user__pb2.UpdateProfileRequest.SerializeToString,
             expense_dot_user_dot_v1_dot_user__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMyData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/expense.user.v1.UserService/ExportMyData',
+            expense_dot_user_dot_v1_dot_user__pb2.ExportMyDataRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
