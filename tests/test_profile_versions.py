@@ -188,8 +188,8 @@ async def reporting(db: Database, bus: EventBus) -> Consumer:
 
 async def notification(db: Database, bus: EventBus) -> Consumer:
     config = NotificationMeshSettings().notification
-    intake = Intake(db, config, DeliveryQueue(bus, config.delivery))
     erased = ErasedUsers(notification_storage.erased_users)
+    intake = Intake(db, config, DeliveryQueue(bus, config.delivery), erased)
 
     async def copy(db: Database) -> Any:
         return await _row(db, notification_storage.preferences, "time_zone", "locale", "profile_version")
