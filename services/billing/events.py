@@ -24,6 +24,7 @@ from services.kit.domain.periods import today_in
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Event
 from services.kit.responses import ResponseCache
+from services.ledger import replica_storage
 from services.ledger.replica import CategoryInfo, ExpenseChange, category_info, expense_change, replay
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,13 @@ class EventHandlers:
         changes = [change for event in events if (change := _usable(event)) is not None]
         if not changes:
             return
-        stored = await storage.load_copies(session, {change.key for change in changes})
+        stored = await replica_storage.load_copies(
+            session, storage.expenses, {change.key for change in changes}
+        )
         result = replay(stored, changes)
         await storage.apply_spend_deltas(session, spend_deltas(result.moves))
         keys = {key: merchant_key(copy.line.merchant) for key, copy in result.copies.items()}
-        await storage.save_copies(session, result.copies, keys, utcnow())
+        await replica_storage.save_copies(session, storage.expenses, result.copies, keys, utcnow())
         unit = self.units.joining(session)
         calendars = await storage.load_calendars(session, list(result.moves))
         for user_id, moves in result.moves.items():

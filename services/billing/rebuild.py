@@ -17,6 +17,7 @@ from services.billing.rules import refresh_budgets
 from services.billing.usecases import Calendars
 from services.kit.db.engine import Database
 from services.kit.domain.timestamps import utcnow
+from services.ledger import replica_storage
 from services.ledger.client import LedgerClient
 from services.ledger.replica import StoredExpense
 
@@ -35,7 +36,7 @@ async def rebuild_user(db: Database, ledger: LedgerClient, calendars: Calendars,
                 await storage.save_categories(session, user_id, categories)
                 copies = {(user_id, line.expense_id): StoredExpense(line) for line in lines}
                 keys = {key: merchant_key(copy.line.merchant) for key, copy in copies.items()}
-                await storage.save_copies(session, copies, keys, utcnow())
+                await replica_storage.save_copies(session, storage.expenses, copies, keys, utcnow())
                 await storage.apply_spend_deltas(
                     session, spend_deltas({user_id: [(None, line) for line in lines]})
                 )

@@ -50,7 +50,8 @@ from services.kit.db.erasure import erased_users_table
 from services.kit.db.idempotency import idempotency_table
 from services.kit.db.sql import insert_ignore, upsert_if_newer
 from services.kit.events.tables import add_event_tables
-from services.ledger.replica import CategoryInfo, CategoryTree, ExpenseKey, ExpenseLine, StoredExpense
+from services.ledger.replica import CategoryInfo, CategoryTree, ExpenseLine
+from services.ledger.replica_storage import expense_line
 
 Id = String(64)
 # Rows per multi-row statement (well under both engines' bound-parameter limits).
@@ -437,65 +438,6 @@ async def _add_sums(
         )
 
 
-def _line(row: Any) -> ExpenseLine:
-    return ExpenseLine(
-        expense_id=row.expense_id,
-        amount_minor=row.amount_minor,
-        currency=row.currency,
-        spent_on=row.spent_on,
-        category_id=row.category_id,
-        merchant=row.merchant,
-        source=row.source,
-        version=row.version,
-    )
-
-
-async def load_copies(session: AsyncSession, keys: Collection[ExpenseKey]) -> dict[ExpenseKey, StoredExpense]:
-    found: dict[ExpenseKey, StoredExpense] = {}
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), CHUNK):
-        chunk = ordered[start : start + CHUNK]
-        query = select(expenses).where(tuple_(expenses.c.user_id, expenses.c.expense_id).in_(chunk))
-        for row in await session.execute(query):
-            found[(row.user_id, row.expense_id)] = StoredExpense(_line(row), bool(row.deleted))
-    return found
-
-
-async def save_copies(
-    session: AsyncSession,
-    copies: Mapping[ExpenseKey, StoredExpense],
-    merchant_keys: Mapping[ExpenseKey, str],
-    now: datetime,
-) -> None:
-    if not copies:
-        return
-    dialect = _dialect(session)
-    rows = [
-        {
-            "user_id": user_id,
-            "expense_id": expense_id,
-            "amount_minor": copy.line.amount_minor,
-            "currency": copy.line.currency,
-            "spent_on": copy.line.spent_on,
-            "category_id": copy.line.category_id,
-            "merchant": copy.line.merchant,
-            "merchant_key": merchant_keys[(user_id, expense_id)],
-            "source": copy.line.source,
-            "version": copy.line.version,
-            "deleted": copy.deleted,
-            "updated_at": now,
-        }
-        for (user_id, expense_id), copy in sorted(copies.items())
-    ]
-    for start in range(0, len(rows), CHUNK):
-        statement = dialect.insert(expenses).values(rows[start : start + CHUNK])
-        replaced = {
-            name: statement.excluded[name] for name in rows[0] if name not in ("user_id", "expense_id")
-        }
-        statement = statement.on_conflict_do_update(index_elements=["user_id", "expense_id"], set_=replaced)
-        await session.execute(statement)
-
-
 async def recent_in_category(
     connection: Queryable, user_id: str, category_id: str, currency: str, limit: int
 ) -> list[tuple[str, int]]:
@@ -566,7 +508,7 @@ async def charges_since(connection: Queryable, user_id: str, since: date, min_co
 
 async def live_expenses(connection: Queryable, user_id: str) -> list[ExpenseLine]:
     query = select(expenses).where(expenses.c.user_id == user_id, expenses.c.deleted.is_(False))
-    return [_line(row) for row in await connection.execute(query)]
+    return [expense_line(row) for row in await connection.execute(query)]
 
 
 async def clear_spending(session: AsyncSession, user_ids: Collection[str] | None) -> None:

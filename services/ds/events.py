@@ -18,6 +18,7 @@ from services.ds.normalise import merchant_key
 from services.ds.storage import Calendar
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.subscription import Event
+from services.ledger import replica_storage
 from services.ledger.replica import ExpenseChange, category_info, expense_change, replay
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,14 @@ class EventHandlers:
         changes = [change for event in events if (change := _usable(event)) is not None]
         if not changes:
             return
-        stored = await storage.load_copies(session, {change.key for change in changes})
+        stored = await replica_storage.load_copies(
+            session, storage.expenses, {change.key for change in changes}
+        )
         result = replay(stored, changes)
         await storage.apply_spend_deltas(session, spend_deltas(result.moves))
         await storage.apply_merchant_deltas(session, merchant_deltas(result.moves))
         keys = {key: merchant_key(copy.line.merchant) for key, copy in result.copies.items()}
-        await storage.save_copies(session, result.copies, keys, utcnow())
+        await replica_storage.save_copies(session, storage.expenses, result.copies, keys, utcnow())
 
     async def on_category_event(
         self, session: AsyncSession, event: Event[events_pb2.CategoryChanged]

@@ -14,6 +14,7 @@ from services.ds.domain import merchant_deltas
 from services.ds.normalise import merchant_key
 from services.kit.db.engine import Database
 from services.kit.domain.timestamps import utcnow
+from services.ledger import replica_storage
 from services.ledger.client import LedgerClient
 from services.ledger.replica import StoredExpense
 
@@ -31,7 +32,7 @@ async def rebuild_user(db: Database, ledger: LedgerClient, user_id: str) -> int:
                 lines = await ledger.expenses(user_id)
                 copies = {(user_id, line.expense_id): StoredExpense(line) for line in lines}
                 keys = {key: merchant_key(copy.line.merchant) for key, copy in copies.items()}
-                await storage.save_copies(session, copies, keys, utcnow())
+                await replica_storage.save_copies(session, storage.expenses, copies, keys, utcnow())
                 moves = {user_id: [(None, line) for line in lines]}
                 await storage.apply_spend_deltas(session, spend_deltas(moves))
                 await storage.apply_merchant_deltas(session, merchant_deltas(moves))

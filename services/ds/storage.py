@@ -37,7 +37,6 @@ from sqlalchemy import (
     delete,
     func,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -48,7 +47,7 @@ from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.erasure import erased_users_table
 from services.kit.db.sql import upsert_if_newer
 from services.kit.events.tables import add_event_tables
-from services.ledger.replica import CategoryInfo, ExpenseKey, ExpenseLine, StoredExpense
+from services.ledger.replica import CategoryInfo
 
 Id = String(64)
 CHUNK = 500
@@ -418,66 +417,6 @@ async def save_categories(session: AsyncSession, user_id: str, infos: Iterable[C
 
 
 # ---------------------------------------------------------------- expense copies and rollup
-
-
-def _line(row: Any) -> ExpenseLine:
-    return ExpenseLine(
-        expense_id=row.expense_id,
-        amount_minor=row.amount_minor,
-        currency=row.currency,
-        spent_on=row.spent_on,
-        category_id=row.category_id,
-        merchant=row.merchant,
-        source=row.source,
-        version=row.version,
-    )
-
-
-async def load_copies(session: AsyncSession, keys: Collection[ExpenseKey]) -> dict[ExpenseKey, StoredExpense]:
-    found: dict[ExpenseKey, StoredExpense] = {}
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), CHUNK):
-        chunk = ordered[start : start + CHUNK]
-        query = select(expenses).where(tuple_(expenses.c.user_id, expenses.c.expense_id).in_(chunk))
-        for row in await session.execute(query):
-            found[(row.user_id, row.expense_id)] = StoredExpense(_line(row), bool(row.deleted))
-    return found
-
-
-async def save_copies(
-    session: AsyncSession,
-    copies: Mapping[ExpenseKey, StoredExpense],
-    keys: Mapping[ExpenseKey, str],
-    now: datetime,
-) -> None:
-    if not copies:
-        return
-    rows = [
-        {
-            "user_id": user_id,
-            "expense_id": expense_id,
-            "amount_minor": copy.line.amount_minor,
-            "currency": copy.line.currency,
-            "spent_on": copy.line.spent_on,
-            "category_id": copy.line.category_id,
-            "merchant": copy.line.merchant,
-            "merchant_key": keys[(user_id, expense_id)],
-            "source": copy.line.source,
-            "version": copy.line.version,
-            "deleted": copy.deleted,
-            "updated_at": now,
-        }
-        for (user_id, expense_id), copy in sorted(copies.items())
-    ]
-    dialect = _dialect(session)
-    for start in range(0, len(rows), CHUNK):
-        statement = dialect.insert(expenses).values(rows[start : start + CHUNK])
-        replaced = {
-            name: statement.excluded[name] for name in rows[0] if name not in ("user_id", "expense_id")
-        }
-        await session.execute(
-            statement.on_conflict_do_update(index_elements=["user_id", "expense_id"], set_=replaced)
-        )
 
 
 # (user, day, category, currency) -> (sum delta, count delta)
