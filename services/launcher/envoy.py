@@ -450,7 +450,7 @@ def _jwt_authn(settings: MeshSettings, surface: RestSurface, where: Placement) -
         for route in surface.routes
     ]
     # The dashboard's page, assets and session endpoint carry no token (the session
-    # endpoint is how the page gets one).
+    # endpoint is how the page gets one), nor does the OpenAPI document.
     if settings.web.enabled:
         rules += [{"match": match} for match in WEB_MATCHES.values()]
     return _typed(
@@ -721,8 +721,13 @@ def _collector_cluster(settings: MeshSettings) -> dict[str, Any]:
     }
 
 
-# What the gateway sends to the web service: the page, its assets, its session endpoint.
+# What the gateway sends to the web service: the page, its assets, its session endpoint,
+# and the API's OpenAPI document (served from gen/ like the descriptor set, no token).
 WEB_MATCHES = {
+    "web-openapi": {
+        "path": "/v1/openapi.json",
+        "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
+    },
     "web-page": {"path": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
     "web-assets": {"prefix": "/assets/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
     "web-session": {
