@@ -21,7 +21,7 @@ command -v protoc-gen-swagger >/dev/null ||
 swagger=$(mktemp -d)
 trap 'rm -rf "$swagger"' EXIT
 for proto in "${protos[@]}"; do
-  "$py" -m grpc_tools.protoc -Iproto -Ithird_party --swagger_out="$swagger" "${proto#proto/}"
+  "$py" -m grpc_tools.protoc -Iproto -Ithird_party --swagger_out=allow_delete_body=true:"$swagger" "${proto#proto/}"
 done
 PYTHONPATH="." "$py" -m tools.openapi "$swagger" "$out/expense_mesh.binpb" "$out/openapi/expense-mesh.openapi.json"
 # docs/events.md is rendered from gen/ and the services, so only a regeneration of gen/ renews it.
