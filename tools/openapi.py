@@ -32,6 +32,7 @@ DOCUMENT_PATH = "/v1/openapi.json"
 SCHEMAS = "#/components/schemas/"
 BEARER = "bearer_jwt"
 ERROR = "Error"
+DOWNLOAD_RESPONSE = "google.api.HttpBody"
 # protoc-gen-swagger's names for the types outside the mesh's packages, qualified.
 SHARED_DEFINITIONS = {
     "apiHttpBody": "google.api.HttpBody",
@@ -73,6 +74,7 @@ WELL_KNOWN_SCHEMAS: dict[str, dict[str, Any]] = {
 # google.api.HttpBody bodies: what the service writes (its api.py) or the provider sends.
 RAW_RESPONSES = {
     "/expense.ledger.v1.LedgerService/ExportExpenses": "text/csv",
+    "/expense.user.v1.UserService/ExportMyData": "application/json",
     "/expense.notification.v1.NotificationCallbackService/MetaWebhookVerify": "text/plain",
 }
 RAW_REQUESTS = {
@@ -197,7 +199,11 @@ def finish(document: dict[str, Any], surface: RestSurface, settings: MeshSetting
         if route.full_method in RAW_REQUESTS:
             media = RAW_REQUESTS[route.full_method]
             operation["requestBody"] = {"required": True, "content": {media: {"schema": _raw_schema(media)}}}
-        if route.full_method in RAW_RESPONSES:
+        if route.response_type == DOWNLOAD_RESPONSE:
+            if route.full_method not in RAW_RESPONSES:
+                raise SystemExit(
+                    f"{route.full_method} answers a google.api.HttpBody: add its type to RAW_RESPONSES"
+                )
             _raw_response(operation, RAW_RESPONSES[route.full_method])
     document["paths"][DOCUMENT_PATH] = {"get": _document_operation()}
     _drop_unused_schemas(document)
@@ -216,11 +222,12 @@ def _raw_schema(media: str) -> dict[str, Any]:
 
 
 def _raw_response(operation: dict[str, Any], media: str) -> None:
+    """The body as the service writes it; a streamed one is a download (Content-Disposition)."""
     success = operation["responses"]["200"]
-    success["description"] = success["description"].replace("(streaming responses)", "")
-    success["content"] = {media: {"schema": {"type": "string"}}}
-    if media == "text/csv":
-        success["description"] = "The CSV file (text/csv; charset=utf-8), streamed."
+    schema = {"type": "object"} if media == "application/json" else {"type": "string"}
+    success["content"] = {media: {"schema": schema}}
+    if "(streaming responses)" in success["description"]:
+        success["description"] = f"The file ({media}; charset=utf-8), streamed."
         success["headers"] = DOWNLOAD_HEADERS
 
 
