@@ -20,6 +20,7 @@ up: $(STAMP)
 test: $(STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
+# Also writes gen/openapi/ (needs protoc-gen-swagger: apt-get install golang-grpc-gateway).
 gen: $(STAMP)
 	PY=$(VPY) tools/gen.sh gen
 

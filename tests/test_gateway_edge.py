@@ -5,6 +5,7 @@ tests/auth/test_auth_e2e.py; of the gateway's own: tests/test_gateway_config.py.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -212,6 +213,25 @@ async def test_an_unknown_body_field_is_named(http: httpx.AsyncClient, token: st
     assert refused["code"] == INVALID_ARGUMENT and reason(refused) == "UNKNOWN_FIELD"
     assert list(violations(refused)) == ["date"]
     assert refused["message"].startswith("date is not a field of this request")
+
+
+async def test_a_name_beyond_the_bmp_is_quoted_back_as_utf8(http: httpx.AsyncClient, token: str) -> None:
+    """Found by schemathesis: an escaped surrogate pair (`"\\ud83d\\udcb8"`, as json.dumps
+    writes 💸) came back as two 3-byte halves, and the refusal was not UTF-8."""
+    body = json.dumps({"request_id": secrets.token_hex(8), "💸tip": "1"})  # ASCII, the pair escaped
+    headers = {**auth(token), "content-type": "application/json"}
+    response = await http.post("/v1/expenses", content=body, headers=headers)
+    assert list(violations(error(response, 400))) == ["💸tip"]
+    lone = await http.post("/v1/expenses", content='{"merchant": "\\ud83d"}', headers=headers)
+    refused = error(lone, 400)
+    assert reason(refused) == "MALFORMED_JSON" and "lone UTF-16 surrogate" in refused["message"]
+
+
+async def test_headers_grpc_metadata_cannot_carry_are_dropped(http: httpx.AsyncClient, token: str) -> None:
+    """Found by schemathesis: a header named with `~` (an HTTP token character, no gRPC
+    metadata key's) made the service's gRPC server fail the call: a 500."""
+    response = await http.get("/v1/budgets", headers={**auth(token), "x-odd~name": "1", "j^k": "2"})
+    assert response.status_code == 200, response.text
 
 
 async def test_a_field_of_a_nested_message_gets_a_hint(http: httpx.AsyncClient, token: str) -> None:

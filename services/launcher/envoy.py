@@ -1,17 +1,18 @@
 """Envoy gateway config, generated from the descriptor set: REST/JSON on the
 listener, transcoded to gRPC, one HTTP/2 cluster per mesh service.
 
-Filter order (gateway-mesh-facts §1.5): header_mutation first, so that every
-answer (Envoy's own included) gets the security headers; health_check answers
-/healthz; cors answers preflights before jwt_authn could refuse them; the Lua
-guard refuses what must not reach a service (long URL 414, bytes that are not
-UTF-8 400, a body that is not JSON 415, in HTTP's form and the JSON error shape even to a
-client that sent a gRPC content type); jwt_authn rejects before a rate-limit
-token is spent, and names the verified token's subject to local_ratelimit (one bucket
-per user, else per client IP); buffer enforces the body limit (413); the strict-input Lua
-filter checks the body and query against the route's request message (strict_input.py:
-unknown fields and wrong JSON types are a 400 naming the field); the transcoder runs last,
-on the route matched by the original REST path (match_incoming_request_route).
+Filter order (gateway-mesh-facts §1.5): header_mutation first, so that every answer
+(Envoy's own included) gets the security headers; health_check answers /healthz; cors
+answers preflights before jwt_authn could refuse them; the Lua guard drops headers gRPC
+metadata cannot carry and refuses what must not reach a service (long URL 414, bytes
+that are not UTF-8 400, a body that is not JSON 415, in HTTP's form and the JSON error
+shape even to a client that sent a gRPC content type); jwt_authn rejects before a rate-
+limit token is spent, and names the verified token's subject to local_ratelimit (one
+bucket per user, else per client IP); buffer enforces the body limit (413); the strict-
+input Lua filter checks the body and query against the route's request message
+(strict_input.py: unknown fields and wrong JSON types are a 400 naming the field); the
+transcoder runs last, on the route matched by the original REST path
+(match_incoming_request_route).
 Every answer Envoy makes itself has the services' JSON error shape with an ErrorInfo
 reason (local_reply_config; docs/errors.md). Unknown paths need no token: they are 404."""
 
@@ -297,8 +298,20 @@ local function refuse(handle, status, message)
   handle:respond({[":status"] = status}, message)
 end
 
+-- gRPC metadata keys are [0-9a-z_.-] (Envoy lowercases names): a service's gRPC server
+-- fails the whole call (INTERNAL, "Illegal header key") on any other HTTP token character
+-- (~ ^ ` ! # $ % & ' * + |). Such headers mean nothing to the mesh: they are dropped.
+local function drop_non_metadata_headers(headers)
+  local illegal = {}
+  for name, _ in pairs(headers) do
+    if name:sub(1, 1) ~= ":" and name:find("[^0-9a-z_.%-]") then illegal[#illegal + 1] = name end
+  end
+  for _, name in ipairs(illegal) do headers:remove(name) end
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
+  drop_non_metadata_headers(headers)
   local path = headers:get(":path")
   if #path > MAX_URL_BYTES then
     refuse(handle, "414", "request URL too long")
@@ -450,7 +463,7 @@ def _jwt_authn(settings: MeshSettings, surface: RestSurface, where: Placement) -
         for route in surface.routes
     ]
     # The dashboard's page, assets and session endpoint carry no token (the session
-    # endpoint is how the page gets one).
+    # endpoint is how the page gets one), nor does the OpenAPI document.
     if settings.web.enabled:
         rules += [{"match": match} for match in WEB_MATCHES.values()]
     return _typed(
@@ -721,8 +734,13 @@ def _collector_cluster(settings: MeshSettings) -> dict[str, Any]:
     }
 
 
-# What the gateway sends to the web service: the page, its assets, its session endpoint.
+# What the gateway sends to the web service: the page, its assets, its session endpoint,
+# and the API's OpenAPI document (served from gen/ like the descriptor set, no token).
 WEB_MATCHES = {
+    "web-openapi": {
+        "path": "/v1/openapi.json",
+        "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
+    },
     "web-page": {"path": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
     "web-assets": {"prefix": "/assets/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
     "web-session": {

@@ -155,7 +155,8 @@ def _service(settings: MeshSettings, name: str, routes: tuple[HttpRoute, ...]) -
 
 def _web_service(settings: MeshSettings) -> dict[str, Any]:
     """The dashboard (services/web), plain HTTP, on the API's origin: the page, its assets,
-    and its session endpoint (which trades a password, so the password routes' limit)."""
+    its session endpoint (which trades a password, so the password routes' limit), and the
+    API's OpenAPI document (no token)."""
     gateway = settings.limits.gateway
 
     def route(name: str, method: str, path: str, limit: RateLimit) -> dict[str, Any]:
@@ -177,6 +178,7 @@ def _web_service(settings: MeshSettings) -> dict[str, Any]:
             route("page", "GET", "~/$", gateway.per_ip),
             route("assets", "GET", "/assets/", gateway.per_ip),
             route("session", "POST", "/web/session/", gateway.password_routes),
+            route("openapi", "GET", r"~/v1/openapi\.json$", gateway.per_ip),
         ],
     }
 

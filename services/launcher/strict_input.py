@@ -218,7 +218,11 @@ end
 local function utf8_char(code)
   if code < 0x80 then return string.char(code) end
   if code < 0x800 then return string.char(0xC0 + math.floor(code / 64), 0x80 + code % 64) end
-  return string.char(0xE0 + math.floor(code / 4096), 0x80 + math.floor(code / 64) % 64, 0x80 + code % 64)
+  if code < 0x10000 then
+    return string.char(0xE0 + math.floor(code / 4096), 0x80 + math.floor(code / 64) % 64, 0x80 + code % 64)
+  end
+  return string.char(0xF0 + math.floor(code / 262144), 0x80 + math.floor(code / 4096) % 64,
+                     0x80 + math.floor(code / 64) % 64, 0x80 + code % 64)
 end
 
 local Parser = {}
@@ -252,7 +256,19 @@ function Parser:string()
     if simple then
       parts[#parts + 1] = simple; i = stop + 2
     elseif escape == "u" and text:sub(stop + 2, stop + 5):match("^%x%x%x%x$") then
-      parts[#parts + 1] = utf8_char(tonumber(text:sub(stop + 2, stop + 5), 16)); i = stop + 6
+      -- A character beyond the BMP comes as a UTF-16 surrogate pair: one code point (a name
+      -- quoted back in a refusal must be UTF-8); a lone surrogate is no character at all.
+      local code, low = tonumber(text:sub(stop + 2, stop + 5), 16), nil
+      if code >= 0xD800 and code <= 0xDBFF and text:sub(stop + 6, stop + 7) == "\\u" then
+        low = tonumber(text:sub(stop + 8, stop + 11):match("^%x%x%x%x$") or "", 16)
+      end
+      if low ~= nil and low >= 0xDC00 and low <= 0xDFFF then
+        parts[#parts + 1] = utf8_char(0x10000 + (code - 0xD800) * 1024 + (low - 0xDC00)); i = stop + 12
+      elseif code >= 0xD800 and code <= 0xDFFF then
+        fail(stop, "a lone UTF-16 surrogate in a string")
+      else
+        parts[#parts + 1] = utf8_char(code); i = stop + 6
+      end
     else
       fail(stop, "invalid escape in a string")
     end

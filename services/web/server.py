@@ -1,5 +1,6 @@
-"""Wiring of the web service: the static single-page app (static/) and the session
-endpoint (/web/session/*), behind the gateway on the API's origin (README.md)."""
+"""Wiring of the web service: the static single-page app (static/), the session
+endpoint (/web/session/*) and the API's OpenAPI document (/v1/openapi.json), behind the
+gateway on the API's origin (README.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.kit.config.settings import MeshSettings
+from services.kit.config.settings import REPO_ROOT, MeshSettings
 from services.web.sessions import AuthClient, AuthRefused, Client, Tokens, UserAgentChannels
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -45,6 +46,9 @@ SECURITY_HEADERS = {
 # send this header, and SameSite=Strict keeps the cookie off cross-site requests anyway.
 CSRF_HEADER = "x-em-csrf"
 SESSION_PATH = "/web/session"
+# Written by `make gen` (tools/openapi.py); the gateways route OPENAPI_PATH here, without a token.
+OPENAPI_DOCUMENT = REPO_ROOT / "gen" / "openapi" / "expense-mesh.openapi.json"
+OPENAPI_PATH = "/v1/openapi.json"
 
 
 @web.middleware
@@ -182,6 +186,12 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
 
 
+async def openapi_document(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(
+        OPENAPI_DOCUMENT, headers={"content-type": "application/json", "cache-control": "no-cache"}
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -191,6 +201,7 @@ def build_app(settings: MeshSettings, channels: UserAgentChannels) -> web.Applic
     session = SessionEndpoint(AuthClient(channels, settings.web.auth_call_timeout_seconds), settings)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get(OPENAPI_PATH, openapi_document)
     app.router.add_static("/assets/", STATIC_DIR, append_version=False, show_index=False)
     app.router.add_post(f"{SESSION_PATH}/signup", session.sign_up)
     app.router.add_post(f"{SESSION_PATH}/login", session.log_in)
