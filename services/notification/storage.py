@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
 from typing import Any
@@ -27,17 +28,21 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
+    literal,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.erasure import erased_users_table
-from services.kit.db.sql import insert_ignore, upsert_if_newer
+from services.kit.db.sql import insert_ignore, insert_ignore_many, upsert_if_newer
 from services.kit.events.consumer import inbox_table as kit_inbox_table
 from services.notification.domain import QUEUED, STATUS_RANK, Preferences, can_move
 
@@ -211,6 +216,45 @@ async def add_notification(session: AsyncSession, row: NotificationRow) -> bool:
     return await insert_ignore(session, notifications, values)
 
 
+async def add_notifications(session: AsyncSession, rows: Sequence[NotificationRow]) -> set[str]:
+    """One multi-row INSERT; the event ids that had no notification yet (the others' rows
+    are not inserted)."""
+    values = [{**row.__dict__, "variables": json.dumps(row.variables, sort_keys=True)} for row in rows]
+    return await insert_ignore_many(session, notifications, values, "event_id")
+
+
+async def notifications_of_events(
+    session: AsyncSession, event_ids: Iterable[str]
+) -> dict[str, NotificationRow]:
+    wanted = set(event_ids)
+    if not wanted:
+        return {}
+    rows = await session.execute(select(notifications).where(notifications.c.event_id.in_(wanted)))
+    return {row.event_id: _notification(row) for row in rows}
+
+
+async def notifications_by_ids(db: Queryable, notification_ids: Iterable[str]) -> dict[str, NotificationRow]:
+    wanted = set(notification_ids)
+    if not wanted:
+        return {}
+    rows = await db.execute(select(notifications).where(notifications.c.notification_id.in_(wanted)))
+    return {row.notification_id: _notification(row) for row in rows}
+
+
+async def show_many(session: AsyncSession, shown: Sequence[tuple[str, str, str]]) -> None:
+    """(notification id, title, body) each: one executemany."""
+    if not shown:
+        return
+    statement = (
+        update(notifications)
+        .where(notifications.c.notification_id == bindparam("b_id"))
+        .values(shown=True, title=bindparam("b_title"), body=bindparam("b_body"))
+    )
+    await session.execute(
+        statement, [{"b_id": nid, "b_title": title, "b_body": body} for nid, title, body in shown]
+    )
+
+
 async def notification_of_event(session: AsyncSession, event_id: str) -> NotificationRow | None:
     row = (await session.execute(select(notifications).where(notifications.c.event_id == event_id))).first()
     return _notification(row) if row else None
@@ -293,6 +337,22 @@ async def add_delivery(session: AsyncSession, row: DeliveryRow) -> bool:
     return await insert_ignore(session, deliveries, dict(row.__dict__))
 
 
+async def add_deliveries(session: AsyncSession, rows: Sequence[DeliveryRow]) -> set[str]:
+    """One multi-row INSERT; the ids of the rows inserted (an (event, channel) that had its
+    delivery already keeps it)."""
+    return await insert_ignore_many(session, deliveries, [dict(row.__dict__) for row in rows], "delivery_id")
+
+
+async def deliveries_by_ids(db: Queryable, delivery_ids: Iterable[str]) -> list[DeliveryRow]:
+    wanted = set(delivery_ids)
+    if not wanted:
+        return []
+    return [
+        _delivery(row)
+        for row in await db.execute(select(deliveries).where(deliveries.c.delivery_id.in_(wanted)))
+    ]
+
+
 async def deliveries_of(db: Queryable, notification_id: str) -> list[DeliveryRow]:
     query = select(deliveries).where(deliveries.c.notification_id == notification_id)
     return [_delivery(row) for row in await db.execute(query.order_by(deliveries.c.channel))]
@@ -310,14 +370,7 @@ async def start_attempt(
     is no longer to be sent (done, dead-lettered, held back) or another worker has it."""
     result = await session.execute(
         update(deliveries)
-        .where(
-            deliveries.c.delivery_id == delivery_id,
-            deliveries.c.status == QUEUED,
-            deliveries.c.dead_lettered_at.is_(None),
-            deliveries.c.in_digest.is_(False),
-            or_(deliveries.c.deferred_until.is_(None), deliveries.c.deferred_until <= now),
-            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
-        )
+        .where(deliveries.c.delivery_id == delivery_id, *_claimable(now))
         .values(
             attempts=deliveries.c.attempts + 1, updated_at=now, deferred_until=None, claimed_until=claim_until
         )
@@ -325,6 +378,105 @@ async def start_attempt(
     )
     row = result.first()
     return _delivery(row) if row else None
+
+
+async def start_attempts(
+    session: AsyncSession, delivery_ids: Iterable[str], now: datetime, claim_until: datetime
+) -> list[DeliveryRow]:
+    """start_attempt of many deliveries in one UPDATE: those claimed (the others are done,
+    dead-lettered, held back or another worker's)."""
+    wanted = set(delivery_ids)
+    if not wanted:
+        return []
+    result = await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id.in_(wanted), *_claimable(now))
+        .values(
+            attempts=deliveries.c.attempts + 1, updated_at=now, deferred_until=None, claimed_until=claim_until
+        )
+        .returning(*deliveries.c)
+    )
+    return [_delivery(row) for row in result]
+
+
+def _claimable(now: datetime) -> list[Any]:
+    return [
+        deliveries.c.status == QUEUED,
+        deliveries.c.dead_lettered_at.is_(None),
+        deliveries.c.in_digest.is_(False),
+        or_(deliveries.c.deferred_until.is_(None), deliveries.c.deferred_until <= now),
+        or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+    ]
+
+
+async def release(
+    session: AsyncSession, delivery_id: str, until: datetime, now: datetime, reason: str
+) -> None:
+    """A claim held back after all (quiet hours, the daily cap): deferred as if it had
+    never been claimed (its attempt uncounted), for the sweep to queue again at `until`."""
+    await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == QUEUED)
+        .values(
+            attempts=deliveries.c.attempts - 1, deferred_until=until, enqueued_at=None, error=reason,
+            updated_at=now, claimed_until=None,
+        )
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Result:
+    """A delivery's result to record: its status and what the send said."""
+
+    delivery_id: str
+    status: str
+    provider_message_id: str | None = None
+    template: str | None = None
+    error: str | None = None
+
+
+async def advance_each(session: AsyncSession, results: Sequence[Result], now: datetime) -> int:
+    """advance() of deliveries with values of their own: one executemany per status
+    (all columns set: an absent value keeps the row's); how many moved."""
+    moved = 0
+    by_status: dict[str, list[Result]] = {}
+    for result in results:
+        by_status.setdefault(result.status, []).append(result)
+    for status, group in by_status.items():
+        lower = [current for current in STATUS_RANK if can_move(current, status)]
+        values: dict[str, Any] = {
+            "status": status,
+            "updated_at": now,
+            "claimed_until": None,
+            "provider_message_id": func.coalesce(
+                bindparam("b_pmid", type_=String), deliveries.c.provider_message_id
+            ),
+            "template": func.coalesce(bindparam("b_template", type_=String), deliveries.c.template),
+            "error": func.coalesce(bindparam("b_error", type_=Text), deliveries.c.error),
+        }
+        if status != QUEUED:
+            values["sent_at"] = func.coalesce(deliveries.c.sent_at, now)
+        statement = (
+            update(deliveries)
+            # Literals, not an expanding IN: executemany takes plain parameters only.
+            .where(
+                deliveries.c.delivery_id == bindparam("b_id"),
+                deliveries.c.status.in_([literal(current) for current in lower]),
+            )
+            .values(**values)
+        )
+        params = [
+            {
+                "b_id": o.delivery_id,
+                "b_pmid": o.provider_message_id,
+                "b_template": o.template,
+                "b_error": o.error,
+            }
+            for o in group
+        ]
+        updated = await session.execute(statement, params)
+        moved += max(updated.rowcount, 0)
+    return moved
 
 
 async def advance(
@@ -395,6 +547,58 @@ async def lock_daily_cap(session: AsyncSession, user_id: str, channel: str) -> N
     if session.bind.dialect.name == "postgresql":
         key = func.hashtextextended(f"notification-cap:{user_id}:{channel}", 0)
         await session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+async def lock_daily_caps(session: AsyncSession, groups: Sequence[tuple[str, str]]) -> None:
+    """lock_daily_cap of several (user, channel) in one statement, in sorted order (two
+    workers' batches never wait on each other crosswise)."""
+    if session.bind.dialect.name != "postgresql" or not groups:
+        return
+    keys = [f"notification-cap:{user_id}:{channel}" for user_id, channel in sorted(set(groups))]
+    await session.execute(_LOCK_IN_ORDER, {"keys": keys})
+
+
+_LOCK_IN_ORDER = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
+    " FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+).bindparams(bindparam("keys", type_=ARRAY(Text)))
+
+
+@dataclass(frozen=True)
+class CapWindow:
+    user_id: str
+    channel: str
+    start: datetime
+    end: datetime
+
+
+async def used_today_many(
+    session: AsyncSession, windows: Sequence[CapWindow], now: datetime
+) -> dict[tuple[str, str], int]:
+    """used_today() of several (user, channel), each in its own day, in one query."""
+    if not windows:
+        return {}
+    in_flight = and_(
+        deliveries.c.sent_at.is_(None), deliveries.c.status == QUEUED, deliveries.c.claimed_until > now
+    )
+    each = [
+        and_(
+            deliveries.c.user_id == w.user_id,
+            deliveries.c.channel == w.channel,
+            or_(and_(deliveries.c.sent_at >= w.start, deliveries.c.sent_at < w.end), in_flight),
+        )
+        for w in windows
+    ]
+    counted = func.count(
+        func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id))
+    )
+    query = (
+        select(deliveries.c.user_id, deliveries.c.channel, counted)
+        .where(or_(*each))
+        .group_by(deliveries.c.user_id, deliveries.c.channel)
+    )
+    used = {(row[0], row[1]): int(row[2]) for row in await session.execute(query)}
+    return {(w.user_id, w.channel): used.get((w.user_id, w.channel), 0) for w in windows}
 
 
 async def used_today(
@@ -523,8 +727,22 @@ def _clock(value: str) -> time | None:
 
 async def get_preferences(db: Queryable, user_id: str, default: Preferences) -> Preferences:
     row = (await db.execute(select(preferences).where(preferences.c.user_id == user_id))).first()
-    if row is None:
-        return default
+    return default if row is None else _preferences(row, default)
+
+
+async def preferences_of(
+    db: Queryable, user_ids: Iterable[str], default: Preferences
+) -> dict[str, Preferences]:
+    """Each user's preferences (`default` for those without a row), in one query."""
+    wanted = set(user_ids)
+    if not wanted:
+        return {}
+    rows = await db.execute(select(preferences).where(preferences.c.user_id.in_(wanted)))
+    found = {row.user_id: _preferences(row, default) for row in rows}
+    return {user_id: found.get(user_id, default) for user_id in wanted}
+
+
+def _preferences(row: Any, default: Preferences) -> Preferences:
     return Preferences(
         rules={source: tuple(channels) for source, channels in json.loads(row.rules).items()},
         quiet_start=_clock(row.quiet_start),
@@ -652,6 +870,26 @@ async def verified_address(db: Queryable, user_id: str, channel: str) -> Contact
     )
     row = (await db.execute(query)).first()
     return _contact(row) if row else None
+
+
+async def verified_addresses(
+    db: Queryable, user_ids: Iterable[str], channel: str
+) -> dict[str, ContactPointRow]:
+    """verified_address() of several users in one query."""
+    wanted = set(user_ids)
+    if not wanted:
+        return {}
+    query = (
+        select(contact_points)
+        .where(
+            contact_points.c.user_id.in_(wanted),
+            contact_points.c.channel == channel,
+            contact_points.c.verified_at.is_not(None),
+        )
+        .order_by(contact_points.c.verified_at, contact_points.c.contact_point_id)
+    )
+    # Oldest first: the newest of each user is written last.
+    return {row.user_id: _contact(row) for row in await db.execute(query)}
 
 
 async def add_contact_point(session: AsyncSession, row: ContactPointRow) -> bool:
