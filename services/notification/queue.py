@@ -72,18 +72,8 @@ class DeadLetterRecord:
     attempts: int
 
 
-JobHandler = Callable[[Job], Awaitable[Outcome]]
 # A fetched batch of jobs at once: one outcome per job, in order.
 BatchJobHandler = Callable[[Sequence[Job]], Awaitable[Sequence[Outcome]]]
-
-
-def each_job(handler: JobHandler) -> BatchJobHandler:
-    """A batch handler running `handler` on the batch's jobs at once."""
-
-    async def handle(jobs: Sequence[Job]) -> list[Outcome]:
-        return list(await asyncio.gather(*(handler(job) for job in jobs)))
-
-    return handle
 
 
 class DeliveryQueue:

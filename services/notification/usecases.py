@@ -410,9 +410,6 @@ class Deliveries:
             if not isinstance(channel, InAppChannel)
         }
 
-    async def handle(self, job: Job) -> Outcome:
-        return (await self.handle_batch([job]))[0]
-
     async def handle_batch(self, jobs: Sequence[Job]) -> list[Outcome]:
         """A fetched batch of jobs: in-app ones shown in one transaction, the others
         claimed in one transaction, rendered and sent concurrently, and their results
@@ -450,15 +447,19 @@ class Deliveries:
         """Results recorded together; a job whose attempt raised tries again (or is dead)."""
         outcomes: dict[int, Outcome] = {}
         results: list[tuple[str, storage.Result]] = []
+        raised: list[tuple[int, Job, BaseException]] = []
         for (index, job), attempt in zip(claimed, attempts, strict=True):
             if isinstance(attempt, Outcome):
                 outcomes[index] = attempt
             elif isinstance(attempt, storage.Result):
                 results.append((job.channel, attempt))
             else:
-                log.error("delivery job failed", exc_info=attempt, extra={"delivery_id": job.delivery_id})
-                outcomes[index] = await self._retry_id(job.delivery_id, job, repr(attempt))
+                raised.append((index, job, attempt))
+        # What was sent is recorded first, whatever happens to the others.
         await self._finish_many(results)
+        for index, job, error in raised:
+            log.error("delivery job failed", exc_info=error, extra={"delivery_id": job.delivery_id})
+            outcomes[index] = await self._retry_id(job.delivery_id, job, repr(error))
         return outcomes
 
     async def _deliver(self, claim: Claim, job: Job) -> Outcome | storage.Result:

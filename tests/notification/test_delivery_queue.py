@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.bus import EventBus
-from services.notification.queue import DELIVERIES, DONE, DeliveryQueue, Job, Outcome, each_job
+from services.notification.queue import DELIVERIES, DONE, BatchJobHandler, DeliveryQueue, Job, Outcome
 from services.notification.settings import DeliverySettings
 from tests.infra import NATS_URL, delete_stream, require, unique_prefix
 
@@ -31,6 +31,15 @@ async def bus() -> AsyncIterator[EventBus]:
     await bus.close()
     for stream in (DELIVERIES.stream(prefix), DELIVERIES.dead_stream(prefix), f"{prefix.upper()}_EVENTS"):
         await delete_stream(NATS_URL, stream)
+
+
+def each_job(handler: Callable[[Job], Awaitable[Outcome]]) -> BatchJobHandler:
+    """The worker's batch handler running `handler` on each job of a batch at once."""
+
+    async def handle(jobs: Sequence[Job]) -> list[Outcome]:
+        return list(await asyncio.gather(*(handler(job) for job in jobs)))
+
+    return handle
 
 
 async def until(check: object, within: float = 10.0) -> None:
