@@ -35,6 +35,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -363,28 +364,12 @@ async def get_delivery(db: Queryable, delivery_id: str) -> DeliveryRow | None:
     return _delivery(row) if row else None
 
 
-async def start_attempt(
-    session: AsyncSession, delivery_id: str, now: datetime, claim_until: datetime
-) -> DeliveryRow | None:
-    """Counts an attempt and claims the delivery before anything is sent; None when it
-    is no longer to be sent (done, dead-lettered, held back) or another worker has it."""
-    result = await session.execute(
-        update(deliveries)
-        .where(deliveries.c.delivery_id == delivery_id, *_claimable(now))
-        .values(
-            attempts=deliveries.c.attempts + 1, updated_at=now, deferred_until=None, claimed_until=claim_until
-        )
-        .returning(*deliveries.c)
-    )
-    row = result.first()
-    return _delivery(row) if row else None
-
-
 async def start_attempts(
     session: AsyncSession, delivery_ids: Iterable[str], now: datetime, claim_until: datetime
 ) -> list[DeliveryRow]:
-    """start_attempt of many deliveries in one UPDATE: those claimed (the others are done,
-    dead-lettered, held back or another worker's)."""
+    """Counts an attempt and claims each delivery before anything is sent, in one UPDATE:
+    those claimed (the others are no longer to be sent: done, dead-lettered, held back,
+    or another worker has them)."""
     wanted = set(delivery_ids)
     if not wanted:
         return []
@@ -523,15 +508,6 @@ async def note_error(session: AsyncSession, delivery_id: str, error: str, now: d
     )
 
 
-async def defer(session: AsyncSession, delivery_id: str, until: datetime, now: datetime, reason: str) -> None:
-    """Held back until `until`: the sweep queues it again then."""
-    await session.execute(
-        update(deliveries)
-        .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == QUEUED)
-        .values(deferred_until=until, enqueued_at=None, error=reason, updated_at=now, claimed_until=None)
-    )
-
-
 async def hold_for_digest(session: AsyncSession, delivery_id: str, until: datetime, now: datetime) -> None:
     await session.execute(
         update(deliveries)
@@ -540,18 +516,11 @@ async def hold_for_digest(session: AsyncSession, delivery_id: str, until: dateti
     )
 
 
-async def lock_daily_cap(session: AsyncSession, user_id: str, channel: str) -> None:
-    """Serialises the cap's count-then-claim of one user's channel until the transaction
-    ends (PostgreSQL: a transaction advisory lock). SQLite needs none: the claim that
-    follows takes its database-wide write lock before the count is read."""
-    if session.bind.dialect.name == "postgresql":
-        key = func.hashtextextended(f"notification-cap:{user_id}:{channel}", 0)
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
-
-
 async def lock_daily_caps(session: AsyncSession, groups: Sequence[tuple[str, str]]) -> None:
-    """lock_daily_cap of several (user, channel) in one statement, in sorted order (two
-    workers' batches never wait on each other crosswise)."""
+    """Serialises the cap's count-then-claim of each (user, channel) until the transaction
+    ends (PostgreSQL: transaction advisory locks, taken in one statement in sorted order,
+    so two workers' batches never wait on each other crosswise). SQLite needs none: the
+    claim before takes its database-wide write lock."""
     if session.bind.dialect.name != "postgresql" or not groups:
         return
     keys = [f"notification-cap:{user_id}:{channel}" for user_id, channel in sorted(set(groups))]
@@ -575,35 +544,21 @@ class CapWindow:
 async def used_today_many(
     session: AsyncSession, windows: Sequence[CapWindow], now: datetime
 ) -> dict[tuple[str, str], int]:
-    """used_today() of several (user, channel), each in its own day, in one query."""
+    """Messages each (user, channel) carried in its own day, and those being sent, in one statement: a
+    UNION ALL of their counts, each a range of ix_deliveries_user_sent (an OR of them
+    all would read the whole table)."""
     if not windows:
         return {}
-    in_flight = and_(
-        deliveries.c.sent_at.is_(None), deliveries.c.status == QUEUED, deliveries.c.claimed_until > now
-    )
-    each = [
-        and_(
-            deliveries.c.user_id == w.user_id,
-            deliveries.c.channel == w.channel,
-            or_(and_(deliveries.c.sent_at >= w.start, deliveries.c.sent_at < w.end), in_flight),
-        )
-        for w in windows
+    counts = [
+        select(literal(index), _used(w.user_id, w.channel, w.start, w.end, now))
+        for index, w in enumerate(windows)
     ]
-    counted = func.count(
-        func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id))
-    )
-    query = (
-        select(deliveries.c.user_id, deliveries.c.channel, counted)
-        .where(or_(*each))
-        .group_by(deliveries.c.user_id, deliveries.c.channel)
-    )
-    used = {(row[0], row[1]): int(row[2]) for row in await session.execute(query)}
-    return {(w.user_id, w.channel): used.get((w.user_id, w.channel), 0) for w in windows}
+    rows = await session.execute(union_all(*counts))
+    used = {int(row[0]): int(row[1]) for row in rows}
+    return {(w.user_id, w.channel): used[index] for index, w in enumerate(windows)}
 
 
-async def used_today(
-    session: AsyncSession, user_id: str, channel: str, start: datetime, end: datetime, now: datetime
-) -> int:
+def _used(user_id: str, channel: str, start: datetime, end: datetime, now: datetime) -> Any:
     """Messages the channel carried for the user in [start, end) (a digest counts once),
     plus those being sent now (claimed by a worker): a cap counts them before they land."""
     sent = and_(deliveries.c.sent_at >= start, deliveries.c.sent_at < end)
@@ -611,13 +566,13 @@ async def used_today(
     in_flight = and_(
         deliveries.c.sent_at.is_(None), deliveries.c.status == QUEUED, deliveries.c.claimed_until > now
     )
-    query = select(
-        func.count(func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id)))
+    counted = func.count(
+        func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id))
     )
-    query = query.where(
+    query = select(counted).where(
         deliveries.c.user_id == user_id, deliveries.c.channel == channel, or_(sent, in_flight)
     )
-    return int((await session.execute(query)).scalar_one())
+    return query.scalar_subquery()
 
 
 async def due_for_queue(

@@ -97,21 +97,20 @@ async def test_one_worker_claims_a_delivery_at_a_time(db: Database, intake: Inta
         (delivery,) = await storage.deliveries_of(connection, notification.notification_id)
     now = utcnow()
 
-    async def claim() -> storage.DeliveryRow | None:
+    async def claim() -> list[storage.DeliveryRow]:
         async with db.transaction() as session:
-            return await storage.start_attempt(
-                session, delivery.delivery_id, now, now + timedelta(seconds=30)
+            return await storage.start_attempts(
+                session, [delivery.delivery_id], now, now + timedelta(seconds=30)
             )
 
-    claims = await asyncio.gather(claim(), claim(), claim())
-    assert len([c for c in claims if c is not None]) == 1
-    assert [c.attempts for c in claims if c is not None] == [1]
+    claims = [row for rows in await asyncio.gather(claim(), claim(), claim()) for row in rows]
+    assert [c.attempts for c in claims] == [1]
     async with db.transaction() as session:  # the claim lapsed: a crashed worker's job may go on
         later = now + timedelta(seconds=31)
-        again = await storage.start_attempt(
-            session, delivery.delivery_id, later, later + timedelta(seconds=30)
+        (again,) = await storage.start_attempts(
+            session, [delivery.delivery_id], later, later + timedelta(seconds=30)
         )
-    assert again is not None and again.attempts == 2
+    assert again.attempts == 2
 
 
 async def test_statuses_only_move_forward(db: Database, intake: Intake) -> None:
@@ -142,7 +141,9 @@ async def test_the_sweep_finds_the_unqueued_and_the_due_again(db: Database, inta
         assert (
             await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100) == []
         )  # marked queued
-        await storage.defer(
+        # Claimed, then held back by quiet hours.
+        assert await storage.start_attempts(session, [unqueued.delivery_id], now, now + timedelta(minutes=1))
+        await storage.release(
             session, unqueued.delivery_id, now + timedelta(minutes=5), now, "deferred: quiet hours"
         )
         assert await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100) == []
@@ -158,8 +159,7 @@ async def test_a_job_lost_with_its_worker_is_queued_again(db: Database, intake: 
     async with db.transaction() as session:
         (queued,) = await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100)
         # Its last try claimed it and died: nothing while the queue's schedule lasts.
-        claimed = await storage.start_attempt(session, queued.delivery_id, now, now + timedelta(minutes=1))
-        assert claimed is not None
+        assert await storage.start_attempts(session, [queued.delivery_id], now, now + timedelta(minutes=1))
         assert await storage.due_for_queue(session, now, now, 100, lost_before=now - timedelta(hours=2)) == []
         hours_later = now + timedelta(hours=3)
         (lost,) = await storage.due_for_queue(
