@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    DateTime,
     Index,
     Integer,
     MetaData,
@@ -544,23 +545,25 @@ class CapWindow:
 async def used_today_many(
     session: AsyncSession, windows: Sequence[CapWindow], now: datetime
 ) -> dict[tuple[str, str], int]:
-    """Messages each (user, channel) carried in its own day, and those being sent, in one statement: a
-    UNION ALL of their counts, each a range of ix_deliveries_user_sent (an OR of them
+    """Messages each (user, channel) carried in its own day [start, end) (a digest counts
+    once), plus those being sent now (claimed by a worker: a cap counts them before they
+    land), in one statement, each count a range of ix_deliveries_user_sent (an OR of them
     all would read the whole table)."""
     if not windows:
         return {}
-    counts = [
-        select(literal(index), _used(w.user_id, w.channel, w.start, w.end, now))
-        for index, w in enumerate(windows)
-    ]
-    rows = await session.execute(union_all(*counts))
+    if session.bind.dialect.name == "postgresql":
+        rows = await session.execute(_USED_PER_WINDOW, _window_arrays(windows, now))
+    else:  # SQLite: no multi-array unnest; a UNION ALL of the counts
+        counts = [
+            select(literal(index + 1), _used(literal(w.user_id), literal(w.channel), w.start, w.end, now))
+            for index, w in enumerate(windows)
+        ]
+        rows = await session.execute(union_all(*counts))
     used = {int(row[0]): int(row[1]) for row in rows}
-    return {(w.user_id, w.channel): used[index] for index, w in enumerate(windows)}
+    return {(w.user_id, w.channel): used[index + 1] for index, w in enumerate(windows)}
 
 
-def _used(user_id: str, channel: str, start: datetime, end: datetime, now: datetime) -> Any:
-    """Messages the channel carried for the user in [start, end) (a digest counts once),
-    plus those being sent now (claimed by a worker): a cap counts them before they land."""
+def _used(user_id: Any, channel: Any, start: Any, end: Any, now: Any) -> Any:
     sent = and_(deliveries.c.sent_at >= start, deliveries.c.sent_at < end)
     # sent_at IS NULL first: both halves are ranges of ix_deliveries_user_sent.
     in_flight = and_(
@@ -573,6 +576,38 @@ def _used(user_id: str, channel: str, start: datetime, end: datetime, now: datet
         deliveries.c.user_id == user_id, deliveries.c.channel == channel, or_(sent, in_flight)
     )
     return query.scalar_subquery()
+
+
+def _used_per_window() -> Any:
+    """PostgreSQL: the windows as arrays unnested side by side: one statement of one shape
+    (compiled once) however many windows."""
+    arrays = [
+        bindparam("user_ids", type_=ARRAY(String)),
+        bindparam("channels", type_=ARRAY(String)),
+        bindparam("starts", type_=ARRAY(DateTime(timezone=True))),
+        bindparam("ends", type_=ARRAY(DateTime(timezone=True))),
+    ]
+    window = (
+        func.unnest(*arrays)
+        .table_valued("user_id", "channel", "start", "end", with_ordinality="n")
+        .render_derived(name="w")
+    )
+    now = bindparam("now", type_=DateTime(timezone=True))
+    used = _used(window.c.user_id, window.c.channel, window.c.start, window.c.end, now)
+    return select(window.c.n, used)
+
+
+_USED_PER_WINDOW = _used_per_window()
+
+
+def _window_arrays(windows: Sequence[CapWindow], now: datetime) -> dict[str, Any]:
+    return {
+        "user_ids": [w.user_id for w in windows],
+        "channels": [w.channel for w in windows],
+        "starts": [w.start for w in windows],
+        "ends": [w.end for w in windows],
+        "now": now,
+    }
 
 
 async def due_for_queue(
