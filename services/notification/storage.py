@@ -547,8 +547,7 @@ async def used_today_many(
 ) -> dict[tuple[str, str], int]:
     """Messages each (user, channel) carried in its own day [start, end) (a digest counts
     once), plus those being sent now (claimed by a worker: a cap counts them before they
-    land), in one statement, each count a range of ix_deliveries_user_sent (an OR of them
-    all would read the whole table)."""
+    land), in one statement, each count a range of ix_deliveries_user_sent."""
     if not windows:
         return {}
     if session.bind.dialect.name == "postgresql":
