@@ -381,8 +381,9 @@ class Intake:
 
 
 class Deliveries:
-    """Sends one delivery per job: hold it back (quiet hours, daily cap), or count the
-    attempt, render, send through the channel's breaker and record the result."""
+    """Sends the deliveries of a fetched batch of jobs: each held back (quiet hours, daily
+    cap), or its attempt counted, then rendered, sent through the channel's breaker and
+    its result recorded."""
 
     def __init__(
         self,
