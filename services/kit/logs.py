@@ -40,5 +40,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("nats", "aiosqlite", "sqlalchemy.engine", "alembic"):
+    # httpx and httpcore log every request at INFO (notification's providers send many).
+    for noisy in ("nats", "aiosqlite", "sqlalchemy.engine", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -72,7 +72,8 @@ class DeadLetterRecord:
     attempts: int
 
 
-JobHandler = Callable[[Job], Awaitable[Outcome]]
+# A fetched batch of jobs at once: one outcome per job, in order.
+BatchJobHandler = Callable[[Sequence[Job]], Awaitable[Sequence[Outcome]]]
 
 
 class DeliveryQueue:
@@ -142,9 +143,9 @@ class DeliveryQueue:
         steps = self.settings.backoff_seconds
         return Outcome(retry_in=steps[min(job.delivery_count, len(steps)) - 1])
 
-    async def work(self, handler: JobHandler) -> None:
-        """Runs forever: fetches jobs and hands each to `handler`, at most
-        `concurrency` at once; restarts the subscription after any failure."""
+    async def work(self, handler: BatchJobHandler) -> None:
+        """Runs forever: fetches jobs and hands each fetched batch to `handler`, at most
+        `concurrency` jobs at once; restarts the subscription after any failure."""
         await self.bus.wait_ready()
         while True:
             try:
@@ -156,7 +157,7 @@ class DeliveryQueue:
                 self._ready = False
                 await asyncio.sleep(1)
 
-    async def _work(self, handler: JobHandler) -> None:
+    async def _work(self, handler: BatchJobHandler) -> None:
         await self.ensure_streams()
         js = self.bus.js
         await js.add_consumer(self.stream, self._consumer_config())
@@ -166,36 +167,49 @@ class DeliveryQueue:
         slots = asyncio.Semaphore(self.settings.concurrency)
         running: set[asyncio.Task[None]] = set()
         while True:
-            free = max(1, min(self.settings.fetch_batch, slots._value))
+            await slots.acquire()  # a free slot before fetching: the jobs do not wait in hand
+            free = 1 + min(self.settings.fetch_batch - 1, slots._value)
             # One job first, then what else is waiting: a fetch of many waits out its whole
             # timeout for a full batch once the first has come (nats-py), a second a job
             # does not have.
             try:
                 messages = await subscription.fetch(1, timeout=1)
             except TimeoutError:
+                slots.release()
                 continue
             except NotFoundError:
+                slots.release()
                 return
             if free > 1:
                 messages += await _waiting(subscription, free - 1)
-            for message in messages:
+            for _ in messages[1:]:
                 await slots.acquire()
-                task = asyncio.create_task(self._run(handler, message, slots))
-                running.add(task)
-                task.add_done_callback(running.discard)
+            task = asyncio.create_task(self._run(handler, messages, slots))
+            running.add(task)
+            task.add_done_callback(running.discard)
 
-    async def _run(self, handler: JobHandler, message: Msg, slots: asyncio.Semaphore) -> None:
+    async def _run(self, handler: BatchJobHandler, messages: Sequence[Msg], slots: asyncio.Semaphore) -> None:
         try:
-            channel = message.subject.rsplit(".", 1)[-1]
-            job = Job(message.data.decode(), channel, message.metadata.num_delivered)
+            jobs = [
+                Job(message.data.decode(), message.subject.rsplit(".", 1)[-1], message.metadata.num_delivered)
+                for message in messages
+            ]
             try:
-                outcome = await handler(job)
+                outcomes = list(await handler(jobs))
             except Exception as error:
-                log.exception("delivery job failed", extra={"delivery_id": job.delivery_id})
-                outcome = self.retry_or_dead(job, repr(error))
-            await self._settle(message, job, outcome)
+                # Nothing of the batch is known done: each job tries again (or is dead).
+                log.exception("delivery batch failed", extra={"jobs": len(jobs)})
+                outcomes = [self.retry_or_dead(job, repr(error)) for job in jobs]
+            await asyncio.gather(
+                *(
+                    self._settle(message, job, outcome)
+                    for message, job, outcome in zip(messages, jobs, outcomes, strict=True)
+                ),
+                return_exceptions=True,
+            )
         finally:
-            slots.release()
+            for _ in messages:
+                slots.release()
 
     async def _settle(self, message: Msg, job: Job, outcome: Outcome) -> None:
         if outcome.dead_reason:

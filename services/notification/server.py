@@ -89,7 +89,7 @@ def build_app(settings: NotificationMeshSettings) -> ServiceApp:
     dead_letters = DeadLetters(runtime.db, queue)
 
     async def work() -> None:
-        await queue.work(deliveries.handle)
+        await queue.work(deliveries.handle_batch)
 
     runtime.background += [work, Sweep(runtime.db, config, queue, intake).run]
     runtime.sampler.add(dead_letters.sample)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    DateTime,
     Index,
     Integer,
     MetaData,
@@ -27,17 +29,22 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
+    literal,
     or_,
     select,
+    text,
+    union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.erasure import erased_users_table
-from services.kit.db.sql import insert_ignore, upsert_if_newer
+from services.kit.db.sql import insert_ignore, insert_ignore_many, upsert_if_newer
 from services.kit.events.consumer import inbox_table as kit_inbox_table
 from services.notification.domain import QUEUED, STATUS_RANK, Preferences, can_move
 
@@ -211,6 +218,45 @@ async def add_notification(session: AsyncSession, row: NotificationRow) -> bool:
     return await insert_ignore(session, notifications, values)
 
 
+async def add_notifications(session: AsyncSession, rows: Sequence[NotificationRow]) -> set[str]:
+    """One multi-row INSERT; the event ids that had no notification yet (the others' rows
+    are not inserted)."""
+    values = [{**row.__dict__, "variables": json.dumps(row.variables, sort_keys=True)} for row in rows]
+    return await insert_ignore_many(session, notifications, values, "event_id")
+
+
+async def notifications_of_events(
+    session: AsyncSession, event_ids: Iterable[str]
+) -> dict[str, NotificationRow]:
+    wanted = set(event_ids)
+    if not wanted:
+        return {}
+    rows = await session.execute(select(notifications).where(notifications.c.event_id.in_(wanted)))
+    return {row.event_id: _notification(row) for row in rows}
+
+
+async def notifications_by_ids(db: Queryable, notification_ids: Iterable[str]) -> dict[str, NotificationRow]:
+    wanted = set(notification_ids)
+    if not wanted:
+        return {}
+    rows = await db.execute(select(notifications).where(notifications.c.notification_id.in_(wanted)))
+    return {row.notification_id: _notification(row) for row in rows}
+
+
+async def show_many(session: AsyncSession, shown: Sequence[tuple[str, str, str]]) -> None:
+    """(notification id, title, body) each: one executemany."""
+    if not shown:
+        return
+    statement = (
+        update(notifications)
+        .where(notifications.c.notification_id == bindparam("b_id"))
+        .values(shown=True, title=bindparam("b_title"), body=bindparam("b_body"))
+    )
+    await session.execute(
+        statement, [{"b_id": nid, "b_title": title, "b_body": body} for nid, title, body in shown]
+    )
+
+
 async def notification_of_event(session: AsyncSession, event_id: str) -> NotificationRow | None:
     row = (await session.execute(select(notifications).where(notifications.c.event_id == event_id))).first()
     return _notification(row) if row else None
@@ -293,6 +339,22 @@ async def add_delivery(session: AsyncSession, row: DeliveryRow) -> bool:
     return await insert_ignore(session, deliveries, dict(row.__dict__))
 
 
+async def add_deliveries(session: AsyncSession, rows: Sequence[DeliveryRow]) -> set[str]:
+    """One multi-row INSERT; the ids of the rows inserted (an (event, channel) that had its
+    delivery already keeps it)."""
+    return await insert_ignore_many(session, deliveries, [dict(row.__dict__) for row in rows], "delivery_id")
+
+
+async def deliveries_by_ids(db: Queryable, delivery_ids: Iterable[str]) -> list[DeliveryRow]:
+    wanted = set(delivery_ids)
+    if not wanted:
+        return []
+    return [
+        _delivery(row)
+        for row in await db.execute(select(deliveries).where(deliveries.c.delivery_id.in_(wanted)))
+    ]
+
+
 async def deliveries_of(db: Queryable, notification_id: str) -> list[DeliveryRow]:
     query = select(deliveries).where(deliveries.c.notification_id == notification_id)
     return [_delivery(row) for row in await db.execute(query.order_by(deliveries.c.channel))]
@@ -303,28 +365,104 @@ async def get_delivery(db: Queryable, delivery_id: str) -> DeliveryRow | None:
     return _delivery(row) if row else None
 
 
-async def start_attempt(
-    session: AsyncSession, delivery_id: str, now: datetime, claim_until: datetime
-) -> DeliveryRow | None:
-    """Counts an attempt and claims the delivery before anything is sent; None when it
-    is no longer to be sent (done, dead-lettered, held back) or another worker has it."""
+async def start_attempts(
+    session: AsyncSession, delivery_ids: Iterable[str], now: datetime, claim_until: datetime
+) -> list[DeliveryRow]:
+    """Counts an attempt and claims each delivery before anything is sent, in one UPDATE:
+    those claimed (the others are no longer to be sent: done, dead-lettered, held back,
+    or another worker has them)."""
+    wanted = set(delivery_ids)
+    if not wanted:
+        return []
     result = await session.execute(
         update(deliveries)
-        .where(
-            deliveries.c.delivery_id == delivery_id,
-            deliveries.c.status == QUEUED,
-            deliveries.c.dead_lettered_at.is_(None),
-            deliveries.c.in_digest.is_(False),
-            or_(deliveries.c.deferred_until.is_(None), deliveries.c.deferred_until <= now),
-            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
-        )
+        .where(deliveries.c.delivery_id.in_(wanted), *_claimable(now))
         .values(
             attempts=deliveries.c.attempts + 1, updated_at=now, deferred_until=None, claimed_until=claim_until
         )
         .returning(*deliveries.c)
     )
-    row = result.first()
-    return _delivery(row) if row else None
+    return [_delivery(row) for row in result]
+
+
+def _claimable(now: datetime) -> list[Any]:
+    return [
+        deliveries.c.status == QUEUED,
+        deliveries.c.dead_lettered_at.is_(None),
+        deliveries.c.in_digest.is_(False),
+        or_(deliveries.c.deferred_until.is_(None), deliveries.c.deferred_until <= now),
+        or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+    ]
+
+
+async def release(
+    session: AsyncSession, delivery_id: str, until: datetime, now: datetime, reason: str
+) -> None:
+    """A claim held back after all (quiet hours, the daily cap): deferred as if it had
+    never been claimed (its attempt uncounted), for the sweep to queue again at `until`."""
+    await session.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == QUEUED)
+        .values(
+            attempts=deliveries.c.attempts - 1, deferred_until=until, enqueued_at=None, error=reason,
+            updated_at=now, claimed_until=None,
+        )
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Result:
+    """A delivery's result to record: its status and what the send said."""
+
+    delivery_id: str
+    status: str
+    provider_message_id: str | None = None
+    template: str | None = None
+    error: str | None = None
+
+
+async def advance_each(session: AsyncSession, results: Sequence[Result], now: datetime) -> int:
+    """advance() of deliveries with values of their own: one executemany per status
+    (all columns set: an absent value keeps the row's); how many moved."""
+    moved = 0
+    by_status: dict[str, list[Result]] = {}
+    for result in results:
+        by_status.setdefault(result.status, []).append(result)
+    for status, group in by_status.items():
+        lower = [current for current in STATUS_RANK if can_move(current, status)]
+        values: dict[str, Any] = {
+            "status": status,
+            "updated_at": now,
+            "claimed_until": None,
+            "provider_message_id": func.coalesce(
+                bindparam("b_pmid", type_=String), deliveries.c.provider_message_id
+            ),
+            "template": func.coalesce(bindparam("b_template", type_=String), deliveries.c.template),
+            "error": func.coalesce(bindparam("b_error", type_=Text), deliveries.c.error),
+        }
+        if status != QUEUED:
+            values["sent_at"] = func.coalesce(deliveries.c.sent_at, now)
+        statement = (
+            update(deliveries)
+            # Literals, not an expanding IN: executemany takes plain parameters only.
+            .where(
+                deliveries.c.delivery_id == bindparam("b_id"),
+                deliveries.c.status.in_([literal(current) for current in lower]),
+            )
+            .values(**values)
+        )
+        params = [
+            {
+                "b_id": o.delivery_id,
+                "b_pmid": o.provider_message_id,
+                "b_template": o.template,
+                "b_error": o.error,
+            }
+            for o in group
+        ]
+        updated = await session.execute(statement, params)
+        moved += max(updated.rowcount, 0)
+    return moved
 
 
 async def advance(
@@ -371,15 +509,6 @@ async def note_error(session: AsyncSession, delivery_id: str, error: str, now: d
     )
 
 
-async def defer(session: AsyncSession, delivery_id: str, until: datetime, now: datetime, reason: str) -> None:
-    """Held back until `until`: the sweep queues it again then."""
-    await session.execute(
-        update(deliveries)
-        .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == QUEUED)
-        .values(deferred_until=until, enqueued_at=None, error=reason, updated_at=now, claimed_until=None)
-    )
-
-
 async def hold_for_digest(session: AsyncSession, delivery_id: str, until: datetime, now: datetime) -> None:
     await session.execute(
         update(deliveries)
@@ -388,32 +517,96 @@ async def hold_for_digest(session: AsyncSession, delivery_id: str, until: dateti
     )
 
 
-async def lock_daily_cap(session: AsyncSession, user_id: str, channel: str) -> None:
-    """Serialises the cap's count-then-claim of one user's channel until the transaction
-    ends (PostgreSQL: a transaction advisory lock). SQLite needs none: the claim that
-    follows takes its database-wide write lock before the count is read."""
+async def lock_daily_caps(session: AsyncSession, groups: Sequence[tuple[str, str]]) -> None:
+    """Serialises the cap's count-then-claim of each (user, channel) until the transaction
+    ends (PostgreSQL: transaction advisory locks, taken in one statement in sorted order,
+    so two workers' batches never wait on each other crosswise). SQLite needs none: the
+    claim before takes its database-wide write lock."""
+    if session.bind.dialect.name != "postgresql" or not groups:
+        return
+    keys = [f"notification-cap:{user_id}:{channel}" for user_id, channel in sorted(set(groups))]
+    await session.execute(_LOCK_IN_ORDER, {"keys": keys})
+
+
+_LOCK_IN_ORDER = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
+    " FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+).bindparams(bindparam("keys", type_=ARRAY(Text)))
+
+
+@dataclass(frozen=True)
+class CapWindow:
+    user_id: str
+    channel: str
+    start: datetime
+    end: datetime
+
+
+async def used_today_many(
+    session: AsyncSession, windows: Sequence[CapWindow], now: datetime
+) -> dict[tuple[str, str], int]:
+    """Messages each (user, channel) carried in its own day [start, end) (a digest counts
+    once), plus those being sent now (claimed by a worker: a cap counts them before they
+    land), in one statement, each count a range of ix_deliveries_user_sent."""
+    if not windows:
+        return {}
     if session.bind.dialect.name == "postgresql":
-        key = func.hashtextextended(f"notification-cap:{user_id}:{channel}", 0)
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
+        rows = await session.execute(_USED_PER_WINDOW, _window_arrays(windows, now))
+    else:  # SQLite: no multi-array unnest; a UNION ALL of the counts
+        counts = [
+            select(literal(index + 1), _used(literal(w.user_id), literal(w.channel), w.start, w.end, now))
+            for index, w in enumerate(windows)
+        ]
+        rows = await session.execute(union_all(*counts))
+    used = {int(row[0]): int(row[1]) for row in rows}
+    return {(w.user_id, w.channel): used[index + 1] for index, w in enumerate(windows)}
 
 
-async def used_today(
-    session: AsyncSession, user_id: str, channel: str, start: datetime, end: datetime, now: datetime
-) -> int:
-    """Messages the channel carried for the user in [start, end) (a digest counts once),
-    plus those being sent now (claimed by a worker): a cap counts them before they land."""
+def _used(user_id: Any, channel: Any, start: Any, end: Any, now: Any) -> Any:
     sent = and_(deliveries.c.sent_at >= start, deliveries.c.sent_at < end)
     # sent_at IS NULL first: both halves are ranges of ix_deliveries_user_sent.
     in_flight = and_(
         deliveries.c.sent_at.is_(None), deliveries.c.status == QUEUED, deliveries.c.claimed_until > now
     )
-    query = select(
-        func.count(func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id)))
+    counted = func.count(
+        func.distinct(func.coalesce(deliveries.c.digest_delivery_id, deliveries.c.delivery_id))
     )
-    query = query.where(
+    query = select(counted).where(
         deliveries.c.user_id == user_id, deliveries.c.channel == channel, or_(sent, in_flight)
     )
-    return int((await session.execute(query)).scalar_one())
+    return query.scalar_subquery()
+
+
+def _used_per_window() -> Any:
+    """PostgreSQL: the windows as arrays unnested side by side: one statement of one shape
+    (compiled once) however many windows."""
+    arrays = [
+        bindparam("user_ids", type_=ARRAY(String)),
+        bindparam("channels", type_=ARRAY(String)),
+        bindparam("starts", type_=ARRAY(DateTime(timezone=True))),
+        bindparam("ends", type_=ARRAY(DateTime(timezone=True))),
+    ]
+    window = (
+        func.unnest(*arrays)
+        .table_valued("user_id", "channel", "start", "end", with_ordinality="n")
+        .render_derived(name="w")
+    )
+    now = bindparam("now", type_=DateTime(timezone=True))
+    used = _used(window.c.user_id, window.c.channel, window.c.start, window.c.end, now)
+    return select(window.c.n, used)
+
+
+_USED_PER_WINDOW = _used_per_window()
+
+
+def _window_arrays(windows: Sequence[CapWindow], now: datetime) -> dict[str, Any]:
+    return {
+        "user_ids": [w.user_id for w in windows],
+        "channels": [w.channel for w in windows],
+        "starts": [w.start for w in windows],
+        "ends": [w.end for w in windows],
+        "now": now,
+    }
 
 
 async def due_for_queue(
@@ -523,8 +716,22 @@ def _clock(value: str) -> time | None:
 
 async def get_preferences(db: Queryable, user_id: str, default: Preferences) -> Preferences:
     row = (await db.execute(select(preferences).where(preferences.c.user_id == user_id))).first()
-    if row is None:
-        return default
+    return default if row is None else _preferences(row, default)
+
+
+async def preferences_of(
+    db: Queryable, user_ids: Iterable[str], default: Preferences
+) -> dict[str, Preferences]:
+    """Each user's preferences (`default` for those without a row), in one query."""
+    wanted = set(user_ids)
+    if not wanted:
+        return {}
+    rows = await db.execute(select(preferences).where(preferences.c.user_id.in_(wanted)))
+    found = {row.user_id: _preferences(row, default) for row in rows}
+    return {user_id: found.get(user_id, default) for user_id in wanted}
+
+
+def _preferences(row: Any, default: Preferences) -> Preferences:
     return Preferences(
         rules={source: tuple(channels) for source, channels in json.loads(row.rules).items()},
         quiet_start=_clock(row.quiet_start),
@@ -652,6 +859,26 @@ async def verified_address(db: Queryable, user_id: str, channel: str) -> Contact
     )
     row = (await db.execute(query)).first()
     return _contact(row) if row else None
+
+
+async def verified_addresses(
+    db: Queryable, user_ids: Iterable[str], channel: str
+) -> dict[str, ContactPointRow]:
+    """verified_address() of several users in one query."""
+    wanted = set(user_ids)
+    if not wanted:
+        return {}
+    query = (
+        select(contact_points)
+        .where(
+            contact_points.c.user_id.in_(wanted),
+            contact_points.c.channel == channel,
+            contact_points.c.verified_at.is_not(None),
+        )
+        .order_by(contact_points.c.verified_at, contact_points.c.contact_point_id)
+    )
+    # Oldest first: the newest of each user is written last.
+    return {row.user_id: _contact(row) for row in await db.execute(query)}
 
 
 async def add_contact_point(session: AsyncSession, row: ContactPointRow) -> bool:

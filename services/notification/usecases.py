@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,7 +71,7 @@ from services.notification.providers.webhook import (
 )
 from services.notification.queue import DONE, DeadLetterRecord, DeliveryQueue, Job, Outcome
 from services.notification.secrets import SecretBox
-from services.notification.settings import NotificationSettings
+from services.notification.settings import NotificationSettings, SourceSettings
 from services.notification.templates import Rendered, TemplateUnusable, TemplatingClient
 
 log = logging.getLogger(__name__)
@@ -105,13 +105,12 @@ def event_addresses(fields: Mapping[str, str], payload: Mapping[str, Any]) -> di
     return addresses
 
 
-class HeldBack(Exception):
-    """A delivery waits until `until` (quiet hours, a reached daily cap): its claim rolls back."""
+@dataclass(frozen=True)
+class HeldBack:
+    """A delivery waits until `until` (quiet hours, a reached daily cap): its claim is undone."""
 
-    def __init__(self, until: datetime, reason: str) -> None:
-        super().__init__(reason)
-        self.until = until
-        self.reason = reason
+    until: datetime
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -122,6 +121,19 @@ class Claim:
     notification: storage.NotificationRow
     prefs: Preferences
     webhook_secret: str | None
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message an event makes (its `event_id`: the event's, or `<event id>/<item>`)."""
+
+    user_id: str
+    event_id: str
+    source: str
+    plan: MessagePlan
+    channels: Sequence[str]
+    prefs: Preferences
+    addresses: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -144,31 +156,54 @@ class Intake:
         self._pending: set[asyncio.Task[None]] = set()
 
     async def on_events(self, session: AsyncSession, events: Sequence[Event[Any]]) -> None:
-        fresh: list[NewDelivery] = []
-        for event in events:
-            fresh += await self.on_event(session, event)
+        fresh = await self.apply(session, events)
         if fresh:
             after_commit(session, lambda: self._enqueue_soon(fresh))
 
     async def on_event(self, session: AsyncSession, event: Event[Any]) -> list[NewDelivery]:
-        source = self.settings.sources.get(event.type)
-        if source is None or not event.user_id:
-            log.warning("event without a source mapping skipped", extra={"event_type": event.type})
-            return []
-        payload = payload_dict(event)
+        return await self.apply(session, [event])
+
+    async def apply(self, session: AsyncSession, events: Sequence[Event[Any]]) -> list[NewDelivery]:
+        """A batch of source events in a few statements whatever its size: the users'
+        preferences in one query, the notifications in one multi-row INSERT, the contact
+        points per channel in one, the deliveries in one. The new deliveries to queue."""
         now = utcnow()
-        if source.email_field and payload.get(source.email_field):
-            await self._account_email(session, event.user_id, str(payload[source.email_field]), now)
-        prefs = await storage.get_preferences(session, event.user_id, default_preferences(self.settings))
-        name = str(field_value(payload, source.name_field) or "") if source.name_field else ""
-        if name and name != prefs.display_name:
-            await storage.set_display_name(session, event.user_id, name, prefs, now)
-            prefs = replace(prefs, display_name=name)
+        usable: list[tuple[Event[Any], SourceSettings, dict[str, Any]]] = []
+        for event in events:
+            source = self.settings.sources.get(event.type)
+            if source is None or not event.user_id:
+                log.warning("event without a source mapping skipped", extra={"event_type": event.type})
+                continue
+            usable.append((event, source, payload_dict(event)))
+        # The account's address first: the batch's own messages may go to it.
+        for event, source, payload in usable:
+            if source.email_field and payload.get(source.email_field):
+                await self._account_email(session, event.user_id, str(payload[source.email_field]), now)
+        prefs = await storage.preferences_of(
+            session, [event.user_id for event, _, _ in usable], default_preferences(self.settings)
+        )
+        messages: list[Message] = []
+        for event, source, payload in usable:
+            name = str(field_value(payload, source.name_field) or "") if source.name_field else ""
+            if name and name != prefs[event.user_id].display_name:
+                await storage.set_display_name(session, event.user_id, name, prefs[event.user_id], now)
+                prefs[event.user_id] = replace(prefs[event.user_id], display_name=name)
+            messages += self._messages(event, source, payload, prefs[event.user_id], now)
+        return await self._notify_all(session, messages, now)
+
+    def _messages(
+        self,
+        event: Event[Any],
+        source: SourceSettings,
+        payload: dict[str, Any],
+        prefs: Preferences,
+        now: datetime,
+    ) -> list[Message]:
         channels = prefs.channels_for(event.type, source.default_channels, source.mandatory_channels)
         addresses = event_addresses(source.address_fields, payload)
         # The payload's own fields win over `recipient` (the user as notification knows them).
         scope = {"recipient": {"name": prefs.display_name}, **payload}
-        fresh: list[NewDelivery] = []
+        messages = []
         for index, message in enumerate(message_payloads(source, scope)):
             plan = plan_of(source, message, now)
             if plan is None:
@@ -176,18 +211,79 @@ class Intake:
             # One message per item, each under a key of its own (notifications' and
             # deliveries' UNIQUE event ids): a redelivery still makes none twice.
             message_id = f"{event.event_id}/{index}" if source.each else event.event_id
-            fresh += await self.notify(
-                session,
-                event.user_id,
-                message_id,
-                event.type,
-                plan,
-                channels,
-                prefs,
-                now,
-                addresses=addresses,
-            )
+            messages.append(Message(event.user_id, message_id, event.type, plan, channels, prefs, addresses))
+        return messages
+
+    async def _notify_all(
+        self, session: AsyncSession, messages: Sequence[Message], now: datetime
+    ) -> list[NewDelivery]:
+        """notify() of many messages (none a digest) with a statement per table."""
+        unique: dict[str, Message] = {}
+        for message in messages:
+            unique.setdefault(message.event_id, message)
+        rows = [_notification_row(m, now) for m in unique.values()]
+        added = await storage.add_notifications(session, rows)
+        # A redelivered event's notification is there already: its missing deliveries are made.
+        existing = await storage.notifications_of_events(
+            session, [row.event_id for row in rows if row.event_id not in added]
+        )
+        notification_ids = {row.event_id: row.notification_id for row in rows if row.event_id in added}
+        notification_ids.update({event_id: row.notification_id for event_id, row in existing.items()})
+        contacts = await self._contacts(session, unique.values())
+        deliveries: list[tuple[storage.DeliveryRow, bool]] = []
+        for message in unique.values():
+            notification_id = notification_ids.get(message.event_id)
+            if notification_id is None:
+                continue
+            for channel in message.channels:
+                contact = contacts.get((message.user_id, channel))
+                address = message.addresses.get(channel) or (
+                    notification_id if channel == "in_app" else contact.address if contact else None
+                )
+                if address is None:
+                    continue
+                held = channel != "in_app" and self._held_for_digest(message.plan, message.prefs)
+                row = self._delivery(message, notification_id, channel, address, held, now)
+                deliveries.append((row, held))
+        inserted = await storage.add_deliveries(session, [row for row, _ in deliveries])
+        fresh: list[NewDelivery] = []
+        for row, held in deliveries:
+            if row.delivery_id not in inserted:
+                continue
+            metrics.DELIVERIES.labels(row.channel, QUEUED).inc()
+            if not held:
+                fresh.append(NewDelivery(row.delivery_id, row.channel))
         return fresh
+
+    async def _contacts(
+        self, session: AsyncSession, messages: Iterable[Message]
+    ) -> dict[tuple[str, str], storage.ContactPointRow]:
+        """The verified contact points the messages' channels go to, a query per channel."""
+        users: dict[str, set[str]] = {}
+        for message in messages:
+            for channel in message.channels:
+                if channel != "in_app" and channel not in message.addresses:
+                    users.setdefault(channel, set()).add(message.user_id)
+        contacts: dict[tuple[str, str], storage.ContactPointRow] = {}
+        for channel, user_ids in users.items():
+            found = await storage.verified_addresses(session, user_ids, channel)
+            contacts.update({(user_id, channel): row for user_id, row in found.items()})
+        return contacts
+
+    def _held_for_digest(self, plan: MessagePlan, prefs: Preferences) -> bool:
+        return not plan.critical and prefs.digest and plan.severity in self.settings.digest_severities
+
+    def _delivery(
+        self, message: Message, notification_id: str, channel: str, address: str, held: bool, now: datetime
+    ) -> storage.DeliveryRow:
+        return storage.DeliveryRow(
+            delivery_id=new_id(), notification_id=notification_id, user_id=message.user_id,
+            event_id=message.event_id, channel=channel, address=address, status=QUEUED, attempts=0,
+            provider_message_id=None, error="", template="",
+            deferred_until=next_digest_time(message.prefs, now) if held else None, in_digest=held,
+            digest_delivery_id=None, claimed_until=None, enqueued_at=None, dead_lettered_at=None,
+            created_at=now, updated_at=now, sent_at=None,
+        )  # fmt: skip
 
     async def notify(
         self,
@@ -207,10 +303,8 @@ class Intake:
         erased user: the sweep's digest of held items may race the erasure (ErasedUsers)."""
         if await self.erased.refuses(session, user_id):
             return []
-        notification = storage.NotificationRow(
-            new_id(), user_id, event_id, source, plan.template, plan.variables, plan.severity,
-            "", "", False, now, None,
-        )  # fmt: skip
+        message = Message(user_id, event_id, source, plan, channels, prefs, addresses or {})
+        notification = _notification_row(message, now)
         if not await storage.add_notification(session, notification):
             existing = await storage.notification_of_event(session, event_id)
             if existing is None:
@@ -218,26 +312,13 @@ class Intake:
             notification = existing
         fresh: list[NewDelivery] = []
         for channel in channels:
-            address = (addresses or {}).get(channel) or await self._address(
+            address = message.addresses.get(channel) or await self._address(
                 session, user_id, channel, notification.notification_id
             )
             if address is None:
                 continue
-            held = (
-                channel != "in_app"
-                and not digest_members
-                and not plan.critical
-                and prefs.digest
-                and plan.severity in self.settings.digest_severities
-            )
-            delivery = storage.DeliveryRow(
-                delivery_id=new_id(), notification_id=notification.notification_id, user_id=user_id,
-                event_id=event_id, channel=channel, address=address, status=QUEUED, attempts=0,
-                provider_message_id=None, error="", template="",
-                deferred_until=next_digest_time(prefs, now) if held else None, in_digest=held,
-                digest_delivery_id=None, claimed_until=None, enqueued_at=None, dead_lettered_at=None,
-                created_at=now, updated_at=now, sent_at=None,
-            )  # fmt: skip
+            held = channel != "in_app" and not digest_members and self._held_for_digest(plan, prefs)
+            delivery = self._delivery(message, notification.notification_id, channel, address, held, now)
             if not await storage.add_delivery(session, delivery):
                 continue
             metrics.DELIVERIES.labels(channel, QUEUED).inc()
@@ -307,8 +388,9 @@ class Intake:
 
 
 class Deliveries:
-    """Sends one delivery per job: hold it back (quiet hours, daily cap), or count the
-    attempt, render, send through the channel's breaker and record the result."""
+    """Sends the deliveries of a fetched batch of jobs: each held back (quiet hours, daily
+    cap), or its attempt counted, then rendered, sent through the channel's breaker and
+    its result recorded."""
 
     def __init__(
         self,
@@ -336,21 +418,68 @@ class Deliveries:
             if not isinstance(channel, InAppChannel)
         }
 
-    async def handle(self, job: Job) -> Outcome:
-        channel = self.channels.get(job.channel)
-        if channel is None:
-            return await self._unsendable(job)
-        if isinstance(channel, InAppChannel):
-            return await self._show(channel, job)
-        claim = await self.claim(job.delivery_id, utcnow())
-        if claim is None:
-            return DONE
+    async def handle_batch(self, jobs: Sequence[Job]) -> list[Outcome]:
+        """A fetched batch of jobs: in-app ones shown in one transaction, the others
+        claimed in one transaction, rendered and sent concurrently, and their results
+        recorded in one. A job failing does not hold back the others; a job repeated in
+        the batch is done once (the second finds it claimed, as a second worker would)."""
+        outcomes: dict[int, Outcome] = {}
+        in_app: list[tuple[int, Job]] = []
+        sent: list[tuple[int, Job]] = []
+        for index, job in enumerate(jobs):
+            channel = self.channels.get(job.channel)
+            if channel is None:
+                outcomes[index] = await self._unsendable(job)
+            else:
+                (in_app if isinstance(channel, InAppChannel) else sent).append((index, job))
+        parts = await asyncio.gather(self._show_batch(in_app), self._send_batch(sent))
+        for part in parts:
+            outcomes.update(part)
+        return [outcomes.get(index, DONE) for index in range(len(jobs))]
+
+    async def _send_batch(self, jobs: Sequence[tuple[int, Job]]) -> dict[int, Outcome]:
+        if not jobs:
+            return {}
+        claims = await self.claim_many([job.delivery_id for _, job in jobs], utcnow())
+        firsts = _first_of_each(jobs)
+        attempts = await asyncio.gather(
+            *(self._deliver(claims[job.delivery_id], job) for _, job in firsts if job.delivery_id in claims),
+            return_exceptions=True,
+        )
+        claimed = [(index, job) for index, job in firsts if job.delivery_id in claims]
+        return await self._settle_attempts(claimed, attempts)
+
+    async def _settle_attempts(
+        self, claimed: Sequence[tuple[int, Job]], attempts: Sequence[Outcome | storage.Result | BaseException]
+    ) -> dict[int, Outcome]:
+        """Results recorded together; a job whose attempt raised tries again (or is dead)."""
+        outcomes: dict[int, Outcome] = {}
+        results: list[tuple[str, storage.Result]] = []
+        raised: list[tuple[int, Job, BaseException]] = []
+        for (index, job), attempt in zip(claimed, attempts, strict=True):
+            if isinstance(attempt, Outcome):
+                outcomes[index] = attempt
+            elif isinstance(attempt, storage.Result):
+                results.append((job.channel, attempt))
+            else:
+                raised.append((index, job, attempt))
+        # What was sent is recorded first, whatever happens to the others.
+        await self._finish_many(results)
+        for index, job, error in raised:
+            log.error("delivery job failed", exc_info=error, extra={"delivery_id": job.delivery_id})
+            outcomes[index] = await self._retry_id(job.delivery_id, job, repr(error))
+        return outcomes
+
+    async def _deliver(self, claim: Claim, job: Job) -> Outcome | storage.Result:
+        """Renders and sends one claimed delivery: its result to record, or the job's
+        outcome when it must try again (the error is noted) or was recorded already."""
         claimed, notification = claim.delivery, claim.notification
+        channel = self.channels[job.channel]
+        assert not isinstance(channel, InAppChannel)
         try:
             rendered = await self._render(notification, claimed, claim.prefs)
         except TemplateUnusable as error:
-            await self._finish(claimed, FAILED, error=str(error))
-            return DONE
+            return await self._result(claimed, storage.Result(claimed.delivery_id, FAILED, error=str(error)))
         except grpc.aio.AioRpcError as error:
             return await self._retry(claimed, job, f"templating: {error.code().name}")
         message = self._message(claimed, notification, rendered, claim.webhook_secret)
@@ -362,20 +491,53 @@ class Deliveries:
             return await self._retry(claimed, job, error, self.settings.breaker.open_seconds)
         except ProviderError as error:
             if not error.retryable:
-                await self._finish(claimed, FAILED, error=str(error), template=rendered.template)
-                return DONE
+                failed = storage.Result(
+                    claimed.delivery_id, FAILED, error=str(error), template=rendered.template
+                )
+                return await self._result(claimed, failed)
             # A provider's Retry-After (429) wins over the back-off step.
             return await self._retry(claimed, job, str(error), error.retry_after_seconds)
         # Accepted ("queued", "accepted") is sent for us: it left our hands.
         status = our_status(result.status) or SENT
-        await self._finish(
-            claimed,
+        done = storage.Result(
+            claimed.delivery_id,
             SENT if status == QUEUED else status,
             provider_message_id=result.provider_message_id,
             template=rendered.template,
             error="",
         )
+        return await self._result(claimed, done)
+
+    async def _result(
+        self, delivery: storage.DeliveryRow, result: storage.Result
+    ) -> Outcome | storage.Result:
+        """A digest's result goes to the items it carries as well: recorded on its own."""
+        if not delivery.event_id.startswith(DIGEST_EVENT_PREFIX):
+            return result
+        await self._finish(
+            delivery,
+            result.status,
+            **{
+                name: value
+                for name, value in (
+                    ("provider_message_id", result.provider_message_id),
+                    ("template", result.template),
+                    ("error", result.error),
+                )
+                if value is not None
+            },
+        )
         return DONE
+
+    async def _finish_many(self, results: Sequence[tuple[str, storage.Result]]) -> None:
+        """Results of deliveries (no digests) in one transaction, a statement per status."""
+        if not results:
+            return
+        async with self.db.transaction() as session:
+            await storage.advance_each(session, [result for _, result in results], utcnow())
+        # Counted as recorded (a receipt that came first moved it further already).
+        for channel, result in results:
+            metrics.DELIVERIES.labels(channel, result.status).inc()
 
     async def _unsendable(self, job: Job) -> Outcome:
         async with self.db.read() as connection:
@@ -384,39 +546,70 @@ class Deliveries:
             await self._finish(delivery, FAILED, error=f"no provider is configured for {job.channel}")
         return DONE
 
-    async def _show(self, channel: InAppChannel, job: Job) -> Outcome:
+    async def _show_batch(self, jobs: Sequence[tuple[int, Job]]) -> dict[int, Outcome]:
         """In-app: nothing leaves the database, so there is no send to record beforehand:
-        rendered, then the attempt, the inbox entry and `delivered` in one transaction."""
+        rendered (concurrently), then the attempts, the inbox entries and `delivered` in
+        one transaction."""
+        if not jobs:
+            return {}
+        firsts = _first_of_each(jobs)
         async with self.db.read() as connection:
-            delivery = await storage.get_delivery(connection, job.delivery_id)
-            if delivery is None or delivery.status != QUEUED or delivery.dead_lettered_at:
-                return DONE
-            notification = await storage.notification_by_id(connection, delivery.notification_id)
-            prefs = await storage.get_preferences(
-                connection, delivery.user_id, default_preferences(self.settings)
+            rows = await storage.deliveries_by_ids(connection, [job.delivery_id for _, job in firsts])
+            showable = {d.delivery_id: d for d in rows if d.status == QUEUED and not d.dead_lettered_at}
+            notifications = await storage.notifications_by_ids(
+                connection, [d.notification_id for d in showable.values()]
             )
-        if notification is None:
-            return DONE
-        try:
-            rendered = await self._render(notification, delivery, prefs)
-        except TemplateUnusable as error:
-            await self._finish(delivery, FAILED, error=str(error))
-            return DONE
-        except grpc.aio.AioRpcError as error:
-            return await self._retry(delivery, job, f"templating: {error.code().name}")
+            prefs = await storage.preferences_of(
+                connection, [d.user_id for d in showable.values()], default_preferences(self.settings)
+            )
+        todo = [
+            (index, job, showable[job.delivery_id])
+            for index, job in firsts
+            if job.delivery_id in showable and showable[job.delivery_id].notification_id in notifications
+        ]
+        renders = await asyncio.gather(
+            *(self._render(notifications[d.notification_id], d, prefs[d.user_id]) for _, _, d in todo),
+            return_exceptions=True,
+        )
+        outcomes: dict[int, Outcome] = {}
+        failed: list[tuple[str, storage.Result]] = []
+        rendered: dict[str, Rendered] = {}
+        for (index, job, delivery), render in zip(todo, renders, strict=True):
+            if isinstance(render, Rendered):
+                rendered[delivery.delivery_id] = render
+            elif isinstance(render, TemplateUnusable):
+                failed.append((job.channel, storage.Result(delivery.delivery_id, FAILED, error=str(render))))
+            elif isinstance(render, grpc.aio.AioRpcError):
+                outcomes[index] = await self._retry(delivery, job, f"templating: {render.code().name}")
+            else:
+                log.error("in-app job failed", exc_info=render, extra={"delivery_id": job.delivery_id})
+                outcomes[index] = await self._retry(delivery, job, repr(render))
+        await self._finish_many(failed)
+        await self._show_rendered(rendered)
+        return outcomes
+
+    async def _show_rendered(self, rendered: Mapping[str, Rendered]) -> None:
+        if not rendered:
+            return
         now = utcnow()
         async with self.db.transaction() as session:
-            claimed = await storage.start_attempt(session, delivery.delivery_id, now, self._claim_until(now))
-            if claimed is None:
-                return DONE
-            result = await channel.show(session, self._message(claimed, notification, rendered, None))
-            moved = await storage.advance(
-                session, [claimed.delivery_id], DELIVERED, now,
-                provider_message_id=result.provider_message_id, template=rendered.template, error="",
-            )  # fmt: skip
+            claimed = await storage.start_attempts(session, rendered, now, self._claim_until(now))
+            shown: list[tuple[str, str, str]] = []
+            results: list[storage.Result] = []
+            for delivery in claimed:
+                render = rendered[delivery.delivery_id]
+                # In-app's "address" is its notification: the inbox entry (InAppChannel.show).
+                shown.append((delivery.address, render.subject, render.body))
+                results.append(
+                    storage.Result(
+                        delivery.delivery_id, DELIVERED, provider_message_id=delivery.address,
+                        template=render.template, error="",
+                    )
+                )  # fmt: skip
+            await storage.show_many(session, shown)
+            moved = await storage.advance_each(session, results, now)
         if moved:
-            metrics.DELIVERIES.labels(claimed.channel, DELIVERED).inc(moved)
-        return DONE
+            metrics.DELIVERIES.labels("in_app", DELIVERED).inc(moved)
 
     def _claim_until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.settings.delivery.ack_wait_seconds)
@@ -425,59 +618,91 @@ class Deliveries:
         """Counts the attempt and claims the delivery before anything is sent (a crash
         after the send is a known attempt), with what sending it needs, in one
         transaction; unless it is held back: quiet hours and a reached daily cap defer
-        (never drop) what is not critical, and the claim rolls back. The cap is counted
-        after the claim under the user's channel lock: concurrent jobs of one user cannot
-        pass it. None: held back, or not this worker's to send (done, dead, in a digest,
-        deferred, claimed by another)."""
-        try:
-            async with self.db.transaction() as session:
-                delivery = await storage.start_attempt(session, delivery_id, now, self._claim_until(now))
-                if delivery is None:
-                    return None
-                notification = await storage.notification_by_id(session, delivery.notification_id)
-                if notification is None:
-                    return None
-                prefs = await storage.get_preferences(
-                    session, delivery.user_id, default_preferences(self.settings)
-                )
-                await self._hold_back(session, delivery, notification, prefs, now)
-                secret = await self._webhook_secret(session, delivery)
-        except HeldBack as held:
-            async with self.db.transaction() as session:
-                await storage.defer(session, delivery_id, held.until, now, held.reason)
-            return None
-        return Claim(delivery, notification, prefs, secret)
+        (never drop) what is not critical. None: held back, or not this worker's to send
+        (done, dead, in a digest, deferred, claimed by another)."""
+        return (await self.claim_many([delivery_id], now)).get(delivery_id)
 
-    async def _hold_back(
+    async def claim_many(self, delivery_ids: Sequence[str], now: datetime) -> dict[str, Claim]:
+        """claim() of a batch in one transaction and a few statements: all claimed at once,
+        then those held back (quiet hours; past the daily cap counting every claim of the
+        batch, under the locks of the users' channels) released as if never claimed."""
+        async with self.db.transaction() as session:
+            claimed = await storage.start_attempts(session, delivery_ids, now, self._claim_until(now))
+            notifications = await storage.notifications_by_ids(session, [d.notification_id for d in claimed])
+            prefs = await storage.preferences_of(
+                session, [d.user_id for d in claimed], default_preferences(self.settings)
+            )
+            claimed = [d for d in claimed if d.notification_id in notifications]
+            held = self._quiet(claimed, notifications, prefs, now)
+            capped = [
+                d
+                for d in claimed
+                if d.delivery_id not in held
+                and notifications[d.notification_id].severity != "critical"
+                and prefs[d.user_id].cap(d.channel, self.settings.daily_caps) is not None
+            ]
+            held.update(await self._over_caps(session, capped, prefs, now))
+            for delivery_id, back in held.items():
+                await storage.release(session, delivery_id, back.until, now, back.reason)
+            kept = [d for d in claimed if d.delivery_id not in held]
+            secrets = await storage.verified_addresses(
+                session, [d.user_id for d in kept if d.channel == "webhook"], "webhook"
+            )
+        return {
+            d.delivery_id: Claim(
+                d,
+                notifications[d.notification_id],
+                prefs[d.user_id],
+                self.secrets.reveal(secrets[d.user_id].secret) if d.user_id in secrets else None,
+            )
+            for d in kept
+        }
+
+    def _quiet(
+        self,
+        claimed: Sequence[storage.DeliveryRow],
+        notifications: Mapping[str, storage.NotificationRow],
+        prefs: Mapping[str, Preferences],
+        now: datetime,
+    ) -> dict[str, HeldBack]:
+        held: dict[str, HeldBack] = {}
+        for delivery in claimed:
+            if notifications[delivery.notification_id].severity == "critical":
+                continue
+            if delivery.channel in self.settings.quiet_channels:
+                until = quiet_until(prefs[delivery.user_id], now)
+                if until is not None:
+                    held[delivery.delivery_id] = HeldBack(until, "deferred: quiet hours")
+        return held
+
+    async def _over_caps(
         self,
         session: AsyncSession,
-        delivery: storage.DeliveryRow,
-        notification: storage.NotificationRow,
-        prefs: Preferences,
+        capped: Sequence[storage.DeliveryRow],
+        prefs: Mapping[str, Preferences],
         now: datetime,
-    ) -> None:
-        """HeldBack in quiet hours, or when the day's cap is reached counting this claim."""
-        if notification.severity == "critical":
-            return
-        if delivery.channel in self.settings.quiet_channels:
-            until = quiet_until(prefs, now)
-            if until is not None:
-                raise HeldBack(until, "deferred: quiet hours")
-        cap = prefs.cap(delivery.channel, self.settings.daily_caps)
-        if cap is None:
-            return
-        await storage.lock_daily_cap(session, delivery.user_id, delivery.channel)
-        start, end = day_of(prefs, now)
-        # The claim counts itself (in flight, committed or not: this transaction's).
-        if await storage.used_today(session, delivery.user_id, delivery.channel, start, end, now) > cap:
-            raise HeldBack(end, f"deferred: the daily cap of {cap} is reached")
-
-    async def _webhook_secret(self, session: AsyncSession, delivery: storage.DeliveryRow) -> str | None:
-        """The signing secret of the user's webhook endpoint (webhook deliveries only)."""
-        if delivery.channel != "webhook":
-            return None
-        contact = await storage.verified_address(session, delivery.user_id, "webhook")
-        return self.secrets.reveal(contact.secret) if contact else None
+    ) -> dict[str, HeldBack]:
+        """The claims past their channel's daily cap (the latest of each user's channel)."""
+        groups: dict[tuple[str, str], list[storage.DeliveryRow]] = {}
+        for delivery in capped:
+            groups.setdefault((delivery.user_id, delivery.channel), []).append(delivery)
+        if not groups:
+            return {}
+        await storage.lock_daily_caps(session, list(groups))
+        days = {user_id: day_of(prefs[user_id], now) for user_id, _ in groups}
+        windows = [storage.CapWindow(u, c, *days[u]) for u, c in groups]
+        # The claims count themselves (in flight, this transaction's).
+        used = await storage.used_today_many(session, windows, now)
+        held: dict[str, HeldBack] = {}
+        for (user_id, channel), members in groups.items():
+            cap = prefs[user_id].cap(channel, self.settings.daily_caps) or 0
+            excess = used[(user_id, channel)] - cap
+            if excess <= 0:
+                continue
+            back = HeldBack(days[user_id][1], f"deferred: the daily cap of {cap} is reached")
+            for delivery in members[-excess:]:
+                held[delivery.delivery_id] = back
+        return held
 
     async def _render(
         self, notification: storage.NotificationRow, delivery: storage.DeliveryRow, prefs: Preferences
@@ -523,6 +748,9 @@ class Deliveries:
     async def _retry(
         self, delivery: storage.DeliveryRow, job: Job, error: str, wait: float | None = None
     ) -> Outcome:
+        return await self._retry_id(delivery.delivery_id, job, error, wait)
+
+    async def _retry_id(self, delivery_id: str, job: Job, error: str, wait: float | None = None) -> Outcome:
         """Again later (after `wait`, else the back-off step), or dead past max_deliver."""
         outcome = self.queue.retry_or_dead(job, error)
         if wait is not None and outcome.retry_in is not None:
@@ -530,9 +758,9 @@ class Deliveries:
         now = utcnow()
         async with self.db.transaction() as session:
             if outcome.dead_reason:
-                await storage.mark_dead(session, delivery.delivery_id, outcome.dead_reason, now)
+                await storage.mark_dead(session, delivery_id, outcome.dead_reason, now)
             else:
-                await storage.note_error(session, delivery.delivery_id, error, now)
+                await storage.note_error(session, delivery_id, error, now)
         return outcome
 
     async def _finish(self, delivery: storage.DeliveryRow, status: str, **values: Any) -> None:
@@ -545,6 +773,25 @@ class Deliveries:
             moved = await storage.advance(session, ids, status, now, **values)
         if moved:
             metrics.DELIVERIES.labels(delivery.channel, status).inc(moved)
+
+
+def _notification_row(message: Message, now: datetime) -> storage.NotificationRow:
+    plan = message.plan
+    return storage.NotificationRow(
+        new_id(), message.user_id, message.event_id, message.source, plan.template, plan.variables,
+        plan.severity, "", "", False, now, None,
+    )  # fmt: skip
+
+
+def _first_of_each(jobs: Sequence[tuple[int, Job]]) -> list[tuple[int, Job]]:
+    """Each delivery's first job of a batch (a repeat is done by the first)."""
+    seen: set[str] = set()
+    firsts = []
+    for index, job in jobs:
+        if job.delivery_id not in seen:
+            seen.add(job.delivery_id)
+            firsts.append((index, job))
+    return firsts
 
 
 # ---------------------------------------------------------------- the sweep

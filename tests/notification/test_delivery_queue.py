@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
 from services.kit.domain.timestamps import utcnow
 from services.kit.events.bus import EventBus
-from services.notification.queue import DELIVERIES, DONE, DeliveryQueue, Job, Outcome
+from services.notification.queue import DELIVERIES, DONE, BatchJobHandler, DeliveryQueue, Job, Outcome
 from services.notification.settings import DeliverySettings
 from tests.infra import NATS_URL, delete_stream, require, unique_prefix
 
@@ -31,6 +31,15 @@ async def bus() -> AsyncIterator[EventBus]:
     await bus.close()
     for stream in (DELIVERIES.stream(prefix), DELIVERIES.dead_stream(prefix), f"{prefix.upper()}_EVENTS"):
         await delete_stream(NATS_URL, stream)
+
+
+def each_job(handler: Callable[[Job], Awaitable[Outcome]]) -> BatchJobHandler:
+    """The worker's batch handler running `handler` on each job of a batch at once."""
+
+    async def handle(jobs: Sequence[Job]) -> list[Outcome]:
+        return list(await asyncio.gather(*(handler(job) for job in jobs)))
+
+    return handle
 
 
 async def until(check: object, within: float = 10.0) -> None:
@@ -52,7 +61,7 @@ async def test_a_job_is_retried_until_done_and_taken_by_one_worker(bus: EventBus
         return DONE
 
     queue = DeliveryQueue(bus, SETTINGS)
-    workers = [asyncio.create_task(DeliveryQueue(bus, SETTINGS).work(handler)) for _ in range(3)]
+    workers = [asyncio.create_task(DeliveryQueue(bus, SETTINGS).work(each_job(handler))) for _ in range(3)]
     try:
         for index in range(20):
             await queue.enqueue(f"job-{index}", "sms", utcnow())
@@ -73,7 +82,7 @@ async def test_a_job_failing_every_try_is_a_dead_letter_an_operator_can_drop(bus
         return DeliveryQueue(bus, SETTINGS).retry_or_dead(job, "provider said 500")
 
     queue = DeliveryQueue(bus, SETTINGS)
-    worker = asyncio.create_task(queue.work(handler))
+    worker = asyncio.create_task(queue.work(each_job(handler)))
     try:
         await queue.enqueue("doomed", "whatsapp", utcnow())
         await queue.enqueue("also-doomed", "sms", utcnow())

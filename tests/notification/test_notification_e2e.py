@@ -689,3 +689,81 @@ def notification_pid(mesh: Mesh) -> int:
     found = re.findall(r"(?:started|restarted) notification \(pid (\d+)\)", mesh.log)
     assert found, mesh.log
     return int(found[-1])
+
+
+async def webhook_member(client: httpx.AsyncClient, receiver: FakeWebhookReceiver, sign: bool) -> Member:
+    """A member with alerts in-app and to `receiver` (which checks the secret when `sign`)."""
+    member = await sign_up(client)
+    created = await member.ok(
+        "POST", "/v1/contactPoints", json={"channel": "webhook", "address": receiver.url}
+    )
+    if sign:
+        receiver.secret = created["webhook_secret"]
+    rules = [{"source": "alert.raised", "channels": ["in_app", "webhook"]}]
+    await member.ok(
+        "PATCH", "/v1/notificationPreferences", params={"update_mask": "rules"}, json={"rules": rules}
+    )
+    return member
+
+
+def large_expense_alert(member: Member, merchant: str) -> events_pb2.EventEnvelope:
+    alert = events_pb2.AlertRaised(
+        alert_id=secrets.token_hex(8),
+        type="large_expense",
+        severity="warning",
+        title=f"Large expense at {merchant}",
+        details={"merchant": merchant, "category": "Shopping", "amount": "90000.00", "typical": "900.00",
+                 "currency": "INR"},
+    )  # fmt: skip
+    return make_envelope("alert.raised", member.user_id, alert, "billing")
+
+
+async def test_alerts_arriving_together_make_each_message_once_and_a_refusing_endpoint_fails_alone(
+    client: httpx.AsyncClient, mesh: Mesh
+) -> None:
+    """Alerts published at once reach the intake and the worker in batches: an event that
+    comes twice (a redelivery) still makes one message per channel, and an endpoint
+    refusing its webhooks (401: it does not know the secret) fails its own deliveries
+    while the rest of the batch is delivered."""
+    async with (
+        FakeWebhookReceiver(secret="unknown-yet") as good_hooks,
+        FakeWebhookReceiver(secret="not-the-secret") as bad_hooks,
+    ):
+        good = await webhook_member(client, good_hooks, sign=True)
+        bad = await webhook_member(client, bad_hooks, sign=False)
+        envelopes = [large_expense_alert(m, f"Batch {i}") for i, m in enumerate([good, bad] * 3)]
+        connection = await nats.connect(mesh.nats_url_as())
+        try:
+            js = connection.jetstream()
+            subject = subject_for(mesh.event_prefix, "alert.raised")
+            # The first event twice: the second copy past JetStream's dedupe, as a redelivery.
+            for number, envelope in enumerate([*envelopes, envelopes[0]]):
+                await js.publish(
+                    subject,
+                    envelope.SerializeToString(),
+                    headers={"Nats-Msg-Id": f"batch-{number}-{envelope.event_id}"},
+                )
+        finally:
+            await connection.close()
+
+        async def alerts_of(member: Member) -> list[dict[str, Any]]:
+            listed = await member.notifications(page_size=50)
+            alerts = [n for n in listed["notifications"] if n["source"] == "alert.raised"]
+            return [await member.ok("GET", f"/v1/notifications/{n['notification_id']}") for n in alerts]
+
+        def settled(seen: list[dict[str, Any]]) -> bool:
+            return len(seen) == 3 and all(d["status"] != "queued" for n in seen for d in n["deliveries"])
+
+        good_alerts = await eventually(lambda: alerts_of(good), settled)
+        bad_alerts = await eventually(lambda: alerts_of(bad), settled)
+        await asyncio.sleep(1.0)  # nothing comes twice
+    for alerts, webhook_status in ((good_alerts, "delivered"), (bad_alerts, "failed")):
+        for alert in alerts:
+            deliveries = deliveries_by_channel(alert)
+            assert sorted(deliveries) == ["in_app", "webhook"]
+            assert deliveries["in_app"]["status"] == "delivered"
+            assert deliveries["webhook"]["status"] == webhook_status
+            assert {d["attempts"] for d in deliveries.values()} == {1}
+    assert len(good_hooks.received) == 3 and all(hook.verified for hook in good_hooks.received)
+    assert len({hook.webhook_id for hook in good_hooks.received}) == 3
+    assert len(bad_hooks.received) == 3 and not bad_hooks.verified

@@ -22,7 +22,7 @@ from services.kit.domain.timestamps import utcnow
 from services.kit.events.bus import EventBus
 from services.kit.events.subscription import Event
 from services.notification import storage
-from services.notification.domain import DELIVERED, SENT, MessagePlan, Preferences
+from services.notification.domain import DELIVERED, FAILED, SENT, MessagePlan, Preferences
 from services.notification.queue import DeliveryQueue
 from services.notification.secrets import SecretBox
 from services.notification.settings import NotificationMeshSettings
@@ -98,21 +98,20 @@ async def test_one_worker_claims_a_delivery_at_a_time(db: Database, intake: Inta
         (delivery,) = await storage.deliveries_of(connection, notification.notification_id)
     now = utcnow()
 
-    async def claim() -> storage.DeliveryRow | None:
+    async def claim() -> list[storage.DeliveryRow]:
         async with db.transaction() as session:
-            return await storage.start_attempt(
-                session, delivery.delivery_id, now, now + timedelta(seconds=30)
+            return await storage.start_attempts(
+                session, [delivery.delivery_id], now, now + timedelta(seconds=30)
             )
 
-    claims = await asyncio.gather(claim(), claim(), claim())
-    assert len([c for c in claims if c is not None]) == 1
-    assert [c.attempts for c in claims if c is not None] == [1]
+    claims = [row for rows in await asyncio.gather(claim(), claim(), claim()) for row in rows]
+    assert [c.attempts for c in claims] == [1]
     async with db.transaction() as session:  # the claim lapsed: a crashed worker's job may go on
         later = now + timedelta(seconds=31)
-        again = await storage.start_attempt(
-            session, delivery.delivery_id, later, later + timedelta(seconds=30)
+        (again,) = await storage.start_attempts(
+            session, [delivery.delivery_id], later, later + timedelta(seconds=30)
         )
-    assert again is not None and again.attempts == 2
+    assert again.attempts == 2
 
 
 async def test_statuses_only_move_forward(db: Database, intake: Intake) -> None:
@@ -143,7 +142,9 @@ async def test_the_sweep_finds_the_unqueued_and_the_due_again(db: Database, inta
         assert (
             await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100) == []
         )  # marked queued
-        await storage.defer(
+        # Claimed, then held back by quiet hours.
+        assert await storage.start_attempts(session, [unqueued.delivery_id], now, now + timedelta(minutes=1))
+        await storage.release(
             session, unqueued.delivery_id, now + timedelta(minutes=5), now, "deferred: quiet hours"
         )
         assert await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100) == []
@@ -159,8 +160,7 @@ async def test_a_job_lost_with_its_worker_is_queued_again(db: Database, intake: 
     async with db.transaction() as session:
         (queued,) = await storage.due_for_queue(session, now, now + timedelta(seconds=1), 100)
         # Its last try claimed it and died: nothing while the queue's schedule lasts.
-        claimed = await storage.start_attempt(session, queued.delivery_id, now, now + timedelta(minutes=1))
-        assert claimed is not None
+        assert await storage.start_attempts(session, [queued.delivery_id], now, now + timedelta(minutes=1))
         assert await storage.due_for_queue(session, now, now, 100, lost_before=now - timedelta(hours=2)) == []
         hours_later = now + timedelta(hours=3)
         (lost,) = await storage.due_for_queue(
@@ -256,3 +256,119 @@ async def test_concurrent_jobs_of_one_user_never_pass_a_daily_cap(db: Database, 
     assert len(held) == 5
     assert {d.error for d in held} == {"deferred: the daily cap of 3 is reached"}
     assert {d.attempts for d in held} == {0}  # a held-back job is no attempt
+
+
+def alert_event(user_id: str, event_id: str = "") -> Event[events_pb2.AlertRaised]:
+    alert = events_pb2.AlertRaised(
+        alert_id=new_id(), type="budget_threshold", severity="warning", title="Food at 80 %",
+        details={"budget": "Food", "percent": "80", "spent": "800.00", "limit": "1000.00", "currency": "INR"},
+    )  # fmt: skip
+    return Event(event_id or new_id(), "alert.raised", user_id, "billing", alert)
+
+
+async def test_a_batch_of_events_makes_each_message_once_in_few_statements(
+    db: Database, intake: Intake
+) -> None:
+    users = [new_id(), new_id()]
+    for user_id in users:
+        await contact(db, user_id, "email", f"{user_id}@example.org")
+    async with db.transaction() as session:
+        for user_id in users:
+            chosen = Preferences(rules={"alert.raised": ("in_app", "email")})
+            await storage.save_preferences(session, user_id, chosen, utcnow())
+    repeated = alert_event(users[0])
+    batch = [repeated, alert_event(users[1]), repeated, alert_event(users[0])]
+    async with db.transaction() as session:
+        fresh = await intake.apply(session, batch)
+    # Three events, two channels each: the repeated event once.
+    assert sorted(new.channel for new in fresh) == ["email"] * 3 + ["in_app"] * 3
+    async with db.transaction() as session:
+        again = await intake.apply(session, [repeated, alert_event(users[1], batch[1].event_id)])
+        made = await storage.notification_of_event(session, repeated.event_id)
+        assert made is not None
+        deliveries = await storage.deliveries_of(session, made.notification_id)
+    assert again == []  # a redelivered batch makes nothing more
+    assert {(d.channel, d.address) for d in deliveries} == {
+        ("in_app", made.notification_id),
+        ("email", f"{users[0]}@example.org"),
+    }
+
+
+async def test_a_batch_claim_takes_each_delivery_once_and_holds_back_past_the_cap(
+    db: Database, intake: Intake
+) -> None:
+    settings = intake.settings.model_copy(update={"daily_caps": {"webhook": 3}})
+    # claim_many() renders and sends nothing: no templating client, no channels.
+    worker = Deliveries(db, settings, intake.queue, {}, None, SecretBox(b"k" * 32))  # type: ignore[arg-type]
+    capped, other, now = new_id(), new_id(), utcnow()
+    for user_id in (capped, other):
+        await contact(db, user_id, "webhook", f"https://hooks.example.org/{user_id}")
+    plan = MessagePlan("budget.threshold", {"budget": "Food"}, "warning")
+    critical = MessagePlan("budget.threshold", {"budget": "Food"}, "critical")
+    fresh = []
+    async with db.transaction() as session:
+        for user_id, count, message in ((capped, 5, plan), (other, 2, plan), (capped, 1, critical)):
+            for _ in range(count):
+                fresh += await intake.notify(
+                    session, user_id, new_id(), "alert.raised", message, ["webhook"], Preferences(), now
+                )
+    ids = [new.delivery_id for new in fresh]
+    # A job repeated in the batch, and a second batch of the same jobs (another worker).
+    claims = await worker.claim_many([*ids, ids[0]], now)
+    assert await worker.claim_many(ids, now) == {}
+    async with db.read() as connection:
+        stored = {d.delivery_id: d for d in await storage.deliveries_by_ids(connection, ids)}
+    # The capped user's critical message is never held but counts: 2 of their 5 others go.
+    assert len([i for i in ids[:5] if i in claims]) == 2
+    assert ids[5] in claims and ids[6] in claims and ids[7] in claims
+    held = [stored[i] for i in ids if i not in claims]
+    assert len(held) == 3
+    assert {d.error for d in held} == {"deferred: the daily cap of 3 is reached"}
+    assert {d.attempts for d in held} == {0} and {stored[i].attempts for i in claims} == {1}
+    assert all(claim.webhook_secret is not None for claim in claims.values())
+
+
+async def test_a_batch_of_results_moves_each_delivery_forward_only(db: Database, intake: Intake) -> None:
+    user_id, now = new_id(), utcnow()
+    await contact(db, user_id, "email", "asha@example.org")
+    plan = MessagePlan("budget.threshold", {"budget": "Food"}, "warning")
+    async with db.transaction() as session:
+        fresh = await intake.notify(
+            session, user_id, new_id(), "alert.raised", plan, CHANNELS, Preferences(), now
+        )
+        fresh += await intake.notify(
+            session, user_id, new_id(), "alert.raised", plan, CHANNELS, Preferences(), now
+        )
+    # In-app and email of each event (no SMS contact point).
+    first_app, first_mail, _, second_mail = [new.delivery_id for new in fresh]
+    async with db.transaction() as session:
+        # A receipt came first: delivered already.
+        await storage.advance(session, [second_mail], DELIVERED, now, provider_message_id="early")
+        moved = await storage.advance_each(
+            session,
+            [
+                storage.Result(
+                    first_mail, SENT, provider_message_id="m-1", template="budget.threshold@1", error=""
+                ),
+                storage.Result(second_mail, SENT, provider_message_id="late"),
+                storage.Result(first_app, FAILED, error="refused"),
+            ],
+            now,
+        )
+    async with db.read() as connection:
+        stored = {
+            d.delivery_id: d
+            for d in await storage.deliveries_by_ids(connection, [first_app, first_mail, second_mail])
+        }
+    assert moved == 2
+    assert (
+        stored[first_mail].status,
+        stored[first_mail].provider_message_id,
+        stored[first_mail].template,
+    ) == (SENT, "m-1", "budget.threshold@1")
+    assert (stored[second_mail].status, stored[second_mail].provider_message_id) == (DELIVERED, "early")
+    assert (stored[first_app].status, stored[first_app].error, stored[first_app].template) == (
+        FAILED,
+        "refused",
+        "",
+    )

@@ -14,12 +14,17 @@ from services.notification.providers.base import ProviderError
 from services.notification.providers.settings import TimeoutSettings
 
 TOO_MANY_REQUESTS = 429
+# Connections open at once per provider client (httpx's default ceiling; the worker sends 64 at once).
+MAX_CONNECTIONS = 100
 
 
 def make_client(timeouts: TimeoutSettings, **kwargs: Any) -> httpx.AsyncClient:
     timeout = httpx.Timeout(timeouts.total_seconds, connect=timeouts.connect_seconds)
     # No redirects: a provider's API answers where it is; a redirect is a misconfigured URL.
-    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, **kwargs)
+    # Every connection kept for reuse: the worker sends a batch at once, and httpx's default
+    # (20 kept of 100) would close and reopen most of them at every batch.
+    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, limits=limits, **kwargs)
 
 
 async def post(
