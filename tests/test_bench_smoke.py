@@ -25,6 +25,7 @@ SMOKE_TIMEOUT_SECONDS = 240
 EXPECTED_SCENARIOS = {
     "echo (baseline)",
     "list month page",
+    "list q page",
     "summary month cached",
     "summary year cached",
     "summary month uncached",
