@@ -98,7 +98,9 @@ deliveries = Table(
     UniqueConstraint("event_id", "channel", name="uq_deliveries_event_channel"),
     Index("ix_deliveries_notification", "notification_id"),
     Index("ix_deliveries_provider_message", "provider_message_id"),
-    Index("ix_deliveries_user_sent", "user_id", "channel", "sent_at"),
+    # A daily cap's count: what was sent in the window, and (sent_at NULL) what is being
+    # sent now, a range of claimed_until instead of every unsent delivery of a backlog.
+    Index("ix_deliveries_user_sent", "user_id", "channel", "sent_at", "claimed_until"),
     Index("ix_deliveries_unqueued", "status", "enqueued_at"),
 )
 preferences = Table(
@@ -564,7 +566,7 @@ async def used_today_many(
 
 def _used(user_id: Any, channel: Any, start: Any, end: Any, now: Any) -> Any:
     sent = and_(deliveries.c.sent_at >= start, deliveries.c.sent_at < end)
-    # sent_at IS NULL first: both halves are ranges of ix_deliveries_user_sent.
+    # Both halves are ranges of ix_deliveries_user_sent.
     in_flight = and_(
         deliveries.c.sent_at.is_(None), deliveries.c.status == QUEUED, deliveries.c.claimed_until > now
     )
