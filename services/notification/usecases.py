@@ -80,6 +80,9 @@ DIGEST_SOURCE = "notification.digest"
 # A digest notification's event id: this prefix and its first item's delivery id.
 DIGEST_EVENT_PREFIX = "digest:"
 SWEEP_BATCH = 500
+# A job whose delivery another worker has claimed comes back this long after the claim
+# ends (the claim's end is written a moment after JetStream's ack_wait starts).
+CLAIM_END_MARGIN_SECONDS = 0.5
 
 
 def default_preferences(settings: NotificationSettings) -> Preferences:
@@ -440,14 +443,46 @@ class Deliveries:
     async def _send_batch(self, jobs: Sequence[tuple[int, Job]]) -> dict[int, Outcome]:
         if not jobs:
             return {}
-        claims = await self.claim_many([job.delivery_id for _, job in jobs], utcnow())
+        now = utcnow()
+        claims = await self.claim_many([job.delivery_id for _, job in jobs], now)
         firsts = _first_of_each(jobs)
+        # The claim's `now`: a claim that ends between the two reads is still seen as running.
+        unclaimed = [(i, job) for i, job in firsts if job.delivery_id not in claims]
+        waiting = await self._claimed_elsewhere(unclaimed, now)
         attempts = await asyncio.gather(
             *(self._deliver(claims[job.delivery_id], job) for _, job in firsts if job.delivery_id in claims),
             return_exceptions=True,
         )
         claimed = [(index, job) for index, job in firsts if job.delivery_id in claims]
-        return await self._settle_attempts(claimed, attempts)
+        return waiting | await self._settle_attempts(claimed, attempts)
+
+    async def _claimed_elsewhere(self, jobs: Sequence[tuple[int, Job]], now: datetime) -> dict[int, Outcome]:
+        """The jobs whose delivery is still claimed (by another replica, or by a worker that
+        died between claiming and recording its send): each comes back when the claim ends,
+        then finds the send recorded (a receipt reconciles one made before a crash) or
+        claims the delivery itself. Acked instead, a delivery whose worker died would wait
+        for the sweep's lost_after_seconds (hours) before being sent."""
+        if not jobs:
+            return {}
+        async with self.db.read() as connection:
+            rows = await storage.deliveries_by_ids(connection, [job.delivery_id for _, job in jobs])
+        ends = {
+            d.delivery_id: d.claimed_until
+            for d in rows
+            if d.status == QUEUED
+            and not d.dead_lettered_at
+            and not d.in_digest
+            and d.claimed_until is not None
+            and d.claimed_until > now
+        }
+        return {
+            index: Outcome(
+                retry_in=max(0.0, (ends[job.delivery_id] - utcnow()).total_seconds())
+                + CLAIM_END_MARGIN_SECONDS
+            )
+            for index, job in jobs
+            if job.delivery_id in ends
+        }
 
     async def _settle_attempts(
         self, claimed: Sequence[tuple[int, Job]], attempts: Sequence[Outcome | storage.Result | BaseException]

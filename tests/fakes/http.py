@@ -25,6 +25,8 @@ class FakeHttpServer:
         self.failed_requests = 0
         # Seconds to stall before answering: a provider that accepted the connection but hangs.
         self.delay_seconds = 0.0
+        # Requests that reached the fake (counted before any stall): a request is "at the provider".
+        self.requests_received = 0
         self._runner: web.AppRunner | None = None
         self._port = 0
         # What the fake does on its own after answering (a provider's status callbacks).
@@ -106,6 +108,7 @@ class FakeHttpServer:
 
     @web.middleware
     async def _failures(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.requests_received += 1
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         status = self.failing_status

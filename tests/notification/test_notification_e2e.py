@@ -654,17 +654,20 @@ async def test_a_short_outage_is_retried_through_to_the_provider(
 async def test_a_crash_between_send_and_ack_sends_each_channel_once(
     client: httpx.AsyncClient, fakes: Fakes, mesh: Mesh
 ) -> None:
-    """Kills the notification service while Twilio holds its request; Twilio accepts the
-    message and reports it (its status callback names our delivery); the restarted
-    service's redelivered job finds the delivery sent and sends nothing again."""
+    """Kills the notification service while Twilio holds the alert's SMS request (claimed,
+    attempt counted, sent, unanswered): the stalled request dies with its connection. The
+    redelivered job comes back when the dead worker's claim ends and sends the SMS once;
+    Twilio reports it (its status callback names our delivery) and nothing is sent again."""
     member = await member_on_every_channel(client, fakes)
     fakes.twilio.delay_seconds = 3.0
+    received = fakes.twilio.requests_received
     try:
         await member.spend_past_a_budget()
         alert = await eventually(
             lambda: member.notification_of("alert.raised"), lambda seen: seen is not None
         )
-        await asyncio.sleep(1.0)  # the SMS request is at Twilio, stalled
+        # The alert's SMS request is at Twilio, stalled.
+        await eventually(lambda: asyncio.sleep(0, fakes.twilio.requests_received), lambda n: n > received)
         os.kill(notification_pid(mesh), signal.SIGKILL)
         texts = await eventually(
             lambda: asyncio.sleep(0, [m for m in fakes.twilio.messages if m.to == member.phone]),

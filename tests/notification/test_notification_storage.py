@@ -23,10 +23,10 @@ from services.kit.events.bus import EventBus
 from services.kit.events.subscription import Event
 from services.notification import storage
 from services.notification.domain import DELIVERED, FAILED, SENT, MessagePlan, Preferences
-from services.notification.queue import DeliveryQueue
+from services.notification.queue import DONE, DeliveryQueue, Job
 from services.notification.secrets import SecretBox
 from services.notification.settings import NotificationMeshSettings
-from services.notification.usecases import Deliveries, Intake
+from services.notification.usecases import CLAIM_END_MARGIN_SECONDS, Deliveries, Intake
 
 CHANNELS = ("in_app", "email", "sms")
 
@@ -372,3 +372,29 @@ async def test_a_batch_of_results_moves_each_delivery_forward_only(db: Database,
         "refused",
         "",
     )
+
+
+async def test_a_job_finding_its_delivery_claimed_comes_back_when_the_claim_ends(
+    db: Database, intake: Intake
+) -> None:
+    """A redelivered job whose delivery is claimed (another replica, or a worker killed
+    between claiming and recording its send) is not done: it comes back once the claim
+    ends, then finds the send recorded or sends it itself."""
+    channels = {"webhook": object()}  # never sent through: the delivery is claimed
+    worker = Deliveries(db, intake.settings, intake.queue, channels, None, SecretBox(b"k" * 32))  # type: ignore[arg-type]
+    user_id, now = new_id(), utcnow()
+    await contact(db, user_id, "webhook", "https://hooks.example.org/in")
+    plan = MessagePlan("budget.threshold", {"budget": "Food"}, "warning")
+    async with db.transaction() as session:
+        (new,) = await intake.notify(
+            session, user_id, new_id(), "alert.raised", plan, ["webhook"], Preferences(), now
+        )
+    assert new.delivery_id in await worker.claim_many([new.delivery_id], now)  # then killed
+    job = Job(new.delivery_id, "webhook", 2)
+    (outcome,) = await worker.handle_batch([job])
+    ack_wait = intake.settings.delivery.ack_wait_seconds
+    assert outcome.retry_in is not None
+    assert ack_wait - 10 < outcome.retry_in <= ack_wait + CLAIM_END_MARGIN_SECONDS
+    async with db.transaction() as session:  # a receipt recorded the send made before the crash
+        await storage.advance_each(session, [storage.Result(new.delivery_id, SENT, "SM1")], utcnow())
+    assert await worker.handle_batch([job]) == [DONE]
