@@ -17,6 +17,7 @@ from services.billing import storage
 from services.billing.rules import RuleChecks, budget_views
 from services.billing.settings import BillingSettings
 from services.billing.usecases import Calendars
+from services.kit.db.erasure import ErasedUsers
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.periods import today_in
 from services.kit.domain.timestamps import utcnow
@@ -30,9 +31,17 @@ PAGE = 200
 
 class Scheduler:
     def __init__(
-        self, units: UnitsOfWork, settings: BillingSettings, calendars: Calendars, checks: RuleChecks
+        self,
+        units: UnitsOfWork,
+        settings: BillingSettings,
+        calendars: Calendars,
+        checks: RuleChecks,
+        erased: ErasedUsers,
     ) -> None:
         self.units = units
+        # A user erased while a round reads their bills or budgets gets no alert: the
+        # erasure waits for the round's transaction, or the round sees the record.
+        self.erased = erased
         self.settings = settings.scheduler
         self.lookback = timedelta(days=settings.alerts.overdue_lookback_days)
         self.calendars = calendars
@@ -65,6 +74,8 @@ class Scheduler:
             async with self.units.begin() as unit:
                 page = await storage.bills_after(unit.session, after, PAGE)
                 for bill in page:
+                    if await self.erased.refuses(unit.session, bill.user_id):
+                        continue
                     calendar = await self.calendars.of(unit.session, bill.user_id)
                     today = today_in(calendar.time_zone, utcnow())
                     settled = await storage.load_settlements(
@@ -83,6 +94,8 @@ class Scheduler:
             async with self.units.begin() as unit:
                 page = await storage.budgets_after(unit.session, after, PAGE)
                 for budget in page:
+                    if await self.erased.refuses(unit.session, budget.user_id):
+                        continue
                     calendar = await self.calendars.of(unit.session, budget.user_id)
                     today = today_in(calendar.time_zone, utcnow())
                     tree = await storage.category_tree(unit.session, budget.user_id)

@@ -63,7 +63,7 @@ def build_app(settings: BillingMeshSettings) -> ServiceApp:
         storage.expenses, "updated_at", settings.retention.inbox_window, storage.expenses.c.deleted.is_(True)
     )
     runtime.purger.keep(storage.idempotency_keys, "created_at", settings.retention.idempotency_window)
-    runtime.background.append(Scheduler(units, config, calendars, checks).run)
+    runtime.background.append(Scheduler(units, config, calendars, checks, erased).run)
     # No fallback for the ledger: a payment or an unknown category answers UNAVAILABLE
     # (at once while the breaker is open); a retried payment finds its first expense.
     ledger = LedgerClient(

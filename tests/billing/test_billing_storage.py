@@ -13,12 +13,18 @@ import pytest
 from sqlalchemy import func, select
 
 from services.billing import storage
-from services.billing.domain import Alert
+from services.billing.domain import Alert, Bill
+from services.billing.rules import AlertSink, RuleChecks
+from services.billing.scheduler import Scheduler
 from services.billing.settings import BillingMeshSettings
+from services.billing.usecases import Calendars
 from services.kit.db import migrations
 from services.kit.db.engine import Database
+from services.kit.db.erasure import ErasedUsers
+from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.ids import new_id
 from services.kit.domain.timestamps import utcnow
+from services.kit.events.outbox import Outbox
 
 
 @pytest.fixture
@@ -60,3 +66,33 @@ async def test_one_scheduler_holds_the_lease_until_it_expires(database: Database
     assert await _take(database, "a", 0)  # the holder renews
     assert await _take(database, "b", 61)  # expired: another replica takes over
     assert not await _take(database, "a", 61)
+
+
+def _bill_due_today(user_id: str) -> Bill:
+    now = utcnow()
+    return Bill(
+        new_id(), user_id, "Power Co", 150000, "INR", "", "FREQ=MONTHLY", now.date(), 3, False, 1, now, now
+    )
+
+
+async def test_a_scheduler_round_alerts_no_user_erased_meanwhile(database: Database) -> None:
+    """The round reminds a live user of a bill due today, and raises nothing for a user
+    whose erasure is recorded (an erasure racing the round waits for its transaction)."""
+    settings = BillingMeshSettings()
+    config = settings.billing
+    erased = ErasedUsers(storage.erased_users)
+    units = UnitsOfWork(database, Outbox(storage.outbox_table, "test", "billing"), storage.idempotency_keys)
+    scheduler = Scheduler(
+        units, config, Calendars(settings.user.defaults), RuleChecks(config, AlertSink(config)), erased
+    )
+    live, gone = _bill_due_today("live-user"), _bill_due_today("erased-user")
+    async with database.transaction() as session:
+        for bill in (live, gone):
+            await storage.save_bill(session, bill, bill.payee.lower(), new=True)
+        await session.execute(
+            storage.erased_users.insert().values(erased_user_id="erased-user", erased_at=utcnow())
+        )
+    assert await scheduler.round() >= 1
+    async with database.transaction() as session:
+        owners = set((await session.execute(select(storage.alerts.c.user_id))).scalars())
+    assert owners == {"live-user"}
