@@ -70,6 +70,8 @@ notifications = Table(
     Column("read_at", UtcDateTime, nullable=True),
     Index("ix_notifications_user", "user_id", "notification_id"),
 )
+NEVER_QUEUED = "status = 'queued' AND enqueued_at IS NULL"
+ON_THE_QUEUE = "status = 'queued' AND enqueued_at IS NOT NULL"
 deliveries = Table(
     "deliveries",
     metadata,
@@ -101,7 +103,23 @@ deliveries = Table(
     # A daily cap's count: what was sent in the window, and (sent_at NULL) what is being
     # sent now, a range of claimed_until instead of every unsent delivery of a backlog.
     Index("ix_deliveries_user_sent", "user_id", "channel", "sent_at", "claimed_until"),
-    Index("ix_deliveries_unqueued", "status", "enqueued_at"),
+    # The sweep's reads, partial so that no other statement's plan can take them (the
+    # claim's UPDATE once joined a `status` index to the primary key and read every queued
+    # entry of a backlog, dead ones included, at each batch): deliveries never queued (new,
+    # deferred, held for a digest), and those queued (lost with a worker, after hours).
+    Index(
+        "ix_deliveries_unqueued",
+        "deferred_until",
+        "created_at",
+        postgresql_where=text(NEVER_QUEUED),
+        sqlite_where=text(NEVER_QUEUED),
+    ),
+    Index(
+        "ix_deliveries_queued",
+        "enqueued_at",
+        postgresql_where=text(ON_THE_QUEUE),
+        sqlite_where=text(ON_THE_QUEUE),
+    ),
 )
 preferences = Table(
     "preferences",
@@ -631,19 +649,24 @@ async def due_for_queue(
     """Deliveries to (re)queue, not in a digest, not dead-lettered: never queued since
     committed (a crash in between), deferred until now, or queued before `lost_before`,
     unclaimed and still waiting (a job lost with its worker). Marked queued at once."""
-    due = and_(
-        deliveries.c.enqueued_at.is_(None),
-        or_(
-            and_(deliveries.c.deferred_until.is_(None), deliveries.c.created_at < unqueued_before),
-            deliveries.c.deferred_until <= now,
+    # A flat OR: each arm a range of one of the partial indexes (ix_deliveries_unqueued,
+    # ix_deliveries_queued), not a read of every deferred or held delivery at each sweep.
+    arms = [
+        and_(
+            deliveries.c.enqueued_at.is_(None),
+            deliveries.c.deferred_until.is_(None),
+            deliveries.c.created_at < unqueued_before,
         ),
-    )
+        and_(deliveries.c.enqueued_at.is_(None), deliveries.c.deferred_until <= now),
+    ]
     if lost_before is not None:
-        lost = and_(
-            deliveries.c.enqueued_at < lost_before,
-            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+        arms.append(
+            and_(
+                deliveries.c.enqueued_at < lost_before,
+                or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until <= now),
+            )
         )
-        due = or_(due, lost)
+    due = or_(*arms)
     query = (
         select(deliveries)
         .where(
@@ -675,6 +698,8 @@ async def digests_due(session: AsyncSession, now: datetime, limit: int) -> list[
         select(deliveries)
         .where(
             deliveries.c.status == QUEUED,
+            # Always so for held items: the condition lets the plan use ix_deliveries_unqueued.
+            deliveries.c.enqueued_at.is_(None),
             deliveries.c.in_digest.is_(True),
             deliveries.c.digest_delivery_id.is_(None),
             deliveries.c.deferred_until <= now,
