@@ -57,6 +57,12 @@ from services.user.settings import ProfileDefaults
 
 # The namespace of the request ids billing sends the ledger for bill payments.
 PAYMENT_NAMESPACE = uuid.UUID("5b0c7a4e-3f1d-4c8e-9a57-2d6b1e0f9c31")
+# The ledger's fields of a payment's expense, as PayBillOccurrence names them.
+PAYMENT_FIELDS = {
+    "expense.amount": "amount",
+    "expense.spent_on": "paid_on",
+    "expense.category_id": "bill.category_id",
+}
 # How far ahead next_due looks for an open occurrence.
 NEXT_DUE_HORIZON_DAYS = 800
 MAX_OCCURRENCES = 1000
@@ -485,6 +491,7 @@ class Bills:
             settled = (await storage.load_settlements(connection, [bill_id], due_on, due_on)).get(
                 (bill_id, due_on)
             )
+            tree = await storage.category_tree(connection, user_id) if bill.category_id else None
         self._check_occurrence(bill, due_on)
         if settled is not None:
             return self._occurrence(bill, settled)
@@ -497,10 +504,11 @@ class Bills:
                 amount=format_amount(amount_minor, bill.currency),
                 currency=bill.currency,
                 spent_on=(paid_on or today).isoformat(),
-                category_id=bill.category_id,
+                category_id=live_category(tree, bill.category_id),
                 merchant=bill.payee,
                 note=f"{bill.payee}, due {due_on}",
             ),
+            PAYMENT_FIELDS,
         )
         return await self._record(bill, Settlement(due_on, "paid", expense.expense_id, amount_minor))
 
@@ -604,6 +612,16 @@ class Bills:
         settled = await storage.load_settlements(connection, [bill.bill_id], start, end)
         open_dates = [due for due in due_dates if (bill.bill_id, due) not in settled]
         return bill_proto(bill, open_dates[0].isoformat() if open_dates else "")
+
+
+def live_category(tree: CategoryTree | None, category_id: str) -> str:
+    """Where a bill's category's expenses go now: a deleted category's reassignment,
+    else none (the ledger refuses an expense in a deleted category)."""
+    if tree is None or not category_id:
+        return category_id
+    live = tree.resolve(category_id)
+    known = tree.get(live)
+    return "" if known is not None and known.deleted else live
 
 
 def bill_data(bill: Bill) -> dict[str, Any]:

@@ -233,6 +233,44 @@ async def test_a_bill_paid_twice_makes_one_expense(client: httpx.AsyncClient) ->
     assert bad.status_code == 400 and "due_date" in bad.text
 
 
+async def test_a_payment_the_ledger_refuses_is_400_and_a_deleted_category_pays_uncategorized(
+    client: httpx.AsyncClient,
+) -> None:
+    """The payment's expense is the ledger's to validate: its refusal is the client's
+    400 naming the field it sent, never a 500; a bill whose category was deleted since
+    still pays, uncategorized (the ledger refuses a deleted category)."""
+    member = await sign_up(client)
+    gym = await member.ok("POST", "/v1/categories", json={"name": "Gym"})
+    due = date.today()
+    bill = await member.ok(
+        "POST",
+        "/v1/bills",
+        json={
+            "payee": "Cult Fit",
+            "amount": "1500",
+            "currency": "INR",
+            "recurrence": "FREQ=MONTHLY",
+            "first_due": due.isoformat(),
+            "category_id": gym["category_id"],
+        },
+    )
+    path = f"/v1/bills/{bill['bill_id']}/occurrences/{due.isoformat()}:pay"
+    refused = await member.call("POST", path, json={"paid_on": "2099-01-01"})
+    assert refused.status_code == 400, refused.text
+    violations = refused.json()["details"][0]["field_violations"]
+    assert [v["field"] for v in violations] == ["paid_on"], violations
+    await member.ok("DELETE", f"/v1/categories/{gym['category_id']}")
+
+    def paid_or_refused(response: httpx.Response) -> bool:
+        # Until billing hears of the deletion the ledger refuses the category: a 400, not a 500.
+        assert response.status_code in (200, 400), response.text
+        return response.status_code == 200
+
+    paid = await eventually(lambda: member.call("POST", path, json={}), paid_or_refused)
+    expense = await member.ok("GET", f"/v1/expenses/{paid.json()['expense_id']}")
+    assert (expense["merchant"], expense["category_id"]) == ("Cult Fit", "")
+
+
 async def test_another_users_ids_are_not_found(client: httpx.AsyncClient) -> None:
     owner, stranger = await sign_up(client), await sign_up(client)
     budget = await owner.ok(
