@@ -381,7 +381,7 @@ def alerts() -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
 def import_csv(path: Path) -> None:
-    """Import a CSV (header: amount, currency, spent_on, merchant, category_id, note, tags).
+    """Import a CSV (header: amount, currency, spent_on or date, merchant, category_id, note, tags).
 
     Each row's request id is derived from the file name, its line and its values: run it
     again after an interruption and only the missing rows go in."""
@@ -390,6 +390,11 @@ def import_csv(path: Path) -> None:
     header, lines = csvimport.read_rows(path)
     if "amount" not in header:
         raise EmError("the first line must name the columns, amount among them", INVALID)
+    ignored = csvimport.ignored_columns(header)
+    if ignored and not context.as_json:
+        # Said before anything is sent: a column read as nothing is a column lost.
+        read = ", ".join(csvimport.ROW_FIELDS)
+        click.echo(f"em: ignoring columns {', '.join(ignored)} (read: {read}, date)", err=True)
     send = lambda rows: api.post("/v1/expenses:import", {"rows": rows})  # noqa: E731
     if context.as_json or (not sys.stderr.isatty() and not os.environ.get("EM_PROGRESS")):
         totals = csvimport.run_import(path, send, lambda _: None)

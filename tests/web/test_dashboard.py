@@ -221,7 +221,9 @@ def csv_round_trip(page, base: str, tmp_path) -> None:  # type: ignore[no-untype
     page.goto(f"{base}/#/expenses")
     page.locator("details summary", has_text="Import and export").click()
     bank = tmp_path / "bank.csv"
-    bank.write_text("amount,currency,spent_on,merchant\n20.00,INR,2026-01-05,Tea\n35.50,INR,2026-01-06,Bus\n")
+    # "Date", as the ledger's export and banks name it: the rows keep their January days, so
+    # this month's export below has none of them.
+    bank.write_text("amount,currency,Date,merchant\n20.00,INR,2026-01-05,Tea\n35.50,INR,2026-01-06,Bus\n")
     page.get_by_label("CSV file to import").set_input_files(str(bank))
     page.get_by_role("button", name="Import", exact=True).click()
     wait_until(

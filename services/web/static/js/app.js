@@ -340,7 +340,7 @@ function transfers() {
   const result = h("p", { role: "status", id: "import-result" });
   const month = h("input", { type: "month", value: today().slice(0, 7), "aria-label": "Month to export" });
   return h("details", { className: "card" }, h("summary", {}, "Import and export CSV"),
-    h("div", { className: "filters" }, field("Import a CSV (columns: amount, currency, spent_on, merchant, category_id, note, tags)", file),
+    h("div", { className: "filters" }, field("Import a CSV (columns: amount, currency, spent_on or date, merchant, category_id, note, tags)", file),
       h("button", { type: "button", onclick: () => importCsv(file.files[0], progress, result) }, "Import")),
     progress, result,
     h("div", { className: "filters" }, field("Export month", month),
@@ -375,12 +375,20 @@ async function rowRequestId(fileName, index, values) {
 }
 
 const IMPORT_COLUMNS = ["amount", "currency", "spent_on", "category_id", "merchant", "note", "tags"];
+// `date` is what the ledger's export (and most banks) call the day: ignored, every row
+// would be dated today. The same aliases as `em import` (services/cli/csvimport.py).
+const COLUMN_ALIASES = { date: "spent_on" };
+
+function columnNames(header) {
+  const names = header.map((n) => n.trim().toLowerCase());
+  return names.map((n) => (COLUMN_ALIASES[n] && !names.includes(COLUMN_ALIASES[n]) ? COLUMN_ALIASES[n] : n));
+}
 const IMPORT_CHUNK = 200;
 
 async function importCsv(file, progress, result) {
   if (!file) { result.textContent = "Choose a CSV file first."; return; }
   const [header, ...lines] = parseCsv(await file.text());
-  const names = header.map((n) => n.trim().toLowerCase());
+  const names = columnNames(header);
   if (!names.includes("amount")) { result.textContent = "The first line must name the columns, amount among them."; return; }
   progress.hidden = false; progress.max = lines.length; progress.value = 0;
   const totals = { created: 0, duplicate: 0, invalid: 0 };
