@@ -9,7 +9,7 @@ import { smsReview } from "./smsreview.js";
 import { main, h, field, toast, errorText, screen, failure, section } from "./ui.js";
 const state = { profile: null, categories: [], categoryNames: new Map() };
 
-function categoryName(id) { return state.categoryNames.get(id) || (id ? "…" : "Uncategorised"); }
+function categoryName(id) { return state.categoryNames.get(id) || (id ? "…" : "Uncategorized"); }
 
 function categorySelect(selected, allowNone = true, label = "Category") {
   return h("select", { name: "category_id", "aria-label": label },
