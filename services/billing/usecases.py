@@ -103,6 +103,13 @@ class CategoryCopies:
         return tree
 
 
+def changed_category(current: Budget | Bill, fields: Any) -> str | None:
+    """The category an update must find: a new one. The one it has may have been deleted
+    since; that must not make every other change (the amount...) fail naming it."""
+    wanted = fields.category_id or ""
+    return wanted if wanted != current.category_id else None
+
+
 def request_key(user_id: str, method: str, request_id: str) -> RequestKey | None:
     return RequestKey(user_id, method, request_id) if request_id else None
 
@@ -239,7 +246,7 @@ class Budgets:
             check_etag(etag, budget.etag)
             calendar, today = await self.calendars.today(session, user_id)
             fields = validated_budget({**budget_data(budget), **requested}, self.settings)
-            tree = await self.categories.tree_with(session, user_id, fields.category_id)
+            tree = await self.categories.tree_with(session, user_id, changed_category(budget, fields))
             changed = _updated_budget(budget, fields, calendar, today)
             await storage.save_budget(session, changed, new=False)
             if changed.category_id != budget.category_id:
@@ -434,7 +441,7 @@ class Bills:
                 BillInput, {**bill_data(bill), **requested}, prefix="bill.", context=self.settings
             )
             recurrence = parse_recurrence(fields.recurrence, fields.first_due, field="bill.recurrence")
-            await self.categories.tree_with(session, user_id, fields.category_id)
+            await self.categories.tree_with(session, user_id, changed_category(bill, fields))
             changed = replace(
                 bill,
                 payee=fields.payee,

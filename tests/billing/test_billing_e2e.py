@@ -271,6 +271,48 @@ async def test_a_payment_the_ledger_refuses_is_400_and_a_deleted_category_pays_u
     assert (expense["merchant"], expense["category_id"]) == ("Cult Fit", "")
 
 
+async def test_a_budget_and_a_bill_whose_category_was_deleted_still_take_other_changes(
+    client: httpx.AsyncClient,
+) -> None:
+    """Changing the amount re-checked the category the budget (bill) already had: once it
+    was deleted, every update was a 400 naming category_id, a field the client never sent."""
+    member = await sign_up(client)
+    pets = await member.ok("POST", "/v1/categories", json={"name": "Pets"})
+    budget = await member.ok(
+        "POST",
+        "/v1/budgets",
+        json={"period": "month", "amount": "500", "currency": "INR", "category_id": pets["category_id"]},
+    )
+    bill = await member.ok(
+        "POST",
+        "/v1/bills",
+        json={
+            "payee": "Vet",
+            "amount": "900",
+            "currency": "INR",
+            "recurrence": "FREQ=MONTHLY",
+            "first_due": date.today().isoformat(),
+            "category_id": pets["category_id"],
+        },
+    )
+    await member.ok("DELETE", f"/v1/categories/{pets['category_id']}")
+    probe = {"period": "week", "amount": "1", "currency": "INR", "category_id": pets["category_id"]}
+    # Billing has heard of the deletion once a new budget in that category is refused.
+    await eventually(
+        lambda: member.call("POST", "/v1/budgets", json=probe), lambda response: response.status_code == 400
+    )
+    changed = await member.ok(
+        "PATCH",
+        f"/v1/budgets/{budget['budget_id']}",
+        json={"budget": {"amount": "750"}, "update_mask": "amount"},
+    )
+    assert changed["amount"] == "750.00"
+    changed_bill = await member.ok(
+        "PATCH", f"/v1/bills/{bill['bill_id']}", json={"bill": {"amount": "950"}, "update_mask": "amount"}
+    )
+    assert changed_bill["amount"] == "950.00"
+
+
 async def test_another_users_ids_are_not_found(client: httpx.AsyncClient) -> None:
     owner, stranger = await sign_up(client), await sign_up(client)
     budget = await owner.ok(
