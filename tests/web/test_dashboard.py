@@ -132,6 +132,9 @@ def set_budget(page, base: str) -> None:  # type: ignore[no-untyped-def]
     bill.get_by_label("Amount").fill("1850")
     bill.get_by_role("button", name="Add bill").click()
     page.wait_for_selector("#bill-list li:has-text('BESCOM')")
+    # Its rule in the words the form offered, not the RRULE the API stores.
+    rule = page.locator("#bill-list li:has-text('BESCOM') .rule").inner_text()
+    assert rule.startswith("monthly · next") and "FREQ" not in rule, rule
     page.get_by_role("button", name="Occurrences").click()
     page.locator("#bill-list .occurrences").get_by_role("button", name="Skip").first.click()
     # The list is drawn again, its occurrences folded: then unfold them anew.

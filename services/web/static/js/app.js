@@ -423,6 +423,12 @@ async function exportMonth(month) {
   } catch (error) { toast(errorText(error)); }
 }
 
+// A bill's rule as a person reads it: the simple ones the form makes in words, any other
+// RRULE (from the API: "FREQ=MONTHLY;BYMONTHDAY=28,29,30,31;BYSETPOS=-1") as it is, wrapped.
+const REPEATS = { "FREQ=MONTHLY": "monthly", "FREQ=WEEKLY": "weekly", "FREQ=YEARLY": "yearly", "FREQ=DAILY": "daily" };
+
+function repeats(rule) { return REPEATS[rule] || rule; }
+
 // ------------------------------------------------------------------ budgets and bills
 
 async function budgetsAndBills() {
@@ -521,7 +527,7 @@ function billItem(b, reload) {
   } }, "Occurrences");
   return h("li", { dataset: { bill: b.bill_id } },
     h("div", { className: "row" }, h("strong", {}, b.payee), h("span", {}, money(b.amount, b.currency))),
-    h("div", { className: "muted" }, `${b.recurrence} · next ${b.next_due ? date(b.next_due) : "—"}`),
+    h("div", { className: "muted rule" }, `${repeats(b.recurrence)} · next ${b.next_due ? date(b.next_due) : "—"}`),
     b.next_due ? occurrenceAction(b, { due_date: b.next_due }, "pay", "Mark next paid", reload) : null, toggle, occurrences);
 }
 
@@ -541,7 +547,7 @@ function billForm(reload) {
   const currency = h("input", { name: "currency", value: state.profile.default_currency, maxLength: 3 });
   const firstDue = h("input", { type: "date", name: "first_due", value: today(), required: true });
   const recurrence = h("select", { name: "recurrence" },
-    [["FREQ=MONTHLY", "monthly"], ["FREQ=WEEKLY", "weekly"], ["FREQ=YEARLY", "yearly"]].map(([v, l]) => h("option", { value: v }, l)));
+    Object.entries(REPEATS).filter(([v]) => v !== "FREQ=DAILY").map(([v, l]) => h("option", { value: v }, l)));
   const message = h("p", { role: "alert", className: "error" });
   return h("form", { className: "stack", id: "bill-form", onsubmit: async (event) => {
     event.preventDefault();
