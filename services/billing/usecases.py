@@ -501,7 +501,7 @@ class Bills:
             tree = await storage.category_tree(connection, user_id) if bill.category_id else None
         self._check_occurrence(bill, due_on)
         if settled is not None:
-            return self._occurrence(bill, settled)
+            return self._occurrence(bill, settled_as(settled, "paid"))
         amount_minor = payment_amount(amount, bill.currency) or bill.amount_minor
         expense = await self.ledger.create_expense_for(
             user_id,
@@ -522,7 +522,12 @@ class Bills:
     async def skip(self, user_id: str, bill_id: str, due_on: date) -> billing_pb2.BillOccurrence:
         async with self.db.read() as connection:
             bill = await self._bill(connection, user_id, bill_id)
+            settled = (await storage.load_settlements(connection, [bill_id], due_on, due_on)).get(
+                (bill_id, due_on)
+            )
         self._check_occurrence(bill, due_on)
+        if settled is not None:
+            return self._occurrence(bill, settled_as(settled, "skipped"))
         return await self._record(bill, Settlement(due_on, "skipped", "", 0))
 
     async def _record(self, bill: Bill, settlement: Settlement) -> billing_pb2.BillOccurrence:
@@ -619,6 +624,14 @@ class Bills:
         settled = await storage.load_settlements(connection, [bill.bill_id], start, end)
         open_dates = [due for due in due_dates if (bill.bill_id, due) not in settled]
         return bill_proto(bill, open_dates[0].isoformat() if open_dates else "")
+
+
+def settled_as(settled: Settlement, wanted: str) -> Settlement:
+    """A retried pay (skip) answers the first one's settlement; paying a skipped occurrence
+    (skipping a paid one) is refused: a 200 saying "skipped" to a payment recorded nothing."""
+    if settled.status != wanted:
+        raise FailedPrecondition(f"the occurrence of {settled.due_on} is {settled.status} already")
+    return settled
 
 
 def live_category(tree: CategoryTree | None, category_id: str) -> str:

@@ -231,6 +231,17 @@ async def test_a_bill_paid_twice_makes_one_expense(client: httpx.AsyncClient) ->
         json={},
     )
     assert bad.status_code == 400 and "due_date" in bad.text
+    # Skipping the paid occurrence, or paying a skipped one, is refused: not a 200 that
+    # says the other status and records nothing.
+    refused = await member.call("POST", path.replace(":pay", ":skip"), json={})
+    assert refused.status_code == 400 and refused.json()["code"] == 9, refused.text
+    listed = (await member.ok("GET", f"/v1/bills/{bill['bill_id']}/occurrences"))["occurrences"]
+    upcoming = next(o["due_date"] for o in listed if o["status"] == "upcoming")
+    later = f"/v1/bills/{bill['bill_id']}/occurrences/{upcoming}"
+    assert (await member.ok("POST", f"{later}:skip", json={}))["status"] == "skipped"
+    assert (await member.ok("POST", f"{later}:skip", json={}))["status"] == "skipped"
+    refused = await member.call("POST", f"{later}:pay", json={})
+    assert refused.status_code == 400 and "skipped" in refused.json()["message"], refused.text
 
 
 async def test_a_payment_the_ledger_refuses_is_400_and_a_deleted_category_pays_uncategorized(
