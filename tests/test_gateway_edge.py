@@ -320,6 +320,16 @@ async def test_missing_and_invalid_tokens_are_told_apart(http: httpx.AsyncClient
     assert reason(invalid) == "TOKEN_INVALID" and "Jwt" not in invalid["message"]
 
 
+async def test_the_bearer_scheme_is_case_insensitive(http: httpx.AsyncClient, token: str) -> None:
+    """RFC 9110 11.1: "bearer <token>" is the same credential (the services and Kong took
+    it; Envoy's prefix match did not, and answered the valid token TOKEN_INVALID)."""
+    for scheme in ("bearer", "Bearer"):
+        answer = await http.get("/v1/categories", headers={"authorization": f"{scheme} {token}"})
+        assert answer.status_code == 200, (scheme, answer.text)
+    invalid = error(await http.get("/v1/expenses", headers={"authorization": "bearer x.y.z"}), 401)
+    assert reason(invalid) == "TOKEN_INVALID"
+
+
 async def test_a_body_over_the_limit_is_a_413(http: httpx.AsyncClient, token: str, mesh_sqlite: Mesh) -> None:
     limits = MeshSettings(data_dir=mesh_sqlite.data_dir).limits
     body = b'{"note": "' + b"a" * limits.gateway_max_body_bytes + b'"}'

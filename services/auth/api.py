@@ -20,6 +20,7 @@ from services.auth.domain import (
     normalise_display_name,
     normalise_email,
     password_length_problem,
+    person_user_agent,
 )
 from services.auth.recovery import Recovery
 from services.auth.service_identity import ServiceTokenIssuer
@@ -121,7 +122,8 @@ def client_of(context: ServicerContext) -> ClientInfo:
     metadata = context.invocation_metadata() or ()
     user_agent = next((v for k, v in metadata if k == "user-agent" and isinstance(v, str)), "")
     return ClientInfo(
-        ip_address=client_ip(metadata, context.peer() or ""), user_agent=user_agent[:USER_AGENT_MAX_LENGTH]
+        ip_address=client_ip(metadata, context.peer() or ""),
+        user_agent=person_user_agent(user_agent)[:USER_AGENT_MAX_LENGTH],
     )
 
 

@@ -191,6 +191,20 @@ def link_with_token(template: str, token: str) -> str:
     return template.replace("{token}", token)
 
 
+# What a gRPC library appends to the user agent a caller set (the dashboard's session
+# endpoint sets the browser's): "... grpc-python-asyncio/1.85.1 grpc-c/58.0.0 (linux; chttp2)".
+_GRPC_USER_AGENT_SUFFIX = re.compile(r"\s+grpc-[a-z-]+/\S+(?:\s+grpc-c/\S+)?(?:\s+\([^)]*\))?\s*$")
+
+
+def person_user_agent(raw: str) -> str:
+    """The client's own user agent, without the gRPC library's suffix, which a person
+    reading "New sign-in on ..." or the sessions list should not see; a bare gRPC
+    client's (grpcurl's, another service's) stays as it is."""
+    if raw.startswith("grpc-"):
+        return raw
+    return _GRPC_USER_AGENT_SUFFIX.sub("", raw) or raw
+
+
 def device_key(user_agent: str, network: str) -> str:
     """What counts as one device: the user agent as sent and the client's network (an IPv4
     /24, an IPv6 /56: throttle.client_network), hashed. A browser update or another

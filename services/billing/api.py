@@ -163,7 +163,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self, request: billing_pb2.ListBillOccurrencesRequest, context: object
     ) -> billing_pb2.ListBillOccurrencesResponse:
         bill_id = required_id(request.bill_id, "bill_id")
-        window = validated(DateRangeInput, {"start": getattr(request, "from"), "end": request.to})
+        window = validated(DateRangeInput, {"from": getattr(request, "from"), "to": request.to})
         return await self.bills.occurrences(current_identity().user_id, bill_id, window.start, window.end)
 
     @override

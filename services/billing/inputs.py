@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from services.billing.domain import BUDGET_PERIODS, RULE_TYPES
 from services.billing.settings import BillingSettings
@@ -187,21 +187,24 @@ class MutedRulesInput(BaseModel):
 
 
 class DateRangeInput(BaseModel):
-    """Optional inclusive dates of a list request."""
+    """Optional inclusive dates of a list request, named as the request names them
+    (`from`, `to`) in its field violations."""
 
-    start: date | None
-    end: date | None
+    start: date | None = Field(alias="from")
+    end: date | None = Field(alias="to")
 
     @field_validator("start", "end", mode="before")
     @classmethod
     def _day(cls, value: str) -> date | None:
         return iso_date(value) if value.strip() else None
 
-    @model_validator(mode="after")
-    def _ordered(self) -> DateRangeInput:
-        if self.start and self.end and self.start > self.end:
-            raise ValueError("from must not be after to")
-        return self
+    @field_validator("end")
+    @classmethod
+    def _ordered(cls, value: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("start")
+        if value and start and start > value:
+            raise ValueError("must not be before from")
+        return value
 
 
 def payment_amount(text: str, currency: str) -> int | None:

@@ -58,6 +58,12 @@ from services.user.settings import ProfileDefaults
 
 # The namespace of the request ids billing sends the ledger for bill payments.
 PAYMENT_NAMESPACE = uuid.UUID("5b0c7a4e-3f1d-4c8e-9a57-2d6b1e0f9c31")
+# The ledger's fields of a payment's expense, as PayBillOccurrence names them.
+PAYMENT_FIELDS = {
+    "expense.amount": "amount",
+    "expense.spent_on": "paid_on",
+    "expense.category_id": "bill.category_id",
+}
 # How far ahead next_due looks for an open occurrence.
 NEXT_DUE_HORIZON_DAYS = 800
 MAX_OCCURRENCES = 1000
@@ -112,6 +118,13 @@ class CategoryCopies:
         if category_id not in tree:
             raise InvalidArgument.of("category_id", "no such category")
         return tree
+
+
+def changed_category(current: Budget | Bill, fields: Any) -> str | None:
+    """The category an update must find: a new one. The one it has may have been deleted
+    since; that must not make every other change (the amount...) fail naming it."""
+    wanted = fields.category_id or ""
+    return wanted if wanted != current.category_id else None
 
 
 def request_key(user_id: str, method: str, request_id: str) -> RequestKey | None:
@@ -250,7 +263,7 @@ class Budgets:
             check_etag(etag, budget.etag)
             calendar, today = await self.calendars.today(session, user_id)
             fields = validated_budget({**budget_data(budget), **requested}, self.settings)
-            tree = await self.categories.tree_with(session, user_id, fields.category_id)
+            tree = await self.categories.tree_with(session, user_id, changed_category(budget, fields))
             changed = _updated_budget(budget, fields, calendar, today)
             await storage.save_budget(session, changed, new=False)
             if changed.category_id != budget.category_id:
@@ -445,7 +458,7 @@ class Bills:
                 BillInput, {**bill_data(bill), **requested}, prefix="bill.", context=self.settings
             )
             recurrence = parse_recurrence(fields.recurrence, fields.first_due, field="bill.recurrence")
-            await self.categories.tree_with(session, user_id, fields.category_id)
+            await self.categories.tree_with(session, user_id, changed_category(bill, fields))
             changed = replace(
                 bill,
                 payee=fields.payee,
@@ -502,9 +515,10 @@ class Bills:
             settled = (await storage.load_settlements(connection, [bill_id], due_on, due_on)).get(
                 (bill_id, due_on)
             )
+            tree = await storage.category_tree(connection, user_id) if bill.category_id else None
         self._check_occurrence(bill, due_on)
         if settled is not None:
-            return self._occurrence(bill, settled)
+            return self._occurrence(bill, settled_as(settled, "paid"))
         amount_minor = payment_amount(amount, bill.currency) or bill.amount_minor
         expense = await self.ledger.create_expense_for(
             user_id,
@@ -514,17 +528,23 @@ class Bills:
                 amount=format_amount(amount_minor, bill.currency),
                 currency=bill.currency,
                 spent_on=(paid_on or today).isoformat(),
-                category_id=bill.category_id,
+                category_id=live_category(tree, bill.category_id),
                 merchant=bill.payee,
                 note=f"{bill.payee}, due {due_on}",
             ),
+            PAYMENT_FIELDS,
         )
         return await self._record(bill, Settlement(due_on, "paid", expense.expense_id, amount_minor))
 
     async def skip(self, user_id: str, bill_id: str, due_on: date) -> billing_pb2.BillOccurrence:
         async with self.db.read() as connection:
             bill = await self._bill(connection, user_id, bill_id)
+            settled = (await storage.load_settlements(connection, [bill_id], due_on, due_on)).get(
+                (bill_id, due_on)
+            )
         self._check_occurrence(bill, due_on)
+        if settled is not None:
+            return self._occurrence(bill, settled_as(settled, "skipped"))
         return await self._record(bill, Settlement(due_on, "skipped", "", 0))
 
     async def _record(self, bill: Bill, settlement: Settlement) -> billing_pb2.BillOccurrence:
@@ -621,6 +641,24 @@ class Bills:
         settled = await storage.load_settlements(connection, [bill.bill_id], start, end)
         open_dates = [due for due in due_dates if (bill.bill_id, due) not in settled]
         return bill_proto(bill, open_dates[0].isoformat() if open_dates else "")
+
+
+def settled_as(settled: Settlement, wanted: str) -> Settlement:
+    """A retried pay (skip) answers the first one's settlement; paying a skipped occurrence
+    (skipping a paid one) is refused: a 200 saying "skipped" to a payment recorded nothing."""
+    if settled.status != wanted:
+        raise FailedPrecondition(f"the occurrence of {settled.due_on} is {settled.status} already")
+    return settled
+
+
+def live_category(tree: CategoryTree | None, category_id: str) -> str:
+    """Where a bill's category's expenses go now: a deleted category's reassignment,
+    else none (the ledger refuses an expense in a deleted category)."""
+    if tree is None or not category_id:
+        return category_id
+    live = tree.resolve(category_id)
+    known = tree.get(live)
+    return "" if known is not None and known.deleted else live
 
 
 def bill_data(bill: Bill) -> dict[str, Any]:

@@ -14,6 +14,9 @@ from typing import Any
 
 # What an import row may carry (the ledger's ImportRow); other columns are ignored.
 ROW_FIELDS = ("amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")
+# Other names of those columns: `date` is what GET /v1/expenses:export (and most banks)
+# call the day; read as something else, every row would be dated today.
+COLUMN_ALIASES = {"date": "spent_on"}
 TAG_SEPARATOR = "|"
 CHUNK_ROWS = 200
 
@@ -28,7 +31,21 @@ def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     rows = [row for row in reader if any(value.strip() for value in row)]
     if not rows:
         return [], []
-    return [name.strip().lower() for name in rows[0]], rows[1:]
+    return column_names(rows[0]), rows[1:]
+
+
+def column_names(header: list[str]) -> list[str]:
+    """The header as ROW_FIELDS names (aliases read as the field they stand for, unless
+    the file has that field too); anything else stays as it is, to be ignored."""
+    names = [name.strip().lower() for name in header]
+    return [
+        COLUMN_ALIASES[name] if name in COLUMN_ALIASES and COLUMN_ALIASES[name] not in names else name
+        for name in names
+    ]
+
+
+def ignored_columns(header: list[str]) -> list[str]:
+    return [name for name in header if name not in ROW_FIELDS]
 
 
 def import_row(file_name: str, index: int, header: list[str], values: list[str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
@@ -114,7 +115,7 @@ def login(email: str, password: str) -> None:
     user = context.api.log_in(email, password)
     context.emit(
         {"signed_in": True, "user": user, "session_file": str(context.store.path)},
-        lambda: console.print(f"Signed in as [bold]{user.get('display_name') or user['email']}[/]"),
+        lambda: console.print(f"Signed in as [bold]{escape(user.get('display_name') or user['email'])}[/]"),
     )
 
 
@@ -201,7 +202,8 @@ def add(
     context.emit(
         created,
         lambda: console.print(
-            f"Added {created['amount']} {created['currency']} {created['merchant']} on {created['spent_on']} "
+            f"Added {escape(words(created['amount'], created['currency'], created['merchant']))} "
+            f"on {created['spent_on']} "
             f"[dim]({created['expense_id']})[/]"
         ),
     )
@@ -251,13 +253,13 @@ def list_expenses(
         for e in rows:
             table.add_row(
                 e["spent_on"],
-                e["merchant"],
-                names.get(e["category_id"], ""),
+                escape(e["merchant"]),
+                escape(names.get(e["category_id"], "")),
                 f"{e['amount']} {e['currency']}",
                 e["expense_id"][:8],
             )
         console.print(table)
-        console.print(f"[dim]{len(rows)} expenses[/]")
+        console.print(f"[dim]{plural(len(rows), 'expense')}[/]")
 
     context.emit(rows, render)
 
@@ -287,7 +289,7 @@ def report(period: str, day: str | None) -> None:
             code = currency["currency"]
             change = f"{currency['change_percent']}%" if currency.get("change_percent") else "—"
             console.print(
-                f"\n[bold]{currency['total']} {code}[/] in {currency['count']} expenses "
+                f"\n[bold]{currency['total']} {code}[/] in {plural(currency['count'], 'expense')} "
                 f"(previous {currency['previous_total']}, change {change})"
             )
             right = {"justify": "right"}
@@ -295,7 +297,7 @@ def report(period: str, day: str | None) -> None:
             for category in currency["by_category"]:
                 share = Decimal(category["share_percent"] or "0")
                 table.add_row(
-                    category["name"] or "Uncategorised",
+                    escape(category["name"] or "Uncategorized"),
                     f"[cyan]{bar(share)}[/]",
                     category["total"],
                     f"{share}%",
@@ -317,7 +319,7 @@ def _simple_list(path: str, key: str, columns: list[tuple[str, Any]]) -> None:
     def render() -> None:
         table = Table(*[title for title, _ in columns], box=None)
         for item in items:
-            table.add_row(*[str(value(item)) for _, value in columns])
+            table.add_row(*[escape(str(value(item))) for _, value in columns])
         console.print(table)
 
     context.emit(items, render)
@@ -381,7 +383,7 @@ def alerts() -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
 def import_csv(path: Path) -> None:
-    """Import a CSV (header: amount, currency, spent_on, merchant, category_id, note, tags).
+    """Import a CSV (header: amount, currency, spent_on or date, merchant, category_id, note, tags).
 
     Each row's request id is derived from the file name, its line and its values: run it
     again after an interruption and only the missing rows go in."""
@@ -390,6 +392,11 @@ def import_csv(path: Path) -> None:
     header, lines = csvimport.read_rows(path)
     if "amount" not in header:
         raise EmError("the first line must name the columns, amount among them", INVALID)
+    ignored = csvimport.ignored_columns(header)
+    if ignored and not context.as_json:
+        # Said before anything is sent: a column read as nothing is a column lost.
+        read = ", ".join(csvimport.ROW_FIELDS)
+        click.echo(f"em: ignoring columns {', '.join(ignored)} (read: {read}, date)", err=True)
     send = lambda rows: api.post("/v1/expenses:import", {"rows": rows})  # noqa: E731
     if context.as_json or (not sys.stderr.isatty() and not os.environ.get("EM_PROGRESS")):
         totals = csvimport.run_import(path, send, lambda _: None)
@@ -412,11 +419,20 @@ def import_csv(path: Path) -> None:
             f"(of {len(lines)} rows)"
         )
         for problem in totals.problems[:20]:
-            console.print(f"  [red]{problem}[/]")
+            console.print(f"  [red]{escape(problem)}[/]")
 
     context.emit(result, render)
     if totals.invalid:
         sys.exit(PARTIAL)
+
+
+def words(*parts: str) -> str:
+    """Parts joined by one space, empty ones left out (an expense without a merchant)."""
+    return " ".join(part for part in parts if part)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def months_between(start: date, end: date) -> list[date]:
@@ -439,6 +455,8 @@ def export(start: str, end: str | None) -> None:
     """Expenses as CSV on stdout, month by month, one header line."""
     context = obj()
     first, last = date.fromisoformat(parse_day(start)), date.fromisoformat(parse_day(end or "today"))
+    if last < first:
+        raise EmError(f"--to {last} is before --from {first}", INVALID)
     header, lines, rows = "", [], 0
     for month in months_between(first, last):
         answer = context.api.get("/v1/reports/export", period="month", date=month.isoformat())
@@ -473,7 +491,12 @@ def health() -> None:
         for check in checks:
             status = "[green]ok[/]" if check.healthy else "[red]DOWN[/]"
             table.add_row(
-                check.component, check.kind, check.address, status, check.detail, f"{check.milliseconds:.0f}"
+                check.component,
+                check.kind,
+                check.address,
+                status,
+                escape(check.detail),
+                f"{check.milliseconds:.0f}",
             )
         console.print(table)
 
@@ -513,7 +536,7 @@ def dlq_list(limit: int, page_token: str) -> None:
                 letter["delivery_id"],
                 str(letter["attempts"]),
                 letter["dead_time"],
-                letter["reason"],
+                escape(letter["reason"]),
             )
         console.print(table)
         console.print(f"{answer['total']} dead letter(s) held")
@@ -536,7 +559,7 @@ def dlq_show(sequence: int) -> None:
     def render() -> None:
         table = Table(show_header=False)
         for name, value in letter.items():
-            table.add_row(name, str(value))
+            table.add_row(name, escape(str(value)))
         console.print(table)
 
     context.emit(letter, render)

@@ -36,13 +36,21 @@ from services.kit.db.engine import Database
 from services.kit.db.unit_of_work import UnitsOfWork
 from services.kit.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.kit.domain.ids import new_id
-from services.kit.domain.money import format_amount
+from services.kit.domain.money import MoneyError, format_amount, parse_amount
 from services.kit.domain.periods import last_periods, period_containing, today_in
 from services.kit.domain.timestamps import utcnow
 from services.ledger.client import LedgerClient
 
 log = logging.getLogger(__name__)
 SOURCE = "sms"
+# The ledger's fields of a booked SMS, as AcceptSmsReview's corrections name them.
+CORRECTION_FIELDS = {
+    "expense.amount": "corrections.amount",
+    "expense.currency": "corrections.currency",
+    "expense.spent_on": "corrections.txn_date",
+    "expense.category_id": "corrections.category_id",
+    "expense.merchant": "corrections.counterparty",
+}
 
 
 @dataclass(frozen=True)
@@ -186,8 +194,10 @@ class Sms:
             linked_expense_id="",
             created_at=now,
         )
+        expense = None
         if bookable(parsed, self.settings.auto_book_confidence):
-            expense = await self._book(user_id, parsed, item.category_id, parsed.counterparty)
+            expense = await self._book_or_review(user_id, parsed, item.category_id)
+        if expense is not None:
             stored = replace(stored, state="booked", expense_id=expense.expense_id)
             action = "booked"
         elif parsed.outcome is Outcome.TRANSACTION and parsed.direction is Direction.CREDIT:
@@ -216,6 +226,18 @@ class Sms:
             stored.linked_expense_id,
         )
 
+    async def _book_or_review(
+        self, user_id: str, parsed: ParsedSms, category_id: str
+    ) -> ledger_pb2.Expense | None:
+        """None when the ledger refuses what the message says (a phone's clock years off,
+        an amount over the ledger's limit): the message waits for review, where the person
+        corrects it, rather than failing the whole batch."""
+        try:
+            return await self._book(user_id, parsed, category_id, parsed.counterparty)
+        except InvalidArgument as refused:
+            log.info("SMS left for review: the ledger refused it", extra={"refused": refused.message})
+            return None
+
     async def _book(
         self, user_id: str, parsed: ParsedSms, category_id: str, merchant: str
     ) -> ledger_pb2.Expense:
@@ -229,7 +251,7 @@ class Sms:
             merchant=merchant[:200],
             note=_note(parsed),
         )
-        return await self.ledger.create_expense_for(user_id, SOURCE, request)
+        return await self.ledger.create_expense_for(user_id, SOURCE, request, CORRECTION_FIELDS)
 
     async def _refunded_expense(self, user_id: str, parsed: ParsedSms) -> str:
         minor, day = parsed.amount_minor, parsed.txn_date
@@ -265,8 +287,14 @@ class Sms:
         if message.state != "pending":
             raise FailedPrecondition(f"the review is already {message.state}")
         parsed = _corrected(message.parsed, corrections)
-        if parsed.amount_minor is None or parsed.txn_date is None:
+        if parsed.amount is None or parsed.txn_date is None:
             raise InvalidArgument.of("corrections.amount", "the message has no amount: give one")
+        if not parsed.currency:
+            raise InvalidArgument.of("corrections.currency", "the message has no currency: give one")
+        try:  # more decimals than the currency has: a correction's, or a misread kept for review
+            parse_amount(format(parsed.amount, "f"), parsed.currency)
+        except MoneyError as error:
+            raise InvalidArgument.of("corrections.amount", str(error)) from None
         original = message.parsed.counterparty
         category_id = corrections.category_id or (await self._suggest(user_id, [parsed]))[0].category_id
         expense = await self._book(user_id, parsed, category_id, parsed.counterparty)

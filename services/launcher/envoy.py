@@ -448,6 +448,11 @@ def _jwt_authn(settings: MeshSettings, surface: RestSurface, where: Placement) -
         "audiences": [settings.jwt.audience],
         "local_jwks": {"filename": where.jwks},
         "require_expiration": True,
+        # The scheme is case-insensitive (RFC 9110 11.1) and Envoy's prefix match is not:
+        # "bearer <token>" (the services and Kong take it) must not read as no token.
+        "from_headers": [
+            {"name": "Authorization", "value_prefix": f"{scheme} "} for scheme in ("Bearer", "bearer")
+        ],
         # The services verify the token again (and check the session): keep it.
         "forward": True,
         # The rate limit keys an authenticated request by its subject (see _client_rate_limit).

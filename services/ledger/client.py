@@ -4,11 +4,16 @@ rebuilds; and expenses recorded on a user's behalf (billing paying a bill)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
+
+import grpc
 
 from expense.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from services.kit.config.settings import ResilienceSettings
+from services.kit.domain.errors import FieldViolation, InvalidArgument
 from services.kit.grpc.clients import LazyChannel
+from services.kit.grpc.status import field_violations
 from services.kit.identity.service_tokens import ServiceTokens
 from services.ledger.replica import CategoryInfo, ExpenseLine
 
@@ -73,11 +78,36 @@ class LedgerClient:
         ]
 
     async def create_expense_for(
-        self, user_id: str, source: str, expense: ledger_pb2.CreateExpenseRequest
+        self,
+        user_id: str,
+        source: str,
+        expense: ledger_pb2.CreateExpenseRequest,
+        fields: Mapping[str, str] | None = None,
     ) -> ledger_pb2.Expense:
-        """Idempotent by expense.request_id: a retry returns the first expense."""
+        """Idempotent by expense.request_id: a retry returns the first expense. What the
+        ledger refuses (a date past its range, an amount over its limit, a category gone)
+        came from the caller's own client: InvalidArgument naming the field of the caller's
+        request that `fields` maps the ledger's to ("expense.spent_on" -> "paid_on")."""
         request = ledger_pb2.CreateExpenseForRequest(user_id=user_id, source=source, expense=expense)
-        return await self._stub().CreateExpenseFor(request, metadata=await self.tokens.metadata())
+        try:
+            return await self._stub().CreateExpenseFor(request, metadata=await self.tokens.metadata())
+        except grpc.aio.AioRpcError as error:
+            refused = refusal(error, fields or {})
+            if refused is None:
+                raise
+            raise refused from None
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+def refusal(error: grpc.aio.AioRpcError, fields: Mapping[str, str]) -> InvalidArgument | None:
+    """The ledger's refusal of an expense as the caller's InvalidArgument; None for a
+    failure that is not the input's (unavailable, internal...)."""
+    if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        found = field_violations(error) or {"expense": error.details() or "refused by the ledger"}
+        return InvalidArgument([FieldViolation(fields.get(name, name), text) for name, text in found.items()])
+    if error.code() == grpc.StatusCode.NOT_FOUND:
+        # The one thing CreateExpenseFor looks up: the expense's category.
+        return InvalidArgument.of(fields.get("expense.category_id", "category_id"), "no such category")
+    return None

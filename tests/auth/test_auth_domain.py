@@ -18,6 +18,7 @@ from services.auth.domain import (
     normalise_display_name,
     normalise_email,
     password_weakness,
+    person_user_agent,
     refresh_token_hash,
     refresh_verdict,
     session_expiry,
@@ -177,3 +178,27 @@ def test_session_expiry_is_absolute() -> None:
 )
 def test_client_ip(metadata: list[tuple[str, str | bytes]], peer: str, expected: str) -> None:
     assert client_ip(metadata, peer) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        # The dashboard's session endpoint calls auth with the browser's user agent as the
+        # channel's primary one; gRPC appends its own, which "New sign-in on ..." showed.
+        (
+            "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0.0.0 Safari/537.36 "
+            "grpc-python-asyncio/1.85.1 grpc-c/58.0.0 (linux; chttp2)",
+            "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0.0.0 Safari/537.36",
+        ),
+        ("grpcurl/v1.9.1 grpc-go/1.61.0", "grpcurl/v1.9.1"),
+        ("curl/7.88.1", "curl/7.88.1"),
+        ("em-cli", "em-cli"),
+        # A bare gRPC client has nothing else to show.
+        (
+            "grpc-python-asyncio/1.85.1 grpc-c/58.0.0 (linux; chttp2)",
+            "grpc-python-asyncio/1.85.1 grpc-c/58.0.0 (linux; chttp2)",
+        ),
+    ],
+)
+def test_person_user_agent_drops_the_grpc_library_suffix(raw: str, shown: str) -> None:
+    assert person_user_agent(raw) == shown

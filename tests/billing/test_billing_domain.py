@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
+
 from services.billing.domain import (
     Bill,
     Budget,
@@ -20,7 +22,10 @@ from services.billing.domain import (
     reminder_due,
     threshold_alerts,
 )
+from services.billing.inputs import DateRangeInput
+from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.periods import period_containing, today_in
+from services.kit.domain.validation import validated
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -133,3 +138,25 @@ def test_bill_reminders_and_overdue() -> None:
     assert occurrence_status(date(2026, 2, 5), None, date(2026, 2, 6), grace_days=1) == "upcoming"
     assert occurrence_status(date(2026, 2, 5), None, date(2026, 2, 7), grace_days=1) == "overdue"
     assert bill_due_alert(bill, date(2026, 2, 5)).details["amount"] == "25000.00"
+
+
+@pytest.mark.parametrize(
+    ("window", "field"),
+    [
+        ({"from": "garbage", "to": ""}, "from"),
+        ({"from": "", "to": "2026-02-30"}, "to"),
+        ({"from": "2026-12-31", "to": "2026-01-01"}, "to"),
+    ],
+)
+def test_an_occurrence_window_names_the_query_parameters_it_refuses(
+    window: dict[str, str], field: str
+) -> None:
+    """ListBillOccurrences' `from` and `to` were refused as "start", "end" or "request"."""
+    with pytest.raises(InvalidArgument) as refused:
+        validated(DateRangeInput, window)
+    assert [violation.field for violation in refused.value.violations] == [field]
+
+
+def test_an_occurrence_window_reads_from_and_to() -> None:
+    window = validated(DateRangeInput, {"from": "2026-01-01", "to": "2026-01-31"})
+    assert (window.start, window.end) == (date(2026, 1, 1), date(2026, 1, 31))

@@ -231,6 +231,97 @@ async def test_a_bill_paid_twice_makes_one_expense(client: httpx.AsyncClient) ->
         json={},
     )
     assert bad.status_code == 400 and "due_date" in bad.text
+    # Skipping the paid occurrence, or paying a skipped one, is refused: not a 200 that
+    # says the other status and records nothing.
+    refused = await member.call("POST", path.replace(":pay", ":skip"), json={})
+    assert refused.status_code == 400 and refused.json()["code"] == 9, refused.text
+    listed = (await member.ok("GET", f"/v1/bills/{bill['bill_id']}/occurrences"))["occurrences"]
+    upcoming = next(o["due_date"] for o in listed if o["status"] == "upcoming")
+    later = f"/v1/bills/{bill['bill_id']}/occurrences/{upcoming}"
+    assert (await member.ok("POST", f"{later}:skip", json={}))["status"] == "skipped"
+    assert (await member.ok("POST", f"{later}:skip", json={}))["status"] == "skipped"
+    refused = await member.call("POST", f"{later}:pay", json={})
+    assert refused.status_code == 400 and "skipped" in refused.json()["message"], refused.text
+
+
+async def test_a_payment_the_ledger_refuses_is_400_and_a_deleted_category_pays_uncategorized(
+    client: httpx.AsyncClient,
+) -> None:
+    """The payment's expense is the ledger's to validate: its refusal is the client's
+    400 naming the field it sent, never a 500; a bill whose category was deleted since
+    still pays, uncategorized (the ledger refuses a deleted category)."""
+    member = await sign_up(client)
+    gym = await member.ok("POST", "/v1/categories", json={"name": "Gym"})
+    due = date.today()
+    bill = await member.ok(
+        "POST",
+        "/v1/bills",
+        json={
+            "payee": "Cult Fit",
+            "amount": "1500",
+            "currency": "INR",
+            "recurrence": "FREQ=MONTHLY",
+            "first_due": due.isoformat(),
+            "category_id": gym["category_id"],
+        },
+    )
+    path = f"/v1/bills/{bill['bill_id']}/occurrences/{due.isoformat()}:pay"
+    refused = await member.call("POST", path, json={"paid_on": "2099-01-01"})
+    assert refused.status_code == 400, refused.text
+    violations = refused.json()["details"][0]["field_violations"]
+    assert [v["field"] for v in violations] == ["paid_on"], violations
+    await member.ok("DELETE", f"/v1/categories/{gym['category_id']}")
+
+    def paid_or_refused(response: httpx.Response) -> bool:
+        # Until billing hears of the deletion the ledger refuses the category: a 400, not a 500.
+        assert response.status_code in (200, 400), response.text
+        return response.status_code == 200
+
+    paid = await eventually(lambda: member.call("POST", path, json={}), paid_or_refused)
+    expense = await member.ok("GET", f"/v1/expenses/{paid.json()['expense_id']}")
+    assert (expense["merchant"], expense["category_id"]) == ("Cult Fit", "")
+
+
+async def test_a_budget_and_a_bill_whose_category_was_deleted_still_take_other_changes(
+    client: httpx.AsyncClient,
+) -> None:
+    """Changing the amount re-checked the category the budget (bill) already had: once it
+    was deleted, every update was a 400 naming category_id, a field the client never sent."""
+    member = await sign_up(client)
+    pets = await member.ok("POST", "/v1/categories", json={"name": "Pets"})
+    budget = await member.ok(
+        "POST",
+        "/v1/budgets",
+        json={"period": "month", "amount": "500", "currency": "INR", "category_id": pets["category_id"]},
+    )
+    bill = await member.ok(
+        "POST",
+        "/v1/bills",
+        json={
+            "payee": "Vet",
+            "amount": "900",
+            "currency": "INR",
+            "recurrence": "FREQ=MONTHLY",
+            "first_due": date.today().isoformat(),
+            "category_id": pets["category_id"],
+        },
+    )
+    await member.ok("DELETE", f"/v1/categories/{pets['category_id']}")
+    probe = {"period": "week", "amount": "1", "currency": "INR", "category_id": pets["category_id"]}
+    # Billing has heard of the deletion once a new budget in that category is refused.
+    await eventually(
+        lambda: member.call("POST", "/v1/budgets", json=probe), lambda response: response.status_code == 400
+    )
+    changed = await member.ok(
+        "PATCH",
+        f"/v1/budgets/{budget['budget_id']}",
+        json={"budget": {"amount": "750"}, "update_mask": "amount"},
+    )
+    assert changed["amount"] == "750.00"
+    changed_bill = await member.ok(
+        "PATCH", f"/v1/bills/{bill['bill_id']}", json={"bill": {"amount": "950"}, "update_mask": "amount"}
+    )
+    assert changed_bill["amount"] == "950.00"
 
 
 async def test_another_users_ids_are_not_found(client: httpx.AsyncClient) -> None:

@@ -88,6 +88,19 @@ def test_add_list_and_report(em: Em) -> None:
     assert report.returncode == 0 and "█" in report.stdout and "Groceries" in report.stdout
 
 
+def test_names_with_square_brackets_print_as_typed(em: Em) -> None:
+    """A merchant is data, not Rich markup: '[/x]' crashed em add (after the expense was
+    saved: a retry made a twin) and every later em ls; '[bold]' vanished into bold."""
+    added = em.run("add", "5", "[/pos] [bold]Kiosk", "--date", "2025-01-15")
+    assert added.returncode == 0, added.stderr
+    assert "Added 5.00 INR [/pos] [bold]Kiosk on 2025-01-15" in added.stdout
+    bare = em.run("add", "6", "--date", "2025-01-15")
+    assert bare.returncode == 0 and "Added 6.00 INR on 2025-01-15" in bare.stdout, bare.stdout
+    listed = em.run("ls", "--month", "2025-01")
+    assert listed.returncode == 0, listed.stderr
+    assert "[/pos] [bold]Kiosk" in listed.stdout and "2 expenses" in listed.stdout
+
+
 def test_errors_are_one_line_with_meaningful_codes(em: Em, tmp_path: Path) -> None:
     bad_date = em.run("add", "10", "x", "--date", "someday")
     assert bad_date.returncode == errors.INVALID

@@ -271,6 +271,54 @@ async def test_review_queue_accept_with_corrections_then_reject(client: httpx.As
     assert (parsed["counterparty"], parsed["suggested_category_id"]) == ("Zed Mart", shopping)
 
 
+async def test_what_the_ledger_refuses_waits_for_review_and_a_bad_correction_is_400(
+    client: httpx.AsyncClient,
+) -> None:
+    """A message the ledger will not book (a phone whose clock says 2099) goes to review
+    instead of failing the batch; a correction the ledger or the currency refuses is a 400
+    naming the correction, never a 500."""
+    member = await sign_up(client)
+    await member.categories_reached_ds()
+    await member.consent(True, ["HDFCBK"])
+    await member.consent_reached_ds(True)
+    future = "2099-06-01T12:00:00+05:30"
+    results = await member.ingest(
+        message("VM-HDFCBK-S", upi_debit("630955550001")),
+        {
+            "sender": "VM-HDFCBK-S",
+            "body": upi_debit("630955550002", merchant="CHAI POINT"),
+            "received_time": future,
+        },
+    )
+    assert [r["action"] for r in results] == ["INGEST_ACTION_BOOKED", "INGEST_ACTION_QUEUED_FOR_REVIEW"]
+    review = results[1]["review_id"]
+    path = f"/v1/sms/reviews/{review}:accept"
+    for corrections, field in (
+        ({}, "corrections.txn_date"),  # the message's own date, 2099
+        ({"txn_date": "2099-01-01"}, "corrections.txn_date"),
+        ({"txn_date": TODAY.isoformat(), "amount": "10.999"}, "corrections.amount"),
+        (
+            {"txn_date": TODAY.isoformat(), "category_id": "0190aaaa-0000-7000-8000-000000000000"},
+            "corrections.category_id",
+        ),
+    ):
+        refused = await member.call("POST", path, json={"corrections": corrections})
+        assert refused.status_code == 400, (corrections, refused.text)
+        violations = refused.json()["details"][0]["field_violations"]
+        assert [v["field"] for v in violations] == [field], (corrections, violations)
+    assert (
+        "decimal places"
+        in (
+            await member.call(
+                "POST", path, json={"corrections": {"txn_date": TODAY.isoformat(), "amount": "10.999"}}
+            )
+        ).text
+    )
+    accepted = await member.ok("POST", path, json={"corrections": {"txn_date": TODAY.isoformat()}})
+    assert accepted["state"] == "accepted"
+    assert sorted(e["merchant"] for e in await member.expenses()) == ["Chai Point", "Starbucks Coffee"]
+
+
 async def test_a_refund_is_linked_to_its_expense_and_never_booked(client: httpx.AsyncClient) -> None:
     member = await sign_up(client)
     await member.consent(True, ["HDFCBK"])

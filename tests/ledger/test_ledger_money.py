@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.money import MoneyError, currencies, format_amount, parse_amount
 from services.ledger.domain import VALUE_EXPONENT, amount_value, decimal_value
 from services.ledger.inputs import ExpenseInput, validate
@@ -114,3 +115,18 @@ def test_bad_filter_bounds_are_refused(text: str) -> None:
 
 def test_huge_filter_bounds_are_clamped() -> None:
     assert decimal_value("9" * 30) == 2**63 - 1
+
+
+@pytest.mark.parametrize("text", ["9223372036854775807", "1" + "0" * 30 + ".50", "-" + "9" * 19])
+def test_a_number_too_large_is_called_too_large_not_a_non_number(text: str) -> None:
+    """19 digits or more: the client sent a number, the message must not say otherwise
+    (and the ledger's own limit check never sees it)."""
+    with pytest.raises(MoneyError, match="too large"):
+        parse_amount(text, "INR", allow_negative=True)
+    with pytest.raises(InvalidArgument) as refused:
+        validate(ExpenseInput, {"currency": "INR", "amount": text.lstrip("-")}, LedgerSettings())
+    assert "too large" in refused.value.violations[0].description
+
+
+def test_leading_zeros_are_no_digits_of_the_amount() -> None:
+    assert parse_amount("0" * 40 + "12.50", "INR") == 1250

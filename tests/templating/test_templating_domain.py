@@ -324,3 +324,27 @@ def test_the_monthly_report_renders_without_a_previous_month_or_budgets(
     assert "48,250.75" in body or "48250.75" in body or draft.template.channel == "whatsapp"
     if draft.whatsapp is not None:
         assert all(parameters)
+
+
+@pytest.mark.parametrize(
+    ("channel", "locale"), [("in_app", "en"), ("email", "en"), ("sms", "en"), ("in_app", "hi")]
+)
+def test_a_large_expense_without_merchant_or_category_reads_whole(
+    renderer: Renderer, channel: str, locale: str
+) -> None:
+    """Billing sends merchant "" and category "" for an uncategorized expense with no
+    merchant: no "at  ()" dangling in the title or the body."""
+    draft = next(
+        d
+        for d in DEFAULTS
+        if (d.template.key, d.template.channel, d.template.locale) == ("expense.large", channel, locale)
+    )
+    values = bind_variables(
+        draft.variables, {**draft.sample, "merchant": "", "category": ""}, "expense.large@1"
+    )
+    subject, body = renderer.render([draft.subject, draft.body], values, babel_locale(locale))
+    for text in (subject, body):
+        assert "()" not in text and "  " not in text.strip() and not text.rstrip().endswith((" at", "पर")), (
+            text
+        )
+    assert "84,999" in body and "usual" not in body

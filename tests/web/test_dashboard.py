@@ -132,6 +132,9 @@ def set_budget(page, base: str) -> None:  # type: ignore[no-untyped-def]
     bill.get_by_label("Amount").fill("1850")
     bill.get_by_role("button", name="Add bill").click()
     page.wait_for_selector("#bill-list li:has-text('BESCOM')")
+    # Its rule in the words the form offered, not the RRULE the API stores.
+    rule = page.locator("#bill-list li:has-text('BESCOM') .rule").inner_text()
+    assert rule.startswith("monthly · next") and "FREQ" not in rule, rule
     page.get_by_role("button", name="Occurrences").click()
     page.locator("#bill-list .occurrences").get_by_role("button", name="Skip").first.click()
     # The list is drawn again, its occurrences folded: then unfold them anew.
@@ -221,7 +224,9 @@ def csv_round_trip(page, base: str, tmp_path) -> None:  # type: ignore[no-untype
     page.goto(f"{base}/#/expenses")
     page.locator("details summary", has_text="Import and export").click()
     bank = tmp_path / "bank.csv"
-    bank.write_text("amount,currency,spent_on,merchant\n20.00,INR,2026-01-05,Tea\n35.50,INR,2026-01-06,Bus\n")
+    # "Date", as the ledger's export and banks name it: the rows keep their January days, so
+    # this month's export below has none of them.
+    bank.write_text("amount,currency,Date,merchant\n20.00,INR,2026-01-05,Tea\n35.50,INR,2026-01-06,Bus\n")
     page.get_by_label("CSV file to import").set_input_files(str(bank))
     page.get_by_role("button", name="Import", exact=True).click()
     wait_until(

@@ -13,9 +13,12 @@ from services.kit.config.settings import REPO_ROOT
 
 CURRENCIES_FILE = REPO_ROOT / "config" / "currencies.toml"
 # ASCII digits only: Python's \d and int() also take Arabic-Indic or full-width digits.
-_AMOUNT = re.compile(r"(?P<sign>-?)(?P<int>[0-9]{1,18})(?:\.(?P<frac>[0-9]{1,18}))?")
+_AMOUNT = re.compile(r"(?P<sign>-?)(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?")
+# Whole digits an amount may have: beyond, no minor units fit a BIGINT (nor any limit).
+MAX_WHOLE_DIGITS = 18
 # Said of any amount or decimal a client sends that is not one.
 NOT_A_DECIMAL = "must be a decimal number such as 1250.50, in the digits 0-9"
+TOO_LARGE = f"is too large: at most {MAX_WHOLE_DIGITS} digits before the decimal point"
 
 
 class MoneyError(ValueError):
@@ -52,10 +55,12 @@ def parse_amount(text: str, currency: str, *, allow_negative: bool = False) -> i
         raise MoneyError(NOT_A_DECIMAL)
     if match["sign"] and not allow_negative:
         raise MoneyError("must not be negative")
+    if len(match["int"].lstrip("0")) > MAX_WHOLE_DIGITS:
+        raise MoneyError(TOO_LARGE)  # a number all the same: saying it is none misleads
     fraction = (match["frac"] or "").rstrip("0")
     if len(fraction) > exponent:
         raise MoneyError(f"{currency} allows at most {exponent} decimal places")
-    minor = int(match["int"]) * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
+    minor = int(match["int"].lstrip("0") or "0") * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
     return -minor if match["sign"] else minor
 
 

@@ -9,7 +9,7 @@ import { smsReview } from "./smsreview.js";
 import { main, h, field, toast, errorText, screen, failure, section } from "./ui.js";
 const state = { profile: null, categories: [], categoryNames: new Map() };
 
-function categoryName(id) { return state.categoryNames.get(id) || (id ? "…" : "Uncategorised"); }
+function categoryName(id) { return state.categoryNames.get(id) || (id ? "…" : "Uncategorized"); }
 
 function categorySelect(selected, allowNone = true, label = "Category") {
   return h("select", { name: "category_id", "aria-label": label },
@@ -340,7 +340,7 @@ function transfers() {
   const result = h("p", { role: "status", id: "import-result" });
   const month = h("input", { type: "month", value: today().slice(0, 7), "aria-label": "Month to export" });
   return h("details", { className: "card" }, h("summary", {}, "Import and export CSV"),
-    h("div", { className: "filters" }, field("Import a CSV (columns: amount, currency, spent_on, merchant, category_id, note, tags)", file),
+    h("div", { className: "filters" }, field("Import a CSV (columns: amount, currency, spent_on or date, merchant, category_id, note, tags)", file),
       h("button", { type: "button", onclick: () => importCsv(file.files[0], progress, result) }, "Import")),
     progress, result,
     h("div", { className: "filters" }, field("Export month", month),
@@ -375,12 +375,20 @@ async function rowRequestId(fileName, index, values) {
 }
 
 const IMPORT_COLUMNS = ["amount", "currency", "spent_on", "category_id", "merchant", "note", "tags"];
+// `date` is what the ledger's export (and most banks) call the day: ignored, every row
+// would be dated today. The same aliases as `em import` (services/cli/csvimport.py).
+const COLUMN_ALIASES = { date: "spent_on" };
+
+function columnNames(header) {
+  const names = header.map((n) => n.trim().toLowerCase());
+  return names.map((n) => (COLUMN_ALIASES[n] && !names.includes(COLUMN_ALIASES[n]) ? COLUMN_ALIASES[n] : n));
+}
 const IMPORT_CHUNK = 200;
 
 async function importCsv(file, progress, result) {
   if (!file) { result.textContent = "Choose a CSV file first."; return; }
   const [header, ...lines] = parseCsv(await file.text());
-  const names = header.map((n) => n.trim().toLowerCase());
+  const names = columnNames(header);
   if (!names.includes("amount")) { result.textContent = "The first line must name the columns, amount among them."; return; }
   progress.hidden = false; progress.max = lines.length; progress.value = 0;
   const totals = { created: 0, duplicate: 0, invalid: 0 };
@@ -414,6 +422,12 @@ async function exportMonth(month) {
     toast(`Exported ${number(answer.row_count)} expenses`);
   } catch (error) { toast(errorText(error)); }
 }
+
+// A bill's rule as a person reads it: the simple ones the form makes in words, any other
+// RRULE (from the API: "FREQ=MONTHLY;BYMONTHDAY=28,29,30,31;BYSETPOS=-1") as it is, wrapped.
+const REPEATS = { "FREQ=MONTHLY": "monthly", "FREQ=WEEKLY": "weekly", "FREQ=YEARLY": "yearly", "FREQ=DAILY": "daily" };
+
+function repeats(rule) { return REPEATS[rule] || rule; }
 
 // ------------------------------------------------------------------ budgets and bills
 
@@ -513,7 +527,7 @@ function billItem(b, reload) {
   } }, "Occurrences");
   return h("li", { dataset: { bill: b.bill_id } },
     h("div", { className: "row" }, h("strong", {}, b.payee), h("span", {}, money(b.amount, b.currency))),
-    h("div", { className: "muted" }, `${b.recurrence} · next ${b.next_due ? date(b.next_due) : "—"}`),
+    h("div", { className: "muted rule" }, `${repeats(b.recurrence)} · next ${b.next_due ? date(b.next_due) : "—"}`),
     b.next_due ? occurrenceAction(b, { due_date: b.next_due }, "pay", "Mark next paid", reload) : null, toggle, occurrences);
 }
 
@@ -533,7 +547,7 @@ function billForm(reload) {
   const currency = h("input", { name: "currency", value: state.profile.default_currency, maxLength: 3 });
   const firstDue = h("input", { type: "date", name: "first_due", value: today(), required: true });
   const recurrence = h("select", { name: "recurrence" },
-    [["FREQ=MONTHLY", "monthly"], ["FREQ=WEEKLY", "weekly"], ["FREQ=YEARLY", "yearly"]].map(([v, l]) => h("option", { value: v }, l)));
+    Object.entries(REPEATS).filter(([v]) => v !== "FREQ=DAILY").map(([v, l]) => h("option", { value: v }, l)));
   const message = h("p", { role: "alert", className: "error" });
   return h("form", { className: "stack", id: "bill-form", onsubmit: async (event) => {
     event.preventDefault();

@@ -94,7 +94,7 @@ export function categoryBars(el, categories, currency, onPick) {
     const button = document.createElement("button");
     button.type = "button";
     button.title = `${c.name}: ${money(c.total, currency)} (${c.share_percent}%) — show these expenses`;
-    const name = document.createElement("span"); name.className = "name"; name.textContent = c.name || "Uncategorised";
+    const name = document.createElement("span"); name.className = "name"; name.textContent = c.name || "Uncategorized";
     const meter = document.createElement("meter"); meter.min = 0; meter.max = 100; meter.value = Number(c.share_percent);
     meter.setAttribute("aria-label", `${c.name} share`);
     const value = document.createElement("span"); value.className = "num"; value.textContent = money(c.total, currency);
