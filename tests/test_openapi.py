@@ -208,6 +208,24 @@ def test_a_required_field_is_required_in_the_document() -> None:
     assert "Expense-Input" in json.dumps(SCHEMAS[update["schema"]["$ref"].rpartition("/")[2]])
 
 
+def test_a_create_links_to_what_it_made() -> None:
+    links = DOCUMENT["paths"]["/v1/expenses"]["post"]["responses"]["200"]["links"]
+    assert set(links) == {
+        "ledger-get-expense",
+        "ledger-update-expense",
+        "ledger-delete-expense",
+        "ledger-get-expense-history",
+    }
+    assert links["ledger-update-expense"]["parameters"] == {
+        "expense_id": "$response.body#/expense_id",
+        "header.If-Match": "$response.header.ETag",
+    }
+    linked = [
+        o for ops in DOCUMENT["paths"].values() for o in ops.values() if "links" in o["responses"]["200"]
+    ]
+    assert len(linked) == 4  # expenses, categories, budgets, bills
+
+
 def test_headers_are_the_ones_the_servicers_read_and_send() -> None:
     """Held to the servicers' code: send_etag with an etag, requested_etag (If-Match), a ledger
     write's token (written or CONSISTENCY_HEADER), written_version (a read's token)."""

@@ -17,7 +17,9 @@ converted by npm's swagger2openapi, then corrected to what the gateway really do
   (`always_print_primitive_fields`: all but message fields, oneof members and proto3
   optionals), so a message used both ways has a request copy, `<name>-Input`;
 - the headers the services read and send (services/kit/grpc/etags.py,
-  services/kit/consistency.py): ETag, If-Match, X-Consistency-Token.
+  services/kit/consistency.py): ETag, If-Match, X-Consistency-Token;
+- links from each Create to the operations of the resource it made (its id in their path,
+  its ETag as their If-Match), which stateful clients and fuzzers follow.
 
 Usage: python -m tools.openapi SWAGGER_DIR DESCRIPTOR_SET OUT_FILE   (tools/gen.sh runs it)"""
 
@@ -157,14 +159,26 @@ CURRENCY = "Currency"
 # to the validating code by tests/test_openapi.py. Requests only: an answer may hold more
 # (a negative carried amount, a period a report names).
 # The dates the services accept (ledger's and reporting's EARLIEST_DATE, LATEST_DATE).
-DATE = {"type": "string", "format": "date", "pattern": "^(19[0-9]{2}|2[0-9]{3})-[0-9]{2}-[0-9]{2}$"}
+DATE = {
+    "type": "string",
+    "format": "date",
+    "pattern": "^(19[0-9]{2}|2[0-9]{3})-[0-9]{2}-[0-9]{2}$",
+    "example": "2026-01-15",
+}
 # services/ledger/inputs.py's _REQUEST_ID (billing's RequestIdInput the same).
-REQUEST_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$"}
+REQUEST_ID = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9._:-]{1,100}$",
+    "example": "0b5c2f0e-8d1a-4f3e-9a57-2c1d3e4f5a6b",
+}
 EMAIL = {"type": "string", "format": "email"}
-COLOR = {"type": "string", "pattern": "^#[0-9A-Fa-f]{6}$"}
+COLOR = {"type": "string", "pattern": "^#[0-9A-Fa-f]{6}$", "example": "#3366FF"}
+# Examples only (a valid request to start from: the fuzz's explicit cases, its scenarios).
+NAME = {"example": "Groceries"}
+RRULE = {"example": "FREQ=MONTHLY;BYMONTHDAY=5"}
 BUDGET_PERIOD = {"type": "string", "enum": ["week", "month", "year"]}
 # services/kit/domain/money.py's _AMOUNT, unsigned: requests carry no negative amounts.
-AMOUNT = {"type": "string", "pattern": "^[0-9]{1,18}(\\.[0-9]{1,18})?$"}
+AMOUNT = {"type": "string", "pattern": "^[0-9]{1,18}(\\.[0-9]{1,18})?$", "example": "12.50"}
 MONEY = {"amount": AMOUNT, "currency": {"$ref": f"{SCHEMAS}{CURRENCY}"}}
 REPORT_PERIODS = ("week", "month", "quarter", "year", "custom")
 REQUEST_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
@@ -193,7 +207,8 @@ REQUEST_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
     "expense.billing.v1.CreateBudgetRequest": MONEY
     | {"start_date": DATE, "period": BUDGET_PERIOD, "request_id": REQUEST_ID},
     "expense.billing.v1.Budget": MONEY | {"start_date": DATE, "period": BUDGET_PERIOD},
-    "expense.billing.v1.CreateBillRequest": MONEY | {"first_due": DATE, "request_id": REQUEST_ID},
+    "expense.billing.v1.CreateBillRequest": MONEY
+    | {"first_due": DATE, "request_id": REQUEST_ID, "payee": NAME, "recurrence": RRULE},
     "expense.billing.v1.AcceptBillSuggestionRequest": {"request_id": REQUEST_ID},
     "expense.billing.v1.Bill": MONEY | {"first_due": DATE},
     "expense.billing.v1.ListBillOccurrencesRequest": {"from": DATE, "to": DATE},
@@ -230,7 +245,7 @@ REQUEST_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
             "enum": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
         },
     },
-    "expense.ledger.v1.CreateCategoryRequest": {"request_id": REQUEST_ID, "color": COLOR},
+    "expense.ledger.v1.CreateCategoryRequest": {"request_id": REQUEST_ID, "color": COLOR, "name": NAME},
     "expense.ledger.v1.Category": {"color": COLOR},
     "expense.auth.v1.SignUpRequest": {"email": EMAIL},
     "expense.auth.v1.LogInRequest": {"email": EMAIL},
@@ -497,13 +512,42 @@ def apply_field_behavior(
     schemas[CURRENCY] = {
         "type": "string",
         "description": "ISO 4217, a currency the mesh knows (config/currencies.toml).",
+        "example": "INR",
         "enum": sorted(currencies().exponents),
     }
     for name, constraints in REQUEST_FIELDS.items():
         if name in inputs:
             _constrain(schemas[renamed.get(name, name)]["properties"], constraints, name)
     _constrain_parameters(document, surface)
+    _link_creations(document, surface, found)
     document["components"]["schemas"] = {name: schemas[name] for name in sorted(schemas)}
+
+
+def _link_creations(
+    document: dict[str, Any], surface: RestSurface, found: dict[str, descriptor_pb2.DescriptorProto]
+) -> None:
+    """A Create answering its resource (a message with `<resource>_id`) links to every
+    operation of its service with `{<resource>_id}` in its path."""
+    for route, operation in _operations(document, surface):
+        resource = route.method.removeprefix("Create")
+        if not route.method.startswith("Create") or route.response_type.rpartition(".")[2] != resource:
+            continue
+        id_field = f"{_snake(resource)}_id"
+        if id_field not in {field.name for field in found[route.response_type].field}:
+            continue
+        links = {}
+        for target in surface.routes:
+            if target.grpc_service == route.grpc_service and id_field in target.path_fields:
+                parameters = {id_field: f"$response.body#/{id_field}"}
+                if route.full_method in ETAG_RESPONSES and target.full_method in IF_MATCH_REQUESTS:
+                    parameters["header.If-Match"] = "$response.header.ETag"
+                links[target.name] = {"operationId": target.name, "parameters": parameters}
+        if links:
+            operation["responses"]["200"]["links"] = links
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _constrain(properties: dict[str, Any], constraints: dict[str, dict[str, Any]], name: str) -> None:
