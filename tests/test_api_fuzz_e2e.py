@@ -1,7 +1,9 @@
 """Schemathesis fuzzes every operation of the OpenAPI document, as the gateway serves it, on a
 whole mesh through Envoy (PostgreSQL, Redis, secured NATS), each request with a real user's
 access token. Positive and negative cases: no answer may be a 5xx, and every answer must
-be one the document allows (status code, content type, body schema).
+be one the document allows (status code, content type, body schema, required headers).
+
+Then the operations the document links from each Create are fuzzed on a resource it made.
 
 Bounded for CI (2 cores): a few examples per operation, no example database (each run
 starts afresh), derandomized so a failure reproduces. EM_FUZZ_EXAMPLES raises the count
@@ -13,6 +15,8 @@ import os
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -111,6 +115,7 @@ def _fuzz(
     mode: GenerationMode,
     headers: dict[str, str],
     tally: Counter[tuple[str, GenerationMode, int]],
+    fix: Callable[[schemathesis.Case], None] = lambda case: None,
 ) -> None:
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
@@ -123,6 +128,7 @@ def _fuzz(
     )
     def run(case: schemathesis.Case) -> None:
         _drop_made_up_consistency_token(case)
+        fix(case)
         response = case.call(headers=headers)
         tally[operation.label, mode, response.status_code] += 1
         case.validate_response(response, checks=CHECKS, headers=headers)
@@ -157,3 +163,105 @@ def _report(tally: Counter[tuple[str, GenerationMode, int]], seconds: float) -> 
             f"{len(accepted)} operations answered 2xx"
         )
     print(f"fuzz: {seconds:.1f} s")
+
+
+# A few seconds.
+@pytest.mark.timeout(600)
+def test_linked_operations_on_what_a_create_made(
+    served_document: schemathesis.BaseSchema, fuzz_user: str
+) -> None:
+    """The fuzz above only guesses ids (404). Here each Create the document links is called
+    with the document's examples, and each operation it links to is fuzzed on what it made:
+    its id in the path and, where the link says so, its ETag as If-Match. The same checks, so
+    the required ETag and X-Consistency-Token headers of real answers are checked too."""
+    headers = {"Authorization": f"Bearer {fuzz_user}"}
+    document = served_document.raw_schema
+    tally: Counter[tuple[str, GenerationMode, int]] = Counter()
+    findings: list[str] = []
+    creates = [
+        (path, operation)
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
+        if "links" in operation["responses"].get("200", {})
+    ]
+    assert len(creates) >= 4, "the document lost its links"
+    started = time.monotonic()
+    for path, create in creates:
+        made = _create(served_document, create["operationId"], document, headers)
+        links = create["responses"]["200"]["links"]
+        # Deletion last: it ends the resource the others use.
+        for name in sorted(links, key=lambda name: "delete" in name):
+            target = served_document.find_operation_by_id(links[name]["operationId"])
+            values = {
+                key: _link_value(expression, made) for key, expression in links[name]["parameters"].items()
+            }
+            try:
+                _fuzz(target, GenerationMode.POSITIVE, headers, tally, _fixing(values))
+            except (Exception, FailureGroup) as finding:
+                findings.append(f"{target.label} on {path}'s resource: {finding}")
+    accepted = sorted({label for label, _, status in tally if status < 300})
+    print(
+        f"linked: {sum(tally.values())} cases, {len(accepted)} operations answered 2xx, "
+        f"{time.monotonic() - started:.1f} s: {accepted}"
+    )
+    assert not findings, "\n\n".join(findings)
+    # Get, update, delete (and history, occurrences) of the resources themselves.
+    assert len(accepted) >= 8, f"the links reached too little: {accepted}"
+
+
+def _create(
+    schema: schemathesis.BaseSchema, operation_id: str, document: dict[str, Any], headers: dict[str, str]
+) -> schemathesis.Response:
+    """A Create called with its body's examples (and an enum's first value), answers checked."""
+    operation = schema.find_operation_by_id(operation_id)
+    body_schema = _resolve(
+        document, operation.definition.raw["requestBody"]["content"]["application/json"]["schema"]
+    )
+    body = {
+        name: value
+        for name, prop in body_schema["properties"].items()
+        if (value := _example(document, prop)) is not None
+    }
+    case = operation.Case(body=body, media_type="application/json")
+    response = case.call(headers=headers)
+    assert response.status_code == 200, (operation_id, body, response.text)
+    case.validate_response(response, checks=CHECKS, headers=headers)
+    return response
+
+
+def _example(document: dict[str, Any], schema: dict[str, Any]) -> Any:
+    for part in (_resolve(document, s) for s in [schema, *schema.get("allOf", [])]):
+        if "example" in part:
+            return part["example"]
+        if "enum" in part:
+            return part["enum"][0]
+    return None
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rpartition("/")[2]]
+    return schema
+
+
+def _link_value(expression: str, response: schemathesis.Response) -> str:
+    """The two runtime expressions the document's links use."""
+    if expression.startswith("$response.body#/"):
+        return str(response.json()[expression.removeprefix("$response.body#/")])
+    if expression.startswith("$response.header."):
+        # schemathesis keeps headers by lower-case name, each a list of values.
+        return response.headers[expression.removeprefix("$response.header.").lower()][0]
+    raise AssertionError(f"a link expression this test does not read: {expression}")
+
+
+def _fixing(values: dict[str, str]) -> Callable[[schemathesis.Case], None]:
+    """Sets a linked case's path parameters (`name`) and headers (`header.Name`)."""
+
+    def fix(case: schemathesis.Case) -> None:
+        for key, value in values.items():
+            if key.startswith("header."):
+                case.headers = {**(case.headers or {}), key.removeprefix("header."): value}
+            else:
+                case.path_parameters = {**(case.path_parameters or {}), key: value}
+
+    return fix

@@ -260,11 +260,12 @@ def test_headers_are_the_ones_the_servicers_read_and_send() -> None:
 
 
 def test_request_constraints_are_the_validating_codes() -> None:
+    from services.billing.api import BILL_UPDATABLE, BUDGET_UPDATABLE
     from services.billing.domain import BUDGET_PERIODS
     from services.billing.inputs import _REQUEST_ID as BILLING_REQUEST_ID
     from services.ds.api import PERIODS as INSIGHT_PERIODS
     from services.kit.domain.money import _AMOUNT
-    from services.ledger.domain import ORDER_FIELDS
+    from services.ledger.domain import CATEGORY_FIELDS, EXPENSE_FIELDS, ORDER_FIELDS
     from services.ledger.inputs import _REQUEST_ID, EARLIEST_DATE
     from services.ledger.settings import LedgerSettings
     from services.ledger.statements import load_mappings
@@ -293,6 +294,15 @@ def test_request_constraints_are_the_validating_codes() -> None:
     assert fields["expense.notification.v1.CreateContactPointRequest"]["channel"]["enum"] == list(
         CONTACT_CHANNELS
     )
+    masks = {
+        openapi.EXPENSE_MASK["pattern"]: EXPENSE_FIELDS,
+        openapi.CATEGORY_MASK["pattern"]: CATEGORY_FIELDS,
+        openapi.BUDGET_MASK["pattern"]: BUDGET_UPDATABLE,
+        openapi.BILL_MASK["pattern"]: BILL_UPDATABLE,
+    }
+    for pattern, updatable in masks.items():
+        assert re.fullmatch(pattern, ",".join(updatable)) and not re.fullmatch(pattern, "etag"), pattern
+        assert pattern.count("|") == 2 * (len(updatable) - 1), pattern
     mappings = load_mappings(LedgerSettings().import_mappings_file)
     assert fields["expense.ledger.v1.ImportExpensesRequest"]["mapping"]["enum"] == list(mappings)
     assert openapi.REQUEST_ID["pattern"] == _REQUEST_ID.pattern == BILLING_REQUEST_ID.pattern

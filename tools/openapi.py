@@ -174,8 +174,25 @@ REQUEST_ID = {
 EMAIL = {"type": "string", "format": "email"}
 COLOR = {"type": "string", "pattern": "^#[0-9A-Fa-f]{6}$", "example": "#3366FF"}
 # Examples only (a valid request to start from: the fuzz's explicit cases, its scenarios).
-NAME = {"example": "Groceries"}
+CATEGORY_NAME = {"example": "Board games"}  # not one of the categories a user starts with
+PAYEE = {"example": "Landlord"}
 RRULE = {"example": "FREQ=MONTHLY;BYMONTHDAY=5"}
+
+
+def _mask(*fields: str) -> dict[str, Any]:
+    """An update_mask: comma-separated names of the fields the update may change."""
+    one = "(" + "|".join(fields) + ")"
+    return {"type": "string", "pattern": f"^{one}(,{one})*$", "example": fields[0]}
+
+
+# What an update may change (ledger's EXPENSE_FIELDS and CATEGORY_FIELDS, billing's
+# BUDGET_UPDATABLE and BILL_UPDATABLE).
+EXPENSE_MASK = _mask("amount", "currency", "spent_on", "category_id", "merchant", "note", "tags")
+CATEGORY_MASK = _mask("name", "parent_id", "color", "icon")
+BUDGET_MASK = _mask("category_id", "amount", "currency", "rollover", "thresholds")
+BILL_MASK = _mask(
+    "payee", "amount", "currency", "category_id", "recurrence", "first_due", "remind_days_before", "autopay"
+)
 BUDGET_PERIOD = {"type": "string", "enum": ["week", "month", "year"]}
 # services/kit/domain/money.py's _AMOUNT, unsigned: requests carry no negative amounts.
 AMOUNT = {"type": "string", "pattern": "^[0-9]{1,18}(\\.[0-9]{1,18})?$", "example": "12.50"}
@@ -201,6 +218,10 @@ REQUEST_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
         "to": DATE,
         "format": {"type": "string", "enum": ["csv"]},
     },
+    "expense.ledger.v1.UpdateExpenseRequest": {"update_mask": EXPENSE_MASK},
+    "expense.ledger.v1.UpdateCategoryRequest": {"update_mask": CATEGORY_MASK},
+    "expense.billing.v1.UpdateBudgetRequest": {"update_mask": BUDGET_MASK},
+    "expense.billing.v1.UpdateBillRequest": {"update_mask": BILL_MASK},
     "expense.ledger.v1.ImportExpensesRequest": {
         "mapping": {"type": "string", "enum": ["hdfc", "icici", "sbi", "debit_credit", "signed_amount"]}
     },
@@ -208,7 +229,7 @@ REQUEST_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
     | {"start_date": DATE, "period": BUDGET_PERIOD, "request_id": REQUEST_ID},
     "expense.billing.v1.Budget": MONEY | {"start_date": DATE, "period": BUDGET_PERIOD},
     "expense.billing.v1.CreateBillRequest": MONEY
-    | {"first_due": DATE, "request_id": REQUEST_ID, "payee": NAME, "recurrence": RRULE},
+    | {"first_due": DATE, "request_id": REQUEST_ID, "payee": PAYEE, "recurrence": RRULE},
     "expense.billing.v1.AcceptBillSuggestionRequest": {"request_id": REQUEST_ID},
     "expense.billing.v1.Bill": MONEY | {"first_due": DATE},
     "expense.billing.v1.ListBillOccurrencesRequest": {"from": DATE, "to": DATE},
@@ -245,7 +266,11 @@ REQUEST_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
             "enum": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
         },
     },
-    "expense.ledger.v1.CreateCategoryRequest": {"request_id": REQUEST_ID, "color": COLOR, "name": NAME},
+    "expense.ledger.v1.CreateCategoryRequest": {
+        "request_id": REQUEST_ID,
+        "color": COLOR,
+        "name": CATEGORY_NAME,
+    },
     "expense.ledger.v1.Category": {"color": COLOR},
     "expense.auth.v1.SignUpRequest": {"email": EMAIL},
     "expense.auth.v1.LogInRequest": {"email": EMAIL},
