@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from tests.mesh import Mesh
+from tests.rest_calls import new_expense, signed_up
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "violet-harbor-tune-42-consistency"
 TOKEN = "x-consistency-token"
 BUDGET = {"period": "month", "amount": "100.00", "currency": "INR", "thresholds": [80]}
 
@@ -28,17 +28,7 @@ async def http(mesh_postgres: Mesh) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def headers(http: httpx.AsyncClient) -> dict[str, str]:
-    body = {"email": f"ryw.{secrets.token_hex(6)}@example.org", "password": PASSWORD, "display_name": "R"}
-    answer = await http.post("/v1/auth/signup", json=body)
-    assert answer.status_code == 200, answer.text
-    return {"authorization": f"Bearer {answer.json()['access_token']}"}
-
-
-async def create(http: httpx.AsyncClient, headers: dict[str, str], amount: str) -> httpx.Response:
-    body = {"request_id": secrets.token_hex(8), "amount": amount, "currency": "INR", "merchant": "Cafe"}
-    created = await http.post("/v1/expenses", json=body, headers=headers)
-    assert created.status_code == 200, created.text
-    return created
+    return await signed_up(http)
 
 
 async def test_budget_progress_summary_and_insights_include_the_write_named(
@@ -50,7 +40,7 @@ async def test_budget_progress_summary_and_insights_include_the_write_named(
     assert budget.status_code == 200, budget.text
     path = f"/v1/budgets/{budget.json()['budget_id']}"
     for count in range(1, 4):
-        token = (await create(http, headers, "10.00")).headers[TOKEN]
+        token = (await new_expense(http, headers, "10.00", merchant="Cafe")).headers[TOKEN]
         read = await http.get(path, headers={**headers, TOKEN: token})
         assert read.status_code == 200, read.text
         assert read.json()["status"]["spent"] == f"{10 * count}.00"
@@ -67,7 +57,7 @@ async def test_budget_progress_summary_and_insights_include_the_write_named(
 async def test_a_write_that_never_arrives_is_a_503_and_a_malformed_token_a_400(
     http: httpx.AsyncClient, headers: dict[str, str], path: str
 ) -> None:
-    created = await create(http, headers, "5.00")
+    created = await new_expense(http, headers, "5.00", merchant="Cafe")
     future = f"{created.json()['expense_id']}.9"
     answer = await http.get(path, headers={**headers, TOKEN: future})
     assert answer.status_code == 503, answer.text

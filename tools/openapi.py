@@ -55,6 +55,7 @@ SHARED_DEFINITIONS = {
     "protobufValue": "google.protobuf.Value",
     "protobufListValue": "google.protobuf.ListValue",
     "protobufNullValue": "google.protobuf.NullValue",
+    "rpcStatus": "google.rpc.Status",
 }
 # The proto3 JSON forms of the well-known types (the plugin writes their proto fields).
 WELL_KNOWN_SCHEMAS: dict[str, dict[str, Any]] = {

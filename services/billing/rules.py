@@ -5,9 +5,9 @@ outbox in the same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -166,23 +166,36 @@ class AlertSink:
         self.severity = settings.alerts.severity
 
     async def raise_all(self, unit: UnitOfWork, user_id: str, drafts: Sequence[AlertDraft]) -> list[Alert]:
-        if not drafts:
+        return await self.raise_for_users(unit, {user_id: drafts})
+
+    async def raise_for_users(
+        self, unit: UnitOfWork, drafts: Mapping[str, Sequence[AlertDraft]]
+    ) -> list[Alert]:
+        """raise_all for several users' drafts (a scheduler page's): one query for their
+        mutes, one insert, one outbox write."""
+        pending = {user_id: found for user_id, found in drafts.items() if found}
+        if not pending:
             return []
-        muted = await storage.muted_rules(unit.session, user_id)
+        muted = await storage.muted_rules_of(unit.session, pending)
         now = utcnow()
-        candidates = {}  # one per dedupe key: a batch may call for the same one twice
-        for draft in drafts:
-            if draft.type not in muted:
-                severity = draft.severity or self.severity.get(draft.type, "info")
-                candidates[draft.dedupe_key] = Alert(
-                    new_id(), user_id, draft.type, severity, draft.title, draft.details, draft.dedupe_key, now
-                )
+        candidates = {  # one per dedupe key: a batch may call for the same one twice
+            draft.dedupe_key: self._alert(user_id, draft, now)
+            for user_id, found in pending.items()
+            for draft in found
+            if draft.type not in muted[user_id]
+        }
         stored = await storage.insert_alerts(unit.session, list(candidates.values()))
         raised = [alert for alert in candidates.values() if alert.alert_id in stored]
         if raised:
-            await unit.publish_all([(user_id, alert_raised(alert)) for alert in raised])
+            await unit.publish_all([(alert.user_id, alert_raised(alert)) for alert in raised])
             after_commit(unit.session, lambda: _count_raised(raised))
         return raised
+
+    def _alert(self, user_id: str, draft: AlertDraft, now: datetime) -> Alert:
+        severity = draft.severity or self.severity.get(draft.type, "info")
+        return Alert(
+            new_id(), user_id, draft.type, severity, draft.title, draft.details, draft.dedupe_key, now
+        )
 
 
 # Bounded labels: alert types are the rules' ([billing.alerts.severity]), severities three.
@@ -338,12 +351,17 @@ class RuleChecks:
 
     # ------------------------------------------------------------ the calendar's rules
 
+    def bill_window(self, bill: Bill, today: date) -> tuple[date, date]:
+        """The due dates bill_drafts looks at: back to the lookback, ahead to the reminder."""
+        start = today - timedelta(days=self.rules.overdue_lookback_days)
+        return start, today + timedelta(days=bill.remind_days_before)
+
     def bill_drafts(self, bill: Bill, settled: Collection[date], today: date) -> list[AlertDraft]:
-        """Reminders inside their window and overdue occurrences, back to the lookback."""
+        """Reminders inside their window and overdue occurrences, back to the lookback;
+        `settled`: the bill's settled due dates, at least those in bill_window."""
         rules = self.rules
         recurrence = parse_recurrence(bill.recurrence, bill.first_due)
-        start = today - timedelta(days=rules.overdue_lookback_days)
-        end = today + timedelta(days=bill.remind_days_before)
+        start, end = self.bill_window(bill, today)
         drafts = []
         for due_on in recurrence.occurrences(start, end):
             if due_on in settled:

@@ -11,15 +11,20 @@ import asyncio
 import logging
 import os
 import socket
-from datetime import timedelta
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.billing import storage
-from services.billing.rules import RuleChecks, budget_views
+from services.billing.domain import AlertDraft, Bill, Budget
+from services.billing.rules import RuleChecks, budget_view
 from services.billing.settings import BillingSettings
 from services.billing.usecases import Calendars
 from services.kit.db.erasure import ErasedUsers
-from services.kit.db.unit_of_work import UnitsOfWork
-from services.kit.domain.periods import today_in
+from services.kit.db.unit_of_work import UnitOfWork, UnitsOfWork
 from services.kit.domain.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,14 @@ log = logging.getLogger(__name__)
 LEASE = "billing.scheduler"
 # Bills or budgets per transaction of a round.
 PAGE = 200
+
+
+class _OwnedByUser(Protocol):
+    @property
+    def user_id(self) -> str: ...
+
+
+Owned = TypeVar("Owned", bound=_OwnedByUser)
 
 
 class Scheduler:
@@ -43,7 +56,6 @@ class Scheduler:
         # erasure waits for the round's transaction, or the round sees the record.
         self.erased = erased
         self.settings = settings.scheduler
-        self.lookback = timedelta(days=settings.alerts.overdue_lookback_days)
         self.calendars = calendars
         self.checks = checks
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
@@ -73,19 +85,32 @@ class Scheduler:
         while True:
             async with self.units.begin() as unit:
                 page = await storage.bills_after(unit.session, after, PAGE)
-                for bill in page:
-                    if await self.erased.refuses(unit.session, bill.user_id):
-                        continue
-                    calendar = await self.calendars.of(unit.session, bill.user_id)
-                    today = today_in(calendar.time_zone, utcnow())
-                    settled = await storage.load_settlements(
-                        unit.session, [bill.bill_id], today - self.lookback, today + timedelta(days=400)
-                    )
-                    drafts = self.checks.bill_drafts(bill, {due for _, due in settled}, today)
-                    raised += len(await self.checks.sink.raise_all(unit, bill.user_id, drafts))
+                raised += await self._bill_alerts(unit, page)
             if len(page) < PAGE:
                 return raised
             after = page[-1].bill_id
+
+    async def _bill_alerts(self, unit: UnitOfWork, page: Sequence[Bill]) -> int:
+        """Reminders and overdue occurrences of a page's bills: one query each for the
+        erased users, the calendars and the settlements, whatever the page holds."""
+        session = unit.session
+        live = await self._live(session, page)
+        if not live:
+            return 0
+        todays = await self.calendars.todays(session, {bill.user_id for bill in live})
+        # One window around every bill's own (time zones put todays a day apart): the
+        # other dates it reads are outside each bill's window, where its drafts never look.
+        windows = [self.checks.bill_window(bill, todays[bill.user_id][1]) for bill in live]
+        start, end = min(first for first, _ in windows), max(last for _, last in windows)
+        settled = await storage.load_settlements(session, [bill.bill_id for bill in live], start, end)
+        settled_on: dict[str, set[date]] = defaultdict(set)
+        for bill_id, due_on in settled:
+            settled_on[bill_id].add(due_on)
+        drafts: dict[str, list[AlertDraft]] = defaultdict(list)
+        for bill in live:
+            _, today = todays[bill.user_id]
+            drafts[bill.user_id] += self.checks.bill_drafts(bill, settled_on[bill.bill_id], today)
+        return len(await self.checks.sink.raise_for_users(unit, drafts))
 
     async def _budgets(self) -> int:
         raised = 0
@@ -93,15 +118,31 @@ class Scheduler:
         while True:
             async with self.units.begin() as unit:
                 page = await storage.budgets_after(unit.session, after, PAGE)
-                for budget in page:
-                    if await self.erased.refuses(unit.session, budget.user_id):
-                        continue
-                    calendar = await self.calendars.of(unit.session, budget.user_id)
-                    today = today_in(calendar.time_zone, utcnow())
-                    tree = await storage.category_tree(unit.session, budget.user_id)
-                    [view] = await budget_views(unit.session, [budget], tree, calendar, today)
-                    drafts = self.checks.projection_drafts(view, today)
-                    raised += len(await self.checks.sink.raise_all(unit, budget.user_id, drafts))
+                raised += await self._budget_alerts(unit, page)
             if len(page) < PAGE:
                 return raised
             after = page[-1].budget_id
+
+    async def _budget_alerts(self, unit: UnitOfWork, page: Sequence[Budget]) -> int:
+        """Projected overspends of a page's budgets: one query each for the erased users,
+        the calendars, the category trees and the budgets' rollups."""
+        session = unit.session
+        live = await self._live(session, page)
+        if not live:
+            return 0
+        users = {budget.user_id for budget in live}
+        todays = await self.calendars.todays(session, users)
+        trees = await storage.category_trees(session, users)
+        spending = await storage.budget_spending(session, [budget.budget_id for budget in live])
+        drafts: dict[str, list[AlertDraft]] = defaultdict(list)
+        for budget in live:
+            calendar, today = todays[budget.user_id]
+            view = budget_view(budget, trees[budget.user_id], calendar, today, spending[budget.budget_id])
+            drafts[budget.user_id] += self.checks.projection_drafts(view, today)
+        return len(await self.checks.sink.raise_for_users(unit, drafts))
+
+    async def _live(self, session: AsyncSession, page: Sequence[Owned]) -> list[Owned]:
+        """The page's items but those of erased users; the others' users stay locked
+        against erasure until the page's transaction ends."""
+        erased = await self.erased.refused(session, {item.user_id for item in page})
+        return [item for item in page if item.user_id not in erased]

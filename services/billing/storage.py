@@ -48,7 +48,7 @@ from services.billing.domain import Alert, Bill, Budget, Settlement
 from services.kit.db.engine import Queryable, UtcDateTime
 from services.kit.db.erasure import erased_users_table
 from services.kit.db.idempotency import idempotency_table
-from services.kit.db.sql import insert_ignore, upsert_if_newer
+from services.kit.db.sql import insert_ignore, insert_ignore_many, upsert_if_newer
 from services.kit.events.tables import add_event_tables
 from services.ledger.replica import CategoryInfo, CategoryTree, ExpenseLine
 from services.ledger.replica_storage import expense_line
@@ -524,10 +524,19 @@ async def clear_spending(session: AsyncSession, user_ids: Collection[str] | None
 
 
 async def category_tree(connection: Queryable, user_id: str) -> CategoryTree:
-    rows = await connection.execute(select(categories).where(categories.c.user_id == user_id))
-    return CategoryTree(
-        CategoryInfo(row.category_id, row.name, row.parent_id, row.deleted, row.reassigned_to) for row in rows
-    )
+    return (await category_trees(connection, [user_id]))[user_id]
+
+
+async def category_trees(connection: Queryable, user_ids: Collection[str]) -> dict[str, CategoryTree]:
+    """Each user's tree (empty for a user without categories), in one query."""
+    infos: dict[str, list[CategoryInfo]] = {user_id: [] for user_id in user_ids}
+    if infos:
+        query = select(categories).where(categories.c.user_id.in_(sorted(infos)))
+        for row in await connection.execute(query):
+            infos[row.user_id].append(
+                CategoryInfo(row.category_id, row.name, row.parent_id, row.deleted, row.reassigned_to)
+            )
+    return {user_id: CategoryTree(found) for user_id, found in infos.items()}
 
 
 async def save_categories(session: AsyncSession, user_id: str, infos: Iterable[CategoryInfo]) -> None:
@@ -711,9 +720,8 @@ async def last_paid(session: AsyncSession, bill_id: str, before: date) -> Settle
 
 async def insert_alerts(session: AsyncSession, new: Sequence[Alert]) -> set[str]:
     """The ids of those stored: an alert whose dedupe key exists is not (its rule already
-    fired for that occurrence). One statement, keys in order (racing writers lock alike)."""
-    if not new:
-        return set()
+    fired for that occurrence). One statement whatever their number (a scheduler page's
+    may be thousands), keys in order (racing writers lock alike)."""
     rows = [
         {
             "alert_id": alert.alert_id,
@@ -728,10 +736,7 @@ async def insert_alerts(session: AsyncSession, new: Sequence[Alert]) -> set[str]
         }
         for alert in sorted(new, key=lambda alert: alert.dedupe_key)
     ]
-    statement = (
-        _dialect(session).insert(alerts).values(rows).on_conflict_do_nothing().returning(alerts.c.alert_id)
-    )
-    return {row.alert_id for row in await session.execute(statement)}
+    return await insert_ignore_many(session, alerts, rows, "alert_id")
 
 
 def _alert(row: Any) -> Alert:
@@ -778,8 +783,17 @@ async def acknowledge_alert(
 
 
 async def muted_rules(connection: Queryable, user_id: str) -> set[str]:
-    rows = await connection.execute(select(alert_mutes.c.rule_type).where(alert_mutes.c.user_id == user_id))
-    return {row.rule_type for row in rows}
+    return (await muted_rules_of(connection, [user_id]))[user_id]
+
+
+async def muted_rules_of(connection: Queryable, user_ids: Collection[str]) -> dict[str, set[str]]:
+    """Each user's muted rule types, in one query."""
+    muted: dict[str, set[str]] = {user_id: set() for user_id in user_ids}
+    if muted:
+        query = select(alert_mutes).where(alert_mutes.c.user_id.in_(sorted(muted)))
+        for row in await connection.execute(query):
+            muted[row.user_id].add(row.rule_type)
+    return muted
 
 
 async def set_muted_rules(session: AsyncSession, user_id: str, rule_types: Collection[str]) -> None:

@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
@@ -71,11 +72,27 @@ class Calendars:
 
     async def of(self, connection: Queryable, user_id: str, *, lock: bool = False) -> Calendar:
         """`lock`: see storage.load_calendars."""
-        return (await storage.load_calendars(connection, [user_id], lock=lock)).get(user_id, self.default)
+        return (await self.of_all(connection, [user_id], lock=lock))[user_id]
+
+    async def of_all(
+        self, connection: Queryable, user_ids: Collection[str], *, lock: bool = False
+    ) -> dict[str, Calendar]:
+        """Each user's calendar, in one query."""
+        found = await storage.load_calendars(connection, user_ids, lock=lock)
+        return {user_id: found.get(user_id, self.default) for user_id in user_ids}
 
     async def today(self, connection: Queryable, user_id: str) -> tuple[Calendar, date]:
-        calendar = await self.of(connection, user_id)
-        return calendar, today_in(calendar.time_zone, utcnow())
+        return (await self.todays(connection, [user_id]))[user_id]
+
+    async def todays(
+        self, connection: Queryable, user_ids: Collection[str]
+    ) -> dict[str, tuple[Calendar, date]]:
+        """Each user's calendar and today in it, in one query."""
+        now = utcnow()
+        calendars = await self.of_all(connection, user_ids)
+        return {
+            user_id: (calendar, today_in(calendar.time_zone, now)) for user_id, calendar in calendars.items()
+        }
 
 
 class CategoryCopies:

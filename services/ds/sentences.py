@@ -1,11 +1,10 @@
 """Each insight's sentence, rendered by the templating service (its in_app channel, the
 user's locale) from the insight's template key and variables (config/templates/insight.*).
-Renders run concurrently; while templating fails, insights answer without sentences
+All of a report's sentences in one BatchRender call; while templating fails, insights answer without sentences
 (their numbers stand on their own) rather than not at all."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -36,37 +35,38 @@ class Sentences:
     async def render(
         self, insights: Sequence[Insight], locale: str, category_names: dict[str, str]
     ) -> list[str]:
+        """Each insight's sentence, "" for one templating did not render."""
         if not insights:
             return []
-        metadata = await self.tokens.metadata()
-        stub = templating_pb2_grpc.TemplatingInternalServiceStub(self.channel.get())
-        calls = [self._one(stub, metadata, insight, locale, category_names) for insight in insights]
-        return list(await asyncio.gather(*calls))
-
-    async def _one(
-        self,
-        stub: templating_pb2_grpc.TemplatingInternalServiceStub,
-        metadata: tuple[tuple[str, str], ...],
-        insight: Insight,
-        locale: str,
-        category_names: dict[str, str],
-    ) -> str:
-        variables = Struct()
-        values = dict(insight.variables)
-        if insight.category_id or "category" in insight.sentence:
-            values["category"] = category_names.get(insight.category_id) or "Uncategorized"
-        variables.update(values)
-        request = templating_pb2.RenderRequest(
-            key=insight.sentence, channel=CHANNEL, locale=locale, variables=variables
+        request = templating_pb2.BatchRenderRequest(
+            requests=[_request(insight, locale, category_names) for insight in insights]
         )
+        stub = templating_pb2_grpc.TemplatingInternalServiceStub(self.channel.get())
         try:
-            answer = await stub.Render(request, metadata=metadata, timeout=self.timeout_seconds)
-        except grpc.aio.AioRpcError as error:
-            log.warning(
-                "insight sentence not rendered", extra={"key": insight.sentence, "code": error.code().name}
+            answer = await stub.BatchRender(
+                request, metadata=await self.tokens.metadata(), timeout=self.timeout_seconds
             )
-            return ""
-        return answer.body
+        except grpc.aio.AioRpcError as error:
+            log.warning("insight sentences not rendered", extra={"code": error.code().name})
+            return ["" for _ in insights]
+        for insight, result in zip(insights, answer.results, strict=True):
+            if result.HasField("error"):
+                log.warning(
+                    "insight sentence not rendered",
+                    extra={"key": insight.sentence, "error": result.error.message},
+                )
+        return [result.rendered.body for result in answer.results]
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+def _request(insight: Insight, locale: str, category_names: dict[str, str]) -> templating_pb2.RenderRequest:
+    values = dict(insight.variables)
+    if insight.category_id or "category" in insight.sentence:
+        values["category"] = category_names.get(insight.category_id) or "Uncategorized"
+    variables = Struct()
+    variables.update(values)
+    return templating_pb2.RenderRequest(
+        key=insight.sentence, channel=CHANNEL, locale=locale, variables=variables
+    )

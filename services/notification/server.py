@@ -68,12 +68,6 @@ def build_app(settings: NotificationMeshSettings) -> ServiceApp:
     # rows back, or message a deleted account); the record lasts as long as they may come.
     # The sweep's digests (Intake.notify) refuse erased users too.
     erased = ErasedUsers(storage.erased_users)
-    intake = Intake(runtime.db, config, queue, erased)
-    for source in SOURCES:
-        runtime.consume_batches(storage.inbox_table, source, erased.skipping_batches(intake.on_events))
-    runtime.consume(storage.inbox_table, PROFILE_CHANGES, erased.skipping(intake.on_profile))
-    runtime.consume(storage.inbox_table, DELETIONS, erasing(storage.metadata, erased=erased))
-    runtime.purger.keep(storage.erased_users, "erased_at", settings.retention.inbox_window)
     templating = TemplatingClient(
         settings.service_address("templating"),
         settings.internal_call_timeout_seconds,
@@ -86,6 +80,12 @@ def build_app(settings: NotificationMeshSettings) -> ServiceApp:
         symmetric_key(settings.notification_secrets_key, settings.notification_secrets_key_file)
     )
     deliveries = Deliveries(runtime.db, config, queue, channels, templating, secrets)
+    intake = Intake(runtime.db, config, queue, erased, show=deliveries.handle_batch)
+    for source in SOURCES:
+        runtime.consume_batches(storage.inbox_table, source, erased.skipping_batches(intake.on_events))
+    runtime.consume(storage.inbox_table, PROFILE_CHANGES, erased.skipping(intake.on_profile))
+    runtime.consume(storage.inbox_table, DELETIONS, erasing(storage.metadata, erased=erased))
+    runtime.purger.keep(storage.erased_users, "erased_at", settings.retention.inbox_window)
     dead_letters = DeadLetters(runtime.db, queue)
 
     async def work() -> None:

@@ -503,12 +503,22 @@ async def delivery_ids_of_provider_message(session: AsyncSession, provider_messa
     return [row.delivery_id for row in await session.execute(query)]
 
 
-async def note_error(session: AsyncSession, delivery_id: str, error: str, now: datetime) -> None:
-    await session.execute(
-        update(deliveries)
-        .where(deliveries.c.delivery_id == delivery_id)
-        .values(error=error, updated_at=now, claimed_until=None)
-    )
+async def note_errors(session: AsyncSession, errors: Sequence[tuple[str, str]], now: datetime) -> None:
+    """(delivery id, error) pairs: their claims end, their errors noted (a statement per
+    distinct error: a batch's retries mostly share one)."""
+    for error, ids in _grouped(errors).items():
+        await session.execute(
+            update(deliveries)
+            .where(deliveries.c.delivery_id.in_(ids))
+            .values(error=error, updated_at=now, claimed_until=None)
+        )
+
+
+def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for delivery_id, error in pairs:
+        groups.setdefault(error, []).append(delivery_id)
+    return groups
 
 
 async def hold_for_digest(session: AsyncSession, delivery_id: str, until: datetime, now: datetime) -> None:
@@ -690,12 +700,14 @@ async def digest_members(session: AsyncSession, digest_delivery_id: str) -> list
     return [row.delivery_id for row in await session.execute(query)]
 
 
-async def mark_dead(session: AsyncSession, delivery_id: str, error: str, now: datetime) -> None:
-    await session.execute(
-        update(deliveries)
-        .where(deliveries.c.delivery_id == delivery_id)
-        .values(dead_lettered_at=now, error=error, updated_at=now, claimed_until=None)
-    )
+async def mark_dead(session: AsyncSession, dead: Sequence[tuple[str, str]], now: datetime) -> None:
+    """(delivery id, reason) pairs: dead-lettered, their claims ended."""
+    for error, ids in _grouped(dead).items():
+        await session.execute(
+            update(deliveries)
+            .where(deliveries.c.delivery_id.in_(ids))
+            .values(dead_lettered_at=now, error=error, updated_at=now, claimed_until=None)
+        )
 
 
 async def revive(session: AsyncSession, delivery_id: str, now: datetime) -> bool:

@@ -1,8 +1,9 @@
-"""Rendering through the templating service (TemplatingInternalService.Render, with
+"""Rendering through the templating service (TemplatingInternalService.BatchRender, with
 notification's service token): its breaker and retry budget are the kit's ("templating")."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ TEMPLATING_INTERNAL_SERVICE = "expense.templating.v1.TemplatingInternalService"
 PERMANENT = frozenset(
     {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION}
 )
+# google.rpc.Status.code (an int) -> grpc.StatusCode.
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,18 @@ class TemplateUnusable(Exception):
     """The template cannot render this message (missing, or variables refused): final."""
 
 
+class TemplatingUnavailable(Exception):
+    """Templating did not render the message this time (down, busy): try again later."""
+
+
+@dataclass(frozen=True)
+class RenderCall:
+    key: str
+    channel: str
+    locale: str
+    variables: dict[str, Any]
+
+
 class TemplatingClient:
     def __init__(
         self,
@@ -50,29 +65,56 @@ class TemplatingClient:
             target, [TEMPLATING_INTERNAL_SERVICE], timeout_seconds, True, resilience, peer="templating"
         )
 
-    async def render(self, key: str, channel: str, locale: str, variables: dict[str, Any]) -> Rendered:
-        """TemplateUnusable for a permanent refusal; grpc.aio.AioRpcError (UNAVAILABLE...)
-        when templating does not answer: the job tries again later."""
-        struct = struct_pb2.Struct()
-        struct.update(variables)
-        request = templating_pb2.RenderRequest(key=key, channel=channel, locale=locale, variables=struct)
+    async def render(self, call: RenderCall) -> Rendered:
+        """TemplateUnusable for a permanent refusal; TemplatingUnavailable when templating
+        does not answer: the job tries again later."""
+        (result,) = await self.render_many([call])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def render_many(
+        self, calls: Sequence[RenderCall]
+    ) -> list[Rendered | TemplateUnusable | TemplatingUnavailable]:
+        """Each call's message or why it is not rendered, in one BatchRender call."""
+        if not calls:
+            return []
+        request = templating_pb2.BatchRenderRequest(requests=[_request(call) for call in calls])
         stub = templating_pb2_grpc.TemplatingInternalServiceStub(self.channel.get())
         try:
-            answer = await stub.Render(
+            answer = await stub.BatchRender(
                 request, metadata=await self.tokens.metadata(), timeout=self.timeout_seconds
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() in PERMANENT:
-                raise TemplateUnusable(f"{key}/{channel}: {error.details()}") from None
-            raise
-        return Rendered(
-            answer.subject,
-            answer.body,
-            answer.template,
-            answer.whatsapp.name,
-            answer.whatsapp.language,
-            tuple(answer.whatsapp.parameters),
-        )
+            return [TemplatingUnavailable(error.code().name) for _ in calls]
+        return [_result(call, result) for call, result in zip(calls, answer.results, strict=True)]
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+def _request(call: RenderCall) -> templating_pb2.RenderRequest:
+    struct = struct_pb2.Struct()
+    struct.update(call.variables)
+    return templating_pb2.RenderRequest(
+        key=call.key, channel=call.channel, locale=call.locale, variables=struct
+    )
+
+
+def _result(
+    call: RenderCall, result: templating_pb2.RenderResult
+) -> Rendered | TemplateUnusable | TemplatingUnavailable:
+    if result.HasField("error"):
+        code = _CODES.get(result.error.code, grpc.StatusCode.UNKNOWN)
+        if code in PERMANENT:
+            return TemplateUnusable(f"{call.key}/{call.channel}: {result.error.message}")
+        return TemplatingUnavailable(code.name)
+    answer = result.rendered
+    return Rendered(
+        answer.subject,
+        answer.body,
+        answer.template,
+        answer.whatsapp.name,
+        answer.whatsapp.language,
+        tuple(answer.whatsapp.parameters),
+    )

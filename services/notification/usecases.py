@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
-import grpc
 from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +26,7 @@ from services.kit.domain.errors import (
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
+    Unavailable,
 )
 from services.kit.domain.ids import new_id
 from services.kit.domain.timestamps import utcnow
@@ -72,7 +72,13 @@ from services.notification.providers.webhook import (
 from services.notification.queue import DONE, DeadLetterRecord, DeliveryQueue, Job, Outcome
 from services.notification.secrets import SecretBox
 from services.notification.settings import NotificationSettings, SourceSettings
-from services.notification.templates import Rendered, TemplateUnusable, TemplatingClient
+from services.notification.templates import (
+    RenderCall,
+    Rendered,
+    TemplateUnusable,
+    TemplatingClient,
+    TemplatingUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,15 @@ class HeldBack:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """A job to try again: its error noted, after `wait` seconds (else the back-off step)."""
+
+    job: Job
+    error: str
+    wait: float | None = None
+
+
+@dataclass(frozen=True)
 class Claim:
     """A delivery this worker is sending, with what the message is made of."""
 
@@ -147,15 +162,23 @@ class NewDelivery:
 
 class Intake:
     """Turns source events into a notification and one delivery per channel, in the
-    consumer's inbox transaction; the deliveries are queued once it commits."""
+    consumer's inbox transaction. Once it commits, the in-app deliveries are shown at once
+    by `show` (nothing leaves the database: the work queue's hop would only cost), and the
+    others are queued, with the in-app ones `show` did not finish."""
 
     def __init__(
-        self, db: Database, settings: NotificationSettings, queue: DeliveryQueue, erased: ErasedUsers
+        self,
+        db: Database,
+        settings: NotificationSettings,
+        queue: DeliveryQueue,
+        erased: ErasedUsers,
+        show: Callable[[Sequence[Job]], Awaitable[list[Outcome]]] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.queue = queue
         self.erased = erased
+        self.show = show
         self._pending: set[asyncio.Task[None]] = set()
 
     async def on_events(self, session: AsyncSession, events: Sequence[Event[Any]]) -> None:
@@ -367,12 +390,32 @@ class Intake:
             )
 
     def _enqueue_soon(self, deliveries: list[NewDelivery]) -> None:
-        task = asyncio.get_running_loop().create_task(self.enqueue(deliveries))
+        task = asyncio.get_running_loop().create_task(self._send_on(deliveries))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def _send_on(self, deliveries: list[NewDelivery]) -> None:
+        in_app = [d for d in deliveries if d.channel == "in_app"] if self.show is not None else []
+        queued = [d for d in deliveries if d not in in_app]
+        _, unshown = await asyncio.gather(self.enqueue(queued), self._show(in_app))
+        await self.enqueue(unshown)
+
+    async def _show(self, deliveries: list[NewDelivery]) -> list[NewDelivery]:
+        """The in-app deliveries shown here; those to try again (templating did not answer)
+        are returned for the queue. A crash meanwhile leaves them to the sweep."""
+        if not deliveries or self.show is None:
+            return deliveries
+        try:
+            outcomes = await self.show([Job(d.delivery_id, d.channel, 1) for d in deliveries])
+        except Exception:
+            log.exception("in-app deliveries left to the queue")
+            return deliveries
+        return [d for d, outcome in zip(deliveries, outcomes, strict=True) if not outcome.done]
+
     async def enqueue(self, deliveries: list[NewDelivery]) -> None:
         """Publishes the jobs, then marks them queued; a failure leaves them to the sweep."""
+        if not deliveries:
+            return
         now = utcnow()
         # All at once: one JetStream round trip for the batch rather than one per job.
         published = await asyncio.gather(
@@ -449,11 +492,22 @@ class Deliveries:
         # The claim's `now`: a claim that ends between the two reads is still seen as running.
         unclaimed = [(i, job) for i, job in firsts if job.delivery_id not in claims]
         waiting = await self._claimed_elsewhere(unclaimed, now)
+        claimed = [(index, job) for index, job in firsts if job.delivery_id in claims]
+        if not claimed:
+            return waiting
+        renders = await self.templating.render_many(
+            [
+                self._render_call(c.notification, c.delivery, c.prefs)
+                for c in (claims[j.delivery_id] for _, j in claimed)
+            ]
+        )
         attempts = await asyncio.gather(
-            *(self._deliver(claims[job.delivery_id], job) for _, job in firsts if job.delivery_id in claims),
+            *(
+                self._deliver(claims[job.delivery_id], job, render)
+                for (_, job), render in zip(claimed, renders, strict=True)
+            ),
             return_exceptions=True,
         )
-        claimed = [(index, job) for index, job in firsts if job.delivery_id in claims]
         return waiting | await self._settle_attempts(claimed, attempts)
 
     async def _claimed_elsewhere(self, jobs: Sequence[tuple[int, Job]], now: datetime) -> dict[int, Outcome]:
@@ -485,45 +539,50 @@ class Deliveries:
         }
 
     async def _settle_attempts(
-        self, claimed: Sequence[tuple[int, Job]], attempts: Sequence[Outcome | storage.Result | BaseException]
+        self,
+        claimed: Sequence[tuple[int, Job]],
+        attempts: Sequence[Outcome | storage.Result | Retry | BaseException],
     ) -> dict[int, Outcome]:
-        """Results recorded together; a job whose attempt raised tries again (or is dead)."""
+        """Results recorded together, then the jobs trying again (or dead) together; a job
+        whose attempt raised tries again too."""
         outcomes: dict[int, Outcome] = {}
         results: list[tuple[str, storage.Result]] = []
-        raised: list[tuple[int, Job, BaseException]] = []
+        retries: dict[int, Retry] = {}
         for (index, job), attempt in zip(claimed, attempts, strict=True):
             if isinstance(attempt, Outcome):
                 outcomes[index] = attempt
             elif isinstance(attempt, storage.Result):
                 results.append((job.channel, attempt))
+            elif isinstance(attempt, Retry):
+                retries[index] = attempt
             else:
-                raised.append((index, job, attempt))
+                log.error("delivery job failed", exc_info=attempt, extra={"delivery_id": job.delivery_id})
+                retries[index] = Retry(job, repr(attempt))
         # What was sent is recorded first, whatever happens to the others.
         await self._finish_many(results)
-        for index, job, error in raised:
-            log.error("delivery job failed", exc_info=error, extra={"delivery_id": job.delivery_id})
-            outcomes[index] = await self._retry_id(job.delivery_id, job, repr(error))
-        return outcomes
+        return outcomes | await self._retry_many(retries)
 
-    async def _deliver(self, claim: Claim, job: Job) -> Outcome | storage.Result:
-        """Renders and sends one claimed delivery: its result to record, or the job's
-        outcome when it must try again (the error is noted) or was recorded already."""
+    async def _deliver(
+        self, claim: Claim, job: Job, rendered: Rendered | TemplateUnusable | TemplatingUnavailable
+    ) -> Outcome | storage.Result | Retry:
+        """Sends one claimed delivery: its result to record, the retry to note when it must
+        try again, or the job's outcome when it was recorded already."""
         claimed, notification = claim.delivery, claim.notification
         channel = self.channels[job.channel]
         assert not isinstance(channel, InAppChannel)
-        try:
-            rendered = await self._render(notification, claimed, claim.prefs)
-        except TemplateUnusable as error:
-            return await self._result(claimed, storage.Result(claimed.delivery_id, FAILED, error=str(error)))
-        except grpc.aio.AioRpcError as error:
-            return await self._retry(claimed, job, f"templating: {error.code().name}")
+        if isinstance(rendered, TemplateUnusable):
+            return await self._result(
+                claimed, storage.Result(claimed.delivery_id, FAILED, error=str(rendered))
+            )
+        if isinstance(rendered, TemplatingUnavailable):
+            return Retry(job, f"templating: {rendered}")
         message = self._message(claimed, notification, rendered, claim.webhook_secret)
         try:
             result = await self._send(channel, message)
         except CircuitOpen:
             # The provider is down: wait while the breaker is open; nothing is lost.
             error = "waiting: the provider's circuit is open"
-            return await self._retry(claimed, job, error, self.settings.breaker.open_seconds)
+            return Retry(job, error, self.settings.breaker.open_seconds)
         except ProviderError as error:
             if not error.retryable:
                 failed = storage.Result(
@@ -531,7 +590,7 @@ class Deliveries:
                 )
                 return await self._result(claimed, failed)
             # A provider's Retry-After (429) wins over the back-off step.
-            return await self._retry(claimed, job, str(error), error.retry_after_seconds)
+            return Retry(job, str(error), error.retry_after_seconds)
         # Accepted ("queued", "accepted") is sent for us: it left our hands.
         status = our_status(result.status) or SENT
         done = storage.Result(
@@ -602,11 +661,10 @@ class Deliveries:
             for index, job in firsts
             if job.delivery_id in showable and showable[job.delivery_id].notification_id in notifications
         ]
-        renders = await asyncio.gather(
-            *(self._render(notifications[d.notification_id], d, prefs[d.user_id]) for _, _, d in todo),
-            return_exceptions=True,
+        renders = await self.templating.render_many(
+            [self._render_call(notifications[d.notification_id], d, prefs[d.user_id]) for _, _, d in todo]
         )
-        outcomes: dict[int, Outcome] = {}
+        retries: dict[int, Retry] = {}
         failed: list[tuple[str, storage.Result]] = []
         rendered: dict[str, Rendered] = {}
         for (index, job, delivery), render in zip(todo, renders, strict=True):
@@ -614,11 +672,9 @@ class Deliveries:
                 rendered[delivery.delivery_id] = render
             elif isinstance(render, TemplateUnusable):
                 failed.append((job.channel, storage.Result(delivery.delivery_id, FAILED, error=str(render))))
-            elif isinstance(render, grpc.aio.AioRpcError):
-                outcomes[index] = await self._retry(delivery, job, f"templating: {render.code().name}")
             else:
-                log.error("in-app job failed", exc_info=render, extra={"delivery_id": job.delivery_id})
-                outcomes[index] = await self._retry(delivery, job, repr(render))
+                retries[index] = Retry(job, f"templating: {render}")
+        outcomes = await self._retry_many(retries)
         await self._finish_many(failed)
         await self._show_rendered(rendered)
         return outcomes
@@ -739,18 +795,14 @@ class Deliveries:
                 held[delivery.delivery_id] = back
         return held
 
-    async def _render(
+    def _render_call(
         self, notification: storage.NotificationRow, delivery: storage.DeliveryRow, prefs: Preferences
-    ) -> Rendered:
+    ) -> RenderCall:
         variables = notification.variables
         if notification.source == DIGEST_SOURCE:
             variables = {"count": str(len(variables["items"])), "items": variables["items"]}
-        return await self.templating.render(
-            notification.template_key,
-            delivery.channel,
-            prefs.locale or self.settings.default_locale,
-            variables,
-        )
+        locale = prefs.locale or self.settings.default_locale
+        return RenderCall(notification.template_key, delivery.channel, locale, variables)
 
     def _message(
         self,
@@ -780,23 +832,28 @@ class Deliveries:
         result: SendResult = await self.breakers[channel.channel].call(lambda: channel.send(message))
         return result
 
-    async def _retry(
-        self, delivery: storage.DeliveryRow, job: Job, error: str, wait: float | None = None
-    ) -> Outcome:
-        return await self._retry_id(delivery.delivery_id, job, error, wait)
-
-    async def _retry_id(self, delivery_id: str, job: Job, error: str, wait: float | None = None) -> Outcome:
-        """Again later (after `wait`, else the back-off step), or dead past max_deliver."""
-        outcome = self.queue.retry_or_dead(job, error)
-        if wait is not None and outcome.retry_in is not None:
-            outcome = Outcome(retry_in=wait)
+    async def _retry_many(self, retries: Mapping[int, Retry]) -> dict[int, Outcome]:
+        """Each job again later (after its wait, else the back-off step), or dead past
+        max_deliver: their errors noted in one transaction."""
+        if not retries:
+            return {}
+        outcomes: dict[int, Outcome] = {}
+        noted: list[tuple[str, str]] = []
+        dead: list[tuple[str, str]] = []
+        for index, retry in retries.items():
+            outcome = self.queue.retry_or_dead(retry.job, retry.error)
+            if retry.wait is not None and outcome.retry_in is not None:
+                outcome = Outcome(retry_in=retry.wait)
+            outcomes[index] = outcome
+            if outcome.dead_reason:
+                dead.append((retry.job.delivery_id, outcome.dead_reason))
+            else:
+                noted.append((retry.job.delivery_id, retry.error))
         now = utcnow()
         async with self.db.transaction() as session:
-            if outcome.dead_reason:
-                await storage.mark_dead(session, delivery_id, outcome.dead_reason, now)
-            else:
-                await storage.note_error(session, delivery_id, error, now)
-        return outcome
+            await storage.mark_dead(session, dead, now)
+            await storage.note_errors(session, noted, now)
+        return outcomes
 
     async def _finish(self, delivery: storage.DeliveryRow, status: str, **values: Any) -> None:
         """The result, and the same for the items a digest carried."""
@@ -1024,9 +1081,13 @@ class ContactPoints:
     async def _send_code(self, contact: storage.ContactPointRow, code: str) -> None:
         verification = self.settings.verification
         variables = {"code": code, "expires_minutes": str(verification.code_ttl_minutes)}
-        rendered = await self.templating.render(
-            verification.template, contact.channel, self.settings.default_locale, variables
-        )
+        call = RenderCall(verification.template, contact.channel, self.settings.default_locale, variables)
+        try:
+            rendered = await self.templating.render(call)
+        except TemplateUnusable as error:
+            raise FailedPrecondition(f"the code could not be written: {error}") from None
+        except TemplatingUnavailable:
+            raise Unavailable("the code could not be sent now: try again") from None
         whatsapp = None
         if rendered.whatsapp_name:
             whatsapp = WhatsAppTemplate(

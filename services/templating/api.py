@@ -13,13 +13,14 @@ from google.protobuf import json_format, struct_pb2
 from typing_extensions import override
 
 from expense.templating.v1 import templating_pb2, templating_pb2_grpc
-from services.kit.domain.errors import InvalidArgument
+from services.kit.domain.errors import DomainError, InvalidArgument
 from services.kit.domain.timestamps import rfc3339
 from services.kit.domain.validation import validated
+from services.kit.grpc.status import status_proto
 from services.templating.domain import TemplateId, TemplateVersion, VariableSpec, VersionDraft, WhatsAppSpec
 from services.templating.inputs import FiltersInput, TemplateIdInput
 from services.templating.settings import TemplatingSettings
-from services.templating.usecases import Rendered, Templates, TemplateView
+from services.templating.usecases import RenderCall, Rendered, Templates, TemplateView
 
 SERVICE_NAME = "expense.templating.v1.TemplatingInternalService"
 
@@ -38,6 +39,30 @@ class TemplatingServicer(templating_pb2_grpc.TemplatingInternalServiceServicer):
             template.key, template.channel, template.locale, struct_dict(request.variables)
         )
         return rendered_proto(rendered)
+
+    @override
+    async def BatchRender(
+        self, request: templating_pb2.BatchRenderRequest, context: object
+    ) -> templating_pb2.BatchRenderResponse:
+        if len(request.requests) > self.settings.max_batch_renders:
+            raise InvalidArgument.of("requests", f"at most {self.settings.max_batch_renders} per call")
+        calls = [self._render_call(item) for item in request.requests]
+        valid = [call for call in calls if isinstance(call, RenderCall)]
+        rendered = iter(await self.templates.render_many(valid))
+        return templating_pb2.BatchRenderResponse(
+            results=[
+                render_result(next(rendered) if isinstance(call, RenderCall) else call) for call in calls
+            ]
+        )
+
+    def _render_call(self, request: templating_pb2.RenderRequest) -> RenderCall | DomainError:
+        try:
+            template = template_id(
+                request.key, request.channel, request.locale or self.settings.default_locale
+            )
+        except InvalidArgument as error:
+            return error
+        return RenderCall(template.key, template.channel, template.locale, struct_dict(request.variables))
 
     @override
     async def Preview(
@@ -154,6 +179,12 @@ def rendered_proto(rendered: Rendered) -> templating_pb2.RenderResponse:
             )
         )
     return response
+
+
+def render_result(result: Rendered | DomainError) -> templating_pb2.RenderResult:
+    if isinstance(result, DomainError):
+        return templating_pb2.RenderResult(error=status_proto(result))
+    return templating_pb2.RenderResult(rendered=rendered_proto(result))
 
 
 def version_proto(version: TemplateVersion) -> templating_pb2.TemplateVersion:

@@ -25,6 +25,8 @@ class TemplatingSettings(BaseModel):
     max_source_chars: int = Field(20000, ge=100, le=200000)
     max_variables: int = Field(40, ge=1, le=200)
     render_threads: int = Field(2, ge=1, le=32)
+    # Renders one BatchRender call may ask for.
+    max_batch_renders: int = Field(500, ge=1, le=5000)
     default_page_size: int = Field(50, ge=1)
     max_page_size: int = Field(200, ge=1, le=1000)
     sms: SmsSettings = SmsSettings()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -103,9 +104,10 @@ def version_of(row: Any) -> TemplateVersion:
 
 
 async def published_versions(
-    db: Queryable, key: str, channel: str, locales: list[str]
+    db: Queryable, pairs: Collection[tuple[str, str]], locales: Collection[str]
 ) -> list[TemplateVersion]:
-    """The published version of each of these locales that has one."""
+    """The published version of each (key, channel) of these pairs in each of these
+    locales that has one: one statement for a whole batch of renders."""
     statement = (
         select(template_versions)
         .join(
@@ -117,7 +119,10 @@ async def published_versions(
                 templates.c.published_version == template_versions.c.version,
             ),
         )
-        .where(templates.c.key == key, templates.c.channel == channel, templates.c.locale.in_(locales))
+        .where(
+            tuple_(templates.c.key, templates.c.channel).in_(list(pairs)),
+            templates.c.locale.in_(list(locales)),
+        )
     )
     return [version_of(row) for row in (await db.execute(statement)).all()]
 

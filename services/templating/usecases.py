@@ -14,7 +14,14 @@ from typing import Any
 from babel import Locale
 
 from services.kit.db.engine import Database
-from services.kit.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from services.kit.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from services.kit.domain.timestamps import utcnow
 from services.templating import storage
 from services.templating.domain import (
@@ -52,6 +59,21 @@ class Rendered:
     gsm7: bool = False
     segments: int = 0
     whatsapp: WhatsAppMessage | None = None
+
+
+@dataclass(frozen=True)
+class RenderCall:
+    key: str
+    channel: str
+    locale: str
+    variables: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    version: TemplateVersion
+    values: dict[str, Any]
+    locale: Locale
 
 
 @dataclass(frozen=True)
@@ -130,6 +152,22 @@ def formatting_locale(requested: str, template_locale: str) -> Locale:
     return babel_locale(requested if same_language else template_locale, template_locale)
 
 
+def _job(
+    call: RenderCall, chain: Sequence[str], published: Mapping[tuple[str, str, str], TemplateVersion]
+) -> RenderJob | DomainError:
+    """What rendering the call takes (its template after locale fallback, its variables
+    checked), or why it cannot be rendered."""
+    keys = ((call.key, call.channel, locale) for locale in chain)
+    chosen = next((published[key] for key in keys if key in published), None)
+    if chosen is None:
+        return NotFound("template", f"{call.key}/{call.channel}/{call.locale}")
+    try:
+        values = bind_variables(chosen.draft.variables, call.variables, chosen.label)
+    except InvalidArgument as error:
+        return error
+    return RenderJob(chosen, values, formatting_locale(call.locale, chosen.draft.template.locale))
+
+
 def sources(draft: VersionDraft) -> list[str]:
     """What one render renders: subject, body, then each WhatsApp parameter."""
     return [draft.subject, draft.body, *(draft.whatsapp.parameters if draft.whatsapp else ())]
@@ -157,16 +195,28 @@ class Templates:
     # ------------------------------------------------------------ rendering
 
     async def render(self, key: str, channel: str, locale: str, variables: Mapping[str, Any]) -> Rendered:
-        chain = locale_chain(locale, self.settings.default_locale)
+        (result,) = await self.render_many([RenderCall(key, channel, locale, variables)])
+        if isinstance(result, DomainError):
+            raise result
+        return result
+
+    async def render_many(self, calls: Sequence[RenderCall]) -> list[Rendered | DomainError]:
+        """Each call's published template (after locale fallback) rendered with its
+        variables, or the error that refused it: one read for the batch, one worker
+        thread hop, a refusal of one call leaving the others alone."""
+        chains = [locale_chain(call.locale, self.settings.default_locale) for call in calls]
         async with self.db.read() as db:
-            found = {
-                v.draft.template.locale: v for v in await storage.published_versions(db, key, channel, chain)
-            }
-        chosen = next((found[candidate] for candidate in chain if candidate in found), None)
-        if chosen is None:
-            raise NotFound("template", f"{key}/{channel}/{locale}")
-        values = bind_variables(chosen.draft.variables, variables, chosen.label)
-        return await self._render(chosen, values, formatting_locale(locale, chosen.draft.template.locale))
+            published = await storage.published_versions(
+                db,
+                {(call.key, call.channel) for call in calls},
+                {locale for chain in chains for locale in chain},
+            )
+        found = {
+            (v.draft.template.key, v.draft.template.channel, v.draft.template.locale): v for v in published
+        }
+        planned = [_job(call, chain, found) for call, chain in zip(calls, chains, strict=True)]
+        rendered = iter(await self._render([job for job in planned if isinstance(job, RenderJob)]))
+        return [next(rendered) if isinstance(job, RenderJob) else job for job in planned]
 
     async def preview(
         self, template: TemplateId, version: int, variables: Mapping[str, Any] | None, format_locale: str
@@ -177,33 +227,46 @@ class Templates:
             raise NotFound("template version", template.label(version))
         given = found.draft.sample if variables is None else variables
         values = bind_variables(found.draft.variables, given, found.label)
-        return await self._render(
-            found, values, babel_locale(format_locale or template.locale, template.locale)
+        (result,) = await self._render(
+            [RenderJob(found, values, babel_locale(format_locale or template.locale, template.locale))]
         )
+        if isinstance(result, DomainError):
+            raise result
+        return result
 
-    async def _render(self, version: TemplateVersion, values: dict[str, Any], locale: Locale) -> Rendered:
-        draft = version.draft
-        job = asyncio.get_running_loop().run_in_executor(
-            self.pool, self.renderer.render, sources(draft), values, locale
-        )
-        # The sandbox stops itself at max_render_ms; this bounds the wait for a free thread too.
-        timeout = 2 * self.settings.max_render_ms / 1000 + 1
+    async def _render(self, jobs: Sequence[RenderJob]) -> list[Rendered | DomainError]:
+        """The jobs rendered one after another in a worker thread (each within its own caps)."""
+        if not jobs:
+            return []
+        work = asyncio.get_running_loop().run_in_executor(self.pool, self._render_all, jobs)
+        # The sandbox stops each render at max_render_ms; this bounds the wait for a free
+        # thread too, and then the templates are not at fault: the caller tries again.
+        timeout = len(jobs) * self.settings.max_render_ms / 1000 + 2 * self.settings.max_render_ms / 1000 + 1
         try:
-            subject, body, *parameters = await asyncio.wait_for(job, timeout)
-        except (RenderRefused, TimeoutError) as error:
-            reason = str(error) or "timed out"
-            raise FailedPrecondition(
-                f"{version.label} ({draft.template.locale}) was not rendered: {reason}"
-            ) from None
-        rendered = Rendered(subject, body, version.label, draft.template.locale)
+            return await asyncio.wait_for(work, timeout)
+        except TimeoutError:
+            return [Unavailable("the renderer is busy: try again") for _ in jobs]
+
+    def _render_all(self, jobs: Sequence[RenderJob]) -> list[Rendered | DomainError]:
+        return [self._render_one(job) for job in jobs]
+
+    def _render_one(self, job: RenderJob) -> Rendered | DomainError:
+        draft = job.version.draft
+        try:
+            subject, body, *parameters = self.renderer.render(sources(draft), job.values, job.locale)
+        except RenderRefused as error:
+            return FailedPrecondition(
+                f"{job.version.label} ({draft.template.locale}) was not rendered: {error}"
+            )
+        label, locale = job.version.label, draft.template.locale
         if draft.template.channel == "sms":
             sms = self.settings.sms
             text = sms_text(body, sms.replacements, sms.gsm7_safe)
-            return Rendered(subject, text.body, version.label, rendered.locale, text.gsm7, text.segments)
+            return Rendered(subject, text.body, label, locale, text.gsm7, text.segments)
         if draft.whatsapp is not None:
             message = WhatsAppMessage(draft.whatsapp.name, draft.whatsapp.language, tuple(parameters))
-            return Rendered(subject, body, version.label, rendered.locale, whatsapp=message)
-        return rendered
+            return Rendered(subject, body, label, locale, whatsapp=message)
+        return Rendered(subject, body, label, locale)
 
     # ------------------------------------------------------------ operators
 

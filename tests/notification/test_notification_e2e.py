@@ -131,6 +131,26 @@ async def test_a_signup_is_welcomed_in_app_and_by_email(client: httpx.AsyncClien
     ]
 
 
+async def test_in_app_is_shown_on_intake_and_only_other_channels_take_the_work_queue(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    member = await sign_up(client)
+    welcome = await eventually(
+        lambda: member.notification_of("user.registered"), lambda seen: seen is not None
+    )
+    deliveries = await eventually(
+        lambda: _stored_deliveries(database, welcome["notification_id"]),
+        lambda seen: {d.channel: d.status for d in seen} == {"in_app": "delivered", "email": "sent"},
+    )
+    queued = {d.channel: d.enqueued_at is not None for d in deliveries}
+    assert queued == {"in_app": False, "email": True}
+
+
+async def _stored_deliveries(database: Database, notification_id: str) -> list[storage.DeliveryRow]:
+    async with database.read() as connection:
+        return await storage.deliveries_of(connection, notification_id)
+
+
 def link_token(text: str, path: str) -> str:
     """The token of the link to `path` a mail carries (auth's [auth] *_url)."""
     found = re.search(rf"https://app\.example\.com/{path}\?token=([^\s&]+)", text)

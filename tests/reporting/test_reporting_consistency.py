@@ -5,7 +5,6 @@ configured wait, never figures without it; a malformed token is a 400."""
 
 from __future__ import annotations
 
-import secrets
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -14,9 +13,9 @@ import httpx
 import pytest
 
 from tests.mesh import Mesh
+from tests.rest_calls import new_expense, signed_up
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "violet-harbor-tune-42-consistency"
 TOKEN = "x-consistency-token"
 
 
@@ -28,17 +27,7 @@ async def http(mesh_sqlite: Mesh) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def headers(http: httpx.AsyncClient) -> dict[str, str]:
-    body = {"email": f"ryw.{secrets.token_hex(6)}@example.org", "password": PASSWORD, "display_name": "R"}
-    answer = await http.post("/v1/auth/signup", json=body)
-    assert answer.status_code == 200, answer.text
-    return {"authorization": f"Bearer {answer.json()['access_token']}"}
-
-
-async def create(http: httpx.AsyncClient, headers: dict[str, str], amount: str) -> httpx.Response:
-    body = {"request_id": secrets.token_hex(8), "amount": amount, "currency": "INR"}
-    created = await http.post("/v1/expenses", json=body, headers=headers)
-    assert created.status_code == 200, created.text
-    return created
+    return await signed_up(http)
 
 
 def inr_total(summary: dict) -> str | None:
@@ -48,7 +37,7 @@ def inr_total(summary: dict) -> str | None:
 async def test_a_summary_read_with_the_token_includes_each_write(
     http: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
-    created = await create(http, headers, "1250.50")
+    created = await new_expense(http, headers, "1250.50")
     token = created.headers[TOKEN]
     assert token == f"{created.json()['expense_id']}.1"
     summary = await http.get("/v1/reports/summary?period=month", headers={**headers, TOKEN: token})
@@ -69,7 +58,7 @@ async def test_a_summary_read_with_the_token_includes_each_write(
 async def test_a_write_that_never_arrives_is_a_503_not_stale_figures(
     http: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
-    created = await create(http, headers, "5.00")
+    created = await new_expense(http, headers, "5.00")
     future = f"{created.json()['expense_id']}.9"
     started = time.monotonic()
     answer = await http.get("/v1/reports/summary", headers={**headers, TOKEN: future})
@@ -100,7 +89,7 @@ async def test_what_the_token_costs(http: httpx.AsyncClient, headers: dict[str, 
         return answer.json()
 
     for count in range(1, 21):
-        token = (await create(http, headers, "1.00")).headers[TOKEN]
+        token = (await new_expense(http, headers, "1.00")).headers[TOKEN]
         assert inr_total(await timed("right after a create, with", {TOKEN: token})) == f"{count}.00"
         assert inr_total(await timed("with", {TOKEN: token})) == f"{count}.00"
         assert inr_total(await timed("without", {})) == f"{count}.00"

@@ -199,6 +199,46 @@ async def test_missing_and_extra_variables_are_named(clients: Clients) -> None:
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_batch_answers_each_render_in_order_one_refusal_leaving_the_others(clients: Clients) -> None:
+    without_budget = {name: value for name, value in SAMPLE.items() if name != "budget"}
+    wrong_variables = pb.RenderRequest(
+        key="budget.threshold", channel="sms", locale="en", variables=struct(without_budget | {"pin": "1"})
+    )
+    requests = [
+        render_request("hi-IN"),
+        pb.RenderRequest(key="budget.nothing", channel="sms", locale="en", variables=struct(SAMPLE)),
+        wrong_variables,
+        pb.RenderRequest(key="Budget!", channel="fax", locale="en"),
+        render_request("en-IN"),
+    ]
+    answer = await clients.templating.BatchRender(
+        pb.BatchRenderRequest(requests=requests), metadata=clients.service("ds"), timeout=TIMEOUT
+    )
+    kinds = [result.WhichOneof("result") for result in answer.results]
+    assert kinds == ["rendered", "error", "error", "error", "rendered"]
+    single = await clients.templating.Render(
+        render_request("hi-IN"), metadata=clients.operator, timeout=TIMEOUT
+    )
+    assert answer.results[0].rendered == single
+    assert answer.results[4].rendered.locale == "en" and "Rs.12,34,567.50" in answer.results[4].rendered.body
+    codes = [grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT]
+    assert [result.error.code for result in answer.results[1:4]] == [code.value[0] for code in codes]
+    bad_request = error_details_pb2.BadRequest()
+    assert answer.results[2].error.details[0].Unpack(bad_request)
+    assert {v.field for v in bad_request.field_violations} == {"variables.budget", "variables.pin"}
+    too_many = pb.BatchRenderRequest(requests=[render_request()] * 501)
+    error = await failure(
+        clients.templating.BatchRender(too_many, metadata=clients.operator, timeout=TIMEOUT)
+    )
+    assert set(violations(error)) == {"requests"}
+    billing = await failure(
+        clients.templating.BatchRender(
+            pb.BatchRenderRequest(requests=requests), metadata=clients.service("billing"), timeout=TIMEOUT
+        )
+    )
+    assert billing.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 async def test_an_operator_drafts_previews_publishes_and_rolls_back(clients: Clients, mesh: Mesh) -> None:
     ops, t = clients.operator, clients.templating
     key = {"key": "bill.overdue", "channel": "in_app", "locale": "en"}

@@ -10,7 +10,7 @@ go with the outbox's replay window."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +144,12 @@ class ErasedUsers:
     async def refuses(self, session: AsyncSession, user_id: str) -> bool:
         """True for an erased user: a writer must then write nothing for them. Otherwise
         the user stays locked against erasure until the writer's transaction ends."""
-        return bool(await self._erased(session, {user_id}))
+        return bool(await self.refused(session, {user_id}))
+
+    async def refused(self, session: AsyncSession, user_ids: Collection[str]) -> set[str]:
+        """`refuses` for a batch, in one round trip for the locks and one query: the erased
+        among these users; the others stay locked against erasure until the transaction ends."""
+        return await self._erased(session, set(user_ids)) if user_ids else set()
 
     async def _erased(self, session: AsyncSession, user_ids: set[str]) -> set[str]:
         await _advisory_locks(session, user_ids, exclusive=False)

@@ -46,10 +46,14 @@ def _specific_details(error: DomainError) -> list[any_pb2.Any]:
     return []
 
 
-def to_grpc_status(error: DomainError) -> grpc.Status:
+def status_proto(error: DomainError) -> status_pb2.Status:
+    """The google.rpc.Status of an error, e.g. one item's of a batch answer."""
     code = code_pb2.Code.Value(error.code_name)
-    status = status_pb2.Status(code=code, message=error.message, details=_details(error))
-    converted = rpc_status.to_status(status)
+    return status_pb2.Status(code=code, message=error.message, details=_details(error))
+
+
+def to_grpc_status(error: DomainError) -> grpc.Status:
+    converted = rpc_status.to_status(status_proto(error))
     if isinstance(error, ResourceExhausted) and error.retry_after_seconds > 0:
         # The gateways pass this metadata on as the HTTP header of their 429 (RFC 9110
         # Retry-After, whole seconds); RetryInfo stays the exact delay for gRPC clients.

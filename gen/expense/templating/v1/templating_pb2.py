@@ -23,43 +23,50 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&expense/templating/v1/templating.proto\x12\x15\x65xpense.templating.v1\x1a\x1cgoogle/protobuf/struct.proto\"i\n\rRenderRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12*\n\tvariables\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x92\x01\n\x0ePreviewRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12*\n\tvariables\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rformat_locale\x18\x06 \x01(\t\"\xab\x01\n\x0eRenderResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t\x12\x10\n\x08template\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\x12\x0c\n\x04gsm7\x18\x05 \x01(\x08\x12\x10\n\x08segments\x18\x06 \x01(\x05\x12\x38\n\x08whatsapp\x18\x07 \x01(\x0b\x32&.expense.templating.v1.WhatsAppMessage\"E\n\x0fWhatsAppMessage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x03(\t\"8\n\x08Variable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\"E\n\x0fWhatsAppMapping\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x03(\t\"\xc0\x02\n\x0fTemplateVersion\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\t\x12\x32\n\tvariables\x18\x08 \x03(\x0b\x32\x1f.expense.templating.v1.Variable\x12\'\n\x06sample\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x38\n\x08whatsapp\x18\n \x01(\x0b\x32&.expense.templating.v1.WhatsAppMapping\x12\x13\n\x0b\x63reate_time\x18\x0b \x01(\t\x12\x14\n\x0cpublish_time\x18\x0c \x01(\t\"\x8d\x01\n\x08Template\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x19\n\x11published_version\x18\x04 \x01(\x05\x12\x38\n\x08versions\x18\x05 \x03(\x0b\x32&.expense.templating.v1.TemplateVersion\"k\n\x14ListTemplatesRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"d\n\x15ListTemplatesResponse\x12\x32\n\ttemplates\x18\x01 \x03(\x0b\x32\x1f.expense.templating.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x12GetTemplateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\"\x82\x02\n\x1c\x43reateTemplateVersionRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x32\n\tvariables\x18\x06 \x03(\x0b\x32\x1f.expense.templating.v1.Variable\x12\'\n\x06sample\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x38\n\x08whatsapp\x18\x08 \x01(\x0b\x32&.expense.templating.v1.WhatsAppMapping\"O\n\x0ePublishRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\"?\n\x0fRollbackRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t2\xb0\x05\n\x19TemplatingInternalService\x12U\n\x06Render\x12$.expense.templating.v1.RenderRequest\x1a%.expense.templating.v1.RenderResponse\x12W\n\x07Preview\x12%.expense.templating.v1.PreviewRequest\x1a%.expense.templating.v1.RenderResponse\x12j\n\rListTemplates\x12+.expense.templating.v1.ListTemplatesRequest\x1a,.expense.templating.v1.ListTemplatesResponse\x12Y\n\x0bGetTemplate\x12).expense.templating.v1.GetTemplateRequest\x1a\x1f.expense.templating.v1.Template\x12t\n\x15\x43reateTemplateVersion\x12\x33.expense.templating.v1.CreateTemplateVersionRequest\x1a&.expense.templating.v1.TemplateVersion\x12Q\n\x07Publish\x12%.expense.templating.v1.PublishRequest\x1a\x1f.expense.templating.v1.Template\x12S\n\x08Rollback\x12&.expense.templating.v1.RollbackRequest\x1a\x1f.expense.templating.v1.Templateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&expense/templating/v1/templating.proto\x12\x15\x65xpense.templating.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\"i\n\rRenderRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12*\n\tvariables\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"L\n\x12\x42\x61tchRenderRequest\x12\x36\n\x08requests\x18\x01 \x03(\x0b\x32$.expense.templating.v1.RenderRequest\"K\n\x13\x42\x61tchRenderResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.expense.templating.v1.RenderResult\"x\n\x0cRenderResult\x12\x39\n\x08rendered\x18\x01 \x01(\x0b\x32%.expense.templating.v1.RenderResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"\x92\x01\n\x0ePreviewRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12*\n\tvariables\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rformat_locale\x18\x06 \x01(\t\"\xab\x01\n\x0eRenderResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t\x12\x10\n\x08template\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\x12\x0c\n\x04gsm7\x18\x05 \x01(\x08\x12\x10\n\x08segments\x18\x06 \x01(\x05\x12\x38\n\x08whatsapp\x18\x07 \x01(\x0b\x32&.expense.templating.v1.WhatsAppMessage\"E\n\x0fWhatsAppMessage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x03(\t\"8\n\x08Variable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\"E\n\x0fWhatsAppMapping\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x03(\t\"\xc0\x02\n\x0fTemplateVersion\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\t\x12\x32\n\tvariables\x18\x08 \x03(\x0b\x32\x1f.expense.templating.v1.Variable\x12\'\n\x06sample\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x38\n\x08whatsapp\x18\n \x01(\x0b\x32&.expense.templating.v1.WhatsAppMapping\x12\x13\n\x0b\x63reate_time\x18\x0b \x01(\t\x12\x14\n\x0cpublish_time\x18\x0c \x01(\t\"\x8d\x01\n\x08Template\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x19\n\x11published_version\x18\x04 \x01(\x05\x12\x38\n\x08versions\x18\x05 \x03(\x0b\x32&.expense.templating.v1.TemplateVersion\"k\n\x14ListTemplatesRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"d\n\x15ListTemplatesResponse\x12\x32\n\ttemplates\x18\x01 \x03(\x0b\x32\x1f.expense.templating.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x12GetTemplateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\"\x82\x02\n\x1c\x43reateTemplateVersionRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x32\n\tvariables\x18\x06 \x03(\x0b\x32\x1f.expense.templating.v1.Variable\x12\'\n\x06sample\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x38\n\x08whatsapp\x18\x08 \x01(\x0b\x32&.expense.templating.v1.WhatsAppMapping\"O\n\x0ePublishRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\"?\n\x0fRollbackRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06locale\x18\x03 \x01(\t2\x96\x06\n\x19TemplatingInternalService\x12U\n\x06Render\x12$.expense.templating.v1.RenderRequest\x1a%.expense.templating.v1.RenderResponse\x12\x64\n\x0b\x42\x61tchRender\x12).expense.templating.v1.BatchRenderRequest\x1a*.expense.templating.v1.BatchRenderResponse\x12W\n\x07Preview\x12%.expense.templating.v1.PreviewRequest\x1a%.expense.templating.v1.RenderResponse\x12j\n\rListTemplates\x12+.expense.templating.v1.ListTemplatesRequest\x1a,.expense.templating.v1.ListTemplatesResponse\x12Y\n\x0bGetTemplate\x12).expense.templating.v1.GetTemplateRequest\x1a\x1f.expense.templating.v1.Template\x12t\n\x15\x43reateTemplateVersion\x12\x33.expense.templating.v1.CreateTemplateVersionRequest\x1a&.expense.templating.v1.TemplateVersion\x12Q\n\x07Publish\x12%.expense.templating.v1.PublishRequest\x1a\x1f.expense.templating.v1.Template\x12S\n\x08Rollback\x12&.expense.templating.v1.RollbackRequest\x1a\x1f.expense.templating.v1.Templateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'expense.templating.v1.templating_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RENDERREQUEST']._serialized_start=95
-  _globals['_RENDERREQUEST']._serialized_end=200
-  _globals['_PREVIEWREQUEST']._serialized_start=203
-  _globals['_PREVIEWREQUEST']._serialized_end=349
-  _globals['_RENDERRESPONSE']._serialized_start=352
-  _globals['_RENDERRESPONSE']._serialized_end=523
-  _globals['_WHATSAPPMESSAGE']._serialized_start=525
-  _globals['_WHATSAPPMESSAGE']._serialized_end=594
-  _globals['_VARIABLE']._serialized_start=596
-  _globals['_VARIABLE']._serialized_end=652
-  _globals['_WHATSAPPMAPPING']._serialized_start=654
-  _globals['_WHATSAPPMAPPING']._serialized_end=723
-  _globals['_TEMPLATEVERSION']._serialized_start=726
-  _globals['_TEMPLATEVERSION']._serialized_end=1046
-  _globals['_TEMPLATE']._serialized_start=1049
-  _globals['_TEMPLATE']._serialized_end=1190
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1192
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1299
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1301
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1401
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=1403
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=1469
-  _globals['_CREATETEMPLATEVERSIONREQUEST']._serialized_start=1472
-  _globals['_CREATETEMPLATEVERSIONREQUEST']._serialized_end=1730
-  _globals['_PUBLISHREQUEST']._serialized_start=1732
-  _globals['_PUBLISHREQUEST']._serialized_end=1811
-  _globals['_ROLLBACKREQUEST']._serialized_start=1813
-  _globals['_ROLLBACKREQUEST']._serialized_end=1876
-  _globals['_TEMPLATINGINTERNALSERVICE']._serialized_start=1879
-  _globals['_TEMPLATINGINTERNALSERVICE']._serialized_end=2567
+  _globals['_RENDERREQUEST']._serialized_start=120
+  _globals['_RENDERREQUEST']._serialized_end=225
+  _globals['_BATCHRENDERREQUEST']._serialized_start=227
+  _globals['_BATCHRENDERREQUEST']._serialized_end=303
+  _globals['_BATCHRENDERRESPONSE']._serialized_start=305
+  _globals['_BATCHRENDERRESPONSE']._serialized_end=380
+  _globals['_RENDERRESULT']._serialized_start=382
+  _globals['_RENDERRESULT']._serialized_end=502
+  _globals['_PREVIEWREQUEST']._serialized_start=505
+  _globals['_PREVIEWREQUEST']._serialized_end=651
+  _globals['_RENDERRESPONSE']._serialized_start=654
+  _globals['_RENDERRESPONSE']._serialized_end=825
+  _globals['_WHATSAPPMESSAGE']._serialized_start=827
+  _globals['_WHATSAPPMESSAGE']._serialized_end=896
+  _globals['_VARIABLE']._serialized_start=898
+  _globals['_VARIABLE']._serialized_end=954
+  _globals['_WHATSAPPMAPPING']._serialized_start=956
+  _globals['_WHATSAPPMAPPING']._serialized_end=1025
+  _globals['_TEMPLATEVERSION']._serialized_start=1028
+  _globals['_TEMPLATEVERSION']._serialized_end=1348
+  _globals['_TEMPLATE']._serialized_start=1351
+  _globals['_TEMPLATE']._serialized_end=1492
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1494
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1601
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1603
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1703
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=1705
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=1771
+  _globals['_CREATETEMPLATEVERSIONREQUEST']._serialized_start=1774
+  _globals['_CREATETEMPLATEVERSIONREQUEST']._serialized_end=2032
+  _globals['_PUBLISHREQUEST']._serialized_start=2034
+  _globals['_PUBLISHREQUEST']._serialized_end=2113
+  _globals['_ROLLBACKREQUEST']._serialized_start=2115
+  _globals['_ROLLBACKREQUEST']._serialized_end=2178
+  _globals['_TEMPLATINGINTERNALSERVICE']._serialized_start=2181
+  _globals['_TEMPLATINGINTERNALSERVICE']._serialized_end=2971
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -18,6 +19,26 @@ class RenderRequest(_message.Message):
     locale: str
     variables: _struct_pb2.Struct
     def __init__(self, key: _Optional[str] = ..., channel: _Optional[str] = ..., locale: _Optional[str] = ..., variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class BatchRenderRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[RenderRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[RenderRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchRenderResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RenderResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RenderResult, _Mapping]]] = ...) -> None: ...
+
+class RenderResult(_message.Message):
+    __slots__ = ("rendered", "error")
+    RENDERED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    rendered: RenderResponse
+    error: _status_pb2.Status
+    def __init__(self, rendered: _Optional[_Union[RenderResponse, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class PreviewRequest(_message.Message):
     __slots__ = ("key", "channel", "locale", "version", "variables", "format_locale")

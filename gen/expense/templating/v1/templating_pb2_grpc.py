@@ -42,6 +42,11 @@ class TemplatingInternalServiceStub:
                 request_serializer=expense_dot_templating_dot_v1_dot_templating__pb2.RenderRequest.SerializeToString,
                 response_deserializer=expense_dot_templating_dot_v1_dot_templating__pb2.RenderResponse.FromString,
                 _registered_method=True)
+        self.BatchRender = channel.unary_unary(
+                '/expense.templating.v1.TemplatingInternalService/BatchRender',
+                request_serializer=expense_dot_templating_dot_v1_dot_templating__pb2.BatchRenderRequest.SerializeToString,
+                response_deserializer=expense_dot_templating_dot_v1_dot_templating__pb2.BatchRenderResponse.FromString,
+                _registered_method=True)
         self.Preview = channel.unary_unary(
                 '/expense.templating.v1.TemplatingInternalService/Preview',
                 request_serializer=expense_dot_templating_dot_v1_dot_templating__pb2.PreviewRequest.SerializeToString,
@@ -83,6 +88,14 @@ class TemplatingInternalServiceServicer:
     def Render(self, request, context):
         """Renders the published version of a template, falling back hi-IN -> hi -> en.
         Missing or undeclared variables: INVALID_ARGUMENT naming them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchRender(self, request, context):
+        """Render of many messages in one call (notification renders a fetched batch at
+        once): each result is what Render would have answered, a message or an error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,6 +149,11 @@ def add_TemplatingInternalServiceServicer_to_server(servicer, server):
                     servicer.Render,
                     request_deserializer=expense_dot_templating_dot_v1_dot_templating__pb2.RenderRequest.FromString,
                     response_serializer=expense_dot_templating_dot_v1_dot_templating__pb2.RenderResponse.SerializeToString,
+            ),
+            'BatchRender': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchRender,
+                    request_deserializer=expense_dot_templating_dot_v1_dot_templating__pb2.BatchRenderRequest.FromString,
+                    response_serializer=expense_dot_templating_dot_v1_dot_templating__pb2.BatchRenderResponse.SerializeToString,
             ),
             'Preview': grpc.unary_unary_rpc_method_handler(
                     servicer.Preview,
@@ -198,6 +216,33 @@ class TemplatingInternalService:
             '/expense.templating.v1.TemplatingInternalService/Render',
             expense_dot_templating_dot_v1_dot_templating__pb2.RenderRequest.SerializeToString,
             expense_dot_templating_dot_v1_dot_templating__pb2.RenderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchRender(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expense.templating.v1.TemplatingInternalService/BatchRender',
+            expense_dot_templating_dot_v1_dot_templating__pb2.BatchRenderRequest.SerializeToString,
+            expense_dot_templating_dot_v1_dot_templating__pb2.BatchRenderResponse.FromString,
             options,
             channel_credentials,
             insecure,
