@@ -459,7 +459,11 @@ def csv_rows(text: str, max_rows: int) -> list[ledger_pb2.ImportRow]:
     amount and request_id or expense_id required); tags are "|"-separated. Reads at most
     max_rows + 1 rows."""
     reader = csv.reader(io.StringIO(text))
-    header = import_header([name.strip().lower() for name in next(reader, [])])
+    try:
+        first = next(reader, [])
+    except csv.Error as error:  # e.g. a bare carriage return in a field: the client's mistake
+        raise InvalidArgument.of("csv", f"header line: {error}") from None
+    header = import_header([name.strip().lower() for name in first])
     known = (*IMPORT_COLUMNS, "category_path", "source")
     unknown = [name for name in header if name not in known]
     missing = [name for name in ("request_id", "amount") if name not in header]

@@ -92,11 +92,12 @@ def statement_rows(text: str, mapping: ColumnMapping, max_rows: int) -> list[dic
     or why it is skipped; reads at most max_rows + 1 rows."""
     mapping.check()
     reader = csv.reader(io.StringIO(text))
-    header = _header(reader, mapping)
-    positions = {role: header[_key(name)] for role, name in mapping.columns().items()}
     rows: list[dict[str, str] | Skipped] = []
     seen: Counter[tuple[str, ...]] = Counter()
+    # The header search reads lines too: a malformed one there is the client's as well.
     try:
+        header = _header(reader, mapping)
+        positions = {role: header[_key(name)] for role, name in mapping.columns().items()}
         for cells in _data_lines(reader):
             key = tuple(cell.strip() for cell in cells)
             seen[key] += 1

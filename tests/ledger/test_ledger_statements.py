@@ -1,12 +1,13 @@
 """Bank statement rows by column mapping (services/ledger/statements.py), without a mesh:
 the shipped mappings load and each reads its bank's shape; amounts, credits, dates and the
-request ids derived from the rows."""
+request ids derived from the rows; a malformed header line of either CSV reader."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.kit.domain.errors import InvalidArgument
+from services.ledger.api import csv_rows
 from services.ledger.settings import LedgerSettings
 from services.ledger.statements import ColumnMapping, Skipped, load_mappings, statement_rows
 
@@ -71,3 +72,15 @@ def test_a_header_after_the_preamble_and_no_header_at_all() -> None:
         statement_rows("a,b,c\n1,2,3\n", mapping, 10)
     with pytest.raises(InvalidArgument):
         ColumnMapping(date="Day", amount="Out", debit="Out").check()
+
+
+def test_a_malformed_header_line_is_the_clients_mistake() -> None:
+    """A bare carriage return inside a field stops the csv module on the header line, of a
+    statement and of a plain import alike (found by tests/test_api_fuzz_e2e.py: a 500)."""
+    for read in (
+        lambda: statement_rows("|3$\r\U00074108s", MAPPINGS["icici"], 10),
+        lambda: csv_rows('r\rx"y\n', 10),
+    ):
+        with pytest.raises(InvalidArgument) as raised:
+            read()
+        assert raised.value.violations[0].field == "csv"

@@ -23,15 +23,20 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65xpense/ds/v1/ds.proto\x12\rexpense.ds.v1\x1a\x1cgoogle/api/annotations.proto\"A\n\nSmsMessage\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t\x12\x15\n\rreceived_time\x18\x03 \x01(\t\"\xcb\x03\n\tParsedSms\x12*\n\x07outcome\x18\x01 \x01(\x0e\x32\x19.expense.ds.v1.SmsOutcome\x12+\n\tdirection\x18\x02 \x01(\x0e\x32\x18.expense.ds.v1.Direction\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x16\n\x0e\x66oreign_amount\x18\x06 \x01(\t\x12\x18\n\x10\x66oreign_currency\x18\x07 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x08 \x01(\t\x12\x14\n\x0c\x61\x63\x63ount_mask\x18\t \x01(\t\x12\'\n\x07\x63hannel\x18\n \x01(\x0e\x32\x16.expense.ds.v1.Channel\x12\x0f\n\x07\x62\x61lance\x18\x0b \x01(\t\x12\x17\n\x0f\x61vailable_limit\x18\x0c \x01(\t\x12\x11\n\treference\x18\r \x01(\t\x12\x10\n\x08txn_date\x18\x0e \x01(\t\x12\x12\n\nconfidence\x18\x0f \x01(\t\x12\x0e\n\x06parser\x18\x10 \x01(\t\x12\x1d\n\x15suggested_category_id\x18\x11 \x01(\t\x12\x0e\n\x06reason\x18\x12 \x01(\t\x12\x0c\n\x04\x62\x61nk\x18\x13 \x01(\t\">\n\x0fParseSmsRequest\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.expense.ds.v1.SmsMessage\"=\n\x10ParseSmsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.expense.ds.v1.ParsedSms\"?\n\x10IngestSmsRequest\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.expense.ds.v1.SmsMessage\"\xa7\x01\n\x0cIngestResult\x12(\n\x06parsed\x18\x01 \x01(\x0b\x32\x18.expense.ds.v1.ParsedSms\x12+\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.expense.ds.v1.IngestAction\x12\x12\n\nexpense_id\x18\x03 \x01(\t\x12\x11\n\treview_id\x18\x04 \x01(\t\x12\x19\n\x11linked_expense_id\x18\x05 \x01(\t\"A\n\x11IngestSmsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.expense.ds.v1.IngestResult\"\xac\x01\n\tSmsReview\x12\x11\n\treview_id\x18\x01 \x01(\t\x12*\n\x07message\x18\x02 \x01(\x0b\x32\x19.expense.ds.v1.SmsMessage\x12(\n\x06parsed\x18\x03 \x01(\x0b\x32\x18.expense.ds.v1.ParsedSms\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\nexpense_id\x18\x05 \x01(\t\x12\x13\n\x0b\x63reate_time\x18\x06 \x01(\t\">\n\x15ListSmsReviewsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x16ListSmsReviewsResponse\x12)\n\x07reviews\x18\x01 \x03(\x0b\x32\x18.expense.ds.v1.SmsReview\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x0eSmsCorrections\x12\x0e\n\x06\x61mount\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x04 \x01(\t\x12\x10\n\x08txn_date\x18\x05 \x01(\t\"_\n\x16\x41\x63\x63\x65ptSmsReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x32\n\x0b\x63orrections\x18\x02 \x01(\x0b\x32\x1d.expense.ds.v1.SmsCorrections\"+\n\x16RejectSmsReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\"$\n\x12GetInsightsRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\"*\n\x0bInsightFact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xa4\x01\n\x07Insight\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x03 \x01(\t\x12\x10\n\x08merchant\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12)\n\x05\x66\x61\x63ts\x18\x06 \x03(\x0b\x32\x1a.expense.ds.v1.InsightFact\x12\x0b\n\x03low\x18\x07 \x01(\t\x12\x0c\n\x04high\x18\x08 \x01(\t\"y\n\x13GetInsightsResponse\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12(\n\x08insights\x18\x04 \x03(\x0b\x32\x16.expense.ds.v1.Insight*\x85\x01\n\nSmsOutcome\x12\x1b\n\x17SMS_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17SMS_OUTCOME_TRANSACTION\x10\x01\x12\x1f\n\x1bSMS_OUTCOME_NOT_TRANSACTION\x10\x02\x12\x1c\n\x18SMS_OUTCOME_NEEDS_REVIEW\x10\x03*Q\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44IRECTION_DEBIT\x10\x01\x12\x14\n\x10\x44IRECTION_CREDIT\x10\x02*\xca\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_UPI\x10\x01\x12\x10\n\x0c\x43HANNEL_CARD\x10\x02\x12\x0f\n\x0b\x43HANNEL_ATM\x10\x03\x12\x16\n\x12\x43HANNEL_NETBANKING\x10\x04\x12\x10\n\x0c\x43HANNEL_NEFT\x10\x05\x12\x10\n\x0c\x43HANNEL_IMPS\x10\x06\x12\x10\n\x0c\x43HANNEL_RTGS\x10\x07\x12\x12\n\x0e\x43HANNEL_WALLET\x10\x08\x12\x10\n\x0c\x43HANNEL_NACH\x10\t*\x90\x02\n\x0cIngestAction\x12\x1d\n\x19INGEST_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14INGEST_ACTION_BOOKED\x10\x01\x12\x1b\n\x17INGEST_ACTION_DUPLICATE\x10\x02\x12#\n\x1fINGEST_ACTION_QUEUED_FOR_REVIEW\x10\x03\x12!\n\x1dINGEST_ACTION_REFUND_RECORDED\x10\x04\x12!\n\x1dINGEST_ACTION_CREDIT_RECORDED\x10\x05\x12\x19\n\x15INGEST_ACTION_IGNORED\x10\x06\x12$\n INGEST_ACTION_SENDER_NOT_ALLOWED\x10\x07\x32\xc9\x05\n\tDsService\x12\x65\n\x08ParseSms\x12\x1e.expense.ds.v1.ParseSmsRequest\x1a\x1f.expense.ds.v1.ParseSmsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/sms:parse:\x01*\x12i\n\tIngestSms\x12\x1f.expense.ds.v1.IngestSmsRequest\x1a .expense.ds.v1.IngestSmsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/sms:ingest:\x01*\x12v\n\x0eListSmsReviews\x12$.expense.ds.v1.ListSmsReviewsRequest\x1a%.expense.ds.v1.ListSmsReviewsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/sms/reviews\x12\x81\x01\n\x0f\x41\x63\x63\x65ptSmsReview\x12%.expense.ds.v1.AcceptSmsReviewRequest\x1a\x18.expense.ds.v1.SmsReview\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/sms/reviews/{review_id}:accept:\x01*\x12\x81\x01\n\x0fRejectSmsReview\x12%.expense.ds.v1.RejectSmsReviewRequest\x1a\x18.expense.ds.v1.SmsReview\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/sms/reviews/{review_id}:reject:\x01*\x12j\n\x0bGetInsights\x12!.expense.ds.v1.GetInsightsRequest\x1a\".expense.ds.v1.GetInsightsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/insightsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65xpense/ds/v1/ds.proto\x12\rexpense.ds.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"A\n\nSmsMessage\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t\x12\x15\n\rreceived_time\x18\x03 \x01(\t\"\xcb\x03\n\tParsedSms\x12*\n\x07outcome\x18\x01 \x01(\x0e\x32\x19.expense.ds.v1.SmsOutcome\x12+\n\tdirection\x18\x02 \x01(\x0e\x32\x18.expense.ds.v1.Direction\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x16\n\x0e\x66oreign_amount\x18\x06 \x01(\t\x12\x18\n\x10\x66oreign_currency\x18\x07 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x08 \x01(\t\x12\x14\n\x0c\x61\x63\x63ount_mask\x18\t \x01(\t\x12\'\n\x07\x63hannel\x18\n \x01(\x0e\x32\x16.expense.ds.v1.Channel\x12\x0f\n\x07\x62\x61lance\x18\x0b \x01(\t\x12\x17\n\x0f\x61vailable_limit\x18\x0c \x01(\t\x12\x11\n\treference\x18\r \x01(\t\x12\x10\n\x08txn_date\x18\x0e \x01(\t\x12\x12\n\nconfidence\x18\x0f \x01(\t\x12\x0e\n\x06parser\x18\x10 \x01(\t\x12\x1d\n\x15suggested_category_id\x18\x11 \x01(\t\x12\x0e\n\x06reason\x18\x12 \x01(\t\x12\x0c\n\x04\x62\x61nk\x18\x13 \x01(\t\">\n\x0fParseSmsRequest\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.expense.ds.v1.SmsMessage\"=\n\x10ParseSmsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.expense.ds.v1.ParsedSms\"?\n\x10IngestSmsRequest\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.expense.ds.v1.SmsMessage\"\xa7\x01\n\x0cIngestResult\x12(\n\x06parsed\x18\x01 \x01(\x0b\x32\x18.expense.ds.v1.ParsedSms\x12+\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.expense.ds.v1.IngestAction\x12\x12\n\nexpense_id\x18\x03 \x01(\t\x12\x11\n\treview_id\x18\x04 \x01(\t\x12\x19\n\x11linked_expense_id\x18\x05 \x01(\t\"A\n\x11IngestSmsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.expense.ds.v1.IngestResult\"\xac\x01\n\tSmsReview\x12\x11\n\treview_id\x18\x01 \x01(\t\x12*\n\x07message\x18\x02 \x01(\x0b\x32\x19.expense.ds.v1.SmsMessage\x12(\n\x06parsed\x18\x03 \x01(\x0b\x32\x18.expense.ds.v1.ParsedSms\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\nexpense_id\x18\x05 \x01(\t\x12\x13\n\x0b\x63reate_time\x18\x06 \x01(\t\">\n\x15ListSmsReviewsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x16ListSmsReviewsResponse\x12)\n\x07reviews\x18\x01 \x03(\x0b\x32\x18.expense.ds.v1.SmsReview\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x0eSmsCorrections\x12\x0e\n\x06\x61mount\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x04 \x01(\t\x12\x10\n\x08txn_date\x18\x05 \x01(\t\"e\n\x16\x41\x63\x63\x65ptSmsReviewRequest\x12\x17\n\treview_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x32\n\x0b\x63orrections\x18\x02 \x01(\x0b\x32\x1d.expense.ds.v1.SmsCorrections\"1\n\x16RejectSmsReviewRequest\x12\x17\n\treview_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"$\n\x12GetInsightsRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\"*\n\x0bInsightFact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xa4\x01\n\x07Insight\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x03 \x01(\t\x12\x10\n\x08merchant\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12)\n\x05\x66\x61\x63ts\x18\x06 \x03(\x0b\x32\x1a.expense.ds.v1.InsightFact\x12\x0b\n\x03low\x18\x07 \x01(\t\x12\x0c\n\x04high\x18\x08 \x01(\t\"y\n\x13GetInsightsResponse\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12(\n\x08insights\x18\x04 \x03(\x0b\x32\x16.expense.ds.v1.Insight*\x85\x01\n\nSmsOutcome\x12\x1b\n\x17SMS_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17SMS_OUTCOME_TRANSACTION\x10\x01\x12\x1f\n\x1bSMS_OUTCOME_NOT_TRANSACTION\x10\x02\x12\x1c\n\x18SMS_OUTCOME_NEEDS_REVIEW\x10\x03*Q\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44IRECTION_DEBIT\x10\x01\x12\x14\n\x10\x44IRECTION_CREDIT\x10\x02*\xca\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_UPI\x10\x01\x12\x10\n\x0c\x43HANNEL_CARD\x10\x02\x12\x0f\n\x0b\x43HANNEL_ATM\x10\x03\x12\x16\n\x12\x43HANNEL_NETBANKING\x10\x04\x12\x10\n\x0c\x43HANNEL_NEFT\x10\x05\x12\x10\n\x0c\x43HANNEL_IMPS\x10\x06\x12\x10\n\x0c\x43HANNEL_RTGS\x10\x07\x12\x12\n\x0e\x43HANNEL_WALLET\x10\x08\x12\x10\n\x0c\x43HANNEL_NACH\x10\t*\x90\x02\n\x0cIngestAction\x12\x1d\n\x19INGEST_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14INGEST_ACTION_BOOKED\x10\x01\x12\x1b\n\x17INGEST_ACTION_DUPLICATE\x10\x02\x12#\n\x1fINGEST_ACTION_QUEUED_FOR_REVIEW\x10\x03\x12!\n\x1dINGEST_ACTION_REFUND_RECORDED\x10\x04\x12!\n\x1dINGEST_ACTION_CREDIT_RECORDED\x10\x05\x12\x19\n\x15INGEST_ACTION_IGNORED\x10\x06\x12$\n INGEST_ACTION_SENDER_NOT_ALLOWED\x10\x07\x32\xc9\x05\n\tDsService\x12\x65\n\x08ParseSms\x12\x1e.expense.ds.v1.ParseSmsRequest\x1a\x1f.expense.ds.v1.ParseSmsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/sms:parse:\x01*\x12i\n\tIngestSms\x12\x1f.expense.ds.v1.IngestSmsRequest\x1a .expense.ds.v1.IngestSmsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/sms:ingest:\x01*\x12v\n\x0eListSmsReviews\x12$.expense.ds.v1.ListSmsReviewsRequest\x1a%.expense.ds.v1.ListSmsReviewsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/sms/reviews\x12\x81\x01\n\x0f\x41\x63\x63\x65ptSmsReview\x12%.expense.ds.v1.AcceptSmsReviewRequest\x1a\x18.expense.ds.v1.SmsReview\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/sms/reviews/{review_id}:accept:\x01*\x12\x81\x01\n\x0fRejectSmsReview\x12%.expense.ds.v1.RejectSmsReviewRequest\x1a\x18.expense.ds.v1.SmsReview\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/sms/reviews/{review_id}:reject:\x01*\x12j\n\x0bGetInsights\x12!.expense.ds.v1.GetInsightsRequest\x1a\".expense.ds.v1.GetInsightsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/insightsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'expense.ds.v1.ds_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ACCEPTSMSREVIEWREQUEST'].fields_by_name['review_id']._loaded_options = None
+  _globals['_ACCEPTSMSREVIEWREQUEST'].fields_by_name['review_id']._serialized_options = b'\342A\001\002'
+  _globals['_REJECTSMSREVIEWREQUEST'].fields_by_name['review_id']._loaded_options = None
+  _globals['_REJECTSMSREVIEWREQUEST'].fields_by_name['review_id']._serialized_options = b'\342A\001\002'
   _globals['_DSSERVICE'].methods_by_name['ParseSms']._loaded_options = None
   _globals['_DSSERVICE'].methods_by_name['ParseSms']._serialized_options = b'\202\323\344\223\002\022\"\r/v1/sms:parse:\001*'
   _globals['_DSSERVICE'].methods_by_name['IngestSms']._loaded_options = None
@@ -44,48 +49,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DSSERVICE'].methods_by_name['RejectSmsReview']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/sms/reviews/{review_id}:reject:\001*'
   _globals['_DSSERVICE'].methods_by_name['GetInsights']._loaded_options = None
   _globals['_DSSERVICE'].methods_by_name['GetInsights']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/insights'
-  _globals['_SMSOUTCOME']._serialized_start=1990
-  _globals['_SMSOUTCOME']._serialized_end=2123
-  _globals['_DIRECTION']._serialized_start=2125
-  _globals['_DIRECTION']._serialized_end=2206
-  _globals['_CHANNEL']._serialized_start=2209
-  _globals['_CHANNEL']._serialized_end=2411
-  _globals['_INGESTACTION']._serialized_start=2414
-  _globals['_INGESTACTION']._serialized_end=2686
-  _globals['_SMSMESSAGE']._serialized_start=71
-  _globals['_SMSMESSAGE']._serialized_end=136
-  _globals['_PARSEDSMS']._serialized_start=139
-  _globals['_PARSEDSMS']._serialized_end=598
-  _globals['_PARSESMSREQUEST']._serialized_start=600
-  _globals['_PARSESMSREQUEST']._serialized_end=662
-  _globals['_PARSESMSRESPONSE']._serialized_start=664
-  _globals['_PARSESMSRESPONSE']._serialized_end=725
-  _globals['_INGESTSMSREQUEST']._serialized_start=727
-  _globals['_INGESTSMSREQUEST']._serialized_end=790
-  _globals['_INGESTRESULT']._serialized_start=793
-  _globals['_INGESTRESULT']._serialized_end=960
-  _globals['_INGESTSMSRESPONSE']._serialized_start=962
-  _globals['_INGESTSMSRESPONSE']._serialized_end=1027
-  _globals['_SMSREVIEW']._serialized_start=1030
-  _globals['_SMSREVIEW']._serialized_end=1202
-  _globals['_LISTSMSREVIEWSREQUEST']._serialized_start=1204
-  _globals['_LISTSMSREVIEWSREQUEST']._serialized_end=1266
-  _globals['_LISTSMSREVIEWSRESPONSE']._serialized_start=1268
-  _globals['_LISTSMSREVIEWSRESPONSE']._serialized_end=1360
-  _globals['_SMSCORRECTIONS']._serialized_start=1362
-  _globals['_SMSCORRECTIONS']._serialized_end=1473
-  _globals['_ACCEPTSMSREVIEWREQUEST']._serialized_start=1475
-  _globals['_ACCEPTSMSREVIEWREQUEST']._serialized_end=1570
-  _globals['_REJECTSMSREVIEWREQUEST']._serialized_start=1572
-  _globals['_REJECTSMSREVIEWREQUEST']._serialized_end=1615
-  _globals['_GETINSIGHTSREQUEST']._serialized_start=1617
-  _globals['_GETINSIGHTSREQUEST']._serialized_end=1653
-  _globals['_INSIGHTFACT']._serialized_start=1655
-  _globals['_INSIGHTFACT']._serialized_end=1697
-  _globals['_INSIGHT']._serialized_start=1700
-  _globals['_INSIGHT']._serialized_end=1864
-  _globals['_GETINSIGHTSRESPONSE']._serialized_start=1866
-  _globals['_GETINSIGHTSRESPONSE']._serialized_end=1987
-  _globals['_DSSERVICE']._serialized_start=2689
-  _globals['_DSSERVICE']._serialized_end=3402
+  _globals['_SMSOUTCOME']._serialized_start=2035
+  _globals['_SMSOUTCOME']._serialized_end=2168
+  _globals['_DIRECTION']._serialized_start=2170
+  _globals['_DIRECTION']._serialized_end=2251
+  _globals['_CHANNEL']._serialized_start=2254
+  _globals['_CHANNEL']._serialized_end=2456
+  _globals['_INGESTACTION']._serialized_start=2459
+  _globals['_INGESTACTION']._serialized_end=2731
+  _globals['_SMSMESSAGE']._serialized_start=104
+  _globals['_SMSMESSAGE']._serialized_end=169
+  _globals['_PARSEDSMS']._serialized_start=172
+  _globals['_PARSEDSMS']._serialized_end=631
+  _globals['_PARSESMSREQUEST']._serialized_start=633
+  _globals['_PARSESMSREQUEST']._serialized_end=695
+  _globals['_PARSESMSRESPONSE']._serialized_start=697
+  _globals['_PARSESMSRESPONSE']._serialized_end=758
+  _globals['_INGESTSMSREQUEST']._serialized_start=760
+  _globals['_INGESTSMSREQUEST']._serialized_end=823
+  _globals['_INGESTRESULT']._serialized_start=826
+  _globals['_INGESTRESULT']._serialized_end=993
+  _globals['_INGESTSMSRESPONSE']._serialized_start=995
+  _globals['_INGESTSMSRESPONSE']._serialized_end=1060
+  _globals['_SMSREVIEW']._serialized_start=1063
+  _globals['_SMSREVIEW']._serialized_end=1235
+  _globals['_LISTSMSREVIEWSREQUEST']._serialized_start=1237
+  _globals['_LISTSMSREVIEWSREQUEST']._serialized_end=1299
+  _globals['_LISTSMSREVIEWSRESPONSE']._serialized_start=1301
+  _globals['_LISTSMSREVIEWSRESPONSE']._serialized_end=1393
+  _globals['_SMSCORRECTIONS']._serialized_start=1395
+  _globals['_SMSCORRECTIONS']._serialized_end=1506
+  _globals['_ACCEPTSMSREVIEWREQUEST']._serialized_start=1508
+  _globals['_ACCEPTSMSREVIEWREQUEST']._serialized_end=1609
+  _globals['_REJECTSMSREVIEWREQUEST']._serialized_start=1611
+  _globals['_REJECTSMSREVIEWREQUEST']._serialized_end=1660
+  _globals['_GETINSIGHTSREQUEST']._serialized_start=1662
+  _globals['_GETINSIGHTSREQUEST']._serialized_end=1698
+  _globals['_INSIGHTFACT']._serialized_start=1700
+  _globals['_INSIGHTFACT']._serialized_end=1742
+  _globals['_INSIGHT']._serialized_start=1745
+  _globals['_INSIGHT']._serialized_end=1909
+  _globals['_GETINSIGHTSRESPONSE']._serialized_start=1911
+  _globals['_GETINSIGHTSRESPONSE']._serialized_end=2032
+  _globals['_DSSERVICE']._serialized_start=2734
+  _globals['_DSSERVICE']._serialized_end=3447
 # @@protoc_insertion_point(module_scope)

@@ -23,15 +23,18 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$expense/reporting/v1/reporting.proto\x12\x14\x65xpense.reporting.v1\x1a\x1cgoogle/api/annotations.proto\"K\n\x11GetSummaryRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\n\n\x02to\x18\x04 \x01(\t\"g\n\rCategoryTotal\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\x12\x15\n\rshare_percent\x18\x05 \x01(\t\"G\n\x0bSeriesPoint\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\"?\n\rMerchantTotal\x12\x10\n\x08merchant\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\xb1\x02\n\x0f\x43urrencySummary\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x15\n\rdaily_average\x18\x04 \x01(\t\x12\x16\n\x0eprevious_total\x18\x05 \x01(\t\x12\x16\n\x0e\x63hange_percent\x18\x06 \x01(\t\x12\x38\n\x0b\x62y_category\x18\x07 \x03(\x0b\x32#.expense.reporting.v1.CategoryTotal\x12\x31\n\x06series\x18\x08 \x03(\x0b\x32!.expense.reporting.v1.SeriesPoint\x12:\n\rtop_merchants\x18\t \x03(\x0b\x32#.expense.reporting.v1.MerchantTotal\"~\n\x07Summary\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12\x39\n\ncurrencies\x18\x04 \x03(\x0b\x32%.expense.reporting.v1.CurrencySummary\"=\n\x0fGetTrendRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\"\xa0\x01\n\nTrendPoint\x12\x14\n\x0cperiod_start\x18\x01 \x01(\t\x12\x12\n\nperiod_end\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\r\n\x05total\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x12\x38\n\x0b\x62y_category\x18\x06 \x03(\x0b\x32#.expense.reporting.v1.CategoryTotal\"S\n\rCurrencyTrend\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x30\n\x06points\x18\x02 \x03(\x0b\x32 .expense.reporting.v1.TrendPoint\"~\n\x05Trend\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x30\n\x06points\x18\x02 \x03(\x0b\x32 .expense.reporting.v1.TrendPoint\x12\x33\n\x06series\x18\x03 \x03(\x0b\x32#.expense.reporting.v1.CurrencyTrend\"g\n\x18GetCategoryReportRequest\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x03 \x01(\t\x12\x0c\n\x04\x66rom\x18\x04 \x01(\t\x12\n\n\x02to\x18\x05 \x01(\t\"\xdf\x01\n\x0e\x43\x61tegoryReport\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06period\x18\x03 \x01(\t\x12\x14\n\x0cperiod_start\x18\x04 \x01(\t\x12\x12\n\nperiod_end\x18\x05 \x01(\t\x12\x39\n\ncurrencies\x18\x06 \x03(\x0b\x32%.expense.reporting.v1.CurrencySummary\x12\x35\n\x08\x63hildren\x18\x07 \x03(\x0b\x32#.expense.reporting.v1.CategoryTotal\"5\n\x15\x45xportExpensesRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\"`\n\x16\x45xportExpensesResponse\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0b\n\x03\x63sv\x18\x03 \x01(\t\x12\x11\n\trow_count\x18\x04 \x01(\x05\x32\x94\x04\n\x10ReportingService\x12q\n\nGetSummary\x12\'.expense.reporting.v1.GetSummaryRequest\x1a\x1d.expense.reporting.v1.Summary\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/reports/summary\x12i\n\x08GetTrend\x12%.expense.reporting.v1.GetTrendRequest\x1a\x1b.expense.reporting.v1.Trend\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/reports/trend\x12\x97\x01\n\x11GetCategoryReport\x12..expense.reporting.v1.GetCategoryReportRequest\x1a$.expense.reporting.v1.CategoryReport\",\x82\xd3\xe4\x93\x02&\x12$/v1/reports/categories/{category_id}\x12\x87\x01\n\x0e\x45xportExpenses\x12+.expense.reporting.v1.ExportExpensesRequest\x1a,.expense.reporting.v1.ExportExpensesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/reports/exportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$expense/reporting/v1/reporting.proto\x12\x14\x65xpense.reporting.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"K\n\x11GetSummaryRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\n\n\x02to\x18\x04 \x01(\t\"g\n\rCategoryTotal\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\x12\x15\n\rshare_percent\x18\x05 \x01(\t\"G\n\x0bSeriesPoint\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\"?\n\rMerchantTotal\x12\x10\n\x08merchant\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\xb1\x02\n\x0f\x43urrencySummary\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x15\n\rdaily_average\x18\x04 \x01(\t\x12\x16\n\x0eprevious_total\x18\x05 \x01(\t\x12\x16\n\x0e\x63hange_percent\x18\x06 \x01(\t\x12\x38\n\x0b\x62y_category\x18\x07 \x03(\x0b\x32#.expense.reporting.v1.CategoryTotal\x12\x31\n\x06series\x18\x08 \x03(\x0b\x32!.expense.reporting.v1.SeriesPoint\x12:\n\rtop_merchants\x18\t \x03(\x0b\x32#.expense.reporting.v1.MerchantTotal\"~\n\x07Summary\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12\x39\n\ncurrencies\x18\x04 \x03(\x0b\x32%.expense.reporting.v1.CurrencySummary\"=\n\x0fGetTrendRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\"\xa0\x01\n\nTrendPoint\x12\x14\n\x0cperiod_start\x18\x01 \x01(\t\x12\x12\n\nperiod_end\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\r\n\x05total\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x12\x38\n\x0b\x62y_category\x18\x06 \x03(\x0b\x32#.expense.reporting.v1.CategoryTotal\"S\n\rCurrencyTrend\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x30\n\x06points\x18\x02 \x03(\x0b\x32 .expense.reporting.v1.TrendPoint\"~\n\x05Trend\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x30\n\x06points\x18\x02 \x03(\x0b\x32 .expense.reporting.v1.TrendPoint\x12\x33\n\x06series\x18\x03 \x03(\x0b\x32#.expense.reporting.v1.CurrencyTrend\"m\n\x18GetCategoryReportRequest\x12\x19\n\x0b\x63\x61tegory_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x03 \x01(\t\x12\x0c\n\x04\x66rom\x18\x04 \x01(\t\x12\n\n\x02to\x18\x05 \x01(\t\"\xdf\x01\n\x0e\x43\x61tegoryReport\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06period\x18\x03 \x01(\t\x12\x14\n\x0cperiod_start\x18\x04 \x01(\t\x12\x12\n\nperiod_end\x18\x05 \x01(\t\x12\x39\n\ncurrencies\x18\x06 \x03(\x0b\x32%.expense.reporting.v1.CurrencySummary\x12\x35\n\x08\x63hildren\x18\x07 \x03(\x0b\x32#.expense.reporting.v1.CategoryTotal\"5\n\x15\x45xportExpensesRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\"`\n\x16\x45xportExpensesResponse\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0b\n\x03\x63sv\x18\x03 \x01(\t\x12\x11\n\trow_count\x18\x04 \x01(\x05\x32\x94\x04\n\x10ReportingService\x12q\n\nGetSummary\x12\'.expense.reporting.v1.GetSummaryRequest\x1a\x1d.expense.reporting.v1.Summary\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/reports/summary\x12i\n\x08GetTrend\x12%.expense.reporting.v1.GetTrendRequest\x1a\x1b.expense.reporting.v1.Trend\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/reports/trend\x12\x97\x01\n\x11GetCategoryReport\x12..expense.reporting.v1.GetCategoryReportRequest\x1a$.expense.reporting.v1.CategoryReport\",\x82\xd3\xe4\x93\x02&\x12$/v1/reports/categories/{category_id}\x12\x87\x01\n\x0e\x45xportExpenses\x12+.expense.reporting.v1.ExportExpensesRequest\x1a,.expense.reporting.v1.ExportExpensesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/reports/exportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'expense.reporting.v1.reporting_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETCATEGORYREPORTREQUEST'].fields_by_name['category_id']._loaded_options = None
+  _globals['_GETCATEGORYREPORTREQUEST'].fields_by_name['category_id']._serialized_options = b'\342A\001\002'
   _globals['_REPORTINGSERVICE'].methods_by_name['GetSummary']._loaded_options = None
   _globals['_REPORTINGSERVICE'].methods_by_name['GetSummary']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/reports/summary'
   _globals['_REPORTINGSERVICE'].methods_by_name['GetTrend']._loaded_options = None
@@ -40,34 +43,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTINGSERVICE'].methods_by_name['GetCategoryReport']._serialized_options = b'\202\323\344\223\002&\022$/v1/reports/categories/{category_id}'
   _globals['_REPORTINGSERVICE'].methods_by_name['ExportExpenses']._loaded_options = None
   _globals['_REPORTINGSERVICE'].methods_by_name['ExportExpenses']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/reports/export'
-  _globals['_GETSUMMARYREQUEST']._serialized_start=92
-  _globals['_GETSUMMARYREQUEST']._serialized_end=167
-  _globals['_CATEGORYTOTAL']._serialized_start=169
-  _globals['_CATEGORYTOTAL']._serialized_end=272
-  _globals['_SERIESPOINT']._serialized_start=274
-  _globals['_SERIESPOINT']._serialized_end=345
-  _globals['_MERCHANTTOTAL']._serialized_start=347
-  _globals['_MERCHANTTOTAL']._serialized_end=410
-  _globals['_CURRENCYSUMMARY']._serialized_start=413
-  _globals['_CURRENCYSUMMARY']._serialized_end=718
-  _globals['_SUMMARY']._serialized_start=720
-  _globals['_SUMMARY']._serialized_end=846
-  _globals['_GETTRENDREQUEST']._serialized_start=848
-  _globals['_GETTRENDREQUEST']._serialized_end=909
-  _globals['_TRENDPOINT']._serialized_start=912
-  _globals['_TRENDPOINT']._serialized_end=1072
-  _globals['_CURRENCYTREND']._serialized_start=1074
-  _globals['_CURRENCYTREND']._serialized_end=1157
-  _globals['_TREND']._serialized_start=1159
-  _globals['_TREND']._serialized_end=1285
-  _globals['_GETCATEGORYREPORTREQUEST']._serialized_start=1287
-  _globals['_GETCATEGORYREPORTREQUEST']._serialized_end=1390
-  _globals['_CATEGORYREPORT']._serialized_start=1393
-  _globals['_CATEGORYREPORT']._serialized_end=1616
-  _globals['_EXPORTEXPENSESREQUEST']._serialized_start=1618
-  _globals['_EXPORTEXPENSESREQUEST']._serialized_end=1671
-  _globals['_EXPORTEXPENSESRESPONSE']._serialized_start=1673
-  _globals['_EXPORTEXPENSESRESPONSE']._serialized_end=1769
-  _globals['_REPORTINGSERVICE']._serialized_start=1772
-  _globals['_REPORTINGSERVICE']._serialized_end=2304
+  _globals['_GETSUMMARYREQUEST']._serialized_start=125
+  _globals['_GETSUMMARYREQUEST']._serialized_end=200
+  _globals['_CATEGORYTOTAL']._serialized_start=202
+  _globals['_CATEGORYTOTAL']._serialized_end=305
+  _globals['_SERIESPOINT']._serialized_start=307
+  _globals['_SERIESPOINT']._serialized_end=378
+  _globals['_MERCHANTTOTAL']._serialized_start=380
+  _globals['_MERCHANTTOTAL']._serialized_end=443
+  _globals['_CURRENCYSUMMARY']._serialized_start=446
+  _globals['_CURRENCYSUMMARY']._serialized_end=751
+  _globals['_SUMMARY']._serialized_start=753
+  _globals['_SUMMARY']._serialized_end=879
+  _globals['_GETTRENDREQUEST']._serialized_start=881
+  _globals['_GETTRENDREQUEST']._serialized_end=942
+  _globals['_TRENDPOINT']._serialized_start=945
+  _globals['_TRENDPOINT']._serialized_end=1105
+  _globals['_CURRENCYTREND']._serialized_start=1107
+  _globals['_CURRENCYTREND']._serialized_end=1190
+  _globals['_TREND']._serialized_start=1192
+  _globals['_TREND']._serialized_end=1318
+  _globals['_GETCATEGORYREPORTREQUEST']._serialized_start=1320
+  _globals['_GETCATEGORYREPORTREQUEST']._serialized_end=1429
+  _globals['_CATEGORYREPORT']._serialized_start=1432
+  _globals['_CATEGORYREPORT']._serialized_end=1655
+  _globals['_EXPORTEXPENSESREQUEST']._serialized_start=1657
+  _globals['_EXPORTEXPENSESREQUEST']._serialized_end=1710
+  _globals['_EXPORTEXPENSESRESPONSE']._serialized_start=1712
+  _globals['_EXPORTEXPENSESRESPONSE']._serialized_end=1808
+  _globals['_REPORTINGSERVICE']._serialized_start=1811
+  _globals['_REPORTINGSERVICE']._serialized_end=2343
 # @@protoc_insertion_point(module_scope)

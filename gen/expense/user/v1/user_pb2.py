@@ -23,32 +23,41 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65xpense/user/v1/user.proto\x12\x0f\x65xpense.user.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"\\\n\x14NotificationSettings\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\x12\x19\n\x11quiet_hours_start\x18\x02 \x01(\t\x12\x17\n\x0fquiet_hours_end\x18\x03 \x01(\t\"\xb5\x02\n\x07Profile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_currency\x18\x04 \x01(\t\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t\x12\x19\n\x11\x66irst_day_of_week\x18\x07 \x01(\t\x12<\n\rnotifications\x18\x08 \x01(\x0b\x32%.expense.user.v1.NotificationSettings\x12\x17\n\x0fsms_auto_import\x18\t \x01(\x08\x12\x13\n\x0b\x63reate_time\x18\n \x01(\t\x12\x13\n\x0bupdate_time\x18\x0b \x01(\t\x12\x1b\n\x13sms_allowed_senders\x18\x0c \x03(\t\"\x13\n\x11GetProfileRequest\"V\n\x14UpdateProfileRequest\x12)\n\x07profile\x18\x01 \x01(\x0b\x32\x18.expense.user.v1.Profile\x12\x13\n\x0bupdate_mask\x18\x02 \x01(\t\"\x15\n\x13\x45xportMyDataRequest2\xc5\x02\n\x0bUserService\x12`\n\nGetProfile\x12\".expense.user.v1.GetProfileRequest\x1a\x18.expense.user.v1.Profile\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/users/me\x12i\n\rUpdateProfile\x12%.expense.user.v1.UpdateProfileRequest\x1a\x18.expense.user.v1.Profile\"\x17\x82\xd3\xe4\x93\x02\x11\x32\x0c/v1/users/me:\x01*\x12i\n\x0c\x45xportMyData\x12$.expense.user.v1.ExportMyDataRequest\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/me:export0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65xpense/user/v1/user.proto\x12\x0f\x65xpense.user.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\"\\\n\x14NotificationSettings\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\x12\x19\n\x11quiet_hours_start\x18\x02 \x01(\t\x12\x17\n\x0fquiet_hours_end\x18\x03 \x01(\t\"\xcd\x02\n\x07Profile\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x18\n\x10\x64\x65\x66\x61ult_currency\x18\x04 \x01(\t\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t\x12\x19\n\x11\x66irst_day_of_week\x18\x07 \x01(\t\x12<\n\rnotifications\x18\x08 \x01(\x0b\x32%.expense.user.v1.NotificationSettings\x12\x17\n\x0fsms_auto_import\x18\t \x01(\x08\x12\x19\n\x0b\x63reate_time\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0bupdate_time\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\x13sms_allowed_senders\x18\x0c \x03(\t\"\x13\n\x11GetProfileRequest\"V\n\x14UpdateProfileRequest\x12)\n\x07profile\x18\x01 \x01(\x0b\x32\x18.expense.user.v1.Profile\x12\x13\n\x0bupdate_mask\x18\x02 \x01(\t\"\x15\n\x13\x45xportMyDataRequest2\xc5\x02\n\x0bUserService\x12`\n\nGetProfile\x12\".expense.user.v1.GetProfileRequest\x1a\x18.expense.user.v1.Profile\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/users/me\x12i\n\rUpdateProfile\x12%.expense.user.v1.UpdateProfileRequest\x1a\x18.expense.user.v1.Profile\"\x17\x82\xd3\xe4\x93\x02\x11\x32\x0c/v1/users/me:\x01*\x12i\n\x0c\x45xportMyData\x12$.expense.user.v1.ExportMyDataRequest\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/me:export0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'expense.user.v1.user_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['user_id']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['user_id']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['email']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['email']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['create_time']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['update_time']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
   _globals['_USERSERVICE'].methods_by_name['GetProfile']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetProfile']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/users/me'
   _globals['_USERSERVICE'].methods_by_name['UpdateProfile']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['UpdateProfile']._serialized_options = b'\202\323\344\223\002\0212\014/v1/users/me:\001*'
   _globals['_USERSERVICE'].methods_by_name['ExportMyData']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['ExportMyData']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/users/me:export'
-  _globals['_NOTIFICATIONSETTINGS']._serialized_start=104
-  _globals['_NOTIFICATIONSETTINGS']._serialized_end=196
-  _globals['_PROFILE']._serialized_start=199
-  _globals['_PROFILE']._serialized_end=508
-  _globals['_GETPROFILEREQUEST']._serialized_start=510
-  _globals['_GETPROFILEREQUEST']._serialized_end=529
-  _globals['_UPDATEPROFILEREQUEST']._serialized_start=531
-  _globals['_UPDATEPROFILEREQUEST']._serialized_end=617
-  _globals['_EXPORTMYDATAREQUEST']._serialized_start=619
-  _globals['_EXPORTMYDATAREQUEST']._serialized_end=640
-  _globals['_USERSERVICE']._serialized_start=643
-  _globals['_USERSERVICE']._serialized_end=968
+  _globals['_NOTIFICATIONSETTINGS']._serialized_start=137
+  _globals['_NOTIFICATIONSETTINGS']._serialized_end=229
+  _globals['_PROFILE']._serialized_start=232
+  _globals['_PROFILE']._serialized_end=565
+  _globals['_GETPROFILEREQUEST']._serialized_start=567
+  _globals['_GETPROFILEREQUEST']._serialized_end=586
+  _globals['_UPDATEPROFILEREQUEST']._serialized_start=588
+  _globals['_UPDATEPROFILEREQUEST']._serialized_end=674
+  _globals['_EXPORTMYDATAREQUEST']._serialized_start=676
+  _globals['_EXPORTMYDATAREQUEST']._serialized_end=697
+  _globals['_USERSERVICE']._serialized_start=700
+  _globals['_USERSERVICE']._serialized_end=1025
 # @@protoc_insertion_point(module_scope)
