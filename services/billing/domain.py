@@ -350,6 +350,9 @@ class AlertDraft:
     details: dict[str, str]
     dedupe_key: str
     severity: str = ""
+    # False: stored (its rule has fired for the occurrence) but not told to the user, e.g.
+    # the lower thresholds one expense passes together with a higher one.
+    announce: bool = True
 
 
 def money(minor: int, currency: str) -> str:
@@ -360,10 +363,12 @@ def threshold_alerts(
     budget: Budget, budget_name: str, status: BudgetStatus, critical_percent: int
 ) -> list[AlertDraft]:
     """One per threshold reached, keyed by budget, period, arming and threshold: a
-    spend that drops and rises again in the period finds its key taken."""
+    spend that drops and rises again in the period finds its key taken. Only the highest
+    is announced: a spend passing 50 % and 80 % at once is one message, not two."""
     figures = status.figures
     drafts = []
-    for threshold in crossed_thresholds(budget, status):
+    crossed = crossed_thresholds(budget, status)
+    for threshold in crossed:
         drafts.append(
             AlertDraft(
                 type="budget_threshold",
@@ -382,6 +387,7 @@ def threshold_alerts(
                 },
                 dedupe_key=f"budget_threshold:{budget.budget_id}:{figures.period.start}:{budget.arming}:{threshold}",
                 severity="critical" if threshold >= critical_percent else "",
+                announce=threshold == max(crossed),
             )
         )
     return drafts

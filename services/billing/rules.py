@@ -160,7 +160,8 @@ def alert_raised(alert: Alert) -> events_pb2.AlertRaised:
 
 class AlertSink:
     """Stores each draft once (a taken dedupe key means the rule already fired for that
-    occurrence) and publishes alert.raised with the same commit; muted rules are dropped."""
+    occurrence) and publishes alert.raised for those to announce with the same commit;
+    muted rules are dropped."""
 
     def __init__(self, settings: BillingSettings) -> None:
         self.severity = settings.alerts.severity
@@ -179,17 +180,18 @@ class AlertSink:
         muted = await storage.muted_rules_of(unit.session, pending)
         now = utcnow()
         candidates = {  # one per dedupe key: a batch may call for the same one twice
-            draft.dedupe_key: self._alert(user_id, draft, now)
+            draft.dedupe_key: (self._alert(user_id, draft, now), draft.announce)
             for user_id, found in pending.items()
             for draft in found
             if draft.type not in muted[user_id]
         }
-        stored = await storage.insert_alerts(unit.session, list(candidates.values()))
-        raised = [alert for alert in candidates.values() if alert.alert_id in stored]
-        if raised:
-            await unit.publish_all([(alert.user_id, alert_raised(alert)) for alert in raised])
-            after_commit(unit.session, lambda: _count_raised(raised))
-        return raised
+        stored = await storage.insert_alerts(unit.session, [alert for alert, _ in candidates.values()])
+        raised = [(alert, announce) for alert, announce in candidates.values() if alert.alert_id in stored]
+        told = [alert for alert, announce in raised if announce]
+        if told:
+            await unit.publish_all([(alert.user_id, alert_raised(alert)) for alert in told])
+            after_commit(unit.session, lambda: _count_raised(told))
+        return [alert for alert, _ in raised]
 
     def _alert(self, user_id: str, draft: AlertDraft, now: datetime) -> Alert:
         severity = draft.severity or self.severity.get(draft.type, "info")

@@ -108,6 +108,16 @@ def test_thresholds_and_their_keys() -> None:
     assert rearmed[0].dedupe_key != drafts[0].dedupe_key
 
 
+def test_a_spend_passing_several_thresholds_announces_only_the_highest() -> None:
+    figures = PeriodFigures(period_containing("month", date(2026, 1, 20)), 1_000_000, 0, 1_050_000)
+    status = budget_status(figures, date(2026, 1, 20), {})
+    drafts = threshold_alerts(budget(thresholds=(50, 80, 100)), "Food", status, 100)
+    # Each stored (their keys taken: none fires later in the period), one told.
+    assert [(d.details["threshold"], d.announce) for d in drafts] == [
+        ("50", False), ("80", False), ("100", True),
+    ]  # fmt: skip
+
+
 def test_projection_warns_before_the_budget_is_spent() -> None:
     january = period_containing("month", date(2026, 1, 1))
     # 4,000 of 10,000 in 10 days: 12,400 by the 31st.

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from services.billing import storage
-from services.billing.domain import Alert, Bill, Budget
+from services.billing.domain import Alert, AlertDraft, Bill, Budget
 from services.billing.rules import AlertSink, RuleChecks
 from services.billing.scheduler import Scheduler
 from services.billing.settings import BillingMeshSettings
@@ -104,6 +104,23 @@ async def test_a_scheduler_round_alerts_no_user_erased_meanwhile(database: Datab
     async with database.transaction() as session:
         owners = set((await session.execute(select(storage.alerts.c.user_id))).scalars())
     assert owners == {"live-user"}
+
+
+async def test_an_alert_not_to_announce_is_stored_but_not_published(database: Database) -> None:
+    """A spend passing two thresholds at once: both alerts kept (neither fires again in the
+    period), one alert.raised for the user."""
+    config = BillingMeshSettings().billing
+    units = UnitsOfWork(database, Outbox(storage.outbox_table, "test", "billing"), storage.idempotency_keys)
+    drafts = [
+        AlertDraft("budget_threshold", f"{t}%", {"threshold": str(t)}, f"key-{t}", announce=t == 80)
+        for t in (50, 80)
+    ]
+    async with units.begin() as unit:
+        raised = await AlertSink(config).raise_all(unit, "two-thresholds", drafts)
+    assert sorted(alert.dedupe_key for alert in raised) == ["key-50", "key-80"]
+    async with database.transaction() as session:
+        subjects = list((await session.execute(select(storage.outbox_table.c.subject))).scalars())
+    assert len(subjects) == 1 and subjects[0].endswith("alert.raised")
 
 
 async def _seed_users(database: Database, user_ids: list[str]) -> None:
