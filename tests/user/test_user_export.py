@@ -196,9 +196,10 @@ async def test_every_part_in_order_and_a_complete_status_last(
     (bill,) = document["bill_occurrences"]
     assert bill["bill_id"] == "r1" and [o["due_date"] for o in bill["occurrences"]] == DUE_DATES
     # One summary a month from the oldest expense's month on; months without spending left out.
-    assert reporting.months[0] == OLDEST.replace(day=1).isoformat()
-    assert len(reporting.months) >= 2 and reporting.months == sorted(reporting.months)
-    assert [r["period_start"] for r in document["monthly_reports"]] == [reporting.months[0]]
+    asked = sorted(reporting.months)
+    assert asked[0] == OLDEST.replace(day=1).isoformat() and len(asked) == len(set(asked)) >= 2
+    assert asked[-1] >= TODAY.replace(day=1).isoformat()
+    assert [r["period_start"] for r in document["monthly_reports"]] == [asked[0]]
     assert document["notification_preferences"]["time_zone"] == "Asia/Kolkata"
 
 
