@@ -92,6 +92,8 @@ async def account_export(bench: Bench) -> None:
         "account export", "REST", f"sequential httpx, {ACCOUNT_EXPORTS} downloads", measurement
     )
     row.extra.update(bytes=sizes, user_rss_kib_before=rss_before, user_rss_kib_peak=peak[0], checks=checks)
+    # A download that is not a complete document is an error, whatever its status line said.
+    row.errors += sum(1 for check in checks if not check.startswith("complete"))
     row.notes.append(
         f"{max(sizes, default=0) / 1e6:.1f} MB per export; user service RSS "
         f"{rss_before / 1024:.0f} MiB before, {peak[0] / 1024:.0f} MiB peak; {', '.join(checks)}"
