@@ -9,6 +9,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
 
 import httpx
 import psycopg
@@ -131,6 +132,17 @@ async def test_the_export_holds_all_of_the_users_data_and_no_one_elses(client: h
     budget = {"request_id": secrets.token_hex(8), "period": "month", "amount": "500.00", "currency": "INR"}
     made = await client.post("/v1/budgets", json=budget, headers=_bearer(tokens))
     assert made.status_code == 200, made.text
+    first_due = (date.today() - timedelta(days=45)).isoformat()
+    bill = {
+        "request_id": secrets.token_hex(8),
+        "payee": "Power Co",
+        "amount": "900.00",
+        "currency": "INR",
+        "recurrence": "FREQ=MONTHLY",
+        "first_due": first_due,
+    }
+    billed = await client.post("/v1/bills", json=bill, headers=_bearer(tokens))
+    assert billed.status_code == 200, billed.text
 
     answer = await client.get("/v1/users/me:export", headers=_bearer(tokens))
     assert answer.status_code == 200, answer.text
@@ -142,9 +154,18 @@ async def test_the_export_holds_all_of_the_users_data_and_no_one_elses(client: h
     assert {e["note"] for e in document["expenses"]} == {"tea"}
     assert [b["budget_id"] for b in document["budgets"]] == [made.json()["budget_id"]]
     assert len(document["categories"]) >= 10  # the defaults
-    for part in ("bills", "alerts", "notifications", "contact_points", "sms_reviews"):
+    for part in ("alerts", "notifications", "contact_points", "sms_reviews"):
         assert isinstance(document[part], list), part
+    # Past periods only (the current one is the budget's status): none yet for a new budget.
+    history = {"budget_id": made.json()["budget_id"], "currency": "INR", "periods": []}
+    assert document["budget_history"] == [history]
+    (occurrences,) = document["bill_occurrences"]
+    assert occurrences["bill_id"] == billed.json()["bill_id"] == document["bills"][0]["bill_id"]
+    assert occurrences["occurrences"][0]["due_date"] == first_due
+    # This month's summary (reporting applies the creates' events: it may lag a moment).
+    assert all(report["period"] == "month" for report in document["monthly_reports"])
     assert "time_zone" in document["notification_preferences"]
+    assert document["export_status"] == {"complete": True}
     assert (await client.get("/v1/users/me:export")).status_code == 401
 
 

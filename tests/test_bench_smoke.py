@@ -32,6 +32,7 @@ EXPECTED_SCENARIOS = {
     "summary year uncached",
     "summary custom 90 days",
     "export month CSV",
+    "account export",
     "create expense",
     "event lag (create)",
     "event lag",

@@ -327,8 +327,8 @@ def test_each_service_admits_its_real_callers_only() -> None:
     assert _admitted("auth") >= set(MESH) - {"auth"}
     # The user service reads the caller's data for GET /v1/users/me:export ([mesh.peers] user).
     assert _admitted("ledger") == {"reporting", "billing", "ds", "user", *GATEWAYS}
-    assert all("user" in _admitted(name) for name in ("billing", "notification", "ds"))
-    assert "ledger" not in _admitted("reporting") and "user" not in _admitted("reporting")
+    assert all("user" in _admitted(name) for name in ("billing", "notification", "ds", "reporting"))
+    assert "ledger" not in _admitted("reporting") and "billing" not in _admitted("reporting")
     assert "gateway" not in _admitted("templating")  # internal only: no route
 
 

@@ -11,7 +11,7 @@ from bench.scenarios.baseline import baseline
 from bench.scenarios.billing import alert_latency, budget_status
 from bench.scenarios.event_lag import event_lag
 from bench.scenarios.expenses import create_expense, list_expenses, list_expenses_by_text
-from bench.scenarios.exports import custom_range_summary, export_month
+from bench.scenarios.exports import account_export, custom_range_summary, export_month
 from bench.scenarios.imports import bulk_import
 from bench.scenarios.login import login
 from bench.scenarios.notifications import notification_fanout
@@ -30,6 +30,7 @@ SCENARIOS: dict[str, Scenario] = {
     "summary-uncached": summaries_uncached,
     "summary-custom": custom_range_summary,
     "export": export_month,
+    "account-export": account_export,
     "budget-status": budget_status,
     # A browser's page load is a read too: before the writes.
     "page-load": page_load,

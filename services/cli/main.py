@@ -237,6 +237,7 @@ def list_expenses(
     if month:
         start, end = month_range(month)
     params = {"from": start, "to": end, "category_id": category_id(api, category), "q": query}
+    params["skip_total_size"] = "true"  # no total shown: the count would only cost time
     rows: list[dict[str, Any]] = []
     token = ""
     while True:

@@ -161,12 +161,14 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             "tag": request.tag,
             "order_by": request.order_by,
             "currency": request.currency,
+            "skip_total_size": request.skip_total_size,
         }
         query = validate(ListInput, data, self.settings)
         page = await self.ledger.list_expenses(current_identity().user_id, query)
-        response = ledger_pb2.ListExpensesResponse(
-            next_page_token=page.next_page_token, total_size=page.total_size
-        )
+        response = ledger_pb2.ListExpensesResponse(next_page_token=page.next_page_token)
+        if page.total is not None:
+            response.total_size = page.total.size
+            response.total_size_capped = page.total.capped
         add_expense = response.expenses.add
         for expense in page.expenses:
             add_expense(**expense_fields(expense))

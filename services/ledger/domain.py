@@ -332,6 +332,20 @@ class ExpenseFilter:
 
 
 @dataclass(frozen=True)
+class Count:
+    """Matching rows counted up to a cap: `size` is exact unless `capped`, when more match
+    (AIP-158 lets total_size be an estimate; this one says which it is)."""
+
+    size: int
+    capped: bool
+
+    @classmethod
+    def of(cls, counted: int, cap: int) -> Count:
+        """From a count of at most cap + 1 rows: the one past the cap only says there are more."""
+        return cls(min(counted, cap), counted > cap)
+
+
+@dataclass(frozen=True)
 class Cursor:
     """Position after the last expense of a page: its order key and id."""
 

@@ -176,6 +176,8 @@ class ListInput(BaseModel):
     tag: str
     order_by: Ordering
     currency: str
+    # Not part of page_query: counting or not changes no page.
+    skip_total_size: bool = False
 
     def page_query(self) -> bytes:
         """The query a page token continues (AIP-158: the other fields must match), as the

@@ -26,7 +26,8 @@ class LedgerSettings(BaseModel):
     max_query_length: int = Field(100, ge=1, le=1000)
     default_page_size: int = Field(50, ge=1)
     max_page_size: int = Field(500, ge=1, le=5000)
-    # total_size counts at most this many matching rows (the count's cost is bounded too).
+    # total_size counts at most this many matching rows (the count reads one more to tell
+    # an exact count from a capped one: total_size_capped), so its cost is bounded too.
     max_counted_rows: int = Field(1000, ge=1)
     max_import_rows: int = Field(1000, ge=1, le=10000)
     max_categories: int = Field(200, ge=1, le=10000)

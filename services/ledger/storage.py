@@ -54,6 +54,7 @@ from services.kit.db.sql import BigIntId, Query, insert_ignore, insert_many, wan
 from services.kit.events.tables import add_event_tables
 from services.ledger.domain import (
     Category,
+    Count,
     Cursor,
     Expense,
     ExpenseFilter,
@@ -400,18 +401,19 @@ def _planned(statement: Select[Any], names: frozenset[str]) -> Select[Any]:
 
 @cache
 def _count_statement(names: frozenset[str]) -> Select[Any]:
-    """Matching rows, counted up to the bound cap (beyond it a count would cost a full scan)."""
+    """Matching rows, counted up to the bound limit (beyond it a count would cost a full scan)."""
     matching = select(expenses.c.id).where(_matching(names)).limit(bindparam("cap", type_=Integer))
     return _planned(select(func.count()).select_from(matching.subquery()), names)
 
 
 @cache
-def _page_statement(names: frozenset[str], ordering: Ordering, after: bool) -> Select[Any]:
-    """A page in keyset order, each row carrying the capped count of all matching rows:
-    one round trip, and page and count see the same snapshot."""
+def _page_statement(names: frozenset[str], ordering: Ordering, after: bool, counted: bool) -> Select[Any]:
+    """A page in keyset order; counted, each row carries the capped count of all matching
+    rows: one round trip, and page and count see the same snapshot."""
     column = _order_column(ordering)
-    total = _count_statement(names).scalar_subquery().label("total")
-    query = select(*_EXPENSE_ROW, total).where(_matching(names))
+    query = select(*_EXPENSE_ROW).where(_matching(names))
+    if counted:
+        query = query.add_columns(_count_statement(names).scalar_subquery().label("total"))
     if after:
         position = tuple_(column, expenses.c.id)
         bound = tuple_(bindparam("after_key", type_=column.type), bindparam("after_id", type_=String))
@@ -430,28 +432,34 @@ async def list_expenses(
     ordering: Ordering,
     after: Cursor | None,
     limit: int,
-    cap: int,
-) -> tuple[list[Expense], int]:
+    cap: int | None,
+) -> tuple[list[Expense], Count | None]:
     """One page in keyset order (order key, then id): a page starts strictly after
-    the previous page's last row, so inserts never shift or repeat rows. With it,
-    how many rows match the filter, counted up to cap."""
+    the previous page's last row, so inserts never shift or repeat rows. With it, unless
+    cap is None, how many rows match the filter, counted up to cap (the count is most of
+    a common word's cost: it reads up to cap rows where the page reads limit)."""
     values = await _filter_values_of(db, user_id, where)
-    params = {**values, "cap": cap, "limit": limit}
+    params = {**values, "limit": limit}
+    if cap is not None:
+        params["cap"] = cap + 1  # the row past the cap tells an exact count from a capped one
     if after is not None:
         params.update(after_key=after.key_value(ordering), after_id=after.expense_id)
-    statement = _page_statement(frozenset(values), ordering, after is not None)
+    statement = _page_statement(frozenset(values), ordering, after is not None, cap is not None)
     rows = (await db.execute(statement, params)).all()
+    page = [_expense(row) for row in rows]
+    if cap is None:
+        return page, None
     if rows:
-        return [_expense(row) for row in rows], rows[0].total
+        return page, Count.of(rows[0].total, cap)
     # No row carried the count: nothing matches, unless the page starts past the last row.
-    return [], 0 if after is None else await count_expenses(db, user_id, where, cap)
+    return [], Count(0, False) if after is None else await count_expenses(db, user_id, where, cap)
 
 
-async def count_expenses(db: Queryable, user_id: str, where: ExpenseFilter, cap: int) -> int:
+async def count_expenses(db: Queryable, user_id: str, where: ExpenseFilter, cap: int) -> Count:
     """Matching rows, counted up to cap."""
     values = await _filter_values_of(db, user_id, where)
     statement = _count_statement(frozenset(values))
-    return int((await db.execute(statement, {**values, "cap": cap})).scalar_one())
+    return Count.of(int((await db.execute(statement, {**values, "cap": cap + 1})).scalar_one()), cap)
 
 
 async def expenses_in_categories(

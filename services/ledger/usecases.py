@@ -43,6 +43,7 @@ from services.ledger.convert import (
 from services.ledger.domain import (
     Category,
     CategoryTree,
+    Count,
     Cursor,
     DefaultCategory,
     Expense,
@@ -71,7 +72,8 @@ SEEDED_CACHE_MAX = 100_000
 class Page:
     expenses: list[Expense]
     next_page_token: str
-    total_size: int
+    # None when the request skipped the count.
+    total: Count | None
 
 
 @dataclass(frozen=True)
@@ -532,7 +534,7 @@ class Ledger:
                 query.order_by,
                 cursor,
                 query.page_size + 1,
-                self.settings.max_counted_rows,
+                None if query.skip_total_size else self.settings.max_counted_rows,
             )
         page = rows[: query.page_size]
         token = ""

@@ -132,6 +132,11 @@ async def test_list_with_each_filter(http: httpx.AsyncClient) -> None:
     assert await listed(tag="a") == [2, 0]
     assert await listed(order_by="amount asc") == [0, 1, 2]
     assert await listed(order_by="spent_on") == [0, 1, 2]
+    # Through the gateway: a count that stopped at no cap says so; a skipped one is 0.
+    counted = await _ok(await http.get("/v1/expenses?q=fuel", headers=headers))
+    assert (counted["total_size"], counted["total_size_capped"]) == (1, False)
+    bare = await _ok(await http.get("/v1/expenses?q=fuel&skip_total_size=true", headers=headers))
+    assert (len(bare["expenses"]), bare["total_size"], bare["total_size_capped"]) == (1, 0, False)
 
     bad = await http.get("/v1/expenses", params={"page_size": "-1", "order_by": "color"}, headers=headers)
     assert {"page_size", "order_by"} <= set(_violations(bad))

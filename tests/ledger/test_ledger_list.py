@@ -93,7 +93,34 @@ async def test_orderings_and_total_size(client: LedgerClient) -> None:
     assert ordered["amount"] == ["dinar", "coffee", "lunch", "yen", "flight"]
     assert ordered["amount desc"] == list(reversed(ordered["amount"]))
     page = await client.list(user, page_size=2, currency="INR")
-    assert page.total_size == 3 and len(page.expenses) == 2
+    assert page.total_size == 3 and len(page.expenses) == 2 and not page.total_size_capped
+    # Without the count: the same page, total_size 0; the next page follows either way.
+    bare = await client.list(user, page_size=2, currency="INR", skip_total_size=True)
+    assert [e.expense_id for e in bare.expenses] == [e.expense_id for e in page.expenses]
+    assert (bare.total_size, bare.total_size_capped) == (0, False)
+    # The last row deleted: the next page is empty, past the last row, and counted apart.
+    (last,) = [e for e in seeded.values() if e.currency == "INR" and e not in page.expenses]
+    await client.delete(user, last.expense_id)
+    past = await client.list(user, page_size=2, currency="INR", page_token=bare.next_page_token)
+    assert (len(past.expenses), past.total_size, past.next_page_token) == (0, 2, "")
+
+
+async def test_total_size_says_when_the_count_stopped_at_the_cap(client: LedgerClient) -> None:
+    """max_counted_rows is 1,000: 1,000 matches are an exact count, 1,001 a capped one."""
+    user = await client.sign_up()
+    rows = [
+        ledger_pb2.ImportRow(request_id=f"c{i}", amount="1.00", currency="INR", spent_on="2026-01-01")
+        for i in range(1001)
+    ]
+    for start in range(0, 1000, 500):
+        assert (await client.import_rows(user, rows[start : start + 500])).created_count == 500
+    exact = await client.list(user, page_size=1)
+    assert (exact.total_size, exact.total_size_capped) == (1000, False)
+    assert (await client.import_rows(user, rows[1000:])).created_count == 1
+    capped = await client.list(user, page_size=1)
+    assert (capped.total_size, capped.total_size_capped) == (1000, True)
+    bare = await client.list(user, page_size=1, skip_total_size=True)
+    assert (bare.total_size, bare.total_size_capped, len(bare.expenses)) == (0, False, 1)
 
 
 async def test_pages_have_no_duplicates_or_gaps_while_inserts_happen(client: LedgerClient) -> None:

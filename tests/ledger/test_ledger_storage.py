@@ -25,7 +25,7 @@ from services.kit.db.idempotency import RequestKey, _keys_lookup, stored_answers
 from services.kit.db.sql import COPY_MIN_ROWS, insert_many, one_round_trip, wanted_values
 from services.kit.domain.ids import new_id
 from services.ledger import storage
-from services.ledger.domain import Cursor, Expense, ExpenseFilter, parse_ordering
+from services.ledger.domain import Count, Cursor, Expense, ExpenseFilter, parse_ordering
 
 # Created by the migration only: the PostgreSQL trigram index needs the pg_trgm extension.
 MIGRATION_ONLY = {"ix_expenses_search", "alembic_version"}
@@ -80,17 +80,21 @@ async def test_counts_stop_at_the_cap_and_pages_at_the_limit(db: Database) -> No
     ordering = parse_ordering("amount desc")
     everything = ExpenseFilter()
     async with db.read() as connection:
-        assert await storage.count_expenses(connection, user_id, everything, cap=10) == 10
-        assert await storage.count_expenses(connection, user_id, everything, cap=100) == 25
-        assert (
-            await storage.count_expenses(
-                connection, user_id, ExpenseFilter(tag_key="t", min_value=12400), 100
-            )
-            == 1
-        )
+        assert await storage.count_expenses(connection, user_id, everything, cap=10) == Count(10, True)
+        assert await storage.count_expenses(connection, user_id, everything, cap=25) == Count(25, False)
+        assert await storage.count_expenses(connection, user_id, everything, cap=100) == Count(25, False)
+        assert await storage.count_expenses(
+            connection, user_id, ExpenseFilter(tag_key="t", min_value=12400), 100
+        ) == Count(1, False)
         page, total = await storage.list_expenses(connection, user_id, everything, ordering, None, 7, cap=10)
-        assert total == 10
-        assert (await storage.list_expenses(connection, user_id, everything, ordering, None, 7, 100))[1] == 25
+        assert total == Count(10, True)
+        counted = await storage.list_expenses(connection, user_id, everything, ordering, None, 7, 100)
+        assert counted[1] == Count(25, False)
+        # Not counted at all: the same page, no count.
+        assert await storage.list_expenses(connection, user_id, everything, ordering, None, 7, None) == (
+            page,
+            None,
+        )
     assert [expense.amount_minor for expense in page] == list(range(124, 117, -1))
     assert {expense.user_id for expense in page} == {user_id}
 
@@ -105,14 +109,14 @@ async def test_an_empty_page_still_counts_the_matching_rows(db: Database) -> Non
         page, total = await storage.list_expenses(
             connection, user_id, ExpenseFilter(), ordering, None, 10, 100
         )
-        assert (len(page), total) == (3, 3)
+        assert (len(page), total) == (3, Count(3, False))
         past_the_end = Cursor(ordering.key_of(page[-1]), page[-1].expense_id)
         assert await storage.list_expenses(
             connection, user_id, ExpenseFilter(), ordering, past_the_end, 10, 100
-        ) == ([], 3)
+        ) == ([], Count(3, False))
         assert await storage.list_expenses(
             connection, user_id, ExpenseFilter(text="nothing"), ordering, None, 10, 100
-        ) == ([], 0)
+        ) == ([], Count(0, False))
 
 
 async def test_text_search_takes_like_wildcards_and_the_escape_character_literally(db: Database) -> None:
@@ -253,6 +257,6 @@ async def test_migration_0004_adds_older_rows_tags_to_their_search_text(
             page, total = await storage.list_expenses(
                 connection, user_id, ExpenseFilter(text="trip"), parse_ordering(""), None, 10, 100
             )
-        assert ([e.expense_id for e in page], total) == ([old.expense_id], 1)
+        assert ([e.expense_id for e in page], total) == ([old.expense_id], Count(1, False))
     finally:
         await database.dispose()

@@ -152,7 +152,7 @@ class DeleteExpenseResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListExpensesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "to", "category_id", "q", "min_amount", "max_amount", "tag", "order_by", "currency")
+    __slots__ = ("page_size", "page_token", "to", "category_id", "q", "min_amount", "max_amount", "tag", "order_by", "currency", "skip_total_size")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FROM_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,7 @@ class ListExpensesRequest(_message.Message):
     TAG_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    SKIP_TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     to: str
@@ -174,17 +175,20 @@ class ListExpensesRequest(_message.Message):
     tag: str
     order_by: str
     currency: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., to: _Optional[str] = ..., category_id: _Optional[str] = ..., q: _Optional[str] = ..., min_amount: _Optional[str] = ..., max_amount: _Optional[str] = ..., tag: _Optional[str] = ..., order_by: _Optional[str] = ..., currency: _Optional[str] = ..., **kwargs) -> None: ...
+    skip_total_size: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., to: _Optional[str] = ..., category_id: _Optional[str] = ..., q: _Optional[str] = ..., min_amount: _Optional[str] = ..., max_amount: _Optional[str] = ..., tag: _Optional[str] = ..., order_by: _Optional[str] = ..., currency: _Optional[str] = ..., skip_total_size: _Optional[bool] = ..., **kwargs) -> None: ...
 
 class ListExpensesResponse(_message.Message):
-    __slots__ = ("expenses", "next_page_token", "total_size")
+    __slots__ = ("expenses", "next_page_token", "total_size", "total_size_capped")
     EXPENSES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_CAPPED_FIELD_NUMBER: _ClassVar[int]
     expenses: _containers.RepeatedCompositeFieldContainer[Expense]
     next_page_token: str
     total_size: int
-    def __init__(self, expenses: _Optional[_Iterable[_Union[Expense, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+    total_size_capped: bool
+    def __init__(self, expenses: _Optional[_Iterable[_Union[Expense, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ..., total_size_capped: _Optional[bool] = ...) -> None: ...
 
 class GetExpenseHistoryRequest(_message.Message):
     __slots__ = ("expense_id",)

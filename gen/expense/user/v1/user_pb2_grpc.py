@@ -73,9 +73,13 @@ class UserServiceServicer:
 
     def ExportMyData(self, request, context):
         """Everything the mesh holds about the caller as one JSON document (data portability):
-        profile, account, categories, expenses, budgets, bills, alerts, notifications,
-        notification preferences, contact points and SMS review items, gathered from each
-        service on the caller's behalf and streamed as it is read (expenses page by page).
+        profile, account, categories, expenses, budgets and their history, bills and their
+        occurrences, alerts, notifications, contact points, SMS review items, monthly
+        summaries and notification preferences, gathered from each service on the caller's
+        behalf and streamed as it is read (expenses page by page). Its last key,
+        export_status, is {"complete": true}; a service failing midway ends the document with
+        {"complete": false, "failed_part": ..., "error": {"code", "message"}} and the stream
+        with an error status (reason EXPORT_INCOMPLETE), so a partial download never looks whole.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
