@@ -1,5 +1,6 @@
 """An SMTP relay (aiosmtpd) that requires STARTTLS before anything else, then AUTH (LOGIN or
-PLAIN) with one username and password, and records every message it accepts."""
+PLAIN) with one username and password, and records every message it accepts, and how many
+connections, logins and QUITs it saw (a client reusing its connections makes fewer)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,14 @@ class FakeSmtpServer:
         self.data_reply: str | None = None
         # Seconds to stall before answering DATA: a relay that hangs.
         self.data_delay_seconds = 0.0
+        # Set to answer the next MAIL FROM with this reply and hang up (a relay ending a session).
+        self.next_mail_reply_then_close: str | None = None
+        # Set to hang up after taking a message, before its reply: the client cannot know.
+        self.close_after_data = False
+        self.connections = 0
+        self.logins = 0
+        self.quits = 0
+        self._sessions: list[_Session] = []
         self._server: asyncio.Server | None = None
 
     @property
@@ -55,7 +64,7 @@ class FakeSmtpServer:
         loop = asyncio.get_running_loop()
         context = self.certificate.server_context()
         self._server = await loop.create_server(
-            lambda: SMTP(
+            lambda: self._session(
                 self,
                 hostname="fake-smtp.test",
                 tls_context=context,
@@ -73,7 +82,26 @@ class FakeSmtpServer:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
+        self.drop_connections()
         await self._server.wait_closed()
+
+    def _session(self, *args: Any, **kwargs: Any) -> _Session:
+        self.connections += 1
+        session = _Session(*args, **kwargs)
+        self._sessions.append(session)
+        return session
+
+    @property
+    def open_connections(self) -> int:
+        return sum(1 for session in self._sessions if not session.closed)
+
+    def drop_connections(self, reply: str | None = None) -> None:
+        """Hang up every open session, first saying `reply` (e.g. "421 4.4.2 idle too long")."""
+        for session in self._sessions:
+            if session.transport is not None and not session.closed:
+                if reply is not None:
+                    session.transport.write(f"{reply}\r\n".encode())
+                session.transport.close()
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -89,7 +117,25 @@ class FakeSmtpServer:
         if not good:
             # handled=False: aiosmtpd answers "535 5.7.8 Authentication credentials invalid".
             return AuthResult(success=False, handled=False)
+        self.logins += 1
         return AuthResult(success=True, auth_data=auth_data.login.decode())
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        reply, self.next_mail_reply_then_close = self.next_mail_reply_then_close, None
+        if reply is None:
+            envelope.mail_from = address
+            envelope.mail_options.extend(options)
+            return "250 OK"
+        assert server.transport is not None
+        # After the reply is written: close() sends what is buffered first.
+        asyncio.get_running_loop().call_soon(server.transport.close)
+        return reply
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quits += 1
+        return "221 Bye"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.data_delay_seconds:
@@ -107,4 +153,17 @@ class FakeSmtpServer:
                 over_tls=session.ssl is not None,
             )
         )
+        if self.close_after_data:
+            assert server.transport is not None
+            server.transport.close()
         return "250 2.0.0 OK queued"
+
+
+class _Session(SMTP):
+    """One client connection; knows when it has ended."""
+
+    closed = False
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.closed = True
+        super().connection_lost(error)

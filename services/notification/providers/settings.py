@@ -32,6 +32,14 @@ class EmailSettings(BaseModel):
     # A PEM bundle trusted for the relay's certificate instead of the system's (a private relay).
     ca_file: str | None = None
     validate_certs: bool = True
+    # Connected, authenticated SMTP sessions reused for many messages; also the most sessions
+    # open at once (relays limit them per account): a send waits for a free one, at most
+    # pool_wait_seconds (then a retryable failure: the queue's back-off is the back-pressure).
+    pool_size: int = Field(4, ge=1, le=64)
+    pool_wait_seconds: float = Field(10.0, gt=0, le=120)
+    # An unused session is QUIT after this long; relays drop idle ones (RFC 5321 asks them to
+    # wait 5 minutes, many wait less), and a reconnect is cheap when it is this rare.
+    pool_idle_seconds: float = Field(30.0, gt=0, le=600)
     timeouts: TimeoutSettings = TimeoutSettings()
 
     @model_validator(mode="after")
