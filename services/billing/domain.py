@@ -8,7 +8,7 @@ is exact; the projection rounds half-even once."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -302,6 +302,13 @@ def occurrence_status(due_on: date, settlement: Settlement | None, today: date, 
     if settlement is not None:
         return settlement.status
     return "overdue" if today > due_on + timedelta(days=grace_days) else "upcoming"
+
+
+def first_open(due_dates: Iterable[date], settled: Collection[date]) -> date | None:
+    """A bill's next_due: its earliest occurrence not paid or skipped, however old. The
+    walk stops at the first date missing from `settled`, so it takes at most one step
+    more than the bill has settlements; None when a finite rule is all settled."""
+    return next((due_on for due_on in due_dates if due_on not in settled), None)
 
 
 def occurrence_views(

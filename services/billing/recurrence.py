@@ -25,6 +25,7 @@ Semantics, all of them RFC 5545 as dateutil implements it:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import cached_property
@@ -89,6 +90,12 @@ class Recurrence:
                 break
             found.append(moment.date())
         return found
+
+    def each(self) -> Iterator[date]:
+        """Every due date from first_due on, ascending, lazily: the caller decides how far
+        to walk (an unbounded rule never ends)."""
+        for moment in self._rule.xafter(_midnight(self.first_due), inc=True):
+            yield moment.date()
 
     def next_on_or_after(self, day: date) -> date | None:
         moment = self._rule.after(_midnight(max(day, self.first_due)), inc=True)

@@ -677,6 +677,24 @@ async def load_settlements(
     }
 
 
+async def settled_since_first_due(connection: Queryable, bill_ids: Collection[str]) -> dict[str, set[date]]:
+    """Each bill's settled due dates from its first_due on (those before it, left by an
+    edit of first_due, are no occurrence), in one query whatever the bills: what
+    next_due walks. A date per paid or skipped occurrence, read by the primary key."""
+    found: dict[str, set[date]] = {bill_id: set() for bill_id in bill_ids}
+    if not bill_ids:
+        return found
+    query = (
+        select(bill_settlements.c.bill_id, bill_settlements.c.due_on)
+        .join(bills, bills.c.bill_id == bill_settlements.c.bill_id)
+        .where(bill_settlements.c.bill_id.in_(sorted(bill_ids)))
+        .where(bill_settlements.c.due_on >= bills.c.first_due)
+    )
+    for row in await connection.execute(query):
+        found[row.bill_id].add(row.due_on)
+    return found
+
+
 async def settled_by(session: AsyncSession, bill_ids: Collection[str], expense_id: str) -> bool:
     query = select(bill_settlements.c.bill_id).where(
         bill_settlements.c.bill_id.in_(sorted(bill_ids)), bill_settlements.c.expense_id == expense_id

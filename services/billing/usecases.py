@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
@@ -31,6 +31,7 @@ from services.billing.domain import (
     Bill,
     Budget,
     Settlement,
+    first_open,
     occurrence_views,
 )
 from services.billing.inputs import BillInput, BudgetInput, payment_amount
@@ -64,8 +65,6 @@ PAYMENT_FIELDS = {
     "expense.spent_on": "paid_on",
     "expense.category_id": "bill.category_id",
 }
-# How far ahead next_due looks for an open occurrence.
-NEXT_DUE_HORIZON_DAYS = 800
 MAX_OCCURRENCES = 1000
 
 
@@ -443,7 +442,7 @@ class Bills:
         after = decode_page_token(page_token, "bills")
         async with self.db.read() as connection:
             found = await storage.load_bills(connection, user_id, after=after, limit=size + 1)
-            bills = [await self._proto(connection, bill) for bill in found[:size]]
+            bills = await self._protos(connection, found[:size])
         next_token = encode_page_token("bills", found[size - 1].bill_id) if len(found) > size else ""
         return billing_pb2.ListBillsResponse(bills=bills, next_page_token=next_token)
 
@@ -632,15 +631,19 @@ class Bills:
         return bill
 
     async def _proto(self, connection: Queryable, bill: Bill) -> billing_pb2.Bill:
-        _, today = await self.calendars.today(connection, bill.user_id)
-        start = today - timedelta(days=self.settings.alerts.overdue_lookback_days)
-        end = today + timedelta(days=NEXT_DUE_HORIZON_DAYS)
-        due_dates = parse_recurrence(bill.recurrence, bill.first_due).occurrences(
-            max(start, bill.first_due), end
-        )
-        settled = await storage.load_settlements(connection, [bill.bill_id], start, end)
-        open_dates = [due for due in due_dates if (bill.bill_id, due) not in settled]
-        return bill_proto(bill, open_dates[0].isoformat() if open_dates else "")
+        return (await self._protos(connection, [bill]))[0]
+
+    @staticmethod
+    async def _protos(connection: Queryable, bills: Sequence[Bill]) -> list[billing_pb2.Bill]:
+        """The bills with their next_due: the earliest occurrence not paid or skipped,
+        however old (ListBillOccurrences calls the older ones overdue), read in one query."""
+        settled = await storage.settled_since_first_due(connection, [bill.bill_id for bill in bills])
+        protos = []
+        for bill in bills:
+            due_dates = parse_recurrence(bill.recurrence, bill.first_due).each()
+            due_on = first_open(due_dates, settled[bill.bill_id])
+            protos.append(bill_proto(bill, due_on.isoformat() if due_on else ""))
+        return protos
 
 
 def settled_as(settled: Settlement, wanted: str) -> Settlement:

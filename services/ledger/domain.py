@@ -30,8 +30,11 @@ from services.kit.domain.errors import (
 from services.kit.domain.money import NOT_A_DECIMAL, MoneyError, currencies, format_amount
 
 SOURCES = ("manual", "sms", "recurring", "import")
-# A category's path in exports and imports: "Food & dining/Cafes".
+# A category's path in exports and imports: "Food & dining/Cafes". A "/" or "\\" inside a
+# name is escaped with "\\" ("Tea\\/Coffee" is the one category "Tea/Coffee"), so a name
+# with a slash never reads as a parent and child; names without either export as before.
 CATEGORY_PATH_SEPARATOR = "/"
+CATEGORY_PATH_ESCAPE = "\\"
 # Parent links are checked on write; a bound keeps a corrupt cycle from looping.
 MAX_PATH_DEPTH = 32
 # The columns ExportExpenses writes, in order; ImportExpenses reads them back.
@@ -168,9 +171,36 @@ def search_text(merchant: str, note: str, tags: Sequence[str] = ()) -> str:
     return "\n".join([f"{merchant}\n{note}".lower(), *(tag_key(tag) for tag in tags)])
 
 
-def path_key(path: str) -> str:
+def escape_path_name(name: str) -> str:
+    return name.replace(CATEGORY_PATH_ESCAPE, CATEGORY_PATH_ESCAPE * 2).replace(
+        CATEGORY_PATH_SEPARATOR, CATEGORY_PATH_ESCAPE + CATEGORY_PATH_SEPARATOR
+    )
+
+
+def split_path(path: str) -> list[str]:
+    """A path's names, top level first: an escape takes the "/" or "\\" after it as part of
+    the name; before any other character (or at the end) it is a plain backslash, so a
+    name with one, exported before escaping existed, still reads back."""
+    names, current, index = [], [], 0
+    while index < len(path):
+        char, following = path[index], path[index + 1 : index + 2]
+        if char == CATEGORY_PATH_ESCAPE and following in (CATEGORY_PATH_ESCAPE, CATEGORY_PATH_SEPARATOR):
+            current.append(following)
+            index += 2
+            continue
+        if char == CATEGORY_PATH_SEPARATOR:
+            names.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    names.append("".join(current))
+    return names
+
+
+def path_key(path: str) -> tuple[str, ...]:
     """A category path compared as its names are (name_key per level)."""
-    return CATEGORY_PATH_SEPARATOR.join(name_key(part) for part in path.split(CATEGORY_PATH_SEPARATOR))
+    return tuple(name_key(name) for name in split_path(path))
 
 
 # Cells starting with these are formulas to spreadsheet programs (OWASP CSV injection):
@@ -460,17 +490,31 @@ class CategoryTree:
         return found
 
     def path(self, category_id: str | None) -> str:
-        """ "Food & dining/Cafes": the names from the top level down ("" for none)."""
+        """ "Food & dining/Cafes": the names from the top level down ("" for none), each
+        escaped (escape_path_name)."""
+        return CATEGORY_PATH_SEPARATOR.join(escape_path_name(name) for name in self._names(category_id))
+
+    def _names(self, category_id: str | None) -> list[str]:
         names: list[str] = []
         current = self.categories.get(category_id or "")
         while current is not None and len(names) < MAX_PATH_DEPTH:
             names.append(current.name)
             current = self.categories.get(current.parent_id or "")
-        return CATEGORY_PATH_SEPARATOR.join(reversed(names))
+        return names[::-1]
 
-    def path_index(self) -> dict[str, str]:
-        """path_key(path) -> category id, for every category."""
-        return {path_key(self.path(category_id)): category_id for category_id in self.categories}
+    def path_index(self) -> dict[tuple[str, ...], str]:
+        """path_key(path) -> category id, for every category. A file exported before names
+        were escaped wrote "Tea/Coffee" for the category of that name: that key finds it
+        too, unless it is also a real parent and child's, or another such name's."""
+        exact = {tuple(name_key(name) for name in self._names(c)): c for c in self.categories}
+        legacy: dict[tuple[str, ...], list[str]] = {}
+        for category_id in self.categories:
+            unescaped = CATEGORY_PATH_SEPARATOR.join(self._names(category_id))
+            legacy.setdefault(tuple(map(name_key, unescaped.split(CATEGORY_PATH_SEPARATOR))), []).append(
+                category_id
+            )
+        unambiguous = {key: ids[0] for key, ids in legacy.items() if len(ids) == 1 and key not in exact}
+        return {**unambiguous, **exact}
 
     def depth(self, category_id: str) -> int:
         """1 for a top-level category."""

@@ -16,6 +16,7 @@ from services.billing.domain import (
     budget_status,
     carried_into,
     crossed_thresholds,
+    first_open,
     is_large,
     occurrence_status,
     projected_overspend_alert,
@@ -23,6 +24,7 @@ from services.billing.domain import (
     threshold_alerts,
 )
 from services.billing.inputs import DateRangeInput
+from services.billing.recurrence import parse_recurrence
 from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.periods import period_containing, today_in
 from services.kit.domain.validation import validated
@@ -170,3 +172,15 @@ def test_an_occurrence_window_names_the_query_parameters_it_refuses(
 def test_an_occurrence_window_reads_from_and_to() -> None:
     window = validated(DateRangeInput, {"from": "2026-01-01", "to": "2026-01-31"})
     assert (window.start, window.end) == (date(2026, 1, 1), date(2026, 1, 31))
+
+
+def test_next_due_is_the_earliest_open_occurrence_however_old() -> None:
+    """A gap two years back is next_due, not the first open date of a recent window; a
+    settled date that is no occurrence (left by an edit) settles nothing; a finite rule
+    all settled has none."""
+    monthly = parse_recurrence("FREQ=MONTHLY;BYMONTHDAY=10", date(2024, 1, 10))
+    settled = {date(2024, 1, 10), date(2024, 2, 10), date(2024, 3, 11), date(2024, 4, 10)}
+    assert first_open(monthly.each(), settled) == date(2024, 3, 10)
+    assert first_open(monthly.each(), set()) == date(2024, 1, 10)
+    twice = parse_recurrence("FREQ=MONTHLY;COUNT=2;BYMONTHDAY=10", date(2024, 1, 10))
+    assert first_open(twice.each(), {date(2024, 1, 10), date(2024, 2, 10)}) is None

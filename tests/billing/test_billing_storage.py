@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import event, func, select
 
 from services.billing import storage
-from services.billing.domain import Alert, AlertDraft, Bill, Budget
+from services.billing.domain import Alert, AlertDraft, Bill, Budget, Settlement
+from services.billing.recurrence import parse_recurrence
 from services.billing.rules import AlertSink, RuleChecks
 from services.billing.scheduler import Scheduler
 from services.billing.settings import BillingMeshSettings
 from services.billing.storage import Calendar
-from services.billing.usecases import Calendars
+from services.billing.usecases import Bills, Calendars
 from services.kit.db import migrations
 from services.kit.db.engine import Database
 from services.kit.db.erasure import ErasedUsers
@@ -172,3 +174,33 @@ async def test_a_scheduler_round_reads_a_page_in_statements_as_many_for_50_users
     async with database.transaction() as session:
         owners = set((await session.execute(select(storage.alerts.c.user_id))).scalars())
     assert len(owners) == 50
+
+
+async def test_next_due_is_the_oldest_occurrence_the_occurrences_call_overdue(database: Database) -> None:
+    """Every monthly occurrence since January 2025 settled but March 2025's: next_due is
+    that one (long before any lookback window), in get and list alike, and it is the
+    first occurrence ListBillOccurrences calls overdue. Skipping it moves next_due to
+    the first occurrence after the settled run."""
+    config = BillingMeshSettings()
+    units = UnitsOfWork(database, Outbox(storage.outbox_table, "test", "billing"), storage.idempotency_keys)
+    unused: Any = cast(Any, None)  # reads and skip use neither categories nor ledger
+    bills = Bills(database, units, config.billing, Calendars(config.user.defaults), unused, unused)
+    now = utcnow()
+    first_due, gap = date(2025, 1, 10), date(2025, 3, 10)
+    bill = Bill(new_id(), "due-user", "Rent", 2500000, "INR", "", "FREQ=MONTHLY;BYMONTHDAY=10", first_due, 3,
+                False, 1, now, now)  # fmt: skip
+    today = now.date()
+    recurrence = parse_recurrence(bill.recurrence, first_due)
+    paid = [due for due in recurrence.occurrences(first_due, today) if due != gap]
+    async with database.transaction() as session:
+        await storage.save_bill(session, bill, "rent", new=True)
+        for due_on in paid:
+            await storage.settle(session, bill.bill_id, Settlement(due_on, "paid", new_id(), 2500000), now)
+    assert (await bills.get("due-user", bill.bill_id)).next_due == gap.isoformat()
+    assert [b.next_due for b in (await bills.list("due-user", 10, "")).bills] == [gap.isoformat()]
+    listed = await bills.occurrences("due-user", bill.bill_id, first_due, today)
+    overdue = [o.due_date for o in listed.occurrences if o.status == "overdue"]
+    assert overdue[0] == gap.isoformat()
+    await bills.skip("due-user", bill.bill_id, gap)
+    after = recurrence.next_on_or_after(max(paid) + timedelta(days=1))
+    assert (await bills.get("due-user", bill.bill_id)).next_due == str(after)

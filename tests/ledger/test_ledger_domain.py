@@ -23,6 +23,8 @@ from services.ledger.domain import (
     etag_of,
     load_default_categories,
     parse_ordering,
+    path_key,
+    split_path,
 )
 from services.ledger.settings import LedgerSettings
 
@@ -170,3 +172,48 @@ def test_default_categories_come_from_the_data_file(tmp_path: Path) -> None:
     own = tmp_path / "mine.toml"
     own.write_text('[[categories]]\nname = "Only"\ncolor = "#000000"\n')
     assert [c.name for c in load_default_categories(own)] == ["Only"]
+
+
+def _named(*rows: tuple[str, str, str | None]) -> CategoryTree:
+    return CategoryTree.of(Category(cid, "u", name, parent, "", "", NOW, NOW) for cid, name, parent in rows)
+
+
+def test_a_slash_in_a_category_name_is_escaped_in_its_path_and_read_back() -> None:
+    """ "Food/Cafes" (one top-level name) and Food > Cafes no longer share a path: each
+    exported path finds its own category again; names without "/" or "\\" export as before."""
+    tree = _named(
+        ("food", "Food", None),
+        ("cafes", "Cafes", "food"),
+        ("slash", "Food/Cafes", None),
+        ("back", "C:\\Drive", None),
+        ("under", "Tea/Coffee", "food"),
+    )
+    paths = {cid: tree.path(cid) for cid in tree.categories}
+    assert paths == {
+        "food": "Food",
+        "cafes": "Food/Cafes",
+        "slash": "Food\\/Cafes",
+        "back": "C:\\\\Drive",
+        "under": "Food/Tea\\/Coffee",
+    }
+    index = tree.path_index()
+    assert {cid: index[path_key(path)] for cid, path in paths.items()} == {cid: cid for cid in paths}
+    assert split_path("Food/Tea\\/Coffee") == ["Food", "Tea/Coffee"]
+
+
+def test_a_path_exported_before_escaping_still_finds_its_category_unless_ambiguous() -> None:
+    """An old file's "Tea/Coffee" (unescaped) finds the category named so when no parent
+    and child has that path; "Food/Cafes" is the real Food > Cafes; a lone backslash
+    before another character is a plain one."""
+    tree = _named(
+        ("food", "Food", None),
+        ("cafes", "Cafes", "food"),
+        ("slash", "Food/Cafes", None),
+        ("tea", "Tea/Coffee", None),
+        ("back", "A\\B", None),
+    )
+    index = tree.path_index()
+    assert index[path_key("Tea/Coffee")] == "tea"
+    assert index[path_key("food/cafes")] == "cafes"
+    assert index[path_key("A\\B")] == "back"
+    assert path_key("Nowhere/Else") not in index

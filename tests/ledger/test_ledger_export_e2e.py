@@ -37,6 +37,10 @@ async def sign_up(http: httpx.AsyncClient) -> dict[str, str]:
     cafes = await http.post("/v1/categories", json={"name": "Cafes", "parent_id": food}, headers=headers)
     assert cafes.status_code == 200, cafes.text
     headers["cafes"] = cafes.json()["category_id"]
+    # A name whose slash would read as Food & dining > Cafes in an unescaped path.
+    slash = await http.post("/v1/categories", json={"name": "Food & dining/Cafes"}, headers=headers)
+    assert slash.status_code == 200, slash.text
+    headers["slash"] = slash.json()["category_id"]
     return headers
 
 
@@ -47,7 +51,7 @@ def without_ledger_columns(text: str) -> list[list[str]]:
 
 async def test_export_import_export(http: httpx.AsyncClient) -> None:
     owner = await sign_up(http)
-    cafes = owner.pop("cafes")
+    cafes, slash = owner.pop("cafes"), owner.pop("slash")
     spending = [
         {
             "amount": "4.50",
@@ -66,6 +70,7 @@ async def test_export_import_export(http: httpx.AsyncClient) -> None:
             "tags": ["trip"],
         },
         {"amount": "7.00", "spent_on": "2025-12-31", "merchant": "Out of range"},
+        {"amount": "2.00", "spent_on": "2026-03-01", "merchant": "Slash Cafe", "category_id": slash},
     ]
     for fields in spending:
         created = await http.post(
@@ -85,7 +90,8 @@ async def test_export_import_export(http: httpx.AsyncClient) -> None:
     text = exported.text
     lines = list(csv.reader(io.StringIO(text)))
     assert ",".join(lines[0]) == HEADER
-    assert [row[0] for row in lines[1:]] == ["2026-01-11", "2026-01-31", "2026-02-01"]
+    assert [row[0] for row in lines[1:]] == ["2026-01-11", "2026-01-31", "2026-02-01", "2026-03-01"]
+    assert lines[4][3] == "Food & dining\\/Cafes"
     assert lines[1][3:7] == [
         "Food & dining/Cafes",
         "Bean There",
@@ -95,23 +101,26 @@ async def test_export_import_export(http: httpx.AsyncClient) -> None:
     assert lines[2][5] == "'=1+1"  # a formula to a spreadsheet: quoted
 
     other = await sign_up(http)
-    other.pop("cafes")
+    ids = {"cafes": other.pop("cafes"), "slash": other.pop("slash")}
     imported = await http.post("/v1/expenses:import", json={"csv": text}, headers=other)
     assert imported.status_code == 200, imported.text
-    assert imported.json()["created_count"] == 3, imported.json()
+    assert imported.json()["created_count"] == 4, imported.json()
     again = await http.get(path, headers={**other, "accept": "text/csv"})
     assert without_ledger_columns(again.text) == without_ledger_columns(text)
+    listed = (await http.get("/v1/expenses", headers=other)).json()["expenses"]
+    placed = {e["merchant"]: e.get("category_id", "") for e in listed}
+    assert (placed["Bean There"], placed["Slash Cafe"]) == (ids["cafes"], ids["slash"])
 
     # Read back into the same account: every row is its own expense already.
     back = await http.post("/v1/expenses:import", json={"csv": text}, headers=owner)
     assert back.status_code == 200, back.text
-    assert back.json()["duplicate_count"] == 3 and back.json()["created_count"] == 0
+    assert back.json()["duplicate_count"] == 4 and back.json()["created_count"] == 0
     assert (await http.get(path, headers=owner)).text == text  # byte-identical
 
 
 async def test_a_bad_export_range_names_the_field(http: httpx.AsyncClient) -> None:
     owner = await sign_up(http)
-    owner.pop("cafes")
+    del owner["cafes"], owner["slash"]
     refused = await http.get("/v1/expenses:export?from=2026-02-01&to=2026-01-01", headers=owner)
     assert refused.status_code == 400, refused.text
     assert refused.json()["details"][0]["field_violations"][0]["field"] == "to"
@@ -133,7 +142,7 @@ STATEMENT SUMMARY :-,,,,,,
 
 async def test_a_bank_statement_imports_by_a_named_mapping_once(http: httpx.AsyncClient) -> None:
     headers = await sign_up(http)
-    headers.pop("cafes")
+    del headers["cafes"], headers["slash"]
     body = {"csv": HDFC, "mapping": "hdfc"}
     answer = await http.post("/v1/expenses:import", json=body, headers=headers)
     assert answer.status_code == 200, answer.text
@@ -153,7 +162,7 @@ async def test_a_bank_statement_imports_by_a_named_mapping_once(http: httpx.Asyn
 
 async def test_a_client_maps_its_own_columns_and_bad_mappings_are_400s(http: httpx.AsyncClient) -> None:
     headers = await sign_up(http)
-    headers.pop("cafes")
+    del headers["cafes"], headers["slash"]
     text = "When;What;Money\n"  # a semicolon file is not CSV: its one column names none of them
     mapping = {"date": "Txn Day", "merchant": "Payee", "amount": "Amount (USD)", "currency": "USD"}
     own = "Txn Day,Payee,Amount (USD)\n2026-10-04,Coffee Shop,-3.00\n2026-10-05,Book Store,18.25 Dr\n"

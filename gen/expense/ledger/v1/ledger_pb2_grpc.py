@@ -146,8 +146,10 @@ class LedgerServiceServicer:
     def ExportExpenses(self, request, context):
         """The expenses spent between from and to (inclusive; both optional, any range) as a
         CSV download (text/csv; charset=utf-8), streamed in chunks. Columns: date, amount,
-        currency, category (its path, "Food & dining/Cafes"), merchant, note, tags ("|"
-        separated), source, expense_id: exactly what ImportExpenses reads back.
+        currency, category (its path, "Food & dining/Cafes"; a slash or backslash inside a
+        name is escaped with a backslash, so a name never reads as parent and child),
+        merchant, note, tags ("|" separated), source, expense_id: exactly what
+        ImportExpenses reads back.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -152,8 +152,9 @@ async function dashboard() {
     }),
     section(bills, async (el) => {
       const { bills: list } = await API.get("/v1/bills");
+      // next_due is the earliest occurrence not settled, however old: a past one leads the list.
       const upcoming = list.filter((b) => b.next_due).sort((a, b) => a.next_due.localeCompare(b.next_due)).slice(0, 5);
-      el.replaceChildren(h("h2", {}, "Upcoming bills"), upcoming.length
+      el.replaceChildren(h("h2", {}, "Bills due"), upcoming.length
         ? h("ul", { className: "alerts" }, upcoming.map((b) => h("li", { className: "row" },
           h("span", {}, b.payee), h("span", {}, `${date(b.next_due)} · ${money(b.amount, b.currency)}`))))
         : h("p", { className: "muted" }, "No bills due."));
