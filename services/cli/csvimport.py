@@ -1,5 +1,6 @@
 """CSV import in chunks, resumable: each row's request id comes from the file's name,
-the row's position and its values (the dashboard derives the same ids), so a second
+the row's position and its values (the dashboard derives the same ids for a file without
+an expense_id or request_id column), so a second
 run after an interruption adds only what the first did not."""
 
 from __future__ import annotations
