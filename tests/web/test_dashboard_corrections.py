@@ -14,7 +14,7 @@ import pytest
 
 from tests.mesh import Mesh
 from tests.web.browser import browser
-from tests.web.screens import PASSWORD, sign_up, wait_for_text, wait_until
+from tests.web.screens import PASSWORD, check_screen, sign_up, wait_for_text, wait_until
 
 __all__ = ["browser"]
 
@@ -100,6 +100,7 @@ def test_a_budget_carried_below_zero_says_how_far_over_it_is(browser, mesh_postg
     assert "₹50.00 spent" in card and "-₹400.00 carried" in card, card
     status = api.get("/v1/budgets").json()["budgets"][0]["status"]
     assert (status["budgeted"], status["remaining"], status.get("percent", "")) == ("-300.00", "-350.00", "")
+    check_screen(page, "dashboard-budget-carried-below-zero")
     context.close()
 
 
@@ -122,4 +123,5 @@ def test_the_trend_charts_one_currency_at_a_time(browser, mesh_postgres: Mesh) -
     shown = page.evaluate(f"{table}.textContent")
     assert "12.00" in shown and "900" not in shown, shown
     assert page.locator("#trend canvas").count() == 1
+    check_screen(page, "dashboard-trend-usd")
     context.close()
