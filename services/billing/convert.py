@@ -32,7 +32,7 @@ def budget_proto(view: BudgetView) -> billing_pb2.Budget:
             carried=format_amount(figures.carried, currency),
             spent=format_amount(figures.spent, currency),
             remaining=format_amount(figures.remaining, currency),
-            percent=format_tenths(status.percent_tenths),
+            percent="" if status.percent_tenths is None else format_tenths(status.percent_tenths),
             projected=format_amount(status.projected, currency),
             on_track=status.on_track,
             other_currencies=[

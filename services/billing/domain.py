@@ -204,10 +204,12 @@ class BudgetStatus:
     other_currencies: dict[str, int] = field(default_factory=dict)
 
     @property
-    def percent_tenths(self) -> int:
+    def percent_tenths(self) -> int | None:
+        """spent / budgeted; None when nothing is budgeted (a rollover can carry an
+        overspend past the period's amount): no percentage of zero or less means anything."""
         budgeted = self.figures.budgeted
         if budgeted <= 0:
-            return 0 if self.figures.spent <= 0 else 10_000
+            return None
         return tenths_percent(self.figures.spent, budgeted)
 
     @property
@@ -228,8 +230,11 @@ def budget_status(figures: PeriodFigures, today: date, other_currencies: dict[st
 
 
 def crossed_thresholds(budget: Budget, status: BudgetStatus) -> list[int]:
-    """The thresholds spending has reached in the period."""
+    """The thresholds spending has reached in the period: every one once anything is
+    spent against a budgeted figure of zero or less."""
     percent = status.percent_tenths
+    if percent is None:
+        return list(budget.thresholds) if status.figures.spent > 0 else []
     return [threshold for threshold in budget.thresholds if percent >= threshold * 10]
 
 
@@ -366,6 +371,15 @@ def money(minor: int, currency: str) -> str:
     return f"{format_amount(minor, currency)} {currency}"
 
 
+def threshold_spent(status: BudgetStatus, currency: str) -> str:
+    """ "85.0% of 10000.00 INR spent", or with nothing budgeted (a carried overspend past
+    the amount) what was spent against what was budgeted, no percentage."""
+    figures = status.figures
+    if status.percent_tenths is None:
+        return f"{money(figures.spent, currency)} spent, {money(figures.budgeted, currency)} budgeted"
+    return f"{format_tenths(status.percent_tenths)}% of {money(figures.budgeted, currency)} spent"
+
+
 def threshold_alerts(
     budget: Budget, budget_name: str, status: BudgetStatus, critical_percent: int
 ) -> list[AlertDraft]:
@@ -375,17 +389,19 @@ def threshold_alerts(
     figures = status.figures
     drafts = []
     crossed = crossed_thresholds(budget, status)
+    # The templates want a number: past a budgeted figure of zero or less, 1000 (the
+    # highest threshold a budget may name) rather than no percent at all.
+    percent = format_tenths(status.percent_tenths if status.percent_tenths is not None else 10_000)
     for threshold in crossed:
         drafts.append(
             AlertDraft(
                 type="budget_threshold",
-                title=f"{budget_name}: {format_tenths(status.percent_tenths)}% of "
-                f"{money(figures.budgeted, budget.currency)} spent ({threshold}% threshold)",
+                title=f"{budget_name}: {threshold_spent(status, budget.currency)} ({threshold}% threshold)",
                 details={
                     "budget_id": budget.budget_id,
                     "budget": budget_name,
                     "threshold": str(threshold),
-                    "percent": format_tenths(status.percent_tenths),
+                    "percent": percent,
                     "spent": format_amount(figures.spent, budget.currency),
                     "budgeted": format_amount(figures.budgeted, budget.currency),
                     "currency": budget.currency,

@@ -1,6 +1,7 @@
-"""CSV import in chunks, resumable: each row's request id comes from the file's name,
-the row's position and its values (the dashboard derives the same ids), so a second
-run after an interruption adds only what the first did not."""
+"""CSV import in chunks, resumable: each row's request id is its own (a request_id or
+expense_id column) or comes from the file's name, the row's position and its values (the
+dashboard derives the same ids for a file without such a column), so a second run after
+an interruption adds only what the first did not."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ ROW_FIELDS = ("amount", "currency", "spent_on", "category_id", "merchant", "note
 # call the day; read as something else, every row would be dated today.
 COLUMN_ALIASES = {"date": "spent_on"}
 TAG_SEPARATOR = "|"
+# A row's own request id, first found first: an export's expense_id is one (the ledger
+# answers a row keyed by one of the user's live expenses as a duplicate), so an export
+# imported again, under any file name, adds nothing.
+ID_COLUMNS = ("request_id", "expense_id")
 CHUNK_ROWS = 200
 
 
@@ -45,11 +50,13 @@ def column_names(header: list[str]) -> list[str]:
 
 
 def ignored_columns(header: list[str]) -> list[str]:
-    return [name for name in header if name not in ROW_FIELDS]
+    return [name for name in header if name not in ROW_FIELDS and name not in ID_COLUMNS]
 
 
 def import_row(file_name: str, index: int, header: list[str], values: list[str]) -> dict[str, Any]:
-    row: dict[str, Any] = {"request_id": row_request_id(file_name, index, values)}
+    cells = dict(zip(header, (value.strip() for value in values), strict=False))
+    own = next((cells[name] for name in ID_COLUMNS if cells.get(name)), "")
+    row: dict[str, Any] = {"request_id": own or row_request_id(file_name, index, values)}
     for name, value in zip(header, values, strict=False):
         if name == "tags":
             row["tags"] = [tag.strip() for tag in value.split(TAG_SEPARATOR) if tag.strip()]

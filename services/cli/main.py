@@ -386,8 +386,9 @@ def alerts() -> None:
 def import_csv(path: Path) -> None:
     """Import a CSV (header: amount, currency, spent_on or date, merchant, category_id, note, tags).
 
-    Each row's request id is derived from the file name, its line and its values: run it
-    again after an interruption and only the missing rows go in."""
+    Each row's request id is its request_id or expense_id cell (an export imported again
+    adds nothing), else derived from the file name, its line and its values: run it again
+    after an interruption and only the missing rows go in."""
     context = obj()
     api = context.api
     header, lines = csvimport.read_rows(path)
@@ -396,7 +397,7 @@ def import_csv(path: Path) -> None:
     ignored = csvimport.ignored_columns(header)
     if ignored and not context.as_json:
         # Said before anything is sent: a column read as nothing is a column lost.
-        read = ", ".join(csvimport.ROW_FIELDS)
+        read = ", ".join((*csvimport.ROW_FIELDS, *csvimport.ID_COLUMNS))
         click.echo(f"em: ignoring columns {', '.join(ignored)} (read: {read}, date)", err=True)
     send = lambda rows: api.post("/v1/expenses:import", {"rows": rows})  # noqa: E731
     if context.as_json or (not sys.stderr.isatty() and not os.environ.get("EM_PROGRESS")):

@@ -457,8 +457,9 @@ def statement_mapping(
 
 
 def csv_rows(text: str, max_rows: int) -> list[ledger_pb2.ImportRow]:
-    """CSV with a header naming IMPORT_COLUMNS or what ExportExpenses writes (any order,
-    amount and request_id or expense_id required); tags are "|"-separated. Reads at most
+    """CSV with a header naming IMPORT_COLUMNS or what ExportExpenses (or reporting's
+    export) writes (any order, amount and request_id or expense_id required); tags are
+    "|"-separated. Reads at most
     max_rows + 1 rows."""
     reader = csv.reader(io.StringIO(text))
     try:
@@ -469,8 +470,6 @@ def csv_rows(text: str, max_rows: int) -> list[ledger_pb2.ImportRow]:
     known = (*IMPORT_COLUMNS, "category_path", "source")
     unknown = [name for name in header if name not in known]
     missing = [name for name in ("request_id", "amount") if name not in header]
-    if "category_id" in header and "category_path" in header:
-        unknown.append("category")  # one of category_id or category
     if unknown or missing or len(set(header)) != len(header):
         problem = (
             f"unknown columns {unknown}"
@@ -512,7 +511,8 @@ def import_header(names: list[str]) -> list[str]:
 def csv_row(values: dict[str, str]) -> ledger_pb2.ImportRow:
     values.pop("source", None)  # the ledger's to set: "import"
     path = unsafe_cell(values.pop("category_path", "")).strip()
-    if path:
+    # Reporting's export (GET /v1/reports/export) has both: the id, where there is one, wins.
+    if path and not values.get("category_id", "").strip():
         values["category_id"] = CATEGORY_PATH_MARK + path
     tags = [
         unsafe_cell(tag) for tag in unsafe_cell(values.pop("tags", "")).split(TAG_SEPARATOR) if tag.strip()

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from services.billing.convert import budget_proto
 from services.billing.domain import (
     Bill,
     Budget,
@@ -25,6 +26,7 @@ from services.billing.domain import (
 )
 from services.billing.inputs import DateRangeInput
 from services.billing.recurrence import parse_recurrence
+from services.billing.rules import BudgetView
 from services.kit.domain.errors import InvalidArgument
 from services.kit.domain.periods import period_containing, today_in
 from services.kit.domain.validation import validated
@@ -108,6 +110,23 @@ def test_thresholds_and_their_keys() -> None:
     assert drafts[0].details["spent"] == "8500.00" and drafts[0].details["percent"] == "85.0"
     rearmed = threshold_alerts(budget(arming=1), "Food", status, 100)
     assert rearmed[0].dedupe_key != drafts[0].dedupe_key
+
+
+def test_nothing_budgeted_after_a_carried_overspend_has_no_percentage() -> None:
+    """Rollover carried 1,294.77 over into a 1,000 budget: budgeted is -294.77. A
+    percentage of that is meaningless (it used to read "1000.0"): the API says none,
+    every threshold counts as reached, and the alert names the amounts instead."""
+    figures = PeriodFigures(period_containing("month", date(2026, 2, 10)), 100_000, -129_477, 5_000)
+    status = budget_status(figures, date(2026, 2, 10), {})
+    assert status.percent_tenths is None and crossed_thresholds(budget(), status) == [80, 100]
+    view = BudgetView(budget(rollover=True, amounts=((date(2026, 1, 1), 100_000),)), "Food", status)
+    shown = budget_proto(view).status
+    assert (shown.percent, shown.budgeted, shown.remaining) == ("", "-294.77", "-344.77")
+    drafts = threshold_alerts(budget(), "Food", status, 100)
+    assert drafts[-1].title == "Food: 50.00 INR spent, -294.77 INR budgeted (100% threshold)"
+    assert drafts[-1].details["percent"] == "1000.0"  # what the templates' number takes
+    untouched = budget_status(PeriodFigures(figures.period, 100_000, -129_477, 0), date(2026, 2, 10), {})
+    assert crossed_thresholds(budget(), untouched) == []
 
 
 def test_a_spend_passing_several_thresholds_announces_only_the_highest() -> None:

@@ -26,7 +26,22 @@ def test_a_date_column_is_the_day_spent_not_today(tmp_path: Path) -> None:
     )
     assert rows[0]["spent_on"] == "2026-11-02"
     assert (rows[0]["amount"], rows[0]["merchant"]) == ("450.00", "Chai Point")
-    assert csvimport.ignored_columns(header) == ["category", "source", "expense_id"]
+    assert csvimport.ignored_columns(header) == ["category", "source"]
+
+
+def test_an_exported_row_is_keyed_by_its_expense_id_whatever_the_file_is_called(tmp_path: Path) -> None:
+    """The ledger answers a row keyed by one of the user's live expenses as a duplicate:
+    an export imported again adds nothing, under any name. Rows without one keep the
+    derived id (file name, line, values)."""
+    text = (
+        "date,amount,expense_id\r\n"
+        "2026-11-02,450.00,01a24dd4-df74-7d99-b0d1-8ba9532c7e69\r\n2026-11-03,5,\r\n"
+    )
+    _, rows = rows_of(tmp_path, text)
+    assert rows[0]["request_id"] == "01a24dd4-df74-7d99-b0d1-8ba9532c7e69"
+    assert rows[1]["request_id"] == csvimport.row_request_id("bank.csv", 1, ["2026-11-03", "5", ""])
+    _, own = rows_of(tmp_path, "amount,request_id,expense_id\n5,mine-1,01a24dd4\n")
+    assert own[0]["request_id"] == "mine-1"
 
 
 def test_spent_on_wins_over_date_and_a_bom_is_no_column_name(tmp_path: Path) -> None:

@@ -144,6 +144,10 @@ def test_import_resumes_without_duplicates_then_exports(em: Em, tmp_path: Path) 
     assert exported.returncode == 0, exported.stderr
     lines = list(csv.reader(io.StringIO(exported.stdout)))
     assert len(lines) == 451 and "shop 449" in {cell for line in lines for cell in line}
+    # The export imported back under another name: keyed by expense_id, nothing is added.
+    (tmp_path / "october-again.csv").write_text(exported.stdout)
+    again = em.json("import", str(tmp_path / "october-again.csv"))
+    assert (again["created"], again["duplicate"], again["invalid"]) == (0, 450, 0)
 
 
 def test_import_shows_a_progress_bar_in_a_terminal(em: Em, tmp_path: Path) -> None:

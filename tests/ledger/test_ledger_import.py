@@ -93,3 +93,29 @@ async def test_concurrent_imports_of_the_same_rows_create_each_once(client: Ledg
     ids = {tuple(result.expense_id for result in answer.results) for answer in answers}
     assert len(ids) == 1
     assert len(await client.list_all(user)) == 200
+
+
+async def test_reporting_exports_read_back_the_id_winning_over_the_path(client: LedgerClient) -> None:
+    """GET /v1/reports/export (the dashboard's export) has category_id and category both:
+    its rows read back, the one already here a duplicate, under any file name."""
+    user = await client.sign_up()
+    categories = await client.categories(user)
+    groceries, transport = categories["Groceries"], categories["Transport"]
+    first = await client.import_rows(user, [import_row("kept", category_id=transport.category_id)])
+    kept = first.results[0].expense_id
+    new_id = str(uuid.uuid4())
+    csv = (
+        "expense_id,spent_on,amount,currency,category_id,category,merchant,source\n"
+        f"{kept},2026-02-01,10.00,INR,{transport.category_id},Transport,,import\n"
+        f"{new_id},2026-02-02,5.00,INR,,Groceries,Shop,manual\n"
+        f"{uuid.uuid4()},2026-02-03,6.00,INR,{transport.category_id},Groceries,Bus,manual\n"
+    )
+    request = ledger_pb2.ImportExpensesRequest(csv=csv)
+    answer = await client.ledger.ImportExpenses(request, metadata=user.metadata, timeout=10)
+    assert [r.status for r in answer.results] == ["duplicate", "created", "created"]
+    by_path = await client.get(user, answer.results[1].expense_id)
+    by_id = await client.get(user, answer.results[2].expense_id)
+    assert (by_path.category_id, by_id.category_id) == (groceries.category_id, transport.category_id)
+    again = await client.ledger.ImportExpenses(request, metadata=user.metadata, timeout=10)
+    assert [r.status for r in again.results] == ["duplicate"] * 3
+    assert len(await client.list_all(user)) == 3

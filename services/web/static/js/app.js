@@ -139,12 +139,8 @@ async function dashboard() {
       for (const c of currencies) { const holder = h("div"); el.append(holder); dailyBars(holder, c.series, c.currency); }
       if (!currencies.length) el.append(h("p", { className: "muted" }, "Nothing yet."));
     }),
-    section(trend, async (el) => {
-      const { points } = await API.get("/v1/reports/trend", { period: "month", count: 12 });
-      const holder = h("div");
-      el.replaceChildren(h("h2", {}, "Last 12 months"), holder);
-      trendLines(holder, points);
-    }),
+    section(trend, async (el) => trendCard(el,
+      (await API.get("/v1/reports/trend", { period: "month", count: 12 })).points)),
     section(budgets, async (el) => {
       const { budgets: list } = await API.get("/v1/budgets");
       el.replaceChildren(h("h2", {}, "Budgets"), ...(list.length ? list.map(budgetProgress)
@@ -167,15 +163,42 @@ async function dashboard() {
   ]);
 }
 
+// The trend of one currency at a time (the profile's by default), with a choice of the
+// others when there are any.
+function trendCard(el, points) {
+  const currencies = [...new Set(points.map((p) => p.currency))].sort();
+  const preferred = state.profile.default_currency;
+  const first = currencies.includes(preferred) || !currencies.length ? preferred : currencies[0];
+  const holder = h("div");
+  const draw = (currency) => trendLines(holder, points, currency);
+  const choice = currencies.length > 1 ? h("select", { id: "trend-currency", "aria-label": "Trend currency",
+    onchange: (event) => draw(event.target.value) },
+  currencies.map((c) => h("option", { value: c, selected: c === first }, c))) : null;
+  el.replaceChildren(h("div", { className: "row" }, h("h2", {}, "Last 12 months"), choice || ""), holder);
+  draw(first);
+}
+
+// A rollover budget can carry an overspend past its amount: budgeted is then zero or less,
+// billing sends no percent, and the card says how far over it is instead.
+function budgetUse(s, currency) {
+  if (Number(s.budgeted || 0) > 0) {
+    return { spent: `${money(s.spent, currency)} of ${money(s.budgeted, currency)}`, percent: Number(s.percent || 0),
+      usage: `${s.percent || 0}% spent` };
+  }
+  const over = String(s.remaining || "0").replace(/^-/, "");
+  return { spent: `${money(s.spent, currency)} spent, ${money(s.carried, currency)} carried`, percent: 100,
+    usage: Number(over) ? `over by ${money(over, currency)}` : "nothing left to spend" };
+}
+
 function budgetProgress(b) {
   const s = b.status || {};
-  const percent = Number(s.percent || 0);
+  const use = budgetUse(s, b.currency);
   return h("div", { className: "budget", dataset: { budget: b.budget_id } },
     h("div", { className: "row" }, h("strong", {}, b.category_id ? categoryName(b.category_id) : `All spending (${b.period})`),
-      h("span", {}, `${money(s.spent, b.currency)} of ${money(s.budgeted, b.currency)}`)),
-    h("meter", { min: 0, max: 100, low: 80, high: 99, optimum: 0, value: Math.min(percent, 100),
-      "aria-label": `${percent}% of the budget spent` }),
-    h("div", { className: "row muted" }, h("span", {}, `${s.percent || 0}% spent`),
+      h("span", {}, use.spent)),
+    h("meter", { min: 0, max: 100, low: 80, high: 99, optimum: 0, value: Math.min(use.percent, 100),
+      "aria-label": `Budget use: ${use.usage}` }),
+    h("div", { className: "row muted" }, h("span", {}, use.usage),
       h("span", { className: s.on_track ? "ok" : "error" },
         `projected ${money(s.projected, b.currency)}${s.on_track ? " · on track" : " · over budget"}`)));
 }
@@ -334,8 +357,9 @@ function editRow(e) {
   return row;
 }
 
-// CSV in and out. An import sends the file in chunks; each row's request id is derived from
-// the file's name and the row itself, so importing the same file again adds nothing twice.
+// CSV in and out. An import sends the file in chunks; each row's request id is its own
+// (expense_id, request_id) or derived from the file's name and the row itself, so importing
+// the same file again adds nothing twice.
 function transfers() {
   const file = h("input", { type: "file", accept: ".csv,text/csv", name: "csv", "aria-label": "CSV file to import" });
   const progress = h("progress", { max: 1, value: 0, id: "import-progress", hidden: true, "aria-label": "Import progress" });
@@ -387,6 +411,27 @@ function columnNames(header) {
 }
 const IMPORT_CHUNK = 200;
 
+function csvText(rows) {
+  return rows.map((row) => row.map((v) => `"${v.replaceAll('"', '""')}"`).join(",")).join("\r\n");
+}
+
+// A file whose rows carry their own ids (an export's expense_id, or request_id) goes to the
+// ledger as it is, in chunks (`csv`): the ledger reads it as any REST client's, each row keyed
+// by its id, so the same rows under any file name add nothing and an export's category paths
+// resolve. Any other file is read here, each row keyed by the file's name and the row.
+async function importBody(file, header, names, chunk, start) {
+  if (names.includes("expense_id") || names.includes("request_id")) return { csv: csvText([header, ...chunk]) };
+  const rows = await Promise.all(chunk.map(async (values, offset) => {
+    const row = { request_id: await rowRequestId(file.name, start + offset, values) };
+    names.forEach((name, i) => {
+      if (name === "tags") row.tags = (values[i] || "").split("|").filter((t) => t.trim());
+      else if (IMPORT_COLUMNS.includes(name) && values[i]) row[name] = values[i].trim();
+    });
+    return row;
+  }));
+  return { rows };
+}
+
 async function importCsv(file, progress, result) {
   if (!file) { result.textContent = "Choose a CSV file first."; return; }
   const [header, ...lines] = parseCsv(await file.text());
@@ -397,15 +442,7 @@ async function importCsv(file, progress, result) {
   try {
     for (let start = 0; start < lines.length; start += IMPORT_CHUNK) {
       const chunk = lines.slice(start, start + IMPORT_CHUNK);
-      const rows = await Promise.all(chunk.map(async (values, offset) => {
-        const row = { request_id: await rowRequestId(file.name, start + offset, values) };
-        names.forEach((name, i) => {
-          if (name === "tags") row.tags = (values[i] || "").split("|").filter((t) => t.trim());
-          else if (IMPORT_COLUMNS.includes(name) && values[i]) row[name] = values[i].trim();
-        });
-        return row;
-      }));
-      const answer = await API.post("/v1/expenses:import", { rows });
+      const answer = await API.post("/v1/expenses:import", await importBody(file, header, names, chunk, start));
       totals.created += answer.created_count; totals.duplicate += answer.duplicate_count; totals.invalid += answer.invalid_count;
       progress.value = start + chunk.length;
       result.textContent = `${number(progress.value)} of ${number(lines.length)} rows…`;

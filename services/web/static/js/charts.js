@@ -57,27 +57,25 @@ export function dailyBars(el, series, currency) {
   resizeWith(el, chart);
 }
 
-export function trendLines(el, points) {
-  const currencies = [...new Set(points.map((p) => p.currency))];
+// One currency at a time: amounts of different currencies on one axis would read as
+// comparable. The y axis is labelled in that currency, like the daily bars.
+export function trendLines(el, points, currency) {
+  const mine = points.filter((p) => p.currency === currency);
   const starts = [...new Set(points.map((p) => p.period_start))].sort();
-  const total = (start, currency) => {
-    const point = points.find((p) => p.period_start === start && p.currency === currency);
-    return point ? point.total : "0";
-  };
-  const rows = starts.map((s) => [monthLabel(s), ...currencies.map((c) => money(total(s, c), c))]);
-  const plot = figure(el, "Monthly trend", ["Month", ...currencies], rows);
+  const total = (start) => mine.find((p) => p.period_start === start)?.total ?? "0";
+  const rows = starts.map((s) => [monthLabel(s), money(total(s), currency)]);
+  const plot = figure(el, `Monthly trend (${currency})`, ["Month", "Spent"], rows);
   if (!window.uPlot || !starts.length) return;
-  const data = [starts.map(epoch), ...currencies.map((c) => starts.map((s) => Number(total(s, c))))];
+  const data = [starts.map(epoch), starts.map((s) => Number(total(s)))];
   const chart = new window.uPlot({
     width: width(el), height: 220,
     scales: { x: { time: true } },
     axes: [{ values: (u, vals) => vals.map((v) => monthLabel(new Date(v * 1000).toISOString().slice(0, 10))) },
-      { size: 70, values: (u, vals) => vals.map((v) => number(v)) }],
-    series: [{ value: (u, v) => (v ? monthLabel(new Date(v * 1000).toISOString().slice(0, 10)) : "") },
-      ...currencies.map((c, i) => ({
-        label: c, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true },
-        value: (u, v) => (v === null ? "" : money(String(v), c)),
-      }))],
+      { size: 80, values: (u, vals) => vals.map((v) => money(String(v), currency)) }],
+    series: [{ value: (u, v) => (v ? monthLabel(new Date(v * 1000).toISOString().slice(0, 10)) : "") }, {
+      label: currency, stroke: COLORS[0], width: 2, points: { show: true },
+      value: (u, v) => (v === null ? "" : money(String(v), currency)),
+    }],
   }, data, plot);
   resizeWith(el, chart);
 }
