@@ -395,8 +395,9 @@ class Intake:
         task.add_done_callback(self._pending.discard)
 
     async def _send_on(self, deliveries: list[NewDelivery]) -> None:
-        in_app = [d for d in deliveries if d.channel == "in_app"] if self.show is not None else []
-        queued = [d for d in deliveries if d not in in_app]
+        shown_here = self.show is not None
+        in_app = [d for d in deliveries if shown_here and d.channel == "in_app"]
+        queued = [d for d in deliveries if not (shown_here and d.channel == "in_app")]
         _, unshown = await asyncio.gather(self.enqueue(queued), self._show(in_app))
         await self.enqueue(unshown)
 
@@ -495,16 +496,14 @@ class Deliveries:
         claimed = [(index, job) for index, job in firsts if job.delivery_id in claims]
         if not claimed:
             return waiting
+        mine = [claims[job.delivery_id] for _, job in claimed]
         renders = await self.templating.render_many(
-            [
-                self._render_call(c.notification, c.delivery, c.prefs)
-                for c in (claims[j.delivery_id] for _, j in claimed)
-            ]
+            [self._render_call(c.notification, c.delivery, c.prefs) for c in mine]
         )
         attempts = await asyncio.gather(
             *(
-                self._deliver(claims[job.delivery_id], job, render)
-                for (_, job), render in zip(claimed, renders, strict=True)
+                self._deliver(claim, job, render)
+                for claim, (_, job), render in zip(mine, claimed, renders, strict=True)
             ),
             return_exceptions=True,
         )

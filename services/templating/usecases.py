@@ -168,6 +168,14 @@ def _job(
     return RenderJob(chosen, values, formatting_locale(call.locale, chosen.draft.template.locale))
 
 
+def _raised(results: Sequence[Rendered | DomainError]) -> Rendered:
+    """The one render of a single call, its refusal raised."""
+    (result,) = results
+    if isinstance(result, DomainError):
+        raise result
+    return result
+
+
 def sources(draft: VersionDraft) -> list[str]:
     """What one render renders: subject, body, then each WhatsApp parameter."""
     return [draft.subject, draft.body, *(draft.whatsapp.parameters if draft.whatsapp else ())]
@@ -195,10 +203,7 @@ class Templates:
     # ------------------------------------------------------------ rendering
 
     async def render(self, key: str, channel: str, locale: str, variables: Mapping[str, Any]) -> Rendered:
-        (result,) = await self.render_many([RenderCall(key, channel, locale, variables)])
-        if isinstance(result, DomainError):
-            raise result
-        return result
+        return _raised(await self.render_many([RenderCall(key, channel, locale, variables)]))
 
     async def render_many(self, calls: Sequence[RenderCall]) -> list[Rendered | DomainError]:
         """Each call's published template (after locale fallback) rendered with its
@@ -227,12 +232,8 @@ class Templates:
             raise NotFound("template version", template.label(version))
         given = found.draft.sample if variables is None else variables
         values = bind_variables(found.draft.variables, given, found.label)
-        (result,) = await self._render(
-            [RenderJob(found, values, babel_locale(format_locale or template.locale, template.locale))]
-        )
-        if isinstance(result, DomainError):
-            raise result
-        return result
+        locale = babel_locale(format_locale or template.locale, template.locale)
+        return _raised(await self._render([RenderJob(found, values, locale)]))
 
     async def _render(self, jobs: Sequence[RenderJob]) -> list[Rendered | DomainError]:
         """The jobs rendered one after another in a worker thread (each within its own caps)."""
